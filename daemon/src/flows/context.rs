@@ -1,0 +1,242 @@
+//! The live state of one run, shared by the script host, the backend callbacks and the
+//! runner: its journal record, open steps, cancellation and event bus.
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use splice_dr_plugin_api::{OpContext, OpEvent};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::broadcast;
+
+use super::RunEvent;
+use crate::journal::{Journal, RunRecord, RunState};
+use crate::script::Guard;
+
+/// Shared, thread-safe handle on a running flow.
+#[derive(Debug)]
+pub struct RunContext {
+    id: String,
+    journal: Journal,
+    record: Mutex<RunRecord>,
+    open_steps: Mutex<Vec<usize>>,
+    events: broadcast::Sender<RunEvent>,
+    guard: Guard,
+    dry_run: bool,
+    last_save: Mutex<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Short digest identifying a step by name and inputs.
+pub fn digest(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..6])
+}
+
+impl RunContext {
+    /// Wraps a run record that has already been saved as `running`.
+    pub fn new(
+        record: RunRecord,
+        journal: Journal,
+        events: broadcast::Sender<RunEvent>,
+        guard: Guard,
+    ) -> Arc<Self> {
+        Arc::new(RunContext {
+            id: record.id.clone(),
+            dry_run: record.dry_run,
+            journal,
+            record: Mutex::new(record),
+            open_steps: Mutex::new(Vec::new()),
+            events,
+            guard,
+            last_save: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Run id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether this is a dry run (nothing may change).
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Cancellation and deadline.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    fn emit(&self, ev: RunEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    fn save(&self, rec: &RunRecord) -> Result<(), String> {
+        *lock(&self.last_save) = Instant::now();
+        self.journal
+            .save(rec)
+            .map_err(|e| format!("cannot write the run journal, stopping for safety: {e}"))
+    }
+
+    /// Opens a journaled step; the journal is on disk before the step does anything.
+    pub fn begin_step(&self, name: &str, inputs: &str) -> Result<usize, String> {
+        let mut rec = lock(&self.record);
+        let idx = rec.begin_step(name, &digest(&format!("{name}\n{inputs}")));
+        let depth = rec.steps[idx].depth;
+        if self.dry_run {
+            rec.plan.push(format!("{}step: {name}", "  ".repeat(depth as usize)));
+        }
+        self.save(&rec)?;
+        drop(rec);
+        lock(&self.open_steps).push(idx);
+        self.emit(RunEvent::StepStarted {
+            run: self.id.clone(),
+            index: idx,
+            name: name.into(),
+            depth,
+        });
+        Ok(idx)
+    }
+
+    /// Closes a step with its outcome.
+    pub fn end_step(&self, idx: usize, outcome: Result<String, String>) -> Result<(), String> {
+        lock(&self.open_steps).retain(|&i| i != idx);
+        let mut rec = lock(&self.record);
+        let error = outcome.as_ref().err().cloned();
+        rec.end_step(idx, outcome);
+        let (name, millis) = rec
+            .steps
+            .get(idx)
+            .map(|s| {
+                let ms = (Utc::now() - s.started_at).num_milliseconds().max(0) as u64;
+                (s.name.clone(), ms)
+            })
+            .unwrap_or_default();
+        self.save(&rec)?;
+        drop(rec);
+        self.emit(RunEvent::StepFinished {
+            run: self.id.clone(),
+            index: idx,
+            name,
+            error,
+            millis,
+        });
+        Ok(())
+    }
+
+    /// Whether a step is open (host calls that change the world must run inside one).
+    pub fn in_step(&self) -> bool {
+        !lock(&self.open_steps).is_empty()
+    }
+
+    /// Adds a line to a dry run's plan.
+    pub fn plan(&self, line: &str) {
+        let mut rec = lock(&self.record);
+        let depth = lock(&self.open_steps).len();
+        rec.plan.push(format!("{}{line}", "  ".repeat(depth)));
+    }
+
+    /// Records a log line in the current step (or the run) and shows it to watchers.
+    pub fn log(&self, level: &str, message: &str) {
+        match level {
+            "error" => tracing::error!(run = %self.id, "{message}"),
+            "warn" => tracing::warn!(run = %self.id, "{message}"),
+            _ => tracing::info!(run = %self.id, "{message}"),
+        }
+        let current = lock(&self.open_steps).last().copied();
+        if let Some(idx) = current {
+            let mut rec = lock(&self.record);
+            if let Some(step) = rec.steps.get_mut(idx) {
+                step.log.push(format!("{level}: {message}"));
+            }
+            let _ = self.save(&rec);
+        }
+        self.emit(RunEvent::Log {
+            run: self.id.clone(),
+            level: level.into(),
+            message: message.into(),
+        });
+    }
+
+    fn progress(&self, what: String, done: u64, total: Option<u64>, unit: String) {
+        let current = lock(&self.open_steps).last().copied();
+        if let Some(idx) = current {
+            let mut rec = lock(&self.record);
+            if let Some(step) = rec.steps.get_mut(idx) {
+                step.progress = Some(crate::flows::progress::describe(&what, done, total, &unit));
+            }
+            // Progress is frequent: persist it at most every two seconds.
+            if lock(&self.last_save).elapsed().as_secs() >= 2 {
+                let _ = self.save(&rec);
+            }
+        }
+        self.emit(RunEvent::Progress {
+            run: self.id.clone(),
+            what,
+            done,
+            total,
+            unit,
+        });
+    }
+
+    /// Notes that safety checks were overridden, and why.
+    pub fn record_forced(&self, reason: &str) -> Result<(), String> {
+        let mut rec = lock(&self.record);
+        rec.forced_reason = Some(reason.into());
+        self.save(&rec)
+    }
+
+    /// The context handed to backend calls: cancellation from the guard, events into
+    /// the journal and onto the bus. Forward work stops at a cancel request; undo work
+    /// (`forward == false`) only at the hard stop, so rollbacks finish.
+    pub fn op_context(self: &Arc<Self>, forward: bool) -> OpContext {
+        let cancel = self.clone();
+        let events = self.clone();
+        OpContext::new(
+            move || {
+                if forward {
+                    cancel.guard.soft_stop().is_some()
+                } else {
+                    cancel.guard.hard_stop().is_some()
+                }
+            },
+            move |ev| match ev {
+                OpEvent::Log { level, message } => events.log(&level, &message),
+                OpEvent::Progress {
+                    what,
+                    done,
+                    total,
+                    unit,
+                } => events.progress(what, done, total, unit),
+            },
+        )
+    }
+
+    /// Ends the run: closes dangling steps, sets the final state, saves, and notifies.
+    pub fn finish(
+        &self,
+        state: RunState,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
+    ) -> RunRecord {
+        let mut rec = lock(&self.record);
+        for idx in lock(&self.open_steps).drain(..) {
+            rec.end_step(idx, Err(error.clone().unwrap_or_else(|| "aborted".into())));
+        }
+        rec.state = state;
+        rec.result = result;
+        rec.error = error.clone();
+        rec.finished_at = Some(Utc::now());
+        if let Err(e) = self.journal.save(&rec) {
+            tracing::error!(run = %self.id, "{e}");
+        }
+        self.emit(RunEvent::Finished {
+            run: self.id.clone(),
+            state: state.as_str().into(),
+            error,
+        });
+        rec.clone()
+    }
+}

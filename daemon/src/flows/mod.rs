@@ -1,0 +1,12 @@
+//! Runs of flows: their live context, events, dry-run backend and the runner.
+
+mod context;
+mod event;
+pub mod progress;
+mod recording;
+mod runner;
+
+pub use context::{digest, RunContext};
+pub use event::RunEvent;
+pub use recording::RecordingBackend;
+pub use runner::{RunError, RunRequest, Runner};

@@ -1,0 +1,281 @@
+//! Starts runs: resolves the flow and node, takes the node lock, journals, executes the
+//! script on a blocking thread, and makes cancellation reach it from any process.
+
+use serde_json::Value;
+use splice_dr_plugin_api::Backend;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::{RecordingBackend, RunContext, RunEvent};
+use crate::journal::{Journal, JournalError, RunRecord, RunState};
+use crate::lock::{LockError, NodeLock};
+use crate::repo::Repository;
+use crate::script::{execute, FlowCatalog, FlowEnv, Guard, Limits, NodeFacts};
+
+/// A request to run a flow.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Flow name.
+    pub flow: String,
+    /// Node; may be omitted when exactly one node is configured.
+    pub node: Option<String>,
+    /// Parameters, visible to the script as `params`.
+    pub params: serde_json::Map<String, Value>,
+    /// What started it (`cli`, `socket`, ...).
+    pub trigger: String,
+    /// Record the plan instead of changing anything.
+    pub dry_run: bool,
+}
+
+/// Why a run could not be started (or cancelled).
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// No flow of that name is loaded.
+    #[error("no flow named `{flow}`; flows in force: {known}")]
+    UnknownFlow {
+        /// Requested name.
+        flow: String,
+        /// Loaded names.
+        known: String,
+    },
+    /// No node of that name is configured.
+    #[error("no node named `{node}` in the config; configured nodes: {known}")]
+    UnknownNode {
+        /// Requested node.
+        node: String,
+        /// Configured names.
+        known: String,
+    },
+    /// Several nodes are configured and none was named.
+    #[error("several nodes are configured ({0}): name one with --node")]
+    NodeRequired(String),
+    /// The node is locked by another run.
+    #[error(transparent)]
+    Busy(#[from] LockError),
+    /// The journal could not be written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The run exists but is not running.
+    #[error("run {0} is not running (it is {1})")]
+    NotActive(String, String),
+}
+
+impl RunError {
+    /// Whether the error is the operator's input (exit code 2) rather than a failure.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RunError::UnknownFlow { .. } | RunError::UnknownNode { .. } | RunError::NodeRequired(_)
+        )
+    }
+}
+
+/// A configured node, ready for flows.
+#[derive(Clone)]
+pub struct NodeRuntime {
+    /// Facts scripts see.
+    pub facts: NodeFacts,
+    /// Its backend.
+    pub backend: Arc<dyn Backend>,
+}
+
+/// Executes flows; shared by the daemon and by the CLI when no daemon answers, so both
+/// use the same journal, locks and scripts.
+pub struct Runner {
+    catalog: RwLock<Arc<FlowCatalog>>,
+    nodes: RwLock<Arc<BTreeMap<String, NodeRuntime>>>,
+    journal: Journal,
+    repo: Repository,
+    state_dir: PathBuf,
+    run_timeout: RwLock<Duration>,
+    limits: Limits,
+    events: broadcast::Sender<RunEvent>,
+    active: Mutex<HashMap<String, Guard>>,
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    l.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+impl Runner {
+    /// A runner over the given flows and nodes.
+    pub fn new(
+        catalog: FlowCatalog,
+        nodes: BTreeMap<String, NodeRuntime>,
+        journal: Journal,
+        repo: Repository,
+        state_dir: PathBuf,
+        run_timeout: Duration,
+    ) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Runner {
+            catalog: RwLock::new(Arc::new(catalog)),
+            nodes: RwLock::new(Arc::new(nodes)),
+            journal,
+            repo,
+            state_dir,
+            run_timeout: RwLock::new(run_timeout),
+            limits: Limits::default(),
+            events,
+            active: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Replaces flows, nodes and the timeout after a config reload; running flows keep
+    /// what they started with.
+    pub fn reconfigure(&self, catalog: FlowCatalog, nodes: BTreeMap<String, NodeRuntime>, run_timeout: Duration) {
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        *self.nodes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(nodes);
+        *self.run_timeout.write().unwrap_or_else(|p| p.into_inner()) = run_timeout;
+    }
+
+    /// The flows in force.
+    pub fn catalog(&self) -> Arc<FlowCatalog> {
+        read(&self.catalog)
+    }
+
+    /// The configured nodes.
+    pub fn nodes(&self) -> Arc<BTreeMap<String, NodeRuntime>> {
+        read(&self.nodes)
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Live events of every run in this process.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    /// Ids of runs executing in this process.
+    pub fn active_runs(&self) -> Vec<String> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// Resolves the node a request acts on.
+    pub fn resolve_node(&self, node: Option<&str>) -> Result<(String, NodeRuntime), RunError> {
+        let nodes = self.nodes();
+        let known = || nodes.keys().cloned().collect::<Vec<_>>().join(", ");
+        match node {
+            Some(n) => nodes
+                .get(n)
+                .map(|rt| (n.to_string(), rt.clone()))
+                .ok_or_else(|| RunError::UnknownNode { node: n.into(), known: known() }),
+            None if nodes.len() == 1 => Ok(nodes
+                .iter()
+                .next()
+                .map(|(n, rt)| (n.clone(), rt.clone()))
+                .ok_or_else(|| RunError::NodeRequired(known()))?),
+            None => Err(RunError::NodeRequired(known())),
+        }
+    }
+
+    /// Starts a run and returns its id and a handle resolving to its final record.
+    /// A node that is busy is refused visibly: the refusal is journaled as a failed run.
+    pub fn start(self: &Arc<Self>, req: RunRequest) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+        let catalog = self.catalog();
+        let flow = catalog.get(&req.flow).cloned().ok_or_else(|| RunError::UnknownFlow {
+            flow: req.flow.clone(),
+            known: catalog.names().join(", "),
+        })?;
+        let (node_name, node) = self.resolve_node(req.node.as_deref())?;
+        let id = self.journal.new_run_id(&req.flow);
+        let mut record = RunRecord::new(id.clone(), &req.flow, Some(node_name.clone()));
+        record.trigger = req.trigger.clone();
+        record.params = req.params.clone();
+        record.dry_run = req.dry_run;
+
+        let lock = match NodeLock::try_acquire(&self.state_dir, &node_name, &format!("run {id}")) {
+            Ok(l) => l,
+            Err(e) => {
+                record.state = RunState::Failed;
+                record.error = Some(format!("refused: {e}"));
+                record.finished_at = Some(chrono::Utc::now());
+                self.journal.save(&record)?;
+                return Err(e.into());
+            }
+        };
+        if !req.dry_run {
+            if let Ok(removed) = self.repo.discard_incomplete(&node_name) {
+                for r in removed {
+                    tracing::warn!(node = %node_name, "removed unsealed backup {r} left by an interrupted run");
+                }
+            }
+        }
+        record.state = RunState::Running;
+        record.started_at = Some(chrono::Utc::now());
+        self.journal.save(&record)?;
+
+        let guard = Guard::new(Instant::now() + read(&self.run_timeout));
+        let ctx = RunContext::new(record, self.journal.clone(), self.events.clone(), guard.clone());
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), guard.clone());
+        let _ = self.events.send(RunEvent::Started { run: id.clone(), flow: req.flow.clone(), node: Some(node_name.clone()) });
+
+        let watcher = tokio::spawn(watch_cancel_file(self.journal.cancel_request_path(&id), guard.clone()));
+        let backend: Arc<dyn Backend> = if req.dry_run {
+            Arc::new(RecordingBackend::new(node.backend.clone(), ctx.clone()))
+        } else {
+            node.backend.clone()
+        };
+        let env = Arc::new(FlowEnv {
+            run: ctx.clone(),
+            backend,
+            repo: self.repo.clone(),
+            node: node.facts.clone(),
+            params: req.params,
+        });
+        let runner = self.clone();
+        let limits = self.limits;
+        let run_id = id.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let outcome = execute(&flow, env, &limits);
+            let record = match outcome {
+                Ok(v) => ctx.finish(RunState::Succeeded, Some(v), None),
+                Err(e) if ctx.guard().soft_stop().is_some() => ctx.finish(RunState::Cancelled, None, Some(e)),
+                Err(e) => ctx.finish(RunState::Failed, None, Some(e)),
+            };
+            drop(lock);
+            watcher.abort();
+            let _ = std::fs::remove_file(runner.journal.cancel_request_path(&run_id));
+            runner.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
+            record
+        });
+        Ok((id, handle))
+    }
+
+    /// Asks a run to stop, whichever process owns it.
+    pub fn cancel(&self, id: &str) -> Result<(), RunError> {
+        let run = self.journal.get(id)?;
+        if !run.state.is_active() {
+            return Err(RunError::NotActive(id.into(), run.state.as_str().into()));
+        }
+        if let Some(g) = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            g.request_cancel();
+        }
+        let path = self.journal.cancel_request_path(id);
+        std::fs::write(&path, b"cancel\n").map_err(|source| JournalError::Io { path, source })?;
+        Ok(())
+    }
+}
+
+async fn watch_cancel_file(path: PathBuf, guard: Guard) {
+    loop {
+        if path.exists() {
+            guard.request_cancel();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,197 @@
+//! The durable record of every run: what was asked, each step, and how it ended.
+//!
+//! One JSON file per run under `<state_dir>/runs/`, rewritten atomically on every state
+//! change, so that a crash at any instant leaves a readable record. A run records the
+//! process that owns it; a later process that finds a `running` run whose owner is gone
+//! marks it `interrupted` (see [`Journal::mark_orphans`]) — a run is never left
+//! `running` with no owner.
+
+mod owner;
+mod record;
+
+pub use owner::Owner;
+pub use record::{RunRecord, RunState, StepRecord, StepState};
+
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+use crate::util::write_atomic;
+
+/// Errors reading or writing the journal.
+#[derive(Debug, Error)]
+pub enum JournalError {
+    /// A journal file or directory could not be read or written.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A run file is not valid JSON (hand-edited or from an incompatible version).
+    #[error("journal {path}: unreadable run record: {message}")]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// The parse error.
+        message: String,
+    },
+    /// No run has this id.
+    #[error("no run `{0}` in the journal (list them with `splice-dr runs`)")]
+    NotFound(String),
+}
+
+/// Handle to the journal directory.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal under `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
+        let dir = state_dir.join("runs");
+        std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Journal { dir })
+    }
+
+    /// Directory holding the run files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Path of the file whose existence asks the run's owner to cancel it; works across
+    /// processes (a CLI can cancel a run owned by another CLI process).
+    pub fn cancel_request_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.cancel"))
+    }
+
+    /// Allocates a fresh run id (time-ordered, so `ls` and `runs` sort naturally).
+    pub fn new_run_id(&self, flow: &str) -> String {
+        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+        loop {
+            let id = format!("{stamp}-{flow}-{}", crate::util::short_tag());
+            if !self.path_of(&id).exists() {
+                return id;
+            }
+        }
+    }
+
+    /// Writes a run record durably.
+    pub fn save(&self, run: &RunRecord) -> Result<(), JournalError> {
+        let path = self.path_of(&run.id);
+        let bytes = serde_json::to_vec_pretty(run).map_err(|e| JournalError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&path, &bytes).map_err(|source| JournalError::Io { path, source })
+    }
+
+    /// Reads one run.
+    pub fn get(&self, id: &str) -> Result<RunRecord, JournalError> {
+        if id.contains('/') || id.contains("..") {
+            return Err(JournalError::NotFound(id.into()));
+        }
+        let path = self.path_of(id);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(JournalError::NotFound(id.into()))
+            }
+            Err(source) => return Err(JournalError::Io { path, source }),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Every run, newest first. Unreadable files are skipped (and reported by `check`).
+    pub fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|source| JournalError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut runs = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".json") {
+                if !id.starts_with('.') {
+                    if let Ok(run) = self.get(id) {
+                        runs.push(run);
+                    }
+                }
+            }
+        }
+        runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(runs)
+    }
+
+    /// Marks every `running` or `pending` run whose owner process is gone as
+    /// `interrupted`, naming the step it died in. Returns the runs it changed.
+    pub fn mark_orphans(&self) -> Result<Vec<RunRecord>, JournalError> {
+        let mut changed = Vec::new();
+        for mut run in self.list()? {
+            if !run.state.is_active() || run.owner.is_alive() {
+                continue;
+            }
+            let during = run
+                .steps
+                .iter()
+                .rev()
+                .find(|s| s.state == StepState::Running)
+                .map(|s| format!(" during step `{}`", s.name))
+                .unwrap_or_default();
+            let reason = format!(
+                "owner process {} ended without finishing the run{during} (killed, crashed or rebooted)",
+                run.owner.pid
+            );
+            run.interrupt(&reason);
+            self.save(&run)?;
+            changed.push(run);
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphaned_run_is_marked_interrupted_with_its_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let mut run = RunRecord::new(j.new_run_id("restore"), "restore", Some("n1".into()));
+        run.owner = Owner { pid: u32::MAX - 1, start_ticks: 1, ..Owner::current() };
+        run.state = RunState::Running;
+        run.begin_step("swap in restored databases", "d1");
+        j.save(&run).unwrap();
+        let mut live = RunRecord::new(j.new_run_id("backup"), "backup", None);
+        live.state = RunState::Running;
+        j.save(&live).unwrap();
+
+        let changed = j.mark_orphans().unwrap();
+        assert_eq!(changed.len(), 1);
+        let back = j.get(&run.id).unwrap();
+        assert_eq!(back.state, RunState::Interrupted);
+        assert!(back.error.as_deref().unwrap().contains("swap in restored databases"));
+        assert_eq!(back.steps[0].state, StepState::Interrupted);
+        assert_eq!(j.get(&live.id).unwrap().state, RunState::Running);
+    }
+
+    #[test]
+    fn unknown_and_hostile_ids_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(matches!(j.get("nope"), Err(JournalError::NotFound(_))));
+        assert!(matches!(j.get("../../etc/passwd"), Err(JournalError::NotFound(_))));
+    }
+}

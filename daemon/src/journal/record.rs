@@ -1,0 +1,202 @@
+//! The shape of a journaled run and its steps.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Owner;
+
+/// Lifecycle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Accepted, waiting for the node lock.
+    Pending,
+    /// Executing.
+    Running,
+    /// Finished without error.
+    Succeeded,
+    /// Finished with an error (the world was left as the flow's rollback put it).
+    Failed,
+    /// Stopped by an operator's `cancel` or the wall-clock limit.
+    Cancelled,
+    /// Its owner died mid-run; found and marked by a later process.
+    Interrupted,
+}
+
+impl RunState {
+    /// Whether the run may still change the world.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunState::Pending | RunState::Running)
+    }
+
+    /// Lower-case name as shown to operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "pending",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Lifecycle of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Started, not finished.
+    Running,
+    /// Finished without error.
+    Succeeded,
+    /// Threw an error.
+    Failed,
+    /// Its run died while it ran.
+    Interrupted,
+}
+
+/// One journaled step: every host call that changes the world runs inside one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Human name given by the flow, e.g. `restore validator database`.
+    pub name: String,
+    /// Short digest of the step's name and inputs, to recognise the same step across runs.
+    pub args_digest: String,
+    /// Nesting depth (a step inside a step is 1).
+    #[serde(default)]
+    pub depth: u32,
+    /// State.
+    pub state: StepState,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Summary of the value the step returned.
+    pub result: Option<String>,
+    /// Error text when it failed.
+    pub error: Option<String>,
+    /// Log lines emitted by the backend during the step.
+    #[serde(default)]
+    pub log: Vec<String>,
+    /// Last progress report, e.g. `restore validator: 1.2 GiB`.
+    #[serde(default)]
+    pub progress: Option<String>,
+}
+
+/// One run of a flow, from request to end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Unique, time-ordered id.
+    pub id: String,
+    /// Flow name, e.g. `restore`.
+    pub flow: String,
+    /// Node the run acts on.
+    pub node: Option<String>,
+    /// What started it: `cli`, `socket`, `schedule`, `rule:<name>`...
+    pub trigger: String,
+    /// Parameters as given.
+    pub params: serde_json::Map<String, Value>,
+    /// Whether this was a `--dry-run` (nothing changed).
+    pub dry_run: bool,
+    /// The reason given with `--force`, when safety checks were overridden.
+    pub forced_reason: Option<String>,
+    /// State.
+    pub state: RunState,
+    /// Process that executes it.
+    pub owner: Owner,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// When it started executing.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Steps in order.
+    pub steps: Vec<StepRecord>,
+    /// What a dry run would have done, in order.
+    #[serde(default)]
+    pub plan: Vec<String>,
+    /// The flow's return value.
+    pub result: Option<Value>,
+    /// Why it failed, was cancelled or interrupted.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// A new pending run owned by the current process.
+    pub fn new(id: String, flow: &str, node: Option<String>) -> Self {
+        RunRecord {
+            id,
+            flow: flow.into(),
+            node,
+            trigger: "cli".into(),
+            params: Default::default(),
+            dry_run: false,
+            forced_reason: None,
+            state: RunState::Pending,
+            owner: Owner::current(),
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            steps: Vec::new(),
+            plan: Vec::new(),
+            result: None,
+            error: None,
+        }
+    }
+
+    /// Appends a running step and returns its index.
+    pub fn begin_step(&mut self, name: &str, digest: &str) -> usize {
+        let depth = self
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Running)
+            .count() as u32;
+        self.steps.push(StepRecord {
+            name: name.into(),
+            args_digest: digest.into(),
+            depth,
+            state: StepState::Running,
+            started_at: Utc::now(),
+            finished_at: None,
+            result: None,
+            error: None,
+            log: Vec::new(),
+            progress: None,
+        });
+        self.steps.len() - 1
+    }
+
+    /// Closes step `idx` with its outcome.
+    pub fn end_step(&mut self, idx: usize, outcome: Result<String, String>) {
+        if let Some(step) = self.steps.get_mut(idx) {
+            step.finished_at = Some(Utc::now());
+            match outcome {
+                Ok(summary) => {
+                    step.state = StepState::Succeeded;
+                    step.result = Some(summary);
+                }
+                Err(e) => {
+                    step.state = StepState::Failed;
+                    step.error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Ends the run as interrupted, closing any step left running.
+    pub fn interrupt(&mut self, reason: &str) {
+        for step in self.steps.iter_mut().filter(|s| s.state == StepState::Running) {
+            step.state = StepState::Interrupted;
+        }
+        self.state = RunState::Interrupted;
+        self.finished_at = Some(Utc::now());
+        self.error = Some(reason.into());
+    }
+
+    /// Wall-clock duration, when finished.
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        Some(self.finished_at? - self.started_at.unwrap_or(self.created_at))
+    }
+}

@@ -1,0 +1,67 @@
+//! `manifest.json`: what a backup holds and how to prove it is intact.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use splice_dr_plugin_api::DumpInfo;
+
+/// Version of the manifest layout written by this build.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// One file of a backup, with what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the backup directory, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex sha256.
+    pub sha256: String,
+}
+
+/// One database dump inside a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpEntry {
+    /// Directory (relative to the backup) holding the dump.
+    pub dir: String,
+    /// What the backend recorded about the dump.
+    #[serde(flatten)]
+    pub info: DumpInfo,
+}
+
+/// The manifest of one complete backup. Its presence in a backup's directory is what
+/// makes the backup exist: it is written last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`] of the writer.
+    pub format: u32,
+    /// Backup id (also the directory name).
+    pub id: String,
+    /// Node the backup belongs to.
+    pub node: String,
+    /// The node's migration id when the backup was taken; restore refuses others.
+    pub migration_id: u64,
+    /// splice-dr version that wrote it.
+    pub tool_version: String,
+    /// Postgres `server_version` of the dumped databases.
+    pub server_version: String,
+    /// When the backup started.
+    pub created_at: DateTime<Utc>,
+    /// When it was sealed.
+    pub completed_at: DateTime<Utc>,
+    /// Database dumps, in the order taken (validator strictly before participant).
+    pub dumps: Vec<DumpEntry>,
+    /// Every file with size and checksum.
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// Total size of the backup's files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The dump of a role, if the backup has one.
+    pub fn dump(&self, role: &str) -> Option<&DumpEntry> {
+        self.dumps.iter().find(|d| d.info.role == role)
+    }
+}

@@ -1,0 +1,439 @@
+//! The backup repository: one directory per backup, sealed by its manifest.
+//!
+//! Layout under the configured path:
+//!
+//! ```text
+//! <repo>/<backup-id>/manifest.json        written last; its presence makes the backup exist
+//! <repo>/<backup-id>/validator/...         pg_dump directory of the validator DB
+//! <repo>/<backup-id>/participant/...       pg_dump directory of the participant DB
+//! <repo>/.incomplete/<backup-id>/          a backup being written (never listed)
+//! ```
+//!
+//! A backup is sealed by checksumming every file into the manifest and renaming its
+//! directory out of `.incomplete/` in one atomic rename, so a crash leaves either no
+//! backup or a complete one.
+
+mod checksum;
+mod manifest;
+
+pub use checksum::sha256_file;
+pub use manifest::{DumpEntry, FileEntry, Manifest, MANIFEST_FORMAT};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+use crate::util::{sync_dir, write_atomic};
+
+/// Errors of the backup repository.
+#[derive(Debug, Error)]
+pub enum RepoError {
+    /// A repository file could not be read or written.
+    #[error("backup repository {path}: {message}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// No backup matches.
+    #[error("no backup `{0}` in the repository (list them with `splice-dr backups`)")]
+    NotFound(String),
+    /// A manifest cannot be parsed.
+    #[error("backup {id}: manifest.json is unreadable: {message}")]
+    BadManifest {
+        /// Backup id.
+        id: String,
+        /// Parse error.
+        message: String,
+    },
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
+    RepoError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Handle to a repository directory.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    root: PathBuf,
+}
+
+/// The outcome of verifying one backup.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Backup id.
+    pub id: String,
+    /// True when every check passed.
+    pub ok: bool,
+    /// Files whose checksum was compared.
+    pub files_checked: usize,
+    /// Bytes read.
+    pub bytes_checked: u64,
+    /// Every problem found, one sentence each.
+    pub problems: Vec<String>,
+    /// What reading each dump's table of contents found, by role.
+    pub dumps: Vec<(String, DumpCheck)>,
+}
+
+impl Repository {
+    /// Opens (creating if needed) the repository at `root`.
+    pub fn open(root: &Path) -> Result<Self, RepoError> {
+        std::fs::create_dir_all(root.join(".incomplete")).map_err(|e| io_err(root, e))?;
+        Ok(Repository {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Repository root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of a sealed backup.
+    pub fn backup_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Starts a new backup of `node`; nothing is listed until [`BackupWriter::seal`].
+    pub fn begin(&self, node: &str, migration_id: u64) -> Result<BackupWriter, RepoError> {
+        let stamp = Utc::now().format("%Y%m%d-%H%M%S");
+        let mut id = format!("{node}-{stamp}");
+        while self.backup_dir(&id).exists() || self.root.join(".incomplete").join(&id).exists() {
+            id = format!("{node}-{stamp}-{}", crate::util::short_tag());
+        }
+        let dir = self.root.join(".incomplete").join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        Ok(BackupWriter {
+            repo: self.clone(),
+            id,
+            node: node.into(),
+            migration_id,
+            dir,
+            created_at: Utc::now(),
+            dumps: Vec::new(),
+        })
+    }
+
+    /// Removes unsealed backups of `node` left by a crashed run. Call only while holding
+    /// the node's lock (no backup of it can be in progress).
+    pub fn discard_incomplete(&self, node: &str) -> Result<Vec<String>, RepoError> {
+        let dir = self.root.join(".incomplete");
+        let mut removed = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{node}-")) {
+                std::fs::remove_dir_all(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Reads a sealed backup's manifest.
+    pub fn manifest(&self, id: &str) -> Result<Manifest, RepoError> {
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(RepoError::NotFound(id.into()));
+        }
+        let path = self.backup_dir(id).join("manifest.json");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RepoError::NotFound(id.into()))
+            }
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| RepoError::BadManifest {
+            id: id.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Every sealed backup (all nodes), newest first. Unreadable manifests are returned
+    /// as errors in the second list so `backups` can show them instead of hiding them.
+    pub fn list(&self) -> Result<(Vec<Manifest>, Vec<RepoError>), RepoError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(|e| io_err(&self.root, e))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            match self.manifest(&name) {
+                Ok(m) => good.push(m),
+                Err(RepoError::NotFound(_)) => {}
+                Err(e) => bad.push(e),
+            }
+        }
+        good.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok((good, bad))
+    }
+
+    /// Resolves `latest` (newest backup of `node`) or an explicit id.
+    pub fn resolve(&self, selector: &str, node: &str) -> Result<Manifest, RepoError> {
+        if selector == "latest" {
+            let (all, _) = self.list()?;
+            return all
+                .into_iter()
+                .find(|m| m.node == node)
+                .ok_or_else(|| RepoError::NotFound(format!("latest (node {node} has no backups)")));
+        }
+        self.manifest(selector)
+    }
+
+    /// Checks every file against the manifest (size, sha256, nothing missing or added),
+    /// then asks `check_dump` (e.g. `pg_restore --list`) to read each dump.
+    pub fn verify(
+        &self,
+        id: &str,
+        check_dump: &dyn Fn(&Path) -> Result<DumpCheck, BackendError>,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<VerifyReport, RepoError> {
+        let manifest = self.manifest(id)?;
+        let dir = self.backup_dir(id);
+        let mut report = VerifyReport {
+            id: id.into(),
+            ok: true,
+            files_checked: 0,
+            bytes_checked: 0,
+            problems: Vec::new(),
+            dumps: Vec::new(),
+        };
+        for file in &manifest.files {
+            let path = dir.join(&file.path);
+            match checksum::sha256_file(&path, on_bytes) {
+                Ok((sum, size)) => {
+                    report.files_checked += 1;
+                    report.bytes_checked += size;
+                    if size != file.size {
+                        report.problems.push(format!(
+                            "{}: size {size} bytes, manifest says {} (truncated or grown)",
+                            file.path, file.size
+                        ));
+                    } else if sum != file.sha256 {
+                        report
+                            .problems
+                            .push(format!("{}: sha256 mismatch (file corrupted)", file.path));
+                    }
+                }
+                Err(e) => report.problems.push(format!("{}: cannot read: {e}", file.path)),
+            }
+        }
+        let listed: std::collections::BTreeSet<&str> =
+            manifest.files.iter().map(|f| f.path.as_str()).collect();
+        if let Ok(present) = checksum::list_files(&dir) {
+            for rel in present {
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                if !listed.contains(rel.as_str()) {
+                    report.problems.push(format!("{rel}: not in the manifest (added after sealing)"));
+                }
+            }
+        }
+        for dump in &manifest.dumps {
+            match check_dump(&dir.join(&dump.dir)) {
+                Ok(check) => report.dumps.push((dump.info.role.clone(), check)),
+                Err(e) => report
+                    .problems
+                    .push(format!("{} dump unreadable: {e}", dump.info.role)),
+            }
+        }
+        report.ok = report.problems.is_empty();
+        Ok(report)
+    }
+}
+
+/// Reasons a verified backup must still not be restored without `--force`
+/// (Splice's operator rules). Empty when it may be restored.
+pub fn restore_objections(
+    manifest: &Manifest,
+    node: &str,
+    node_migration_id: u64,
+    max_age: Duration,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if manifest.node != node {
+        out.push(format!(
+            "backup {} belongs to node `{}`, not `{node}`",
+            manifest.id, manifest.node
+        ));
+    }
+    if manifest.migration_id != node_migration_id {
+        out.push(format!(
+            "backup {} was taken at migration id {}, the node is at migration id {node_migration_id}: \
+             its data belongs to another synchronizer",
+            manifest.id, manifest.migration_id
+        ));
+    }
+    let age = (now - manifest.created_at).to_std().unwrap_or_default();
+    if age > max_age {
+        out.push(format!(
+            "backup {} is {} old, older than repository.max_age ({}): Splice cannot restore \
+             backups older than the sequencers' pruning window",
+            manifest.id,
+            humantime::format_duration(Duration::from_secs(age.as_secs())),
+            humantime::format_duration(max_age)
+        ));
+    }
+    if manifest.dump("validator").is_none() || manifest.dump("participant").is_none() {
+        out.push(format!(
+            "backup {} lacks a validator or participant dump",
+            manifest.id
+        ));
+    }
+    out
+}
+
+/// A backup being written. Dropping it without sealing leaves an `.incomplete/` entry
+/// that is never listed and is removed by the next run holding the node's lock.
+#[derive(Debug)]
+pub struct BackupWriter {
+    repo: Repository,
+    id: String,
+    node: String,
+    migration_id: u64,
+    dir: PathBuf,
+    created_at: DateTime<Utc>,
+    dumps: Vec<DumpEntry>,
+}
+
+impl BackupWriter {
+    /// The id the backup will have.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Directory a dump of `role` must be written to (does not exist yet).
+    pub fn dump_dir(&self, role: &str) -> PathBuf {
+        self.dir.join(role)
+    }
+
+    /// Records a finished dump.
+    pub fn record_dump(&mut self, info: DumpInfo) {
+        self.dumps.push(DumpEntry {
+            dir: info.role.clone(),
+            info,
+        });
+    }
+
+    /// Checksums everything, writes the manifest, and publishes the backup atomically.
+    pub fn seal(self, on_bytes: &mut dyn FnMut(u64)) -> Result<Manifest, RepoError> {
+        let files = checksum::checksum_tree(&self.dir, on_bytes).map_err(|e| io_err(&self.dir, e))?;
+        for f in &files {
+            let path = self.dir.join(&f.path);
+            std::fs::File::open(&path)
+                .and_then(|h| h.sync_all())
+                .map_err(|e| io_err(&path, e))?;
+        }
+        let server_version = self
+            .dumps
+            .first()
+            .map(|d| d.info.server_version.clone())
+            .unwrap_or_default();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id: self.id.clone(),
+            node: self.node.clone(),
+            migration_id: self.migration_id,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            server_version,
+            created_at: self.created_at,
+            completed_at: Utc::now(),
+            dumps: self.dumps.clone(),
+            files,
+        };
+        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&self.dir, e))?;
+        let mpath = self.dir.join("manifest.json");
+        write_atomic(&mpath, &bytes).map_err(|e| io_err(&mpath, e))?;
+        for d in &manifest.dumps {
+            let _ = sync_dir(&self.dir.join(&d.dir));
+        }
+        let target = self.repo.backup_dir(&self.id);
+        std::fs::rename(&self.dir, &target).map_err(|e| io_err(&target, e))?;
+        sync_dir(self.repo.root()).map_err(|e| io_err(self.repo.root(), e))?;
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(role: &str) -> DumpInfo {
+        DumpInfo {
+            role: role.into(),
+            database: role.into(),
+            format: "directory".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            server_version: "15".into(),
+            tables: vec![],
+        }
+    }
+
+    fn sealed(repo: &Repository) -> Manifest {
+        let mut w = repo.begin("n1", 0).unwrap();
+        for role in ["validator", "participant"] {
+            std::fs::create_dir_all(w.dump_dir(role)).unwrap();
+            std::fs::write(w.dump_dir(role).join("toc.dat"), format!("{role} toc")).unwrap();
+            w.record_dump(info(role));
+        }
+        w.seal(&mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn unsealed_backups_are_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let w = repo.begin("n1", 0).unwrap();
+        std::fs::write(w.dir.join("partial"), b"x").unwrap();
+        assert!(repo.list().unwrap().0.is_empty());
+        let m = sealed(&repo);
+        let (all, bad) = repo.list().unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(bad.is_empty());
+        assert_eq!(repo.resolve("latest", "n1").unwrap().id, m.id);
+        assert!(repo.resolve("latest", "other").is_err());
+        assert_eq!(repo.discard_incomplete("n1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn verify_catches_corruption_truncation_and_extra_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let m = sealed(&repo);
+        let ok = |_: &Path| Ok(DumpCheck { entries: 1, table_data: 0 });
+        assert!(repo.verify(&m.id, &ok, &mut |_| {}).unwrap().ok);
+
+        let bdir = repo.backup_dir(&m.id);
+        std::fs::write(bdir.join("validator/toc.dat"), b"validator tox").unwrap();
+        std::fs::write(bdir.join("participant/toc.dat"), b"p").unwrap();
+        std::fs::write(bdir.join("participant/evil.dat"), b"p").unwrap();
+        let r = repo.verify(&m.id, &ok, &mut |_| {}).unwrap();
+        assert!(!r.ok);
+        let text = r.problems.join("\n");
+        assert!(text.contains("validator/toc.dat: sha256 mismatch"), "{text}");
+        assert!(text.contains("participant/toc.dat: size"), "{text}");
+        assert!(text.contains("participant/evil.dat: not in the manifest"), "{text}");
+    }
+
+    #[test]
+    fn objections_follow_splice_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let m = sealed(&repo);
+        let day = Duration::from_secs(86_400);
+        assert!(restore_objections(&m, "n1", 0, 30 * day, Utc::now()).is_empty());
+        let later = Utc::now() + chrono::Duration::days(31);
+        let o = restore_objections(&m, "n1", 1, 30 * day, later);
+        assert_eq!(o.len(), 2, "{o:?}");
+        assert!(o[0].contains("migration id 0"));
+        assert!(o[1].contains("older than repository.max_age"));
+    }
+}

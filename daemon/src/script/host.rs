@@ -1,0 +1,403 @@
+//! The objects a flow script sees: `node`, `pg`, `backups`, `log`, `params` and `step`.
+//!
+//! Scripts see objects, never files or config. Every host call that changes the world
+//! runs inside a journaled step: inside the script's own `step(...)`, or else in an
+//! implicit step named after the call, so the durable-steps invariant holds whatever a
+//! site script does. The reference for script authors is `scripts/README.md`.
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext, Scope};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use splice_dr_plugin_api::{Backend, BackendError, KeptDb, OpContext, StagedDb};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::catalog::{Flow, FlowSource};
+use super::engine::{hardened_engine, Limits};
+use crate::flows::RunContext;
+use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
+
+type RResult<T> = Result<T, Box<EvalAltResult>>;
+
+fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
+    msg.into().into()
+}
+
+/// Facts about the node a run acts on.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    /// Node name from config.
+    pub name: String,
+    /// Its configured migration id.
+    pub migration_id: u64,
+    /// The repository's `max_age`: older backups are not restored without `--force`.
+    pub max_age: Duration,
+}
+
+/// Everything one run's script can reach.
+pub struct FlowEnv {
+    /// The run (journal, steps, cancellation).
+    pub run: Arc<RunContext>,
+    /// The node's backend (a recording one in dry runs).
+    pub backend: Arc<dyn Backend>,
+    /// The backup repository.
+    pub repo: Repository,
+    /// The node.
+    pub node: NodeFacts,
+    /// Parameters given to the run.
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl FlowEnv {
+    /// Runs a host operation inside a step (an implicit one named `label` when the script
+    /// is not already in one). Forward operations refuse to start after a cancel; undo
+    /// operations always run.
+    fn in_step<T>(
+        self: &Arc<Self>,
+        label: &str,
+        forward: bool,
+        op: impl FnOnce(&OpContext) -> Result<T, BackendError>,
+    ) -> RResult<T> {
+        if forward {
+            if let Some(reason) = self.run.guard().soft_stop() {
+                return Err(fail(format!("{label}: not started: {reason}")));
+            }
+        }
+        let ctx = self.run.op_context(forward);
+        if self.run.in_step() {
+            return op(&ctx).map_err(|e| fail(format!("{label}: {e}")));
+        }
+        let idx = self.run.begin_step(label, "").map_err(fail)?;
+        let result = op(&ctx).map_err(|e| format!("{label}: {e}"));
+        let outcome = result.as_ref().map(|_| "ok".to_string()).map_err(Clone::clone);
+        self.run.end_step(idx, outcome).map_err(fail)?;
+        result.map_err(fail)
+    }
+
+    fn manifest(&self, selector: &str) -> RResult<Manifest> {
+        self.repo
+            .resolve(selector, &self.node.name)
+            .map_err(|e| fail(e.to_string()))
+    }
+}
+
+fn to_dyn<T: Serialize>(v: &T) -> RResult<Dynamic> {
+    rhai::serde::to_dynamic(v)
+}
+
+fn from_dyn<T: DeserializeOwned>(what: &str, v: &Dynamic) -> RResult<T> {
+    rhai::serde::from_dynamic(v).map_err(|e| fail(format!("{what}: unexpected value: {e}")))
+}
+
+/// The script's `node` object.
+#[derive(Clone)]
+struct NodeApi(Arc<FlowEnv>);
+/// The script's `pg` object.
+#[derive(Clone)]
+struct PgApi(Arc<FlowEnv>);
+/// The script's `backups` object.
+#[derive(Clone)]
+struct BackupsApi(Arc<FlowEnv>);
+/// The script's `log` object.
+#[derive(Clone)]
+struct LogApi(Arc<FlowEnv>);
+/// A backup being written, as returned by `backups.begin()`.
+#[derive(Clone)]
+struct WriterApi {
+    env: Arc<FlowEnv>,
+    id: String,
+    writer: Arc<Mutex<Option<BackupWriter>>>,
+}
+
+impl WriterApi {
+    fn with<T>(&self, f: impl FnOnce(&mut BackupWriter) -> T) -> RResult<T> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(w) => Ok(f(w)),
+            None => Err(fail(format!("backup {} is already sealed", self.id))),
+        }
+    }
+}
+
+fn manifest_summary(m: &Manifest) -> RResult<Dynamic> {
+    let dumps: Vec<serde_json::Value> = m
+        .dumps
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "role": d.info.role, "database": d.info.database,
+                "started_at": d.info.started_at, "finished_at": d.info.finished_at,
+                "tables": d.info.tables.len(),
+            })
+        })
+        .collect();
+    to_dyn(&serde_json::json!({
+        "id": m.id, "node": m.node, "migration_id": m.migration_id,
+        "created_at": m.created_at, "bytes": m.total_bytes(), "dumps": dumps,
+    }))
+}
+
+fn register_node(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<NodeApi>("Node")
+        .register_get("name", |n: &mut NodeApi| n.0.node.name.clone())
+        .register_get("migration_id", |n: &mut NodeApi| n.0.node.migration_id as i64)
+        .register_fn("components", |n: &mut NodeApi| -> RResult<Dynamic> {
+            let ctx = n.0.run.op_context(false);
+            let list = n.0.backend.components(&ctx).map_err(|e| fail(e.to_string()))?;
+            to_dyn(&list)
+        })
+        .register_fn("scale", |n: &mut NodeApi, component: &str, replicas: i64| -> RResult<()> {
+            let replicas = u32::try_from(replicas).map_err(|_| fail("replicas must be >= 0"))?;
+            let label = format!("scale {component} to {replicas}");
+            let backend = n.0.backend.clone();
+            n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))
+        })
+        .register_fn("wait_ready", |n: &mut NodeApi, component: &str, secs: i64| -> RResult<()> {
+            let timeout = Duration::from_secs(secs.max(0) as u64);
+            let label = format!("wait for {component} to be ready");
+            let backend = n.0.backend.clone();
+            n.0.in_step(&label, false, |ctx| backend.wait_ready(ctx, component, timeout))
+        });
+}
+
+fn register_pg(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<PgApi>("Pg")
+        .register_fn("databases", |p: &mut PgApi| -> RResult<Dynamic> {
+            let ctx = p.0.run.op_context(false);
+            to_dyn(&p.0.backend.databases(&ctx).map_err(|e| fail(e.to_string()))?)
+        })
+        .register_fn("leftovers", |p: &mut PgApi| -> RResult<Dynamic> {
+            let ctx = p.0.run.op_context(false);
+            to_dyn(&p.0.backend.leftovers(&ctx).map_err(|e| fail(e.to_string()))?)
+        })
+        .register_fn("dump", |p: &mut PgApi, role: &str, w: WriterApi| -> RResult<Dynamic> {
+            let dest = w.with(|w| w.dump_dir(role))?;
+            let backend = p.0.backend.clone();
+            let info = p.0.in_step(&format!("dump {role} database"), true, |ctx| {
+                backend.dump(ctx, role, &dest)
+            })?;
+            let out = to_dyn(&info)?;
+            w.with(|w| w.record_dump(info))?;
+            Ok(out)
+        })
+        .register_fn("restore_staged", |p: &mut PgApi, role: &str, backup: &str| -> RResult<Dynamic> {
+            let m = p.0.manifest(backup)?;
+            let dump = m
+                .dump(role)
+                .ok_or_else(|| fail(format!("backup {} has no {role} dump", m.id)))?;
+            let src = p.0.repo.backup_dir(&m.id).join(&dump.dir);
+            let backend = p.0.backend.clone();
+            let label = format!("restore {role} database from {}", m.id);
+            let staged = p.0.in_step(&label, true, |ctx| {
+                backend.restore_staged(ctx, role, &src, &dump.info)
+            })?;
+            to_dyn(&staged)
+        })
+        .register_fn("swap_in", |p: &mut PgApi, staged: Array| -> RResult<Dynamic> {
+            let staged: Vec<StagedDb> = from_dyn("swap_in", &Dynamic::from_array(staged))?;
+            let backend = p.0.backend.clone();
+            let kept = p.0.in_step("swap in restored databases", true, |ctx| {
+                backend.swap_in(ctx, &staged)
+            })?;
+            to_dyn(&kept)
+        })
+        .register_fn("roll_back", |p: &mut PgApi, kept: Array| -> RResult<()> {
+            let kept: Vec<KeptDb> = from_dyn("roll_back", &Dynamic::from_array(kept))?;
+            let backend = p.0.backend.clone();
+            p.0.in_step("roll back to the kept databases", false, |ctx| backend.roll_back(ctx, &kept))
+        })
+        .register_fn("drop_kept", |p: &mut PgApi, kept: Array| -> RResult<()> {
+            let kept: Vec<KeptDb> = from_dyn("drop_kept", &Dynamic::from_array(kept))?;
+            let backend = p.0.backend.clone();
+            p.0.in_step("drop the replaced databases", true, |ctx| backend.drop_kept(ctx, &kept))
+        })
+        .register_fn("drop_staged", |p: &mut PgApi, staged: Array| -> RResult<()> {
+            let staged: Vec<StagedDb> = from_dyn("drop_staged", &Dynamic::from_array(staged))?;
+            let backend = p.0.backend.clone();
+            p.0.in_step("drop staged databases", false, |ctx| backend.drop_staged(ctx, &staged))
+        });
+}
+
+fn register_backups(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<WriterApi>("BackupWriter")
+        .register_get("id", |w: &mut WriterApi| w.id.clone())
+        .register_fn("seal", |w: &mut WriterApi| -> RResult<Dynamic> {
+            let writer = {
+                let mut guard = w.writer.lock().unwrap_or_else(|p| p.into_inner());
+                guard.take().ok_or_else(|| fail(format!("backup {} is already sealed", w.id)))?
+            };
+            if w.env.run.dry_run() {
+                w.env.run.plan(&format!("would checksum and seal backup {}", w.id));
+                drop(writer);
+                return to_dyn(&serde_json::json!({ "id": w.id }));
+            }
+            let run = w.env.run.clone();
+            let manifest = w.env.in_step("seal backup (checksums + manifest)", true, move |ctx| {
+                let mut done = 0u64;
+                writer
+                    .seal(&mut |n| {
+                        done += n;
+                        ctx.progress("checksum", done, None, "bytes");
+                    })
+                    .map_err(|e| BackendError::Io { context: "sealing backup".into(), message: e.to_string() })
+            })?;
+            run.log("info", &format!("backup {} sealed: {} files", manifest.id, manifest.files.len()));
+            manifest_summary(&manifest)
+        });
+    engine
+        .register_type_with_name::<BackupsApi>("Backups")
+        .register_fn("begin", |b: &mut BackupsApi| -> RResult<WriterApi> {
+            let env = &b.0;
+            if env.run.dry_run() {
+                return Ok(WriterApi { env: env.clone(), id: "dry-run".into(), writer: Arc::new(Mutex::new(None)) });
+            }
+            let w = env.repo.begin(&env.node.name, env.node.migration_id).map_err(|e| fail(e.to_string()))?;
+            Ok(WriterApi { env: env.clone(), id: w.id().to_string(), writer: Arc::new(Mutex::new(Some(w))) })
+        })
+        .register_fn("get", |b: &mut BackupsApi, selector: &str| -> RResult<Dynamic> {
+            manifest_summary(&b.0.manifest(selector)?)
+        })
+        .register_fn("verify", |b: &mut BackupsApi, id: &str| -> RResult<Dynamic> {
+            let env = b.0.clone();
+            let m = env.manifest(id)?;
+            let backend = env.backend.clone();
+            let repo = env.repo.clone();
+            let label = format!("verify backup {}", m.id);
+            let total = m.total_bytes();
+            let report = env.in_step(&label, false, |ctx| {
+                let mut done = 0u64;
+                repo.verify(&m.id, &|p| backend.check_dump(ctx, p), &mut |n| {
+                    done += n;
+                    ctx.progress("verify checksums", done, Some(total), "bytes");
+                })
+                .map_err(|e| BackendError::Verification(e.to_string()))
+                .and_then(|r| {
+                    if r.ok {
+                        Ok(r)
+                    } else {
+                        Err(BackendError::Verification(format!(
+                            "backup {} is damaged and will not be used: {}",
+                            r.id,
+                            r.problems.join("; ")
+                        )))
+                    }
+                })
+            })?;
+            to_dyn(&report)
+        })
+        .register_fn("check_restorable", |b: &mut BackupsApi, id: &str| -> RResult<()> {
+            let env = &b.0;
+            let m = env.manifest(id)?;
+            let objections = restore_objections(&m, &env.node.name, env.node.migration_id, env.node.max_age, chrono::Utc::now());
+            if objections.is_empty() {
+                return Ok(());
+            }
+            let forced = env.params.get("force").and_then(|v| v.as_bool()).unwrap_or(false);
+            let reason = env.params.get("reason").and_then(|v| v.as_str()).unwrap_or("").trim();
+            if forced && !reason.is_empty() {
+                env.run.record_forced(reason).map_err(fail)?;
+                for o in &objections {
+                    env.run.log("warn", &format!("overridden with --force ({reason}): {o}"));
+                }
+                return Ok(());
+            }
+            Err(fail(format!(
+                "refusing to restore: {}. To override, pass --force --reason \"why\" (the reason is journaled)",
+                objections.join("; ")
+            )))
+        });
+}
+
+fn register_log(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<LogApi>("Log")
+        .register_fn("info", |l: &mut LogApi, m: &str| l.0.run.log("info", m))
+        .register_fn("warn", |l: &mut LogApi, m: &str| l.0.run.log("warn", m))
+        .register_fn("error", |l: &mut LogApi, m: &str| l.0.run.log("error", m));
+}
+
+fn register_step(engine: &mut Engine, env: &Arc<FlowEnv>) {
+    let env = env.clone();
+    engine.register_fn(
+        "step",
+        move |ctx: NativeCallContext, name: &str, f: FnPtr| -> RResult<Dynamic> {
+            let idx = env.run.begin_step(name, "").map_err(fail)?;
+            let result = f.call_within_context::<Dynamic>(&ctx, ());
+            let outcome = match &result {
+                Ok(v) => Ok(crate::util::truncate(&v.to_string(), 500)),
+                Err(e) => Err(root_message(e)),
+            };
+            env.run.end_step(idx, outcome).map_err(fail)?;
+            result
+        },
+    );
+}
+
+/// The innermost error of a nested script error, in plain words.
+pub fn root_message(err: &EvalAltResult) -> String {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            root_message(inner)
+        }
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        EvalAltResult::ErrorTerminated(v, _) => format!("stopped: {v}"),
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            "stopped: the script exceeded its operation limit (an endless loop?)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn innermost(err: &EvalAltResult) -> &EvalAltResult {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            innermost(inner)
+        }
+        other => other,
+    }
+}
+
+/// `file:line:col: message` for a script error.
+pub fn describe_error(err: &EvalAltResult, flow: &Flow) -> String {
+    let pos = innermost(err).position();
+    let file = match &flow.source {
+        FlowSource::Builtin => format!("{}.rhai (built-in)", flow.name),
+        FlowSource::Site(p) => p.display().to_string(),
+    };
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}: {}", root_message(err)),
+        _ => format!("{file}: {}", root_message(err)),
+    }
+}
+
+/// Runs `flow` with `env` and returns the script's value as JSON.
+pub fn execute(flow: &Flow, env: Arc<FlowEnv>, limits: &Limits) -> Result<serde_json::Value, String> {
+    let mut engine = hardened_engine(limits, Some(env.run.guard().clone()));
+    register_node(&mut engine);
+    register_pg(&mut engine);
+    register_backups(&mut engine);
+    register_log(&mut engine);
+    register_step(&mut engine, &env);
+    let printer = env.clone();
+    engine.on_print(move |s| printer.run.log("info", s));
+    let debugger = env.clone();
+    engine.on_debug(move |s, _, _| debugger.run.log("info", s));
+
+    let params: Map = rhai::serde::to_dynamic(&env.params)
+        .ok()
+        .and_then(|d| d.try_cast::<Map>())
+        .unwrap_or_default();
+    let mut scope = Scope::new();
+    scope.push_constant("node", NodeApi(env.clone()));
+    scope.push_constant("pg", PgApi(env.clone()));
+    scope.push_constant("backups", BackupsApi(env.clone()));
+    scope.push_constant("log", LogApi(env.clone()));
+    scope.push_constant("params", params);
+    let value: Dynamic = engine
+        .eval_ast_with_scope(&mut scope, &flow.ast)
+        .map_err(|e| describe_error(&e, flow))?;
+    Ok(rhai::serde::from_dynamic::<serde_json::Value>(&value).unwrap_or(serde_json::Value::Null))
+}

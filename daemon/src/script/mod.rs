@@ -1,0 +1,9 @@
+//! The Rhai host: a hardened engine, the flow catalog, and the objects scripts see.
+
+mod catalog;
+mod engine;
+mod host;
+
+pub use catalog::{Flow, FlowCatalog, FlowSource, ScriptError, BUILTIN_FLOWS};
+pub use engine::{hardened_engine, Guard, Limits, CANCEL_GRACE};
+pub use host::{execute, FlowEnv, NodeFacts};

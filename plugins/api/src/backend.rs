@@ -1,0 +1,113 @@
+//! The [`Backend`] trait: everything a flow may ask of the system holding a node.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::{
+    BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
+    Leftovers, OpContext, StagedDb, StorageTarget,
+};
+
+/// Result type of every backend call.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// One node's infrastructure, seen through the operations the recovery runbook uses.
+///
+/// Restores are split into stage → swap → keep/rollback so that every backend can honour
+/// the safety invariant "the state being replaced is kept until the new state is
+/// verified": [`Backend::restore_staged`] never touches live data, [`Backend::swap_in`]
+/// replaces it atomically while keeping the old state, and only [`Backend::drop_kept`]
+/// destroys anything.
+///
+/// Operations a backend cannot perform return [`BackendError::Unsupported`] (the default
+/// bodies below), which flows report verbatim.
+pub trait Backend: Send + Sync {
+    /// Short kind name for logs and status, e.g. `postgres`.
+    fn kind(&self) -> String;
+
+    /// The node's components and their observed state.
+    fn components(&self, ctx: &OpContext) -> BackendResult<Vec<ComponentStatus>>;
+
+    /// Stops (`0`) or starts (`>= 1`) a component.
+    fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> BackendResult<()>;
+
+    /// Blocks until the component is ready, the timeout passes, or the run is cancelled.
+    fn wait_ready(&self, ctx: &OpContext, component: &str, timeout: Duration)
+        -> BackendResult<()>;
+
+    /// The node's databases by role, with their physical names.
+    fn databases(&self, ctx: &OpContext) -> BackendResult<Vec<DatabaseInfo>>;
+
+    /// Dumps the database with this role into the (new, empty) directory `dest`.
+    fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> BackendResult<DumpInfo>;
+
+    /// Reads a dump's table of contents (`pg_restore --list` or equivalent) to prove it is
+    /// readable, without restoring anything.
+    fn check_dump(&self, ctx: &OpContext, src: &Path) -> BackendResult<DumpCheck>;
+
+    /// Restores a dump into a new database next to the live one and verifies it against
+    /// `expected` (the manifest's record of the dump). Live data is untouched.
+    fn restore_staged(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> BackendResult<StagedDb>;
+
+    /// Puts every staged database in service in one atomic switch, keeping the replaced
+    /// ones. Either all are swapped or none is.
+    fn swap_in(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<Vec<KeptDb>>;
+
+    /// Undoes [`Backend::swap_in`]: the kept databases become live again and the restored
+    /// ones are dropped.
+    fn roll_back(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()>;
+
+    /// Drops databases kept by [`Backend::swap_in`] once the restored state is proven.
+    fn drop_kept(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()>;
+
+    /// Drops staged databases that will not be swapped in (failed or cancelled restore).
+    fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<()>;
+
+    /// Staged and kept state left by runs that did not finish.
+    fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers>;
+
+    /// Runs a command inside a component, feeding it `stdin` from a file when given.
+    fn exec(
+        &self,
+        _ctx: &OpContext,
+        _component: &str,
+        _argv: &[String],
+        _stdin: Option<&Path>,
+    ) -> BackendResult<ExecOutput> {
+        Err(self.unsupported("exec"))
+    }
+
+    /// Copies a local file into a storage target (volume, PVC, directory).
+    fn put_file(
+        &self,
+        _ctx: &OpContext,
+        _target: &StorageTarget,
+        _src: &Path,
+    ) -> BackendResult<()> {
+        Err(self.unsupported("put_file"))
+    }
+
+    /// Removes a storage target's contents.
+    fn wipe(&self, _ctx: &OpContext, _target: &StorageTarget) -> BackendResult<()> {
+        Err(self.unsupported("wipe"))
+    }
+
+    /// Applies configuration values (helm overlay, compose start flags).
+    fn set_values(&self, _ctx: &OpContext, _values: &serde_json::Value) -> BackendResult<()> {
+        Err(self.unsupported("set_values"))
+    }
+
+    /// The error for an operation this backend does not offer.
+    fn unsupported(&self, op: &str) -> BackendError {
+        BackendError::Unsupported {
+            op: op.into(),
+            backend: self.kind(),
+        }
+    }
+}

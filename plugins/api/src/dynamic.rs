@@ -1,0 +1,198 @@
+//! Host side of the C ABI: a [`Backend`] backed by a loaded plugin library.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libloading::Library;
+use serde::de::DeserializeOwned;
+
+use crate::abi::{ByteBuf, HostCallbacks, PluginVTable, ABI_VERSION, ENTRY_SYMBOL};
+use crate::backend::BackendResult;
+use crate::{
+    Backend, BackendCall, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo,
+    ExecOutput, KeptDb, Leftovers, OpContext, OpEvent, StagedDb, StorageTarget,
+};
+
+/// A backend implemented by a dynamically loaded library.
+///
+/// The library is leaked on purpose: unloading code that may still have threads or
+/// statics alive is a crash waiting to happen, and a daemon loads each plugin once.
+pub struct DynamicBackend {
+    vtable: &'static PluginVTable,
+    instance: *mut c_void,
+    path: PathBuf,
+    kind: String,
+}
+
+// SAFETY: plugin instances are `Box<dyn Backend>` on the plugin side, which is Send + Sync.
+unsafe impl Send for DynamicBackend {}
+unsafe impl Sync for DynamicBackend {}
+
+impl std::fmt::Debug for DynamicBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicBackend")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+unsafe extern "C" fn host_is_cancelled(user: *const c_void) -> bool {
+    let ctx = unsafe { &*(user as *const OpContext) };
+    ctx.is_cancelled()
+}
+
+unsafe extern "C" fn host_event(user: *const c_void, json: *const u8, len: usize) {
+    let ctx = unsafe { &*(user as *const OpContext) };
+    let bytes = unsafe { std::slice::from_raw_parts(json, len) };
+    if let Ok(ev) = serde_json::from_slice::<OpEvent>(bytes) {
+        ctx.emit(ev);
+    }
+}
+
+impl DynamicBackend {
+    /// Loads the library at `path`, checks its ABI version, and creates an instance from
+    /// `config` (the node's `[node.plugin.config]` table as JSON).
+    pub fn load(path: &Path, config: &serde_json::Value) -> Result<Self, BackendError> {
+        let shown = path.display();
+        // SAFETY: loading runs the library's initialisers; the operator chose this file.
+        let lib = unsafe { Library::new(path) }
+            .map_err(|e| BackendError::Plugin(format!("cannot load {shown}: {e}")))?;
+        let lib: &'static Library = Box::leak(Box::new(lib));
+        // SAFETY: the symbol's type is fixed by the ABI.
+        let entry = unsafe {
+            lib.get::<unsafe extern "C" fn() -> *const PluginVTable>(ENTRY_SYMBOL.as_bytes())
+        }
+        .map_err(|e| {
+            BackendError::Plugin(format!(
+                "{shown} is not a splice-dr plugin (no `{ENTRY_SYMBOL}` symbol): {e}"
+            ))
+        })?;
+        let table = unsafe { entry() };
+        if table.is_null() {
+            return Err(BackendError::Plugin(format!("{shown}: entry returned null")));
+        }
+        // SAFETY: every ABI version keeps `abi_version: u32` as the first field.
+        let version = unsafe { std::ptr::read(table as *const u32) };
+        if version != ABI_VERSION {
+            return Err(BackendError::Plugin(format!(
+                "{shown} speaks plugin ABI v{version}, this splice-dr speaks v{ABI_VERSION}: \
+                 rebuild the plugin against the matching splice-dr-plugin-api"
+            )));
+        }
+        let vtable: &'static PluginVTable = unsafe { &*table };
+        let cfg = serde_json::to_vec(config)
+            .map_err(|e| BackendError::Config(format!("plugin config: {e}")))?;
+        let mut out = ByteBuf::empty();
+        let instance = unsafe { (vtable.create)(cfg.as_ptr(), cfg.len(), &mut out) };
+        if instance.is_null() {
+            let body = unsafe { out.to_vec() };
+            unsafe { (vtable.free_buf)(out) };
+            return Err(serde_json::from_slice(&body).unwrap_or_else(|_| {
+                BackendError::Plugin(format!("{shown}: create failed without an error"))
+            }));
+        }
+        let mut backend = DynamicBackend {
+            vtable,
+            instance,
+            path: path.to_path_buf(),
+            kind: String::new(),
+        };
+        let ctx = OpContext::new(|| false, |_| {});
+        backend.kind = backend.typed(&ctx, BackendCall::Kind)?;
+        Ok(backend)
+    }
+
+    /// Where the library was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn raw_call(&self, ctx: &OpContext, call: &BackendCall) -> Result<serde_json::Value, BackendError> {
+        let req = serde_json::to_vec(call)
+            .map_err(|e| BackendError::Plugin(format!("encoding request: {e}")))?;
+        let host = HostCallbacks {
+            user: ctx as *const OpContext as *const c_void,
+            is_cancelled: host_is_cancelled,
+            event: host_event,
+        };
+        let mut out = ByteBuf::empty();
+        // SAFETY: instance came from this vtable's create; buffers live for the call.
+        let code = unsafe { (self.vtable.call)(self.instance, req.as_ptr(), req.len(), &host, &mut out) };
+        let body = unsafe { out.to_vec() };
+        unsafe { (self.vtable.free_buf)(out) };
+        if code == 0 {
+            serde_json::from_slice(&body)
+                .map_err(|e| BackendError::Plugin(format!("plugin answered bad JSON: {e}")))
+        } else {
+            Err(serde_json::from_slice(&body).unwrap_or_else(|e| {
+                BackendError::Plugin(format!("plugin failed with an unreadable error: {e}"))
+            }))
+        }
+    }
+
+    fn typed<T: DeserializeOwned>(&self, ctx: &OpContext, call: BackendCall) -> BackendResult<T> {
+        let v = self.raw_call(ctx, &call)?;
+        serde_json::from_value(v)
+            .map_err(|e| BackendError::Plugin(format!("plugin result has the wrong shape: {e}")))
+    }
+}
+
+impl Backend for DynamicBackend {
+    fn kind(&self) -> String {
+        self.kind.clone()
+    }
+    fn components(&self, ctx: &OpContext) -> BackendResult<Vec<ComponentStatus>> {
+        self.typed(ctx, BackendCall::Components)
+    }
+    fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::Scale { component: component.into(), replicas })
+    }
+    fn wait_ready(&self, ctx: &OpContext, component: &str, timeout: Duration) -> BackendResult<()> {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.typed(ctx, BackendCall::WaitReady { component: component.into(), timeout_ms })
+    }
+    fn databases(&self, ctx: &OpContext) -> BackendResult<Vec<DatabaseInfo>> {
+        self.typed(ctx, BackendCall::Databases)
+    }
+    fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> BackendResult<DumpInfo> {
+        self.typed(ctx, BackendCall::Dump { role: role.into(), dest: dest.into() })
+    }
+    fn check_dump(&self, ctx: &OpContext, src: &Path) -> BackendResult<DumpCheck> {
+        self.typed(ctx, BackendCall::CheckDump { src: src.into() })
+    }
+    fn restore_staged(&self, ctx: &OpContext, role: &str, src: &Path, expected: &DumpInfo) -> BackendResult<StagedDb> {
+        let call = BackendCall::RestoreStaged { role: role.into(), src: src.into(), expected: expected.clone() };
+        self.typed(ctx, call)
+    }
+    fn swap_in(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<Vec<KeptDb>> {
+        self.typed(ctx, BackendCall::SwapIn { staged: staged.to_vec() })
+    }
+    fn roll_back(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::RollBack { kept: kept.to_vec() })
+    }
+    fn drop_kept(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::DropKept { kept: kept.to_vec() })
+    }
+    fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::DropStaged { staged: staged.to_vec() })
+    }
+    fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
+        self.typed(ctx, BackendCall::Leftovers)
+    }
+    fn exec(&self, ctx: &OpContext, component: &str, argv: &[String], stdin: Option<&Path>) -> BackendResult<ExecOutput> {
+        let call = BackendCall::Exec { component: component.into(), argv: argv.to_vec(), stdin: stdin.map(Into::into) };
+        self.typed(ctx, call)
+    }
+    fn put_file(&self, ctx: &OpContext, target: &StorageTarget, src: &Path) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::PutFile { target: target.clone(), src: src.into() })
+    }
+    fn wipe(&self, ctx: &OpContext, target: &StorageTarget) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::Wipe { target: target.clone() })
+    }
+    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::SetValues { values: values.clone() })
+    }
+}

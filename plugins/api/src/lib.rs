@@ -1,0 +1,21 @@
+//! The contract between splice-dr and the systems it drives.
+//!
+//! Every backend (bare Postgres, docker-compose, Kubernetes, or a site plugin loaded at
+//! run time) implements [`Backend`]. The trait is deliberately synchronous and speaks in
+//! plain serde types: flows run on a blocking thread, and the same calls must cross the
+//! C ABI of [`abi`] as JSON without any Rust trait object crossing the boundary.
+
+pub mod abi;
+pub mod backend;
+pub mod context;
+pub mod dispatch;
+pub mod dynamic;
+pub mod error;
+pub mod types;
+
+pub use backend::Backend;
+pub use context::{OpContext, OpEvent};
+pub use dispatch::{dispatch, BackendCall};
+pub use dynamic::DynamicBackend;
+pub use error::BackendError;
+pub use types::*;

@@ -1,0 +1,131 @@
+//! Value types exchanged between flows and backends.
+//!
+//! All of them are plain serde data: scripts see them as maps, plugins receive them as
+//! JSON, and the journal records them verbatim.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The two databases of a Splice validator node, by role rather than by physical name
+/// (which differs between compose, helm and hand-run setups).
+pub const DB_ROLES: [&str; 2] = ["validator", "participant"];
+
+/// Observed state of one component (validator app, participant, postgres...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    /// The component's name as flows address it.
+    pub name: String,
+    /// `running`, `stopped`, or `unknown` when the backend cannot observe it.
+    pub state: String,
+    /// Whether it answers its readiness check.
+    pub ready: bool,
+    /// Why it is in that state, for the operator.
+    pub detail: String,
+    /// Whether flows may scale it (a component with no stop/start command cannot be).
+    pub managed: bool,
+}
+
+/// A database of the node and where it physically lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// `validator` or `participant`.
+    pub role: String,
+    /// The physical database name, e.g. `participant-0`.
+    pub name: String,
+    /// Whether it currently exists.
+    pub exists: bool,
+}
+
+/// Exact row count of one table, taken in the same snapshot as the dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    /// Schema name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// Rows in the dump's snapshot.
+    pub rows: u64,
+}
+
+/// What a dump contains and when it was taken; recorded in the backup manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpInfo {
+    /// `validator` or `participant`.
+    pub role: String,
+    /// Physical name of the database that was dumped.
+    pub database: String,
+    /// Dump format, e.g. `directory` (pg_dump -Fd).
+    pub format: String,
+    /// When the dump's snapshot was taken.
+    pub started_at: DateTime<Utc>,
+    /// When the dump finished writing.
+    pub finished_at: DateTime<Utc>,
+    /// `server_version` of the Postgres that was dumped.
+    pub server_version: String,
+    /// Row counts per table, consistent with the dump.
+    pub tables: Vec<TableCount>,
+}
+
+/// Result of reading a dump's table of contents without restoring it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpCheck {
+    /// Number of TOC entries `pg_restore --list` read.
+    pub entries: u64,
+    /// Number of table-data entries among them.
+    pub table_data: u64,
+}
+
+/// A database restored next to the live one, not yet in service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedDb {
+    /// `validator` or `participant`.
+    pub role: String,
+    /// The live name it will take.
+    pub live: String,
+    /// The name it was restored under.
+    pub staging: String,
+}
+
+/// A live database that was replaced and is kept until the new one is proven good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptDb {
+    /// `validator` or `participant`.
+    pub role: String,
+    /// The live name it had (and gets back on rollback).
+    pub live: String,
+    /// The name it is kept under.
+    pub kept: String,
+    /// Whether there was a live database at all (a restore onto an empty node keeps nothing).
+    pub existed: bool,
+}
+
+/// State left behind by runs that did not finish; shown in `status` and cleaned at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftovers {
+    /// Half-restored databases (safe to drop: never in service).
+    pub staged: Vec<String>,
+    /// Replaced databases still kept (the previous live data).
+    pub kept: Vec<String>,
+}
+
+/// Output of a command run inside a component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output, truncated to a bounded size.
+    pub stdout: String,
+    /// Standard error, truncated to a bounded size.
+    pub stderr: String,
+}
+
+/// Where `put_file` and `wipe` act: a volume, a PVC, a directory or a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageTarget {
+    /// Backend-specific name, e.g. `domain-upgrade-dump`.
+    pub name: String,
+    /// Path inside the target, when it matters.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}

@@ -1,0 +1,72 @@
+//! Configuration of the bare-Postgres backend: the `[node.postgres]` table.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// How to reach the node's Postgres and, optionally, how to stop and start the processes
+/// that use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection URL of a superuser (or the databases' owner with CREATEDB), e.g.
+    /// `postgresql://cnadmin@127.0.0.1:5432/postgres`. A password in the URL is allowed but
+    /// `password_file` is preferred: it is never logged.
+    pub url: String,
+    /// File holding the password (first line; surrounding whitespace trimmed).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Physical name of the validator app database.
+    #[serde(default = "default_validator_db")]
+    pub validator_db: String,
+    /// Physical name of the participant database (`participant-<migration_id>` on compose).
+    #[serde(default = "default_participant_db")]
+    pub participant_db: String,
+    /// Parallel jobs for `pg_dump` and `pg_restore`.
+    #[serde(default = "default_jobs")]
+    pub jobs: u32,
+    /// Directory holding `pg_dump`, `pg_restore` and `psql` when they are not on PATH,
+    /// e.g. `/usr/lib/postgresql/15/bin`.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    /// `maintenance_work_mem` for the restore sessions (index builds), e.g. `512MB`.
+    #[serde(default = "default_restore_mem")]
+    pub restore_maintenance_work_mem: String,
+    /// Whether `check_dump` also reads every data file (`pg_restore --file=/dev/null`),
+    /// catching truncated or garbled data that the table of contents alone cannot show.
+    /// Costs a full read and decompression of the dump.
+    #[serde(default)]
+    pub deep_check: bool,
+    /// The processes that use the databases, by component name (`validator`,
+    /// `participant`). Without any, restore works on the databases alone and says so.
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentConfig>,
+}
+
+/// A process the operator runs by hand (e.g. under systemd) that uses the databases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    /// Shell command that stops it, e.g. `systemctl stop splice-validator`.
+    #[serde(default)]
+    pub stop_command: Option<String>,
+    /// Shell command that starts it.
+    #[serde(default)]
+    pub start_command: Option<String>,
+    /// URL answering 200 when it is ready, e.g. `http://127.0.0.1:5003/api/validator/readyz`.
+    #[serde(default)]
+    pub health_url: Option<String>,
+}
+
+fn default_validator_db() -> String {
+    "validator".into()
+}
+fn default_participant_db() -> String {
+    "participant-0".into()
+}
+fn default_jobs() -> u32 {
+    2
+}
+fn default_restore_mem() -> String {
+    "512MB".into()
+}
