@@ -4,7 +4,7 @@ mod context;
 mod event;
 pub mod progress;
 mod recording;
-mod runner;
+pub mod runner;
 
 pub use context::{digest, RunContext};
 pub use event::RunEvent;

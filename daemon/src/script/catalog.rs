@@ -81,7 +81,7 @@ fn compile(name: &str, text: &str, source: FlowSource) -> Result<Flow, ScriptErr
     // `check` time instead of in the middle of a restore.
     let mut scope = rhai::Scope::new();
     for name in SCRIPT_GLOBALS {
-        scope.push_constant(*name, ());
+        scope.push(*name, ());
     }
     let ast = engine.compile_with_scope(&scope, text).map_err(|e| {
         let pos = e.position();

@@ -1,0 +1,27 @@
+//! Config-driven registration of backends: a node's `backend` key picks the
+//! implementation, built in (statically linked) or a site plugin loaded through the C ABI.
+
+use splice_dr_plugin_api::{Backend, BackendError, DynamicBackend};
+use splice_dr_postgres::PostgresBackend;
+use std::sync::Arc;
+
+use crate::config::{BackendKind, NodeConfig};
+
+/// Builds the backend of one node. Does not connect: a node whose database is down still
+/// gets a backend, and the failure shows up in `status` and in runs.
+pub fn build(node: &NodeConfig) -> Result<Arc<dyn Backend>, BackendError> {
+    match node.backend {
+        BackendKind::Postgres => {
+            let cfg = node.postgres.clone().ok_or_else(|| {
+                BackendError::Config(format!("node `{}`: backend \"postgres\" needs a [node.postgres] table", node.name))
+            })?;
+            Ok(Arc::new(PostgresBackend::new(cfg)?))
+        }
+        BackendKind::Plugin => {
+            let plugin = node.plugin.as_ref().ok_or_else(|| {
+                BackendError::Config(format!("node `{}`: backend \"plugin\" needs a [node.plugin] table", node.name))
+            })?;
+            Ok(Arc::new(DynamicBackend::load(&plugin.path, &plugin.config)?))
+        }
+    }
+}

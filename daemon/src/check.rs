@@ -1,0 +1,21 @@
+//! `splice-dr check`: everything that can be validated without touching a node.
+
+use crate::config::Config;
+use crate::service::{build_nodes, load_catalog};
+
+/// Compiles every flow and builds every backend (loading plugins, checking their ABI);
+/// returns the report to print, or every error found.
+pub fn check(config: &Config) -> Result<String, String> {
+    let catalog = load_catalog(config).map_err(|e| e.to_string())?;
+    let nodes = build_nodes(config).map_err(|e| e.to_string())?;
+    let mut out = format!("{}: OK\n", config.source.display());
+    for (name, node) in nodes.iter() {
+        out.push_str(&format!("node {name}: backend {}, migration id {}\n", node.backend.kind(), node.facts.migration_id));
+    }
+    out.push_str("flows in force:\n");
+    for flow in catalog.iter() {
+        let replaced = if flow.overrides_builtin { " (replaces the built-in)" } else { "" };
+        out.push_str(&format!("  {:<12} {}{replaced}\n", flow.name, flow.source));
+    }
+    Ok(out)
+}

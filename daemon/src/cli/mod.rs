@@ -1,0 +1,207 @@
+//! The CLI: turns a command into a socket request, sends it to the daemon (or runs it
+//! in-process when no daemon answers), and renders the answer.
+
+pub mod args;
+mod render;
+
+pub use args::{Cli, Command, LogFormatArg};
+
+use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal, Write};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::service::Service;
+use crate::socket::client;
+use crate::socket::protocol::{ErrorCode, Reply, Request};
+use render::EventPrinter;
+
+/// Process exit codes.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The operation failed.
+    pub const FAILED: u8 = 1;
+    /// Usage or configuration error.
+    pub const USAGE: u8 = 2;
+}
+
+fn params(pairs: &[(&str, Value)]) -> serde_json::Map<String, Value> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+/// Builds the socket request for a client command (not `check` or `daemon`).
+pub fn request_for(cmd: &Command) -> Option<Request> {
+    let run = |flow: &str, node: &Option<String>, params, dry_run, confirmed| Request::Run {
+        flow: flow.into(),
+        node: node.clone(),
+        params,
+        dry_run,
+        follow: true,
+        confirmed,
+    };
+    Some(match cmd {
+        Command::Check | Command::Daemon => return None,
+        Command::Status => Request::Status,
+        Command::Runs(a) => Request::Runs { limit: Some(a.limit) },
+        Command::Show { run_id } => Request::Show { run: run_id.clone() },
+        Command::Cancel { run_id } => Request::Cancel { run: run_id.clone() },
+        Command::Backups(n) => Request::Backups { node: n.node.clone() },
+        Command::Backup(a) => run("backup", &a.node.node, Default::default(), a.dry_run, false),
+        Command::Verify(a) => run("verify", &a.node.node, params(&[("backup", json!(a.backup))]), false, false),
+        Command::Restore(a) => {
+            let mut p = params(&[("backup", json!(a.backup)), ("ready_timeout", json!(a.ready_timeout))]);
+            if a.force {
+                p.insert("force".into(), json!(true));
+                p.insert("reason".into(), json!(a.reason.clone().unwrap_or_default()));
+            }
+            run("restore", &a.node.node, p, a.dry_run, a.yes)
+        }
+        Command::Run(a) => run(&a.flow, &a.node.node, a.params.iter().cloned().collect(), a.dry_run, a.yes),
+    })
+}
+
+/// Sends requests to the daemon, or to an in-process service when none answers.
+enum Target {
+    Daemon(client::Client),
+    InProcess(std::sync::Arc<Service>),
+}
+
+impl Target {
+    async fn open(config: &Config) -> Result<Target, String> {
+        match client::connect(&config.daemon.socket).await {
+            Ok(Some(c)) => Ok(Target::Daemon(c)),
+            Ok(None) => {
+                eprintln!(
+                    "no daemon answers on {}: running in-process (same journal and node locks)",
+                    config.daemon.socket.display()
+                );
+                let service = Service::new(config.clone(), "in-process").map_err(|e| e.to_string())?;
+                for note in service.recover().await {
+                    eprintln!("recovery: {note}");
+                }
+                Ok(Target::InProcess(service))
+            }
+            Err(e) => Err(format!(
+                "cannot connect to the daemon on {}: {e} (is this user allowed to use it?)",
+                config.daemon.socket.display()
+            )),
+        }
+    }
+
+    async fn send(&mut self, req: &Request, printer: &mut EventPrinter) -> Result<Reply, String> {
+        match self {
+            Target::Daemon(c) => c
+                .request(req, &mut |ev| printer.print(&ev))
+                .await
+                .map_err(|e| format!("daemon connection failed: {e}")),
+            Target::InProcess(service) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let handle = {
+                    let service = service.clone();
+                    let req = req.clone();
+                    tokio::spawn(async move { service.handle(req, &tx).await })
+                };
+                while let Some(reply) = rx.recv().await {
+                    if let Reply::Event { event } = reply {
+                        printer.print(&event);
+                    }
+                }
+                handle.await.map_err(|e| format!("in-process run panicked: {e}"))
+            }
+        }
+    }
+}
+
+fn confirm_on_tty(message: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{message}\nType `yes` to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
+}
+
+/// Runs a client command and returns the exit code.
+pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
+    let Some(mut req) = request_for(&cli.command) else {
+        return exit::USAGE;
+    };
+    let mut target = match Target::open(config).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILED;
+        }
+    };
+    let mut printer = EventPrinter::default();
+    let mut reply = target.send(&req, &mut printer).await;
+    if let Ok(Reply::Error { code: ErrorCode::Confirm, message }) = &reply {
+        if confirm_on_tty(message) {
+            if let Request::Run { confirmed, .. } = &mut req {
+                *confirmed = true;
+            }
+            reply = target.send(&req, &mut printer).await;
+        } else {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    }
+    match reply {
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
+        Ok(Reply::Error { code, message }) => {
+            eprintln!("error: {message}");
+            match code {
+                ErrorCode::Usage | ErrorCode::Confirm => exit::USAGE,
+                _ => exit::FAILED,
+            }
+        }
+        Ok(Reply::Ok { result }) => print_result(cli, &result),
+        Ok(Reply::Event { .. }) => exit::FAILED,
+    }
+}
+
+fn print_result(cli: &Cli, result: &Value) -> u8 {
+    let run_state = result.get("steps").and(result.get("state")).and_then(Value::as_str);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+    } else {
+        match (&cli.command, run_state) {
+            (Command::Status, _) => print!("{}", render::status_text(result)),
+            (Command::Runs(_), _) => print!("{}", render::runs_table(result)),
+            (Command::Backups(_), _) => print!("{}", render::backups_table(result)),
+            (Command::Cancel { run_id }, _) => println!("cancel requested for run {run_id}"),
+            (Command::Backup(a), Some("succeeded")) if !a.dry_run => {
+                println!("{}", result["result"]["id"].as_str().unwrap_or("?"))
+            }
+            (Command::Verify(_), Some("succeeded")) => {
+                let r = &result["result"];
+                println!(
+                    "backup {} verified: {} files, {} checked, every dump readable",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["files_checked"],
+                    crate::flows::progress::human_bytes(r["bytes_checked"].as_u64().unwrap_or(0))
+                );
+            }
+            (_, Some(_)) => print!("{}", render::run_details(result)),
+            _ => println!("{}", serde_json::to_string_pretty(result).unwrap_or_default()),
+        }
+    }
+    match run_state {
+        Some("succeeded") | None => exit::OK,
+        Some(state) => {
+            if !cli.json {
+                eprintln!(
+                    "run {} {state}: {}",
+                    result["id"].as_str().unwrap_or("?"),
+                    result["error"].as_str().unwrap_or("")
+                );
+            }
+            exit::FAILED
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `splice-dr daemon`: serve the socket, reload the config on change, and shut down
+//! without abandoning a run.
+
+use anyhow::Context;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::service::Service;
+use crate::socket::server;
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let service = Service::new(config.clone(), "daemon").context("starting the daemon")?;
+    for note in service.recover().await {
+        tracing::warn!("start-up recovery: {note}");
+    }
+    let listener = server::bind(&config.daemon.socket, config.daemon.socket_mode).await?;
+    tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");
+
+    let (tx, mut rx) = mpsc::channel(4);
+    let _watcher = config::watch(&config.source, tx).context("watching the config file")?;
+    let reloader = service.clone();
+    tokio::spawn(async move {
+        while let Some(loaded) = rx.recv().await {
+            reloader.reload(loaded);
+        }
+    });
+
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(listener, service.clone(), config.daemon.allowed_uids.clone(), shutdown.clone()));
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: no new requests; cancelling running flows so they roll back");
+    shutdown.cancel();
+    let _ = server.await;
+    let runner = service.runner();
+    for id in runner.active_runs() {
+        let _ = runner.cancel(&id);
+    }
+    while !runner.active_runs().is_empty() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = std::fs::remove_file(&config.daemon.socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The `splice-dr` binary: parse the command line, load the config, dispatch.
+
+use clap::Parser;
+use splice_dr::cli::{exit, run_client, Cli, Command, LogFormatArg};
+use splice_dr::config::{self, LogFormat};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let json_logs = match cli.log_format {
+        Some(f) => f == LogFormatArg::Json,
+        None => matches!(config.daemon.log_format, Some(LogFormat::Json)),
+    };
+    let quiet_cli = !matches!(cli.command, Command::Daemon);
+    if !quiet_cli || std::env::var_os("RUST_LOG").is_some() || cli.log_format.is_some() {
+        splice_dr::logging::init(json_logs);
+    }
+    if let Command::Check = cli.command {
+        return match splice_dr::check::check(&config) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::from(exit::OK)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(exit::USAGE)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    runtime.block_on(async {
+        if let Command::Daemon = cli.command {
+            return match splice_dr::daemon::run(config).await {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(exit::FAILED)
+                }
+            };
+        }
+        ExitCode::from(run_client(&cli, &config).await)
+    })
+}

@@ -1,0 +1,372 @@
+//! The core both front ends share: the daemon serves it over the socket, and the CLI calls
+//! it in-process when no daemon answers. One code path means the same journal, the same
+//! node locks and the same flows whichever way an operator comes in.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::{Config, ConfigError};
+use crate::flows::{RunError, RunEvent, RunRequest, Runner};
+use crate::journal::{Journal, RunRecord};
+use crate::lock::NodeLock;
+use crate::repo::{Manifest, Repository};
+use crate::script::{FlowCatalog, NodeFacts, ScriptError};
+use crate::socket::protocol::{ErrorCode, Reply, Request};
+
+pub use crate::flows::runner::NodeRuntime;
+
+/// Why the service could not be built from a config.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// Flow scripts failed to compile.
+    #[error("flow scripts do not compile:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Scripts(Vec<ScriptError>),
+    /// A backend could not be created.
+    #[error("node `{node}`: {error}")]
+    Backend {
+        /// Node name.
+        node: String,
+        /// The backend's error.
+        error: splice_dr_plugin_api::BackendError,
+    },
+    /// The state directory or repository is unusable.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Builds every node's runtime (backend + facts) from config.
+pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, ServiceError> {
+    let mut nodes = BTreeMap::new();
+    for node in &config.nodes {
+        let backend = crate::backends::build(node).map_err(|error| ServiceError::Backend {
+            node: node.name.clone(),
+            error,
+        })?;
+        let facts = NodeFacts {
+            name: node.name.clone(),
+            migration_id: node.migration_id,
+            max_age: config.repository.max_age,
+        };
+        nodes.insert(node.name.clone(), NodeRuntime { facts, backend });
+    }
+    Ok(nodes)
+}
+
+/// Compiles the flows in force for a config.
+pub fn load_catalog(config: &Config) -> Result<FlowCatalog, ServiceError> {
+    FlowCatalog::load(config.daemon.scripts_dir.as_deref()).map_err(ServiceError::Scripts)
+}
+
+/// The shared core.
+pub struct Service {
+    config: RwLock<Arc<Config>>,
+    config_error: RwLock<Option<String>>,
+    runner: Arc<Runner>,
+    mode: &'static str,
+    started: Instant,
+}
+
+fn failed(message: impl ToString) -> Reply {
+    Reply::error(ErrorCode::Failed, message.to_string())
+}
+
+fn run_error(e: RunError) -> Reply {
+    let code = match &e {
+        e if e.is_usage() => ErrorCode::Usage,
+        RunError::Busy(_) => ErrorCode::Busy,
+        _ => ErrorCode::Failed,
+    };
+    Reply::error(code, e.to_string())
+}
+
+/// A one-line view of a run for lists.
+pub fn run_summary(r: &RunRecord) -> Value {
+    json!({
+        "id": r.id, "flow": r.flow, "node": r.node, "state": r.state, "trigger": r.trigger,
+        "dry_run": r.dry_run, "created_at": r.created_at,
+        "duration_ms": r.duration().map(|d| d.num_milliseconds()),
+        "current_step": r.steps.iter().rev().find(|s| s.finished_at.is_none()).map(|s| s.name.clone()),
+        "error": r.error,
+    })
+}
+
+fn backup_summary(m: &Manifest) -> Value {
+    json!({
+        "id": m.id, "node": m.node, "migration_id": m.migration_id,
+        "created_at": m.created_at, "completed_at": m.completed_at,
+        "age_secs": (chrono::Utc::now() - m.created_at).num_seconds(),
+        "bytes": m.total_bytes(), "server_version": m.server_version,
+        "dumps": m.dumps.iter().map(|d| json!({
+            "role": d.info.role, "database": d.info.database,
+            "started_at": d.info.started_at, "finished_at": d.info.finished_at,
+            "tables": d.info.tables.len(),
+            "rows": d.info.tables.iter().map(|t| t.rows).sum::<u64>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+impl Service {
+    /// Builds the service; `mode` is `daemon` or `in-process` (shown in `status`).
+    pub fn new(config: Config, mode: &'static str) -> Result<Arc<Self>, ServiceError> {
+        let catalog = load_catalog(&config)?;
+        let nodes = build_nodes(&config)?;
+        let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
+        let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
+        let repo = Repository::open(&config.repository.path).map_err(|e| storage(&e))?;
+        let runner = Runner::new(
+            catalog,
+            nodes,
+            journal,
+            repo,
+            config.daemon.state_dir.clone(),
+            config.daemon.run_timeout,
+        );
+        Ok(Arc::new(Service {
+            config: RwLock::new(Arc::new(config)),
+            config_error: RwLock::new(None),
+            runner,
+            mode,
+            started: Instant::now(),
+        }))
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The runner (for tests and the daemon's shutdown).
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
+    }
+
+    /// Live events of every run in this process.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.runner.subscribe()
+    }
+
+    /// Start-up recovery: marks runs whose owner died as interrupted, and for every node
+    /// whose lock is free drops half-restored staging databases and unsealed backups.
+    /// Kept databases (the previous live data of a restore that died after its swap) are
+    /// never dropped automatically; `status` shows them. Returns what it did, for logs.
+    /// Backend calls block, so this runs on a blocking thread.
+    pub async fn recover(self: &Arc<Self>) -> Vec<String> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.recover_blocking())
+            .await
+            .unwrap_or_else(|e| vec![format!("start-up recovery panicked: {e}")])
+    }
+
+    fn recover_blocking(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        match self.runner.journal().mark_orphans() {
+            Ok(runs) => {
+                for r in runs {
+                    notes.push(format!("run {} ({}) marked interrupted: {}", r.id, r.flow, r.error.unwrap_or_default()));
+                }
+            }
+            Err(e) => notes.push(format!("cannot scan the journal: {e}")),
+        }
+        let state_dir = self.config().daemon.state_dir.clone();
+        for (name, node) in self.runner.nodes().iter() {
+            let Ok(_lock) = NodeLock::try_acquire(&state_dir, name, "start-up recovery") else {
+                continue;
+            };
+            if let Ok(removed) = self.runner.repo().discard_incomplete(name) {
+                for r in removed {
+                    notes.push(format!("node {name}: removed unsealed backup {r}"));
+                }
+            }
+            let ctx = splice_dr_plugin_api::OpContext::new(|| false, |_| {});
+            if let Ok(left) = node.backend.leftovers(&ctx) {
+                if !left.staged.is_empty() {
+                    let staged: Vec<_> = left
+                        .staged
+                        .iter()
+                        .map(|s| splice_dr_plugin_api::StagedDb { role: String::new(), live: String::new(), staging: s.clone() })
+                        .collect();
+                    match node.backend.drop_staged(&ctx, &staged) {
+                        Ok(()) => notes.push(format!("node {name}: dropped half-restored {}", left.staged.join(", "))),
+                        Err(e) => notes.push(format!("node {name}: cannot drop half-restored databases: {e}")),
+                    }
+                }
+                for k in left.kept {
+                    notes.push(format!("node {name}: database {k} holds data replaced by an interrupted restore; drop it once the node is verified"));
+                }
+            }
+        }
+        notes
+    }
+
+    /// Applies a reloaded config, or records why it was rejected (the old one keeps running).
+    pub fn reload(&self, loaded: Result<Config, ConfigError>) {
+        let outcome = loaded.map_err(|e| e.to_string()).and_then(|cfg| {
+            let catalog = load_catalog(&cfg).map_err(|e| e.to_string())?;
+            let nodes = build_nodes(&cfg).map_err(|e| e.to_string())?;
+            Ok((cfg, catalog, nodes))
+        });
+        match outcome {
+            Ok((cfg, catalog, nodes)) => {
+                self.runner.reconfigure(catalog, nodes, cfg.daemon.run_timeout);
+                *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
+                *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::info!("configuration reloaded");
+            }
+            Err(e) => {
+                tracing::error!("configuration change rejected, the previous configuration stays in force: {e}");
+                *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+        }
+    }
+
+    /// Answers one request; live events of a followed run go to `events`.
+    pub async fn handle(self: &Arc<Self>, req: Request, events: &mpsc::UnboundedSender<Reply>) -> Reply {
+        match req {
+            Request::Ping => Reply::Ok { result: json!({"pong": true, "mode": self.mode}) },
+            Request::Status => self.status().await,
+            Request::Runs { limit } => match self.runner.journal().list() {
+                Ok(runs) => Reply::Ok {
+                    result: Value::Array(runs.iter().take(limit.unwrap_or(50)).map(run_summary).collect()),
+                },
+                Err(e) => failed(e),
+            },
+            Request::Show { run } => match self.runner.journal().get(&run) {
+                Ok(r) => Reply::Ok { result: serde_json::to_value(r).unwrap_or(Value::Null) },
+                Err(crate::journal::JournalError::NotFound(id)) => {
+                    Reply::error(ErrorCode::Usage, format!("no run `{id}` in the journal (list them with `splice-dr runs`)"))
+                }
+                Err(e) => failed(e),
+            },
+            Request::Backups { node } => self.backups(node.as_deref()),
+            Request::Cancel { run } => match self.runner.cancel(&run) {
+                Ok(()) => Reply::Ok { result: json!({"cancel_requested": run}) },
+                Err(RunError::Journal(crate::journal::JournalError::NotFound(id))) => {
+                    Reply::error(ErrorCode::Usage, format!("no run `{id}` in the journal"))
+                }
+                Err(e) => run_error(e),
+            },
+            Request::Run { flow, node, params, dry_run, follow, confirmed } => {
+                self.run(RunRequest { flow, node, params, trigger: self.mode.into(), dry_run }, follow, confirmed, events)
+                    .await
+            }
+        }
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        req: RunRequest,
+        follow: bool,
+        confirmed: bool,
+        events: &mpsc::UnboundedSender<Reply>,
+    ) -> Reply {
+        if let Some(flow) = self.runner.catalog().get(&req.flow) {
+            if flow.destructive && !req.dry_run && !confirmed {
+                return Reply::error(
+                    ErrorCode::Confirm,
+                    format!("flow `{}` replaces live data: confirm it (CLI: --yes), or try --dry-run first", req.flow),
+                );
+            }
+        }
+        let mut rx = self.runner.subscribe();
+        let (id, mut handle) = match self.runner.start(req) {
+            Ok(started) => started,
+            Err(e) => return run_error(e),
+        };
+        if !follow {
+            return Reply::Ok { result: json!({"run": id}) };
+        }
+        let record = loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(ev) if ev.run_id() == id => { let _ = events.send(Reply::Event { event: ev }); }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                done = &mut handle => break done,
+            }
+        };
+        while let Ok(ev) = rx.try_recv() {
+            if ev.run_id() == id {
+                let _ = events.send(Reply::Event { event: ev });
+            }
+        }
+        match record {
+            Ok(r) => Reply::Ok { result: serde_json::to_value(r).unwrap_or(Value::Null) },
+            Err(e) => failed(format!("run {id} panicked: {e}")),
+        }
+    }
+
+    fn backups(&self, node: Option<&str>) -> Reply {
+        match self.runner.repo().list() {
+            Ok((good, bad)) => Reply::Ok {
+                result: json!({
+                    "backups": good.iter().filter(|m| node.is_none_or(|n| m.node == n)).map(backup_summary).collect::<Vec<_>>(),
+                    "unreadable": bad.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                }),
+            },
+            Err(e) => failed(e),
+        }
+    }
+
+    async fn status(self: &Arc<Self>) -> Reply {
+        let this = self.clone();
+        let nodes = tokio::task::spawn_blocking(move || this.node_status()).await.unwrap_or_default();
+        let cfg = self.config();
+        let active: Vec<Value> = self
+            .runner
+            .journal()
+            .list()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.state.is_active())
+            .map(run_summary)
+            .collect();
+        let flows: Vec<Value> = self
+            .runner
+            .catalog()
+            .iter()
+            .map(|f| json!({"name": f.name, "source": f.source.to_string(), "destructive": f.destructive,
+                            "overrides_builtin": f.overrides_builtin, "description": f.description}))
+            .collect();
+        Reply::Ok {
+            result: json!({
+                "mode": self.mode, "pid": std::process::id(), "uptime_secs": self.started.elapsed().as_secs(),
+                "config": {"file": cfg.source, "error": *self.config_error.read().unwrap_or_else(|p| p.into_inner())},
+                "nodes": nodes, "active_runs": active, "flows": flows,
+            }),
+        }
+    }
+
+    fn node_status(&self) -> Vec<Value> {
+        let (backups, _) = self.runner.repo().list().unwrap_or_default();
+        let ctx = splice_dr_plugin_api::OpContext::new(|| false, |_| {});
+        self.runner
+            .nodes()
+            .iter()
+            .map(|(name, node)| {
+                let last = backups.iter().find(|m| &m.node == name);
+                let mut v = json!({
+                    "name": name, "backend": node.backend.kind(), "migration_id": node.facts.migration_id,
+                    "last_backup": last.map(|m| json!({"id": m.id, "created_at": m.created_at,
+                        "age_secs": (chrono::Utc::now() - m.created_at).num_seconds()})),
+                });
+                let fields = [
+                    ("components", node.backend.components(&ctx).map(|c| json!(c))),
+                    ("databases", node.backend.databases(&ctx).map(|d| json!(d))),
+                    ("leftovers", node.backend.leftovers(&ctx).map(|l| json!(l))),
+                ];
+                for (key, res) in fields {
+                    match res {
+                        Ok(val) => v[key] = val,
+                        Err(e) => v[format!("{key}_error")] = json!(e.to_string()),
+                    }
+                }
+                v
+            })
+            .collect()
+    }
+}

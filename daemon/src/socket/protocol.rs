@@ -1,0 +1,122 @@
+//! The socket protocol: newline-delimited JSON, one request per line, replies as lines.
+//!
+//! A request is one JSON object with a `cmd` field. The daemon answers with zero or more
+//! `{"type":"event",...}` lines (live progress of a run) and exactly one final line,
+//! `{"type":"ok","result":...}` or `{"type":"error","code":...,"message":...}`. The
+//! connection stays open for further requests. The same types are used by the CLI, so
+//! the CLI is just a client of this protocol.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::flows::RunEvent;
+
+/// Largest request line accepted, in bytes; longer lines get an error reply.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Liveness check.
+    Ping,
+    /// Nodes, components, flows, active runs, config state.
+    Status,
+    /// Recent runs, newest first.
+    Runs {
+        /// At most this many.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// One run with its steps.
+    Show {
+        /// Run id.
+        run: String,
+    },
+    /// Backups in the repository.
+    Backups {
+        /// Only this node's.
+        #[serde(default)]
+        node: Option<String>,
+    },
+    /// Starts a flow; streams its events when `follow` is set, then answers with the
+    /// final run record (or, without `follow`, at once with the run id).
+    Run {
+        /// Flow name.
+        flow: String,
+        /// Node (optional with one node configured).
+        #[serde(default)]
+        node: Option<String>,
+        /// Parameters for the script.
+        #[serde(default)]
+        params: serde_json::Map<String, Value>,
+        /// Record the plan, change nothing.
+        #[serde(default)]
+        dry_run: bool,
+        /// Stream events until the run ends.
+        #[serde(default)]
+        follow: bool,
+        /// The operator confirmed a destructive flow.
+        #[serde(default)]
+        confirmed: bool,
+    },
+    /// Asks a run to stop.
+    Cancel {
+        /// Run id.
+        run: String,
+    },
+}
+
+/// Why a request failed, so the CLI can pick its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request itself is wrong (unknown flow/node, bad JSON): exit 2.
+    Usage,
+    /// A destructive flow needs confirmation (`--yes`): exit 2 when none can be given.
+    Confirm,
+    /// The peer is not allowed to talk to the daemon: exit 1.
+    Denied,
+    /// The node is locked by another run: exit 1.
+    Busy,
+    /// The operation ran and failed: exit 1.
+    Failed,
+}
+
+/// One reply line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// A live event of a followed run.
+    Event {
+        /// The event.
+        event: RunEvent,
+    },
+    /// Final success.
+    Ok {
+        /// The answer.
+        result: Value,
+    },
+    /// Final failure.
+    Error {
+        /// Category.
+        code: ErrorCode,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl Reply {
+    /// Shorthand for an error reply.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Reply::Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Whether this line ends the answer to a request.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Reply::Event { .. })
+    }
+}

@@ -1,0 +1,133 @@
+//! Serves the protocol on a Unix socket, checking each peer's uid (SO_PEERCRED).
+//!
+//! Bad input never takes the daemon down: a malformed or oversized line gets an error
+//! reply and the connection keeps working; a denied peer gets one error line and is
+//! disconnected.
+
+use futures_util::StreamExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{ErrorCode, Reply, Request, MAX_REQUEST_BYTES};
+use crate::service::Service;
+
+/// Why the socket could not be opened.
+#[derive(Debug, Error)]
+pub enum SocketError {
+    /// Another daemon already answers on the path.
+    #[error("another splice-dr daemon is already serving {0}; stop it first (or use another daemon.socket)")]
+    InUse(String),
+    /// The path cannot be created or bound.
+    #[error("cannot listen on {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The uid this process runs as (owner of `/proc/self`).
+pub fn own_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+}
+
+/// Binds the socket with `mode`, replacing a stale socket file nobody answers on.
+pub async fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
+    let shown = path.display().to_string();
+    let io = |source| SocketError::Io { path: shown.clone(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(SocketError::InUse(shown));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Accepts connections until `shutdown` fires.
+pub async fn serve(listener: UnixListener, service: Arc<Service>, allowed_uids: Vec<u32>, shutdown: CancellationToken) {
+    let allowed = Arc::new(allowed_uids);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(connection(stream, service.clone(), allowed.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("socket accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Vec<u32>>) {
+    let peer_uid = stream.peer_cred().map(|c| c.uid()).ok();
+    let (read, mut write) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
+    let writer = tokio::spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            let mut line = serde_json::to_vec(&reply).unwrap_or_default();
+            line.push(b'\n');
+            if write.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let me = own_uid();
+    match peer_uid {
+        Some(uid) if uid == me || allowed.contains(&uid) => serve_lines(read, &service, &tx).await,
+        other => {
+            let who = other.map(|u| format!("uid {u}")).unwrap_or_else(|| "an unidentified peer".into());
+            tracing::warn!("refused socket connection from {who}");
+            let _ = tx.send(Reply::error(
+                ErrorCode::Denied,
+                format!("{who} may not control this daemon (it runs as uid {me}); add the uid to daemon.allowed_uids"),
+            ));
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn serve_lines(read: tokio::net::unix::OwnedReadHalf, service: &Arc<Service>, tx: &mpsc::UnboundedSender<Reply>) {
+    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_REQUEST_BYTES));
+    while let Some(line) = lines.next().await {
+        let reply = match line {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => match serde_json::from_str::<Request>(&line) {
+                Ok(req) => service.handle(req, tx).await,
+                Err(e) => Reply::error(
+                    ErrorCode::Usage,
+                    format!("malformed request: {e}; send one JSON object per line with a \"cmd\" field (ping, status, runs, show, backups, run, cancel)"),
+                ),
+            },
+            Err(LinesCodecError::MaxLineLengthExceeded) => Reply::error(
+                ErrorCode::Usage,
+                format!("request longer than {MAX_REQUEST_BYTES} bytes refused"),
+            ),
+            Err(LinesCodecError::Io(e)) => {
+                tracing::debug!("socket read failed: {e}");
+                return;
+            }
+        };
+        if tx.send(reply).is_err() {
+            return;
+        }
+    }
+}
