@@ -184,10 +184,14 @@ impl Service {
             let ctx = splice_dr_plugin_api::OpContext::new(|| false, |_| {});
             if let Ok(left) = node.backend.leftovers(&ctx) {
                 if !left.staged.is_empty() {
+                    let live = node.backend.databases(&ctx).unwrap_or_default();
                     let staged: Vec<_> = left
                         .staged
                         .iter()
-                        .map(|s| splice_dr_plugin_api::StagedDb { role: String::new(), live: String::new(), staging: s.clone() })
+                        .filter_map(|s| {
+                            let db = live.iter().find(|d| s.starts_with(&format!("{}__sdr_", d.name)))?;
+                            Some(splice_dr_plugin_api::StagedDb { role: db.role.clone(), live: db.name.clone(), staging: s.clone() })
+                        })
                         .collect();
                     match node.backend.drop_staged(&ctx, &staged) {
                         Ok(()) => notes.push(format!("node {name}: dropped half-restored {}", left.staged.join(", "))),

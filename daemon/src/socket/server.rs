@@ -117,10 +117,14 @@ async fn serve_lines(read: tokio::net::unix::OwnedReadHalf, service: &Arc<Servic
                     format!("malformed request: {e}; send one JSON object per line with a \"cmd\" field (ping, status, runs, show, backups, run, cancel)"),
                 ),
             },
-            Err(LinesCodecError::MaxLineLengthExceeded) => Reply::error(
-                ErrorCode::Usage,
-                format!("request longer than {MAX_REQUEST_BYTES} bytes refused"),
-            ),
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                // The rest of the line is never read: answer, then close this connection.
+                let _ = tx.send(Reply::error(
+                    ErrorCode::Usage,
+                    format!("request longer than {MAX_REQUEST_BYTES} bytes refused; connection closed"),
+                ));
+                return;
+            }
             Err(LinesCodecError::Io(e)) => {
                 tracing::debug!("socket read failed: {e}");
                 return;

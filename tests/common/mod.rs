@@ -1,0 +1,276 @@
+//! Shared fixtures for the end-to-end tests: real Postgres databases with the kinds of
+//! data a validator holds, exact table fingerprints, configs, and the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Superuser URL for tests (see tests/pg-setup.sh).
+pub fn pg_url() -> String {
+    std::env::var("SPLICE_DR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgresql://splice_dr_test:splice_dr_test@127.0.0.1:5432/postgres".into())
+}
+
+/// A connection to `db` on the test server.
+pub fn connect(db: &str) -> postgres::Client {
+    let mut cfg: postgres::Config = pg_url().parse().expect("SPLICE_DR_TEST_PG_URL");
+    cfg.dbname(db);
+    cfg.connect(postgres::NoTls).unwrap_or_else(|e| panic!("connect {db}: {e} — run tests/pg-setup.sh"))
+}
+
+/// A unique name prefix for this test's databases.
+pub fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000)
+}
+
+/// The validator and participant databases of one test node; dropped on drop.
+pub struct NodeDbs {
+    pub validator: String,
+    pub participant: String,
+}
+
+impl NodeDbs {
+    /// Creates both databases with fixture data; `participant_rows` sizes the big table.
+    pub fn create(prefix: &str, participant_rows: u32) -> Self {
+        let base = unique(prefix);
+        let dbs = NodeDbs { validator: format!("{base}_v"), participant: format!("{base}_p-0") };
+        let mut admin = connect("postgres");
+        for db in [&dbs.validator, &dbs.participant] {
+            admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).unwrap();
+        }
+        connect(&dbs.validator)
+            .batch_execute(
+                "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, attrs jsonb, created timestamptz DEFAULT now());
+                 CREATE INDEX users_kind ON users ((attrs->>'kind'));
+                 CREATE SEQUENCE round_counter START 100;
+                 SELECT setval('round_counter', 4242);
+                 INSERT INTO users (name, attrs)
+                   SELECT 'user-' || g, jsonb_build_object('kind', g % 7, 'tags', jsonb_build_array(g, 'x'))
+                   FROM generate_series(1, 2000) g;
+                 CREATE TABLE blobs (id bigserial PRIMARY KEY, data bytea);
+                 INSERT INTO blobs (data) SELECT sha256(g::text::bytea) FROM generate_series(1, 500) g;",
+            )
+            .unwrap();
+        connect(&dbs.participant)
+            .batch_execute(&format!(
+                "CREATE TABLE contracts (id bigserial PRIMARY KEY, template text NOT NULL, payload jsonb, raw bytea);
+                 CREATE INDEX contracts_template ON contracts (template);
+                 INSERT INTO contracts (template, payload, raw)
+                   SELECT 'Splice.Amulet:' || (g % 13), jsonb_build_object('amount', g * 1.5, 'owner', md5(g::text)),
+                          decode(md5(g::text), 'hex')
+                   FROM generate_series(1, {participant_rows}) g;"
+            ))
+            .unwrap();
+        dbs
+    }
+
+    /// Deletes and changes rows in both databases (what a bad upgrade might do).
+    pub fn damage(&self) {
+        connect(&self.validator)
+            .batch_execute(
+                "DELETE FROM users WHERE id % 3 = 0; UPDATE users SET attrs = '{}' WHERE id < 50;
+                 SELECT nextval('round_counter'); DELETE FROM blobs;",
+            )
+            .unwrap();
+        connect(&self.participant)
+            .batch_execute("DELETE FROM contracts WHERE id % 2 = 0; INSERT INTO contracts (template) VALUES ('new');")
+            .unwrap();
+    }
+
+    /// Exact content of both databases: md5 of every table's ordered rows plus sequences.
+    pub fn fingerprint(&self) -> Vec<(String, String)> {
+        let mut out = fingerprint_db(&self.validator);
+        out.extend(fingerprint_db(&self.participant));
+        out
+    }
+}
+
+impl Drop for NodeDbs {
+    fn drop(&mut self) {
+        let mut admin = connect("postgres");
+        let like = self.validator.trim_end_matches("_v").to_string();
+        let rows = admin
+            .query("SELECT datname FROM pg_database WHERE datname LIKE $1 || '%'", &[&like])
+            .unwrap_or_default();
+        for row in rows {
+            let name: String = row.get(0);
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        }
+    }
+}
+
+/// md5 per table (rows ordered by their text form) and last_value per sequence.
+pub fn fingerprint_db(db: &str) -> Vec<(String, String)> {
+    let mut c = connect(db);
+    let mut out = Vec::new();
+    let tables = c
+        .query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
+        .unwrap();
+    for t in tables {
+        let name: String = t.get(0);
+        let row = c
+            .query_one(&format!("SELECT coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), 'empty') FROM \"{name}\" t"), &[])
+            .unwrap();
+        out.push((format!("{db}.{name}"), row.get::<_, String>(0)));
+    }
+    let seqs = c
+        .query("SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1", &[])
+        .unwrap();
+    for s in seqs {
+        let v: Option<i64> = s.get(1);
+        out.push((format!("{db}.seq.{}", s.get::<_, String>(0)), format!("{v:?}")));
+    }
+    out
+}
+
+/// Names of databases on the server starting with `prefix`.
+pub fn databases_like(prefix: &str) -> Vec<String> {
+    connect("postgres")
+        .query("SELECT datname FROM pg_database WHERE datname LIKE $1 || '%' ORDER BY 1", &[&prefix])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A test site: config, state, repository and socket under one temp directory.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// How the node's backend is provided.
+pub enum BackendChoice {
+    /// Built in (statically linked).
+    Builtin,
+    /// The postgres backend built as a cdylib, loaded through the C ABI.
+    Plugin(PathBuf),
+}
+
+impl Site {
+    /// Writes a config for one node on `dbs`; `extra_daemon` is appended to `[daemon]`.
+    pub fn new(dbs: &NodeDbs, backend: BackendChoice, extra_daemon: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut u: url_parts::Parts = url_parts::parse(&pg_url());
+        std::fs::write(root.join("pg-password"), format!("{}\n", u.password.take().unwrap_or_default())).unwrap();
+        let pg_table = format!(
+            "url = \"postgresql://{}@{}:{}/postgres\"\npassword_file = \"pg-password\"\nvalidator_db = \"{}\"\nparticipant_db = \"{}\"\n",
+            u.user, u.host, u.port, dbs.validator, dbs.participant
+        );
+        let node = match backend {
+            BackendChoice::Builtin => format!("backend = \"postgres\"\nmigration_id = 0\n\n[node.postgres]\n{pg_table}"),
+            BackendChoice::Plugin(so) => {
+                let cfg = pg_table.replace("password_file = \"pg-password\"", &format!("password_file = \"{}\"", root.join("pg-password").display()));
+                format!("backend = \"plugin\"\nmigration_id = 0\n\n[node.plugin]\npath = \"{}\"\n\n[node.plugin.config]\n{cfg}", so.display())
+            }
+        };
+        let text = format!(
+            "[daemon]\nsocket = \"splice-dr.sock\"\nstate_dir = \"state\"\n{extra_daemon}\n\n[repository]\npath = \"repo\"\nmax_age = \"30d\"\n\n[[node]]\nname = \"validator-1\"\n{node}"
+        );
+        let config = root.join("splice-dr.toml");
+        std::fs::write(&config, text).unwrap();
+        Site { dir, config }
+    }
+
+    /// Path under the site directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The splice-dr binary with `--config` set.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_splice-dr"));
+        c.arg("--config").arg(&self.config).stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the CLI and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Starts the daemon and waits until it answers on its socket.
+    pub fn start_daemon(&self) -> Child {
+        let log = std::fs::File::create(self.path("daemon.log")).unwrap();
+        let child = self
+            .cmd()
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let sock = self.path("splice-dr.sock");
+        wait_for(Duration::from_secs(20), "daemon socket", || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+        child
+    }
+
+    /// The daemon's log so far.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes (then panics naming `what`).
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// stdout and stderr of a CLI run as text, for assertions and failure messages.
+pub fn text(o: &Output) -> String {
+    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Sends SIGTERM and waits for exit.
+pub fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+}
+
+/// Just enough URL parsing to rewrite the test URL into config fields.
+pub mod url_parts {
+    /// The parts of a `postgresql://user:pass@host:port/db` URL.
+    pub struct Parts {
+        pub user: String,
+        pub password: Option<String>,
+        pub host: String,
+        pub port: String,
+    }
+
+    /// Parses the test URL.
+    pub fn parse(url: &str) -> Parts {
+        let rest = url.split("://").nth(1).unwrap();
+        let (auth, hostpart) = rest.split_once('@').unwrap();
+        let (user, password) = match auth.split_once(':') {
+            Some((u, p)) => (u.to_string(), Some(p.to_string())),
+            None => (auth.to_string(), None),
+        };
+        let hostport = hostpart.split('/').next().unwrap();
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+        Parts { user, password, host: host.into(), port: port.into() }
+    }
+}
+
+/// The postgres backend's cdylib, built by cargo for this test run.
+pub fn postgres_plugin_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let so = profile_dir.join("libsplice_dr_postgres.so");
+    assert!(so.exists(), "{} not built: run `cargo build -p splice-dr-postgres` first", so.display());
+    so
+}
