@@ -14,7 +14,11 @@ fn backup_id(site: &Site) -> String {
     let out = site.cli(&["backup"]);
     assert!(out.status.success(), "backup failed: {}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(id.starts_with("validator-1-"), "unexpected backup id: {}", text(&out));
+    assert!(
+        id.starts_with("validator-1-"),
+        "unexpected backup id: {}",
+        text(&out)
+    );
     id
 }
 
@@ -30,9 +34,17 @@ fn backup_restore_roundtrip(site: &Site, dbs: &NodeDbs) {
 
     let out = site.cli(&["restore", "--backup", &id, "--yes"]);
     assert!(out.status.success(), "restore failed: {}", text(&out));
-    assert_eq!(dbs.fingerprint(), before, "every table and sequence must be identical to the backup");
+    assert_eq!(
+        dbs.fingerprint(),
+        before,
+        "every table and sequence must be identical to the backup"
+    );
     let left = databases_like(dbs.validator.trim_end_matches("_v"));
-    assert_eq!(left.len(), 2, "no staging or kept databases may remain: {left:?}");
+    assert_eq!(
+        left.len(),
+        2,
+        "no staging or kept databases may remain: {left:?}"
+    );
 }
 
 #[test]
@@ -43,12 +55,23 @@ fn backup_then_restore_brings_back_every_table_exactly() {
 
     // The journal recorded both runs with their steps; `show` prints per-step results.
     let runs = json_of(&site.cli(&["runs", "--json"]));
-    let states: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["succeeded", "succeeded"]);
     let restore_id = runs[0]["id"].as_str().unwrap();
     let show = site.cli(&["show", restore_id]);
     let shown = String::from_utf8_lossy(&show.stdout);
-    for step in ["verify backup", "scale components down", "restore validator database", "swap in restored databases", "drop the replaced databases"] {
+    for step in [
+        "verify backup",
+        "scale components down",
+        "restore validator database",
+        "swap in restored databases",
+        "drop the replaced databases",
+    ] {
         assert!(shown.contains(step), "show lacks step `{step}`:\n{shown}");
     }
 
@@ -60,13 +83,28 @@ fn backup_then_restore_brings_back_every_table_exactly() {
     assert_eq!(b["dumps"][1]["role"], "participant");
     let v_end = b["dumps"][0]["finished_at"].as_str().unwrap();
     let p_start = b["dumps"][1]["started_at"].as_str().unwrap();
-    assert!(v_end < p_start, "validator dump must finish before the participant dump starts");
+    assert!(
+        v_end < p_start,
+        "validator dump must finish before the participant dump starts"
+    );
     let manifest: Value = serde_json::from_slice(
-        &std::fs::read(site.path("repo").join(b["id"].as_str().unwrap()).join("manifest.json")).unwrap(),
+        &std::fs::read(
+            site.path("repo")
+                .join(b["id"].as_str().unwrap())
+                .join("manifest.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    assert!(manifest["files"].as_array().unwrap().iter().all(|f| f["sha256"].as_str().unwrap().len() == 64));
-    assert!(manifest["server_version"].as_str().unwrap().starts_with("15"));
+    assert!(manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["sha256"].as_str().unwrap().len() == 64));
+    assert!(manifest["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15"));
     assert!(manifest["tool_version"].is_string());
 }
 
@@ -81,9 +119,15 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("plan (nothing was changed)"), "{stdout}");
-    assert!(stdout.contains("would swap the restored databases in atomically"), "{stdout}");
+    assert!(
+        stdout.contains("would swap the restored databases in atomically"),
+        "{stdout}"
+    );
     assert_eq!(dbs.fingerprint(), damaged);
-    assert_eq!(databases_like(dbs.validator.trim_end_matches("_v")).len(), 2);
+    assert_eq!(
+        databases_like(dbs.validator.trim_end_matches("_v")).len(),
+        2
+    );
 }
 
 #[test]
@@ -93,7 +137,11 @@ fn restore_without_yes_off_a_terminal_is_a_usage_error() {
     backup_id(&site);
     let out = site.cli(&["restore", "--backup", "latest"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--yes"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -106,7 +154,9 @@ fn corrupted_or_truncated_dump_is_refused_and_live_data_is_untouched() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "gz" || x == "dat") && !p.ends_with("toc.dat"))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "gz" || x == "dat") && !p.ends_with("toc.dat")
+        })
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .expect("a table data file");
     dbs.damage();
@@ -119,12 +169,24 @@ fn corrupted_or_truncated_dump_is_refused_and_live_data_is_untouched() {
     std::fs::write(&data_file, &bytes).unwrap();
     let out = site.cli(&["verify", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("sha256 mismatch (file corrupted)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("sha256 mismatch (file corrupted)"),
+        "{}",
+        text(&out)
+    );
 
     let out = site.cli(&["restore", "--backup", &id, "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("is damaged and will not be used"), "{}", text(&out));
-    assert_eq!(dbs.fingerprint(), live, "a refused restore must not touch live data");
+    assert!(
+        text(&out).contains("is damaged and will not be used"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        dbs.fingerprint(),
+        live,
+        "a refused restore must not touch live data"
+    );
 
     // Truncation is caught too, and by size before any hashing is trusted.
     std::fs::write(&data_file, &bytes[..mid]).unwrap();
@@ -132,7 +194,10 @@ fn corrupted_or_truncated_dump_is_refused_and_live_data_is_untouched() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("truncated or grown"), "{}", text(&out));
     assert_eq!(dbs.fingerprint(), live);
-    assert_eq!(databases_like(dbs.validator.trim_end_matches("_v")).len(), 2);
+    assert_eq!(
+        databases_like(dbs.validator.trim_end_matches("_v")).len(),
+        2
+    );
 }
 
 #[test]
@@ -140,16 +205,30 @@ fn restore_refuses_another_migration_id_unless_forced_with_a_reason() {
     let dbs = NodeDbs::create("sdr_mig", 50);
     let site = Site::new(&dbs, BackendChoice::Builtin, "");
     let id = backup_id(&site);
-    let cfg = std::fs::read_to_string(&site.config).unwrap().replace("migration_id = 0", "migration_id = 1");
+    let cfg = std::fs::read_to_string(&site.config)
+        .unwrap()
+        .replace("migration_id = 0", "migration_id = 1");
     std::fs::write(&site.config, cfg).unwrap();
     dbs.damage();
     let live = dbs.fingerprint();
     let out = site.cli(&["restore", "--backup", &id, "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("taken at migration id 0, the node is at migration id 1"), "{}", text(&out));
+    assert!(
+        text(&out).contains("taken at migration id 0, the node is at migration id 1"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(dbs.fingerprint(), live);
 
-    let out = site.cli(&["restore", "--backup", &id, "--yes", "--force", "--reason", "drill on staging"]);
+    let out = site.cli(&[
+        "restore",
+        "--backup",
+        &id,
+        "--yes",
+        "--force",
+        "--reason",
+        "drill on staging",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let runs = json_of(&site.cli(&["runs", "--json"]));
     let show = json_of(&site.cli(&["--json", "show", runs[0]["id"].as_str().unwrap()]));
@@ -164,7 +243,11 @@ fn daemon_serves_the_cli_and_restores_through_the_socket() {
     let before = dbs.fingerprint();
     let out = site.cli(&["backup"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("in-process"), "must go through the daemon: {}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("in-process"),
+        "must go through the daemon: {}",
+        text(&out)
+    );
     dbs.damage();
     let out = site.cli(&["restore", "--backup", "latest", "--yes"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -191,7 +274,8 @@ fn socket_answers_bad_input_with_errors_and_keeps_serving() {
     let site = Site::new(&dbs, BackendChoice::Builtin, "");
     let daemon = site.start_daemon();
     let sock = site.path("splice-dr.sock");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "socket must be private by default");
 
     let mut s = UnixStream::connect(&sock).unwrap();
@@ -206,7 +290,10 @@ fn socket_answers_bad_input_with_errors_and_keeps_serving() {
     let bad = ask(b"{this is not json\n");
     assert_eq!(bad["type"], "error");
     assert_eq!(bad["code"], "usage");
-    assert!(bad["message"].as_str().unwrap().contains("malformed request"));
+    assert!(bad["message"]
+        .as_str()
+        .unwrap()
+        .contains("malformed request"));
     let unknown = ask(b"{\"cmd\":\"format_disk\"}\n");
     assert_eq!(unknown["code"], "usage");
     // Same connection still works after malformed requests.
@@ -227,7 +314,10 @@ fn socket_answers_bad_input_with_errors_and_keeps_serving() {
     let mut reply = String::new();
     BufReader::new(s).read_line(&mut reply).unwrap();
     let big: Value = serde_json::from_str(&reply).unwrap();
-    assert!(big["message"].as_str().unwrap().contains("longer than"), "{big}");
+    assert!(
+        big["message"].as_str().unwrap().contains("longer than"),
+        "{big}"
+    );
     writer.join().unwrap();
     assert_eq!(socket_request(&sock, b"{\"cmd\":\"ping\"}\n")["type"], "ok");
     stop(daemon);
@@ -243,7 +333,10 @@ fn socket_refuses_a_peer_with_another_uid() {
     // Run a client as `nobody`: a copy of this test's own socket client would need
     // Rust; the splice-dr binary itself is the client, so copy it somewhere nobody can
     // execute and read the config.
-    let shared = tempfile::Builder::new().prefix("sdr-uid").tempdir_in("/tmp").unwrap();
+    let shared = tempfile::Builder::new()
+        .prefix("sdr-uid")
+        .tempdir_in("/tmp")
+        .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(site.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -263,7 +356,11 @@ fn socket_refuses_a_peer_with_another_uid() {
             .unwrap()
     };
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("uid 65534 may not control this daemon"), "{}", text(&out));
+    assert!(
+        text(&out).contains("uid 65534 may not control this daemon"),
+        "{}",
+        text(&out)
+    );
     // The daemon is still serving its own uid.
     assert_eq!(socket_request(&sock, b"{\"cmd\":\"ping\"}\n")["type"], "ok");
     stop(daemon);
@@ -282,7 +379,10 @@ fn config_with_an_unknown_key_is_exit_2_with_key_and_line() {
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("bogus_key"), "{err}");
-        assert!(err.contains(&format!("splice-dr.toml:{line}:")), "expected line {line}: {err}");
+        assert!(
+            err.contains(&format!("splice-dr.toml:{line}:")),
+            "expected line {line}: {err}"
+        );
     }
 }
 
@@ -292,18 +392,35 @@ fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
     let site = Site::new(&dbs, BackendChoice::Builtin, "");
     let daemon = site.start_daemon();
     let good = std::fs::read_to_string(&site.config).unwrap();
-    std::fs::write(&site.config, good.replace("max_age = \"30d\"", "max_age = \"30d\"\nretention = 3")).unwrap();
+    std::fs::write(
+        &site.config,
+        good.replace("max_age = \"30d\"", "max_age = \"30d\"\nretention = 3"),
+    )
+    .unwrap();
     let sock = site.path("splice-dr.sock");
-    wait_for(Duration::from_secs(10), "reload rejection in status", || {
-        let st = socket_request(&sock, b"{\"cmd\":\"status\"}\n");
-        st["result"]["config"]["error"].as_str().is_some_and(|e| e.contains("retention"))
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "reload rejection in status",
+        || {
+            let st = socket_request(&sock, b"{\"cmd\":\"status\"}\n");
+            st["result"]["config"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("retention"))
+        },
+    );
     // The CLI itself refuses the broken file (exit 2, same precise error)...
     let out = site.cli(&["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("repository.retention"), "{}", text(&out));
+    assert!(
+        text(&out).contains("repository.retention"),
+        "{}",
+        text(&out)
+    );
     // ...while the daemon keeps working on the previous config.
-    let done = socket_request(&sock, b"{\"cmd\":\"run\",\"flow\":\"backup\",\"follow\":false}\n");
+    let done = socket_request(
+        &sock,
+        b"{\"cmd\":\"run\",\"flow\":\"backup\",\"follow\":false}\n",
+    );
     assert_eq!(done["type"], "ok", "{done}");
     // Fixing the file clears the error.
     std::fs::write(&site.config, &good).unwrap();
@@ -318,14 +435,26 @@ fn endless_loop_in_a_site_script_is_stopped_with_a_clear_error() {
     let dbs = NodeDbs::create("sdr_loop", 1);
     let site = Site::new(&dbs, BackendChoice::Builtin, "scripts_dir = \"flows\"");
     std::fs::create_dir_all(site.path("flows")).unwrap();
-    std::fs::write(site.path("flows/spin.rhai"), "//! never ends\nlet n = 0;\nloop { n += 1; }\n").unwrap();
+    std::fs::write(
+        site.path("flows/spin.rhai"),
+        "//! never ends\nlet n = 0;\nloop { n += 1; }\n",
+    )
+    .unwrap();
     let out = site.cli(&["check"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("spin"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("spin"),
+        "{}",
+        text(&out)
+    );
     let out = site.cli(&["run", "spin"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("operation limit"), "{}", text(&out));
-    assert!(text(&out).contains("spin.rhai:3:"), "error must point at the loop: {}", text(&out));
+    assert!(
+        text(&out).contains("spin.rhai:3:"),
+        "error must point at the loop: {}",
+        text(&out)
+    );
 
     // A syntax error is a config-time error with file:line:col.
     std::fs::write(site.path("flows/broken.rhai"), "let x = ;\n").unwrap();
@@ -344,14 +473,32 @@ fn daemon_killed_mid_restore_leaves_the_original_intact_and_the_run_interrupted(
     dbs.damage();
     let live = dbs.fingerprint();
 
-    let restore = site.cmd().args(["restore", "--backup", "latest", "--yes"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let restore = site
+        .cmd()
+        .args(["restore", "--backup", "latest", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the participant database is being restored into its staging copy.
     let state = site.path("state/runs");
-    wait_for(Duration::from_secs(60), "the participant restore step", || {
-        std::fs::read_dir(&state).into_iter().flatten().flatten().any(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"restore participant database from") && t.contains("\"state\": \"running\""))
-        }) && databases_like(&dbs.participant).len() > 1
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the participant restore step",
+        || {
+            std::fs::read_dir(&state)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    std::fs::read_to_string(e.path()).is_ok_and(|t| {
+                        t.contains("\"restore participant database from")
+                            && t.contains("\"state\": \"running\"")
+                    })
+                })
+                && databases_like(&dbs.participant).len() > 1
+        },
+    );
     let mut daemon = daemon;
     daemon.kill().unwrap();
     daemon.wait().unwrap();
@@ -364,15 +511,34 @@ fn daemon_killed_mid_restore_leaves_the_original_intact_and_the_run_interrupted(
     // A new daemon marks the run interrupted and drops the half-restored database.
     let daemon = site.start_daemon();
     let runs = json_of(&site.cli(&["runs", "--json"]));
-    let run = runs.as_array().unwrap().iter().find(|r| r["flow"] == "restore").unwrap();
+    let run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["flow"] == "restore")
+        .unwrap();
     assert_eq!(run["state"], "interrupted", "{run}");
-    assert!(run["error"].as_str().unwrap().contains("restore participant database"), "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("restore participant database"),
+        "{run}"
+    );
     let show = site.cli(&["show", run["id"].as_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&show.stdout).contains("[interrupted]"), "{}", text(&show));
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("[interrupted]"),
+        "{}",
+        text(&show)
+    );
     wait_for(Duration::from_secs(10), "staging databases dropped", || {
         databases_like(dbs.validator.trim_end_matches("_v")).len() == 2
     });
-    assert!(site.daemon_log().contains("marked interrupted"), "{}", site.daemon_log());
+    assert!(
+        site.daemon_log().contains("marked interrupted"),
+        "{}",
+        site.daemon_log()
+    );
 
     // And the node can be restored normally afterwards.
     let out = site.cli(&["restore", "--backup", "latest", "--yes"]);
@@ -386,12 +552,24 @@ fn a_second_destructive_run_on_the_same_node_is_refused_visibly() {
     let site = Site::new(&dbs, BackendChoice::Builtin, "");
     backup_id(&site);
     // An in-process restore (no daemon) holds the node lock...
-    let mut first = site.cmd().args(["restore", "--backup", "latest", "--yes"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut first = site
+        .cmd()
+        .args(["restore", "--backup", "latest", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let state = site.path("state/runs");
     wait_for(Duration::from_secs(30), "first restore running", || {
-        std::fs::read_dir(&state).into_iter().flatten().flatten().any(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"flow\": \"restore\"") && t.contains("\"state\": \"running\""))
-        })
+        std::fs::read_dir(&state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_to_string(e.path()).is_ok_and(|t| {
+                    t.contains("\"flow\": \"restore\"") && t.contains("\"state\": \"running\"")
+                })
+            })
     });
     // ...so a second one from another process is refused with the holder named.
     let out = site.cli(&["restore", "--backup", "latest", "--yes"]);
@@ -399,7 +577,9 @@ fn a_second_destructive_run_on_the_same_node_is_refused_visibly() {
     assert!(text(&out).contains("is busy"), "{}", text(&out));
     assert!(first.wait().unwrap().success());
     let runs = json_of(&site.cli(&["runs", "--json"]));
-    assert!(runs.as_array().unwrap().iter().any(|r| r["error"].as_str().is_some_and(|e| e.starts_with("refused: node `validator-1` is busy"))));
+    assert!(runs.as_array().unwrap().iter().any(|r| r["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("refused: node `validator-1` is busy"))));
 }
 
 #[test]
@@ -410,27 +590,49 @@ fn cancel_stops_a_restore_and_rolls_back() {
     assert!(site.cli(&["backup"]).status.success());
     dbs.damage();
     let live = dbs.fingerprint();
-    let restore = site.cmd().args(["restore", "--backup", "latest", "--yes"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let restore = site
+        .cmd()
+        .args(["restore", "--backup", "latest", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let state = site.path("state/runs");
     let mut run_id = String::new();
-    wait_for(Duration::from_secs(60), "the participant restore step", || {
-        std::fs::read_dir(&state).into_iter().flatten().flatten().any(|e| {
-            let t = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let hit = t.contains("\"restore participant database from") && t.contains("\"state\": \"running\"");
-            if hit {
-                run_id = e.path().file_stem().unwrap().to_string_lossy().into_owned();
-            }
-            hit
-        })
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the participant restore step",
+        || {
+            std::fs::read_dir(&state)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    let t = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let hit = t.contains("\"restore participant database from")
+                        && t.contains("\"state\": \"running\"");
+                    if hit {
+                        run_id = e.path().file_stem().unwrap().to_string_lossy().into_owned();
+                    }
+                    hit
+                })
+        },
+    );
     let out = site.cli(&["cancel", &run_id]);
     assert!(out.status.success(), "{}", text(&out));
     let mut restore = restore;
     assert_eq!(restore.wait().unwrap().code(), Some(1));
     let show = json_of(&site.cli(&["--json", "show", &run_id]));
     assert_eq!(show["state"], "cancelled", "{show}");
-    assert_eq!(dbs.fingerprint(), live, "a cancelled restore leaves live data as it was");
-    assert_eq!(databases_like(dbs.validator.trim_end_matches("_v")).len(), 2);
+    assert_eq!(
+        dbs.fingerprint(),
+        live,
+        "a cancelled restore leaves live data as it was"
+    );
+    assert_eq!(
+        databases_like(dbs.validator.trim_end_matches("_v")).len(),
+        2
+    );
     stop(daemon);
 }
 
@@ -440,6 +642,10 @@ fn postgres_backend_loaded_as_a_cdylib_plugin_passes_the_same_roundtrip() {
     let site = Site::new(&dbs, BackendChoice::Plugin(postgres_plugin_path()), "");
     let out = site.cli(&["check"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("backend postgres"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("backend postgres"),
+        "{}",
+        text(&out)
+    );
     backup_restore_roundtrip(&site, &dbs);
 }

@@ -13,15 +13,24 @@ pub fn build(node: &NodeConfig) -> Result<Arc<dyn Backend>, BackendError> {
     match node.backend {
         BackendKind::Postgres => {
             let cfg = node.postgres.clone().ok_or_else(|| {
-                BackendError::Config(format!("node `{}`: backend \"postgres\" needs a [node.postgres] table", node.name))
+                BackendError::Config(format!(
+                    "node `{}`: backend \"postgres\" needs a [node.postgres] table",
+                    node.name
+                ))
             })?;
             Ok(Arc::new(PostgresBackend::new(cfg)?))
         }
         BackendKind::Plugin => {
             let plugin = node.plugin.as_ref().ok_or_else(|| {
-                BackendError::Config(format!("node `{}`: backend \"plugin\" needs a [node.plugin] table", node.name))
+                BackendError::Config(format!(
+                    "node `{}`: backend \"plugin\" needs a [node.plugin] table",
+                    node.name
+                ))
             })?;
-            Ok(Arc::new(DynamicBackend::load(&plugin.path, &plugin.config)?))
+            Ok(Arc::new(DynamicBackend::load(
+                &plugin.path,
+                &plugin.config,
+            )?))
         }
     }
 }

@@ -10,11 +10,19 @@ pub fn check(config: &Config) -> Result<String, String> {
     let nodes = build_nodes(config).map_err(|e| e.to_string())?;
     let mut out = format!("{}: OK\n", config.source.display());
     for (name, node) in nodes.iter() {
-        out.push_str(&format!("node {name}: backend {}, migration id {}\n", node.backend.kind(), node.facts.migration_id));
+        out.push_str(&format!(
+            "node {name}: backend {}, migration id {}\n",
+            node.backend.kind(),
+            node.facts.migration_id
+        ));
     }
     out.push_str("flows in force:\n");
     for flow in catalog.iter() {
-        let replaced = if flow.overrides_builtin { " (replaces the built-in)" } else { "" };
+        let replaced = if flow.overrides_builtin {
+            " (replaces the built-in)"
+        } else {
+            ""
+        };
         out.push_str(&format!("  {:<12} {}{replaced}\n", flow.name, flow.source));
     }
     Ok(out)

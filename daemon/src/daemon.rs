@@ -29,7 +29,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, service.clone(), config.daemon.allowed_uids.clone(), shutdown.clone()));
+    let server = tokio::spawn(server::serve(
+        listener,
+        service.clone(),
+        config.daemon.allowed_uids.clone(),
+        shutdown.clone(),
+    ));
 
     wait_for_signal().await?;
     tracing::info!("shutting down: no new requests; cancelling running flows so they roll back");

@@ -136,7 +136,10 @@ impl Service {
 
     /// The config in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The runner (for tests and the daemon's shutdown).
@@ -166,7 +169,12 @@ impl Service {
         match self.runner.journal().mark_orphans() {
             Ok(runs) => {
                 for r in runs {
-                    notes.push(format!("run {} ({}) marked interrupted: {}", r.id, r.flow, r.error.unwrap_or_default()));
+                    notes.push(format!(
+                        "run {} ({}) marked interrupted: {}",
+                        r.id,
+                        r.flow,
+                        r.error.unwrap_or_default()
+                    ));
                 }
             }
             Err(e) => notes.push(format!("cannot scan the journal: {e}")),
@@ -189,13 +197,24 @@ impl Service {
                         .staged
                         .iter()
                         .filter_map(|s| {
-                            let db = live.iter().find(|d| s.starts_with(&format!("{}__sdr_", d.name)))?;
-                            Some(splice_dr_plugin_api::StagedDb { role: db.role.clone(), live: db.name.clone(), staging: s.clone() })
+                            let db = live
+                                .iter()
+                                .find(|d| s.starts_with(&format!("{}__sdr_", d.name)))?;
+                            Some(splice_dr_plugin_api::StagedDb {
+                                role: db.role.clone(),
+                                live: db.name.clone(),
+                                staging: s.clone(),
+                            })
                         })
                         .collect();
                     match node.backend.drop_staged(&ctx, &staged) {
-                        Ok(()) => notes.push(format!("node {name}: dropped half-restored {}", left.staged.join(", "))),
-                        Err(e) => notes.push(format!("node {name}: cannot drop half-restored databases: {e}")),
+                        Ok(()) => notes.push(format!(
+                            "node {name}: dropped half-restored {}",
+                            left.staged.join(", ")
+                        )),
+                        Err(e) => notes.push(format!(
+                            "node {name}: cannot drop half-restored databases: {e}"
+                        )),
                     }
                 }
                 for k in left.kept {
@@ -215,47 +234,84 @@ impl Service {
         });
         match outcome {
             Ok((cfg, catalog, nodes)) => {
-                self.runner.reconfigure(catalog, nodes, cfg.daemon.run_timeout);
+                self.runner
+                    .reconfigure(catalog, nodes, cfg.daemon.run_timeout);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
                 *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!("configuration reloaded");
             }
             Err(e) => {
-                tracing::error!("configuration change rejected, the previous configuration stays in force: {e}");
+                tracing::error!(
+                    "configuration change rejected, the previous configuration stays in force: {e}"
+                );
                 *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
         }
     }
 
     /// Answers one request; live events of a followed run go to `events`.
-    pub async fn handle(self: &Arc<Self>, req: Request, events: &mpsc::UnboundedSender<Reply>) -> Reply {
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request,
+        events: &mpsc::UnboundedSender<Reply>,
+    ) -> Reply {
         match req {
-            Request::Ping => Reply::Ok { result: json!({"pong": true, "mode": self.mode}) },
+            Request::Ping => Reply::Ok {
+                result: json!({"pong": true, "mode": self.mode}),
+            },
             Request::Status => self.status().await,
             Request::Runs { limit } => match self.runner.journal().list() {
                 Ok(runs) => Reply::Ok {
-                    result: Value::Array(runs.iter().take(limit.unwrap_or(50)).map(run_summary).collect()),
+                    result: Value::Array(
+                        runs.iter()
+                            .take(limit.unwrap_or(50))
+                            .map(run_summary)
+                            .collect(),
+                    ),
                 },
                 Err(e) => failed(e),
             },
             Request::Show { run } => match self.runner.journal().get(&run) {
-                Ok(r) => Reply::Ok { result: serde_json::to_value(r).unwrap_or(Value::Null) },
-                Err(crate::journal::JournalError::NotFound(id)) => {
-                    Reply::error(ErrorCode::Usage, format!("no run `{id}` in the journal (list them with `splice-dr runs`)"))
-                }
+                Ok(r) => Reply::Ok {
+                    result: serde_json::to_value(r).unwrap_or(Value::Null),
+                },
+                Err(crate::journal::JournalError::NotFound(id)) => Reply::error(
+                    ErrorCode::Usage,
+                    format!("no run `{id}` in the journal (list them with `splice-dr runs`)"),
+                ),
                 Err(e) => failed(e),
             },
             Request::Backups { node } => self.backups(node.as_deref()),
             Request::Cancel { run } => match self.runner.cancel(&run) {
-                Ok(()) => Reply::Ok { result: json!({"cancel_requested": run}) },
+                Ok(()) => Reply::Ok {
+                    result: json!({"cancel_requested": run}),
+                },
                 Err(RunError::Journal(crate::journal::JournalError::NotFound(id))) => {
                     Reply::error(ErrorCode::Usage, format!("no run `{id}` in the journal"))
                 }
                 Err(e) => run_error(e),
             },
-            Request::Run { flow, node, params, dry_run, follow, confirmed } => {
-                self.run(RunRequest { flow, node, params, trigger: self.mode.into(), dry_run }, follow, confirmed, events)
-                    .await
+            Request::Run {
+                flow,
+                node,
+                params,
+                dry_run,
+                follow,
+                confirmed,
+            } => {
+                self.run(
+                    RunRequest {
+                        flow,
+                        node,
+                        params,
+                        trigger: self.mode.into(),
+                        dry_run,
+                    },
+                    follow,
+                    confirmed,
+                    events,
+                )
+                .await
             }
         }
     }
@@ -281,7 +337,9 @@ impl Service {
             Err(e) => return run_error(e),
         };
         if !follow {
-            return Reply::Ok { result: json!({"run": id}) };
+            return Reply::Ok {
+                result: json!({"run": id}),
+            };
         }
         let record = loop {
             tokio::select! {
@@ -299,7 +357,9 @@ impl Service {
             }
         }
         match record {
-            Ok(r) => Reply::Ok { result: serde_json::to_value(r).unwrap_or(Value::Null) },
+            Ok(r) => Reply::Ok {
+                result: serde_json::to_value(r).unwrap_or(Value::Null),
+            },
             Err(e) => failed(format!("run {id} panicked: {e}")),
         }
     }
@@ -318,7 +378,9 @@ impl Service {
 
     async fn status(self: &Arc<Self>) -> Reply {
         let this = self.clone();
-        let nodes = tokio::task::spawn_blocking(move || this.node_status()).await.unwrap_or_default();
+        let nodes = tokio::task::spawn_blocking(move || this.node_status())
+            .await
+            .unwrap_or_default();
         let cfg = self.config();
         let active: Vec<Value> = self
             .runner
@@ -333,8 +395,10 @@ impl Service {
             .runner
             .catalog()
             .iter()
-            .map(|f| json!({"name": f.name, "source": f.source.to_string(), "destructive": f.destructive,
-                            "overrides_builtin": f.overrides_builtin, "description": f.description}))
+            .map(|f| {
+                json!({"name": f.name, "source": f.source.to_string(), "destructive": f.destructive,
+                            "overrides_builtin": f.overrides_builtin, "description": f.description})
+            })
             .collect();
         Reply::Ok {
             result: json!({

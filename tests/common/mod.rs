@@ -8,20 +8,25 @@ use std::time::{Duration, Instant};
 
 /// Superuser URL for tests (see tests/pg-setup.sh).
 pub fn pg_url() -> String {
-    std::env::var("SPLICE_DR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgresql://splice_dr_test:splice_dr_test@127.0.0.1:5432/postgres".into())
+    std::env::var("SPLICE_DR_TEST_PG_URL").unwrap_or_else(|_| {
+        "postgresql://splice_dr_test:splice_dr_test@127.0.0.1:5432/postgres".into()
+    })
 }
 
 /// A connection to `db` on the test server.
 pub fn connect(db: &str) -> postgres::Client {
     let mut cfg: postgres::Config = pg_url().parse().expect("SPLICE_DR_TEST_PG_URL");
     cfg.dbname(db);
-    cfg.connect(postgres::NoTls).unwrap_or_else(|e| panic!("connect {db}: {e} — run tests/pg-setup.sh"))
+    cfg.connect(postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connect {db}: {e} — run tests/pg-setup.sh"))
 }
 
 /// A unique name prefix for this test's databases.
 pub fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000)
 }
 
@@ -35,10 +40,15 @@ impl NodeDbs {
     /// Creates both databases with fixture data; `participant_rows` sizes the big table.
     pub fn create(prefix: &str, participant_rows: u32) -> Self {
         let base = unique(prefix);
-        let dbs = NodeDbs { validator: format!("{base}_v"), participant: format!("{base}_p-0") };
+        let dbs = NodeDbs {
+            validator: format!("{base}_v"),
+            participant: format!("{base}_p-0"),
+        };
         let mut admin = connect("postgres");
         for db in [&dbs.validator, &dbs.participant] {
-            admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).unwrap();
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{db}\""))
+                .unwrap();
         }
         connect(&dbs.validator)
             .batch_execute(
@@ -92,11 +102,15 @@ impl Drop for NodeDbs {
         let mut admin = connect("postgres");
         let like = self.validator.trim_end_matches("_v").to_string();
         let rows = admin
-            .query("SELECT datname FROM pg_database WHERE datname LIKE $1 || '%'", &[&like])
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE $1 || '%'",
+                &[&like],
+            )
             .unwrap_or_default();
         for row in rows {
             let name: String = row.get(0);
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            let _ =
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
         }
     }
 }
@@ -106,7 +120,10 @@ pub fn fingerprint_db(db: &str) -> Vec<(String, String)> {
     let mut c = connect(db);
     let mut out = Vec::new();
     let tables = c
-        .query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
         .unwrap();
     for t in tables {
         let name: String = t.get(0);
@@ -120,7 +137,10 @@ pub fn fingerprint_db(db: &str) -> Vec<(String, String)> {
         .unwrap();
     for s in seqs {
         let v: Option<i64> = s.get(1);
-        out.push((format!("{db}.seq.{}", s.get::<_, String>(0)), format!("{v:?}")));
+        out.push((
+            format!("{db}.seq.{}", s.get::<_, String>(0)),
+            format!("{v:?}"),
+        ));
     }
     out
 }
@@ -128,7 +148,10 @@ pub fn fingerprint_db(db: &str) -> Vec<(String, String)> {
 /// Names of databases on the server starting with `prefix`.
 pub fn databases_like(prefix: &str) -> Vec<String> {
     connect("postgres")
-        .query("SELECT datname FROM pg_database WHERE datname LIKE $1 || '%' ORDER BY 1", &[&prefix])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1 || '%' ORDER BY 1",
+            &[&prefix],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -155,15 +178,24 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut u: url_parts::Parts = url_parts::parse(&pg_url());
-        std::fs::write(root.join("pg-password"), format!("{}\n", u.password.take().unwrap_or_default())).unwrap();
+        std::fs::write(
+            root.join("pg-password"),
+            format!("{}\n", u.password.take().unwrap_or_default()),
+        )
+        .unwrap();
         let pg_table = format!(
             "url = \"postgresql://{}@{}:{}/postgres\"\npassword_file = \"pg-password\"\nvalidator_db = \"{}\"\nparticipant_db = \"{}\"\n",
             u.user, u.host, u.port, dbs.validator, dbs.participant
         );
         let node = match backend {
-            BackendChoice::Builtin => format!("backend = \"postgres\"\nmigration_id = 0\n\n[node.postgres]\n{pg_table}"),
+            BackendChoice::Builtin => {
+                format!("backend = \"postgres\"\nmigration_id = 0\n\n[node.postgres]\n{pg_table}")
+            }
             BackendChoice::Plugin(so) => {
-                let cfg = pg_table.replace("password_file = \"pg-password\"", &format!("password_file = \"{}\"", root.join("pg-password").display()));
+                let cfg = pg_table.replace(
+                    "password_file = \"pg-password\"",
+                    &format!("password_file = \"{}\"", root.join("pg-password").display()),
+                );
                 format!("backend = \"plugin\"\nmigration_id = 0\n\n[node.plugin]\npath = \"{}\"\n\n[node.plugin.config]\n{cfg}", so.display())
             }
         };
@@ -226,12 +258,20 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// stdout and stderr of a CLI run as text, for assertions and failure messages.
 pub fn text(o: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Sends SIGTERM and waits for exit.
 pub fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
@@ -262,7 +302,12 @@ pub mod url_parts {
         };
         let hostport = hostpart.split('/').next().unwrap();
         let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
-        Parts { user, password, host: host.into(), port: port.into() }
+        Parts {
+            user,
+            password,
+            host: host.into(),
+            port: port.into(),
+        }
     }
 }
 
@@ -271,6 +316,10 @@ pub fn postgres_plugin_path() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let so = profile_dir.join("libsplice_dr_postgres.so");
-    assert!(so.exists(), "{} not built: run `cargo build -p splice-dr-postgres` first", so.display());
+    assert!(
+        so.exists(),
+        "{} not built: run `cargo build -p splice-dr-postgres` first",
+        so.display()
+    );
     so
 }

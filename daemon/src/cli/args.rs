@@ -15,7 +15,13 @@ use std::path::PathBuf;
 #[command(name = "splice-dr", version, propagate_version = true)]
 pub struct Cli {
     /// Configuration file (TOML; reference: docs/CONFIG.md).
-    #[arg(long, short = 'c', global = true, env = "SPLICE_DR_CONFIG", default_value = "/etc/splice-dr/splice-dr.toml")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "SPLICE_DR_CONFIG",
+        default_value = "/etc/splice-dr/splice-dr.toml"
+    )]
     pub config: PathBuf,
     /// Log format for the daemon and in-process runs.
     #[arg(long, global = true, value_enum)]
@@ -191,9 +197,15 @@ mod tests {
 
     #[test]
     fn params_are_typed() {
-        assert_eq!(parse_param("force=true").unwrap().1, serde_json::json!(true));
+        assert_eq!(
+            parse_param("force=true").unwrap().1,
+            serde_json::json!(true)
+        );
         assert_eq!(parse_param("n=3").unwrap().1, serde_json::json!(3));
-        assert_eq!(parse_param("b=latest").unwrap().1, serde_json::json!("latest"));
+        assert_eq!(
+            parse_param("b=latest").unwrap().1,
+            serde_json::json!("latest")
+        );
         assert!(parse_param("novalue").is_err());
     }
 

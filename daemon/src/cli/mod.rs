@@ -27,7 +27,10 @@ pub mod exit {
 }
 
 fn params(pairs: &[(&str, Value)]) -> serde_json::Map<String, Value> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 /// Builds the socket request for a client command (not `check` or `daemon`).
@@ -43,21 +46,44 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
     Some(match cmd {
         Command::Check | Command::Daemon => return None,
         Command::Status => Request::Status,
-        Command::Runs(a) => Request::Runs { limit: Some(a.limit) },
-        Command::Show { run_id } => Request::Show { run: run_id.clone() },
-        Command::Cancel { run_id } => Request::Cancel { run: run_id.clone() },
-        Command::Backups(n) => Request::Backups { node: n.node.clone() },
+        Command::Runs(a) => Request::Runs {
+            limit: Some(a.limit),
+        },
+        Command::Show { run_id } => Request::Show {
+            run: run_id.clone(),
+        },
+        Command::Cancel { run_id } => Request::Cancel {
+            run: run_id.clone(),
+        },
+        Command::Backups(n) => Request::Backups {
+            node: n.node.clone(),
+        },
         Command::Backup(a) => run("backup", &a.node.node, Default::default(), a.dry_run, false),
-        Command::Verify(a) => run("verify", &a.node.node, params(&[("backup", json!(a.backup))]), false, false),
+        Command::Verify(a) => run(
+            "verify",
+            &a.node.node,
+            params(&[("backup", json!(a.backup))]),
+            false,
+            false,
+        ),
         Command::Restore(a) => {
-            let mut p = params(&[("backup", json!(a.backup)), ("ready_timeout", json!(a.ready_timeout))]);
+            let mut p = params(&[
+                ("backup", json!(a.backup)),
+                ("ready_timeout", json!(a.ready_timeout)),
+            ]);
             if a.force {
                 p.insert("force".into(), json!(true));
                 p.insert("reason".into(), json!(a.reason.clone().unwrap_or_default()));
             }
             run("restore", &a.node.node, p, a.dry_run, a.yes)
         }
-        Command::Run(a) => run(&a.flow, &a.node.node, a.params.iter().cloned().collect(), a.dry_run, a.yes),
+        Command::Run(a) => run(
+            &a.flow,
+            &a.node.node,
+            a.params.iter().cloned().collect(),
+            a.dry_run,
+            a.yes,
+        ),
     })
 }
 
@@ -76,7 +102,8 @@ impl Target {
                     "no daemon answers on {}: running in-process (same journal and node locks)",
                     config.daemon.socket.display()
                 );
-                let service = Service::new(config.clone(), "in-process").map_err(|e| e.to_string())?;
+                let service =
+                    Service::new(config.clone(), "in-process").map_err(|e| e.to_string())?;
                 for note in service.recover().await {
                     eprintln!("recovery: {note}");
                 }
@@ -107,7 +134,9 @@ impl Target {
                         printer.print(&event);
                     }
                 }
-                handle.await.map_err(|e| format!("in-process run panicked: {e}"))
+                handle
+                    .await
+                    .map_err(|e| format!("in-process run panicked: {e}"))
             }
         }
     }
@@ -137,7 +166,11 @@ pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
     };
     let mut printer = EventPrinter::default();
     let mut reply = target.send(&req, &mut printer).await;
-    if let Ok(Reply::Error { code: ErrorCode::Confirm, message }) = &reply {
+    if let Ok(Reply::Error {
+        code: ErrorCode::Confirm,
+        message,
+    }) = &reply
+    {
         if confirm_on_tty(message) {
             if let Request::Run { confirmed, .. } = &mut req {
                 *confirmed = true;
@@ -166,9 +199,15 @@ pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
 }
 
 fn print_result(cli: &Cli, result: &Value) -> u8 {
-    let run_state = result.get("steps").and(result.get("state")).and_then(Value::as_str);
+    let run_state = result
+        .get("steps")
+        .and(result.get("state"))
+        .and_then(Value::as_str);
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        );
     } else {
         match (&cli.command, run_state) {
             (Command::Status, _) => print!("{}", render::status_text(result)),
@@ -188,7 +227,10 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
                 );
             }
             (_, Some(_)) => print!("{}", render::run_details(result)),
-            _ => println!("{}", serde_json::to_string_pretty(result).unwrap_or_default()),
+            _ => println!(
+                "{}",
+                serde_json::to_string_pretty(result).unwrap_or_default()
+            ),
         }
     }
     match run_state {

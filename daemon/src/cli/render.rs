@@ -17,7 +17,11 @@ pub struct EventPrinter {
 
 impl Default for EventPrinter {
     fn default() -> Self {
-        EventPrinter { tty: std::io::stderr().is_terminal(), last_progress: None, progress_shown: false }
+        EventPrinter {
+            tty: std::io::stderr().is_terminal(),
+            last_progress: None,
+            progress_shown: false,
+        }
     }
 }
 
@@ -39,7 +43,12 @@ impl EventPrinter {
                 self.clear_progress();
                 eprintln!("{}▶ {name}", "  ".repeat(*depth as usize));
             }
-            RunEvent::StepFinished { name, error, millis, .. } => {
+            RunEvent::StepFinished {
+                name,
+                error,
+                millis,
+                ..
+            } => {
                 self.clear_progress();
                 match error {
                     None => eprintln!("  ✓ {name} ({})", fmt_ms(*millis)),
@@ -50,13 +59,22 @@ impl EventPrinter {
                 self.clear_progress();
                 eprintln!("    {level}: {message}");
             }
-            RunEvent::Progress { what, done, total, unit, .. } => {
+            RunEvent::Progress {
+                what,
+                done,
+                total,
+                unit,
+                ..
+            } => {
                 let line = describe(what, *done, *total, unit);
                 if self.tty {
                     eprint!("\r\x1b[2K    {line}");
                     let _ = std::io::stderr().flush();
                     self.progress_shown = true;
-                } else if self.last_progress.is_none_or(|t| t.elapsed().as_secs() >= 5) {
+                } else if self
+                    .last_progress
+                    .is_none_or(|t| t.elapsed().as_secs() >= 5)
+                {
                     eprintln!("    {line}");
                     self.last_progress = Some(Instant::now());
                 }
@@ -81,16 +99,31 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// `runs` as a table.
 pub fn runs_table(runs: &Value) -> String {
-    let mut out = format!("{:<40} {:<12} {:<10} {:<14} {:>9}  {}\n", "RUN", "STATE", "FLOW", "NODE", "TOOK", "ERROR");
+    let mut out = format!(
+        "{:<40} {:<12} {:<10} {:<14} {:>9}  {}\n",
+        "RUN", "STATE", "FLOW", "NODE", "TOOK", "ERROR"
+    );
     for r in runs.as_array().into_iter().flatten() {
-        let took = r.get("duration_ms").and_then(Value::as_u64).map(fmt_ms).unwrap_or_else(|| "-".into());
+        let took = r
+            .get("duration_ms")
+            .and_then(Value::as_u64)
+            .map(fmt_ms)
+            .unwrap_or_else(|| "-".into());
         let err = s(r, "error").lines().next().unwrap_or("");
         let state = if r.get("dry_run").and_then(Value::as_bool).unwrap_or(false) {
             format!("{} (dry)", s(r, "state"))
         } else {
             s(r, "state").to_string()
         };
-        out.push_str(&format!("{:<40} {:<12} {:<10} {:<14} {:>9}  {}\n", s(r, "id"), state, s(r, "flow"), s(r, "node"), took, if err == "-" { "" } else { err }));
+        out.push_str(&format!(
+            "{:<40} {:<12} {:<10} {:<14} {:>9}  {}\n",
+            s(r, "id"),
+            state,
+            s(r, "flow"),
+            s(r, "node"),
+            took,
+            if err == "-" { "" } else { err }
+        ));
     }
     out
 }
@@ -99,18 +132,34 @@ pub fn runs_table(runs: &Value) -> String {
 pub fn run_details(r: &Value) -> String {
     let mut out = format!(
         "run {}\n  flow: {}  node: {}  trigger: {}  state: {}{}\n  created: {}\n",
-        s(r, "id"), s(r, "flow"), s(r, "node"), s(r, "trigger"), s(r, "state"),
-        if r.get("dry_run").and_then(Value::as_bool).unwrap_or(false) { " (dry run)" } else { "" },
+        s(r, "id"),
+        s(r, "flow"),
+        s(r, "node"),
+        s(r, "trigger"),
+        s(r, "state"),
+        if r.get("dry_run").and_then(Value::as_bool).unwrap_or(false) {
+            " (dry run)"
+        } else {
+            ""
+        },
         s(r, "created_at"),
     );
     if let Some(reason) = r.get("forced_reason").and_then(Value::as_str) {
         out.push_str(&format!("  FORCED: {reason}\n"));
     }
-    if let Some(p) = r.get("params").filter(|p| p.as_object().is_some_and(|o| !o.is_empty())) {
+    if let Some(p) = r
+        .get("params")
+        .filter(|p| p.as_object().is_some_and(|o| !o.is_empty()))
+    {
         out.push_str(&format!("  params: {p}\n"));
     }
     out.push_str("  steps:\n");
-    for st in r.get("steps").and_then(Value::as_array).into_iter().flatten() {
+    for st in r
+        .get("steps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let depth = st.get("depth").and_then(Value::as_u64).unwrap_or(0) as usize;
         let mark = match s(st, "state") {
             "succeeded" => "✓",
@@ -118,16 +167,34 @@ pub fn run_details(r: &Value) -> String {
             "interrupted" => "⚠",
             _ => "…",
         };
-        out.push_str(&format!("  {}{mark} {} [{}]", "  ".repeat(depth), s(st, "name"), s(st, "state")));
+        out.push_str(&format!(
+            "  {}{mark} {} [{}]",
+            "  ".repeat(depth),
+            s(st, "name"),
+            s(st, "state")
+        ));
         if let Some(e) = st.get("error").and_then(Value::as_str) {
             out.push_str(&format!(": {e}"));
         }
         out.push('\n');
-        for l in st.get("log").and_then(Value::as_array).into_iter().flatten() {
-            out.push_str(&format!("  {}    {}\n", "  ".repeat(depth), l.as_str().unwrap_or("")));
+        for l in st
+            .get("log")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!(
+                "  {}    {}\n",
+                "  ".repeat(depth),
+                l.as_str().unwrap_or("")
+            ));
         }
     }
-    if let Some(plan) = r.get("plan").and_then(Value::as_array).filter(|p| !p.is_empty()) {
+    if let Some(plan) = r
+        .get("plan")
+        .and_then(Value::as_array)
+        .filter(|p| !p.is_empty())
+    {
         out.push_str("  plan (nothing was changed):\n");
         for l in plan {
             out.push_str(&format!("    {}\n", l.as_str().unwrap_or("")));
@@ -144,19 +211,43 @@ pub fn run_details(r: &Value) -> String {
 
 /// `backups` as a table.
 pub fn backups_table(v: &Value) -> String {
-    let mut out = format!("{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}\n", "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE");
-    for b in v.get("backups").and_then(Value::as_array).into_iter().flatten() {
-        let age = b.get("age_secs").and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+    let mut out = format!(
+        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}\n",
+        "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE"
+    );
+    for b in v
+        .get("backups")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let age = b
+            .get("age_secs")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .max(0) as u64;
         let size = b.get("bytes").and_then(Value::as_u64).unwrap_or(0);
         out.push_str(&format!(
             "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}\n",
-            s(b, "id"), s(b, "node"), b.get("migration_id").and_then(Value::as_u64).unwrap_or(0),
+            s(b, "id"),
+            s(b, "node"),
+            b.get("migration_id").and_then(Value::as_u64).unwrap_or(0),
             s(b, "created_at").chars().take(19).collect::<String>(),
-            humantime::format_duration(std::time::Duration::from_secs(age - age % 60)).to_string().split(' ').take(2).collect::<Vec<_>>().join(""),
+            humantime::format_duration(std::time::Duration::from_secs(age - age % 60))
+                .to_string()
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(""),
             crate::flows::progress::human_bytes(size),
         ));
     }
-    for e in v.get("unreadable").and_then(Value::as_array).into_iter().flatten() {
+    for e in v
+        .get("unreadable")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         out.push_str(&format!("UNREADABLE: {}\n", e.as_str().unwrap_or("")));
     }
     out
@@ -166,25 +257,68 @@ pub fn backups_table(v: &Value) -> String {
 pub fn status_text(v: &Value) -> String {
     let mut out = format!(
         "splice-dr ({}) pid {} — config {}\n",
-        s(v, "mode"), v.get("pid").and_then(Value::as_u64).unwrap_or(0), v["config"]["file"].as_str().unwrap_or("-"),
+        s(v, "mode"),
+        v.get("pid").and_then(Value::as_u64).unwrap_or(0),
+        v["config"]["file"].as_str().unwrap_or("-"),
     );
     if let Some(e) = v["config"]["error"].as_str() {
-        out.push_str(&format!("  CONFIG CHANGE REJECTED (previous config in force): {e}\n"));
+        out.push_str(&format!(
+            "  CONFIG CHANGE REJECTED (previous config in force): {e}\n"
+        ));
     }
-    for n in v.get("nodes").and_then(Value::as_array).into_iter().flatten() {
-        out.push_str(&format!("node {} ({}, migration id {})\n", s(n, "name"), s(n, "backend"), n["migration_id"]));
+    for n in v
+        .get("nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "node {} ({}, migration id {})\n",
+            s(n, "name"),
+            s(n, "backend"),
+            n["migration_id"]
+        ));
         match n.get("last_backup").filter(|b| !b.is_null()) {
             Some(b) => {
                 let age = b["age_secs"].as_i64().unwrap_or(0).max(0) as u64;
-                out.push_str(&format!("  last backup: {} ({} ago)\n", s(b, "id"), humantime::format_duration(std::time::Duration::from_secs(age))));
+                out.push_str(&format!(
+                    "  last backup: {} ({} ago)\n",
+                    s(b, "id"),
+                    humantime::format_duration(std::time::Duration::from_secs(age))
+                ));
             }
             None => out.push_str("  last backup: none — take one with `splice-dr backup`\n"),
         }
-        for c in n.get("components").and_then(Value::as_array).into_iter().flatten() {
-            out.push_str(&format!("  component {}: {} ready={} {}\n", s(c, "name"), s(c, "state"), c["ready"], s(c, "detail")));
+        for c in n
+            .get("components")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!(
+                "  component {}: {} ready={} {}\n",
+                s(c, "name"),
+                s(c, "state"),
+                c["ready"],
+                s(c, "detail")
+            ));
         }
-        for d in n.get("databases").and_then(Value::as_array).into_iter().flatten() {
-            out.push_str(&format!("  database {} ({}): {}\n", s(d, "name"), s(d, "role"), if d["exists"].as_bool().unwrap_or(false) { "present" } else { "MISSING" }));
+        for d in n
+            .get("databases")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!(
+                "  database {} ({}): {}\n",
+                s(d, "name"),
+                s(d, "role"),
+                if d["exists"].as_bool().unwrap_or(false) {
+                    "present"
+                } else {
+                    "MISSING"
+                }
+            ));
         }
         for key in ["components_error", "databases_error", "leftovers_error"] {
             if let Some(e) = n.get(key).and_then(Value::as_str) {
@@ -195,14 +329,45 @@ pub fn status_text(v: &Value) -> String {
             out.push_str(&format!("  KEPT DATABASE {}: previous data from an interrupted restore; drop it once the node is verified\n", k.as_str().unwrap_or("")));
         }
     }
-    let active = v.get("active_runs").and_then(Value::as_array).cloned().unwrap_or_default();
-    out.push_str(&format!("active runs: {}\n", if active.is_empty() { "none".to_string() } else { active.len().to_string() }));
+    let active = v
+        .get("active_runs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "active runs: {}\n",
+        if active.is_empty() {
+            "none".to_string()
+        } else {
+            active.len().to_string()
+        }
+    ));
     for r in &active {
-        out.push_str(&format!("  {} {} on {} — {}\n", s(r, "id"), s(r, "flow"), s(r, "node"), s(r, "current_step")));
+        out.push_str(&format!(
+            "  {} {} on {} — {}\n",
+            s(r, "id"),
+            s(r, "flow"),
+            s(r, "node"),
+            s(r, "current_step")
+        ));
     }
     out.push_str("flows:\n");
-    for f in v.get("flows").and_then(Value::as_array).into_iter().flatten() {
-        out.push_str(&format!("  {:<12} {}{}\n", s(f, "name"), s(f, "source"), if f["destructive"].as_bool().unwrap_or(false) { " (destructive)" } else { "" }));
+    for f in v
+        .get("flows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "  {:<12} {}{}\n",
+            s(f, "name"),
+            s(f, "source"),
+            if f["destructive"].as_bool().unwrap_or(false) {
+                " (destructive)"
+            } else {
+                ""
+            }
+        ));
     }
     out
 }

@@ -86,7 +86,8 @@ impl RunContext {
         let idx = rec.begin_step(name, &digest(&format!("{name}\n{inputs}")));
         let depth = rec.steps[idx].depth;
         if self.dry_run {
-            rec.plan.push(format!("{}step: {name}", "  ".repeat(depth as usize)));
+            rec.plan
+                .push(format!("{}step: {name}", "  ".repeat(depth as usize)));
         }
         self.save(&rec)?;
         drop(rec);

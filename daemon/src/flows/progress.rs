@@ -44,7 +44,10 @@ mod tests {
     fn formats_bytes_and_percentages() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(describe("dump", 50, Some(200), "tables"), "dump: 50 tables of 200 tables (25%)");
+        assert_eq!(
+            describe("dump", 50, Some(200), "tables"),
+            "dump: 50 tables of 200 tables (25%)"
+        );
         assert_eq!(describe("x", 2048, None, "bytes"), "x: 2.0 KiB");
     }
 }

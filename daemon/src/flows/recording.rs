@@ -43,12 +43,20 @@ impl Backend for RecordingBackend {
         self.inner.components(ctx)
     }
     fn scale(&self, _ctx: &OpContext, component: &str, replicas: u32) -> BackendResult<()> {
-        self.run.plan(&format!("would scale {component} to {replicas}"));
+        self.run
+            .plan(&format!("would scale {component} to {replicas}"));
         Ok(())
     }
-    fn wait_ready(&self, _ctx: &OpContext, component: &str, timeout: Duration) -> BackendResult<()> {
-        self.run
-            .plan(&format!("would wait up to {}s for {component} to be ready", timeout.as_secs()));
+    fn wait_ready(
+        &self,
+        _ctx: &OpContext,
+        component: &str,
+        timeout: Duration,
+    ) -> BackendResult<()> {
+        self.run.plan(&format!(
+            "would wait up to {}s for {component} to be ready",
+            timeout.as_secs()
+        ));
         Ok(())
     }
     fn databases(&self, ctx: &OpContext) -> BackendResult<Vec<DatabaseInfo>> {
@@ -56,8 +64,10 @@ impl Backend for RecordingBackend {
     }
     fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> BackendResult<DumpInfo> {
         let database = self.live_name(ctx, role);
-        self.run
-            .plan(&format!("would dump database {database} ({role}) to {}", dest.display()));
+        self.run.plan(&format!(
+            "would dump database {database} ({role}) to {}",
+            dest.display()
+        ));
         let now = chrono::Utc::now();
         Ok(DumpInfo {
             role: role.into(),
@@ -72,7 +82,13 @@ impl Backend for RecordingBackend {
     fn check_dump(&self, ctx: &OpContext, src: &Path) -> BackendResult<DumpCheck> {
         self.inner.check_dump(ctx, src)
     }
-    fn restore_staged(&self, ctx: &OpContext, role: &str, src: &Path, expected: &DumpInfo) -> BackendResult<StagedDb> {
+    fn restore_staged(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> BackendResult<StagedDb> {
         let live = self.live_name(ctx, role);
         self.run.plan(&format!(
             "would restore {} into a new database next to {live} and check {} tables' row counts",
@@ -102,27 +118,47 @@ impl Backend for RecordingBackend {
             .collect())
     }
     fn roll_back(&self, _ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
-        self.run.plan(&format!("would put back {} kept database(s)", kept.len()));
+        self.run
+            .plan(&format!("would put back {} kept database(s)", kept.len()));
         Ok(())
     }
     fn drop_kept(&self, _ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
         let names: Vec<&str> = kept.iter().map(|k| k.kept.as_str()).collect();
-        self.run.plan(&format!("would drop the replaced databases {}", names.join(", ")));
+        self.run.plan(&format!(
+            "would drop the replaced databases {}",
+            names.join(", ")
+        ));
         Ok(())
     }
     fn drop_staged(&self, _ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<()> {
-        self.run.plan(&format!("would drop {} staged database(s)", staged.len()));
+        self.run
+            .plan(&format!("would drop {} staged database(s)", staged.len()));
         Ok(())
     }
     fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
         self.inner.leftovers(ctx)
     }
-    fn exec(&self, _ctx: &OpContext, component: &str, argv: &[String], _stdin: Option<&Path>) -> BackendResult<ExecOutput> {
-        self.run.plan(&format!("would run `{}` in {component}", argv.join(" ")));
-        Ok(ExecOutput { code: 0, stdout: String::new(), stderr: String::new() })
+    fn exec(
+        &self,
+        _ctx: &OpContext,
+        component: &str,
+        argv: &[String],
+        _stdin: Option<&Path>,
+    ) -> BackendResult<ExecOutput> {
+        self.run
+            .plan(&format!("would run `{}` in {component}", argv.join(" ")));
+        Ok(ExecOutput {
+            code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+        })
     }
     fn put_file(&self, _ctx: &OpContext, target: &StorageTarget, src: &Path) -> BackendResult<()> {
-        self.run.plan(&format!("would copy {} into {}", src.display(), target.name));
+        self.run.plan(&format!(
+            "would copy {} into {}",
+            src.display(),
+            target.name
+        ));
         Ok(())
     }
     fn wipe(&self, _ctx: &OpContext, target: &StorageTarget) -> BackendResult<()> {

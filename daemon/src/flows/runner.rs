@@ -128,7 +128,12 @@ impl Runner {
 
     /// Replaces flows, nodes and the timeout after a config reload; running flows keep
     /// what they started with.
-    pub fn reconfigure(&self, catalog: FlowCatalog, nodes: BTreeMap<String, NodeRuntime>, run_timeout: Duration) {
+    pub fn reconfigure(
+        &self,
+        catalog: FlowCatalog,
+        nodes: BTreeMap<String, NodeRuntime>,
+        run_timeout: Duration,
+    ) {
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
         *self.nodes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(nodes);
         *self.run_timeout.write().unwrap_or_else(|p| p.into_inner()) = run_timeout;
@@ -161,7 +166,12 @@ impl Runner {
 
     /// Ids of runs executing in this process.
     pub fn active_runs(&self) -> Vec<String> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Resolves the node a request acts on.
@@ -172,7 +182,10 @@ impl Runner {
             Some(n) => nodes
                 .get(n)
                 .map(|rt| (n.to_string(), rt.clone()))
-                .ok_or_else(|| RunError::UnknownNode { node: n.into(), known: known() }),
+                .ok_or_else(|| RunError::UnknownNode {
+                    node: n.into(),
+                    known: known(),
+                }),
             None if nodes.len() == 1 => Ok(nodes
                 .iter()
                 .next()
@@ -184,12 +197,18 @@ impl Runner {
 
     /// Starts a run and returns its id and a handle resolving to its final record.
     /// A node that is busy is refused visibly: the refusal is journaled as a failed run.
-    pub fn start(self: &Arc<Self>, req: RunRequest) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+    pub fn start(
+        self: &Arc<Self>,
+        req: RunRequest,
+    ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
         let catalog = self.catalog();
-        let flow = catalog.get(&req.flow).cloned().ok_or_else(|| RunError::UnknownFlow {
-            flow: req.flow.clone(),
-            known: catalog.names().join(", "),
-        })?;
+        let flow = catalog
+            .get(&req.flow)
+            .cloned()
+            .ok_or_else(|| RunError::UnknownFlow {
+                flow: req.flow.clone(),
+                known: catalog.names().join(", "),
+            })?;
         let (node_name, node) = self.resolve_node(req.node.as_deref())?;
         let id = self.journal.new_run_id(&req.flow);
         let mut record = RunRecord::new(id.clone(), &req.flow, Some(node_name.clone()));
@@ -219,11 +238,26 @@ impl Runner {
         self.journal.save(&record)?;
 
         let guard = Guard::new(Instant::now() + read(&self.run_timeout));
-        let ctx = RunContext::new(record, self.journal.clone(), self.events.clone(), guard.clone());
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), guard.clone());
-        let _ = self.events.send(RunEvent::Started { run: id.clone(), flow: req.flow.clone(), node: Some(node_name.clone()) });
+        let ctx = RunContext::new(
+            record,
+            self.journal.clone(),
+            self.events.clone(),
+            guard.clone(),
+        );
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), guard.clone());
+        let _ = self.events.send(RunEvent::Started {
+            run: id.clone(),
+            flow: req.flow.clone(),
+            node: Some(node_name.clone()),
+        });
 
-        let watcher = tokio::spawn(watch_cancel_file(self.journal.cancel_request_path(&id), guard.clone()));
+        let watcher = tokio::spawn(watch_cancel_file(
+            self.journal.cancel_request_path(&id),
+            guard.clone(),
+        ));
         let backend: Arc<dyn Backend> = if req.dry_run {
             Arc::new(RecordingBackend::new(node.backend.clone(), ctx.clone()))
         } else {
@@ -243,13 +277,19 @@ impl Runner {
             let outcome = execute(&flow, env, &limits);
             let record = match outcome {
                 Ok(v) => ctx.finish(RunState::Succeeded, Some(v), None),
-                Err(e) if ctx.guard().soft_stop().is_some() => ctx.finish(RunState::Cancelled, None, Some(e)),
+                Err(e) if ctx.guard().soft_stop().is_some() => {
+                    ctx.finish(RunState::Cancelled, None, Some(e))
+                }
                 Err(e) => ctx.finish(RunState::Failed, None, Some(e)),
             };
             drop(lock);
             watcher.abort();
             let _ = std::fs::remove_file(runner.journal.cancel_request_path(&run_id));
-            runner.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
+            runner
+                .active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run_id);
             record
         });
         Ok((id, handle))
@@ -261,7 +301,12 @@ impl Runner {
         if !run.state.is_active() {
             return Err(RunError::NotActive(id.into(), run.state.as_str().into()));
         }
-        if let Some(g) = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+        if let Some(g) = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
             g.request_cancel();
         }
         let path = self.journal.cancel_request_path(id);

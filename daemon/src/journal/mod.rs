@@ -170,7 +170,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         let mut run = RunRecord::new(j.new_run_id("restore"), "restore", Some("n1".into()));
-        run.owner = Owner { pid: u32::MAX - 1, start_ticks: 1, ..Owner::current() };
+        run.owner = Owner {
+            pid: u32::MAX - 1,
+            start_ticks: 1,
+            ..Owner::current()
+        };
         run.state = RunState::Running;
         run.begin_step("swap in restored databases", "d1");
         j.save(&run).unwrap();
@@ -182,7 +186,11 @@ mod tests {
         assert_eq!(changed.len(), 1);
         let back = j.get(&run.id).unwrap();
         assert_eq!(back.state, RunState::Interrupted);
-        assert!(back.error.as_deref().unwrap().contains("swap in restored databases"));
+        assert!(back
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("swap in restored databases"));
         assert_eq!(back.steps[0].state, StepState::Interrupted);
         assert_eq!(j.get(&live.id).unwrap().state, RunState::Running);
     }
@@ -192,6 +200,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         assert!(matches!(j.get("nope"), Err(JournalError::NotFound(_))));
-        assert!(matches!(j.get("../../etc/passwd"), Err(JournalError::NotFound(_))));
+        assert!(matches!(
+            j.get("../../etc/passwd"),
+            Err(JournalError::NotFound(_))
+        ));
     }
 }

@@ -56,7 +56,10 @@ mod tests {
     fn current_process_is_alive_and_a_recycled_pid_is_not() {
         let me = Owner::current();
         assert!(me.is_alive());
-        let recycled = Owner { start_ticks: me.start_ticks + 1, ..me.clone() };
+        let recycled = Owner {
+            start_ticks: me.start_ticks + 1,
+            ..me.clone()
+        };
         assert!(!recycled.is_alive());
     }
 }

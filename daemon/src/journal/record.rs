@@ -187,7 +187,11 @@ impl RunRecord {
 
     /// Ends the run as interrupted, closing any step left running.
     pub fn interrupt(&mut self, reason: &str) {
-        for step in self.steps.iter_mut().filter(|s| s.state == StepState::Running) {
+        for step in self
+            .steps
+            .iter_mut()
+            .filter(|s| s.state == StepState::Running)
+        {
             step.state = StepState::Interrupted;
         }
         self.state = RunState::Interrupted;

@@ -45,7 +45,10 @@ pub fn list_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Checksums every file under `root` for the manifest.
-pub fn checksum_tree(root: &Path, on_bytes: &mut dyn FnMut(u64)) -> std::io::Result<Vec<FileEntry>> {
+pub fn checksum_tree(
+    root: &Path,
+    on_bytes: &mut dyn FnMut(u64),
+) -> std::io::Result<Vec<FileEntry>> {
     list_files(root)?
         .into_iter()
         .map(|rel| {

@@ -126,7 +126,10 @@ impl Repository {
     pub fn discard_incomplete(&self, node: &str) -> Result<Vec<String>, RepoError> {
         let dir = self.root.join(".incomplete");
         let mut removed = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))?.flatten() {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| io_err(&dir, e))?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(&format!("{node}-")) {
                 std::fs::remove_dir_all(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
@@ -160,7 +163,10 @@ impl Repository {
     pub fn list(&self) -> Result<(Vec<Manifest>, Vec<RepoError>), RepoError> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for entry in std::fs::read_dir(&self.root).map_err(|e| io_err(&self.root, e))?.flatten() {
+        for entry in std::fs::read_dir(&self.root)
+            .map_err(|e| io_err(&self.root, e))?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || !entry.path().is_dir() {
                 continue;
@@ -179,10 +185,9 @@ impl Repository {
     pub fn resolve(&self, selector: &str, node: &str) -> Result<Manifest, RepoError> {
         if selector == "latest" {
             let (all, _) = self.list()?;
-            return all
-                .into_iter()
-                .find(|m| m.node == node)
-                .ok_or_else(|| RepoError::NotFound(format!("latest (node {node} has no backups)")));
+            return all.into_iter().find(|m| m.node == node).ok_or_else(|| {
+                RepoError::NotFound(format!("latest (node {node} has no backups)"))
+            });
         }
         self.manifest(selector)
     }
@@ -222,7 +227,9 @@ impl Repository {
                             .push(format!("{}: sha256 mismatch (file corrupted)", file.path));
                     }
                 }
-                Err(e) => report.problems.push(format!("{}: cannot read: {e}", file.path)),
+                Err(e) => report
+                    .problems
+                    .push(format!("{}: cannot read: {e}", file.path)),
             }
         }
         let listed: std::collections::BTreeSet<&str> =
@@ -231,7 +238,9 @@ impl Repository {
             for rel in present {
                 let rel = rel.to_string_lossy().replace('\\', "/");
                 if !listed.contains(rel.as_str()) {
-                    report.problems.push(format!("{rel}: not in the manifest (added after sealing)"));
+                    report
+                        .problems
+                        .push(format!("{rel}: not in the manifest (added after sealing)"));
                 }
             }
         }
@@ -324,7 +333,8 @@ impl BackupWriter {
 
     /// Checksums everything, writes the manifest, and publishes the backup atomically.
     pub fn seal(self, on_bytes: &mut dyn FnMut(u64)) -> Result<Manifest, RepoError> {
-        let files = checksum::checksum_tree(&self.dir, on_bytes).map_err(|e| io_err(&self.dir, e))?;
+        let files =
+            checksum::checksum_tree(&self.dir, on_bytes).map_err(|e| io_err(&self.dir, e))?;
         for f in &files {
             let path = self.dir.join(&f.path);
             std::fs::File::open(&path)
@@ -408,7 +418,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::open(dir.path()).unwrap();
         let m = sealed(&repo);
-        let ok = |_: &Path| Ok(DumpCheck { entries: 1, table_data: 0 });
+        let ok = |_: &Path| {
+            Ok(DumpCheck {
+                entries: 1,
+                table_data: 0,
+            })
+        };
         assert!(repo.verify(&m.id, &ok, &mut |_| {}).unwrap().ok);
 
         let bdir = repo.backup_dir(&m.id);
@@ -418,9 +433,15 @@ mod tests {
         let r = repo.verify(&m.id, &ok, &mut |_| {}).unwrap();
         assert!(!r.ok);
         let text = r.problems.join("\n");
-        assert!(text.contains("validator/toc.dat: sha256 mismatch"), "{text}");
+        assert!(
+            text.contains("validator/toc.dat: sha256 mismatch"),
+            "{text}"
+        );
         assert!(text.contains("participant/toc.dat: size"), "{text}");
-        assert!(text.contains("participant/evil.dat: not in the manifest"), "{text}");
+        assert!(
+            text.contains("participant/evil.dat: not in the manifest"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -67,12 +67,18 @@ impl Guard {
 
     /// Asks the run to stop; idempotent.
     pub fn request_cancel(&self) {
-        let mut at = self.cancel_requested.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = self
+            .cancel_requested
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         at.get_or_insert_with(Instant::now);
     }
 
     fn cancelled_at(&self) -> Option<Instant> {
-        *self.cancel_requested.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .cancel_requested
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Why forward progress must stop now (cancel requested, or deadline passed).
@@ -88,7 +94,10 @@ impl Guard {
 
     /// Why the script must be terminated now, even in the middle of undo work.
     pub fn hard_stop(&self) -> Option<&'static str> {
-        if self.cancelled_at().is_some_and(|t| t.elapsed() >= CANCEL_GRACE) {
+        if self
+            .cancelled_at()
+            .is_some_and(|t| t.elapsed() >= CANCEL_GRACE)
+        {
             Some("cancelled by operator (undo work exceeded the grace period)")
         } else if Instant::now() >= self.deadline {
             Some("wall-clock limit (daemon.run_timeout) reached")
@@ -133,7 +142,10 @@ mod tests {
     #[test]
     fn deadline_stops_a_running_script() {
         let guard = Guard::new(Instant::now() + Duration::from_millis(50));
-        let limits = Limits { max_operations: 0, ..Limits::default() };
+        let limits = Limits {
+            max_operations: 0,
+            ..Limits::default()
+        };
         let engine = hardened_engine(&limits, Some(guard.clone()));
         let err = engine.run("loop { }").unwrap_err();
         match *err {
@@ -151,7 +163,10 @@ mod tests {
         assert!(guard.soft_stop().is_none());
         guard.request_cancel();
         assert_eq!(guard.soft_stop(), Some("cancelled by operator"));
-        assert!(guard.hard_stop().is_none(), "undo work must get its grace period");
+        assert!(
+            guard.hard_stop().is_none(),
+            "undo work must get its grace period"
+        );
     }
 
     #[test]

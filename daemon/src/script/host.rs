@@ -69,7 +69,10 @@ impl FlowEnv {
         }
         let idx = self.run.begin_step(label, "").map_err(fail)?;
         let result = op(&ctx).map_err(|e| format!("{label}: {e}"));
-        let outcome = result.as_ref().map(|_| "ok".to_string()).map_err(Clone::clone);
+        let outcome = result
+            .as_ref()
+            .map(|_| "ok".to_string())
+            .map_err(Clone::clone);
         self.run.end_step(idx, outcome).map_err(fail)?;
         result.map_err(fail)
     }
@@ -141,24 +144,38 @@ fn register_node(engine: &mut Engine) {
     engine
         .register_type_with_name::<NodeApi>("Node")
         .register_get("name", |n: &mut NodeApi| n.0.node.name.clone())
-        .register_get("migration_id", |n: &mut NodeApi| n.0.node.migration_id as i64)
+        .register_get("migration_id", |n: &mut NodeApi| {
+            n.0.node.migration_id as i64
+        })
         .register_fn("components", |n: &mut NodeApi| -> RResult<Dynamic> {
             let ctx = n.0.run.op_context(false);
-            let list = n.0.backend.components(&ctx).map_err(|e| fail(e.to_string()))?;
+            let list =
+                n.0.backend
+                    .components(&ctx)
+                    .map_err(|e| fail(e.to_string()))?;
             to_dyn(&list)
         })
-        .register_fn("scale", |n: &mut NodeApi, component: &str, replicas: i64| -> RResult<()> {
-            let replicas = u32::try_from(replicas).map_err(|_| fail("replicas must be >= 0"))?;
-            let label = format!("scale {component} to {replicas}");
-            let backend = n.0.backend.clone();
-            n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))
-        })
-        .register_fn("wait_ready", |n: &mut NodeApi, component: &str, secs: i64| -> RResult<()> {
-            let timeout = Duration::from_secs(secs.max(0) as u64);
-            let label = format!("wait for {component} to be ready");
-            let backend = n.0.backend.clone();
-            n.0.in_step(&label, false, |ctx| backend.wait_ready(ctx, component, timeout))
-        });
+        .register_fn(
+            "scale",
+            |n: &mut NodeApi, component: &str, replicas: i64| -> RResult<()> {
+                let replicas =
+                    u32::try_from(replicas).map_err(|_| fail("replicas must be >= 0"))?;
+                let label = format!("scale {component} to {replicas}");
+                let backend = n.0.backend.clone();
+                n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))
+            },
+        )
+        .register_fn(
+            "wait_ready",
+            |n: &mut NodeApi, component: &str, secs: i64| -> RResult<()> {
+                let timeout = Duration::from_secs(secs.max(0) as u64);
+                let label = format!("wait for {component} to be ready");
+                let backend = n.0.backend.clone();
+                n.0.in_step(&label, false, |ctx| {
+                    backend.wait_ready(ctx, component, timeout)
+                })
+            },
+        );
 }
 
 fn register_pg(engine: &mut Engine) {
@@ -166,58 +183,84 @@ fn register_pg(engine: &mut Engine) {
         .register_type_with_name::<PgApi>("Pg")
         .register_fn("databases", |p: &mut PgApi| -> RResult<Dynamic> {
             let ctx = p.0.run.op_context(false);
-            to_dyn(&p.0.backend.databases(&ctx).map_err(|e| fail(e.to_string()))?)
+            to_dyn(
+                &p.0.backend
+                    .databases(&ctx)
+                    .map_err(|e| fail(e.to_string()))?,
+            )
         })
         .register_fn("leftovers", |p: &mut PgApi| -> RResult<Dynamic> {
             let ctx = p.0.run.op_context(false);
-            to_dyn(&p.0.backend.leftovers(&ctx).map_err(|e| fail(e.to_string()))?)
+            to_dyn(
+                &p.0.backend
+                    .leftovers(&ctx)
+                    .map_err(|e| fail(e.to_string()))?,
+            )
         })
-        .register_fn("dump", |p: &mut PgApi, role: &str, w: WriterApi| -> RResult<Dynamic> {
-            let dest = w.with(|w| w.dump_dir(role))?;
-            let backend = p.0.backend.clone();
-            let info = p.0.in_step(&format!("dump {role} database"), true, |ctx| {
-                backend.dump(ctx, role, &dest)
-            })?;
-            let out = to_dyn(&info)?;
-            w.with(|w| w.record_dump(info))?;
-            Ok(out)
-        })
-        .register_fn("restore_staged", |p: &mut PgApi, role: &str, backup: &str| -> RResult<Dynamic> {
-            let m = p.0.manifest(backup)?;
-            let dump = m
-                .dump(role)
-                .ok_or_else(|| fail(format!("backup {} has no {role} dump", m.id)))?;
-            let src = p.0.repo.backup_dir(&m.id).join(&dump.dir);
-            let backend = p.0.backend.clone();
-            let label = format!("restore {role} database from {}", m.id);
-            let staged = p.0.in_step(&label, true, |ctx| {
-                backend.restore_staged(ctx, role, &src, &dump.info)
-            })?;
-            to_dyn(&staged)
-        })
-        .register_fn("swap_in", |p: &mut PgApi, staged: Array| -> RResult<Dynamic> {
-            let staged: Vec<StagedDb> = from_dyn("swap_in", &Dynamic::from_array(staged))?;
-            let backend = p.0.backend.clone();
-            let kept = p.0.in_step("swap in restored databases", true, |ctx| {
-                backend.swap_in(ctx, &staged)
-            })?;
-            to_dyn(&kept)
-        })
+        .register_fn(
+            "dump",
+            |p: &mut PgApi, role: &str, w: WriterApi| -> RResult<Dynamic> {
+                let dest = w.with(|w| w.dump_dir(role))?;
+                let backend = p.0.backend.clone();
+                let info = p.0.in_step(&format!("dump {role} database"), true, |ctx| {
+                    backend.dump(ctx, role, &dest)
+                })?;
+                let out = to_dyn(&info)?;
+                w.with(|w| w.record_dump(info))?;
+                Ok(out)
+            },
+        )
+        .register_fn(
+            "restore_staged",
+            |p: &mut PgApi, role: &str, backup: &str| -> RResult<Dynamic> {
+                let m = p.0.manifest(backup)?;
+                let dump = m
+                    .dump(role)
+                    .ok_or_else(|| fail(format!("backup {} has no {role} dump", m.id)))?;
+                let src = p.0.repo.backup_dir(&m.id).join(&dump.dir);
+                let backend = p.0.backend.clone();
+                let label = format!("restore {role} database from {}", m.id);
+                let staged = p.0.in_step(&label, true, |ctx| {
+                    backend.restore_staged(ctx, role, &src, &dump.info)
+                })?;
+                to_dyn(&staged)
+            },
+        )
+        .register_fn(
+            "swap_in",
+            |p: &mut PgApi, staged: Array| -> RResult<Dynamic> {
+                let staged: Vec<StagedDb> = from_dyn("swap_in", &Dynamic::from_array(staged))?;
+                let backend = p.0.backend.clone();
+                let kept = p.0.in_step("swap in restored databases", true, |ctx| {
+                    backend.swap_in(ctx, &staged)
+                })?;
+                to_dyn(&kept)
+            },
+        )
         .register_fn("roll_back", |p: &mut PgApi, kept: Array| -> RResult<()> {
             let kept: Vec<KeptDb> = from_dyn("roll_back", &Dynamic::from_array(kept))?;
             let backend = p.0.backend.clone();
-            p.0.in_step("roll back to the kept databases", false, |ctx| backend.roll_back(ctx, &kept))
+            p.0.in_step("roll back to the kept databases", false, |ctx| {
+                backend.roll_back(ctx, &kept)
+            })
         })
         .register_fn("drop_kept", |p: &mut PgApi, kept: Array| -> RResult<()> {
             let kept: Vec<KeptDb> = from_dyn("drop_kept", &Dynamic::from_array(kept))?;
             let backend = p.0.backend.clone();
-            p.0.in_step("drop the replaced databases", true, |ctx| backend.drop_kept(ctx, &kept))
+            p.0.in_step("drop the replaced databases", true, |ctx| {
+                backend.drop_kept(ctx, &kept)
+            })
         })
-        .register_fn("drop_staged", |p: &mut PgApi, staged: Array| -> RResult<()> {
-            let staged: Vec<StagedDb> = from_dyn("drop_staged", &Dynamic::from_array(staged))?;
-            let backend = p.0.backend.clone();
-            p.0.in_step("drop staged databases", false, |ctx| backend.drop_staged(ctx, &staged))
-        });
+        .register_fn(
+            "drop_staged",
+            |p: &mut PgApi, staged: Array| -> RResult<()> {
+                let staged: Vec<StagedDb> = from_dyn("drop_staged", &Dynamic::from_array(staged))?;
+                let backend = p.0.backend.clone();
+                p.0.in_step("drop staged databases", false, |ctx| {
+                    backend.drop_staged(ctx, &staged)
+                })
+            },
+        );
 }
 
 fn register_backups(engine: &mut Engine) {
@@ -227,24 +270,40 @@ fn register_backups(engine: &mut Engine) {
         .register_fn("seal", |w: &mut WriterApi| -> RResult<Dynamic> {
             let writer = {
                 let mut guard = w.writer.lock().unwrap_or_else(|p| p.into_inner());
-                guard.take().ok_or_else(|| fail(format!("backup {} is already sealed", w.id)))?
+                guard
+                    .take()
+                    .ok_or_else(|| fail(format!("backup {} is already sealed", w.id)))?
             };
             if w.env.run.dry_run() {
-                w.env.run.plan(&format!("would checksum and seal backup {}", w.id));
+                w.env
+                    .run
+                    .plan(&format!("would checksum and seal backup {}", w.id));
                 drop(writer);
                 return to_dyn(&serde_json::json!({ "id": w.id }));
             }
             let run = w.env.run.clone();
-            let manifest = w.env.in_step("seal backup (checksums + manifest)", true, move |ctx| {
-                let mut done = 0u64;
-                writer
-                    .seal(&mut |n| {
-                        done += n;
-                        ctx.progress("checksum", done, None, "bytes");
-                    })
-                    .map_err(|e| BackendError::Io { context: "sealing backup".into(), message: e.to_string() })
-            })?;
-            run.log("info", &format!("backup {} sealed: {} files", manifest.id, manifest.files.len()));
+            let manifest =
+                w.env
+                    .in_step("seal backup (checksums + manifest)", true, move |ctx| {
+                        let mut done = 0u64;
+                        writer
+                            .seal(&mut |n| {
+                                done += n;
+                                ctx.progress("checksum", done, None, "bytes");
+                            })
+                            .map_err(|e| BackendError::Io {
+                                context: "sealing backup".into(),
+                                message: e.to_string(),
+                            })
+                    })?;
+            run.log(
+                "info",
+                &format!(
+                    "backup {} sealed: {} files",
+                    manifest.id,
+                    manifest.files.len()
+                ),
+            );
             manifest_summary(&manifest)
         });
     engine
@@ -339,9 +398,8 @@ fn register_step(engine: &mut Engine, env: &Arc<FlowEnv>) {
 /// The innermost error of a nested script error, in plain words.
 pub fn root_message(err: &EvalAltResult) -> String {
     match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
-            root_message(inner)
-        }
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => root_message(inner),
         EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
         EvalAltResult::ErrorTerminated(v, _) => format!("stopped: {v}"),
         EvalAltResult::ErrorTooManyOperations(_) => {
@@ -353,9 +411,8 @@ pub fn root_message(err: &EvalAltResult) -> String {
 
 fn innermost(err: &EvalAltResult) -> &EvalAltResult {
     match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
-            innermost(inner)
-        }
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => innermost(inner),
         other => other,
     }
 }
@@ -374,7 +431,11 @@ pub fn describe_error(err: &EvalAltResult, flow: &Flow) -> String {
 }
 
 /// Runs `flow` with `env` and returns the script's value as JSON.
-pub fn execute(flow: &Flow, env: Arc<FlowEnv>, limits: &Limits) -> Result<serde_json::Value, String> {
+pub fn execute(
+    flow: &Flow,
+    env: Arc<FlowEnv>,
+    limits: &Limits,
+) -> Result<serde_json::Value, String> {
     let mut engine = hardened_engine(limits, Some(env.run.guard().clone()));
     register_node(&mut engine);
     register_pg(&mut engine);

@@ -21,28 +21,46 @@ pub async fn connect(path: &Path) -> std::io::Result<Option<Client>> {
     match UnixStream::connect(path).await {
         Ok(stream) => {
             let (read, write) = stream.into_split();
-            Ok(Some(Client { lines: FramedRead::new(read, LinesCodec::new()), write }))
+            Ok(Some(Client {
+                lines: FramedRead::new(read, LinesCodec::new()),
+                write,
+            }))
         }
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
 
 impl Client {
     /// Sends one request and returns the final reply, passing live events to `on_event`.
-    pub async fn request(&mut self, req: &Request, on_event: &mut dyn FnMut(RunEvent)) -> std::io::Result<Reply> {
+    pub async fn request(
+        &mut self,
+        req: &Request,
+        on_event: &mut dyn FnMut(RunEvent),
+    ) -> std::io::Result<Reply> {
         let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.write.write_all(&line).await?;
         while let Some(line) = self.lines.next().await {
             let line = line.map_err(std::io::Error::other)?;
-            let reply: Reply = serde_json::from_str(&line)
-                .map_err(|e| std::io::Error::other(format!("daemon sent an unreadable reply: {e}")))?;
+            let reply: Reply = serde_json::from_str(&line).map_err(|e| {
+                std::io::Error::other(format!("daemon sent an unreadable reply: {e}"))
+            })?;
             match reply {
                 Reply::Event { event } => on_event(event),
                 other => return Ok(other),
             }
         }
-        Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the daemon closed the connection"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the daemon closed the connection",
+        ))
     }
 }

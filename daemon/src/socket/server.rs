@@ -36,13 +36,18 @@ pub enum SocketError {
 
 /// The uid this process runs as (owner of `/proc/self`).
 pub fn own_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
 
 /// Binds the socket with `mode`, replacing a stale socket file nobody answers on.
 pub async fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
     let shown = path.display().to_string();
-    let io = |source| SocketError::Io { path: shown.clone(), source };
+    let io = |source| SocketError::Io {
+        path: shown.clone(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
@@ -58,7 +63,12 @@ pub async fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
 }
 
 /// Accepts connections until `shutdown` fires.
-pub async fn serve(listener: UnixListener, service: Arc<Service>, allowed_uids: Vec<u32>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    service: Arc<Service>,
+    allowed_uids: Vec<u32>,
+    shutdown: CancellationToken,
+) {
     let allowed = Arc::new(allowed_uids);
     loop {
         tokio::select! {
@@ -93,7 +103,9 @@ async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Vec<
     match peer_uid {
         Some(uid) if uid == me || allowed.contains(&uid) => serve_lines(read, &service, &tx).await,
         other => {
-            let who = other.map(|u| format!("uid {u}")).unwrap_or_else(|| "an unidentified peer".into());
+            let who = other
+                .map(|u| format!("uid {u}"))
+                .unwrap_or_else(|| "an unidentified peer".into());
             tracing::warn!("refused socket connection from {who}");
             let _ = tx.send(Reply::error(
                 ErrorCode::Denied,
@@ -105,7 +117,11 @@ async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Vec<
     let _ = writer.await;
 }
 
-async fn serve_lines(read: tokio::net::unix::OwnedReadHalf, service: &Arc<Service>, tx: &mpsc::UnboundedSender<Reply>) {
+async fn serve_lines(
+    read: tokio::net::unix::OwnedReadHalf,
+    service: &Arc<Service>,
+    tx: &mpsc::UnboundedSender<Reply>,
+) {
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_REQUEST_BYTES));
     while let Some(line) = lines.next().await {
         let reply = match line {

@@ -1,0 +1,35 @@
+//! The daemon's configuration: TOML schema, loading with `file:line:col` errors, semantic
+//! validation, and hot reload.
+//!
+//! Why so strict: a disaster-recovery tool is configured once and trusted for months. A
+//! misspelt key that silently falls back to a default, or an error that says "invalid type"
+//! without saying where, is found on the day the restore is needed. So every unknown key is an
+//! error, every error names the file, line, column and dotted key, and the result is checked
+//! for meaning (unique node names, backend ↔ table, parsable Postgres URL) before the daemon
+//! sees it.
+//!
+//! Relative paths in the file are resolved against the file's directory, so a config means
+//! the same thing whatever the daemon's working directory. The operator's reference is
+//! `docs/CONFIG.md`; `config/*.toml` are working examples.
+
+// `ConfigError` is 128 bytes by design (file, position, key, message, hint as public fields,
+// the shape callers and the CLI print). Config errors are rare and cold: boxing buys nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod duration;
+mod load;
+mod schema;
+mod validate;
+mod watch;
+
+pub use load::{base_dir, load, parse, ConfigError, KeyPath, Seg};
+pub use schema::{
+    parse_mode, redact_url, BackendKind, Config, DaemonConfig, LogFormat, NodeConfig, PluginConfig,
+    RepositoryConfig, DEFAULT_MAX_AGE, DEFAULT_RUN_TIMEOUT, DEFAULT_SOCKET, DEFAULT_SOCKET_MODE,
+    DEFAULT_STATE_DIR, REDACTED,
+};
+pub use validate::{MAX_DB_NAME, MAX_NODE_NAME, MAX_SOCKET_PATH};
+pub use watch::{watch, ConfigWatcher, DEBOUNCE};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+//! The TOML schema: what an operator may write in `splice-dr.toml`.
+//!
+//! Every table denies unknown keys: a misspelt key (`max-age` for `max_age`) silently falling
+//! back to a default is how a disaster-recovery tool ends up keeping no backups. The structs
+//! are the validated result too: [`super::parse`] fills [`Config::source`], resolves relative
+//! paths and runs the semantic checks before anyone sees a `Config`.
+//!
+//! `Debug` output is safe to print in status output and logs: passwords embedded in Postgres
+//! URLs and secret-looking keys of plugin configs are redacted.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use splice_dr_postgres::PostgresConfig;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration file, after validation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How the daemon itself runs: socket, state, limits, logs.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Where backups are kept. Required: a DR tool without a repository is a mistake.
+    pub repository: RepositoryConfig,
+    /// The validator nodes this daemon protects (`[[node]]` in TOML), at least one.
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+    /// The file this configuration came from; relative paths were resolved against its
+    /// directory. Not a TOML key: kept so reloads and error messages name the right file.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+impl Config {
+    /// The node called `name`, as the socket protocol and flows address nodes by name.
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// The `[daemon]` table: everything about the process, nothing about the nodes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Unix socket the CLI talks to.
+    pub socket: PathBuf,
+    /// Permission bits of the socket file (TOML: a quoted octal string such as `"0600"`).
+    /// Peers are additionally checked by uid, so a wider mode only widens who may try.
+    #[serde(deserialize_with = "deserialize_mode")]
+    pub socket_mode: u32,
+    /// Peers allowed on the socket besides the daemon's own uid (root is not implied).
+    pub allowed_uids: Vec<u32>,
+    /// Journal, locks and run state: must survive reboots.
+    pub state_dir: PathBuf,
+    /// Site-specific flow scripts, searched before the built-in ones.
+    pub scripts_dir: Option<PathBuf>,
+    /// Wall-clock limit for one flow run; a run past it is cancelled and journaled.
+    #[serde(with = "super::duration")]
+    pub run_timeout: Duration,
+    /// Log line format; `None` lets the binary choose (text on a terminal, else JSON).
+    pub log_format: Option<LogFormat>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            socket_mode: DEFAULT_SOCKET_MODE,
+            allowed_uids: Vec::new(),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            scripts_dir: None,
+            run_timeout: DEFAULT_RUN_TIMEOUT,
+            log_format: None,
+        }
+    }
+}
+
+/// Default socket path: `/run` is cleared at boot, like a stale socket should be.
+pub const DEFAULT_SOCKET: &str = "/run/splice-dr/splice-dr.sock";
+/// Default socket mode: owner only (safety invariant 6).
+pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
+/// Default state directory (FHS: variable state that must persist).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/splice-dr";
+/// Default run timeout: a large participant restore takes hours, not days.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// Default maximum backup age: Splice cannot restore a backup older than 30 days.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
+
+/// How log lines are written, for humans (`text`) or log shippers (`json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `[repository]` table: where verified backups live.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// Root directory of the backup repository.
+    pub path: PathBuf,
+    /// Backups older than this are refused by restore and pruned by retention. Splice cannot
+    /// restore a backup older than 30 days, hence the default.
+    #[serde(with = "super::duration", default = "default_max_age")]
+    pub max_age: Duration,
+}
+
+fn default_max_age() -> Duration {
+    DEFAULT_MAX_AGE
+}
+
+/// One `[[node]]`: a validator node and the backend that reaches it.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Short stable name (`[a-z0-9_-]+`): used in CLI commands, lock and repository paths.
+    pub name: String,
+    /// Which backend drives this node; its table (`[node.postgres]`, `[node.plugin]`) must
+    /// be present and the others absent.
+    pub backend: BackendKind,
+    /// Current Splice migration id. Required, because restore refuses backups from another
+    /// migration id and a silent default of 0 would hide a wrong value.
+    pub migration_id: u64,
+    /// Settings of the built-in bare-Postgres backend.
+    #[serde(default)]
+    pub postgres: Option<PostgresConfig>,
+    /// Settings of a dynamically loaded backend.
+    #[serde(default)]
+    pub plugin: Option<PluginConfig>,
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("name", &self.name)
+            .field("backend", &self.backend)
+            .field("migration_id", &self.migration_id)
+            .field("postgres", &self.postgres.as_ref().map(RedactedPostgres))
+            .field("plugin", &self.plugin)
+            .finish()
+    }
+}
+
+/// Prints a [`PostgresConfig`] with the URL's password replaced, all other fields as they
+/// are (a clone, so fields added later show up without touching this code).
+struct RedactedPostgres<'a>(&'a PostgresConfig);
+
+impl fmt::Debug for RedactedPostgres<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.clone();
+        shown.url = redact_url(&shown.url);
+        shown.fmt(f)
+    }
+}
+
+/// Which backend implementation drives a node (`backend = "postgres" | "plugin"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Built-in: Postgres run by hand (pg_dump / pg_restore / psql).
+    Postgres,
+    /// A shared library loaded at start through the plugin C ABI.
+    Plugin,
+}
+
+impl BackendKind {
+    /// The TOML spelling, also the name of the table the backend needs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Postgres => "postgres",
+            BackendKind::Plugin => "plugin",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[node.plugin]` table: a site-specific backend library and its own settings.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The shared library (`.so`) to load.
+    pub path: PathBuf,
+    /// `[node.plugin.config]`: passed to the plugin as JSON, unchecked here (the plugin
+    /// validates its own settings when loaded).
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+impl fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.config.clone();
+        redact_json(&mut shown);
+        f.debug_struct("PluginConfig")
+            .field("path", &self.path)
+            .field("config", &shown)
+            .finish()
+    }
+}
+
+/// Placeholder printed instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// A Postgres connection string with any password replaced by [`REDACTED`], safe to log.
+///
+/// Handles both forms `postgres::Config` accepts: URLs (`postgresql://user:PASS@host/db`,
+/// `?password=PASS`) and key=value conninfo (`host=h password=PASS`). Errs on the side of
+/// hiding: an unparsable string is still scanned for both patterns.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        // The userinfo ends at the last '@' before the query: a password with an unencoded
+        // '@' or '/' is still covered.
+        let query_start = out[auth_start..]
+            .find('?')
+            .map_or(out.len(), |i| auth_start + i);
+        if let Some(at) = out[auth_start..query_start].rfind('@') {
+            let at = auth_start + at;
+            if let Some(colon) = out[auth_start..at].find(':') {
+                let colon = auth_start + colon;
+                out.replace_range(colon + 1..at, REDACTED);
+            }
+        }
+    }
+    redact_password_params(&out)
+}
+
+/// Replaces the value of every `password=` parameter (URL query or conninfo).
+fn redact_password_params(text: &str) -> String {
+    const NEEDLE: &str = "password=";
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    while let Some(found) = lower[pos..].find(NEEDLE) {
+        let key_start = pos + found;
+        // Only a whole key: preceded by start, '?', '&' or whitespace.
+        let whole = key_start == 0
+            || matches!(
+                text.as_bytes()[key_start - 1],
+                b'?' | b'&' | b' ' | b'\t' | b'\n'
+            );
+        let value_start = key_start + NEEDLE.len();
+        out.push_str(&text[pos..value_start]);
+        if !whole {
+            pos = value_start;
+            continue;
+        }
+        let rest = &text[value_start..];
+        let value_len = if let Some(quoted) = rest.strip_prefix('\'') {
+            // conninfo quoting: '...' with \' escapes.
+            let mut len = 1;
+            let mut escaped = false;
+            for c in quoted.chars() {
+                len += c.len_utf8();
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '\'' {
+                    break;
+                }
+            }
+            len
+        } else {
+            rest.find(|c: char| c == '&' || c == '#' || c.is_whitespace())
+                .unwrap_or(rest.len())
+        };
+        out.push_str(REDACTED);
+        pos = value_start + value_len;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// Whether a plugin-config key probably holds a secret.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "passphrase",
+        "credential",
+        "api_key",
+        "apikey",
+        "private_key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// Replaces secret-looking values in a plugin config (recursively) by [`REDACTED`].
+fn redact_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if is_secret_key(k) && !v.is_object() {
+                    *v = serde_json::Value::String(REDACTED.into());
+                } else {
+                    redact_json(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+/// Parses a socket mode written as octal text: `"0600"`, `"660"` or `"0o660"`.
+///
+/// Kept public so the CLI and tests share one definition of a valid mode.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err(format!(
+            "invalid mode \"{text}\": write octal permission bits, e.g. \"0600\" or \"0660\""
+        ));
+    }
+    let mode =
+        u32::from_str_radix(digits, 8).map_err(|e| format!("invalid mode \"{text}\": {e}"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "mode \"{text}\" is above 0777: setuid, setgid and sticky bits mean nothing on a socket"
+        ));
+    }
+    Ok(mode)
+}
+
+fn deserialize_mode<'de, D>(deserializer: D) -> Result<u32, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    deserializer.deserialize_any(ModeVisitor)
+}
+
+/// Accepts only strings: a TOML integer `600` would be decimal, i.e. mode 01130.
+struct ModeVisitor;
+
+impl Visitor<'_> for ModeVisitor {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an octal mode string such as \"0600\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+        parse_mode(v).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+        Err(E::custom(format!(
+            "write the mode as a quoted octal string, e.g. socket_mode = \"0600\" \
+             (a bare {v} is a decimal number, not octal permission bits)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_url_passwords() {
+        assert_eq!(
+            redact_url("postgresql://cnadmin:s3cr@t/x@db:5432/postgres"),
+            "postgresql://cnadmin:<redacted>@db:5432/postgres"
+        );
+        assert_eq!(
+            redact_url("postgresql://cnadmin@127.0.0.1:5432/postgres"),
+            "postgresql://cnadmin@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(
+            redact_url("postgresql://u@h/db?sslmode=require&password=hunter2"),
+            "postgresql://u@h/db?sslmode=require&password=<redacted>"
+        );
+        assert_eq!(
+            redact_url("host=/run/postgresql user=u password='a b\\' c' dbname=x"),
+            "host=/run/postgresql user=u password=<redacted> dbname=x"
+        );
+        assert_eq!(
+            redact_url("host=h Password=pw"),
+            "host=h Password=<redacted>"
+        );
+        assert_eq!(redact_url("host=h mypassword=x"), "host=h mypassword=x");
+    }
+
+    #[test]
+    fn redacts_plugin_secrets() {
+        let mut v = serde_json::json!({"api_token": "t", "nested": {"password": "p"}, "ok": 1});
+        redact_json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"api_token": REDACTED, "nested": {"password": REDACTED}, "ok": 1})
+        );
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert_eq!(parse_mode("0o666"), Ok(0o666));
+        assert!(parse_mode("0800").is_err());
+        assert!(parse_mode("4755").is_err());
+        assert!(parse_mode("").is_err());
+    }
+}

@@ -1,0 +1,514 @@
+//! Tests of the whole module through its public API: parsing, error locations, validation,
+//! path resolution, redaction and hot reload.
+
+use super::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const POSTGRES_EXAMPLE: &str = include_str!("../../../config/postgres.toml");
+const MINIMAL_EXAMPLE: &str = include_str!("../../../config/minimal.toml");
+
+fn origin() -> PathBuf {
+    PathBuf::from("/etc/splice-dr/splice-dr.toml")
+}
+
+fn parse_err(text: &str) -> ConfigError {
+    match parse(text, &origin()) {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts line, col and key of an error, printing it on failure.
+fn assert_at(e: &ConfigError, line: usize, col: usize, key: &str) {
+    assert_eq!(
+        (e.line, e.col, e.key.as_deref()),
+        (Some(line), Some(col), Some(key)),
+        "{e}"
+    );
+}
+
+const HEAD: &str = r#"[repository]
+path = "/var/backups/splice-dr"
+"#;
+
+fn pg_node(name: &str) -> String {
+    format!(
+        r#"
+[[node]]
+name = "{name}"
+backend = "postgres"
+migration_id = 0
+
+[node.postgres]
+url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
+"#
+    )
+}
+
+#[test]
+fn postgres_example_parses_with_defaults() {
+    let c = parse(POSTGRES_EXAMPLE, &origin()).expect("example parses");
+    assert_eq!(c.source, origin());
+    assert_eq!(c.daemon.socket, Path::new("/run/splice-dr/splice-dr.sock"));
+    assert_eq!(c.daemon.socket_mode, 0o600);
+    assert!(c.daemon.allowed_uids.is_empty());
+    assert_eq!(c.daemon.state_dir, Path::new("/var/lib/splice-dr"));
+    assert_eq!(c.daemon.scripts_dir, None);
+    assert_eq!(c.daemon.run_timeout, Duration::from_secs(6 * 3600));
+    assert_eq!(c.daemon.log_format, None);
+    assert_eq!(c.repository.path, Path::new("/var/backups/splice-dr"));
+    assert_eq!(c.repository.max_age, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.nodes.len(), 1);
+    let n = &c.nodes[0];
+    assert_eq!(n.name, "validator-1");
+    assert_eq!(n.backend, BackendKind::Postgres);
+    assert_eq!(n.migration_id, 0);
+    assert!(n.plugin.is_none());
+    let pg = n.postgres.as_ref().expect("postgres table");
+    assert_eq!(pg.url, "postgresql://cnadmin@127.0.0.1:5432/postgres");
+    assert_eq!(
+        pg.password_file.as_deref(),
+        Some(Path::new("/etc/splice-dr/pg-password"))
+    );
+    assert_eq!(pg.validator_db, "validator");
+    assert_eq!(pg.participant_db, "participant-0");
+    assert_eq!(pg.jobs, 2);
+    assert!(pg.components.is_empty());
+    assert!(c.node("validator-1").is_some());
+}
+
+#[test]
+fn minimal_example_parses() {
+    let c = parse(MINIMAL_EXAMPLE, &origin()).expect("minimal parses");
+    assert_eq!(c.daemon, DaemonConfig::default());
+    assert_eq!(c.repository.max_age, DEFAULT_MAX_AGE);
+}
+
+#[test]
+fn every_key_documented_in_full_table_parses() {
+    let text = r#"
+[daemon]
+socket = "/run/splice-dr/s.sock"
+socket_mode = "0660"
+allowed_uids = [1001, 1002]
+state_dir = "/var/lib/splice-dr"
+scripts_dir = "/etc/splice-dr/flows"
+run_timeout = "2h 30m"
+log_format = "json"
+
+[repository]
+path = "/var/backups/splice-dr"
+max_age = "7d"
+
+[[node]]
+name = "validator-1"
+backend = "postgres"
+migration_id = 3
+
+[node.postgres]
+url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
+validator_db = "validator"
+participant_db = "participant-3"
+jobs = 4
+bin_dir = "/usr/lib/postgresql/15/bin"
+restore_maintenance_work_mem = "1GB"
+
+[node.postgres.components.validator]
+stop_command = "systemctl stop splice-validator"
+start_command = "systemctl start splice-validator"
+health_url = "http://127.0.0.1:5003/api/validator/readyz"
+
+[[node]]
+name = "site_b"
+backend = "plugin"
+migration_id = 3
+
+[node.plugin]
+path = "/usr/lib/splice-dr/libsite.so"
+
+[node.plugin.config]
+namespace = "validator"
+api_token = "do-not-print-me"
+replicas = { validator = 1 }
+"#;
+    let c = parse(text, &origin()).expect("parses");
+    assert_eq!(c.daemon.socket_mode, 0o660);
+    assert_eq!(c.daemon.allowed_uids, vec![1001, 1002]);
+    assert_eq!(c.daemon.run_timeout, Duration::from_secs(9000));
+    assert_eq!(c.daemon.log_format, Some(LogFormat::Json));
+    let plugin = c.nodes[1].plugin.as_ref().expect("plugin");
+    assert_eq!(plugin.config["replicas"]["validator"], 1);
+    assert_eq!(plugin.config["api_token"], "do-not-print-me");
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("do-not-print-me"), "{debug}");
+    assert!(debug.contains("namespace"), "{debug}");
+}
+
+#[test]
+fn unknown_key_at_top_level() {
+    // Top-level keys must come before the first table header.
+    let text = format!("# comment\n  verbose = true\n{HEAD}{}", pg_node("a"));
+    let e = parse_err(&text);
+    assert_at(&e, 2, 3, "verbose");
+    assert!(e.message.contains("unknown field `verbose`"), "{e}");
+    assert!(e.message.contains("`repository`"), "lists valid keys: {e}");
+}
+
+#[test]
+fn unknown_key_in_daemon() {
+    let text = format!(
+        "[daemon]\nstate_dir = \"/x\"\n  sokcet = \"/y\"\n{HEAD}{}",
+        pg_node("a")
+    );
+    let e = parse_err(&text);
+    assert_at(&e, 3, 3, "daemon.sokcet");
+    assert!(e.message.contains("`socket`"), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("/etc/splice-dr/splice-dr.toml:3:3: unknown field `sokcet`"),
+        "{shown}"
+    );
+    assert!(shown.contains("(key `daemon.sokcet`)\n  hint: "), "{shown}");
+}
+
+#[test]
+fn unknown_key_in_second_node() {
+    let text = format!("{HEAD}{}{}", pg_node("a"), pg_node("b"))
+        .replace("name = \"b\"\n", "name = \"b\"\nmigration = 1\n");
+    let e = parse_err(&text);
+    assert_at(&e, 14, 1, "node[1].migration");
+    assert!(e.message.contains("`migration_id`"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_node_postgres() {
+    let text = format!("{HEAD}{}", pg_node("a")) + "pasword_file = \"/p\"\n";
+    let e = parse_err(&text);
+    assert_at(&e, 11, 1, "node[0].postgres.pasword_file");
+    assert!(e.message.contains("`password_file`"), "{e}");
+}
+
+#[test]
+fn unknown_key_in_component() {
+    let text = format!("{HEAD}{}", pg_node("a"))
+        + "\n[node.postgres.components.validator]\nstop_command = \"x\"\nhealthurl = \"http://h\"\n";
+    let e = parse_err(&text);
+    assert_at(&e, 14, 1, "node[0].postgres.components.validator.healthurl");
+    assert!(e.message.contains("`health_url`"), "{e}");
+}
+
+#[test]
+fn missing_required_key_names_it() {
+    let text = format!("[repository]\nmax_age = \"3d\"\n{}", pg_node("a"));
+    let e = parse_err(&text);
+    assert_eq!(e.line, Some(1), "{e}");
+    assert_eq!(e.key.as_deref(), Some("repository.path"), "{e}");
+
+    let e = parse_err(&pg_node("a"));
+    assert_eq!(e.key.as_deref(), Some("repository"), "{e}");
+}
+
+#[test]
+fn syntax_error_is_located() {
+    let e = parse_err("[repository]\npath = /no/quotes\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    let e = parse_err(
+        &format!("{HEAD}{}", pg_node("a"))
+            .replace("migration_id = 0\n", "migration_id = 0\nmigration_id = 1\n"),
+    );
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("duplicate"), "{e}");
+}
+
+#[test]
+fn bad_duration() {
+    let text = format!(
+        "[repository]\npath = \"/r\"\nmax_age = \"30 dayz\"\n{}",
+        pg_node("a")
+    );
+    let e = parse_err(&text);
+    assert_at(&e, 3, 11, "repository.max_age");
+    assert!(e.message.contains("\"30d\""), "shows an example: {e}");
+
+    let text = format!("[daemon]\nrun_timeout = 3600\n{HEAD}{}", pg_node("a"));
+    let e = parse_err(&text);
+    assert_at(&e, 2, 15, "daemon.run_timeout");
+    assert!(e.message.contains("no unit"), "{e}");
+
+    let text = format!("[daemon]\nrun_timeout = \"0s\"\n{HEAD}{}", pg_node("a"));
+    let e = parse_err(&text);
+    assert_at(&e, 2, 15, "daemon.run_timeout");
+}
+
+#[test]
+fn socket_mode_checks() {
+    for (mode, ok) in [
+        ("\"0600\"", true),
+        ("\"0666\"", true),
+        ("\"0660\"", true),
+        ("\"0800\"", false),
+        ("\"1777\"", false),
+        ("\"0060\"", false),
+        ("600", false),
+    ] {
+        let text = format!("[daemon]\nsocket_mode = {mode}\n{HEAD}{}", pg_node("a"));
+        match parse(&text, &origin()) {
+            Ok(_) => assert!(ok, "{mode} accepted"),
+            Err(e) => {
+                assert!(!ok, "{mode} refused: {e}");
+                assert_at(&e, 2, 15, "daemon.socket_mode");
+            }
+        }
+    }
+}
+
+#[test]
+fn duplicate_node_names_point_at_the_second() {
+    let text = format!("{HEAD}{}{}", pg_node("a"), pg_node("a"));
+    let e = parse_err(&text);
+    assert_at(&e, 13, 8, "node[1].name");
+    assert!(e.message.contains("node[0] (line 5)"), "{e}");
+}
+
+#[test]
+fn node_name_rules() {
+    for bad in ["", "Validator", "a b", "a.b"] {
+        let text = format!("{HEAD}{}", pg_node(bad));
+        let e = parse_err(&text);
+        assert_at(&e, 5, 8, "node[0].name");
+    }
+    let long = "a".repeat(64);
+    assert!(parse(&format!("{HEAD}{}", pg_node(&long)), &origin()).is_err());
+    assert!(parse(&format!("{HEAD}{}", pg_node("ok_name-2")), &origin()).is_ok());
+}
+
+#[test]
+fn no_node_is_an_error() {
+    let e = parse_err(HEAD);
+    assert_eq!(e.key.as_deref(), Some("node"), "{e}");
+}
+
+#[test]
+fn backend_table_mismatch() {
+    // backend = "postgres" without [node.postgres]: points at the backend value.
+    let text =
+        format!("{HEAD}\n[[node]]\nname = \"a\"\nbackend = \"postgres\"\nmigration_id = 0\n");
+    let e = parse_err(&text);
+    assert_at(&e, 6, 11, "node[0].backend");
+    assert!(e.message.contains("[node.postgres]"), "{e}");
+
+    // backend = "postgres" with a [node.plugin] too: points at the plugin table's header.
+    let text = format!("{HEAD}{}\n[node.plugin]\npath = \"/x.so\"\n", pg_node("a"));
+    let e = parse_err(&text);
+    assert_at(&e, 12, 7, "node[0].plugin");
+
+    // backend = "plugin" with only [node.postgres].
+    let text = format!("{HEAD}{}", pg_node("a")).replace("\"postgres\"\n", "\"plugin\"\n");
+    let e = parse_err(&text);
+    assert_at(&e, 6, 11, "node[0].backend");
+
+    // An unknown backend lists the valid ones.
+    let text = format!("{HEAD}{}", pg_node("a")).replace("\"postgres\"\n", "\"k8s\"\n");
+    let e = parse_err(&text);
+    assert_at(&e, 6, 11, "node[0].backend");
+    assert!(e.message.contains("`postgres`"), "{e}");
+}
+
+#[test]
+fn postgres_url_checks() {
+    let with_url = |url: &str, extra: &str| {
+        format!("{HEAD}{}", pg_node("a")).replace(
+            "url = \"postgresql://cnadmin@127.0.0.1:5432/postgres\"\n",
+            &format!("url = \"{url}\"\n{extra}"),
+        )
+    };
+    let e = parse_err(&with_url("postgresql://h:notaport/db", ""));
+    assert_at(&e, 10, 7, "node[0].postgres.url");
+
+    // A password in the URL is allowed on its own…
+    let c = parse(&with_url("postgresql://u:pw@h/db", ""), &origin()).expect("allowed");
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(":pw@"), "{debug}");
+    assert!(debug.contains("u:<redacted>@h/db"), "{debug}");
+
+    // …but not together with password_file.
+    let e = parse_err(&with_url(
+        "postgresql://u:pw@h/db",
+        "password_file = \"/p\"\n",
+    ));
+    assert_at(&e, 10, 7, "node[0].postgres.url");
+    assert!(
+        e.hint.as_deref().unwrap_or("").contains("password_file"),
+        "{e}"
+    );
+
+    let e = parse_err(&with_url("postgresql://u@h/db", "participant_db = \"\"\n"));
+    assert_at(&e, 11, 18, "node[0].postgres.participant_db");
+    let long = "p".repeat(64);
+    let e = parse_err(&with_url(
+        "postgresql://u@h/db",
+        &format!("validator_db = \"{long}\"\n"),
+    ));
+    assert_at(&e, 11, 16, "node[0].postgres.validator_db");
+}
+
+#[test]
+fn relative_paths_resolved_against_the_config_dir() {
+    let text = r#"
+[daemon]
+socket = "run/s.sock"
+state_dir = "./state"
+scripts_dir = "flows"
+
+[repository]
+path = "../backups"
+
+[[node]]
+name = "a"
+backend = "postgres"
+migration_id = 0
+
+[node.postgres]
+url = "postgresql://u@h/db"
+password_file = "secrets/pg"
+bin_dir = "/usr/lib/postgresql/15/bin"
+
+[[node]]
+name = "b"
+backend = "plugin"
+migration_id = 0
+
+[node.plugin]
+path = "plugins/libsite.so"
+"#;
+    let c = parse(text, Path::new("/etc/splice-dr/splice-dr.toml")).expect("parses");
+    assert_eq!(c.daemon.socket, Path::new("/etc/splice-dr/run/s.sock"));
+    assert_eq!(c.daemon.state_dir, Path::new("/etc/splice-dr/state"));
+    assert_eq!(
+        c.daemon.scripts_dir.as_deref(),
+        Some(Path::new("/etc/splice-dr/flows"))
+    );
+    assert_eq!(c.repository.path, Path::new("/etc/splice-dr/../backups"));
+    let pg = c.nodes[0].postgres.as_ref().expect("pg");
+    assert_eq!(
+        pg.password_file.as_deref(),
+        Some(Path::new("/etc/splice-dr/secrets/pg"))
+    );
+    assert_eq!(
+        pg.bin_dir.as_deref(),
+        Some(Path::new("/usr/lib/postgresql/15/bin"))
+    );
+    let plugin = c.nodes[1].plugin.as_ref().expect("plugin");
+    assert_eq!(plugin.path, Path::new("/etc/splice-dr/plugins/libsite.so"));
+    assert_eq!(plugin.config, serde_json::json!({}));
+
+    // A relative config path resolves against the working directory, once, at load.
+    let c = parse(text, Path::new("splice-dr.toml")).expect("parses");
+    let cwd = std::env::current_dir().expect("cwd");
+    assert_eq!(c.daemon.state_dir, cwd.join("state"));
+    assert_eq!(c.source, Path::new("splice-dr.toml"));
+}
+
+#[test]
+fn socket_path_too_long() {
+    let long = format!("/run/{}/s.sock", "d".repeat(120));
+    let text = format!("[daemon]\nsocket = \"{long}\"\n{HEAD}{}", pg_node("a"));
+    let e = parse_err(&text);
+    assert_at(&e, 2, 10, "daemon.socket");
+}
+
+#[test]
+fn load_reports_unreadable_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.toml");
+    let e = load(&missing).expect_err("missing file");
+    assert_eq!(e.line, None);
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{e}"
+    );
+
+    let binary = dir.path().join("bin.toml");
+    std::fs::write(&binary, b"[daemon]\nx = \"\xff\"\n").expect("write");
+    let e = load(&binary).expect_err("not utf-8");
+    assert_eq!((e.line, e.col), (Some(2), Some(6)), "{e}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, MINIMAL_EXAMPLE).expect("write");
+    let c = load(&good).expect("loads");
+    assert_eq!(c.source, good);
+}
+
+#[test]
+fn error_display_without_position() {
+    let e = ConfigError::new(Path::new("/x.toml"), "boom");
+    assert_eq!(e.to_string(), "/x.toml: boom");
+    let e = e.with_key(&KeyPath::root().key("node").index(2).key("a.b"));
+    assert_eq!(e.to_string(), "/x.toml: boom (key `node[2].\"a.b\"`)");
+}
+
+mod watching {
+    use super::*;
+    use tokio::sync::mpsc;
+    use tokio::time::timeout;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Writes `text` the way editors save: to a temporary file, then renamed over `path`.
+    fn save_by_rename(path: &Path, text: &str) {
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).expect("write tmp");
+        std::fs::rename(&tmp, path).expect("rename");
+    }
+
+    async fn next(
+        rx: &mut mpsc::Receiver<Result<Config, ConfigError>>,
+    ) -> Result<Config, ConfigError> {
+        timeout(WAIT, rx.recv())
+            .await
+            .expect("a reload within 5 s")
+            .expect("channel open")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reloads_on_change_and_reports_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Another file in the same directory must not trigger reloads.
+        let other = dir.path().join("pg-password");
+        let path = dir.path().join("splice-dr.toml");
+        let (tx, mut rx) = mpsc::channel(8);
+        let _watcher = watch(&path, tx).expect("watch");
+
+        // 1. A valid file appears.
+        std::fs::write(&path, MINIMAL_EXAMPLE).expect("write");
+        let first = next(&mut rx).await.expect("valid config");
+        assert_eq!(first.repository.max_age, DEFAULT_MAX_AGE);
+
+        // Unrelated files are ignored.
+        std::fs::write(&other, "secret").expect("write other");
+
+        // 2. An editor saves a modified file by rename.
+        let changed = MINIMAL_EXAMPLE.replace(
+            "path = \"/var/backups/splice-dr\"",
+            "path = \"/var/backups/splice-dr\"\nmax_age = \"7d\"",
+        );
+        save_by_rename(&path, &changed);
+        let second = next(&mut rx).await.expect("changed config");
+        assert_eq!(second.repository.max_age, Duration::from_secs(7 * 86_400));
+
+        // 3. A broken edit is reported with its line, not applied.
+        save_by_rename(
+            &path,
+            &changed.replace("max_age = \"7d\"", "max_age = \"7 fortnights\""),
+        );
+        let third = next(&mut rx).await.expect_err("invalid config");
+        assert_eq!(third.line, Some(6), "{third}");
+        assert_eq!(third.key.as_deref(), Some("repository.max_age"), "{third}");
+
+        // Nothing else is pending (reading the file must not retrigger a reload).
+        let quiet = timeout(Duration::from_millis(800), rx.recv()).await;
+        assert!(quiet.is_err(), "unexpected extra reload: {quiet:?}");
+    }
+}

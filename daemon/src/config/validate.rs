@@ -1,0 +1,294 @@
+//! Semantic checks: what serde's types cannot say (unique names, backend ↔ table, a URL that
+//! parses). Each error is located at the offending value through the [`Locator`], so an
+//! operator fixing a config at 3 a.m. is sent to the right line.
+//!
+//! The first error in file order wins: one clear message beats a wall of consequences.
+
+use super::load::{ConfigError, KeyPath, Locator};
+use super::schema::{BackendKind, Config, NodeConfig};
+use splice_dr_postgres::PostgresConfig;
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Longest Postgres identifier (NAMEDATALEN - 1), in bytes.
+pub const MAX_DB_NAME: usize = 63;
+/// Longest node name: it becomes part of file, lock and repository paths.
+pub const MAX_NODE_NAME: usize = 63;
+/// Longest Unix socket path (`sun_path` is 108 bytes including the NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Checks on the config as written (before relative paths are resolved, so that an empty
+/// path is still seen as empty).
+pub fn check(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    check_daemon(config, loc)?;
+    check_repository(config, loc)?;
+    if config.nodes.is_empty() {
+        return Err(ConfigError::new(loc.file(), "no [[node]] is configured")
+            .with_key(&KeyPath::root().key("node"))
+            .with_hint("add at least one [[node]] table; see config/minimal.toml"));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in config.nodes.iter().enumerate() {
+        let path = KeyPath::root().key("node").index(i);
+        check_node(node, &path, loc)?;
+        if let Some(first) = seen.insert(node.name.as_str(), i) {
+            let first_line = loc
+                .value_span(&KeyPath::root().key("node").index(first).key("name"))
+                .map(|s| format!(" (line {})", loc.line_col(s.start).0))
+                .unwrap_or_default();
+            return Err(loc
+                .error_at_value(
+                    &path.key("name"),
+                    format!(
+                        "node name \"{}\" is already used by node[{first}]{first_line}",
+                        node.name
+                    ),
+                )
+                .with_hint("node names must be unique: the CLI, locks and backups use them"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that need the resolved (absolute) paths.
+pub fn check_resolved(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let socket = &config.daemon.socket;
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(loc
+            .error_at_value(
+                &KeyPath::root().key("daemon").key("socket"),
+                format!(
+                    "socket path {} is {len} bytes long; Unix sockets allow at most \
+                     {MAX_SOCKET_PATH}",
+                    socket.display()
+                ),
+            )
+            .with_hint("use a shorter absolute path, e.g. /run/splice-dr/splice-dr.sock"));
+    }
+    Ok(())
+}
+
+fn check_non_empty_path(p: &Path, path: KeyPath, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    if p.as_os_str().is_empty() {
+        return Err(loc
+            .error_at_value(&path, "empty path")
+            .with_hint("give an absolute path, or one relative to the config file's directory"));
+    }
+    Ok(())
+}
+
+fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let d = &config.daemon;
+    let daemon = KeyPath::root().key("daemon");
+    check_non_empty_path(&d.socket, daemon.key("socket"), loc)?;
+    check_non_empty_path(&d.state_dir, daemon.key("state_dir"), loc)?;
+    if let Some(s) = &d.scripts_dir {
+        check_non_empty_path(s, daemon.key("scripts_dir"), loc)?;
+    }
+    if d.socket_mode & 0o600 != 0o600 {
+        return Err(loc
+            .error_at_value(
+                &daemon.key("socket_mode"),
+                format!(
+                    "socket_mode {:04o} does not let the owner read and write the socket",
+                    d.socket_mode
+                ),
+            )
+            .with_hint("the CLI needs owner read+write: use \"0600\", or \"0660\" for a group"));
+    }
+    if d.run_timeout.is_zero() {
+        return Err(loc
+            .error_at_value(
+                &daemon.key("run_timeout"),
+                "run_timeout must be longer than 0",
+            )
+            .with_hint("e.g. run_timeout = \"6h\""));
+    }
+    Ok(())
+}
+
+fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let repo = KeyPath::root().key("repository");
+    check_non_empty_path(&config.repository.path, repo.key("path"), loc)?;
+    if config.repository.max_age.is_zero() {
+        return Err(loc
+            .error_at_value(&repo.key("max_age"), "max_age must be longer than 0")
+            .with_hint("e.g. max_age = \"30d\" (Splice cannot restore older backups)"));
+    }
+    Ok(())
+}
+
+fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    check_node_name(&node.name, &path.key("name"), loc)?;
+
+    // The backend's own table must be there, every other backend's table must not.
+    let tables = [
+        (BackendKind::Postgres, node.postgres.is_some()),
+        (BackendKind::Plugin, node.plugin.is_some()),
+    ];
+    // The missing table first: the `backend` line is where the operator decided.
+    if let Some((kind, _)) = tables
+        .iter()
+        .find(|(kind, present)| *kind == node.backend && !present)
+    {
+        return Err(loc
+            .error_at_value(
+                &path.key("backend"),
+                format!(
+                    "backend \"{kind}\" needs a [node.{kind}] table for node \"{}\"",
+                    node.name
+                ),
+            )
+            .with_hint(format!(
+                "add [node.{kind}] after this [[node]]; docs/CONFIG.md shows its keys"
+            )));
+    }
+    if let Some((kind, _)) = tables
+        .iter()
+        .find(|(kind, present)| *kind != node.backend && *present)
+    {
+        return Err(loc
+            .error_at_key(
+                &path.key(kind.as_str()),
+                format!(
+                    "[node.{kind}] is set but node \"{}\" uses backend \"{}\"",
+                    node.name, node.backend
+                ),
+            )
+            .with_hint(format!("remove [node.{kind}], or set backend = \"{kind}\"")));
+    }
+
+    if let Some(pg) = &node.postgres {
+        check_postgres(pg, &path.key("postgres"), loc)?;
+    }
+    if let Some(plugin) = &node.plugin {
+        let pp = path.key("plugin");
+        check_non_empty_path(&plugin.path, pp.key("path"), loc)?;
+        if !plugin.config.is_object() {
+            return Err(loc
+                .error_at_value(&pp.key("config"), "plugin config must be a table")
+                .with_hint("write it as a [node.plugin.config] table"));
+        }
+    }
+    Ok(())
+}
+
+fn check_node_name(name: &str, path: &KeyPath, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let hint = "use lowercase letters, digits, '-' and '_', e.g. name = \"validator-1\"";
+    if name.is_empty() {
+        return Err(loc
+            .error_at_value(path, "node name is empty")
+            .with_hint(hint));
+    }
+    if name.len() > MAX_NODE_NAME {
+        return Err(loc
+            .error_at_value(
+                path,
+                format!(
+                    "node name is {} bytes long; at most {MAX_NODE_NAME}",
+                    name.len()
+                ),
+            )
+            .with_hint(hint));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
+        return Err(loc
+            .error_at_value(path, format!("node name \"{name}\" contains {bad:?}"))
+            .with_hint(hint));
+    }
+    Ok(())
+}
+
+fn check_postgres(
+    pg: &PostgresConfig,
+    path: &KeyPath,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let example = "e.g. url = \"postgresql://cnadmin@127.0.0.1:5432/postgres\"";
+    let url_path = path.key("url");
+    let parsed = postgres::Config::from_str(&pg.url).map_err(|e| {
+        loc.error_at_value(
+            &url_path,
+            format!("url is not a valid Postgres connection string: {e}"),
+        )
+        .with_hint(example)
+    })?;
+    if parsed.get_hosts().is_empty() {
+        return Err(loc
+            .error_at_value(&url_path, "url names no host")
+            .with_hint(format!(
+                "give a TCP host or a Unix socket directory, {example} or \
+                 \"postgresql:///postgres?host=/var/run/postgresql\""
+            )));
+    }
+    if parsed.get_password().is_some() && pg.password_file.is_some() {
+        return Err(loc
+            .error_at_value(
+                &url_path,
+                "url contains a password and password_file is set too",
+            )
+            .with_hint(
+                "remove the password from the URL: password_file is preferred, it is never logged",
+            ));
+    }
+    if let Some(f) = &pg.password_file {
+        check_non_empty_path(f, path.key("password_file"), loc)?;
+    }
+    for key in ["validator_db", "participant_db"] {
+        let name = if key == "validator_db" {
+            &pg.validator_db
+        } else {
+            &pg.participant_db
+        };
+        if name.is_empty() || name.len() > MAX_DB_NAME {
+            return Err(loc
+                .error_at_value(
+                    &path.key(key),
+                    format!(
+                        "database name must be 1 to {MAX_DB_NAME} bytes long (Postgres' limit), \
+                         got {}",
+                        name.len()
+                    ),
+                )
+                .with_hint(
+                    "e.g. validator_db = \"validator\", participant_db = \"participant-0\"",
+                ));
+        }
+    }
+    if pg.jobs == 0 {
+        return Err(loc
+            .error_at_value(&path.key("jobs"), "jobs must be at least 1")
+            .with_hint("e.g. jobs = 2 (parallel pg_dump / pg_restore workers)"));
+    }
+    for (name, component) in &pg.components {
+        let cpath = path.key("components").key(name);
+        if let Some(url) = &component.health_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(loc
+                    .error_at_value(
+                        &cpath.key("health_url"),
+                        format!("health_url \"{url}\" is not an http(s) URL"),
+                    )
+                    .with_hint(
+                        "e.g. health_url = \"http://127.0.0.1:5003/api/validator/readyz\"",
+                    ));
+            }
+        }
+        for (key, cmd) in [
+            ("stop_command", &component.stop_command),
+            ("start_command", &component.start_command),
+        ] {
+            if cmd.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                return Err(loc
+                    .error_at_value(&cpath.key(key), format!("{key} is empty"))
+                    .with_hint("give a shell command, or remove the key"));
+            }
+        }
+    }
+    Ok(())
+}
