@@ -15,7 +15,7 @@ use toml::Spanned;
 
 /// Why a configuration was refused, located as precisely as the failure allows.
 ///
-/// Printed as `FILE:LINE:COL: MESSAGE (key `node[1].postgres.url`)` plus an indented
+/// Printed as ``FILE:LINE:COL: MESSAGE (key `node[1].postgres.url`)`` plus an indented
 /// `hint:` line, the shape editors and terminals turn into clickable locations.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

@@ -59,7 +59,7 @@ pub struct DaemonConfig {
     /// Wall-clock limit for one flow run; a run past it is cancelled and journaled.
     #[serde(with = "super::duration")]
     pub run_timeout: Duration,
-    /// Log line format; `None` lets the binary choose (text on a terminal, else JSON).
+    /// Log line format; `None` means text. The `--log-format` flag overrides it.
     pub log_format: Option<LogFormat>,
 }
 

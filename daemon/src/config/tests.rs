@@ -146,6 +146,23 @@ replicas = { validator = 1 }
 }
 
 #[test]
+fn reference_complete_example_parses() {
+    let doc = include_str!("../../../docs/CONFIG.md");
+    let section = doc
+        .split("## Complete example")
+        .nth(1)
+        .expect("docs/CONFIG.md has a complete example");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block");
+    let c = parse(block, &origin()).expect("the documented example parses");
+    assert_eq!(c.daemon.socket_mode, 0o660);
+    assert_eq!(c.nodes[0].postgres.as_ref().map(|p| p.jobs), Some(4));
+}
+
+#[test]
 fn unknown_key_at_top_level() {
     // Top-level keys must come before the first table header.
     let text = format!("# comment\n  verbose = true\n{HEAD}{}", pg_node("a"));

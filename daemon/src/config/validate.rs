@@ -2,7 +2,8 @@
 //! parses). Each error is located at the offending value through the [`Locator`], so an
 //! operator fixing a config at 3 a.m. is sent to the right line.
 //!
-//! The first error in file order wins: one clear message beats a wall of consequences.
+//! Checks run table by table (`[daemon]`, `[repository]`, then each `[[node]]` in order) and the
+//! first failure is reported: one clear message beats a wall of consequences.
 
 use super::load::{ConfigError, KeyPath, Locator};
 use super::schema::{BackendKind, Config, NodeConfig};
