@@ -87,7 +87,8 @@ pub struct PluginVTable {
     /// [`ABI_VERSION`] of the plugin.
     pub abi_version: u32,
     /// Builds an instance from JSON config; returns null and an error JSON in `out` on failure.
-    pub create: unsafe extern "C" fn(config: *const u8, len: usize, out: *mut ByteBuf) -> *mut c_void,
+    pub create:
+        unsafe extern "C" fn(config: *const u8, len: usize, out: *mut ByteBuf) -> *mut c_void,
     /// Performs one [`BackendCall`]; returns 0 with the result JSON in `out`, or non-zero
     /// with a [`BackendError`] JSON in `out`.
     pub call: unsafe extern "C" fn(
@@ -109,7 +110,8 @@ unsafe impl Send for SendCallbacks {}
 unsafe impl Sync for SendCallbacks {}
 
 fn error_json(err: &BackendError) -> Vec<u8> {
-    serde_json::to_vec(err).unwrap_or_else(|_| br#"{"kind":"plugin","0":"unencodable error"}"#.to_vec())
+    serde_json::to_vec(err)
+        .unwrap_or_else(|_| br#"{"kind":"plugin","detail":"unencodable error"}"#.to_vec())
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -123,7 +125,12 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 ///
 /// # Safety
 /// `config` must point to `len` readable bytes and `out` to a writable [`ByteBuf`].
-pub unsafe fn plugin_create<B, F>(ctor: F, config: *const u8, len: usize, out: *mut ByteBuf) -> *mut c_void
+pub unsafe fn plugin_create<B, F>(
+    ctor: F,
+    config: *const u8,
+    len: usize,
+    out: *mut ByteBuf,
+) -> *mut c_void
 where
     B: Backend + 'static,
     F: Fn(serde_json::Value) -> Result<B, BackendError>,
@@ -134,7 +141,12 @@ where
             .map_err(|e| BackendError::Config(format!("plugin config is not JSON: {e}")))?;
         ctor(value)
     }))
-    .unwrap_or_else(|p| Err(BackendError::Plugin(format!("panic in create: {}", panic_message(p)))));
+    .unwrap_or_else(|p| {
+        Err(BackendError::Plugin(format!(
+            "panic in create: {}",
+            panic_message(p)
+        )))
+    });
     match built {
         Ok(b) => {
             let boxed: Box<dyn Backend> = Box::new(b);
@@ -178,9 +190,17 @@ pub unsafe fn plugin_call(
             .map_err(|e| BackendError::Plugin(format!("request is not a known call: {e}")))?;
         dispatch(backend, &ctx, call)
     }))
-    .unwrap_or_else(|p| Err(BackendError::Plugin(format!("panic in call: {}", panic_message(p)))));
+    .unwrap_or_else(|p| {
+        Err(BackendError::Plugin(format!(
+            "panic in call: {}",
+            panic_message(p)
+        )))
+    });
     let (code, body) = match result {
-        Ok(v) => (0, serde_json::to_vec(&v).unwrap_or_else(|_| b"null".to_vec())),
+        Ok(v) => (
+            0,
+            serde_json::to_vec(&v).unwrap_or_else(|_| b"null".to_vec()),
+        ),
         Err(e) => (1, error_json(&e)),
     };
     unsafe { *out = ByteBuf::from_vec(body) };

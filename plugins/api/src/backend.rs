@@ -32,8 +32,7 @@ pub trait Backend: Send + Sync {
     fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> BackendResult<()>;
 
     /// Blocks until the component is ready, the timeout passes, or the run is cancelled.
-    fn wait_ready(&self, ctx: &OpContext, component: &str, timeout: Duration)
-        -> BackendResult<()>;
+    fn wait_ready(&self, ctx: &OpContext, component: &str, timeout: Duration) -> BackendResult<()>;
 
     /// The node's databases by role, with their physical names.
     fn databases(&self, ctx: &OpContext) -> BackendResult<Vec<DatabaseInfo>>;

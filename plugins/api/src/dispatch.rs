@@ -18,21 +18,55 @@ use crate::{Backend, BackendError, DumpInfo, KeptDb, OpContext, StagedDb, Storag
 pub enum BackendCall {
     Kind,
     Components,
-    Scale { component: String, replicas: u32 },
-    WaitReady { component: String, timeout_ms: u64 },
+    Scale {
+        component: String,
+        replicas: u32,
+    },
+    WaitReady {
+        component: String,
+        timeout_ms: u64,
+    },
     Databases,
-    Dump { role: String, dest: PathBuf },
-    CheckDump { src: PathBuf },
-    RestoreStaged { role: String, src: PathBuf, expected: DumpInfo },
-    SwapIn { staged: Vec<StagedDb> },
-    RollBack { kept: Vec<KeptDb> },
-    DropKept { kept: Vec<KeptDb> },
-    DropStaged { staged: Vec<StagedDb> },
+    Dump {
+        role: String,
+        dest: PathBuf,
+    },
+    CheckDump {
+        src: PathBuf,
+    },
+    RestoreStaged {
+        role: String,
+        src: PathBuf,
+        expected: DumpInfo,
+    },
+    SwapIn {
+        staged: Vec<StagedDb>,
+    },
+    RollBack {
+        kept: Vec<KeptDb>,
+    },
+    DropKept {
+        kept: Vec<KeptDb>,
+    },
+    DropStaged {
+        staged: Vec<StagedDb>,
+    },
     Leftovers,
-    Exec { component: String, argv: Vec<String>, stdin: Option<PathBuf> },
-    PutFile { target: StorageTarget, src: PathBuf },
-    Wipe { target: StorageTarget },
-    SetValues { values: Value },
+    Exec {
+        component: String,
+        argv: Vec<String>,
+        stdin: Option<PathBuf>,
+    },
+    PutFile {
+        target: StorageTarget,
+        src: PathBuf,
+    },
+    Wipe {
+        target: StorageTarget,
+    },
+    SetValues {
+        values: Value,
+    },
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value, BackendError> {
@@ -49,26 +83,32 @@ pub fn dispatch(
     match call {
         C::Kind => to_value(backend.kind()),
         C::Components => to_value(backend.components(ctx)?),
-        C::Scale { component, replicas } => to_value(backend.scale(ctx, &component, replicas)?),
-        C::WaitReady { component, timeout_ms } => to_value(backend.wait_ready(
-            ctx,
-            &component,
-            Duration::from_millis(timeout_ms),
-        )?),
+        C::Scale {
+            component,
+            replicas,
+        } => to_value(backend.scale(ctx, &component, replicas)?),
+        C::WaitReady {
+            component,
+            timeout_ms,
+        } => to_value(backend.wait_ready(ctx, &component, Duration::from_millis(timeout_ms))?),
         C::Databases => to_value(backend.databases(ctx)?),
         C::Dump { role, dest } => to_value(backend.dump(ctx, &role, &dest)?),
         C::CheckDump { src } => to_value(backend.check_dump(ctx, &src)?),
-        C::RestoreStaged { role, src, expected } => {
-            to_value(backend.restore_staged(ctx, &role, &src, &expected)?)
-        }
+        C::RestoreStaged {
+            role,
+            src,
+            expected,
+        } => to_value(backend.restore_staged(ctx, &role, &src, &expected)?),
         C::SwapIn { staged } => to_value(backend.swap_in(ctx, &staged)?),
         C::RollBack { kept } => to_value(backend.roll_back(ctx, &kept)?),
         C::DropKept { kept } => to_value(backend.drop_kept(ctx, &kept)?),
         C::DropStaged { staged } => to_value(backend.drop_staged(ctx, &staged)?),
         C::Leftovers => to_value(backend.leftovers(ctx)?),
-        C::Exec { component, argv, stdin } => {
-            to_value(backend.exec(ctx, &component, &argv, stdin.as_deref())?)
-        }
+        C::Exec {
+            component,
+            argv,
+            stdin,
+        } => to_value(backend.exec(ctx, &component, &argv, stdin.as_deref())?),
         C::PutFile { target, src } => to_value(backend.put_file(ctx, &target, &src)?),
         C::Wipe { target } => to_value(backend.wipe(ctx, &target)?),
         C::SetValues { values } => to_value(backend.set_values(ctx, &values)?),

@@ -72,7 +72,9 @@ impl DynamicBackend {
         })?;
         let table = unsafe { entry() };
         if table.is_null() {
-            return Err(BackendError::Plugin(format!("{shown}: entry returned null")));
+            return Err(BackendError::Plugin(format!(
+                "{shown}: entry returned null"
+            )));
         }
         // SAFETY: every ABI version keeps `abi_version: u32` as the first field.
         let version = unsafe { std::ptr::read(table as *const u32) };
@@ -110,7 +112,11 @@ impl DynamicBackend {
         &self.path
     }
 
-    fn raw_call(&self, ctx: &OpContext, call: &BackendCall) -> Result<serde_json::Value, BackendError> {
+    fn raw_call(
+        &self,
+        ctx: &OpContext,
+        call: &BackendCall,
+    ) -> Result<serde_json::Value, BackendError> {
         let req = serde_json::to_vec(call)
             .map_err(|e| BackendError::Plugin(format!("encoding request: {e}")))?;
         let host = HostCallbacks {
@@ -120,7 +126,8 @@ impl DynamicBackend {
         };
         let mut out = ByteBuf::empty();
         // SAFETY: instance came from this vtable's create; buffers live for the call.
-        let code = unsafe { (self.vtable.call)(self.instance, req.as_ptr(), req.len(), &host, &mut out) };
+        let code =
+            unsafe { (self.vtable.call)(self.instance, req.as_ptr(), req.len(), &host, &mut out) };
         let body = unsafe { out.to_vec() };
         unsafe { (self.vtable.free_buf)(out) };
         if code == 0 {
@@ -148,51 +155,125 @@ impl Backend for DynamicBackend {
         self.typed(ctx, BackendCall::Components)
     }
     fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::Scale { component: component.into(), replicas })
+        self.typed(
+            ctx,
+            BackendCall::Scale {
+                component: component.into(),
+                replicas,
+            },
+        )
     }
     fn wait_ready(&self, ctx: &OpContext, component: &str, timeout: Duration) -> BackendResult<()> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        self.typed(ctx, BackendCall::WaitReady { component: component.into(), timeout_ms })
+        self.typed(
+            ctx,
+            BackendCall::WaitReady {
+                component: component.into(),
+                timeout_ms,
+            },
+        )
     }
     fn databases(&self, ctx: &OpContext) -> BackendResult<Vec<DatabaseInfo>> {
         self.typed(ctx, BackendCall::Databases)
     }
     fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> BackendResult<DumpInfo> {
-        self.typed(ctx, BackendCall::Dump { role: role.into(), dest: dest.into() })
+        self.typed(
+            ctx,
+            BackendCall::Dump {
+                role: role.into(),
+                dest: dest.into(),
+            },
+        )
     }
     fn check_dump(&self, ctx: &OpContext, src: &Path) -> BackendResult<DumpCheck> {
         self.typed(ctx, BackendCall::CheckDump { src: src.into() })
     }
-    fn restore_staged(&self, ctx: &OpContext, role: &str, src: &Path, expected: &DumpInfo) -> BackendResult<StagedDb> {
-        let call = BackendCall::RestoreStaged { role: role.into(), src: src.into(), expected: expected.clone() };
+    fn restore_staged(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> BackendResult<StagedDb> {
+        let call = BackendCall::RestoreStaged {
+            role: role.into(),
+            src: src.into(),
+            expected: expected.clone(),
+        };
         self.typed(ctx, call)
     }
     fn swap_in(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<Vec<KeptDb>> {
-        self.typed(ctx, BackendCall::SwapIn { staged: staged.to_vec() })
+        self.typed(
+            ctx,
+            BackendCall::SwapIn {
+                staged: staged.to_vec(),
+            },
+        )
     }
     fn roll_back(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::RollBack { kept: kept.to_vec() })
+        self.typed(
+            ctx,
+            BackendCall::RollBack {
+                kept: kept.to_vec(),
+            },
+        )
     }
     fn drop_kept(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::DropKept { kept: kept.to_vec() })
+        self.typed(
+            ctx,
+            BackendCall::DropKept {
+                kept: kept.to_vec(),
+            },
+        )
     }
     fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::DropStaged { staged: staged.to_vec() })
+        self.typed(
+            ctx,
+            BackendCall::DropStaged {
+                staged: staged.to_vec(),
+            },
+        )
     }
     fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
         self.typed(ctx, BackendCall::Leftovers)
     }
-    fn exec(&self, ctx: &OpContext, component: &str, argv: &[String], stdin: Option<&Path>) -> BackendResult<ExecOutput> {
-        let call = BackendCall::Exec { component: component.into(), argv: argv.to_vec(), stdin: stdin.map(Into::into) };
+    fn exec(
+        &self,
+        ctx: &OpContext,
+        component: &str,
+        argv: &[String],
+        stdin: Option<&Path>,
+    ) -> BackendResult<ExecOutput> {
+        let call = BackendCall::Exec {
+            component: component.into(),
+            argv: argv.to_vec(),
+            stdin: stdin.map(Into::into),
+        };
         self.typed(ctx, call)
     }
     fn put_file(&self, ctx: &OpContext, target: &StorageTarget, src: &Path) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::PutFile { target: target.clone(), src: src.into() })
+        self.typed(
+            ctx,
+            BackendCall::PutFile {
+                target: target.clone(),
+                src: src.into(),
+            },
+        )
     }
     fn wipe(&self, ctx: &OpContext, target: &StorageTarget) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::Wipe { target: target.clone() })
+        self.typed(
+            ctx,
+            BackendCall::Wipe {
+                target: target.clone(),
+            },
+        )
     }
     fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::SetValues { values: values.clone() })
+        self.typed(
+            ctx,
+            BackendCall::SetValues {
+                values: values.clone(),
+            },
+        )
     }
 }

@@ -7,8 +7,11 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a backend operation failed, in words an operator can act on.
+///
+/// Serialized adjacently tagged (`{"kind": "config", "detail": "..."}`): an internally
+/// tagged enum cannot serialize the newtype variants holding a string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum BackendError {
     /// The backend cannot do this operation at all (e.g. `put_file` on bare Postgres).
     #[error("the {backend} backend does not support `{op}`")]
@@ -86,6 +89,47 @@ impl BackendError {
         BackendError::Database {
             context: context.into(),
             message: message.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_round_trips_through_json() {
+        let all = [
+            BackendError::Unsupported {
+                op: "wipe".into(),
+                backend: "postgres".into(),
+            },
+            BackendError::Cancelled {
+                what: "dump".into(),
+            },
+            BackendError::Config("bad".into()),
+            BackendError::Command {
+                command: "pg_dump".into(),
+                status: "1".into(),
+                stderr: "e".into(),
+            },
+            BackendError::db("ctx", "msg"),
+            BackendError::Timeout {
+                what: "x".into(),
+                seconds: 3,
+            },
+            BackendError::Verification("rows".into()),
+            BackendError::NotFound("role".into()),
+            BackendError::Io {
+                context: "f".into(),
+                message: "m".into(),
+            },
+            BackendError::Plugin("p".into()),
+        ];
+        for e in all {
+            let json = serde_json::to_string(&e).expect("serializes");
+            let back: BackendError = serde_json::from_str(&json).expect("deserializes");
+            assert_eq!(back, e, "{json}");
         }
     }
 }

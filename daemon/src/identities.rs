@@ -1,0 +1,215 @@
+//! Node identities dumps: validation and encryption at rest.
+//!
+//! An identities dump (`GET /v0/admin/participant/identities`) holds the participant's
+//! private keys. It is the one thing that lets an operator re-onboard after losing
+//! everything, and the one thing that must never sit readable on a disk: it is checked
+//! for the fields a re-onboard needs (Splice operators once had these backups silently
+//! broken for days), encrypted to age recipients from the config, and written mode 0600.
+//! The decryption key is never in the repository.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::str::FromStr;
+use thiserror::Error;
+
+/// What can go wrong with an identities dump.
+#[derive(Debug, Error)]
+pub enum IdentitiesError {
+    /// The dump lacks what a re-onboard needs.
+    #[error("the identities dump is invalid: {0}; the backup is refused rather than keeping an unusable identities backup")]
+    Invalid(String),
+    /// No or bad age recipients configured.
+    #[error("repository.identities_recipients: {0}")]
+    Recipients(String),
+    /// Encryption or decryption failed.
+    #[error("{0}")]
+    Crypto(String),
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> IdentitiesError {
+    IdentitiesError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Checks a dump has a non-empty `id`, a non-empty `keys` array and an
+/// `authorizedStoreSnapshot` (the fields of Splice's `NodeIdentitiesDump`).
+pub fn validate_dump(bytes: &[u8]) -> Result<String, IdentitiesError> {
+    let v: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| IdentitiesError::Invalid(format!("not JSON ({e})")))?;
+    let id = v
+        .get("id")
+        .and_then(|x| x.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| IdentitiesError::Invalid("field `id` is missing or empty".into()))?;
+    if !v
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .is_some_and(|k| !k.is_empty())
+    {
+        return Err(IdentitiesError::Invalid(
+            "field `keys` is missing or empty".into(),
+        ));
+    }
+    if !v
+        .get("authorizedStoreSnapshot")
+        .is_some_and(|s| s.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        return Err(IdentitiesError::Invalid(
+            "field `authorizedStoreSnapshot` is missing or empty".into(),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// Parses age recipients (`age1…`).
+pub fn parse_recipients(list: &[String]) -> Result<Vec<age::x25519::Recipient>, IdentitiesError> {
+    if list.is_empty() {
+        return Err(IdentitiesError::Recipients(
+            "no recipients configured: identities hold private keys and are only stored encrypted; \
+             generate a key with `age-keygen` and list its public key here"
+                .into(),
+        ));
+    }
+    list.iter()
+        .map(|r| {
+            age::x25519::Recipient::from_str(r.trim()).map_err(|e| {
+                IdentitiesError::Recipients(format!("`{r}` is not an age recipient: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// Encrypts `plain` to `recipients` into a new file at `path`, mode 0600.
+pub fn encrypt_to_file(
+    path: &Path,
+    plain: &[u8],
+    recipients: &[age::x25519::Recipient],
+) -> Result<(), IdentitiesError> {
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| IdentitiesError::Crypto(format!("cannot encrypt identities: {e}")))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    let mut writer = encryptor.wrap_output(file).map_err(|e| io(path, e))?;
+    writer.write_all(plain).map_err(|e| io(path, e))?;
+    let file = writer.finish().map_err(|e| io(path, e))?;
+    file.sync_all().map_err(|e| io(path, e))
+}
+
+/// Decrypts an identities file with the age identities in `identity_file`.
+pub fn decrypt_file(path: &Path, identity_file: &Path) -> Result<Vec<u8>, IdentitiesError> {
+    let identities = age::IdentityFile::from_file(identity_file.display().to_string())
+        .map_err(|e| io(identity_file, e))?
+        .into_identities()
+        .map_err(|e| IdentitiesError::Crypto(format!("{}: {e}", identity_file.display())))?;
+    let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let decryptor = age::Decryptor::new(file)
+        .map_err(|e| IdentitiesError::Crypto(format!("{}: {e}", path.display())))?;
+    let mut reader = decryptor
+        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(|e| {
+            IdentitiesError::Crypto(format!(
+                "cannot decrypt {} with {}: {e} (is it the key whose public half is in repository.identities_recipients?)",
+                path.display(),
+                identity_file.display()
+            ))
+        })?;
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).map_err(|e| io(path, e))?;
+    Ok(out)
+}
+
+/// Writes decrypted identities for a re-onboard: a new file, mode 0600, never overwriting.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentitiesError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+    use std::os::unix::fs::PermissionsExt;
+
+    const DUMP: &str = r#"{"id":"participant::1220ab","keys":[{"keyPair":"abc","name":"k1"}],"authorizedStoreSnapshot":"c25hcA==","version":"0.4.15"}"#;
+
+    #[test]
+    fn validation_names_the_missing_field() {
+        assert_eq!(
+            validate_dump(DUMP.as_bytes()).unwrap(),
+            "participant::1220ab"
+        );
+        let no_keys = r#"{"id":"x","keys":[],"authorizedStoreSnapshot":"s"}"#;
+        assert!(validate_dump(no_keys.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("`keys`"));
+        let no_snap = r#"{"id":"x","keys":[1]}"#;
+        assert!(validate_dump(no_snap.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("authorizedStoreSnapshot"));
+        assert!(validate_dump(b"<html>404</html>")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
+    }
+
+    #[test]
+    fn encrypted_file_is_private_and_opens_only_with_the_right_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = age::x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
+        let recipients = parse_recipients(&[key.to_public().to_string()]).unwrap();
+        let enc = dir.path().join("identities.json.age");
+        encrypt_to_file(&enc, DUMP.as_bytes(), &recipients).unwrap();
+        let mode = std::fs::metadata(&enc).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let raw = std::fs::read(&enc).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&raw).contains("keyPair"),
+            "must not be plaintext"
+        );
+
+        let good = dir.path().join("good.key");
+        std::fs::write(&good, key.to_string().expose_secret()).unwrap();
+        assert_eq!(decrypt_file(&enc, &good).unwrap(), DUMP.as_bytes());
+        let bad = dir.path().join("bad.key");
+        std::fs::write(&bad, other.to_string().expose_secret()).unwrap();
+        assert!(decrypt_file(&enc, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot decrypt"));
+    }
+
+    #[test]
+    fn recipients_are_required_and_checked() {
+        assert!(parse_recipients(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("no recipients"));
+        assert!(parse_recipients(&["age1nope".into()]).is_err());
+    }
+}

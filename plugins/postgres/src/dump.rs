@@ -1,0 +1,284 @@
+//! `dump` and `check_dump`: a directory-format dump whose row counts are taken in the very
+//! snapshot `pg_dump` reads, so a restore can later be verified table by table.
+
+use std::path::Path;
+use std::process::Command;
+
+use chrono::Utc;
+use postgres::IsolationLevel;
+use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, TableCount};
+
+use crate::process::{self, find_tool};
+use crate::sql::{count_rows, db_err, user_tables};
+use crate::PostgresBackend;
+
+/// Total size in bytes of the files under `dir` (progress of a running dump).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Makes sure `pg_dump -Fd` can create `dest`: it must not exist, or be an empty directory
+/// (removed here); its parent is created.
+fn prepare_dest(dest: &Path) -> Result<(), BackendError> {
+    let shown = dest.display();
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {
+            let mut entries = std::fs::read_dir(dest)
+                .map_err(|e| BackendError::io(format!("reading dump destination {shown}"), e))?;
+            if entries.next().is_some() {
+                return Err(BackendError::Io {
+                    context: format!("dump destination {shown}"),
+                    message: "directory is not empty; a dump needs a new or empty directory".into(),
+                });
+            }
+            std::fs::remove_dir(dest)
+                .map_err(|e| BackendError::io(format!("removing empty {shown}"), e))?;
+        }
+        Ok(_) => {
+            return Err(BackendError::Io {
+                context: format!("dump destination {shown}"),
+                message: "exists and is not a directory".into(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(BackendError::io(format!("inspecting {shown}"), e)),
+    }
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| BackendError::io(format!("creating {}", parent.display()), e))?;
+    }
+    Ok(())
+}
+
+impl PostgresBackend {
+    /// See [`splice_dr_plugin_api::Backend::dump`].
+    pub(crate) fn dump_impl(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        dest: &Path,
+    ) -> Result<DumpInfo, BackendError> {
+        let db = self.db_for_role(role)?.to_string();
+        let pg_dump = find_tool(self.cfg.bin_dir.as_deref(), "pg_dump")?;
+        prepare_dest(dest)?;
+        let mut client = self.conn.connect(&db)?;
+        let server_version: String = client
+            .query_one("SHOW server_version", &[])
+            .map_err(db_err("reading server_version"))?
+            .get(0);
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(db_err(format!("starting the dump transaction on {db}")))?;
+        let snapshot: String = tx
+            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+            .map_err(db_err("exporting a snapshot"))?
+            .get(0);
+        let started_at = Utc::now();
+        let what = format!("dump {db}");
+
+        let names = user_tables(&mut tx)?;
+        let total = names.len() as u64;
+        let mut tables = Vec::with_capacity(names.len());
+        for (i, (schema, table)) in names.into_iter().enumerate() {
+            ctx.check_cancelled(&what)?;
+            let rows = count_rows(&mut tx, &schema, &table)?;
+            tables.push(TableCount {
+                schema,
+                table,
+                rows,
+            });
+            ctx.progress(
+                &format!("count rows {db}"),
+                i as u64 + 1,
+                Some(total),
+                "tables",
+            );
+        }
+        // Byte order, not the server's collation: manifests compare equal across servers.
+        tables.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        let rows: u64 = tables.iter().map(|t| t.rows).sum();
+        ctx.info(format!(
+            "dumping {db} ({} tables, {rows} rows) with snapshot {snapshot}, {} jobs",
+            tables.len(),
+            self.cfg.jobs
+        ));
+
+        let mut cmd = Command::new(&pg_dump);
+        cmd.arg("--format=directory")
+            .arg(format!("--jobs={}", self.cfg.jobs))
+            .arg(format!("--snapshot={snapshot}"))
+            .arg("--file")
+            .arg(dest)
+            .arg(format!("--dbname={}", self.conn.conninfo(&db)))
+            .envs(self.conn.child_env());
+        let shown = process::shown(&cmd);
+        let result = process::run(ctx, cmd, &shown, &what, &mut || {
+            ctx.progress(&what, dir_size(dest), None, "bytes");
+        });
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                // The directory is ours (it did not exist or was empty): leave no half dump.
+                let _ = std::fs::remove_dir_all(dest);
+                return Err(e);
+            }
+        };
+        let finished_at = Utc::now();
+        tx.commit().map_err(db_err("ending the dump transaction"))?;
+        if !out.stderr.is_empty() {
+            ctx.warn(format!("pg_dump said: {}", out.stderr));
+        }
+        let bytes = dir_size(dest);
+        ctx.progress(&what, bytes, Some(bytes), "bytes");
+        ctx.info(format!(
+            "dumped {db}: {bytes} bytes in {:.1}s",
+            (finished_at - started_at).num_milliseconds() as f64 / 1000.0
+        ));
+        Ok(DumpInfo {
+            role: role.to_string(),
+            database: db,
+            format: "directory".into(),
+            started_at,
+            finished_at,
+            server_version,
+            tables,
+        })
+    }
+
+    /// See [`splice_dr_plugin_api::Backend::check_dump`].
+    pub(crate) fn check_dump_impl(
+        &self,
+        ctx: &OpContext,
+        src: &Path,
+    ) -> Result<DumpCheck, BackendError> {
+        let pg_restore = find_tool(self.cfg.bin_dir.as_deref(), "pg_restore")?;
+        let shown_src = src.display().to_string();
+        if !src.join("toc.dat").is_file() {
+            return Err(BackendError::Verification(format!(
+                "{shown_src} is not a directory-format dump (no toc.dat)"
+            )));
+        }
+        let what = format!("check dump {shown_src}");
+        let mut cmd = Command::new(&pg_restore);
+        cmd.arg("--list").arg(src);
+        let shown = process::shown(&cmd);
+        let out = process::run(ctx, cmd, &shown, &what, &mut || {}).map_err(|e| match e {
+            BackendError::Command { stderr, .. } => BackendError::Verification(format!(
+                "pg_restore cannot read the table of contents of {shown_src}: {stderr}"
+            )),
+            other => other,
+        })?;
+        let check = parse_list(&out.stdout);
+        if check.entries == 0 {
+            return Err(BackendError::Verification(format!(
+                "{shown_src}: the table of contents lists no entries"
+            )));
+        }
+        for id in data_ids(&out.stdout) {
+            let plain = src.join(format!("{id}.dat"));
+            let gz = src.join(format!("{id}.dat.gz"));
+            if !plain.is_file() && !gz.is_file() {
+                return Err(BackendError::Verification(format!(
+                    "{shown_src}: data file of TOC entry {id} is missing ({id}.dat or {id}.dat.gz)"
+                )));
+            }
+        }
+        if self.cfg.deep_check {
+            ctx.info(format!(
+                "reading every data file of {shown_src} (deep_check)"
+            ));
+            let mut cmd = Command::new(&pg_restore);
+            cmd.arg("--file=/dev/null").arg(src);
+            let shown = process::shown(&cmd);
+            process::run(ctx, cmd, &shown, &what, &mut || {}).map_err(|e| match e {
+                BackendError::Command { stderr, .. } => BackendError::Verification(format!(
+                    "pg_restore cannot read the data of {shown_src}: {stderr}"
+                )),
+                other => other,
+            })?;
+        }
+        ctx.info(format!(
+            "{shown_src}: {} TOC entries, {} with table data",
+            check.entries, check.table_data
+        ));
+        Ok(check)
+    }
+}
+
+/// Counts TOC entries and table-data entries in `pg_restore --list` output.
+fn parse_list(list: &str) -> DumpCheck {
+    let entries = list
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'));
+    let (mut n, mut data) = (0, 0);
+    for l in entries {
+        n += 1;
+        if l.contains(" TABLE DATA ") {
+            data += 1;
+        }
+    }
+    DumpCheck {
+        entries: n,
+        table_data: data,
+    }
+}
+
+/// Dump ids of the TABLE DATA entries (`3340; 0 16392 TABLE DATA public t owner`).
+fn data_ids(list: &str) -> Vec<u64> {
+    list.lines()
+        .filter(|l| !l.starts_with(';') && l.contains(" TABLE DATA "))
+        .filter_map(|l| l.split(';').next()?.trim().parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = ";\n; Archive created at 2026-11-24\n;\n\
+214; 1259 16392 TABLE public t owner\n\
+3340; 0 16392 TABLE DATA public t owner\n\
+3341; 0 16400 SEQUENCE SET public s owner\n\
+3197; 2606 16398 CONSTRAINT public t t_pkey owner\n";
+
+    #[test]
+    fn list_parsing() {
+        assert_eq!(
+            parse_list(LIST),
+            DumpCheck {
+                entries: 4,
+                table_data: 1
+            }
+        );
+        assert_eq!(data_ids(LIST), vec![3340]);
+    }
+
+    #[test]
+    fn dest_must_be_new_or_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        prepare_dest(&empty).expect("empty dir is fine");
+        assert!(!empty.exists(), "removed for pg_dump to create");
+        let nested = dir.path().join("a/b/c");
+        prepare_dest(&nested).expect("new path is fine");
+        assert!(dir.path().join("a/b").is_dir());
+        let full = dir.path().join("full");
+        std::fs::create_dir(&full).expect("mkdir");
+        std::fs::write(full.join("x"), "x").expect("write");
+        assert!(prepare_dest(&full).is_err());
+    }
+}

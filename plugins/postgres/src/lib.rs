@@ -1,0 +1,253 @@
+//! splice-dr backend for a validator node whose Postgres the operator runs by hand.
+//!
+//! Dumps with `pg_dump -Fd` inside an exported snapshot whose exact row counts go into the
+//! manifest, restores with `pg_restore` into a staging database verified against those
+//! counts, and puts restored databases in service by renaming (keeping the replaced ones).
+//! Components are stopped and started with operator-given shell commands.
+//!
+//! The crate is both a library (linked into the daemon) and a `cdylib` exporting the
+//! splice-dr plugin ABI, which proves the dynamic-plugin path with a real backend.
+
+pub mod components;
+pub mod config;
+pub mod connection;
+pub mod dump;
+pub mod names;
+pub mod process;
+pub mod restore;
+pub mod sql;
+
+use std::path::Path;
+use std::time::Duration;
+
+use splice_dr_plugin_api::{
+    Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, KeptDb, Leftovers,
+    OpContext, StagedDb,
+};
+
+pub use config::{ComponentConfig, PostgresConfig};
+pub use connection::ConnSettings;
+
+splice_dr_plugin_api::export_backend!(crate::PostgresBackend::from_json);
+
+/// The bare-Postgres backend: one node's two databases on one Postgres server, plus the
+/// stop/start commands of the processes using them.
+pub struct PostgresBackend {
+    cfg: PostgresConfig,
+    conn: ConnSettings,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the config itself: its URL may carry a password.
+        f.debug_struct("PostgresBackend")
+            .field("conn", &self.conn)
+            .field("validator_db", &self.cfg.validator_db)
+            .field("participant_db", &self.cfg.participant_db)
+            .finish()
+    }
+}
+
+/// Checks a configured database name is usable as a live name.
+fn check_db_name(key: &str, name: &str) -> Result<(), BackendError> {
+    if name.is_empty() || name.len() > names::MAX_IDENT_BYTES || name.contains('\0') {
+        return Err(BackendError::Config(format!(
+            "`{key}` must be a database name of 1 to {} bytes",
+            names::MAX_IDENT_BYTES
+        )));
+    }
+    Ok(())
+}
+
+impl PostgresBackend {
+    /// Validates the configuration, parses the URL and reads the password file, so that
+    /// configuration mistakes surface when the daemon loads its config, not mid-restore.
+    pub fn new(cfg: PostgresConfig) -> Result<Self, BackendError> {
+        check_db_name("validator_db", &cfg.validator_db)?;
+        check_db_name("participant_db", &cfg.participant_db)?;
+        if cfg.validator_db == cfg.participant_db {
+            return Err(BackendError::Config(
+                "`validator_db` and `participant_db` must differ".into(),
+            ));
+        }
+        if cfg.jobs == 0 {
+            return Err(BackendError::Config("`jobs` must be at least 1".into()));
+        }
+        let mem = &cfg.restore_maintenance_work_mem;
+        if mem.is_empty() || !mem.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(BackendError::Config(format!(
+                "`restore_maintenance_work_mem` must look like `512MB`, got `{mem}`"
+            )));
+        }
+        for (name, c) in &cfg.components {
+            for (key, v) in [
+                ("stop_command", &c.stop_command),
+                ("start_command", &c.start_command),
+            ] {
+                if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                    return Err(BackendError::Config(format!(
+                        "component `{name}`: `{key}` is empty"
+                    )));
+                }
+            }
+            if let Some(url) = &c.health_url {
+                if !url.starts_with("http://") {
+                    return Err(BackendError::Config(format!(
+                        "component `{name}`: `health_url` must be a plain http:// URL (got `{url}`)"
+                    )));
+                }
+            }
+        }
+        let conn = ConnSettings::new(&cfg.url, cfg.password_file.as_deref())?;
+        Ok(PostgresBackend { cfg, conn })
+    }
+
+    /// Builds the backend from its JSON config (the plugin ABI's `create`).
+    pub fn from_json(v: serde_json::Value) -> Result<Self, BackendError> {
+        let cfg: PostgresConfig = serde_json::from_value(v)
+            .map_err(|e| BackendError::Config(format!("postgres backend config: {e}")))?;
+        Self::new(cfg)
+    }
+
+    /// The configuration the backend was built from.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.cfg
+    }
+
+    /// The physical database name of a role (`validator`, `participant`).
+    pub fn db_for_role(&self, role: &str) -> Result<&str, BackendError> {
+        match role {
+            "validator" => Ok(&self.cfg.validator_db),
+            "participant" => Ok(&self.cfg.participant_db),
+            other => Err(BackendError::NotFound(format!(
+                "database role `{other}` (known: validator, participant)"
+            ))),
+        }
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn kind(&self) -> String {
+        "postgres".into()
+    }
+
+    fn components(&self, ctx: &OpContext) -> Result<Vec<ComponentStatus>, BackendError> {
+        self.components_impl(ctx)
+    }
+
+    fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> Result<(), BackendError> {
+        self.scale_impl(ctx, component, replicas)
+    }
+
+    fn wait_ready(
+        &self,
+        ctx: &OpContext,
+        component: &str,
+        timeout: Duration,
+    ) -> Result<(), BackendError> {
+        self.wait_ready_impl(ctx, component, timeout)
+    }
+
+    fn databases(&self, _ctx: &OpContext) -> Result<Vec<DatabaseInfo>, BackendError> {
+        let mut admin = self.conn.connect_admin()?;
+        splice_dr_plugin_api::DB_ROLES
+            .iter()
+            .map(|role| {
+                let name = self.db_for_role(role)?.to_string();
+                let exists = sql::database_exists(&mut admin, &name)?;
+                Ok(DatabaseInfo {
+                    role: role.to_string(),
+                    name,
+                    exists,
+                })
+            })
+            .collect()
+    }
+
+    fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> Result<DumpInfo, BackendError> {
+        self.dump_impl(ctx, role, dest)
+    }
+
+    fn check_dump(&self, ctx: &OpContext, src: &Path) -> Result<DumpCheck, BackendError> {
+        self.check_dump_impl(ctx, src)
+    }
+
+    fn restore_staged(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> Result<StagedDb, BackendError> {
+        self.restore_staged_impl(ctx, role, src, expected)
+    }
+
+    fn swap_in(&self, ctx: &OpContext, staged: &[StagedDb]) -> Result<Vec<KeptDb>, BackendError> {
+        self.swap_in_impl(ctx, staged)
+    }
+
+    fn roll_back(&self, ctx: &OpContext, kept: &[KeptDb]) -> Result<(), BackendError> {
+        self.roll_back_impl(ctx, kept)
+    }
+
+    fn drop_kept(&self, ctx: &OpContext, kept: &[KeptDb]) -> Result<(), BackendError> {
+        self.drop_kept_impl(ctx, kept)
+    }
+
+    fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> Result<(), BackendError> {
+        self.drop_staged_impl(ctx, staged)
+    }
+
+    fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
+        self.leftovers_impl(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> PostgresConfig {
+        serde_json::from_value(serde_json::json!({"url": "postgresql://u@127.0.0.1/postgres"}))
+            .expect("config")
+    }
+
+    #[test]
+    fn roles_map_to_databases() {
+        let b = PostgresBackend::new(cfg()).expect("backend");
+        assert_eq!(b.db_for_role("validator").expect("v"), "validator");
+        assert_eq!(b.db_for_role("participant").expect("p"), "participant-0");
+        assert!(matches!(
+            b.db_for_role("sv"),
+            Err(BackendError::NotFound(_))
+        ));
+        assert_eq!(b.kind(), "postgres");
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let mut c = cfg();
+        c.participant_db = c.validator_db.clone();
+        assert!(matches!(
+            PostgresBackend::new(c),
+            Err(BackendError::Config(_))
+        ));
+        let mut c = cfg();
+        c.restore_maintenance_work_mem = "1GB -c fsync=off".into();
+        assert!(matches!(
+            PostgresBackend::new(c),
+            Err(BackendError::Config(_))
+        ));
+        let e = PostgresBackend::from_json(serde_json::json!({"url": "x", "bogus": 1}))
+            .expect_err("unknown key");
+        assert!(matches!(e, BackendError::Config(m) if m.contains("bogus")));
+    }
+
+    #[test]
+    fn debug_hides_password() {
+        let mut c = cfg();
+        c.url = "postgresql://u:hunter2@127.0.0.1/postgres".into();
+        let b = PostgresBackend::new(c).expect("backend");
+        assert!(!format!("{b:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Names of the databases a restore creates next to the live ones, and SQL quoting.
+//!
+//! Staged, kept and failed databases are recognised by name alone (`<live>__sdr_staging_<suffix>`
+//! etc.) so that `leftovers` can find them after a crash without any state file, and so that
+//! the drop operations can refuse to drop anything that is not one of them.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
+pub const MAX_IDENT_BYTES: usize = 63;
+/// Marker of a database restored but not yet in service.
+pub const STAGING_MARKER: &str = "__sdr_staging_";
+/// Marker of a replaced live database kept until the restore is proven.
+pub const KEPT_MARKER: &str = "__sdr_kept_";
+/// Marker of a restored database rolled back out of service, about to be dropped.
+pub const FAILED_MARKER: &str = "__sdr_failed_";
+/// Length of the random suffix that makes each derived name unique.
+pub const SUFFIX_LEN: usize = 8;
+
+/// A short, lowercase alphanumeric suffix unique enough for concurrent runs and tests.
+pub fn new_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut n = h.finish();
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut s = String::with_capacity(SUFFIX_LEN);
+    for _ in 0..SUFFIX_LEN {
+        s.push(char::from(DIGITS[(n % 36) as usize]));
+        n /= 36;
+    }
+    s
+}
+
+/// The longest prefix of `s` that fits in `max` bytes without splitting a character.
+fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The part of `live` kept in a derived name, so that the whole name fits in 63 bytes.
+fn live_part<'a>(live: &'a str, marker: &str) -> &'a str {
+    truncate_bytes(live, MAX_IDENT_BYTES - marker.len() - SUFFIX_LEN)
+}
+
+/// `<live>` + `marker` + `suffix`, with `live` truncated so the result is a valid identifier
+/// that Postgres will not silently truncate (which would break the name matching).
+pub fn derived_name(live: &str, marker: &str, suffix: &str) -> String {
+    format!("{}{marker}{suffix}", live_part(live, marker))
+}
+
+/// Whether `name` was made by [`derived_name`] for this `live` name and `marker`.
+pub fn is_derived(name: &str, live: &str, marker: &str) -> bool {
+    let prefix = format!("{}{marker}", live_part(live, marker));
+    match name.strip_prefix(&prefix) {
+        Some(rest) => {
+            rest.len() == SUFFIX_LEN
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        }
+        None => false,
+    }
+}
+
+/// Quotes an SQL identifier; every name is quoted because node databases are named like
+/// `participant-0`.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal (standard_conforming_strings is on since Postgres 9.1).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// `"schema"."table"`, for statements over user tables.
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_are_short_and_distinct() {
+        let a = new_suffix();
+        let b = new_suffix();
+        assert_eq!(a.len(), SUFFIX_LEN);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn derived_names_fit_and_match() {
+        let s = new_suffix();
+        let short = derived_name("participant-0", STAGING_MARKER, &s);
+        assert_eq!(short, format!("participant-0__sdr_staging_{s}"));
+        assert!(is_derived(&short, "participant-0", STAGING_MARKER));
+        assert!(!is_derived(&short, "participant-0", KEPT_MARKER));
+        assert!(!is_derived(&short, "participant", STAGING_MARKER));
+
+        let long = "é".repeat(31); // 62 bytes, multi-byte characters
+        for marker in [STAGING_MARKER, KEPT_MARKER, FAILED_MARKER] {
+            let n = derived_name(&long, marker, &s);
+            assert!(n.len() <= MAX_IDENT_BYTES, "{n} is {} bytes", n.len());
+            assert!(is_derived(&n, &long, marker));
+        }
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("participant-0"), "\"participant-0\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(qualified("public", "t"), "\"public\".\"t\"");
+    }
+}
