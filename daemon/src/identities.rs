@@ -42,34 +42,12 @@ fn io(path: &Path, e: impl std::fmt::Display) -> IdentitiesError {
     }
 }
 
-/// Checks a dump has a non-empty `id`, a non-empty `keys` array and an
-/// `authorizedStoreSnapshot` (the fields of Splice's `NodeIdentitiesDump`).
+/// Checks a dump has what a re-onboard needs (Splice's `NodeIdentitiesDump`: a non-empty
+/// `id`, non-empty `keys`, an `authorizedStoreSnapshot`); returns the participant id.
 pub fn validate_dump(bytes: &[u8]) -> Result<String, IdentitiesError> {
-    let v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| IdentitiesError::Invalid(format!("not JSON ({e})")))?;
-    let id = v
-        .get("id")
-        .and_then(|x| x.as_str())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| IdentitiesError::Invalid("field `id` is missing or empty".into()))?;
-    if !v
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .is_some_and(|k| !k.is_empty())
-    {
-        return Err(IdentitiesError::Invalid(
-            "field `keys` is missing or empty".into(),
-        ));
-    }
-    if !v
-        .get("authorizedStoreSnapshot")
-        .is_some_and(|s| s.as_str().is_some_and(|s| !s.is_empty()))
-    {
-        return Err(IdentitiesError::Invalid(
-            "field `authorizedStoreSnapshot` is missing or empty".into(),
-        ));
-    }
-    Ok(id.to_string())
+    crate::validator::parse_identities(bytes)
+        .map(|dump| dump.id)
+        .map_err(IdentitiesError::Invalid)
 }
 
 /// Parses age recipients (`age1…`).
@@ -166,7 +144,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`keys`"));
-        let no_snap = r#"{"id":"x","keys":[1]}"#;
+        let no_snap = r#"{"id":"x","keys":[{"keyPair":"abc","name":"k1"}]}"#;
         assert!(validate_dump(no_snap.as_bytes())
             .unwrap_err()
             .to_string()

@@ -1,0 +1,157 @@
+//! Health probes: each node's Postgres (connect + a catalog query) and each component's
+//! readiness (the backend's own check, e.g. the validator's `readyz`), polled on an
+//! interval. Only changes become events — `health.<component>.down` / `.up` with the
+//! probe's error text — so a node that stays down does not flood the rules.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use splice_dr_plugin_api::{Backend, OpContext};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, EventBus};
+
+/// One observed state change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthChange {
+    /// When it was observed.
+    pub at: DateTime<Utc>,
+    /// Node.
+    pub node: String,
+    /// `postgres` or a component name.
+    pub component: String,
+    /// New state.
+    pub up: bool,
+    /// Probe detail (the error when down).
+    pub detail: String,
+}
+
+/// `(node, component)` → `(up, detail, since)`.
+type StateMap = BTreeMap<(String, String), (bool, String, DateTime<Utc>)>;
+
+/// The current state of every probed component and the recent changes, for `status`
+/// and for flows that must know whether the node was healthy at some time.
+#[derive(Debug, Default)]
+pub struct HealthBoard {
+    state: Mutex<StateMap>,
+    history: Mutex<VecDeque<HealthChange>>,
+}
+
+const HISTORY: usize = 1000;
+
+impl HealthBoard {
+    /// Records an observation; returns the change when the state differs from the last one
+    /// (a first observation counts as a change only when it is `down`).
+    pub fn observe(&self, node: &str, component: &str, up: bool, detail: &str) -> Option<HealthChange> {
+        let key = (node.to_string(), component.to_string());
+        let now = Utc::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = state.get(&key).map(|s| s.0);
+        if previous == Some(up) {
+            if let Some(s) = state.get_mut(&key) {
+                s.1 = detail.to_string();
+            }
+            return None;
+        }
+        state.insert(key, (up, detail.to_string(), now));
+        if previous.is_none() && up {
+            return None;
+        }
+        let change = HealthChange { at: now, node: node.into(), component: component.into(), up, detail: detail.into() };
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(change.clone());
+        Some(change)
+    }
+
+    /// Current state of every probed component.
+    pub fn snapshot(&self) -> Vec<HealthChange> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((n, c), (up, d, since))| HealthChange { at: *since, node: n.clone(), component: c.clone(), up: *up, detail: d.clone() })
+            .collect()
+    }
+
+    /// Recent changes, oldest first.
+    pub fn history(&self) -> Vec<HealthChange> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+}
+
+/// One probe round of one node: `(component, up, detail)` for Postgres and every component.
+pub fn probe_node(backend: &dyn Backend) -> Vec<(String, bool, String)> {
+    let ctx = OpContext::new(|| false, |_| {});
+    let mut out = Vec::new();
+    match backend.databases(&ctx) {
+        Ok(dbs) => {
+            let missing: Vec<String> = dbs.iter().filter(|d| !d.exists).map(|d| d.name.clone()).collect();
+            if missing.is_empty() {
+                out.push(("postgres".into(), true, "databases present".into()));
+            } else {
+                out.push(("postgres".into(), false, format!("database(s) missing: {}", missing.join(", "))));
+            }
+        }
+        Err(e) => out.push(("postgres".into(), false, e.to_string())),
+    }
+    if let Ok(components) = backend.components(&ctx) {
+        for c in components.into_iter().filter(|c| c.state != "unknown" || c.ready) {
+            out.push((c.name, c.ready, c.detail));
+        }
+    }
+    out
+}
+
+/// Polls every node until `shutdown`, publishing state changes on `bus`.
+pub async fn run_probes(
+    nodes: impl Fn() -> Vec<(String, Arc<dyn Backend>)> + Send + 'static,
+    board: Arc<HealthBoard>,
+    bus: EventBus,
+    interval: Duration,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        for (name, backend) in nodes() {
+            let probe = tokio::task::spawn_blocking(move || probe_node(backend.as_ref()));
+            let results = match tokio::time::timeout(timeout, probe).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => vec![("postgres".into(), false, format!("probe panicked: {e}"))],
+                Err(_) => vec![("postgres".into(), false, format!("probe timed out after {}s", timeout.as_secs()))],
+            };
+            for (component, up, detail) in results {
+                if let Some(change) = board.observe(&name, &component, up, &detail) {
+                    let state = if change.up { "up" } else { "down" };
+                    bus.publish(Event::new(format!("health.{component}.{state}"), Some(name.clone()), detail).with_label("component", component));
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_are_reported_and_a_healthy_start_is_quiet() {
+        let b = HealthBoard::default();
+        assert!(b.observe("n", "postgres", true, "ok").is_none());
+        assert!(b.observe("n", "postgres", true, "ok").is_none());
+        let down = b.observe("n", "postgres", false, "refused").unwrap();
+        assert!(!down.up);
+        assert!(b.observe("n", "postgres", false, "still refused").is_none());
+        assert!(b.observe("n", "postgres", true, "ok").unwrap().up);
+        assert!(b.observe("n", "validator", false, "503").is_some(), "a first observation that is down is reported");
+        assert_eq!(b.history().len(), 3);
+    }
+}
