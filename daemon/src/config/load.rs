@@ -429,5 +429,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         if let Some(plugin) = node.plugin.as_mut() {
             resolve(base, &mut plugin.path);
         }
+        if let Some(v) = node.validator.as_mut() {
+            super::validator::resolve_paths(v, base);
+        }
     }
+    super::integrations::resolve_paths(config, base);
 }

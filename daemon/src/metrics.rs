@@ -1,0 +1,213 @@
+//! Prometheus metrics: the `/metrics` listener (`[metrics] listen`) and one typed function
+//! per thing the daemon measures, so metric names and labels live in this file only.
+//!
+//! The recorder is process-global. Before [`install`] (or when `[metrics]` is absent) every
+//! recording function is a cheap no-op, so callers never check whether metrics are on.
+//! Every metric is documented in `docs/METRICS.md`.
+
+use chrono::{DateTime, Utc};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// `counter{flow,result}`: finished runs.
+pub const RUNS_TOTAL: &str = "splice_dr_runs_total";
+/// `histogram{flow}`: wall-clock duration of finished runs, in seconds.
+pub const RUN_DURATION_SECONDS: &str = "splice_dr_run_duration_seconds";
+/// `gauge{node}`: Unix time of the newest successful backup.
+pub const LAST_SUCCESSFUL_BACKUP_TIMESTAMP_SECONDS: &str =
+    "splice_dr_last_successful_backup_timestamp_seconds";
+/// `gauge{node}`: size of the newest successful backup, in bytes.
+pub const BACKUP_SIZE_BYTES: &str = "splice_dr_backup_size_bytes";
+/// `gauge{node,component}`: 1 when the component's last health probe passed, else 0.
+pub const COMPONENT_UP: &str = "splice_dr_component_up";
+/// `gauge{rule}`: 1 while the rule's circuit breaker is tripped.
+pub const RULE_BREAKER_TRIPPED: &str = "splice_dr_rule_breaker_tripped";
+/// `gauge`: runs waiting for an operator's approval.
+pub const PENDING_APPROVALS: &str = "splice_dr_pending_approvals";
+/// `gauge{node}`: 1 when the newest backup is older than the staleness threshold.
+pub const BACKUP_STALE: &str = "splice_dr_backup_stale";
+
+/// Buckets of [`RUN_DURATION_SECONDS`]: a backup takes seconds to minutes, a participant
+/// restore minutes to hours.
+pub const RUN_DURATION_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+];
+
+/// Why the metrics listener could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The listen address could not be bound (port taken, address not local, no permission).
+    #[error("cannot listen for Prometheus scrapes on {listen}: {reason} (is another process using the port? set [metrics] listen to a free IP:PORT)")]
+    Bind {
+        /// The configured address.
+        listen: SocketAddr,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// This process already serves metrics on another address (the listener cannot move
+    /// without a restart).
+    #[error("metrics are already served on {current}; moving the listener to {requested} needs a restart")]
+    AlreadyInstalled {
+        /// Where they are served.
+        current: SocketAddr,
+        /// What was asked for.
+        requested: SocketAddr,
+    },
+    /// Any other exporter failure (e.g. another metrics recorder is installed).
+    #[error("cannot start the Prometheus exporter: {0}")]
+    Exporter(String),
+}
+
+/// The address metrics are served on, once installed.
+static INSTALLED: Mutex<Option<SocketAddr>> = Mutex::new(None);
+
+/// Where [`install`] put the listener, if it did.
+pub fn installed_at() -> Option<SocketAddr> {
+    *INSTALLED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the Prometheus exporter on `listen` (`GET /metrics`) and makes it the process's
+/// metrics recorder.
+///
+/// Idempotent: installing again on the same address is `Ok`; another address is
+/// [`MetricsError::AlreadyInstalled`]. A taken port is [`MetricsError::Bind`] and leaves
+/// nothing installed, so a later call may retry. Inside a Tokio runtime the listener runs
+/// on that runtime; outside one the exporter starts its own thread.
+pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
+    let mut installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(current) = *installed {
+        return if current == listen {
+            Ok(())
+        } else {
+            Err(MetricsError::AlreadyInstalled {
+                current,
+                requested: listen,
+            })
+        };
+    }
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets_for_metric(
+            Matcher::Full(RUN_DURATION_SECONDS.to_string()),
+            RUN_DURATION_BUCKETS,
+        )
+        .map_err(|e| MetricsError::Exporter(e.to_string()))?
+        .install()
+        .map_err(|e| match e {
+            BuildError::FailedToCreateHTTPListener(reason) => MetricsError::Bind { listen, reason },
+            other => MetricsError::Exporter(other.to_string()),
+        })?;
+    *installed = Some(listen);
+    describe();
+    tracing::info!(%listen, "serving Prometheus metrics on http://{listen}/metrics");
+    Ok(())
+}
+
+/// HELP texts of every metric (rendered as `# HELP` lines).
+fn describe() {
+    describe_counter!(RUNS_TOTAL, "Finished flow runs, by flow and result.");
+    describe_histogram!(
+        RUN_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Wall-clock duration of finished flow runs."
+    );
+    describe_gauge!(
+        LAST_SUCCESSFUL_BACKUP_TIMESTAMP_SECONDS,
+        metrics::Unit::Seconds,
+        "Unix time of the newest successful backup of the node."
+    );
+    describe_gauge!(
+        BACKUP_SIZE_BYTES,
+        metrics::Unit::Bytes,
+        "Size of the newest successful backup of the node."
+    );
+    describe_gauge!(
+        COMPONENT_UP,
+        "1 when the component's last health probe passed, 0 when it failed."
+    );
+    describe_gauge!(
+        RULE_BREAKER_TRIPPED,
+        "1 while the rule's circuit breaker is tripped (the rule no longer starts flows)."
+    );
+    describe_gauge!(
+        PENDING_APPROVALS,
+        "Runs waiting for an operator's approval."
+    );
+    describe_gauge!(
+        BACKUP_STALE,
+        "1 when the node's newest backup is older than the staleness threshold."
+    );
+}
+
+fn flag(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// A run of `flow` finished with `result` (`succeeded`, `failed`, `cancelled`, …) after
+/// `duration`: `splice_dr_runs_total{flow,result}` += 1 and
+/// `splice_dr_run_duration_seconds{flow}` observes the duration.
+pub fn run_finished(flow: &str, result: &str, duration: Duration) {
+    counter!(RUNS_TOTAL, "flow" => flow.to_string(), "result" => result.to_string()).increment(1);
+    histogram!(RUN_DURATION_SECONDS, "flow" => flow.to_string()).record(duration.as_secs_f64());
+}
+
+/// A backup of `node` taken `at` and `bytes` large was sealed and verified.
+pub fn backup_succeeded(node: &str, at: DateTime<Utc>, bytes: u64) {
+    let at_seconds = at.timestamp_millis() as f64 / 1000.0;
+    gauge!(LAST_SUCCESSFUL_BACKUP_TIMESTAMP_SECONDS, "node" => node.to_string()).set(at_seconds);
+    gauge!(BACKUP_SIZE_BYTES, "node" => node.to_string()).set(bytes as f64);
+}
+
+/// The health of `component` (`validator`, `participant`, `postgres`, …) of `node`.
+pub fn component_health(node: &str, component: &str, up: bool) {
+    gauge!(COMPONENT_UP, "node" => node.to_string(), "component" => component.to_string())
+        .set(flag(up));
+}
+
+/// Whether `rule`'s circuit breaker is tripped.
+pub fn breaker_state(rule: &str, tripped: bool) {
+    gauge!(RULE_BREAKER_TRIPPED, "rule" => rule.to_string()).set(flag(tripped));
+}
+
+/// How many runs wait for approval now.
+pub fn pending_approvals(n: usize) {
+    gauge!(PENDING_APPROVALS).set(n as f64);
+}
+
+/// Whether `node`'s newest backup is stale.
+pub fn backup_stale(node: &str, stale: bool) {
+    gauge!(BACKUP_STALE, "node" => node.to_string()).set(flag(stale));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_without_a_recorder_is_a_no_op() {
+        run_finished("backup", "succeeded", Duration::from_secs(3));
+        backup_succeeded("validator-1", Utc::now(), 10);
+        component_health("validator-1", "validator", true);
+        breaker_state("r", false);
+        pending_approvals(0);
+        backup_stale("validator-1", false);
+        assert_eq!(installed_at(), None);
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let e = MetricsError::Bind {
+            listen: "127.0.0.1:9464".parse().unwrap(),
+            reason: "Address already in use (os error 98)".into(),
+        };
+        let text = e.to_string();
+        assert!(text.contains("127.0.0.1:9464") && text.contains("[metrics] listen"));
+    }
+}
