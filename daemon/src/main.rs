@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Demo { keep } = cli.command {
+        return demo(keep, cli.json);
+    }
     let config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -34,6 +37,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Identities(_) = cli.command {
+        return ExitCode::from(splice_dr::cli::export_identities(&cli, &config));
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -54,4 +60,31 @@ fn main() -> ExitCode {
         }
         ExitCode::from(run_client(&cli, &config).await)
     })
+}
+
+fn demo(keep: bool, json: bool) -> ExitCode {
+    if std::env::var_os("RUST_LOG").is_some() {
+        splice_dr::logging::init(false);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(splice_dr::demo::run(keep)) {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                println!("{report}");
+            }
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
 }

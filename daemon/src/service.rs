@@ -33,6 +33,14 @@ pub enum ServiceError {
         /// The backend's error.
         error: splice_dr_plugin_api::BackendError,
     },
+    /// The validator API client could not be built.
+    #[error("node `{node}`: [node.validator]: {error}")]
+    Validator {
+        /// Node name.
+        node: String,
+        /// What is wrong.
+        error: String,
+    },
     /// The state directory or repository is unusable.
     #[error("{0}")]
     Storage(String),
@@ -46,12 +54,19 @@ pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, Ser
             node: node.name.clone(),
             error,
         })?;
+        let validator = match &node.validator {
+            Some(v) => Some(Arc::new(crate::validator::ValidatorClient::from_config(v).map_err(|e| {
+                ServiceError::Validator { node: node.name.clone(), error: e.to_string() }
+            })?)),
+            None => None,
+        };
         let facts = NodeFacts {
             name: node.name.clone(),
             migration_id: node.migration_id,
             max_age: config.repository.max_age,
+            identities_recipients: config.repository.identities_recipients.clone(),
         };
-        nodes.insert(node.name.clone(), NodeRuntime { facts, backend });
+        nodes.insert(node.name.clone(), NodeRuntime { facts, backend, validator });
     }
     Ok(nodes)
 }
@@ -282,6 +297,7 @@ impl Service {
                 Err(e) => failed(e),
             },
             Request::Backups { node } => self.backups(node.as_deref()),
+            Request::Follow { run } => self.follow(run, events).await,
             Request::Cancel { run } => match self.runner.cancel(&run) {
                 Ok(()) => Reply::Ok {
                     result: json!({"cancel_requested": run}),
@@ -361,6 +377,38 @@ impl Service {
                 result: serde_json::to_value(r).unwrap_or(Value::Null),
             },
             Err(e) => failed(format!("run {id} panicked: {e}")),
+        }
+    }
+
+    async fn follow(&self, run: Option<String>, events: &mpsc::UnboundedSender<Reply>) -> Reply {
+        let mut rx = self.runner.subscribe();
+        let journal = self.runner.journal();
+        let id = match run {
+            Some(id) => id,
+            None => match journal.list().ok().and_then(|runs| runs.into_iter().find(|r| r.state.is_active())) {
+                Some(r) => r.id,
+                None => return Reply::error(ErrorCode::Usage, "no run is active; name one: `splice-dr runs --follow RUN_ID`"),
+            },
+        };
+        loop {
+            match journal.get(&id) {
+                Ok(r) if !r.state.is_active() => {
+                    return Reply::Ok { result: serde_json::to_value(r).unwrap_or(Value::Null) };
+                }
+                Ok(_) => {}
+                Err(crate::journal::JournalError::NotFound(id)) => {
+                    return Reply::error(ErrorCode::Usage, format!("no run `{id}` in the journal"));
+                }
+                Err(e) => return failed(e),
+            }
+            // Events of runs owned by this process arrive on the bus; for runs owned by
+            // another process the journal is polled.
+            match tokio::time::timeout(std::time::Duration::from_millis(500), rx.recv()).await {
+                Ok(Ok(ev)) if ev.run_id() == id => {
+                    let _ = events.send(Reply::Event { event: ev });
+                }
+                _ => {}
+            }
         }
     }
 

@@ -175,6 +175,12 @@ pub enum BackendChoice {
 impl Site {
     /// Writes a config for one node on `dbs`; `extra_daemon` is appended to `[daemon]`.
     pub fn new(dbs: &NodeDbs, backend: BackendChoice, extra_daemon: &str) -> Site {
+        Site::with(&dbs.validator, &dbs.participant, backend, extra_daemon, "", "")
+    }
+
+    /// Like [`Site::new`] for any two databases; `extra_repo` goes into `[repository]`,
+    /// `extra_node` after the node's backend table (e.g. a `[node.validator]` table).
+    pub fn with(validator: &str, participant: &str, backend: BackendChoice, extra_daemon: &str, extra_repo: &str, extra_node: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut u: url_parts::Parts = url_parts::parse(&pg_url());
@@ -185,7 +191,7 @@ impl Site {
         .unwrap();
         let pg_table = format!(
             "url = \"postgresql://{}@{}:{}/postgres\"\npassword_file = \"pg-password\"\nvalidator_db = \"{}\"\nparticipant_db = \"{}\"\n",
-            u.user, u.host, u.port, dbs.validator, dbs.participant
+            u.user, u.host, u.port, validator, participant
         );
         let node = match backend {
             BackendChoice::Builtin => {
@@ -200,7 +206,7 @@ impl Site {
             }
         };
         let text = format!(
-            "[daemon]\nsocket = \"splice-dr.sock\"\nstate_dir = \"state\"\n{extra_daemon}\n\n[repository]\npath = \"repo\"\nmax_age = \"30d\"\n\n[[node]]\nname = \"validator-1\"\n{node}"
+            "[daemon]\nsocket = \"splice-dr.sock\"\nstate_dir = \"state\"\n{extra_daemon}\n\n[repository]\npath = \"repo\"\nmax_age = \"30d\"\n{extra_repo}\n\n[[node]]\nname = \"validator-1\"\n{node}\n{extra_node}\n"
         );
         let config = root.join("splice-dr.toml");
         std::fs::write(&config, text).unwrap();

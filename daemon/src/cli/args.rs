@@ -82,6 +82,40 @@ pub enum Command {
         /// Run id.
         run_id: String,
     },
+    /// Node identities dumps kept (age-encrypted) in backups.
+    #[command(subcommand)]
+    Identities(IdentitiesCommand),
+    /// Show the whole story on this machine: a throwaway Postgres, a simulated validator,
+    /// a real daemon; back up, break the node, watch the automatic restore, verify.
+    ///
+    /// Needs no config file. Takes about a minute; prints a report (detection time,
+    /// restore time, total RTO, rows verified) and cleans up after itself.
+    Demo {
+        /// Keep the temp directory (config, journal, backups, logs) for inspection.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// `identities` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IdentitiesCommand {
+    /// Decrypt a backup's identities dump to a new file (mode 0600) for the re-onboard
+    /// procedure. Needs the age secret key whose public key is in
+    /// `repository.identities_recipients`.
+    Export {
+        /// Backup id, or `latest`.
+        backup: String,
+        /// age identity file (`age-keygen` output) holding the secret key.
+        #[arg(long)]
+        identity: PathBuf,
+        /// Where to write the dump (must not exist); default `./<backup>-identities.json`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        /// Node (for `latest`).
+        node: NodeArg,
+    },
 }
 
 /// `--node`.
@@ -145,6 +179,12 @@ pub struct RunsArgs {
     /// Show at most this many.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Stream a run's steps live until it ends (the newest active run, or RUN_ID).
+    #[arg(long)]
+    pub follow: bool,
+    /// The run to follow.
+    #[arg(requires = "follow")]
+    pub run_id: Option<String>,
 }
 
 /// `run` options.

@@ -2,7 +2,7 @@
 //! in-process when no daemon answers), and renders the answer.
 
 pub mod args;
-mod render;
+pub mod render;
 
 pub use args::{Cli, Command, LogFormatArg};
 
@@ -44,7 +44,7 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         confirmed,
     };
     Some(match cmd {
-        Command::Check | Command::Daemon => return None,
+        Command::Check | Command::Daemon | Command::Identities(_) | Command::Demo { .. } => return None,
         Command::Status => Request::Status,
         Command::Runs(a) => Request::Runs {
             limit: Some(a.limit),
@@ -152,6 +152,43 @@ fn confirm_on_tty(message: &str) -> bool {
     std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim() == "yes"
 }
 
+/// `identities export`: decrypts locally (no daemon involved; the secret key never
+/// travels over the socket).
+pub fn export_identities(cli: &Cli, config: &Config) -> u8 {
+    let Command::Identities(args::IdentitiesCommand::Export { backup, identity, out, node }) = &cli.command else {
+        return exit::USAGE;
+    };
+    let run = || -> Result<std::path::PathBuf, String> {
+        let repo = crate::repo::Repository::open(&config.repository.path).map_err(|e| e.to_string())?;
+        let node = match node.node.clone() {
+            Some(n) => n,
+            None if config.nodes.len() == 1 => config.nodes[0].name.clone(),
+            None => return Err("several nodes are configured: name one with --node".into()),
+        };
+        let m = repo.resolve(backup, &node).map_err(|e| e.to_string())?;
+        let entry = m.identities.as_ref().ok_or_else(|| {
+            format!("backup {} has no identities dump (no [node.validator] was configured when it was taken)", m.id)
+        })?;
+        let plain = crate::identities::decrypt_file(&repo.backup_dir(&m.id).join(&entry.file), identity)
+            .map_err(|e| e.to_string())?;
+        crate::identities::validate_dump(&plain).map_err(|e| e.to_string())?;
+        let out = out.clone().unwrap_or_else(|| format!("{}-identities.json", m.id).into());
+        crate::identities::write_private(&out, &plain).map_err(|e| e.to_string())?;
+        Ok(out)
+    };
+    match run() {
+        Ok(path) => {
+            println!("{}", path.display());
+            eprintln!("identities written to {} (mode 0600): it holds private keys; delete it after the re-onboard", path.display());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
+    }
+}
+
 /// Runs a client command and returns the exit code.
 pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
     let Some(mut req) = request_for(&cli.command) else {
@@ -211,7 +248,7 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
     } else {
         match (&cli.command, run_state) {
             (Command::Status, _) => print!("{}", render::status_text(result)),
-            (Command::Runs(_), _) => print!("{}", render::runs_table(result)),
+            (Command::Runs(a), _) if !a.follow => print!("{}", render::runs_table(result)),
             (Command::Backups(_), _) => print!("{}", render::backups_table(result)),
             (Command::Cancel { run_id }, _) => println!("cancel requested for run {run_id}"),
             (Command::Backup(a), Some("succeeded")) if !a.dry_run => {

@@ -27,6 +27,27 @@ pub struct Config {
     /// The validator nodes this daemon protects (`[[node]]` in TOML), at least one.
     #[serde(default, rename = "node")]
     pub nodes: Vec<NodeConfig>,
+    /// `[metrics]`: the Prometheus `/metrics` listener; absent = no listener.
+    #[serde(default)]
+    pub metrics: Option<super::integrations::MetricsConfig>,
+    /// `[notify]`: the chat webhook told about runs; absent = no notifications.
+    #[serde(default)]
+    pub notify: Option<super::integrations::NotifyConfig>,
+    /// `[alertmanager]`: the Alertmanager webhook receiver; absent = not listening.
+    #[serde(default)]
+    pub alertmanager: Option<super::integrations::AlertmanagerConfig>,
+    /// `[automation]`: global pause at start and the Rhai rules script.
+    #[serde(default)]
+    pub automation: super::automation::AutomationConfig,
+    /// `[[rule]]`: events that start flows automatically.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<super::automation::RuleConfig>,
+    /// `[[schedule]]`: flows started on a cron schedule; empty = `default_schedules()`.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<super::automation::ScheduleConfig>,
+    /// `[retention]`: which backups may be deleted; absent = none are.
+    #[serde(default)]
+    pub retention: Option<super::automation::RetentionConfig>,
     /// The file this configuration came from; relative paths were resolved against its
     /// directory. Not a TOML key: kept so reloads and error messages name the right file.
     #[serde(skip)]
@@ -61,6 +82,12 @@ pub struct DaemonConfig {
     pub run_timeout: Duration,
     /// Log line format; `None` means text. The `--log-format` flag overrides it.
     pub log_format: Option<LogFormat>,
+    /// How often the daemon probes each node's Postgres and components.
+    #[serde(with = "super::duration")]
+    pub health_interval: Duration,
+    /// How long one probe round may take before it counts as down.
+    #[serde(with = "super::duration")]
+    pub health_timeout: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -73,9 +100,16 @@ impl Default for DaemonConfig {
             scripts_dir: None,
             run_timeout: DEFAULT_RUN_TIMEOUT,
             log_format: None,
+            health_interval: DEFAULT_HEALTH_INTERVAL,
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
         }
     }
 }
+
+/// Default probe interval: detection within ten seconds without loading the node.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// Default probe timeout.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default socket path: `/run` is cleared at boot, like a stale socket should be.
 pub const DEFAULT_SOCKET: &str = "/run/splice-dr/splice-dr.sock";
@@ -108,6 +142,11 @@ pub struct RepositoryConfig {
     /// restore a backup older than 30 days, hence the default.
     #[serde(with = "super::duration", default = "default_max_age")]
     pub max_age: Duration,
+    /// age recipients (`age1…` public keys) that node identities dumps are encrypted to.
+    /// Identities hold private keys: they are only ever stored encrypted, and the matching
+    /// secret key is kept off the node (it is needed only to re-onboard).
+    #[serde(default)]
+    pub identities_recipients: Vec<String>,
 }
 
 fn default_max_age() -> Duration {
@@ -132,6 +171,10 @@ pub struct NodeConfig {
     /// Settings of a dynamically loaded backend.
     #[serde(default)]
     pub plugin: Option<PluginConfig>,
+    /// `[node.validator]`: the validator app's admin API (identities, data snapshots,
+    /// users). Optional: flows that need it say so when it is missing.
+    #[serde(default)]
+    pub validator: Option<super::validator::ValidatorConfig>,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -142,6 +185,7 @@ impl fmt::Debug for NodeConfig {
             .field("migration_id", &self.migration_id)
             .field("postgres", &self.postgres.as_ref().map(RedactedPostgres))
             .field("plugin", &self.plugin)
+            .field("validator", &self.validator)
             .finish()
     }
 }

@@ -24,6 +24,8 @@ pub const MAX_SOCKET_PATH: usize = 107;
 pub fn check(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
     check_daemon(config, loc)?;
     check_repository(config, loc)?;
+    super::integrations::check(config, loc)?;
+    super::automation::check(config, loc)?;
     if config.nodes.is_empty() {
         return Err(ConfigError::new(loc.file(), "no [[node]] is configured")
             .with_key(&KeyPath::root().key("node"))
@@ -99,6 +101,12 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
             )
             .with_hint("the CLI needs owner read+write: use \"0600\", or \"0660\" for a group"));
     }
+    if d.health_interval.is_zero() || d.health_timeout.is_zero() {
+        let key = if d.health_interval.is_zero() { "health_interval" } else { "health_timeout" };
+        return Err(loc
+            .error_at_value(&daemon.key(key), format!("{key} must be longer than 0"))
+            .with_hint("e.g. health_interval = \"10s\", health_timeout = \"5s\""));
+    }
     if d.run_timeout.is_zero() {
         return Err(loc
             .error_at_value(
@@ -117,6 +125,21 @@ fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigErro
         return Err(loc
             .error_at_value(&repo.key("max_age"), "max_age must be longer than 0")
             .with_hint("e.g. max_age = \"30d\" (Splice cannot restore older backups)"));
+    }
+    let recipients = &config.repository.identities_recipients;
+    for (i, r) in recipients.iter().enumerate() {
+        if let Err(e) = crate::identities::parse_recipients(std::slice::from_ref(r)) {
+            return Err(loc
+                .error_at_value(&repo.key("identities_recipients").index(i), e.to_string())
+                .with_hint("an age public key looks like age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"));
+        }
+    }
+    if recipients.is_empty() {
+        if let Some((i, _)) = config.nodes.iter().enumerate().find(|(_, n)| n.validator.is_some()) {
+            return Err(loc
+                .error_at_value(&KeyPath::root().key("node").index(i).key("validator"), "backups of this node include its identities dump (private keys), but repository.identities_recipients is empty")
+                .with_hint("generate a key pair off the node with `age-keygen -o key.txt` and set identities_recipients = [\"age1…\"] to its public key"));
+        }
     }
     Ok(())
 }
@@ -172,6 +195,9 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
                 .error_at_value(&pp.key("config"), "plugin config must be a table")
                 .with_hint("write it as a [node.plugin.config] table"));
         }
+    }
+    if let Some(v) = &node.validator {
+        super::validator::check(v, &path.key("validator"), loc)?;
     }
     Ok(())
 }

@@ -82,6 +82,8 @@ pub struct NodeRuntime {
     pub facts: NodeFacts,
     /// Its backend.
     pub backend: Arc<dyn Backend>,
+    /// Client of its validator admin API, when `[node.validator]` is configured.
+    pub validator: Option<Arc<crate::validator::ValidatorClient>>,
 }
 
 /// Executes flows; shared by the daemon and by the CLI when no daemon answers, so both
@@ -269,6 +271,7 @@ impl Runner {
             repo: self.repo.clone(),
             node: node.facts.clone(),
             params: req.params,
+            validator: node.validator.clone(),
         });
         let runner = self.clone();
         let limits = self.limits;

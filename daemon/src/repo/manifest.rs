@@ -52,6 +52,26 @@ pub struct Manifest {
     pub dumps: Vec<DumpEntry>,
     /// Every file with size and checksum.
     pub files: Vec<FileEntry>,
+    /// The node identities dump, encrypted (absent when no validator API is configured).
+    #[serde(default)]
+    pub identities: Option<IdentitiesEntry>,
+    /// The validator operator party at backup time.
+    #[serde(default)]
+    pub validator_party: Option<String>,
+    /// Users onboarded on the validator at backup time (to re-onboard later ones after a restore).
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+/// Where a backup keeps its identities dump and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitiesEntry {
+    /// File (relative to the backup) holding the age-encrypted dump.
+    pub file: String,
+    /// The participant id inside the dump.
+    pub participant_id: String,
+    /// The age recipients it was encrypted to (public keys only).
+    pub recipients: Vec<String>,
 }
 
 impl Manifest {

@@ -17,7 +17,7 @@ mod checksum;
 mod manifest;
 
 pub use checksum::sha256_file;
-pub use manifest::{DumpEntry, FileEntry, Manifest, MANIFEST_FORMAT};
+pub use manifest::{DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -118,6 +118,9 @@ impl Repository {
             dir,
             created_at: Utc::now(),
             dumps: Vec::new(),
+            identities: None,
+            validator_party: None,
+            users: Vec::new(),
         })
     }
 
@@ -310,9 +313,32 @@ pub struct BackupWriter {
     dir: PathBuf,
     created_at: DateTime<Utc>,
     dumps: Vec<DumpEntry>,
+    identities: Option<IdentitiesEntry>,
+    validator_party: Option<String>,
+    users: Vec<String>,
 }
 
 impl BackupWriter {
+    /// Path the encrypted identities dump must be written to.
+    pub fn identities_path(&self) -> PathBuf {
+        self.dir.join("identities.json.age")
+    }
+
+    /// Records the encrypted identities dump written at [`Self::identities_path`].
+    pub fn record_identities(&mut self, participant_id: String, recipients: Vec<String>) {
+        self.identities = Some(IdentitiesEntry {
+            file: "identities.json.age".into(),
+            participant_id,
+            recipients,
+        });
+    }
+
+    /// Records the validator party and the users onboarded at backup time.
+    pub fn record_users(&mut self, validator_party: String, users: Vec<String>) {
+        self.validator_party = Some(validator_party);
+        self.users = users;
+    }
+
     /// The id the backup will have.
     pub fn id(&self) -> &str {
         &self.id
@@ -357,6 +383,9 @@ impl BackupWriter {
             completed_at: Utc::now(),
             dumps: self.dumps.clone(),
             files,
+            identities: self.identities.clone(),
+            validator_party: self.validator_party.clone(),
+            users: self.users.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&self.dir, e))?;
         let mpath = self.dir.join("manifest.json");

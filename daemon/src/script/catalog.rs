@@ -21,7 +21,7 @@ pub const BUILTIN_FLOWS: &[(&str, &str)] = &[
 ];
 
 /// The objects every flow sees in its scope (see `scripts/README.md`).
-pub const SCRIPT_GLOBALS: &[&str] = &["node", "pg", "backups", "log", "params"];
+pub const SCRIPT_GLOBALS: &[&str] = &["node", "pg", "backups", "log", "params", "validator"];
 
 /// A flow that failed to compile or load, located as `file:line:col`.
 #[derive(Debug, Clone, Error)]

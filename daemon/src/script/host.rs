@@ -16,8 +16,10 @@ use super::catalog::{Flow, FlowSource};
 use super::engine::{hardened_engine, Limits};
 use crate::flows::RunContext;
 use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
+use crate::validator::{ValidatorClient, ValidatorError};
 
 type RResult<T> = Result<T, Box<EvalAltResult>>;
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ValidatorError>> + Send>>;
 
 fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
     msg.into().into()
@@ -32,6 +34,8 @@ pub struct NodeFacts {
     pub migration_id: u64,
     /// The repository's `max_age`: older backups are not restored without `--force`.
     pub max_age: Duration,
+    /// age recipients identities dumps are encrypted to.
+    pub identities_recipients: Vec<String>,
 }
 
 /// Everything one run's script can reach.
@@ -46,6 +50,8 @@ pub struct FlowEnv {
     pub node: NodeFacts,
     /// Parameters given to the run.
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// The node's validator admin API, when configured.
+    pub validator: Option<Arc<ValidatorClient>>,
 }
 
 impl FlowEnv {
@@ -75,6 +81,27 @@ impl FlowEnv {
             .map_err(Clone::clone);
         self.run.end_step(idx, outcome).map_err(fail)?;
         result.map_err(fail)
+    }
+
+    /// The validator client, or an error saying how to configure it.
+    fn validator(&self) -> RResult<Arc<ValidatorClient>> {
+        self.validator.clone().ok_or_else(|| {
+            fail(format!(
+                "node `{}` has no [node.validator] table: the flow needs the validator admin API",
+                self.node.name
+            ))
+        })
+    }
+
+    /// Runs a validator API call to completion from the script's blocking thread.
+    fn call_validator<T>(
+        &self,
+        f: impl FnOnce(Arc<ValidatorClient>) -> BoxFuture<T>,
+    ) -> RResult<T> {
+        let client = self.validator()?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| fail("internal: no async runtime for the validator API"))?;
+        handle.block_on(f(client)).map_err(|e| fail(e.to_string()))
     }
 
     fn manifest(&self, selector: &str) -> RResult<Manifest> {
@@ -316,6 +343,31 @@ fn register_backups(engine: &mut Engine) {
             let w = env.repo.begin(&env.node.name, env.node.migration_id).map_err(|e| fail(e.to_string()))?;
             Ok(WriterApi { env: env.clone(), id: w.id().to_string(), writer: Arc::new(Mutex::new(Some(w))) })
         })
+        .register_fn("save_identities", |b: &mut BackupsApi, w: WriterApi| -> RResult<Dynamic> {
+            let env = b.0.clone();
+            if env.run.dry_run() {
+                env.run.plan("would fetch the node identities dump, check it and store it encrypted");
+                return Ok(Dynamic::UNIT);
+            }
+            let (raw, _) = env.call_validator(|c| Box::pin(async move { c.identities_raw().await }))?;
+            let participant = crate::identities::validate_dump(&raw).map_err(|e| fail(e.to_string()))?;
+            let recipients = crate::identities::parse_recipients(&env.node.identities_recipients)
+                .map_err(|e| fail(e.to_string()))?;
+            let path = w.with(|w| w.identities_path())?;
+            crate::identities::encrypt_to_file(&path, &raw, &recipients).map_err(|e| fail(e.to_string()))?;
+            let keys = env.node.identities_recipients.clone();
+            w.with(|w| w.record_identities(participant.clone(), keys))?;
+            env.run.log("info", &format!("identities of {participant} stored encrypted ({} bytes, mode 0600)", raw.len()));
+            Ok(Dynamic::from(participant))
+        })
+        .register_fn("record_users", |b: &mut BackupsApi, w: WriterApi| -> RResult<Dynamic> {
+            let env = b.0.clone();
+            let user = env.call_validator(|c| Box::pin(async move { c.validator_user().await }))?;
+            let users = env.call_validator(|c| Box::pin(async move { c.users().await }))?;
+            let out = to_dyn(&serde_json::json!({"validator_party": user.party_id, "users": users}))?;
+            w.with(|w| w.record_users(user.party_id, users))?;
+            Ok(out)
+        })
         .register_fn("get", |b: &mut BackupsApi, selector: &str| -> RResult<Dynamic> {
             manifest_summary(&b.0.manifest(selector)?)
         })
@@ -367,6 +419,51 @@ fn register_backups(engine: &mut Engine) {
                 "refusing to restore: {}. To override, pass --force --reason \"why\" (the reason is journaled)",
                 objections.join("; ")
             )))
+        });
+}
+
+/// The script's `validator` object.
+#[derive(Clone)]
+struct ValidatorApi(Arc<FlowEnv>);
+
+fn register_validator(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<ValidatorApi>("Validator")
+        .register_get("configured", |v: &mut ValidatorApi| v.0.validator.is_some())
+        .register_fn("ready", |v: &mut ValidatorApi| -> RResult<bool> {
+            v.0.call_validator(|c| Box::pin(async move { c.ready().await }))
+        })
+        .register_fn("validator_user", |v: &mut ValidatorApi| -> RResult<Dynamic> {
+            to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.validator_user().await }))?)
+        })
+        .register_fn("identities", |v: &mut ValidatorApi| -> RResult<Dynamic> {
+            to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.identities().await }))?)
+        })
+        .register_fn("users", |v: &mut ValidatorApi| -> RResult<Dynamic> {
+            to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.users().await }))?)
+        })
+        .register_fn("balance", |v: &mut ValidatorApi| -> RResult<Dynamic> {
+            to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.balance().await }))?)
+        })
+        .register_fn("data_snapshot", |v: &mut ValidatorApi, ts: &str, migration_id: i64| -> RResult<Dynamic> {
+            let ts = ts.to_string();
+            let id = u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
+            to_dyn(&v.0.call_validator(move |c| Box::pin(async move { c.data_snapshot(&ts, id, true).await }))?)
+        })
+        .register_fn("onboard_user", |v: &mut ValidatorApi, name: &str, party: &str| -> RResult<String> {
+            let env = v.0.clone();
+            let label = format!("onboard user {name}");
+            let (name, party) = (name.to_string(), party.to_string());
+            let result = env.in_step(&label, true, |_ctx| {
+                env.call_validator(move |c| {
+                    Box::pin(async move {
+                        let party = (!party.is_empty()).then_some(party);
+                        c.onboard_user(&name, party.as_deref()).await
+                    })
+                })
+                .map_err(|e| BackendError::Plugin(e.to_string()))
+            })?;
+            Ok(result)
         });
 }
 
@@ -441,6 +538,7 @@ pub fn execute(
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);
+    register_validator(&mut engine);
     register_step(&mut engine, &env);
     let printer = env.clone();
     engine.on_print(move |s| printer.run.log("info", s));
@@ -456,6 +554,7 @@ pub fn execute(
     scope.push_constant("pg", PgApi(env.clone()));
     scope.push_constant("backups", BackupsApi(env.clone()));
     scope.push_constant("log", LogApi(env.clone()));
+    scope.push_constant("validator", ValidatorApi(env.clone()));
     scope.push_constant("params", params);
     let value: Dynamic = engine
         .eval_ast_with_scope(&mut scope, &flow.ast)
