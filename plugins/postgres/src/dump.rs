@@ -119,6 +119,7 @@ impl PostgresBackend {
         let mut cmd = Command::new(&pg_dump);
         cmd.arg("--format=directory")
             .arg(format!("--jobs={}", self.cfg.jobs))
+            .arg(format!("--compress={}", self.cfg.compress))
             .arg(format!("--snapshot={snapshot}"))
             .arg("--file")
             .arg(dest)
