@@ -20,6 +20,8 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod repo;
+pub mod rules;
+pub mod schedule;
 pub mod script;
 pub mod service;
 pub mod socket;

@@ -16,12 +16,24 @@
 // the shape callers and the CLI print). Config errors are rare and cold: boxing buys nothing.
 #![allow(clippy::result_large_err)]
 
+mod automation;
 pub mod duration;
+mod integrations;
 mod load;
 mod schema;
 mod validate;
+mod validator;
 mod watch;
 
+pub use automation::{
+    check_event_pattern, default_schedules, recovery_of, Approval, AutomationConfig, CronExpr,
+    RetentionConfig, RuleConfig, ScheduleConfig, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_BACKUP_CRON,
+    DEFAULT_BACKUP_MAX_AGE, DEFAULT_RULE_BREAKER, DEFAULT_RULE_MAX_RUNS, DEFAULT_RULE_WINDOW,
+};
+pub use integrations::{
+    webhook_host, AlertmanagerConfig, MetricsConfig, NotifyConfig, NotifyKind,
+    DEFAULT_NOTIFY_TIMEOUT,
+};
 pub use load::{base_dir, load, parse, ConfigError, KeyPath, Seg};
 pub use schema::{
     parse_mode, redact_url, BackendKind, Config, DaemonConfig, LogFormat, NodeConfig, PluginConfig,
@@ -29,6 +41,12 @@ pub use schema::{
     DEFAULT_STATE_DIR, REDACTED,
 };
 pub use validate::{MAX_DB_NAME, MAX_NODE_NAME, MAX_SOCKET_PATH};
+pub use validator::{
+    OAuth2Auth, SelfSignedAuth, TokenFileAuth, ValidatorAuth, ValidatorConfig,
+    DEFAULT_VALIDATOR_AUDIENCE, DEFAULT_VALIDATOR_RETRIES, DEFAULT_VALIDATOR_RETRY_BACKOFF,
+    DEFAULT_VALIDATOR_TIMEOUT, DEFAULT_VALIDATOR_USER, MAX_VALIDATOR_RETRIES,
+    UNSAFE_NO_AUTH_SECRET,
+};
 pub use watch::{watch, ConfigWatcher, DEBOUNCE};
 
 #[cfg(test)]

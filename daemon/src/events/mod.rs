@@ -2,6 +2,9 @@
 //! triggers) and hands to the rules. Sources publish on the [`EventBus`]; the rules
 //! driver subscribes. Nothing here starts a flow: events only describe the world.
 
+pub mod alertmanager;
+pub mod health;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::{RecordingBackend, RunContext, RunEvent};
-use crate::journal::{Journal, JournalError, RunRecord, RunState};
+use crate::journal::{Journal, JournalError, PendingApproval, RunRecord, RunState};
 use crate::lock::{LockError, NodeLock};
 use crate::repo::Repository;
 use crate::script::{execute, FlowCatalog, FlowEnv, Guard, Limits, NodeFacts};
@@ -197,27 +197,67 @@ impl Runner {
         }
     }
 
-    /// Starts a run and returns its id and a handle resolving to its final record.
-    /// A node that is busy is refused visibly: the refusal is journaled as a failed run.
-    pub fn start(
-        self: &Arc<Self>,
-        req: RunRequest,
-    ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+    fn new_record(&self, req: &RunRequest) -> Result<(crate::script::Flow, String, NodeRuntime, RunRecord), RunError> {
         let catalog = self.catalog();
-        let flow = catalog
-            .get(&req.flow)
-            .cloned()
-            .ok_or_else(|| RunError::UnknownFlow {
-                flow: req.flow.clone(),
-                known: catalog.names().join(", "),
-            })?;
+        let flow = catalog.get(&req.flow).cloned().ok_or_else(|| RunError::UnknownFlow {
+            flow: req.flow.clone(),
+            known: catalog.names().join(", "),
+        })?;
         let (node_name, node) = self.resolve_node(req.node.as_deref())?;
         let id = self.journal.new_run_id(&req.flow);
-        let mut record = RunRecord::new(id.clone(), &req.flow, Some(node_name.clone()));
+        let mut record = RunRecord::new(id, &req.flow, Some(node_name.clone()));
         record.trigger = req.trigger.clone();
         record.params = req.params.clone();
         record.dry_run = req.dry_run;
+        Ok((flow, node_name, node, record))
+    }
 
+    /// Journals a run that waits for an operator's approval (`splice-dr approve`) and
+    /// returns its id; nothing runs until [`Runner::start_pending`].
+    pub fn create_pending(&self, req: RunRequest, approval: PendingApproval) -> Result<String, RunError> {
+        let (_, _, _, mut record) = self.new_record(&req)?;
+        record.approval = Some(approval);
+        self.journal.save(&record)?;
+        Ok(record.id)
+    }
+
+    /// Starts a run that was waiting for approval, under the same id.
+    pub fn start_pending(self: &Arc<Self>, id: &str, approved_by: &str) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+        let mut record = self.journal.get(id)?;
+        let waiting = record.state == RunState::Pending && record.approval.as_ref().is_some_and(|a| a.approved_by.is_none());
+        if !waiting {
+            return Err(RunError::NotActive(id.into(), format!("{}, not waiting for approval", record.state.as_str())));
+        }
+        if let Some(a) = record.approval.as_mut() {
+            a.approved_by = Some(approved_by.into());
+        }
+        let req = RunRequest {
+            flow: record.flow.clone(),
+            node: record.node.clone(),
+            params: record.params.clone(),
+            trigger: record.trigger.clone(),
+            dry_run: record.dry_run,
+        };
+        let (flow, node_name, node, _) = self.new_record(&req)?;
+        self.launch(flow, node_name, node, record, req)
+    }
+
+    /// Starts a run and returns its id and a handle resolving to its final record.
+    /// A node that is busy is refused visibly: the refusal is journaled as a failed run.
+    pub fn start(self: &Arc<Self>, req: RunRequest) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+        let (flow, node_name, node, record) = self.new_record(&req)?;
+        self.launch(flow, node_name, node, record, req)
+    }
+
+    fn launch(
+        self: &Arc<Self>,
+        flow: crate::script::Flow,
+        node_name: String,
+        node: NodeRuntime,
+        mut record: RunRecord,
+        req: RunRequest,
+    ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+        let id = record.id.clone();
         let lock = match NodeLock::try_acquire(&self.state_dir, &node_name, &format!("run {id}")) {
             Ok(l) => l,
             Err(e) => {
@@ -298,11 +338,19 @@ impl Runner {
         Ok((id, handle))
     }
 
-    /// Asks a run to stop, whichever process owns it.
+    /// Asks a run to stop, whichever process owns it. A run still waiting for approval
+    /// is simply ended as cancelled.
     pub fn cancel(&self, id: &str) -> Result<(), RunError> {
-        let run = self.journal.get(id)?;
+        let mut run = self.journal.get(id)?;
         if !run.state.is_active() {
             return Err(RunError::NotActive(id.into(), run.state.as_str().into()));
+        }
+        if run.state == RunState::Pending && run.approval.as_ref().is_some_and(|a| a.approved_by.is_none()) {
+            run.state = RunState::Cancelled;
+            run.error = Some("cancelled while waiting for approval".into());
+            run.finished_at = Some(chrono::Utc::now());
+            self.journal.save(&run)?;
+            return Ok(());
         }
         if let Some(g) = self
             .active

@@ -121,6 +121,21 @@ pub struct RunRecord {
     pub result: Option<Value>,
     /// Why it failed, was cancelled or interrupted.
     pub error: Option<String>,
+    /// Set while the run waits for `splice-dr approve` (rules with `approval = "required"`).
+    #[serde(default)]
+    pub approval: Option<PendingApproval>,
+}
+
+/// A run that a rule requested and a human must approve before it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The rule that asked for it.
+    pub rule: String,
+    /// When the request lapses (the run then ends `cancelled`).
+    pub expires_at: DateTime<Utc>,
+    /// Who approved it, once approved.
+    #[serde(default)]
+    pub approved_by: Option<String>,
 }
 
 impl RunRecord {
@@ -143,6 +158,7 @@ impl RunRecord {
             plan: Vec::new(),
             result: None,
             error: None,
+            approval: None,
         }
     }
 

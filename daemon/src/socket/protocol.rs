@@ -60,6 +60,13 @@ pub enum Request {
         #[serde(default)]
         confirmed: bool,
     },
+    /// Streams a running run's events until it ends, then answers with its record
+    /// (at once when it has already ended). Without `run`, follows the newest active run.
+    Follow {
+        /// Run id.
+        #[serde(default)]
+        run: Option<String>,
+    },
     /// Asks a run to stop.
     Cancel {
         /// Run id.
