@@ -319,7 +319,7 @@ mod tests {
 
     const HEAD: &str = r#"[repository]
 path = "/var/backups/splice-dr"
-
+identities_recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
 [[node]]
 name = "validator-1"
 backend = "postgres"
