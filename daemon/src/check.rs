@@ -8,6 +8,8 @@ use crate::service::{build_nodes, load_catalog};
 pub fn check(config: &Config) -> Result<String, String> {
     let catalog = load_catalog(config).map_err(|e| e.to_string())?;
     let nodes = build_nodes(config).map_err(|e| e.to_string())?;
+    crate::rules::RuleEngine::from_config(config).map_err(|e| e.to_string())?;
+    crate::rules::check_flows(config, |f| catalog.get(f).is_some())?;
     let mut out = format!("{}: OK\n", config.source.display());
     for (name, node) in nodes.iter() {
         out.push_str(&format!(
@@ -16,6 +18,7 @@ pub fn check(config: &Config) -> Result<String, String> {
             node.facts.migration_id
         ));
     }
+    out.push_str(&format!("rules: {}, schedules: {}\n", config.rules.len(), if config.schedules.is_empty() { "default (backup every 4 hours)".to_string() } else { config.schedules.len().to_string() }));
     out.push_str("flows in force:\n");
     for flow in catalog.iter() {
         let replaced = if flow.overrides_builtin {

@@ -17,18 +17,43 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("start-up recovery: {note}");
     }
     let listener = server::bind(&config.daemon.socket, config.daemon.socket_mode).await?;
+    let shutdown = CancellationToken::new();
+    let bus = crate::events::EventBus::default();
+    if let Some(m) = &config.metrics {
+        crate::metrics::install(m.listen).context("starting the Prometheus listener ([metrics] listen)")?;
+        tracing::info!(listen = %m.listen, "Prometheus metrics on /metrics");
+    }
+    if let Some(am) = &config.alertmanager {
+        let token = am.token().map_err(|e| anyhow::anyhow!("[alertmanager] token_file: {e}"))?;
+        let (listen, bus, stop) = (am.listen, bus.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::events::alertmanager::serve(listen, token, bus, stop).await {
+                tracing::error!("Alertmanager receiver on {listen} stopped: {e}");
+            }
+        });
+    }
+    let autopilot = crate::autopilot::Autopilot::new(&config, service.runner().clone(), bus.clone())
+        .context("loading rules")?;
+    service.attach(autopilot.clone());
+    autopilot.spawn(shutdown.clone());
     tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");
 
     let (tx, mut rx) = mpsc::channel(4);
     let _watcher = config::watch(&config.source, tx).context("watching the config file")?;
     let reloader = service.clone();
+    let pilot = autopilot.clone();
     tokio::spawn(async move {
         while let Some(loaded) = rx.recv().await {
+            if let Ok(cfg) = &loaded {
+                if let Err(e) = pilot.reconfigure(cfg) {
+                    reloader.reload(Err(e));
+                    continue;
+                }
+            }
             reloader.reload(loaded);
         }
     });
 
-    let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(
         listener,
         service.clone(),

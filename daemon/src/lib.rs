@@ -5,6 +5,7 @@
 //! objects → a backend plugin ([`backends`]) → the world; results come back through the
 //! [`journal`] and run events. See `docs/ARCHITECTURE.md` for the map.
 
+pub mod autopilot;
 pub mod backends;
 pub mod check;
 pub mod cli;

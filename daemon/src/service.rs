@@ -78,6 +78,7 @@ pub fn load_catalog(config: &Config) -> Result<FlowCatalog, ServiceError> {
 
 /// The shared core.
 pub struct Service {
+    autopilot: std::sync::OnceLock<Arc<crate::autopilot::Autopilot>>,
     config: RwLock<Arc<Config>>,
     config_error: RwLock<Option<String>>,
     runner: Arc<Runner>,
@@ -141,12 +142,27 @@ impl Service {
             config.daemon.run_timeout,
         );
         Ok(Arc::new(Service {
+            autopilot: std::sync::OnceLock::new(),
             config: RwLock::new(Arc::new(config)),
             config_error: RwLock::new(None),
             runner,
             mode,
             started: Instant::now(),
         }))
+    }
+
+    /// Attaches the daemon's automatic side (rules, schedules, probes).
+    pub fn attach(&self, autopilot: Arc<crate::autopilot::Autopilot>) {
+        let _ = self.autopilot.set(autopilot);
+    }
+
+    fn autopilot(&self) -> Result<&Arc<crate::autopilot::Autopilot>, Reply> {
+        self.autopilot.get().ok_or_else(|| {
+            Reply::error(
+                ErrorCode::Failed,
+                "this needs the running daemon (rules and approvals live there): start it with `splice-dr daemon`",
+            )
+        })
     }
 
     /// The config in force.
@@ -298,6 +314,44 @@ impl Service {
             },
             Request::Backups { node } => self.backups(node.as_deref()),
             Request::Follow { run } => self.follow(run, events).await,
+            Request::Trigger { event, node, message } => match self.autopilot() {
+                Ok(a) => {
+                    if event.is_empty() || event.split('.').any(str::is_empty) {
+                        return Reply::error(ErrorCode::Usage, format!("`{event}` is not an event name (dotted words, e.g. operator.restore)"));
+                    }
+                    a.trigger(&event, node, &message);
+                    Reply::Ok { result: json!({"published": event}) }
+                }
+                Err(r) => r,
+            },
+            Request::Pause => match self.autopilot() {
+                Ok(a) => {
+                    a.pause();
+                    Reply::Ok { result: json!({"paused": true}) }
+                }
+                Err(r) => r,
+            },
+            Request::Resume => match self.autopilot() {
+                Ok(a) => {
+                    a.resume();
+                    Reply::Ok { result: json!({"paused": false}) }
+                }
+                Err(r) => r,
+            },
+            Request::Reset { rule } => match self.autopilot() {
+                Ok(a) => match a.reset(&rule) {
+                    Ok(()) => Reply::Ok { result: json!({"reset": rule}) },
+                    Err(e) => Reply::error(ErrorCode::Usage, e),
+                },
+                Err(r) => r,
+            },
+            Request::Approve { run } => match self.autopilot() {
+                Ok(a) => match a.approve(&run, "operator") {
+                    Ok(id) => Reply::Ok { result: json!({"started": id}) },
+                    Err(e) => Reply::error(ErrorCode::Failed, e),
+                },
+                Err(r) => r,
+            },
             Request::Cancel { run } => match self.runner.cancel(&run) {
                 Ok(()) => Reply::Ok {
                     result: json!({"cancel_requested": run}),
@@ -453,6 +507,11 @@ impl Service {
                 "mode": self.mode, "pid": std::process::id(), "uptime_secs": self.started.elapsed().as_secs(),
                 "config": {"file": cfg.source, "error": *self.config_error.read().unwrap_or_else(|p| p.into_inner())},
                 "nodes": nodes, "active_runs": active, "flows": flows,
+                "automation": self.autopilot.get().map(|a| a.status()),
+                "health": self.autopilot.get().map(|a| json!({
+                    "current": a.health().snapshot(),
+                    "history": a.health().history(),
+                })),
             }),
         }
     }

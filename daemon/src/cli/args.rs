@@ -82,6 +82,31 @@ pub enum Command {
         /// Run id.
         run_id: String,
     },
+    /// Publish an event for the rules, e.g. `operator.restore-now` (daemon only).
+    Trigger {
+        /// Event name (dotted words).
+        event: String,
+        #[command(flatten)]
+        /// Node the event concerns.
+        node: NodeArg,
+        /// Text for logs and notifications.
+        #[arg(long, default_value = "")]
+        message: String,
+    },
+    /// Stop every automatic trigger (rules and schedules); manual commands still work.
+    Pause,
+    /// Re-arm automatic triggers after `pause`.
+    Resume,
+    /// Clear a rule's tripped circuit breaker (after a human looked at why it tripped).
+    Reset {
+        /// Rule name (see `status`).
+        rule: String,
+    },
+    /// Approve a run that a rule with `approval = "required"` left pending; it starts now.
+    Approve {
+        /// Run id (see `status`, "pending approvals").
+        run_id: String,
+    },
     /// Node identities dumps kept (age-encrypted) in backups.
     #[command(subcommand)]
     Identities(IdentitiesCommand),

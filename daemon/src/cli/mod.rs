@@ -46,6 +46,9 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
     Some(match cmd {
         Command::Check | Command::Daemon | Command::Identities(_) | Command::Demo { .. } => return None,
         Command::Status => Request::Status,
+        Command::Runs(a) if a.follow => Request::Follow {
+            run: a.run_id.clone(),
+        },
         Command::Runs(a) => Request::Runs {
             limit: Some(a.limit),
         },
@@ -53,6 +56,21 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             run: run_id.clone(),
         },
         Command::Cancel { run_id } => Request::Cancel {
+            run: run_id.clone(),
+        },
+        Command::Trigger {
+            event,
+            node,
+            message,
+        } => Request::Trigger {
+            event: event.clone(),
+            node: node.node.clone(),
+            message: message.clone(),
+        },
+        Command::Pause => Request::Pause,
+        Command::Resume => Request::Resume,
+        Command::Reset { rule } => Request::Reset { rule: rule.clone() },
+        Command::Approve { run_id } => Request::Approve {
             run: run_id.clone(),
         },
         Command::Backups(n) => Request::Backups {
@@ -251,6 +269,11 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
             (Command::Runs(a), _) if !a.follow => print!("{}", render::runs_table(result)),
             (Command::Backups(_), _) => print!("{}", render::backups_table(result)),
             (Command::Cancel { run_id }, _) => println!("cancel requested for run {run_id}"),
+            (Command::Trigger { event, .. }, _) => println!("published {event}"),
+            (Command::Pause, _) => println!("automatic triggers paused (manual commands still work; `splice-dr resume` re-arms them)"),
+            (Command::Resume, _) => println!("automatic triggers resumed"),
+            (Command::Reset { rule }, _) => println!("breaker of rule {rule} reset: the rule is armed again"),
+            (Command::Approve { .. }, _) => println!("approved: run {} started", result["started"].as_str().unwrap_or("?")),
             (Command::Backup(a), Some("succeeded")) if !a.dry_run => {
                 println!("{}", result["result"]["id"].as_str().unwrap_or("?"))
             }

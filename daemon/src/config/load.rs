@@ -434,4 +434,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         }
     }
     super::integrations::resolve_paths(config, base);
+    if let Some(p) = config.automation.rules_script.as_mut() {
+        resolve(base, p);
+    }
 }

@@ -338,6 +338,21 @@ impl Runner {
         Ok((id, handle))
     }
 
+    /// Whether another run (in any process) holds the node's lock right now.
+    pub fn node_busy(&self, node: Option<&str>) -> bool {
+        match self.resolve_node(node) {
+            Ok((name, _)) => NodeLock::try_acquire(&self.state_dir, &name, "probe").is_err(),
+            Err(_) => false,
+        }
+    }
+
+    /// Deletes a backup of `node` under the node's lock (retention); refuses while any
+    /// run holds the lock, so a restore never loses the backup it is reading.
+    pub fn prune_backup(&self, node: &str, id: &str) -> Result<(), String> {
+        let _lock = NodeLock::try_acquire(&self.state_dir, node, &format!("retention of {id}")).map_err(|e| e.to_string())?;
+        self.repo.delete(id).map_err(|e| e.to_string())
+    }
+
     /// Asks a run to stop, whichever process owns it. A run still waiting for approval
     /// is simply ended as cancelled.
     pub fn cancel(&self, id: &str) -> Result<(), RunError> {

@@ -67,6 +67,31 @@ pub enum Request {
         #[serde(default)]
         run: Option<String>,
     },
+    /// Publishes an operator event for the rules (`splice-dr trigger`).
+    Trigger {
+        /// Event name, e.g. `operator.restore-now` or `health.validator.down`.
+        event: String,
+        /// Node the event concerns.
+        #[serde(default)]
+        node: Option<String>,
+        /// Free text for logs.
+        #[serde(default)]
+        message: String,
+    },
+    /// Stops every automatic trigger (manual runs still allowed).
+    Pause,
+    /// Re-arms automatic triggers.
+    Resume,
+    /// Clears a rule's tripped circuit breaker.
+    Reset {
+        /// Rule name.
+        rule: String,
+    },
+    /// Approves a run waiting for approval, which then starts.
+    Approve {
+        /// Run id.
+        run: String,
+    },
     /// Asks a run to stop.
     Cancel {
         /// Run id.

@@ -1,0 +1,466 @@
+//! The daemon's automatic side: health probes and alerts become events, rules and
+//! schedules turn events into runs, and every decision — started, queued, waiting for
+//! approval, or suppressed by a guard rail — is logged and visible in `status`; nothing
+//! is silently dropped. It also feeds metrics and notifications from run events, and
+//! applies retention after each good backup.
+//!
+//! The rule and schedule logic is the pure [`crate::rules`] / [`crate::schedule`]
+//! library; this module is the control loop around it (a kube-rs-style reconcile tick).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, NotifyKind, RetentionConfig, ScheduleConfig};
+use crate::events::health::{run_probes, HealthBoard};
+use crate::events::{Event, EventBus};
+use crate::flows::{RunError, RunEvent, RunRequest, Runner};
+use crate::journal::{PendingApproval, RunState};
+use crate::notify::{Notifier, RunSummary};
+use crate::rules::{Decision, RuleEngine};
+use crate::schedule::Scheduler;
+
+/// How often rules' `for` timers, schedules, the queue and approval expiry are checked.
+const TICK: Duration = Duration::from_millis(500);
+/// Decisions kept for `status`.
+const RECENT: usize = 50;
+
+/// One decision, as shown in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Rule (or `schedule:<name>`).
+    pub rule: String,
+    /// What triggered it.
+    pub trigger: String,
+    /// `started <run>`, `queued`, `pending approval <run>`, `suppressed: …`, `error: …`.
+    pub outcome: String,
+}
+
+/// A run a rule or schedule wants while its node is busy; started as soon as it is free.
+#[derive(Debug, Clone, Serialize)]
+struct Queued {
+    since: DateTime<Utc>,
+    rule: String,
+    trigger: String,
+    #[serde(skip)]
+    request: RunRequest,
+}
+
+struct State {
+    engine: RuleEngine,
+    scheduler: Scheduler,
+    schedules: Vec<ScheduleConfig>,
+    retention: Option<RetentionConfig>,
+    queue: VecDeque<Queued>,
+    recent: VecDeque<DecisionRecord>,
+    rule_of_run: HashMap<String, String>,
+    flow_of_run: HashMap<String, (String, Option<String>)>,
+}
+
+/// The automatic side of one daemon.
+pub struct Autopilot {
+    runner: Arc<Runner>,
+    bus: EventBus,
+    board: Arc<HealthBoard>,
+    notifier: Option<Notifier>,
+    state: Mutex<State>,
+    health_interval: Duration,
+    health_timeout: Duration,
+}
+
+fn params_map(v: &Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+impl Autopilot {
+    /// Builds the rules, schedules and notifier from `config`.
+    pub fn new(config: &Config, runner: Arc<Runner>, bus: EventBus) -> Result<Arc<Self>, ConfigError> {
+        let engine = RuleEngine::from_config(config)?;
+        let now = Utc::now();
+        let notifier = match &config.notify {
+            Some(n) => match Notifier::new(n) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!("notifications disabled: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Arc::new(Autopilot {
+            runner,
+            bus,
+            board: Arc::new(HealthBoard::default()),
+            notifier,
+            state: Mutex::new(State {
+                engine,
+                scheduler: Scheduler::new(&config.schedules, now),
+                schedules: config.schedules.clone(),
+                retention: config.retention.clone(),
+                queue: VecDeque::new(),
+                recent: VecDeque::new(),
+                rule_of_run: HashMap::new(),
+                flow_of_run: HashMap::new(),
+            }),
+            health_interval: config.daemon.health_interval,
+            health_timeout: config.daemon.health_timeout,
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The health board (current state and recent changes).
+    pub fn health(&self) -> &Arc<HealthBoard> {
+        &self.board
+    }
+
+    /// Applies a reloaded config (breaker and cooldown state survive, by rule name).
+    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
+        let script = crate::rules::load_script(config)?;
+        let mut st = self.state();
+        st.engine.reconfigure(&config.rules, script);
+        st.scheduler.reconfigure(&config.schedules, Utc::now());
+        st.schedules = config.schedules.clone();
+        st.retention = config.retention.clone();
+        Ok(())
+    }
+
+    /// Starts the probe, event, tick and run-observer loops until `shutdown`.
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
+        let runner = self.runner.clone();
+        tokio::spawn(run_probes(
+            move || runner.nodes().iter().map(|(n, rt)| (n.clone(), rt.backend.clone())).collect(),
+            self.board.clone(),
+            self.bus.clone(),
+            self.health_interval,
+            self.health_timeout,
+            shutdown.clone(),
+        ));
+        let me = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut rx = me.bus.subscribe();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    ev = rx.recv() => match ev {
+                        Ok(ev) => me.on_event(&ev),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::error!("rules missed {n} events (bus lagged)"),
+                        Err(_) => return,
+                    },
+                }
+            }
+        });
+        let me = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut rx = me.runner.subscribe();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    ev = rx.recv() => if let Ok(ev) = ev { me.on_run_event(&ev) },
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(TICK) => me.tick(Utc::now()),
+                }
+            }
+        });
+    }
+
+    fn on_event(&self, ev: &Event) {
+        if let Some(component) = ev.labels.get("component") {
+            if let (Some(node), Some(state)) = (&ev.node, ev.name.rsplit('.').next()) {
+                crate::metrics::component_health(node, component, state == "up");
+            }
+        }
+        let decisions = self.state().engine.on_event(ev, Utc::now());
+        self.apply(decisions);
+    }
+
+    fn tick(&self, now: DateTime<Utc>) {
+        let (decisions, scheduled) = {
+            let mut st = self.state();
+            let mut d = st.engine.tick(now);
+            let due = st.scheduler.due(now);
+            for run in due {
+                d.push(st.engine.admit_scheduled(&run));
+            }
+            (d, ())
+        };
+        let _ = scheduled;
+        self.apply(decisions);
+        self.retry_queue();
+        self.expire_approvals(now);
+        self.check_staleness(now);
+        let st = self.state();
+        for r in st.engine.status(now) {
+            crate::metrics::breaker_state(&r.rule, matches!(r.state, crate::rules::RuleState::Tripped { .. }));
+        }
+    }
+
+    fn record(&self, rule: &str, trigger: &str, outcome: String) {
+        let mut st = self.state();
+        if st.recent.len() == RECENT {
+            st.recent.pop_front();
+        }
+        st.recent.push_back(DecisionRecord { at: Utc::now(), rule: rule.into(), trigger: trigger.into(), outcome });
+    }
+
+    fn apply(&self, decisions: Vec<Decision>) {
+        for d in decisions {
+            match d {
+                Decision::Start { rule, flow, node, params, approval_required, approval_expires_at, trigger } => {
+                    let request = RunRequest { flow, node, params: params_map(&params), trigger: format!("rule:{rule}"), dry_run: false };
+                    if approval_required {
+                        self.request_approval(&rule, &trigger, request, approval_expires_at);
+                    } else {
+                        self.start(Queued { since: Utc::now(), rule, trigger, request });
+                    }
+                }
+                Decision::Suppressed { rule, reason, trigger } => {
+                    tracing::warn!(rule = %rule, trigger = %trigger, "automatic run suppressed: {reason}");
+                    self.record(&rule, &trigger, format!("suppressed: {reason}"));
+                }
+                Decision::ScriptError { rule, error, trigger } => {
+                    tracing::error!(rule = %rule, trigger = %trigger, "rules script failed: {error}");
+                    self.record(&rule, &trigger, format!("error: {error}"));
+                }
+            }
+        }
+    }
+
+    fn request_approval(&self, rule: &str, trigger: &str, request: RunRequest, expires: Option<DateTime<Utc>>) {
+        let expires_at = expires.unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(30));
+        let approval = PendingApproval { rule: rule.into(), expires_at, approved_by: None };
+        let (flow, node) = (request.flow.clone(), request.node.clone());
+        match self.runner.create_pending(request, approval) {
+            Ok(id) => {
+                tracing::warn!(rule = %rule, run = %id, "run waits for approval: `splice-dr approve {id}` (expires {expires_at})");
+                self.record(rule, trigger, format!("pending approval {id} (expires {expires_at})"));
+                {
+                    let mut st = self.state();
+                    st.rule_of_run.insert(id.clone(), rule.into());
+                }
+                if let Some(n) = &self.notifier {
+                    n.notify(NotifyKind::PendingApproval, &RunSummary::new(id, flow, node));
+                }
+            }
+            Err(e) => self.record(rule, trigger, format!("error: {e}")),
+        }
+    }
+
+    fn start(&self, q: Queued) {
+        if self.runner.node_busy(q.request.node.as_deref()) {
+            tracing::warn!(rule = %q.rule, "node busy: run of {} queued until it is free", q.request.flow);
+            self.record(&q.rule, &q.trigger, format!("queued: node busy, {} starts when it is free", q.request.flow));
+            self.state().queue.push_back(q);
+            return;
+        }
+        match self.runner.start(q.request.clone()) {
+            Ok((id, _)) => {
+                tracing::info!(rule = %q.rule, run = %id, "automatic run of {} started", q.request.flow);
+                self.record(&q.rule, &q.trigger, format!("started {id}"));
+                self.state().rule_of_run.insert(id, q.rule);
+            }
+            Err(RunError::Busy(_)) => {
+                self.record(&q.rule, &q.trigger, "queued: node busy".into());
+                self.state().queue.push_back(q);
+            }
+            Err(e) => {
+                tracing::error!(rule = %q.rule, "automatic run of {} could not start: {e}", q.request.flow);
+                self.record(&q.rule, &q.trigger, format!("error: {e}"));
+            }
+        }
+    }
+
+    fn retry_queue(&self) {
+        let ready: Vec<Queued> = {
+            let mut st = self.state();
+            let paused = st.engine.is_paused();
+            let (go, wait): (Vec<_>, Vec<_>) = st.queue.drain(..).partition(|q| !paused && !self.runner.node_busy(q.request.node.as_deref()));
+            st.queue = wait.into();
+            go
+        };
+        for q in ready {
+            self.start(q);
+        }
+    }
+
+    fn expire_approvals(&self, now: DateTime<Utc>) {
+        let journal = self.runner.journal();
+        let mut waiting = 0;
+        for mut r in journal.list().unwrap_or_default() {
+            let Some(a) = r.approval.clone() else { continue };
+            if r.state != RunState::Pending || a.approved_by.is_some() {
+                continue;
+            }
+            if a.expires_at <= now {
+                r.state = RunState::Cancelled;
+                r.error = Some(format!("approval expired at {} (rule {})", a.expires_at, a.rule));
+                r.finished_at = Some(now);
+                if journal.save(&r).is_ok() {
+                    self.record(&a.rule, "approval", format!("expired {}", r.id));
+                    let finished = self.state().rule_of_run.remove(&r.id);
+                    let _ = finished;
+                }
+            } else {
+                waiting += 1;
+            }
+        }
+        crate::metrics::pending_approvals(waiting);
+    }
+
+    fn check_staleness(&self, now: DateTime<Utc>) {
+        let (backups, _) = self.runner.repo().list().unwrap_or_default();
+        let default_node = self.runner.nodes().keys().next().cloned();
+        let mut st = self.state();
+        let schedules = st.schedules.clone();
+        let effective = if schedules.is_empty() { crate::config::default_schedules() } else { schedules };
+        for s in effective.iter().filter(|s| s.max_age.is_some()) {
+            let node = s.node.clone().or_else(|| default_node.clone());
+            let last = backups.iter().filter(|m| Some(&m.node) == node.as_ref()).map(|m| m.completed_at).max();
+            if let Some(node) = &node {
+                if let Some(max) = s.max_age {
+                    crate::metrics::backup_stale(node, crate::schedule::stale(last, max, now));
+                }
+            }
+            if let Some(ev) = st.scheduler.check_staleness(&s.name, last, now) {
+                drop(st);
+                self.bus.publish(ev);
+                st = self.state();
+            }
+        }
+    }
+
+    fn on_run_event(&self, ev: &RunEvent) {
+        match ev {
+            RunEvent::Started { run, flow, node } => {
+                self.state().flow_of_run.insert(run.clone(), (flow.clone(), node.clone()));
+                if let Some(n) = &self.notifier {
+                    n.notify(NotifyKind::Started, &RunSummary::new(run.clone(), flow.clone(), node.clone()));
+                }
+            }
+            RunEvent::Finished { run, state, error } => {
+                let (rule, flow_node) = {
+                    let mut st = self.state();
+                    (st.rule_of_run.remove(run), st.flow_of_run.remove(run))
+                };
+                let ok = state == "succeeded";
+                if let Some(rule) = &rule {
+                    self.state().engine.run_finished(rule, ok, Utc::now());
+                }
+                let record = self.runner.journal().get(run).ok();
+                let (flow, node) = flow_node.unwrap_or_else(|| {
+                    record.as_ref().map(|r| (r.flow.clone(), r.node.clone())).unwrap_or_default()
+                });
+                if let Some(d) = record.as_ref().and_then(|r| r.duration()) {
+                    crate::metrics::run_finished(&flow, state, d.to_std().unwrap_or_default());
+                }
+                if let (Some(n), Some(kind)) = (&self.notifier, NotifyKind::from_final_state(state)) {
+                    let mut summary = RunSummary::new(run.clone(), flow.clone(), node.clone());
+                    if let Some(e) = error {
+                        summary = summary.with_error(e.clone());
+                    }
+                    n.notify(kind, &summary);
+                }
+                if ok && flow == "backup" {
+                    self.after_backup(record.as_ref().and_then(|r| r.result.clone()), node);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn after_backup(&self, result: Option<Value>, node: Option<String>) {
+        let Some(id) = result.as_ref().and_then(|r| r["id"].as_str()) else { return };
+        if let Ok(m) = self.runner.repo().manifest(id) {
+            crate::metrics::backup_succeeded(&m.node, m.completed_at, m.total_bytes());
+        }
+        let Some(policy) = self.state().retention.clone() else { return };
+        let Some(node) = node else { return };
+        let runner = self.runner.clone();
+        let me_record = {
+            let (backups, _) = runner.repo().list().unwrap_or_default();
+            let list: Vec<(String, DateTime<Utc>, bool)> =
+                backups.iter().filter(|m| m.node == node).map(|m| (m.id.clone(), m.created_at, true)).collect();
+            crate::schedule::select_expired(&list, &policy, Utc::now())
+        };
+        for id in me_record {
+            match runner.prune_backup(&node, &id) {
+                Ok(()) => {
+                    tracing::info!(node = %node, "retention: deleted backup {id}");
+                    self.record("retention", "backup", format!("deleted {id}"));
+                }
+                Err(e) => tracing::warn!(node = %node, "retention: kept {id}: {e}"),
+            }
+        }
+    }
+
+    /// Stops every automatic trigger (rules and schedules); manual runs stay allowed.
+    pub fn pause(&self) {
+        self.state().engine.pause();
+        self.record("*", "operator", "paused".into());
+    }
+
+    /// Re-arms automatic triggers.
+    pub fn resume(&self) {
+        self.state().engine.resume();
+        self.record("*", "operator", "resumed".into());
+    }
+
+    /// Clears a rule's tripped breaker.
+    pub fn reset(&self, rule: &str) -> Result<(), String> {
+        self.state().engine.reset(rule).map_err(|e| e.to_string())?;
+        self.record(rule, "operator", "breaker reset".into());
+        Ok(())
+    }
+
+    /// Publishes an operator event (`splice-dr trigger`).
+    pub fn trigger(&self, name: &str, node: Option<String>, message: &str) {
+        self.bus.publish(Event::new(name, node, message).with_label("source", "operator"));
+    }
+
+    /// Approves a run waiting for approval and starts it.
+    pub fn approve(&self, run: &str, by: &str) -> Result<String, String> {
+        let (id, _) = self.runner.start_pending(run, by).map_err(|e| e.to_string())?;
+        self.record("approval", "operator", format!("approved {id} by {by}"));
+        Ok(id)
+    }
+
+    /// The automatic side's state for `status`.
+    pub fn status(&self) -> Value {
+        let now = Utc::now();
+        let st = self.state();
+        let pending: Vec<Value> = self
+            .runner
+            .journal()
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.state == RunState::Pending && r.approval.as_ref().is_some_and(|a| a.approved_by.is_none()))
+            .map(|r| json!({"run": r.id, "flow": r.flow, "node": r.node, "rule": r.approval.as_ref().map(|a| a.rule.clone()), "expires_at": r.approval.as_ref().map(|a| a.expires_at)}))
+            .collect();
+        json!({
+            "paused": st.engine.is_paused(),
+            "rules": st.engine.status(now),
+            "schedules": st.scheduler.status(),
+            "queue": st.queue.iter().collect::<Vec<_>>(),
+            "pending_approvals": pending,
+            "recent_decisions": st.recent.iter().rev().collect::<Vec<_>>(),
+        })
+    }
+}
