@@ -19,7 +19,10 @@ const FLOWS: &[(&str, &str)] = &[
 ];
 
 fn automation_site(dbs: &NodeDbs, rules: &str) -> Site {
-    let blocker = format!("[node.postgres.components.blocker]\nhealth_url = \"http://127.0.0.1:{}/never\"\n", sim::closed_port());
+    let blocker = format!(
+        "[node.postgres.components.blocker]\nhealth_url = \"http://127.0.0.1:{}/never\"\n",
+        sim::closed_port()
+    );
     let site = Site::with(
         &dbs.validator,
         &dbs.participant,
@@ -38,11 +41,18 @@ fn automation_site(dbs: &NodeDbs, rules: &str) -> Site {
 fn runs(site: &Site) -> Vec<Value> {
     let out = site.cli(&["--json", "runs", "--limit", "100"]);
     assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().cloned().unwrap_or_default()
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn runs_of(site: &Site, flow: &str) -> Vec<Value> {
-    runs(site).into_iter().filter(|r| r["flow"] == flow).collect()
+    runs(site)
+        .into_iter()
+        .filter(|r| r["flow"] == flow)
+        .collect()
 }
 
 fn status(site: &Site) -> Value {
@@ -56,7 +66,13 @@ fn decisions(site: &Site) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|d| format!("{}: {}", d["rule"].as_str().unwrap_or(""), d["outcome"].as_str().unwrap_or("")))
+        .map(|d| {
+            format!(
+                "{}: {}",
+                d["rule"].as_str().unwrap_or(""),
+                d["outcome"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
@@ -94,18 +110,36 @@ window = "1h"
     trigger(&site, "operator.cool");
     wait_runs(&site, "noop", 1, "the first run");
     trigger(&site, "operator.cool");
-    wait_for(Duration::from_secs(10), "cooldown suppression", || decisions(&site).iter().any(|d| d.starts_with("cool: suppressed: cooling down")));
+    wait_for(Duration::from_secs(10), "cooldown suppression", || {
+        decisions(&site)
+            .iter()
+            .any(|d| d.starts_with("cool: suppressed: cooling down"))
+    });
     assert_eq!(runs_of(&site, "noop").len(), 1);
 
     for _ in 0..3 {
         trigger(&site, "operator.rate");
         std::thread::sleep(Duration::from_millis(700));
     }
-    wait_for(Duration::from_secs(10), "max_runs suppression", || decisions(&site).iter().any(|d| d.starts_with("rate: suppressed") && d.contains("max_runs")));
+    wait_for(Duration::from_secs(10), "max_runs suppression", || {
+        decisions(&site)
+            .iter()
+            .any(|d| d.starts_with("rate: suppressed") && d.contains("max_runs"))
+    });
     wait_runs(&site, "noop", 3, "two rate-limited runs");
-    assert_eq!(runs_of(&site, "noop").len(), 3, "1 cooled + 2 rate-limited runs");
-    let triggers: Vec<String> = runs_of(&site, "noop").iter().map(|r| r["trigger"].as_str().unwrap().to_string()).collect();
-    assert!(triggers.iter().all(|t| t.starts_with("rule:")), "{triggers:?}");
+    assert_eq!(
+        runs_of(&site, "noop").len(),
+        3,
+        "1 cooled + 2 rate-limited runs"
+    );
+    let triggers: Vec<String> = runs_of(&site, "noop")
+        .iter()
+        .map(|r| r["trigger"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        triggers.iter().all(|t| t.starts_with("rule:")),
+        "{triggers:?}"
+    );
     stop(daemon);
 }
 
@@ -123,7 +157,11 @@ fn breaker_trips_after_failures_and_reset_rearms_it() {
         status(&site)["automation"]["rules"][0]["state"] == "tripped"
     });
     trigger(&site, "operator.go");
-    wait_for(Duration::from_secs(10), "breaker suppression", || decisions(&site).iter().any(|d| d.contains("breaker tripped") && d.contains("splice-dr reset")));
+    wait_for(Duration::from_secs(10), "breaker suppression", || {
+        decisions(&site)
+            .iter()
+            .any(|d| d.contains("breaker tripped") && d.contains("splice-dr reset"))
+    });
     assert_eq!(runs_of(&site, "fail").len(), 2, "no run while tripped");
 
     let out = site.cli(&["reset", "flaky"]);
@@ -159,21 +197,42 @@ max_runs = 10
     let daemon = site.start_daemon();
     trigger(&site, "operator.careful");
     wait_for(Duration::from_secs(10), "a pending approval", || {
-        status(&site)["automation"]["pending_approvals"].as_array().is_some_and(|p| p.len() == 1)
+        status(&site)["automation"]["pending_approvals"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1)
     });
-    let pending = status(&site)["automation"]["pending_approvals"][0]["run"].as_str().unwrap().to_string();
+    let pending = status(&site)["automation"]["pending_approvals"][0]["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(runs_of(&site, "noop")[0]["state"], "pending");
     let out = site.cli(&["approve", &pending]);
     assert!(out.status.success(), "{}", text(&out));
-    wait_for(Duration::from_secs(10), "the approved run to succeed", || {
-        runs_of(&site, "noop").iter().any(|r| r["id"] == pending.as_str() && r["state"] == "succeeded")
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "the approved run to succeed",
+        || {
+            runs_of(&site, "noop")
+                .iter()
+                .any(|r| r["id"] == pending.as_str() && r["state"] == "succeeded")
+        },
+    );
     let out = site.cli(&["approve", &pending]);
-    assert_eq!(out.status.code(), Some(1), "approving twice is refused: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "approving twice is refused: {}",
+        text(&out)
+    );
 
     trigger(&site, "operator.lapse");
     wait_for(Duration::from_secs(10), "the approval to expire", || {
-        runs_of(&site, "noop").iter().any(|r| r["state"] == "cancelled" && r["error"].as_str().is_some_and(|e| e.contains("approval expired")))
+        runs_of(&site, "noop").iter().any(|r| {
+            r["state"] == "cancelled"
+                && r["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("approval expired"))
+        })
     });
     stop(daemon);
 }
@@ -181,14 +240,25 @@ max_runs = 10
 #[test]
 fn pause_stops_automatic_runs_but_not_manual_ones() {
     let dbs = NodeDbs::create("sdr_auto_pause", 1);
-    let site = automation_site(&dbs, "[[rule]]\nname = \"r\"\non = \"operator.go\"\nflow = \"noop\"\nmax_runs = 10\n");
+    let site = automation_site(
+        &dbs,
+        "[[rule]]\nname = \"r\"\non = \"operator.go\"\nflow = \"noop\"\nmax_runs = 10\n",
+    );
     let daemon = site.start_daemon();
     assert!(site.cli(&["pause"]).status.success());
     assert_eq!(status(&site)["automation"]["paused"], true);
     trigger(&site, "operator.go");
-    wait_for(Duration::from_secs(10), "paused suppression", || decisions(&site).iter().any(|d| d == "r: suppressed: paused"));
+    wait_for(Duration::from_secs(10), "paused suppression", || {
+        decisions(&site)
+            .iter()
+            .any(|d| d == "r: suppressed: paused")
+    });
     let out = site.cli(&["run", "noop"]);
-    assert!(out.status.success(), "manual runs still work: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "manual runs still work: {}",
+        text(&out)
+    );
     assert_eq!(runs_of(&site, "noop").len(), 1);
     assert!(site.cli(&["resume"]).status.success());
     trigger(&site, "operator.go");
@@ -205,7 +275,10 @@ fn sustain_fires_only_if_the_condition_holds() {
     std::thread::sleep(Duration::from_millis(500));
     trigger(&site, "operator.thing.up");
     std::thread::sleep(Duration::from_secs(3));
-    assert!(runs_of(&site, "noop").is_empty(), "recovered within `for`: no run");
+    assert!(
+        runs_of(&site, "noop").is_empty(),
+        "recovered within `for`: no run"
+    );
     trigger(&site, "operator.thing.down");
     wait_runs(&site, "noop", 1, "the sustained condition to fire");
     stop(daemon);
@@ -214,13 +287,31 @@ fn sustain_fires_only_if_the_condition_holds() {
 #[test]
 fn a_busy_node_queues_the_automatic_run_instead_of_dropping_it() {
     let dbs = NodeDbs::create("sdr_auto_q", 1);
-    let site = automation_site(&dbs, "[[rule]]\nname = \"q\"\non = \"operator.go\"\nflow = \"noop\"\nmax_runs = 10\n");
+    let site = automation_site(
+        &dbs,
+        "[[rule]]\nname = \"q\"\non = \"operator.go\"\nflow = \"noop\"\nmax_runs = 10\n",
+    );
     let daemon = site.start_daemon();
-    let mut slow = site.cmd().args(["run", "slow"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait_for(Duration::from_secs(10), "the slow run", || runs_of(&site, "slow").iter().any(|r| r["state"] == "running"));
+    let mut slow = site
+        .cmd()
+        .args(["run", "slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the slow run", || {
+        runs_of(&site, "slow")
+            .iter()
+            .any(|r| r["state"] == "running")
+    });
     trigger(&site, "operator.go");
-    wait_for(Duration::from_secs(10), "queued decision", || decisions(&site).iter().any(|d| d.starts_with("q: queued")));
-    assert!(runs_of(&site, "noop").is_empty(), "not started while the node is busy");
+    wait_for(Duration::from_secs(10), "queued decision", || {
+        decisions(&site).iter().any(|d| d.starts_with("q: queued"))
+    });
+    assert!(
+        runs_of(&site, "noop").is_empty(),
+        "not started while the node is busy"
+    );
     assert!(slow.wait().unwrap().success());
     wait_runs(&site, "noop", 1, "the queued run once the node is free");
     assert_eq!(runs_of(&site, "noop")[0]["state"], "succeeded");
@@ -237,24 +328,58 @@ fn an_unhealthy_validator_is_detected_and_its_rule_fires() {
         "[node.postgres.components.validator]\nhealth_url = \"{}/readyz\"\n\n[[rule]]\nname = \"react\"\non = \"health.validator.down\"\nflow = \"noop\"\nfor = \"1s\"\n",
         node.api_url()
     );
-    let site = Site::with(&info.validator_db, &info.participant_db, BackendChoice::Builtin, "scripts_dir = \"flows\"\nhealth_interval = \"200ms\"", "", &rules);
+    let site = Site::with(
+        &info.validator_db,
+        &info.participant_db,
+        BackendChoice::Builtin,
+        "scripts_dir = \"flows\"\nhealth_interval = \"200ms\"",
+        "",
+        &rules,
+    );
     std::fs::create_dir_all(site.path("flows")).unwrap();
     std::fs::write(site.path("flows/noop.rhai"), FLOWS[0].1).unwrap();
     let daemon = site.start_daemon();
     std::thread::sleep(Duration::from_secs(1));
-    assert!(runs_of(&site, "noop").is_empty(), "a healthy node triggers nothing");
+    assert!(
+        runs_of(&site, "noop").is_empty(),
+        "a healthy node triggers nothing"
+    );
 
-    node.faults().apply(splice_sim::FaultsPatch { unhealthy: Some(true), ..Default::default() });
-    wait_runs(&site, "noop", 1, "the rule reacting to health.validator.down");
+    node.faults().apply(splice_sim::FaultsPatch {
+        unhealthy: Some(true),
+        ..Default::default()
+    });
+    wait_runs(
+        &site,
+        "noop",
+        1,
+        "the rule reacting to health.validator.down",
+    );
     let st = status(&site);
     let history = st["health"]["history"].as_array().unwrap();
-    assert!(history.iter().any(|h| h["component"] == "validator" && h["up"] == false), "{history:?}");
-    assert!(site.daemon_log().contains("health.validator.down"), "{}", site.daemon_log());
+    assert!(
+        history
+            .iter()
+            .any(|h| h["component"] == "validator" && h["up"] == false),
+        "{history:?}"
+    );
+    assert!(
+        site.daemon_log().contains("health.validator.down"),
+        "{}",
+        site.daemon_log()
+    );
 
     // Back up: an `up` event, and no second run from the same outage.
-    node.faults().apply(splice_sim::FaultsPatch { unhealthy: Some(false), ..Default::default() });
+    node.faults().apply(splice_sim::FaultsPatch {
+        unhealthy: Some(false),
+        ..Default::default()
+    });
     wait_for(Duration::from_secs(10), "recovery observed", || {
-        status(&site)["health"]["current"].as_array().into_iter().flatten().any(|h| h["component"] == "validator" && h["up"] == true)
+        status(&site)["health"]["current"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|h| h["component"] == "validator" && h["up"] == true)
     });
     assert_eq!(runs_of(&site, "noop").len(), 1);
     stop(daemon);
@@ -266,7 +391,10 @@ fn alertmanager_payload_triggers_a_rule_and_metrics_show_the_run() {
     let dbs = NodeDbs::create("sdr_auto_am", 1);
     let am_port = sim::closed_port();
     let metrics_port = sim::closed_port();
-    let site = automation_site(&dbs, "[[rule]]\nname = \"on-alert\"\non = \"alert.ValidatorDown\"\nflow = \"noop\"\n");
+    let site = automation_site(
+        &dbs,
+        "[[rule]]\nname = \"on-alert\"\non = \"alert.ValidatorDown\"\nflow = \"noop\"\n",
+    );
     std::fs::write(site.path("am-token"), "s3cret-token\n").unwrap();
     let mut cfg = std::fs::read_to_string(&site.config).unwrap();
     cfg.push_str(&format!("\n[alertmanager]\nlisten = \"127.0.0.1:{am_port}\"\ntoken_file = \"am-token\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"));
@@ -280,19 +408,45 @@ fn alertmanager_payload_triggers_a_rule_and_metrics_show_the_run() {
                     "annotations": {"summary": "validator down"}, "startsAt": "2026-01-01T00:00:00Z",
                     "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom", "fingerprint": "abc"}]
     });
-    wait_for(Duration::from_secs(10), "the alert receiver", || std::net::TcpStream::connect(("127.0.0.1", am_port)).is_ok());
-    let wrong = ureq::post(&url).header("Authorization", "Bearer nope").header("Content-Type", "application/json").send(payload.to_string());
-    assert!(matches!(wrong, Err(ureq::Error::StatusCode(401))), "{wrong:?}");
+    wait_for(Duration::from_secs(10), "the alert receiver", || {
+        std::net::TcpStream::connect(("127.0.0.1", am_port)).is_ok()
+    });
+    let wrong = ureq::post(&url)
+        .header("Authorization", "Bearer nope")
+        .header("Content-Type", "application/json")
+        .send(payload.to_string());
+    assert!(
+        matches!(wrong, Err(ureq::Error::StatusCode(401))),
+        "{wrong:?}"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(runs_of(&site, "noop").is_empty(), "a refused alert triggers nothing");
-    let ok = ureq::post(&url).header("Authorization", "Bearer s3cret-token").header("Content-Type", "application/json").send(payload.to_string()).unwrap();
+    assert!(
+        runs_of(&site, "noop").is_empty(),
+        "a refused alert triggers nothing"
+    );
+    let ok = ureq::post(&url)
+        .header("Authorization", "Bearer s3cret-token")
+        .header("Content-Type", "application/json")
+        .send(payload.to_string())
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     wait_runs(&site, "noop", 1, "the alert's rule");
 
-    let body = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
-    assert!(body.contains("splice_dr_runs_total{flow=\"noop\",result=\"succeeded\"} 1"), "{body}");
+    let body = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        body.contains("splice_dr_runs_total{flow=\"noop\",result=\"succeeded\"} 1"),
+        "{body}"
+    );
     assert!(body.contains("splice_dr_run_duration_seconds"), "{body}");
     assert!(body.contains("splice_dr_pending_approvals 0"), "{body}");
-    assert!(body.contains("splice_dr_rule_breaker_tripped{rule=\"on-alert\"} 0"), "{body}");
+    assert!(
+        body.contains("splice_dr_rule_breaker_tripped{rule=\"on-alert\"} 0"),
+        "{body}"
+    );
     stop(daemon);
 }

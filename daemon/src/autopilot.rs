@@ -80,7 +80,11 @@ fn params_map(v: &Value) -> serde_json::Map<String, Value> {
 
 impl Autopilot {
     /// Builds the rules, schedules and notifier from `config`.
-    pub fn new(config: &Config, runner: Arc<Runner>, bus: EventBus) -> Result<Arc<Self>, ConfigError> {
+    pub fn new(
+        config: &Config,
+        runner: Arc<Runner>,
+        bus: EventBus,
+    ) -> Result<Arc<Self>, ConfigError> {
         let engine = RuleEngine::from_config(config)?;
         let now = Utc::now();
         let notifier = match &config.notify {
@@ -137,7 +141,13 @@ impl Autopilot {
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
         let runner = self.runner.clone();
         tokio::spawn(run_probes(
-            move || runner.nodes().iter().map(|(n, rt)| (n.clone(), rt.backend.clone())).collect(),
+            move || {
+                runner
+                    .nodes()
+                    .iter()
+                    .map(|(n, rt)| (n.clone(), rt.backend.clone()))
+                    .collect()
+            },
             self.board.clone(),
             self.bus.clone(),
             self.health_interval,
@@ -208,7 +218,10 @@ impl Autopilot {
         self.check_staleness(now);
         let st = self.state();
         for r in st.engine.status(now) {
-            crate::metrics::breaker_state(&r.rule, matches!(r.state, crate::rules::RuleState::Tripped { .. }));
+            crate::metrics::breaker_state(
+                &r.rule,
+                matches!(r.state, crate::rules::RuleState::Tripped { .. }),
+            );
         }
     }
 
@@ -217,25 +230,57 @@ impl Autopilot {
         if st.recent.len() == RECENT {
             st.recent.pop_front();
         }
-        st.recent.push_back(DecisionRecord { at: Utc::now(), rule: rule.into(), trigger: trigger.into(), outcome });
+        st.recent.push_back(DecisionRecord {
+            at: Utc::now(),
+            rule: rule.into(),
+            trigger: trigger.into(),
+            outcome,
+        });
     }
 
     fn apply(&self, decisions: Vec<Decision>) {
         for d in decisions {
             match d {
-                Decision::Start { rule, flow, node, params, approval_required, approval_expires_at, trigger } => {
-                    let request = RunRequest { flow, node, params: params_map(&params), trigger: format!("rule:{rule}"), dry_run: false };
+                Decision::Start {
+                    rule,
+                    flow,
+                    node,
+                    params,
+                    approval_required,
+                    approval_expires_at,
+                    trigger,
+                } => {
+                    let request = RunRequest {
+                        flow,
+                        node,
+                        params: params_map(&params),
+                        trigger: format!("rule:{rule}"),
+                        dry_run: false,
+                    };
                     if approval_required {
                         self.request_approval(&rule, &trigger, request, approval_expires_at);
                     } else {
-                        self.start(Queued { since: Utc::now(), rule, trigger, request });
+                        self.start(Queued {
+                            since: Utc::now(),
+                            rule,
+                            trigger,
+                            request,
+                        });
                     }
                 }
-                Decision::Suppressed { rule, reason, trigger } => {
+                Decision::Suppressed {
+                    rule,
+                    reason,
+                    trigger,
+                } => {
                     tracing::warn!(rule = %rule, trigger = %trigger, "automatic run suppressed: {reason}");
                     self.record(&rule, &trigger, format!("suppressed: {reason}"));
                 }
-                Decision::ScriptError { rule, error, trigger } => {
+                Decision::ScriptError {
+                    rule,
+                    error,
+                    trigger,
+                } => {
                     tracing::error!(rule = %rule, trigger = %trigger, "rules script failed: {error}");
                     self.record(&rule, &trigger, format!("error: {error}"));
                 }
@@ -243,20 +288,37 @@ impl Autopilot {
         }
     }
 
-    fn request_approval(&self, rule: &str, trigger: &str, request: RunRequest, expires: Option<DateTime<Utc>>) {
+    fn request_approval(
+        &self,
+        rule: &str,
+        trigger: &str,
+        request: RunRequest,
+        expires: Option<DateTime<Utc>>,
+    ) {
         let expires_at = expires.unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(30));
-        let approval = PendingApproval { rule: rule.into(), expires_at, approved_by: None };
+        let approval = PendingApproval {
+            rule: rule.into(),
+            expires_at,
+            approved_by: None,
+        };
         let (flow, node) = (request.flow.clone(), request.node.clone());
         match self.runner.create_pending(request, approval) {
             Ok(id) => {
                 tracing::warn!(rule = %rule, run = %id, "run waits for approval: `splice-dr approve {id}` (expires {expires_at})");
-                self.record(rule, trigger, format!("pending approval {id} (expires {expires_at})"));
+                self.record(
+                    rule,
+                    trigger,
+                    format!("pending approval {id} (expires {expires_at})"),
+                );
                 {
                     let mut st = self.state();
                     st.rule_of_run.insert(id.clone(), rule.into());
                 }
                 if let Some(n) = &self.notifier {
-                    n.notify(NotifyKind::PendingApproval, &RunSummary::new(id, flow, node));
+                    n.notify(
+                        NotifyKind::PendingApproval,
+                        &RunSummary::new(id, flow, node),
+                    );
                 }
             }
             Err(e) => self.record(rule, trigger, format!("error: {e}")),
@@ -266,7 +328,14 @@ impl Autopilot {
     fn start(&self, q: Queued) {
         if self.runner.node_busy(q.request.node.as_deref()) {
             tracing::warn!(rule = %q.rule, "node busy: run of {} queued until it is free", q.request.flow);
-            self.record(&q.rule, &q.trigger, format!("queued: node busy, {} starts when it is free", q.request.flow));
+            self.record(
+                &q.rule,
+                &q.trigger,
+                format!(
+                    "queued: node busy, {} starts when it is free",
+                    q.request.flow
+                ),
+            );
             self.state().queue.push_back(q);
             return;
         }
@@ -291,7 +360,10 @@ impl Autopilot {
         let ready: Vec<Queued> = {
             let mut st = self.state();
             let paused = st.engine.is_paused();
-            let (go, wait): (Vec<_>, Vec<_>) = st.queue.drain(..).partition(|q| !paused && !self.runner.node_busy(q.request.node.as_deref()));
+            let (go, wait): (Vec<_>, Vec<_>) = st
+                .queue
+                .drain(..)
+                .partition(|q| !paused && !self.runner.node_busy(q.request.node.as_deref()));
             st.queue = wait.into();
             go
         };
@@ -304,13 +376,18 @@ impl Autopilot {
         let journal = self.runner.journal();
         let mut waiting = 0;
         for mut r in journal.list().unwrap_or_default() {
-            let Some(a) = r.approval.clone() else { continue };
+            let Some(a) = r.approval.clone() else {
+                continue;
+            };
             if r.state != RunState::Pending || a.approved_by.is_some() {
                 continue;
             }
             if a.expires_at <= now {
                 r.state = RunState::Cancelled;
-                r.error = Some(format!("approval expired at {} (rule {})", a.expires_at, a.rule));
+                r.error = Some(format!(
+                    "approval expired at {} (rule {})",
+                    a.expires_at, a.rule
+                ));
                 r.finished_at = Some(now);
                 if journal.save(&r).is_ok() {
                     self.record(&a.rule, "approval", format!("expired {}", r.id));
@@ -329,10 +406,18 @@ impl Autopilot {
         let default_node = self.runner.nodes().keys().next().cloned();
         let mut st = self.state();
         let schedules = st.schedules.clone();
-        let effective = if schedules.is_empty() { crate::config::default_schedules() } else { schedules };
+        let effective = if schedules.is_empty() {
+            crate::config::default_schedules()
+        } else {
+            schedules
+        };
         for s in effective.iter().filter(|s| s.max_age.is_some()) {
             let node = s.node.clone().or_else(|| default_node.clone());
-            let last = backups.iter().filter(|m| Some(&m.node) == node.as_ref()).map(|m| m.completed_at).max();
+            let last = backups
+                .iter()
+                .filter(|m| Some(&m.node) == node.as_ref())
+                .map(|m| m.completed_at)
+                .max();
             if let Some(node) = &node {
                 if let Some(max) = s.max_age {
                     crate::metrics::backup_stale(node, crate::schedule::stale(last, max, now));
@@ -349,9 +434,14 @@ impl Autopilot {
     fn on_run_event(&self, ev: &RunEvent) {
         match ev {
             RunEvent::Started { run, flow, node } => {
-                self.state().flow_of_run.insert(run.clone(), (flow.clone(), node.clone()));
+                self.state()
+                    .flow_of_run
+                    .insert(run.clone(), (flow.clone(), node.clone()));
                 if let Some(n) = &self.notifier {
-                    n.notify(NotifyKind::Started, &RunSummary::new(run.clone(), flow.clone(), node.clone()));
+                    n.notify(
+                        NotifyKind::Started,
+                        &RunSummary::new(run.clone(), flow.clone(), node.clone()),
+                    );
                 }
             }
             RunEvent::Finished { run, state, error } => {
@@ -365,12 +455,16 @@ impl Autopilot {
                 }
                 let record = self.runner.journal().get(run).ok();
                 let (flow, node) = flow_node.unwrap_or_else(|| {
-                    record.as_ref().map(|r| (r.flow.clone(), r.node.clone())).unwrap_or_default()
+                    record
+                        .as_ref()
+                        .map(|r| (r.flow.clone(), r.node.clone()))
+                        .unwrap_or_default()
                 });
                 if let Some(d) = record.as_ref().and_then(|r| r.duration()) {
                     crate::metrics::run_finished(&flow, state, d.to_std().unwrap_or_default());
                 }
-                if let (Some(n), Some(kind)) = (&self.notifier, NotifyKind::from_final_state(state)) {
+                if let (Some(n), Some(kind)) = (&self.notifier, NotifyKind::from_final_state(state))
+                {
                     let mut summary = RunSummary::new(run.clone(), flow.clone(), node.clone());
                     if let Some(e) = error {
                         summary = summary.with_error(e.clone());
@@ -386,17 +480,24 @@ impl Autopilot {
     }
 
     fn after_backup(&self, result: Option<Value>, node: Option<String>) {
-        let Some(id) = result.as_ref().and_then(|r| r["id"].as_str()) else { return };
+        let Some(id) = result.as_ref().and_then(|r| r["id"].as_str()) else {
+            return;
+        };
         if let Ok(m) = self.runner.repo().manifest(id) {
             crate::metrics::backup_succeeded(&m.node, m.completed_at, m.total_bytes());
         }
-        let Some(policy) = self.state().retention.clone() else { return };
+        let Some(policy) = self.state().retention.clone() else {
+            return;
+        };
         let Some(node) = node else { return };
         let runner = self.runner.clone();
         let me_record = {
             let (backups, _) = runner.repo().list().unwrap_or_default();
-            let list: Vec<(String, DateTime<Utc>, bool)> =
-                backups.iter().filter(|m| m.node == node).map(|m| (m.id.clone(), m.created_at, true)).collect();
+            let list: Vec<(String, DateTime<Utc>, bool)> = backups
+                .iter()
+                .filter(|m| m.node == node)
+                .map(|m| (m.id.clone(), m.created_at, true))
+                .collect();
             crate::schedule::select_expired(&list, &policy, Utc::now())
         };
         for id in me_record {
@@ -431,12 +532,16 @@ impl Autopilot {
 
     /// Publishes an operator event (`splice-dr trigger`).
     pub fn trigger(&self, name: &str, node: Option<String>, message: &str) {
-        self.bus.publish(Event::new(name, node, message).with_label("source", "operator"));
+        self.bus
+            .publish(Event::new(name, node, message).with_label("source", "operator"));
     }
 
     /// Approves a run waiting for approval and starts it.
     pub fn approve(&self, run: &str, by: &str) -> Result<String, String> {
-        let (id, _) = self.runner.start_pending(run, by).map_err(|e| e.to_string())?;
+        let (id, _) = self
+            .runner
+            .start_pending(run, by)
+            .map_err(|e| e.to_string())?;
         self.record("approval", "operator", format!("approved {id} by {by}"));
         Ok(id)
     }

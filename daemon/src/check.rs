@@ -18,7 +18,15 @@ pub fn check(config: &Config) -> Result<String, String> {
             node.facts.migration_id
         ));
     }
-    out.push_str(&format!("rules: {}, schedules: {}\n", config.rules.len(), if config.schedules.is_empty() { "default (backup every 4 hours)".to_string() } else { config.schedules.len().to_string() }));
+    out.push_str(&format!(
+        "rules: {}, schedules: {}\n",
+        config.rules.len(),
+        if config.schedules.is_empty() {
+            "default (backup every 4 hours)".to_string()
+        } else {
+            config.schedules.len().to_string()
+        }
+    ));
     out.push_str("flows in force:\n");
     for flow in catalog.iter() {
         let replaced = if flow.overrides_builtin {

@@ -20,11 +20,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let bus = crate::events::EventBus::default();
     if let Some(m) = &config.metrics {
-        crate::metrics::install(m.listen).context("starting the Prometheus listener ([metrics] listen)")?;
+        crate::metrics::install(m.listen)
+            .context("starting the Prometheus listener ([metrics] listen)")?;
         tracing::info!(listen = %m.listen, "Prometheus metrics on /metrics");
     }
     if let Some(am) = &config.alertmanager {
-        let token = am.token().map_err(|e| anyhow::anyhow!("[alertmanager] token_file: {e}"))?;
+        let token = am
+            .token()
+            .map_err(|e| anyhow::anyhow!("[alertmanager] token_file: {e}"))?;
         let (listen, bus, stop) = (am.listen, bus.clone(), shutdown.clone());
         tokio::spawn(async move {
             if let Err(e) = crate::events::alertmanager::serve(listen, token, bus, stop).await {
@@ -32,8 +35,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let autopilot = crate::autopilot::Autopilot::new(&config, service.runner().clone(), bus.clone())
-        .context("loading rules")?;
+    let autopilot =
+        crate::autopilot::Autopilot::new(&config, service.runner().clone(), bus.clone())
+            .context("loading rules")?;
     service.attach(autopilot.clone());
     autopilot.spawn(shutdown.clone());
     tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");

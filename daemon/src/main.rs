@@ -76,7 +76,10 @@ fn demo(keep: bool, json: bool) -> ExitCode {
     match runtime.block_on(splice_dr::demo::run(keep)) {
         Ok(report) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 println!("{report}");
             }

@@ -55,9 +55,14 @@ pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, Ser
             error,
         })?;
         let validator = match &node.validator {
-            Some(v) => Some(Arc::new(crate::validator::ValidatorClient::from_config(v).map_err(|e| {
-                ServiceError::Validator { node: node.name.clone(), error: e.to_string() }
-            })?)),
+            Some(v) => Some(Arc::new(
+                crate::validator::ValidatorClient::from_config(v).map_err(|e| {
+                    ServiceError::Validator {
+                        node: node.name.clone(),
+                        error: e.to_string(),
+                    }
+                })?,
+            )),
             None => None,
         };
         let facts = NodeFacts {
@@ -66,7 +71,14 @@ pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, Ser
             max_age: config.repository.max_age,
             identities_recipients: config.repository.identities_recipients.clone(),
         };
-        nodes.insert(node.name.clone(), NodeRuntime { facts, backend, validator });
+        nodes.insert(
+            node.name.clone(),
+            NodeRuntime {
+                facts,
+                backend,
+                validator,
+            },
+        );
     }
     Ok(nodes)
 }
@@ -314,40 +326,54 @@ impl Service {
             },
             Request::Backups { node } => self.backups(node.as_deref()),
             Request::Follow { run } => self.follow(run, events).await,
-            Request::Trigger { event, node, message } => match self.autopilot() {
+            Request::Trigger {
+                event,
+                node,
+                message,
+            } => match self.autopilot() {
                 Ok(a) => {
                     if event.is_empty() || event.split('.').any(str::is_empty) {
                         return Reply::error(ErrorCode::Usage, format!("`{event}` is not an event name (dotted words, e.g. operator.restore)"));
                     }
                     a.trigger(&event, node, &message);
-                    Reply::Ok { result: json!({"published": event}) }
+                    Reply::Ok {
+                        result: json!({"published": event}),
+                    }
                 }
                 Err(r) => r,
             },
             Request::Pause => match self.autopilot() {
                 Ok(a) => {
                     a.pause();
-                    Reply::Ok { result: json!({"paused": true}) }
+                    Reply::Ok {
+                        result: json!({"paused": true}),
+                    }
                 }
                 Err(r) => r,
             },
             Request::Resume => match self.autopilot() {
                 Ok(a) => {
                     a.resume();
-                    Reply::Ok { result: json!({"paused": false}) }
+                    Reply::Ok {
+                        result: json!({"paused": false}),
+                    }
                 }
                 Err(r) => r,
             },
             Request::Reset { rule } => match self.autopilot() {
                 Ok(a) => match a.reset(&rule) {
-                    Ok(()) => Reply::Ok { result: json!({"reset": rule}) },
+                    Ok(()) => Reply::Ok {
+                        result: json!({"reset": rule}),
+                    },
                     Err(e) => Reply::error(ErrorCode::Usage, e),
                 },
                 Err(r) => r,
             },
             Request::Approve { run } => match self.autopilot() {
                 Ok(a) => match a.approve(&run, "operator") {
-                    Ok(id) => Reply::Ok { result: json!({"started": id}) },
+                    Ok(id) => Reply::Ok {
+                        result: json!({"started": id}),
+                    },
                     Err(e) => Reply::error(ErrorCode::Failed, e),
                 },
                 Err(r) => r,
@@ -439,15 +465,26 @@ impl Service {
         let journal = self.runner.journal();
         let id = match run {
             Some(id) => id,
-            None => match journal.list().ok().and_then(|runs| runs.into_iter().find(|r| r.state.is_active())) {
+            None => match journal
+                .list()
+                .ok()
+                .and_then(|runs| runs.into_iter().find(|r| r.state.is_active()))
+            {
                 Some(r) => r.id,
-                None => return Reply::error(ErrorCode::Usage, "no run is active; name one: `splice-dr runs --follow RUN_ID`"),
+                None => {
+                    return Reply::error(
+                        ErrorCode::Usage,
+                        "no run is active; name one: `splice-dr runs --follow RUN_ID`",
+                    )
+                }
             },
         };
         loop {
             match journal.get(&id) {
                 Ok(r) if !r.state.is_active() => {
-                    return Reply::Ok { result: serde_json::to_value(r).unwrap_or(Value::Null) };
+                    return Reply::Ok {
+                        result: serde_json::to_value(r).unwrap_or(Value::Null),
+                    };
                 }
                 Ok(_) => {}
                 Err(crate::journal::JournalError::NotFound(id)) => {

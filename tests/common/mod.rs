@@ -175,12 +175,26 @@ pub enum BackendChoice {
 impl Site {
     /// Writes a config for one node on `dbs`; `extra_daemon` is appended to `[daemon]`.
     pub fn new(dbs: &NodeDbs, backend: BackendChoice, extra_daemon: &str) -> Site {
-        Site::with(&dbs.validator, &dbs.participant, backend, extra_daemon, "", "")
+        Site::with(
+            &dbs.validator,
+            &dbs.participant,
+            backend,
+            extra_daemon,
+            "",
+            "",
+        )
     }
 
     /// Like [`Site::new`] for any two databases; `extra_repo` goes into `[repository]`,
     /// `extra_node` after the node's backend table (e.g. a `[node.validator]` table).
-    pub fn with(validator: &str, participant: &str, backend: BackendChoice, extra_daemon: &str, extra_repo: &str, extra_node: &str) -> Site {
+    pub fn with(
+        validator: &str,
+        participant: &str,
+        backend: BackendChoice,
+        extra_daemon: &str,
+        extra_repo: &str,
+        extra_node: &str,
+    ) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut u: url_parts::Parts = url_parts::parse(&pg_url());

@@ -44,7 +44,9 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         confirmed,
     };
     Some(match cmd {
-        Command::Check | Command::Daemon | Command::Identities(_) | Command::Demo { .. } => return None,
+        Command::Check | Command::Daemon | Command::Identities(_) | Command::Demo { .. } => {
+            return None
+        }
         Command::Status => Request::Status,
         Command::Runs(a) if a.follow => Request::Follow {
             run: a.run_id.clone(),
@@ -173,11 +175,18 @@ fn confirm_on_tty(message: &str) -> bool {
 /// `identities export`: decrypts locally (no daemon involved; the secret key never
 /// travels over the socket).
 pub fn export_identities(cli: &Cli, config: &Config) -> u8 {
-    let Command::Identities(args::IdentitiesCommand::Export { backup, identity, out, node }) = &cli.command else {
+    let Command::Identities(args::IdentitiesCommand::Export {
+        backup,
+        identity,
+        out,
+        node,
+    }) = &cli.command
+    else {
         return exit::USAGE;
     };
     let run = || -> Result<std::path::PathBuf, String> {
-        let repo = crate::repo::Repository::open(&config.repository.path).map_err(|e| e.to_string())?;
+        let repo =
+            crate::repo::Repository::open(&config.repository.path).map_err(|e| e.to_string())?;
         let node = match node.node.clone() {
             Some(n) => n,
             None if config.nodes.len() == 1 => config.nodes[0].name.clone(),
@@ -187,10 +196,13 @@ pub fn export_identities(cli: &Cli, config: &Config) -> u8 {
         let entry = m.identities.as_ref().ok_or_else(|| {
             format!("backup {} has no identities dump (no [node.validator] was configured when it was taken)", m.id)
         })?;
-        let plain = crate::identities::decrypt_file(&repo.backup_dir(&m.id).join(&entry.file), identity)
-            .map_err(|e| e.to_string())?;
+        let plain =
+            crate::identities::decrypt_file(&repo.backup_dir(&m.id).join(&entry.file), identity)
+                .map_err(|e| e.to_string())?;
         crate::identities::validate_dump(&plain).map_err(|e| e.to_string())?;
-        let out = out.clone().unwrap_or_else(|| format!("{}-identities.json", m.id).into());
+        let out = out
+            .clone()
+            .unwrap_or_else(|| format!("{}-identities.json", m.id).into());
         crate::identities::write_private(&out, &plain).map_err(|e| e.to_string())?;
         Ok(out)
     };

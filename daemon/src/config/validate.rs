@@ -102,7 +102,11 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
             .with_hint("the CLI needs owner read+write: use \"0600\", or \"0660\" for a group"));
     }
     if d.health_interval.is_zero() || d.health_timeout.is_zero() {
-        let key = if d.health_interval.is_zero() { "health_interval" } else { "health_timeout" };
+        let key = if d.health_interval.is_zero() {
+            "health_interval"
+        } else {
+            "health_timeout"
+        };
         return Err(loc
             .error_at_value(&daemon.key(key), format!("{key} must be longer than 0"))
             .with_hint("e.g. health_interval = \"10s\", health_timeout = \"5s\""));
@@ -135,7 +139,12 @@ fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigErro
         }
     }
     if recipients.is_empty() {
-        if let Some((i, _)) = config.nodes.iter().enumerate().find(|(_, n)| n.validator.is_some()) {
+        if let Some((i, _)) = config
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.validator.is_some())
+        {
             return Err(loc
                 .error_at_value(&KeyPath::root().key("node").index(i).key("validator"), "backups of this node include its identities dump (private keys), but repository.identities_recipients is empty")
                 .with_hint("generate a key pair off the node with `age-keygen -o key.txt` and set identities_recipients = [\"age1…\"] to its public key"));

@@ -30,7 +30,9 @@ fn is_root() -> bool {
 /// The newest `/usr/lib/postgresql/*/bin` holding `initdb`.
 fn find_bin() -> anyhow::Result<PathBuf> {
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .context("PostgreSQL server binaries not found under /usr/lib/postgresql: install postgresql-15")?
+        .context(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql: install postgresql-15",
+        )?
         .flatten()
         .filter_map(|e| {
             let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
@@ -39,7 +41,10 @@ fn find_bin() -> anyhow::Result<PathBuf> {
         })
         .collect();
     found.sort();
-    found.pop().map(|(_, b)| b).context("no initdb under /usr/lib/postgresql/*/bin")
+    found
+        .pop()
+        .map(|(_, b)| b)
+        .context("no initdb under /usr/lib/postgresql/*/bin")
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -62,16 +67,25 @@ impl Cluster {
         let as_nobody = is_root();
         let data = dir.join("pgdata");
         let sock = dir.join("pgsock");
+        let logs = dir.join("pglog");
         std::fs::create_dir_all(&data)?;
         std::fs::create_dir_all(&sock)?;
+        std::fs::create_dir_all(&logs)?;
         if as_nobody {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-            for d in [&data, &sock] {
-                std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).context("chown for the demo cluster")?;
+            for d in [&data, &sock, &logs] {
+                std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY))
+                    .context("chown for the demo cluster")?;
             }
         }
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
-        let cluster = Cluster { bin, data: data.clone(), port: free_port()?, user: "cnadmin".into(), as_nobody };
+        let cluster = Cluster {
+            bin,
+            data: data.clone(),
+            port: free_port()?,
+            user: "cnadmin".into(),
+            as_nobody,
+        };
         let out = cluster
             .command("initdb")
             .args(["-D"])
@@ -92,7 +106,7 @@ impl Cluster {
             .arg("-D")
             .arg(&data)
             .args(["-o", &opts, "-l"])
-            .arg(dir.join("postgres.log"))
+            .arg(logs.join("postgres.log"))
             .args(["-w", "-t", "60", "start"])
             .output()
             .context("running pg_ctl start")?;
@@ -100,7 +114,7 @@ impl Cluster {
             bail!(
                 "pg_ctl start failed: {}{}",
                 String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
+                std::fs::read_to_string(logs.join("postgres.log")).unwrap_or_default()
             );
         }
         Ok(cluster)

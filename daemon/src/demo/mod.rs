@@ -39,11 +39,31 @@ pub struct Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "\nsplice-dr demo report")?;
-        writeln!(f, "  detection (break → health.validator.down): {:>7.1}s", self.detection_secs)?;
-        writeln!(f, "  reaction  (break → restore started):       {:>7.1}s", self.reaction_secs)?;
-        writeln!(f, "  restore   (run duration):                  {:>7.1}s", self.restore_secs)?;
-        writeln!(f, "  RTO       (break → validator ready again): {:>7.1}s", self.rto_secs)?;
-        write!(f, "  verified: {} rows in {} tables identical to the backup", self.rows_verified, self.tables_verified)
+        writeln!(
+            f,
+            "  detection (break → health.validator.down): {:>7.1}s",
+            self.detection_secs
+        )?;
+        writeln!(
+            f,
+            "  reaction  (break → restore started):       {:>7.1}s",
+            self.reaction_secs
+        )?;
+        writeln!(
+            f,
+            "  restore   (run duration):                  {:>7.1}s",
+            self.restore_secs
+        )?;
+        writeln!(
+            f,
+            "  RTO       (break → validator ready again): {:>7.1}s",
+            self.rto_secs
+        )?;
+        write!(
+            f,
+            "  verified: {} rows in {} tables identical to the backup",
+            self.rows_verified, self.tables_verified
+        )
     }
 }
 
@@ -104,7 +124,9 @@ fn fingerprint(url: &str) -> anyhow::Result<(Vec<(String, i64, String)>, u64)> {
     for db in [VALIDATOR_DB, PARTICIPANT_DB] {
         let mut cfg: postgres::Config = url.parse()?;
         cfg.dbname(db);
-        let mut c = cfg.connect(postgres::NoTls).with_context(|| format!("connecting to {db}"))?;
+        let mut c = cfg
+            .connect(postgres::NoTls)
+            .with_context(|| format!("connecting to {db}"))?;
         let tables: Vec<String> = c
             .query("SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1", &[])?
             .iter()
@@ -120,8 +142,25 @@ fn fingerprint(url: &str) -> anyhow::Result<(Vec<(String, i64, String)>, u64)> {
     Ok((out, rows))
 }
 
+/// Gives the participant database some bulk (200k rows of jsonb activity) so the
+/// restore has real work to show progress for.
+fn seed(url: &str) -> anyhow::Result<()> {
+    let mut cfg: postgres::Config = url.parse()?;
+    cfg.dbname(PARTICIPANT_DB);
+    cfg.connect(postgres::NoTls)?.batch_execute(
+        "CREATE TABLE IF NOT EXISTS demo_activity (id bigserial PRIMARY KEY, party text NOT NULL, payload jsonb, at timestamptz DEFAULT now());
+         CREATE INDEX IF NOT EXISTS demo_activity_party ON demo_activity (party);
+         INSERT INTO demo_activity (party, payload)
+           SELECT 'party-' || (g % 97), jsonb_build_object('amount', g * 0.25, 'round', g / 100, 'memo', md5(g::text))
+           FROM generate_series(1, 200000) g;",
+    )?;
+    Ok(())
+}
+
 async fn request(sock: &Path, req: &Request, printer: &mut EventPrinter) -> anyhow::Result<Value> {
-    let mut c = client::connect(sock).await?.context("the demo daemon is not answering")?;
+    let mut c = client::connect(sock)
+        .await?
+        .context("the demo daemon is not answering")?;
     match c.request(req, &mut |ev| printer.print(&ev)).await? {
         Reply::Ok { result } => Ok(result),
         Reply::Error { message, .. } => bail!("{message}"),
@@ -132,7 +171,10 @@ async fn request(sock: &Path, req: &Request, printer: &mut EventPrinter) -> anyh
 async fn ready(readyz: &str) -> bool {
     let url = readyz.to_string();
     tokio::task::spawn_blocking(move || {
-        ureq::get(&url).call().map(|r| r.status().as_u16() == 200).unwrap_or(false)
+        ureq::get(&url)
+            .call()
+            .map(|r| r.status().as_u16() == 200)
+            .unwrap_or(false)
     })
     .await
     .unwrap_or(false)
@@ -142,7 +184,10 @@ struct DaemonChild(Child);
 
 impl Drop for DaemonChild {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -160,7 +205,10 @@ fn say(step: &str) {
 
 /// Runs the demo; returns the report.
 pub async fn run(keep: bool) -> anyhow::Result<Report> {
-    let dir = tempfile::Builder::new().prefix("splice-dr-demo.").tempdir_in("/tmp").context("creating a temp dir")?;
+    let dir = tempfile::Builder::new()
+        .prefix("splice-dr-demo.")
+        .tempdir_in("/tmp")
+        .context("creating a temp dir")?;
     let root = dir.path().to_path_buf();
     say("1. a throwaway Postgres cluster");
     let cluster = tokio::task::spawn_blocking({
@@ -168,15 +216,29 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         move || Cluster::start(&root)
     })
     .await??;
-    eprintln!("postgres on 127.0.0.1:{} (data in {})", cluster.port, root.display());
+    eprintln!(
+        "postgres on 127.0.0.1:{} (data in {})",
+        cluster.port,
+        root.display()
+    );
 
     say("2. splice-sim: a simulated validator node on that Postgres");
     let mut sim_cfg = splice_sim::SimConfig::new("127.0.0.1:0".parse()?, cluster.url("postgres"));
     sim_cfg.validator_db = VALIDATOR_DB.into();
     sim_cfg.participant_db = Some(PARTICIPANT_DB.into());
-    let sim = splice_sim::Sim::start(sim_cfg).await.context("starting splice-sim")?;
+    let sim = splice_sim::Sim::start(sim_cfg)
+        .await
+        .context("starting splice-sim")?;
     let readyz = format!("{}/readyz", sim.api_url());
-    eprintln!("validator API on {} — readyz: {}", sim.api_url(), if ready(&readyz).await { "200" } else { "not ready" });
+    eprintln!(
+        "validator API on {} — readyz: {}",
+        sim.api_url(),
+        if ready(&readyz).await {
+            "200"
+        } else {
+            "not ready"
+        }
+    );
 
     say("3. splice-dr daemon with a generated config");
     let config = write_config(&root, &cluster, &readyz)?;
@@ -198,14 +260,34 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
     let start = Instant::now();
     while client::connect(&sock).await.ok().flatten().is_none() {
         if start.elapsed() > Duration::from_secs(20) {
-            bail!("the daemon did not start: {}", std::fs::read_to_string(root.join("daemon.log")).unwrap_or_default());
+            bail!(
+                "the daemon did not start: {}",
+                std::fs::read_to_string(root.join("daemon.log")).unwrap_or_default()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut printer = EventPrinter::default();
 
-    say("4. a verified backup");
-    let run = request(&sock, &Request::Run { flow: "backup".into(), node: None, params: Default::default(), dry_run: false, follow: true, confirmed: false }, &mut printer).await?;
+    say("4. some ledger activity, then a verified backup");
+    tokio::task::spawn_blocking({
+        let url = cluster.url("postgres");
+        move || seed(&url)
+    })
+    .await??;
+    let run = request(
+        &sock,
+        &Request::Run {
+            flow: "backup".into(),
+            node: None,
+            params: Default::default(),
+            dry_run: false,
+            follow: true,
+            confirmed: false,
+        },
+        &mut printer,
+    )
+    .await?;
     if run["state"] != "succeeded" {
         bail!("backup failed: {}", run["error"]);
     }
@@ -215,7 +297,11 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         move || fingerprint(&url)
     })
     .await??;
-    eprintln!("backup {} holds {} tables, {rows} rows", run["result"]["id"].as_str().unwrap_or("?"), before.len());
+    eprintln!(
+        "backup {} holds {} tables, {rows} rows",
+        run["result"]["id"].as_str().unwrap_or("?"),
+        before.len()
+    );
 
     say("5. disaster: a table the validator needs is dropped");
     let broke_at = chrono::Utc::now();
@@ -225,28 +311,55 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         move || -> anyhow::Result<()> {
             let mut cfg: postgres::Config = url.parse()?;
             cfg.dbname(VALIDATOR_DB);
-            cfg.connect(postgres::NoTls)?.batch_execute("DROP TABLE users CASCADE")?;
+            cfg.connect(postgres::NoTls)?
+                .batch_execute("DROP TABLE users CASCADE")?;
             Ok(())
         }
     })
     .await??;
-    eprintln!("validator readyz now: {}", if ready(&readyz).await { "200 (?)" } else { "503 — the node is broken" });
+    eprintln!(
+        "validator readyz now: {}",
+        if ready(&readyz).await {
+            "200 (?)"
+        } else {
+            "503 — the node is broken"
+        }
+    );
 
     say("6. the daemon notices, its rule fires, the restore runs");
     let restore_id = loop {
         if broke.elapsed() > Duration::from_secs(120) {
-            bail!("no automatic restore started within 120 s; daemon log:\n{}", std::fs::read_to_string(root.join("daemon.log")).unwrap_or_default());
+            bail!(
+                "no automatic restore started within 120 s; daemon log:\n{}",
+                std::fs::read_to_string(root.join("daemon.log")).unwrap_or_default()
+            );
         }
         let runs = request(&sock, &Request::Runs { limit: Some(10) }, &mut printer).await?;
-        if let Some(r) = runs.as_array().into_iter().flatten().find(|r| r["flow"] == "restore") {
+        if let Some(r) = runs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["flow"] == "restore")
+        {
             break r["id"].as_str().unwrap_or_default().to_string();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let reaction = broke.elapsed();
-    let record = request(&sock, &Request::Follow { run: Some(restore_id.clone()) }, &mut printer).await?;
+    let record = request(
+        &sock,
+        &Request::Follow {
+            run: Some(restore_id.clone()),
+        },
+        &mut printer,
+    )
+    .await?;
     if record["state"] != "succeeded" {
-        bail!("the automatic restore {restore_id} ended {}: {}", record["state"], record["error"]);
+        bail!(
+            "the automatic restore {restore_id} ended {}: {}",
+            record["state"],
+            record["error"]
+        );
     }
     while !ready(&readyz).await {
         if broke.elapsed() > Duration::from_secs(180) {
@@ -267,14 +380,27 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         .into_iter()
         .flatten()
         .filter(|h| h["component"] == "validator" && h["up"] == false)
-        .filter_map(|h| h["at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()))
+        .filter_map(|h| {
+            h["at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        })
         .map(|t| t.with_timezone(&chrono::Utc))
         .find(|t| *t >= broke_at);
-    let detection = detected_at.map(|t| (t - broke_at).num_milliseconds() as f64 / 1000.0).unwrap_or(f64::NAN);
+    let detection = detected_at
+        .map(|t| (t - broke_at).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(f64::NAN);
     let restore_secs = record["finished_at"]
         .as_str()
         .zip(record["started_at"].as_str())
-        .and_then(|(f, s)| Some((chrono::DateTime::parse_from_rfc3339(f).ok()? - chrono::DateTime::parse_from_rfc3339(s).ok()?).num_milliseconds() as f64 / 1000.0))
+        .and_then(|(f, s)| {
+            Some(
+                (chrono::DateTime::parse_from_rfc3339(f).ok()?
+                    - chrono::DateTime::parse_from_rfc3339(s).ok()?)
+                .num_milliseconds() as f64
+                    / 1000.0,
+            )
+        })
         .unwrap_or(f64::NAN);
     drop(daemon);
     sim.shutdown().await;

@@ -44,7 +44,13 @@ const HISTORY: usize = 1000;
 impl HealthBoard {
     /// Records an observation; returns the change when the state differs from the last one
     /// (a first observation counts as a change only when it is `down`).
-    pub fn observe(&self, node: &str, component: &str, up: bool, detail: &str) -> Option<HealthChange> {
+    pub fn observe(
+        &self,
+        node: &str,
+        component: &str,
+        up: bool,
+        detail: &str,
+    ) -> Option<HealthChange> {
         let key = (node.to_string(), component.to_string());
         let now = Utc::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -59,7 +65,13 @@ impl HealthBoard {
         if previous.is_none() && up {
             return None;
         }
-        let change = HealthChange { at: now, node: node.into(), component: component.into(), up, detail: detail.into() };
+        let change = HealthChange {
+            at: now,
+            node: node.into(),
+            component: component.into(),
+            up,
+            detail: detail.into(),
+        };
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if h.len() == HISTORY {
             h.pop_front();
@@ -74,13 +86,24 @@ impl HealthBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|((n, c), (up, d, since))| HealthChange { at: *since, node: n.clone(), component: c.clone(), up: *up, detail: d.clone() })
+            .map(|((n, c), (up, d, since))| HealthChange {
+                at: *since,
+                node: n.clone(),
+                component: c.clone(),
+                up: *up,
+                detail: d.clone(),
+            })
             .collect()
     }
 
     /// Recent changes, oldest first.
     pub fn history(&self) -> Vec<HealthChange> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -90,17 +113,28 @@ pub fn probe_node(backend: &dyn Backend) -> Vec<(String, bool, String)> {
     let mut out = Vec::new();
     match backend.databases(&ctx) {
         Ok(dbs) => {
-            let missing: Vec<String> = dbs.iter().filter(|d| !d.exists).map(|d| d.name.clone()).collect();
+            let missing: Vec<String> = dbs
+                .iter()
+                .filter(|d| !d.exists)
+                .map(|d| d.name.clone())
+                .collect();
             if missing.is_empty() {
                 out.push(("postgres".into(), true, "databases present".into()));
             } else {
-                out.push(("postgres".into(), false, format!("database(s) missing: {}", missing.join(", "))));
+                out.push((
+                    "postgres".into(),
+                    false,
+                    format!("database(s) missing: {}", missing.join(", ")),
+                ));
             }
         }
         Err(e) => out.push(("postgres".into(), false, e.to_string())),
     }
     if let Ok(components) = backend.components(&ctx) {
-        for c in components.into_iter().filter(|c| c.state != "unknown" || c.ready) {
+        for c in components
+            .into_iter()
+            .filter(|c| c.state != "unknown" || c.ready)
+        {
             out.push((c.name, c.ready, c.detail));
         }
     }
@@ -122,12 +156,23 @@ pub async fn run_probes(
             let results = match tokio::time::timeout(timeout, probe).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => vec![("postgres".into(), false, format!("probe panicked: {e}"))],
-                Err(_) => vec![("postgres".into(), false, format!("probe timed out after {}s", timeout.as_secs()))],
+                Err(_) => vec![(
+                    "postgres".into(),
+                    false,
+                    format!("probe timed out after {}s", timeout.as_secs()),
+                )],
             };
             for (component, up, detail) in results {
                 if let Some(change) = board.observe(&name, &component, up, &detail) {
                     let state = if change.up { "up" } else { "down" };
-                    bus.publish(Event::new(format!("health.{component}.{state}"), Some(name.clone()), detail).with_label("component", component));
+                    bus.publish(
+                        Event::new(
+                            format!("health.{component}.{state}"),
+                            Some(name.clone()),
+                            detail,
+                        )
+                        .with_label("component", component),
+                    );
                 }
             }
         }
@@ -151,7 +196,10 @@ mod tests {
         assert!(!down.up);
         assert!(b.observe("n", "postgres", false, "still refused").is_none());
         assert!(b.observe("n", "postgres", true, "ok").unwrap().up);
-        assert!(b.observe("n", "validator", false, "503").is_some(), "a first observation that is down is reported");
+        assert!(
+            b.observe("n", "validator", false, "503").is_some(),
+            "a first observation that is down is reported"
+        );
         assert_eq!(b.history().len(), 3);
     }
 }

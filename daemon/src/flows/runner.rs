@@ -197,12 +197,18 @@ impl Runner {
         }
     }
 
-    fn new_record(&self, req: &RunRequest) -> Result<(crate::script::Flow, String, NodeRuntime, RunRecord), RunError> {
+    fn new_record(
+        &self,
+        req: &RunRequest,
+    ) -> Result<(crate::script::Flow, String, NodeRuntime, RunRecord), RunError> {
         let catalog = self.catalog();
-        let flow = catalog.get(&req.flow).cloned().ok_or_else(|| RunError::UnknownFlow {
-            flow: req.flow.clone(),
-            known: catalog.names().join(", "),
-        })?;
+        let flow = catalog
+            .get(&req.flow)
+            .cloned()
+            .ok_or_else(|| RunError::UnknownFlow {
+                flow: req.flow.clone(),
+                known: catalog.names().join(", "),
+            })?;
         let (node_name, node) = self.resolve_node(req.node.as_deref())?;
         let id = self.journal.new_run_id(&req.flow);
         let mut record = RunRecord::new(id, &req.flow, Some(node_name.clone()));
@@ -214,7 +220,11 @@ impl Runner {
 
     /// Journals a run that waits for an operator's approval (`splice-dr approve`) and
     /// returns its id; nothing runs until [`Runner::start_pending`].
-    pub fn create_pending(&self, req: RunRequest, approval: PendingApproval) -> Result<String, RunError> {
+    pub fn create_pending(
+        &self,
+        req: RunRequest,
+        approval: PendingApproval,
+    ) -> Result<String, RunError> {
         let (_, _, _, mut record) = self.new_record(&req)?;
         record.approval = Some(approval);
         self.journal.save(&record)?;
@@ -222,11 +232,22 @@ impl Runner {
     }
 
     /// Starts a run that was waiting for approval, under the same id.
-    pub fn start_pending(self: &Arc<Self>, id: &str, approved_by: &str) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+    pub fn start_pending(
+        self: &Arc<Self>,
+        id: &str,
+        approved_by: &str,
+    ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
         let mut record = self.journal.get(id)?;
-        let waiting = record.state == RunState::Pending && record.approval.as_ref().is_some_and(|a| a.approved_by.is_none());
+        let waiting = record.state == RunState::Pending
+            && record
+                .approval
+                .as_ref()
+                .is_some_and(|a| a.approved_by.is_none());
         if !waiting {
-            return Err(RunError::NotActive(id.into(), format!("{}, not waiting for approval", record.state.as_str())));
+            return Err(RunError::NotActive(
+                id.into(),
+                format!("{}, not waiting for approval", record.state.as_str()),
+            ));
         }
         if let Some(a) = record.approval.as_mut() {
             a.approved_by = Some(approved_by.into());
@@ -244,7 +265,10 @@ impl Runner {
 
     /// Starts a run and returns its id and a handle resolving to its final record.
     /// A node that is busy is refused visibly: the refusal is journaled as a failed run.
-    pub fn start(self: &Arc<Self>, req: RunRequest) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+    pub fn start(
+        self: &Arc<Self>,
+        req: RunRequest,
+    ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
         let (flow, node_name, node, record) = self.new_record(&req)?;
         self.launch(flow, node_name, node, record, req)
     }
@@ -349,7 +373,8 @@ impl Runner {
     /// Deletes a backup of `node` under the node's lock (retention); refuses while any
     /// run holds the lock, so a restore never loses the backup it is reading.
     pub fn prune_backup(&self, node: &str, id: &str) -> Result<(), String> {
-        let _lock = NodeLock::try_acquire(&self.state_dir, node, &format!("retention of {id}")).map_err(|e| e.to_string())?;
+        let _lock = NodeLock::try_acquire(&self.state_dir, node, &format!("retention of {id}"))
+            .map_err(|e| e.to_string())?;
         self.repo.delete(id).map_err(|e| e.to_string())
     }
 
@@ -360,7 +385,12 @@ impl Runner {
         if !run.state.is_active() {
             return Err(RunError::NotActive(id.into(), run.state.as_str().into()));
         }
-        if run.state == RunState::Pending && run.approval.as_ref().is_some_and(|a| a.approved_by.is_none()) {
+        if run.state == RunState::Pending
+            && run
+                .approval
+                .as_ref()
+                .is_some_and(|a| a.approved_by.is_none())
+        {
             run.state = RunState::Cancelled;
             run.error = Some("cancelled while waiting for approval".into());
             run.finished_at = Some(chrono::Utc::now());

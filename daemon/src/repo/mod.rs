@@ -134,7 +134,9 @@ impl Repository {
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{node}-")) || name.starts_with(&format!(".deleting-{node}-")) {
+            if name.starts_with(&format!("{node}-"))
+                || name.starts_with(&format!(".deleting-{node}-"))
+            {
                 std::fs::remove_dir_all(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
                 removed.push(name);
             }
@@ -146,7 +148,10 @@ impl Repository {
     /// Callers hold the node's lock, so no restore of this node can be reading it.
     pub fn delete(&self, id: &str) -> Result<(), RepoError> {
         self.manifest(id)?;
-        let trash = self.root.join(".incomplete").join(format!(".deleting-{id}"));
+        let trash = self
+            .root
+            .join(".incomplete")
+            .join(format!(".deleting-{id}"));
         std::fs::rename(self.backup_dir(id), &trash).map_err(|e| io_err(&trash, e))?;
         sync_dir(&self.root).map_err(|e| io_err(&self.root, e))?;
         std::fs::remove_dir_all(&trash).map_err(|e| io_err(&trash, e))

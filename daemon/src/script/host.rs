@@ -19,7 +19,8 @@ use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
 use crate::validator::{ValidatorClient, ValidatorError};
 
 type RResult<T> = Result<T, Box<EvalAltResult>>;
-type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ValidatorError>> + Send>>;
+type BoxFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ValidatorError>> + Send>>;
 
 fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
     msg.into().into()
@@ -433,9 +434,12 @@ fn register_validator(engine: &mut Engine) {
         .register_fn("ready", |v: &mut ValidatorApi| -> RResult<bool> {
             v.0.call_validator(|c| Box::pin(async move { c.ready().await }))
         })
-        .register_fn("validator_user", |v: &mut ValidatorApi| -> RResult<Dynamic> {
-            to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.validator_user().await }))?)
-        })
+        .register_fn(
+            "validator_user",
+            |v: &mut ValidatorApi| -> RResult<Dynamic> {
+                to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.validator_user().await }))?)
+            },
+        )
         .register_fn("identities", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.identities().await }))?)
         })
@@ -445,26 +449,35 @@ fn register_validator(engine: &mut Engine) {
         .register_fn("balance", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.balance().await }))?)
         })
-        .register_fn("data_snapshot", |v: &mut ValidatorApi, ts: &str, migration_id: i64| -> RResult<Dynamic> {
-            let ts = ts.to_string();
-            let id = u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
-            to_dyn(&v.0.call_validator(move |c| Box::pin(async move { c.data_snapshot(&ts, id, true).await }))?)
-        })
-        .register_fn("onboard_user", |v: &mut ValidatorApi, name: &str, party: &str| -> RResult<String> {
-            let env = v.0.clone();
-            let label = format!("onboard user {name}");
-            let (name, party) = (name.to_string(), party.to_string());
-            let result = env.in_step(&label, true, |_ctx| {
-                env.call_validator(move |c| {
-                    Box::pin(async move {
-                        let party = (!party.is_empty()).then_some(party);
-                        c.onboard_user(&name, party.as_deref()).await
+        .register_fn(
+            "data_snapshot",
+            |v: &mut ValidatorApi, ts: &str, migration_id: i64| -> RResult<Dynamic> {
+                let ts = ts.to_string();
+                let id =
+                    u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
+                to_dyn(&v.0.call_validator(move |c| {
+                    Box::pin(async move { c.data_snapshot(&ts, id, true).await })
+                })?)
+            },
+        )
+        .register_fn(
+            "onboard_user",
+            |v: &mut ValidatorApi, name: &str, party: &str| -> RResult<String> {
+                let env = v.0.clone();
+                let label = format!("onboard user {name}");
+                let (name, party) = (name.to_string(), party.to_string());
+                let result = env.in_step(&label, true, |_ctx| {
+                    env.call_validator(move |c| {
+                        Box::pin(async move {
+                            let party = (!party.is_empty()).then_some(party);
+                            c.onboard_user(&name, party.as_deref()).await
+                        })
                     })
-                })
-                .map_err(|e| BackendError::Plugin(e.to_string()))
-            })?;
-            Ok(result)
-        });
+                    .map_err(|e| BackendError::Plugin(e.to_string()))
+                })?;
+                Ok(result)
+            },
+        );
 }
 
 fn register_log(engine: &mut Engine) {
