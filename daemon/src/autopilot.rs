@@ -6,6 +6,8 @@
 //!
 //! The rule and schedule logic is the pure [`crate::rules`] / [`crate::schedule`]
 //! library; this module is the control loop around it (a kube-rs-style reconcile tick).
+// Config errors (ConfigError) are rare and cold; boxing them buys nothing.
+#![allow(clippy::result_large_err)]
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -202,16 +204,15 @@ impl Autopilot {
     }
 
     fn tick(&self, now: DateTime<Utc>) {
-        let (decisions, scheduled) = {
+        let decisions = {
             let mut st = self.state();
             let mut d = st.engine.tick(now);
             let due = st.scheduler.due(now);
             for run in due {
                 d.push(st.engine.admit_scheduled(&run));
             }
-            (d, ())
+            d
         };
-        let _ = scheduled;
         self.apply(decisions);
         self.retry_queue();
         self.expire_approvals(now);

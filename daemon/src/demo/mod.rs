@@ -118,7 +118,10 @@ approval = "auto"
     Ok(path)
 }
 
-fn fingerprint(url: &str) -> anyhow::Result<(Vec<(String, i64, String)>, u64)> {
+/// `(db.table, rows, md5 of the ordered rows)` per table.
+type Fingerprint = Vec<(String, i64, String)>;
+
+fn fingerprint(url: &str) -> anyhow::Result<(Fingerprint, u64)> {
     let mut out = Vec::new();
     let mut rows = 0u64;
     for db in [VALIDATOR_DB, PARTICIPANT_DB] {
