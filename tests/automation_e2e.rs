@@ -450,3 +450,53 @@ fn alertmanager_payload_triggers_a_rule_and_metrics_show_the_run() {
     );
     stop(daemon);
 }
+
+#[test]
+fn scheduled_backup_fires_and_retention_deletes_the_oldest() {
+    let dbs = NodeDbs::create("sdr_auto_sched", 100);
+    let site = automation_site(
+        &dbs,
+        "[[schedule]]\nname = \"minutely\"\nflow = \"backup\"\ncron = \"* * * * *\"\n\n[retention]\nkeep_last = 1\n",
+    );
+    let out = site.cli(&["backup"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let manual = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let daemon = site.start_daemon();
+    let st = status(&site);
+    assert_eq!(
+        st["automation"]["schedules"][0]["cron"], "* * * * *",
+        "{st}"
+    );
+    // The schedule fires at the next minute boundary.
+    wait_for(Duration::from_secs(75), "the scheduled backup", || {
+        runs_of(&site, "backup").iter().any(|r| {
+            r["trigger"]
+                .as_str()
+                .is_some_and(|t| t.contains("schedule"))
+                && r["state"] == "succeeded"
+        })
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "retention to delete the older backup",
+        || {
+            let out = site.cli(&["--json", "backups"]);
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let ids: Vec<&str> = v["backups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["id"].as_str().unwrap())
+                .collect();
+            ids.len() == 1 && ids[0] != manual
+        },
+    );
+    assert!(
+        decisions(&site)
+            .iter()
+            .any(|d| d.contains(&format!("deleted {manual}"))),
+        "{:?}",
+        decisions(&site)
+    );
+    stop(daemon);
+}

@@ -177,6 +177,7 @@ async fn self_signed_secret_file_ok_and_wrong_secret_is_401_naming_secret_file()
     let toml = format!(
         r#"[repository]
 path = "repo"
+identities_recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
 
 [[node]]
 name = "v1"

@@ -214,3 +214,13 @@ impl RunningSim {
         }
     }
 }
+
+/// Installs rustls' ring provider once. In a workspace build reqwest's features are
+/// unified with the daemon's (`rustls-no-provider`), and a client then needs a
+/// process-wide provider before it is built.
+pub fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -84,6 +84,7 @@ async fn fault_knobs() {
     assert_eq!(get(&format!("{api}/v0/validator-user"), None).await.0, 200);
     assert!(t.elapsed() >= Duration::from_millis(400));
     // A client with a short timeout gives up.
+    splice_sim::ensure_crypto_provider();
     let quick = reqwest::Client::builder()
         .timeout(Duration::from_millis(100))
         .build()

@@ -351,6 +351,95 @@ pub fn status_text(v: &Value) -> String {
             s(r, "current_step")
         ));
     }
+    if let Some(a) = v.get("automation").filter(|a| !a.is_null()) {
+        let paused = a["paused"].as_bool().unwrap_or(false);
+        out.push_str(&format!(
+            "automation: {}\n",
+            if paused {
+                "PAUSED (`splice-dr resume` re-arms it)"
+            } else {
+                "armed"
+            }
+        ));
+        for r in a["rules"].as_array().into_iter().flatten() {
+            let mut line = format!(
+                "  rule {:<24} {:<12} on {}",
+                s(r, "rule"),
+                s(r, "state"),
+                s(r, "on")
+            );
+            if let Some(u) = r.get("until").and_then(Value::as_str) {
+                line.push_str(&format!(" (until {u})"));
+            }
+            if r["failures"].as_u64().unwrap_or(0) > 0 {
+                line.push_str(&format!(
+                    " — {} failed run(s) of {}",
+                    r["failures"], r["breaker"]
+                ));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        for sch in a["schedules"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  schedule {:<20} {} next {}{}\n",
+                s(sch, "name"),
+                s(sch, "cron"),
+                s(sch, "next_at"),
+                if sch["stale"].as_bool().unwrap_or(false) {
+                    " — LAST BACKUP TOO OLD"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for p in a["pending_approvals"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  PENDING APPROVAL {} ({} by rule {}, expires {}): `splice-dr approve {}`\n",
+                s(p, "run"),
+                s(p, "flow"),
+                s(p, "rule"),
+                s(p, "expires_at"),
+                s(p, "run")
+            ));
+        }
+        for q in a["queue"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  queued (node busy) since {}: rule {}\n",
+                s(q, "since"),
+                s(q, "rule")
+            ));
+        }
+        for d in a["recent_decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(5)
+        {
+            out.push_str(&format!(
+                "  {} {}: {}\n",
+                s(d, "at").chars().take(19).collect::<String>(),
+                s(d, "rule"),
+                s(d, "outcome")
+            ));
+        }
+    }
+    if let Some(h) = v.get("health").filter(|h| !h.is_null()) {
+        for c in h["current"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "health {}/{}: {} since {} {}\n",
+                s(c, "node"),
+                s(c, "component"),
+                if c["up"].as_bool().unwrap_or(false) {
+                    "up"
+                } else {
+                    "DOWN"
+                },
+                s(c, "at").chars().take(19).collect::<String>(),
+                s(c, "detail")
+            ));
+        }
+    }
     out.push_str("flows:\n");
     for f in v
         .get("flows")

@@ -434,7 +434,5 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         }
     }
     super::integrations::resolve_paths(config, base);
-    if let Some(p) = config.automation.rules_script.as_mut() {
-        resolve(base, p);
-    }
+    // `automation.rules_script` is resolved where it is read (`rules_script_path`).
 }

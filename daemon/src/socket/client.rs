@@ -47,7 +47,9 @@ impl Client {
     ) -> std::io::Result<Reply> {
         let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.write.write_all(&line).await?;
+        // A daemon that refuses this peer answers and closes without reading: the write
+        // may fail, but its one-line answer is still there to read.
+        let written = self.write.write_all(&line).await;
         while let Some(line) = self.lines.next().await {
             let line = line.map_err(std::io::Error::other)?;
             let reply: Reply = serde_json::from_str(&line).map_err(|e| {
@@ -58,6 +60,7 @@ impl Client {
                 other => return Ok(other),
             }
         }
+        written?;
         Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the daemon closed the connection",

@@ -17,6 +17,7 @@ pub struct SvClient {
 impl SvClient {
     /// A client for the SV at `base` (e.g. `http://127.0.0.1:5014`).
     pub fn new(base: &str) -> Result<Self, SimError> {
+        crate::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

@@ -121,6 +121,7 @@ pub async fn start_sv(cfg: SvConfig) -> RunningSv {
 }
 
 pub fn http() -> reqwest::Client {
+    splice_sim::ensure_crypto_provider();
     reqwest::Client::new()
 }
 
