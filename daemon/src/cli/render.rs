@@ -4,7 +4,7 @@ use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use crate::flows::progress::describe;
+use crate::flows::progress::{bar, describe_with_rate};
 use crate::flows::RunEvent;
 
 /// Prints live events of a run to stderr; progress overwrites one line on a terminal and
@@ -13,6 +13,8 @@ pub struct EventPrinter {
     tty: bool,
     last_progress: Option<Instant>,
     progress_shown: bool,
+    /// When each progress counter was first seen, for rate and ETA.
+    progress_started: std::collections::HashMap<String, Instant>,
 }
 
 impl Default for EventPrinter {
@@ -21,6 +23,7 @@ impl Default for EventPrinter {
             tty: std::io::stderr().is_terminal(),
             last_progress: None,
             progress_shown: false,
+            progress_started: std::collections::HashMap::new(),
         }
     }
 }
@@ -66,9 +69,14 @@ impl EventPrinter {
                 unit,
                 ..
             } => {
-                let line = describe(what, *done, *total, unit);
+                let started = *self
+                    .progress_started
+                    .entry(what.clone())
+                    .or_insert_with(Instant::now);
+                let line = describe_with_rate(what, *done, *total, unit, started.elapsed());
                 if self.tty {
-                    eprint!("\r\x1b[2K    {line}");
+                    let gauge = total.map(|t| format!("{} ", bar(*done, t, 24)));
+                    eprint!("\r\x1b[2K    {}{line}", gauge.unwrap_or_default());
                     let _ = std::io::stderr().flush();
                     self.progress_shown = true;
                 } else if self

@@ -166,7 +166,10 @@ impl RunContext {
         if let Some(idx) = current {
             let mut rec = lock(&self.record);
             if let Some(step) = rec.steps.get_mut(idx) {
-                step.progress = Some(crate::flows::progress::describe(&what, done, total, &unit));
+                let elapsed = (Utc::now() - step.started_at).to_std().unwrap_or_default();
+                step.progress = Some(crate::flows::progress::describe_with_rate(
+                    &what, done, total, &unit, elapsed,
+                ));
             }
             // Progress is frequent: persist it at most every two seconds.
             if lock(&self.last_save).elapsed().as_secs() >= 2 {
@@ -215,7 +218,8 @@ impl RunContext {
         )
     }
 
-    /// Ends the run: closes dangling steps, sets the final state, saves, and notifies.
+    /// Ends the run: closes dangling steps, sets the final state and saves it.
+    /// [`RunContext::announce_finished`] notifies once the node is free.
     pub fn finish(
         &self,
         state: RunState,
@@ -233,11 +237,16 @@ impl RunContext {
         if let Err(e) = self.journal.save(&rec) {
             tracing::error!(run = %self.id, "{e}");
         }
+        rec.clone()
+    }
+
+    /// Tells watchers the run has ended. Called by the runner only after the node lock is
+    /// released, so whoever reacts (retention, a queued run) finds the node free.
+    pub fn announce_finished(&self, record: &RunRecord) {
         self.emit(RunEvent::Finished {
             run: self.id.clone(),
-            state: state.as_str().into(),
-            error,
+            state: record.state.as_str().into(),
+            error: record.error.clone(),
         });
-        rec.clone()
     }
 }

@@ -357,6 +357,7 @@ impl Runner {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&run_id);
+            ctx.announce_finished(&record);
             record
         });
         Ok((id, handle))

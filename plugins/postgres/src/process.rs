@@ -153,7 +153,9 @@ pub fn run(
         drain(p, err_buf.clone(), done_tx, false);
         pipes += 1;
     }
-    let mut last_tick = Instant::now();
+    // The first tick comes at once, so a watcher learns the step is under way; a cancel
+    // raised by a tick is acted on in the same round, before the child can finish.
+    let mut last_tick: Option<Instant> = None;
     let status: ExitStatus = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
@@ -163,13 +165,13 @@ pub fn run(
                 return Err(BackendError::io(format!("waiting for `{shown}`"), e));
             }
         }
+        if last_tick.is_none_or(|t| t.elapsed() >= TICK) {
+            tick();
+            last_tick = Some(Instant::now());
+        }
         if ctx.is_cancelled() {
             kill_tree(&mut child);
             return Err(BackendError::Cancelled { what: what.into() });
-        }
-        if last_tick.elapsed() >= TICK {
-            tick();
-            last_tick = Instant::now();
         }
         thread::sleep(POLL);
     };
