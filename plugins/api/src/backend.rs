@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::{
     BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
-    Leftovers, OpContext, StagedDb, StorageTarget,
+    KeptStorage, Leftovers, OpContext, StagedDb, StorageTarget,
 };
 
 /// Result type of every backend call.
@@ -100,6 +100,40 @@ pub trait Backend: Send + Sync {
     /// Applies configuration values (helm overlay, compose start flags).
     fn set_values(&self, _ctx: &OpContext, _values: &serde_json::Value) -> BackendResult<()> {
         Err(self.unsupported("set_values"))
+    }
+
+    /// Copies a storage target (a Postgres volume) aside, with its owners and modes, so a
+    /// restore that wipes it can still put it back. The component using it must be stopped.
+    fn keep_storage(
+        &self,
+        _ctx: &OpContext,
+        _target: &StorageTarget,
+    ) -> BackendResult<KeptStorage> {
+        Err(self.unsupported("keep_storage"))
+    }
+
+    /// Undoes a wipe: the live storage gets the kept copy's contents back. The copy itself
+    /// stays until [`Backend::drop_kept_storage`].
+    fn restore_kept_storage(&self, _ctx: &OpContext, _kept: &KeptStorage) -> BackendResult<()> {
+        Err(self.unsupported("restore_kept_storage"))
+    }
+
+    /// Deletes a kept copy once the restored state is proven.
+    fn drop_kept_storage(&self, _ctx: &OpContext, _kept: &KeptStorage) -> BackendResult<()> {
+        Err(self.unsupported("drop_kept_storage"))
+    }
+
+    /// Restores a dump straight into the live database of `role`, which must exist and hold
+    /// no tables (the runbook's `psql < dump` after the volume was wiped), then verifies it
+    /// against `expected`. Refuses a database that holds data: that would mix two states.
+    fn restore_into_empty(
+        &self,
+        _ctx: &OpContext,
+        _role: &str,
+        _src: &Path,
+        _expected: &DumpInfo,
+    ) -> BackendResult<()> {
+        Err(self.unsupported("restore_into_empty"))
     }
 
     /// The error for an operation this backend does not offer.

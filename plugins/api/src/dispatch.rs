@@ -9,7 +9,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Backend, BackendError, DumpInfo, KeptDb, OpContext, StagedDb, StorageTarget};
+use crate::{
+    Backend, BackendError, DumpInfo, KeptDb, KeptStorage, OpContext, StagedDb, StorageTarget,
+};
 
 /// One call of the [`Backend`] trait, serialized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +69,20 @@ pub enum BackendCall {
     SetValues {
         values: Value,
     },
+    KeepStorage {
+        target: StorageTarget,
+    },
+    RestoreKeptStorage {
+        kept: KeptStorage,
+    },
+    DropKeptStorage {
+        kept: KeptStorage,
+    },
+    RestoreIntoEmpty {
+        role: String,
+        src: PathBuf,
+        expected: DumpInfo,
+    },
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value, BackendError> {
@@ -112,5 +128,13 @@ pub fn dispatch(
         C::PutFile { target, src } => to_value(backend.put_file(ctx, &target, &src)?),
         C::Wipe { target } => to_value(backend.wipe(ctx, &target)?),
         C::SetValues { values } => to_value(backend.set_values(ctx, &values)?),
+        C::KeepStorage { target } => to_value(backend.keep_storage(ctx, &target)?),
+        C::RestoreKeptStorage { kept } => to_value(backend.restore_kept_storage(ctx, &kept)?),
+        C::DropKeptStorage { kept } => to_value(backend.drop_kept_storage(ctx, &kept)?),
+        C::RestoreIntoEmpty {
+            role,
+            src,
+            expected,
+        } => to_value(backend.restore_into_empty(ctx, &role, &src, &expected)?),
     }
 }

@@ -12,7 +12,7 @@ use crate::abi::{ByteBuf, HostCallbacks, PluginVTable, ABI_VERSION, ENTRY_SYMBOL
 use crate::backend::BackendResult;
 use crate::{
     Backend, BackendCall, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo,
-    ExecOutput, KeptDb, Leftovers, OpContext, OpEvent, StagedDb, StorageTarget,
+    ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext, OpEvent, StagedDb, StorageTarget,
 };
 
 /// A backend implemented by a dynamically loaded library.
@@ -273,6 +273,36 @@ impl Backend for DynamicBackend {
             ctx,
             BackendCall::SetValues {
                 values: values.clone(),
+            },
+        )
+    }
+    fn keep_storage(&self, ctx: &OpContext, target: &StorageTarget) -> BackendResult<KeptStorage> {
+        self.typed(
+            ctx,
+            BackendCall::KeepStorage {
+                target: target.clone(),
+            },
+        )
+    }
+    fn restore_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::RestoreKeptStorage { kept: kept.clone() })
+    }
+    fn drop_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
+        self.typed(ctx, BackendCall::DropKeptStorage { kept: kept.clone() })
+    }
+    fn restore_into_empty(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> BackendResult<()> {
+        self.typed(
+            ctx,
+            BackendCall::RestoreIntoEmpty {
+                role: role.into(),
+                src: src.into(),
+                expected: expected.clone(),
             },
         )
     }

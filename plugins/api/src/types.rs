@@ -129,3 +129,18 @@ pub struct StorageTarget {
     #[serde(default)]
     pub path: Option<PathBuf>,
 }
+
+/// A storage target (volume, PVC) copied aside before it is wiped, so a failed restore can
+/// put the node back exactly as it was. Kept copies are listed in [`Leftovers::kept`] until
+/// they are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptStorage {
+    /// The storage target's role name as flows address it, e.g. `postgres`.
+    pub target: String,
+    /// The physical name of the live storage, e.g. `splice-validator_postgres-splice`.
+    pub live: String,
+    /// The physical name of the copy, e.g. `splice-validator_postgres-splice__sdr_kept_…`.
+    pub kept: String,
+    /// Bytes copied, for the journal.
+    pub bytes: u64,
+}

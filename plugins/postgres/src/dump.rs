@@ -29,7 +29,7 @@ pub fn dir_size(dir: &Path) -> u64 {
 
 /// Makes sure `pg_dump -Fd` can create `dest`: it must not exist, or be an empty directory
 /// (removed here); its parent is created.
-fn prepare_dest(dest: &Path) -> Result<(), BackendError> {
+pub fn prepare_dest(dest: &Path) -> Result<(), BackendError> {
     let shown = dest.display();
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
@@ -220,7 +220,7 @@ impl PostgresBackend {
 }
 
 /// Counts TOC entries and table-data entries in `pg_restore --list` output.
-fn parse_list(list: &str) -> DumpCheck {
+pub fn parse_list(list: &str) -> DumpCheck {
     let entries = list
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with(';'));

@@ -173,57 +173,7 @@ impl PostgresBackend {
         ctx.check_cancelled(&what)?;
 
         let mut client = self.conn.connect(staging)?;
-        let present = user_tables(&mut client)?;
-        let mut problems = Vec::new();
-        let total = expected.tables.len() as u64;
-        for (i, t) in expected.tables.iter().enumerate() {
-            ctx.check_cancelled(&what)?;
-            let name = format!("{}.{}", t.schema, t.table);
-            if !present.iter().any(|(s, n)| *s == t.schema && *n == t.table) {
-                problems.push(format!("{name}: missing (expected {} rows)", t.rows));
-                continue;
-            }
-            let found = count_rows(&mut client, &t.schema, &t.table)?;
-            if found != t.rows {
-                problems.push(format!("{name}: expected {} rows, found {found}", t.rows));
-            }
-            ctx.progress(
-                &format!("verify {staging}"),
-                i as u64 + 1,
-                Some(total),
-                "tables",
-            );
-        }
-        let extra = present
-            .iter()
-            .filter(|(s, n)| {
-                !expected
-                    .tables
-                    .iter()
-                    .any(|t| t.schema == *s && t.table == *n)
-            })
-            .count();
-        if extra > 0 {
-            ctx.warn(format!(
-                "{staging} has {extra} tables the dump's manifest does not list (not verified)"
-            ));
-        }
-        if !problems.is_empty() {
-            let more = problems.len().saturating_sub(MAX_LISTED);
-            problems.truncate(MAX_LISTED);
-            let mut msg = format!(
-                "restored {staging} does not match the dump: {}",
-                problems.join("; ")
-            );
-            if more > 0 {
-                msg.push_str(&format!("; and {more} more"));
-            }
-            return Err(BackendError::Verification(msg));
-        }
-        ctx.info(format!(
-            "{staging} verified: {} tables with the dump's exact row counts",
-            expected.tables.len()
-        ));
+        verify_counts(ctx, &mut client, staging, expected)?;
         Ok(())
     }
 
@@ -499,4 +449,63 @@ impl PostgresBackend {
         }
         Ok(out)
     }
+}
+
+/// Checks a restored database against the manifest's record of its dump: every table is
+/// there with exactly the row count the dump's snapshot had. Extra tables are only warned
+/// about. Shared by every backend that restores with Postgres tools (bare, compose).
+pub fn verify_counts(
+    ctx: &OpContext,
+    client: &mut Client,
+    db: &str,
+    expected: &DumpInfo,
+) -> Result<(), BackendError> {
+    let what = format!("verify {db}");
+    let present = user_tables(client)?;
+    let mut problems = Vec::new();
+    let total = expected.tables.len() as u64;
+    for (i, t) in expected.tables.iter().enumerate() {
+        ctx.check_cancelled(&what)?;
+        let name = format!("{}.{}", t.schema, t.table);
+        if !present.iter().any(|(s, n)| *s == t.schema && *n == t.table) {
+            problems.push(format!("{name}: missing (expected {} rows)", t.rows));
+            continue;
+        }
+        let found = count_rows(client, &t.schema, &t.table)?;
+        if found != t.rows {
+            problems.push(format!("{name}: expected {} rows, found {found}", t.rows));
+        }
+        ctx.progress(&format!("verify {db}"), i as u64 + 1, Some(total), "tables");
+    }
+    let extra = present
+        .iter()
+        .filter(|(s, n)| {
+            !expected
+                .tables
+                .iter()
+                .any(|t| t.schema == *s && t.table == *n)
+        })
+        .count();
+    if extra > 0 {
+        ctx.warn(format!(
+            "{db} has {extra} tables the dump's manifest does not list (not verified)"
+        ));
+    }
+    if !problems.is_empty() {
+        let more = problems.len().saturating_sub(MAX_LISTED);
+        problems.truncate(MAX_LISTED);
+        let mut msg = format!(
+            "restored {db} does not match the dump: {}",
+            problems.join("; ")
+        );
+        if more > 0 {
+            msg.push_str(&format!("; and {more} more"));
+        }
+        return Err(BackendError::Verification(msg));
+    }
+    ctx.info(format!(
+        "{db} verified: {} tables with the dump's exact row counts",
+        expected.tables.len()
+    ));
+    Ok(())
 }
