@@ -1,0 +1,199 @@
+//! The release bundle's `start.sh` / `stop.sh`, for restarts with new settings: a new
+//! migration id with `-M` (network DR), an identities import with `-i … -P …`
+//! (re-onboarding). Container stops and starts that keep the settings go through the
+//! engine API instead.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde::Deserialize;
+use splice_dr_plugin_api::{BackendError, OpContext};
+use splice_dr_postgres::process;
+
+use crate::config::BundleConfig;
+
+/// What `set_values` accepts: the start flags a flow may change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartValues {
+    /// `-m`: the migration id [default: the node's].
+    #[serde(default)]
+    pub migration_id: Option<u64>,
+    /// `-M`: start migrating from the dump on the dump volume (one start only).
+    #[serde(default)]
+    pub migrating: bool,
+    /// `-i`: identities dump to import.
+    #[serde(default)]
+    pub identities_dump: Option<PathBuf>,
+    /// `-P`: participant id [default: the bundle config's].
+    #[serde(default)]
+    pub participant_id: Option<String>,
+    /// `-w`: wait for health (default true).
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `start.sh` argument list for `values` (without the script itself).
+pub fn start_args(
+    b: &BundleConfig,
+    values: &StartValues,
+    node_migration_id: u64,
+) -> Result<Vec<String>, BackendError> {
+    let migration_id = values.migration_id.unwrap_or(node_migration_id);
+    let participant_id = values
+        .participant_id
+        .clone()
+        .or_else(|| b.participant_id.clone());
+    let mut args = vec![
+        "-s".to_string(),
+        b.sponsor_sv.clone(),
+        "-o".into(),
+        b.onboarding_secret.clone(),
+        "-p".into(),
+        b.party_hint.clone(),
+        "-m".into(),
+        migration_id.to_string(),
+    ];
+    if let Some(p) = &participant_id {
+        args.extend(["-P".to_string(), p.clone()]);
+    }
+    if values.migrating {
+        if values.identities_dump.is_some() {
+            return Err(BackendError::Config(
+                "`migrating` and `identities_dump` cannot be combined in one start".into(),
+            ));
+        }
+        args.push("-M".into());
+    }
+    if let Some(dump) = &values.identities_dump {
+        if participant_id.is_none() {
+            return Err(BackendError::Config(
+                "an identities import (-i) needs a new participant id (-P): give `participant_id`"
+                    .into(),
+            ));
+        }
+        args.extend(["-i".to_string(), dump.display().to_string()]);
+    }
+    if b.auth {
+        args.push("-a".into());
+    }
+    if values.wait {
+        args.push("-w".into());
+    }
+    args.extend(b.extra_args.iter().cloned());
+    Ok(args)
+}
+
+/// Runs `stop.sh` then `start.sh args` in the bundle directory with `MIGRATION_ID` and
+/// the project name exported (the runbook's `participant-` pitfall).
+pub fn restart(
+    ctx: &OpContext,
+    b: &BundleConfig,
+    project: &str,
+    args: &[String],
+    migration_id: u64,
+) -> Result<(), BackendError> {
+    for (script, script_args) in [("stop.sh", &[][..]), ("start.sh", args)] {
+        let path = b.dir.join(script);
+        if !path.is_file() {
+            return Err(BackendError::Config(format!(
+                "{} does not exist: `bundle.dir` must be the Splice release's docker-compose directory",
+                path.display()
+            )));
+        }
+        let mut cmd = Command::new("bash");
+        cmd.arg(&path)
+            .args(script_args)
+            .current_dir(&b.dir)
+            .env("MIGRATION_ID", migration_id.to_string())
+            .env("COMPOSE_PROJECT_NAME", project);
+        // The onboarding secret must not reach logs: show the command with it masked.
+        let shown = shown_masked(script, script_args);
+        ctx.info(format!("running {shown}"));
+        let out = process::run(ctx, cmd, &shown, script, &mut || {})?;
+        if !out.stderr.trim().is_empty() {
+            ctx.info(format!("{script}: {}", out.stderr.trim()));
+        }
+    }
+    Ok(())
+}
+
+fn shown_masked(script: &str, args: &[String]) -> String {
+    let mut out = vec![format!("./{script}")];
+    let mut mask_next = false;
+    for a in args {
+        if mask_next {
+            out.push(if a.is_empty() {
+                "\"\"".into()
+            } else {
+                "<secret>".into()
+            });
+            mask_next = false;
+        } else {
+            mask_next = a == "-o";
+            out.push(a.clone());
+        }
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> BundleConfig {
+        BundleConfig {
+            dir: "/opt/splice".into(),
+            sponsor_sv: "https://sv.example.com".into(),
+            onboarding_secret: "s3cret".into(),
+            party_hint: "acme-validator-1".into(),
+            participant_id: None,
+            auth: false,
+            extra_args: vec![],
+        }
+    }
+
+    #[test]
+    fn flags_follow_the_splice_start_script() {
+        let v = StartValues {
+            migration_id: Some(3),
+            migrating: true,
+            wait: true,
+            ..Default::default()
+        };
+        let args = start_args(&bundle(), &v, 2).expect("args");
+        assert_eq!(
+            args.join(" "),
+            "-s https://sv.example.com -o s3cret -p acme-validator-1 -m 3 -M -w"
+        );
+        assert_eq!(
+            shown_masked("start.sh", &args),
+            "./start.sh -s https://sv.example.com -o <secret> -p acme-validator-1 -m 3 -M -w"
+        );
+    }
+
+    #[test]
+    fn identities_import_needs_a_participant_id() {
+        let v = StartValues {
+            identities_dump: Some("/tmp/id.json".into()),
+            ..Default::default()
+        };
+        let e = start_args(&bundle(), &v, 0).expect_err("needs -P");
+        assert!(e.to_string().contains("participant id"), "{e}");
+        let v = StartValues {
+            identities_dump: Some("/tmp/id.json".into()),
+            participant_id: Some("acme-2".into()),
+            wait: false,
+            ..Default::default()
+        };
+        let args = start_args(&bundle(), &v, 0).expect("args");
+        assert!(
+            args.join(" ").ends_with("-m 0 -P acme-2 -i /tmp/id.json"),
+            "{args:?}"
+        );
+    }
+}

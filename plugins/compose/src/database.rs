@@ -1,0 +1,429 @@
+//! The node's Postgres inside its container: SQL over the compose network for snapshots,
+//! row counts and checks; `pg_dump` / `pg_restore` / `psql` run inside the container with
+//! the dump streamed through the engine API (the runbook's `docker exec -i … < dump`).
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use postgres::IsolationLevel;
+use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, TableCount};
+use splice_dr_postgres::dump::{parse_list, prepare_dest};
+use splice_dr_postgres::names::quote_ident;
+use splice_dr_postgres::restore::verify_counts;
+use splice_dr_postgres::sql::{count_rows, database_exists, db_err, user_tables};
+use splice_dr_postgres::ConnSettings;
+
+use crate::engine::{env_value, id_of};
+use crate::exec::{self, Streams};
+use crate::ComposeBackend;
+
+/// File name of a custom-format dump in its backup directory.
+pub const CUSTOM_DUMP_FILE: &str = "database.pgdump";
+/// Extension of plain SQL dumps (the runbook's `pg_dump > file`), which restore with psql.
+pub const PLAIN_EXTENSION: &str = "sql";
+
+/// A dump file found in a backup directory and how to feed it back.
+pub struct DumpFile {
+    /// The file.
+    pub path: PathBuf,
+    /// `custom` (pg_restore) or `plain` (psql).
+    pub format: &'static str,
+}
+
+/// Finds the one dump file in `src` (a backup's dump directory, or a file itself).
+pub fn find_dump_file(src: &Path) -> Result<DumpFile, BackendError> {
+    let classify = |p: PathBuf| -> Option<DumpFile> {
+        let ext = p.extension()?.to_str()?.to_string();
+        match ext.as_str() {
+            "pgdump" => Some(DumpFile {
+                path: p,
+                format: "custom",
+            }),
+            PLAIN_EXTENSION => Some(DumpFile {
+                path: p,
+                format: "plain",
+            }),
+            _ => None,
+        }
+    };
+    if src.is_file() {
+        return classify(src.to_path_buf()).ok_or_else(|| {
+            BackendError::Verification(format!(
+                "{}: a dump must end in .pgdump (pg_dump -Fc) or .sql (plain)",
+                src.display()
+            ))
+        });
+    }
+    let entries = std::fs::read_dir(src)
+        .map_err(|e| BackendError::io(format!("reading dump directory {}", src.display()), e))?;
+    let mut found: Vec<DumpFile> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter_map(classify)
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(BackendError::Verification(format!(
+            "{} holds no .pgdump or .sql dump file",
+            src.display()
+        ))),
+        n => Err(BackendError::Verification(format!(
+            "{} holds {n} dump files; expected one",
+            src.display()
+        ))),
+    }
+}
+
+impl ComposeBackend {
+    /// SQL connection settings for the postgres container as it runs now (its address can
+    /// change when compose recreates it).
+    pub(crate) fn conn(&self, ctx: &OpContext) -> Result<ConnSettings, BackendError> {
+        let service = self.cfg.services.postgres.clone();
+        let c = self
+            .engine
+            .block(ctx, "inspecting postgres", self.engine.inspect(&service))?;
+        let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
+        if !running {
+            return Err(BackendError::Config(format!(
+                "the {service} container is not running: start it first"
+            )));
+        }
+        let address = match &self.cfg.db_address {
+            Some(a) => a.clone(),
+            None => {
+                let ip = c
+                    .network_settings
+                    .as_ref()
+                    .and_then(|n| n.networks.as_ref())
+                    .and_then(|nets| {
+                        nets.values()
+                            .filter_map(|e| e.ip_address.clone())
+                            .find(|ip| !ip.is_empty())
+                    })
+                    .ok_or_else(|| {
+                        BackendError::Config(format!(
+                            "the {service} container has no network address; set `db_address`"
+                        ))
+                    })?;
+                format!("{ip}:5432")
+            }
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .unwrap_or((address.as_str(), "5432"));
+        let password = match &self.cfg.password_file {
+            Some(_) => None,
+            None => env_value(&c, "POSTGRES_PASSWORD"),
+        };
+        let mut conninfo = format!(
+            "host={host} port={port} user='{}' dbname=postgres connect_timeout=10",
+            self.cfg.db_user.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        if let Some(p) = password {
+            conninfo.push_str(&format!(
+                " password='{}'",
+                p.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        }
+        ConnSettings::new(&conninfo, self.cfg.password_file.as_deref())
+    }
+
+    /// The postgres container's id and the password to give tools run inside it.
+    fn pg_container(&self, ctx: &OpContext) -> Result<(String, Vec<String>), BackendError> {
+        let service = self.cfg.services.postgres.clone();
+        let c = self
+            .engine
+            .block(ctx, "inspecting postgres", self.engine.inspect(&service))?;
+        let id = id_of(&c, &service)?;
+        let password = match &self.cfg.password_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(|e| BackendError::Config(format!("`password_file` {}: {e}", f.display())))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            None => env_value(&c, "POSTGRES_PASSWORD").unwrap_or_default(),
+        };
+        Ok((id, vec![format!("PGPASSWORD={password}")]))
+    }
+
+    /// See [`splice_dr_plugin_api::Backend::dump`]: row counts in an exported snapshot,
+    /// then `pg_dump -Fc --snapshot` inside the container streamed into `dest`.
+    pub(crate) fn dump_impl(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        dest: &Path,
+    ) -> Result<DumpInfo, BackendError> {
+        let db = self.db_for_role(role)?;
+        prepare_dest(dest)?;
+        std::fs::create_dir_all(dest)
+            .map_err(|e| BackendError::io(format!("creating {}", dest.display()), e))?;
+        let result = self.dump_into(ctx, role, &db, dest);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        result
+    }
+
+    fn dump_into(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        db: &str,
+        dest: &Path,
+    ) -> Result<DumpInfo, BackendError> {
+        let mut client = self.conn(ctx)?.connect(db)?;
+        let server_version: String = client
+            .query_one("SHOW server_version", &[])
+            .map_err(db_err("reading server_version"))?
+            .get(0);
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(db_err(format!("starting the dump transaction on {db}")))?;
+        let snapshot: String = tx
+            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+            .map_err(db_err("exporting a snapshot"))?
+            .get(0);
+        let started_at = Utc::now();
+        let what = format!("dump {db}");
+        let names = user_tables(&mut tx)?;
+        let mut tables = Vec::with_capacity(names.len());
+        for (i, (schema, table)) in names.iter().enumerate() {
+            ctx.check_cancelled(&what)?;
+            let rows = count_rows(&mut tx, schema, table)?;
+            tables.push(TableCount {
+                schema: schema.clone(),
+                table: table.clone(),
+                rows,
+            });
+            ctx.progress(
+                &format!("count rows {db}"),
+                i as u64 + 1,
+                Some(names.len() as u64),
+                "tables",
+            );
+        }
+        tables.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        let (container, env) = self.pg_container(ctx)?;
+        let argv: Vec<String> = vec![
+            "pg_dump".into(),
+            "--format=custom".into(),
+            format!("--compress={}", self.cfg.compress),
+            format!("--snapshot={snapshot}"),
+            format!("--username={}", self.cfg.db_user),
+            format!("--dbname={db}"),
+        ];
+        let shown = format!("docker exec {container:.12} {}", argv.join(" "));
+        ctx.info(format!(
+            "dumping {db} ({} tables) inside the {} container with snapshot {snapshot}",
+            tables.len(),
+            self.cfg.services.postgres
+        ));
+        let file = dest.join(CUSTOM_DUMP_FILE);
+        let out = exec::run(
+            &self.engine,
+            ctx,
+            &container,
+            Some("postgres"),
+            &argv,
+            &env,
+            Streams {
+                stdin: None,
+                stdout: Some(&file),
+                progress: Some(&what),
+            },
+        )?
+        .check(&shown)?;
+        let finished_at = Utc::now();
+        tx.commit().map_err(db_err("ending the dump transaction"))?;
+        if !out.stderr.trim().is_empty() {
+            ctx.warn(format!("pg_dump said: {}", out.stderr.trim()));
+        }
+        ctx.progress(&what, out.bytes_out, Some(out.bytes_out), "bytes");
+        Ok(DumpInfo {
+            role: role.into(),
+            database: db.into(),
+            format: "custom".into(),
+            started_at,
+            finished_at,
+            server_version,
+            tables,
+        })
+    }
+
+    /// See [`splice_dr_plugin_api::Backend::check_dump`]: `pg_restore --list` inside the
+    /// container for custom dumps; plain dumps must carry pg_dump's end marker (a
+    /// truncated file does not).
+    pub(crate) fn check_dump_impl(
+        &self,
+        ctx: &OpContext,
+        src: &Path,
+    ) -> Result<DumpCheck, BackendError> {
+        let dump = find_dump_file(src)?;
+        if dump.format == "plain" {
+            return check_plain(&dump.path);
+        }
+        let (container, env) = self.pg_container(ctx)?;
+        let argv: Vec<String> = vec!["pg_restore".into(), "--list".into()];
+        let out = exec::run(
+            &self.engine,
+            ctx,
+            &container,
+            Some("postgres"),
+            &argv,
+            &env,
+            Streams {
+                stdin: Some(&dump.path),
+                stdout: None,
+                progress: None,
+            },
+        )?;
+        if out.code != 0 {
+            return Err(BackendError::Verification(format!(
+                "pg_restore cannot read the table of contents of {}: {}",
+                dump.path.display(),
+                out.stderr.trim()
+            )));
+        }
+        let check = parse_list(&out.stdout);
+        if check.entries == 0 {
+            return Err(BackendError::Verification(format!(
+                "{}: the table of contents lists no entries",
+                dump.path.display()
+            )));
+        }
+        Ok(check)
+    }
+
+    /// See [`splice_dr_plugin_api::Backend::restore_into_empty`].
+    pub(crate) fn restore_into_empty_impl(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> Result<(), BackendError> {
+        let db = self.db_for_role(role)?;
+        let dump = find_dump_file(src)?;
+        let conn = self.conn(ctx)?;
+        self.ensure_empty_database(ctx, &conn, &db)?;
+        let (container, env) = self.pg_container(ctx)?;
+        let user = format!("--username={}", self.cfg.db_user);
+        let argv: Vec<String> = if dump.format == "custom" {
+            vec![
+                "pg_restore".into(),
+                "--exit-on-error".into(),
+                user,
+                format!("--dbname={db}"),
+            ]
+        } else {
+            vec![
+                "psql".into(),
+                "--quiet".into(),
+                "--no-psqlrc".into(),
+                "--set=ON_ERROR_STOP=1".into(),
+                "--output=/dev/null".into(),
+                user,
+                format!("--dbname={db}"),
+            ]
+        };
+        let shown = format!(
+            "docker exec -i {container:.12} {} < {}",
+            argv.join(" "),
+            dump.path.display()
+        );
+        let what = format!("restore {db}");
+        ctx.info(format!(
+            "streaming {} into {db} ({})",
+            dump.path.display(),
+            argv[0]
+        ));
+        let out = exec::run(
+            &self.engine,
+            ctx,
+            &container,
+            Some("postgres"),
+            &argv,
+            &env,
+            Streams {
+                stdin: Some(&dump.path),
+                stdout: None,
+                progress: Some(&what),
+            },
+        )?
+        .check(&shown)?;
+        if !out.stderr.trim().is_empty() {
+            ctx.warn(format!("{} said: {}", argv[0], out.stderr.trim()));
+        }
+        let mut client = conn.connect(&db)?;
+        verify_counts(ctx, &mut client, &db, expected)
+    }
+
+    /// Creates `db` when the entrypoint did not (a `MIGRATION_ID` that was unset when the
+    /// container was created names it `participant-`), and refuses one that holds tables.
+    fn ensure_empty_database(
+        &self,
+        ctx: &OpContext,
+        conn: &ConnSettings,
+        db: &str,
+    ) -> Result<(), BackendError> {
+        let mut admin = conn.connect_admin()?;
+        if !database_exists(&mut admin, db)? {
+            ctx.warn(format!(
+                "database {db} did not exist after the volume was re-initialised (was \
+                 MIGRATION_ID set when the container was created?); creating it"
+            ));
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(db)))
+                .map_err(db_err(format!("creating database {db}")))?;
+        }
+        let mut client = conn.connect(db)?;
+        let tables = user_tables(&mut client)?;
+        if !tables.is_empty() {
+            return Err(BackendError::Config(format!(
+                "refusing to restore into {db}: it already holds {} tables (e.g. {}.{}); a \
+                 restore into a live database would mix two states — wipe the volume first",
+                tables.len(),
+                tables[0].0,
+                tables[0].1
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a plain SQL dump is complete: pg_dump writes an end marker as its last line.
+fn check_plain(path: &Path) -> Result<DumpCheck, BackendError> {
+    use std::io::{BufRead, BufReader};
+    let f = std::fs::File::open(path)
+        .map_err(|e| BackendError::io(format!("opening {}", path.display()), e))?;
+    let (mut entries, mut data, mut last) = (0u64, 0u64, String::new());
+    for line in BufReader::new(f).lines() {
+        let line = line.map_err(|e| BackendError::io(format!("reading {}", path.display()), e))?;
+        if line.starts_with("-- Name: ") {
+            entries += 1;
+        }
+        if line.starts_with("COPY ") {
+            data += 1;
+        }
+        if !line.trim().is_empty() {
+            last = line;
+        }
+    }
+    if last.trim() != "-- PostgreSQL database dump complete" {
+        return Err(BackendError::Verification(format!(
+            "{} is truncated: it does not end with pg_dump's `-- PostgreSQL database dump complete`",
+            path.display()
+        )));
+    }
+    Ok(DumpCheck {
+        entries,
+        table_data: data,
+    })
+}

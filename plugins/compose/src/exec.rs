@@ -1,0 +1,306 @@
+//! Commands inside a running container with streamed stdin and stdout: the runbook's
+//! `docker exec -i … psql < dump` and `docker exec … pg_dump > file`, through the engine API.
+//!
+//! Each command runs under a tiny shell wrapper that records its PID in the container, so a
+//! cancelled run can kill it there (dropping the API stream alone would leave `pg_restore`
+//! running inside the container).
+
+use std::path::Path;
+
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use splice_dr_plugin_api::{BackendError, OpContext};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::engine::{engine_err, Engine};
+
+/// Size of the chunks a dump is streamed in.
+const CHUNK: usize = 1 << 20;
+/// Bytes of stderr kept for error messages (the end of it).
+const STDERR_KEEP: usize = 16 << 10;
+/// Bytes of stdout kept when it is not written to a file.
+const STDOUT_KEEP: usize = 1 << 20;
+
+/// Where a command's stdin comes from and its stdout goes.
+pub struct Streams<'a> {
+    /// A file fed to stdin, then EOF.
+    pub stdin: Option<&'a Path>,
+    /// A file stdout is written to; otherwise stdout is kept (bounded) in the result.
+    pub stdout: Option<&'a Path>,
+    /// Progress label; progress is reported in bytes streamed (stdin, else stdout).
+    pub progress: Option<&'a str>,
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+pub struct ExecResult {
+    /// Exit code (-1 when it could not be read).
+    pub code: i64,
+    /// Stdout when not written to a file (bounded).
+    pub stdout: String,
+    /// The end of stderr.
+    pub stderr: String,
+    /// Bytes written to stdin.
+    pub bytes_in: u64,
+    /// Bytes read from stdout.
+    pub bytes_out: u64,
+}
+
+impl ExecResult {
+    /// `Ok` on exit code 0, else a `Command` error naming `shown` with the end of stderr.
+    pub fn check(self, shown: &str) -> Result<ExecResult, BackendError> {
+        if self.code == 0 {
+            Ok(self)
+        } else {
+            Err(BackendError::Command {
+                command: shown.into(),
+                status: format!("exit code {}", self.code),
+                stderr: self.stderr.trim().to_string(),
+            })
+        }
+    }
+}
+
+/// A unique file in the container holding the PID of one exec, for cancellation.
+fn pid_file() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "/tmp/.splice-dr-exec-{}-{}.pid",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `argv` in `container` as `user` with `env`, streaming as `streams` says.
+/// Cancellation kills the command inside the container and returns `Cancelled`.
+pub fn run(
+    engine: &Engine,
+    ctx: &OpContext,
+    container: &str,
+    user: Option<&str>,
+    argv: &[String],
+    env: &[String],
+    streams: Streams<'_>,
+) -> Result<ExecResult, BackendError> {
+    let pid_file = pid_file();
+    let mut wrapped = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!("echo $$ > {pid_file}; exec \"$@\""),
+        "splice-dr-exec".into(),
+    ];
+    wrapped.extend(argv.iter().cloned());
+    let what = streams.progress.unwrap_or("exec").to_string();
+    let result = engine.block(
+        ctx,
+        &what,
+        stream_exec(engine, ctx, container, user, &wrapped, env, &streams),
+    );
+    if matches!(result, Err(BackendError::Cancelled { .. })) {
+        // Best effort: the command must not go on writing after the flow moved on.
+        let kill = vec![
+            "sh".to_string(),
+            "-c".into(),
+            format!("kill -TERM $(cat {pid_file}) 2>/dev/null; rm -f {pid_file}"),
+        ];
+        let _ = engine.block_uncancellable(
+            "killing a cancelled command",
+            simple_exec(engine, container, &kill),
+        );
+    } else {
+        let rm = vec!["rm".to_string(), "-f".into(), pid_file];
+        let _ = engine.block_uncancellable("cleaning up", simple_exec(engine, container, &rm));
+    }
+    result
+}
+
+/// Runs a short command as root with no streams and returns its exit code.
+async fn simple_exec(
+    engine: &Engine,
+    container: &str,
+    argv: &[String],
+) -> Result<i64, BackendError> {
+    let streams = Streams {
+        stdin: None,
+        stdout: None,
+        progress: None,
+    };
+    let ctx = OpContext::detached(Default::default());
+    stream_exec(engine, &ctx, container, Some("0"), argv, &[], &streams)
+        .await
+        .map(|r| r.code)
+}
+
+async fn stream_exec(
+    engine: &Engine,
+    ctx: &OpContext,
+    container: &str,
+    user: Option<&str>,
+    argv: &[String],
+    env: &[String],
+    streams: &Streams<'_>,
+) -> Result<ExecResult, BackendError> {
+    let docker = engine.docker();
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions::<String> {
+                attach_stdin: Some(streams.stdin.is_some()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(argv.to_vec()),
+                env: Some(env.to_vec()),
+                user: user.map(str::to_string),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(engine_err(format!(
+            "creating an exec in container {container}"
+        )))?;
+    let started = docker
+        .start_exec(
+            &exec.id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            }),
+        )
+        .await
+        .map_err(engine_err("starting an exec"))?;
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = started
+    else {
+        return Err(BackendError::Plugin("exec started detached".into()));
+    };
+
+    let total_in = match streams.stdin {
+        Some(p) => Some(file_len(p)?),
+        None => None,
+    };
+    let feed = async {
+        let Some(path) = streams.stdin else {
+            return Ok::<u64, BackendError>(0);
+        };
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| BackendError::io(format!("opening {}", path.display()), e))?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut sent = 0u64;
+        loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| BackendError::io(format!("reading {}", path.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            if input.write_all(&buf[..n]).await.is_err() {
+                // The command stopped reading (it failed or finished early); its exit
+                // code and stderr say why.
+                return Ok(sent);
+            }
+            sent += n as u64;
+            if let Some(label) = streams.progress {
+                ctx.progress(label, sent, total_in, "bytes");
+            }
+        }
+        let _ = input.shutdown().await;
+        Ok(sent)
+    };
+    let drain = async {
+        let mut out_file = match streams.stdout {
+            Some(p) => Some(
+                tokio::fs::File::create(p)
+                    .await
+                    .map_err(|e| BackendError::io(format!("creating {}", p.display()), e))?,
+            ),
+            None => None,
+        };
+        let mut kept_out = Vec::new();
+        let mut kept_err = Vec::new();
+        let mut received = 0u64;
+        while let Some(item) = output.next().await {
+            let item = item.map_err(engine_err("reading an exec's output"))?;
+            match item {
+                bollard::container::LogOutput::StdOut { message } => {
+                    received += message.len() as u64;
+                    match out_file.as_mut() {
+                        Some(f) => f
+                            .write_all(&message)
+                            .await
+                            .map_err(|e| BackendError::io("writing the command's output", e))?,
+                        None => keep_head(&mut kept_out, &message, STDOUT_KEEP),
+                    }
+                    if streams.stdin.is_none() {
+                        if let Some(label) = streams.progress {
+                            ctx.progress(label, received, None, "bytes");
+                        }
+                    }
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    keep_tail(&mut kept_err, &message, STDERR_KEEP)
+                }
+                _ => {}
+            }
+        }
+        if let Some(mut f) = out_file {
+            f.flush()
+                .await
+                .map_err(|e| BackendError::io("writing the command's output", e))?;
+            f.sync_all()
+                .await
+                .map_err(|e| BackendError::io("syncing the command's output", e))?;
+        }
+        Ok::<_, BackendError>((kept_out, kept_err, received))
+    };
+    let (sent, (out, err, received)) = tokio::try_join!(feed, drain)?;
+    let code = exit_code(engine, &exec.id).await?;
+    Ok(ExecResult {
+        code,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        bytes_in: sent,
+        bytes_out: received,
+    })
+}
+
+/// The exit code once the engine reports the exec finished (its output closing can come
+/// a moment before).
+async fn exit_code(engine: &Engine, id: &str) -> Result<i64, BackendError> {
+    for _ in 0..100 {
+        let info = engine
+            .docker()
+            .inspect_exec(id)
+            .await
+            .map_err(engine_err("reading an exec's exit code"))?;
+        if info.running != Some(true) {
+            return Ok(info.exit_code.unwrap_or(-1));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(-1)
+}
+
+fn file_len(p: &Path) -> Result<u64, BackendError> {
+    std::fs::metadata(p)
+        .map(|m| m.len())
+        .map_err(|e| BackendError::io(format!("reading {}", p.display()), e))
+}
+
+fn keep_head(buf: &mut Vec<u8>, more: &[u8], cap: usize) {
+    let room = cap.saturating_sub(buf.len());
+    buf.extend_from_slice(&more[..more.len().min(room)]);
+}
+
+fn keep_tail(buf: &mut Vec<u8>, more: &[u8], cap: usize) {
+    buf.extend_from_slice(more);
+    if buf.len() > cap {
+        let cut = buf.len() - cap;
+        buf.drain(..cut);
+    }
+}

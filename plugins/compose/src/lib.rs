@@ -1,0 +1,465 @@
+//! splice-dr backend for a validator deployed with the Splice docker-compose bundle.
+//!
+//! Everything goes through the Docker engine API (bollard), never the docker CLI:
+//! containers are found by their compose labels, dumps stream out of `pg_dump` and back
+//! into `pg_restore`/`psql` inside the postgres container, and the Postgres volume is
+//! copied aside before the runbook's wipe so a failed restore puts the old data back.
+//! Only restarts with new start flags run the bundle's own `start.sh`/`stop.sh`.
+
+pub mod bundle;
+pub mod components;
+pub mod config;
+pub mod database;
+pub mod engine;
+pub mod exec;
+pub mod storage;
+
+use std::path::Path;
+use std::time::Duration;
+
+use splice_dr_plugin_api::{
+    Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
+    KeptStorage, Leftovers, OpContext, StagedDb, StorageTarget,
+};
+use splice_dr_postgres::names::new_suffix;
+use splice_dr_postgres::sql::database_exists;
+
+pub use config::{BundleConfig, ComposeConfig};
+use engine::{env_value, volume_at, Engine};
+
+/// Where the postgres service keeps its data.
+pub const PGDATA: &str = "/var/lib/postgresql/data";
+/// Where the validator reads the migration dump.
+pub const DUMP_MOUNT: &str = "/domain-upgrade-dump";
+/// Owner of files on the dump volume (newer bundles chown it to 1001).
+pub const DUMP_OWNER: (u64, u64) = (1001, 1001);
+/// File name of the migration dump on the dump volume.
+pub const DUMP_FILE: &str = "domain_migration_dump.json";
+
+/// One compose-deployed node, reached through the Docker engine.
+pub struct ComposeBackend {
+    cfg: ComposeConfig,
+    engine: Engine,
+    migration_id: u64,
+}
+
+impl std::fmt::Debug for ComposeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComposeBackend")
+            .field("project", &self.cfg.project)
+            .field("migration_id", &self.migration_id)
+            .finish()
+    }
+}
+
+impl ComposeBackend {
+    /// Checks the settings and connects to the engine, so a wrong address or missing
+    /// engine is reported when the config loads, not mid-restore.
+    pub fn new(cfg: ComposeConfig, migration_id: u64) -> Result<Self, BackendError> {
+        if cfg.project.is_empty() {
+            return Err(BackendError::Config("`project` must not be empty".into()));
+        }
+        if cfg.compress > 9 {
+            return Err(BackendError::Config(format!(
+                "`compress` must be 0 (none) to 9 (smallest), got {}",
+                cfg.compress
+            )));
+        }
+        if let Some(f) = &cfg.password_file {
+            std::fs::metadata(f).map_err(|e| {
+                BackendError::Config(format!(
+                    "`password_file` {} cannot be read: {e}",
+                    f.display()
+                ))
+            })?;
+        }
+        let engine = Engine::connect(cfg.docker_host.as_deref(), &cfg.project)?;
+        Ok(ComposeBackend {
+            cfg,
+            engine,
+            migration_id,
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ComposeConfig {
+        &self.cfg
+    }
+
+    /// The physical database of a role: `validator` and `participant-<migration id>`.
+    pub fn db_for_role(&self, role: &str) -> Result<String, BackendError> {
+        match role {
+            "validator" => Ok(self.cfg.validator_db.clone()),
+            "participant" => Ok(self
+                .cfg
+                .participant_db
+                .clone()
+                .unwrap_or_else(|| format!("participant-{}", self.migration_id))),
+            other => Err(BackendError::NotFound(format!(
+                "database role `{other}` (known: validator, participant)"
+            ))),
+        }
+    }
+
+    /// The Docker volume behind a storage target (`postgres` or `dump`, or a volume name
+    /// given in full) and the image helper containers run from.
+    fn volume(&self, ctx: &OpContext, target: &str) -> Result<(String, String), BackendError> {
+        let (service, mount, configured) = match target {
+            "postgres" => (
+                &self.cfg.services.postgres,
+                PGDATA,
+                &self.cfg.volumes.postgres,
+            ),
+            "dump" => (
+                &self.cfg.services.validator,
+                DUMP_MOUNT,
+                &self.cfg.volumes.dump,
+            ),
+            other => {
+                return Err(BackendError::NotFound(format!(
+                    "storage target `{other}`: the compose backend knows `postgres` (the \
+                     database volume) and `dump` (the migration-dump volume)"
+                )))
+            }
+        };
+        let pg = self.engine.block(
+            ctx,
+            "inspecting postgres",
+            self.engine.inspect(&self.cfg.services.postgres),
+        )?;
+        let image = pg
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .ok_or_else(|| BackendError::Plugin("the postgres container has no image".into()))?;
+        let volume = match configured {
+            Some(v) => v.clone(),
+            None => {
+                let c = self.engine.block(
+                    ctx,
+                    "inspecting containers",
+                    self.engine.inspect(service),
+                )?;
+                volume_at(&c, mount).ok_or_else(|| {
+                    BackendError::NotFound(format!(
+                        "the {service} container mounts no volume at {mount}; name it in \
+                         [node.compose.volumes]"
+                    ))
+                })?
+            }
+        };
+        self.engine.block(
+            ctx,
+            "checking the volume",
+            storage::ensure_exists(&self.engine, &volume),
+        )?;
+        Ok((volume, image))
+    }
+
+    /// The volumes whose kept copies belong to this node.
+    fn own_volumes(&self, ctx: &OpContext) -> Vec<String> {
+        ["postgres", "dump"]
+            .iter()
+            .filter_map(|t| self.volume(ctx, t).ok().map(|(v, _)| v))
+            .collect()
+    }
+
+    fn copy_volume(&self, image: &str, from: &str, to: &str) -> Result<u64, BackendError> {
+        let script = "cp -a /from/. /to/ && du -sb /to | cut -f1";
+        let out = self.engine.block_uncancellable(
+            "copying a volume",
+            storage::run_helper(
+                &self.engine,
+                image,
+                vec![format!("{from}:/from:ro"), format!("{to}:/to")],
+                script,
+            ),
+        )?;
+        Ok(out.trim().parse().unwrap_or_default())
+    }
+
+    fn wipe_volume(&self, image: &str, volume: &str) -> Result<(), BackendError> {
+        self.engine
+            .block_uncancellable(
+                "wiping a volume",
+                storage::run_helper(
+                    &self.engine,
+                    image,
+                    vec![format!("{volume}:/v")],
+                    "find /v -mindepth 1 -maxdepth 1 -exec rm -rf {} +",
+                ),
+            )
+            .map(|_| ())
+    }
+}
+
+impl Backend for ComposeBackend {
+    fn kind(&self) -> String {
+        "compose".into()
+    }
+
+    fn components(&self, ctx: &OpContext) -> Result<Vec<ComponentStatus>, BackendError> {
+        self.components_impl(ctx)
+    }
+
+    fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> Result<(), BackendError> {
+        self.scale_impl(ctx, component, replicas)
+    }
+
+    fn wait_ready(
+        &self,
+        ctx: &OpContext,
+        component: &str,
+        timeout: Duration,
+    ) -> Result<(), BackendError> {
+        self.wait_ready_impl(ctx, component, timeout)
+    }
+
+    fn databases(&self, ctx: &OpContext) -> Result<Vec<DatabaseInfo>, BackendError> {
+        let mut admin = self.conn(ctx)?.connect_admin()?;
+        let mut out = Vec::new();
+        for role in splice_dr_plugin_api::DB_ROLES {
+            let name = self.db_for_role(role)?;
+            let exists = database_exists(&mut admin, &name)?;
+            out.push(DatabaseInfo {
+                role: role.into(),
+                name,
+                exists,
+            });
+        }
+        Ok(out)
+    }
+
+    fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> Result<DumpInfo, BackendError> {
+        self.dump_impl(ctx, role, dest)
+    }
+
+    fn check_dump(&self, ctx: &OpContext, src: &Path) -> Result<DumpCheck, BackendError> {
+        self.check_dump_impl(ctx, src)
+    }
+
+    fn restore_staged(
+        &self,
+        _ctx: &OpContext,
+        _role: &str,
+        _src: &Path,
+        _expected: &DumpInfo,
+    ) -> Result<StagedDb, BackendError> {
+        Err(BackendError::Unsupported {
+            op: "restore_staged (compose nodes restore the whole volume: keep_storage, wipe, restore_into_empty)".into(),
+            backend: self.kind(),
+        })
+    }
+
+    fn swap_in(&self, _ctx: &OpContext, _staged: &[StagedDb]) -> Result<Vec<KeptDb>, BackendError> {
+        Err(self.unsupported("swap_in"))
+    }
+
+    fn roll_back(&self, _ctx: &OpContext, _kept: &[KeptDb]) -> Result<(), BackendError> {
+        Err(self.unsupported("roll_back"))
+    }
+
+    fn drop_kept(&self, _ctx: &OpContext, _kept: &[KeptDb]) -> Result<(), BackendError> {
+        Err(self.unsupported("drop_kept"))
+    }
+
+    fn drop_staged(&self, _ctx: &OpContext, staged: &[StagedDb]) -> Result<(), BackendError> {
+        if staged.is_empty() {
+            Ok(())
+        } else {
+            Err(self.unsupported("drop_staged"))
+        }
+    }
+
+    fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
+        let lives = self.own_volumes(ctx);
+        let kept = self.engine.block(
+            ctx,
+            "listing kept volumes",
+            storage::kept_copies(&self.engine, &lives),
+        )?;
+        Ok(Leftovers {
+            staged: Vec::new(),
+            kept,
+        })
+    }
+
+    fn exec(
+        &self,
+        ctx: &OpContext,
+        component: &str,
+        argv: &[String],
+        stdin: Option<&Path>,
+    ) -> Result<ExecOutput, BackendError> {
+        let service = self.service_of(component)?;
+        let c = self
+            .engine
+            .block(ctx, "inspecting", self.engine.inspect(&service))?;
+        let id = engine::id_of(&c, &service)?;
+        let out = exec::run(
+            &self.engine,
+            ctx,
+            &id,
+            None,
+            argv,
+            &[],
+            exec::Streams {
+                stdin,
+                stdout: None,
+                progress: None,
+            },
+        )?;
+        Ok(ExecOutput {
+            code: out.code as i32,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn put_file(
+        &self,
+        ctx: &OpContext,
+        target: &StorageTarget,
+        src: &Path,
+    ) -> Result<(), BackendError> {
+        let (volume, image) = self.volume(ctx, &target.name)?;
+        let dest = target
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| DUMP_FILE.into());
+        let bytes = self.engine.block(
+            ctx,
+            "copying a file into a volume",
+            storage::put_file(&self.engine, &image, &volume, src, &dest, DUMP_OWNER, 0o644),
+        )?;
+        ctx.info(format!(
+            "placed {} as {dest} on volume {volume} ({bytes} bytes, owner {}:{})",
+            src.display(),
+            DUMP_OWNER.0,
+            DUMP_OWNER.1
+        ));
+        Ok(())
+    }
+
+    fn wipe(&self, ctx: &OpContext, target: &StorageTarget) -> Result<(), BackendError> {
+        let (volume, image) = self.volume(ctx, &target.name)?;
+        self.engine.block(
+            ctx,
+            "checking volume users",
+            storage::ensure_unused(&self.engine, &volume),
+        )?;
+        self.wipe_volume(&image, &volume)?;
+        ctx.info(format!("wiped volume {volume}"));
+        Ok(())
+    }
+
+    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
+        let values: bundle::StartValues = serde_json::from_value(values.clone()).map_err(|e| {
+            BackendError::Config(format!(
+                "set_values: {e} (known keys: migration_id, migrating, identities_dump, participant_id, wait)"
+            ))
+        })?;
+        let b = self.cfg.bundle.as_ref().ok_or_else(|| {
+            BackendError::Config(
+                "restarting with new start flags needs [node.compose.bundle] (dir, sponsor_sv, party_hint)"
+                    .into(),
+            )
+        })?;
+        let migration_id = values.migration_id.unwrap_or(self.migration_id);
+        let args = bundle::start_args(b, &values, self.migration_id)?;
+        bundle::restart(ctx, b, &self.cfg.project, &args, migration_id)
+    }
+
+    fn keep_storage(
+        &self,
+        ctx: &OpContext,
+        target: &StorageTarget,
+    ) -> Result<KeptStorage, BackendError> {
+        let (live, image) = self.volume(ctx, &target.name)?;
+        self.engine.block(
+            ctx,
+            "checking volume users",
+            storage::ensure_unused(&self.engine, &live),
+        )?;
+        let kept = format!("{live}{}{}", storage::KEPT_MARKER, new_suffix());
+        self.engine.block(
+            ctx,
+            "creating the kept volume",
+            storage::create_kept(&self.engine, &live, &kept),
+        )?;
+        ctx.info(format!("copying volume {live} to {kept}"));
+        let bytes = match self.copy_volume(&image, &live, &kept) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = self.engine.block_uncancellable(
+                    "removing a half copy",
+                    storage::remove_kept(&self.engine, &kept),
+                );
+                return Err(e);
+            }
+        };
+        ctx.info(format!("kept a copy of {live} as {kept} ({bytes} bytes)"));
+        Ok(KeptStorage {
+            target: target.name.clone(),
+            live,
+            kept,
+            bytes,
+        })
+    }
+
+    fn restore_kept_storage(
+        &self,
+        ctx: &OpContext,
+        kept: &KeptStorage,
+    ) -> Result<(), BackendError> {
+        let (live, image) = self.volume(ctx, &kept.target)?;
+        if live != kept.live {
+            return Err(BackendError::Config(format!(
+                "kept copy {} was taken from {}, but the {} volume is now {live}",
+                kept.kept, kept.live, kept.target
+            )));
+        }
+        self.engine.block_uncancellable(
+            "checking volume users",
+            storage::ensure_unused(&self.engine, &live),
+        )?;
+        self.wipe_volume(&image, &live)?;
+        let bytes = self.copy_volume(&image, &kept.kept, &live)?;
+        ctx.info(format!(
+            "put {live} back from {} ({bytes} bytes)",
+            kept.kept
+        ));
+        Ok(())
+    }
+
+    fn drop_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> Result<(), BackendError> {
+        self.engine.block(
+            ctx,
+            "removing the kept volume",
+            storage::remove_kept(&self.engine, &kept.kept),
+        )?;
+        ctx.info(format!("deleted the kept copy {}", kept.kept));
+        Ok(())
+    }
+
+    fn restore_into_empty(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> Result<(), BackendError> {
+        self.restore_into_empty_impl(ctx, role, src, expected)
+    }
+}
+
+/// Whether the postgres container was created with the node's migration id: compose bakes
+/// `CREATE_DATABASE_participant` in at creation, so a container made while `MIGRATION_ID`
+/// was unset re-initialises a database literally named `participant-`.
+pub fn participant_env_matches(
+    c: &bollard::models::ContainerInspectResponse,
+    expected: &str,
+) -> bool {
+    env_value(c, "CREATE_DATABASE_participant").is_none_or(|v| v == expected)
+}
