@@ -1,6 +1,7 @@
 //! Config-driven registration of backends: a node's `backend` key picks the
 //! implementation, built in (statically linked) or a site plugin loaded through the C ABI.
 
+use splice_dr_compose::ComposeBackend;
 use splice_dr_plugin_api::{Backend, BackendError, DynamicBackend};
 use splice_dr_postgres::PostgresBackend;
 use std::sync::Arc;
@@ -19,6 +20,15 @@ pub fn build(node: &NodeConfig) -> Result<Arc<dyn Backend>, BackendError> {
                 ))
             })?;
             Ok(Arc::new(PostgresBackend::new(cfg)?))
+        }
+        BackendKind::Compose => {
+            let cfg = node.compose.clone().ok_or_else(|| {
+                BackendError::Config(format!(
+                    "node `{}`: backend \"compose\" needs a [node.compose] table",
+                    node.name
+                ))
+            })?;
+            Ok(Arc::new(ComposeBackend::new(cfg, node.migration_id)?))
         }
         BackendKind::Plugin => {
             let plugin = node.plugin.as_ref().ok_or_else(|| {

@@ -426,6 +426,14 @@ fn resolve_paths(config: &mut Config, base: &Path) {
                 resolve(base, b);
             }
         }
+        if let Some(c) = node.compose.as_mut() {
+            if let Some(f) = c.password_file.as_mut() {
+                resolve(base, f);
+            }
+            if let Some(b) = c.bundle.as_mut() {
+                resolve(base, &mut b.dir);
+            }
+        }
         if let Some(plugin) = node.plugin.as_mut() {
             resolve(base, &mut plugin.path);
         }

@@ -10,6 +10,7 @@
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use splice_dr_compose::ComposeConfig;
 use splice_dr_postgres::PostgresConfig;
 use std::fmt;
 use std::path::PathBuf;
@@ -159,7 +160,8 @@ fn default_max_age() -> Duration {
 pub struct NodeConfig {
     /// Short stable name (`[a-z0-9_-]+`): used in CLI commands, lock and repository paths.
     pub name: String,
-    /// Which backend drives this node; its table (`[node.postgres]`, `[node.plugin]`) must
+    /// Which backend drives this node; its table (`[node.postgres]`, `[node.compose]`,
+    /// `[node.plugin]`) must
     /// be present and the others absent.
     pub backend: BackendKind,
     /// Current Splice migration id. Required, because restore refuses backups from another
@@ -168,6 +170,9 @@ pub struct NodeConfig {
     /// Settings of the built-in bare-Postgres backend.
     #[serde(default)]
     pub postgres: Option<PostgresConfig>,
+    /// Settings of the built-in docker-compose backend.
+    #[serde(default)]
+    pub compose: Option<ComposeConfig>,
     /// Settings of a dynamically loaded backend.
     #[serde(default)]
     pub plugin: Option<PluginConfig>,
@@ -184,6 +189,7 @@ impl fmt::Debug for NodeConfig {
             .field("backend", &self.backend)
             .field("migration_id", &self.migration_id)
             .field("postgres", &self.postgres.as_ref().map(RedactedPostgres))
+            .field("compose", &self.compose)
             .field("plugin", &self.plugin)
             .field("validator", &self.validator)
             .finish()
@@ -202,12 +208,14 @@ impl fmt::Debug for RedactedPostgres<'_> {
     }
 }
 
-/// Which backend implementation drives a node (`backend = "postgres" | "plugin"`).
+/// Which backend implementation drives a node (`backend = "postgres" | "compose" | "plugin"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Built-in: Postgres run by hand (pg_dump / pg_restore / psql).
     Postgres,
+    /// Built-in: the Splice docker-compose bundle, through the Docker engine API.
+    Compose,
     /// A shared library loaded at start through the plugin C ABI.
     Plugin,
 }
@@ -217,6 +225,7 @@ impl BackendKind {
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Postgres => "postgres",
+            BackendKind::Compose => "compose",
             BackendKind::Plugin => "plugin",
         }
     }

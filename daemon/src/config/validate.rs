@@ -159,6 +159,7 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
     // The backend's own table must be there, every other backend's table must not.
     let tables = [
         (BackendKind::Postgres, node.postgres.is_some()),
+        (BackendKind::Compose, node.compose.is_some()),
         (BackendKind::Plugin, node.plugin.is_some()),
     ];
     // The missing table first: the `backend` line is where the operator decided.

@@ -4,8 +4,8 @@
 
 use splice_dr_plugin_api::backend::BackendResult;
 use splice_dr_plugin_api::{
-    Backend, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb, Leftovers,
-    OpContext, StagedDb, StorageTarget,
+    Backend, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage,
+    Leftovers, OpContext, StagedDb, StorageTarget,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -167,6 +167,41 @@ impl Backend for RecordingBackend {
     }
     fn set_values(&self, _ctx: &OpContext, values: &serde_json::Value) -> BackendResult<()> {
         self.run.plan(&format!("would apply values {values}"));
+        Ok(())
+    }
+    fn keep_storage(&self, _ctx: &OpContext, target: &StorageTarget) -> BackendResult<KeptStorage> {
+        self.run.plan(&format!(
+            "would copy storage {} aside before wiping it",
+            target.name
+        ));
+        Ok(KeptStorage {
+            target: target.name.clone(),
+            live: target.name.clone(),
+            kept: format!("{}__sdr_kept_dry_run", target.name),
+            bytes: 0,
+        })
+    }
+    fn restore_kept_storage(&self, _ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
+        self.run
+            .plan(&format!("would put {} back from {}", kept.live, kept.kept));
+        Ok(())
+    }
+    fn drop_kept_storage(&self, _ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
+        self.run
+            .plan(&format!("would delete the kept copy {}", kept.kept));
+        Ok(())
+    }
+    fn restore_into_empty(
+        &self,
+        _ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        _expected: &DumpInfo,
+    ) -> BackendResult<()> {
+        self.run.plan(&format!(
+            "would restore {} into the emptied {role} database and verify its row counts",
+            src.display()
+        ));
         Ok(())
     }
 }

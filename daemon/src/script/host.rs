@@ -8,7 +8,9 @@
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext, Scope};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use splice_dr_plugin_api::{Backend, BackendError, KeptDb, OpContext, StagedDb};
+use splice_dr_plugin_api::{
+    Backend, BackendError, KeptDb, KeptStorage, OpContext, StagedDb, StorageTarget,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -204,6 +206,60 @@ fn register_node(engine: &mut Engine) {
                 })
             },
         );
+    register_node_storage(engine);
+}
+
+/// Volume-level operations, for backends (compose) whose restore follows the runbook:
+/// copy the volume aside, wipe it, restore into the fresh databases, put it back on failure.
+fn register_node_storage(engine: &mut Engine) {
+    engine
+        .register_get("backend", |n: &mut NodeApi| n.0.backend.kind())
+        .register_fn(
+            "keep_storage",
+            |n: &mut NodeApi, target: &str| -> RResult<Dynamic> {
+                let backend = n.0.backend.clone();
+                let t = StorageTarget {
+                    name: target.into(),
+                    path: None,
+                };
+                let kept =
+                    n.0.in_step(&format!("copy the {target} volume aside"), true, |ctx| {
+                        backend.keep_storage(ctx, &t)
+                    })?;
+                to_dyn(&kept)
+            },
+        )
+        .register_fn("wipe", |n: &mut NodeApi, target: &str| -> RResult<()> {
+            let backend = n.0.backend.clone();
+            let t = StorageTarget {
+                name: target.into(),
+                path: None,
+            };
+            n.0.in_step(&format!("wipe the {target} volume"), true, |ctx| {
+                backend.wipe(ctx, &t)
+            })
+        })
+        .register_fn(
+            "restore_kept_storage",
+            |n: &mut NodeApi, kept: Map| -> RResult<()> {
+                let kept: KeptStorage = from_dyn("restore_kept_storage", &Dynamic::from_map(kept))?;
+                let backend = n.0.backend.clone();
+                let label = format!("put {} back from {}", kept.live, kept.kept);
+                n.0.in_step(&label, false, |ctx| {
+                    backend.restore_kept_storage(ctx, &kept)
+                })
+            },
+        )
+        .register_fn(
+            "drop_kept_storage",
+            |n: &mut NodeApi, kept: Map| -> RResult<()> {
+                let kept: KeptStorage = from_dyn("drop_kept_storage", &Dynamic::from_map(kept))?;
+                let backend = n.0.backend.clone();
+                let label = format!("delete the kept copy {}", kept.kept);
+                // Cleanup, also after a cancel once the volume was put back from the copy.
+                n.0.in_step(&label, false, |ctx| backend.drop_kept_storage(ctx, &kept))
+            },
+        );
 }
 
 fn register_pg(engine: &mut Engine) {
@@ -252,6 +308,21 @@ fn register_pg(engine: &mut Engine) {
                     backend.restore_staged(ctx, role, &src, &dump.info)
                 })?;
                 to_dyn(&staged)
+            },
+        )
+        .register_fn(
+            "restore_into_empty",
+            |p: &mut PgApi, role: &str, backup: &str| -> RResult<()> {
+                let m = p.0.manifest(backup)?;
+                let dump = m
+                    .dump(role)
+                    .ok_or_else(|| fail(format!("backup {} has no {role} dump", m.id)))?;
+                let src = p.0.repo.backup_dir(&m.id).join(&dump.dir);
+                let backend = p.0.backend.clone();
+                let label = format!("restore {role} database from {}", m.id);
+                p.0.in_step(&label, true, |ctx| {
+                    backend.restore_into_empty(ctx, role, &src, &dump.info)
+                })
             },
         )
         .register_fn(
