@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/splice-dr-target}"
 sh tests/pg-setup.sh >/dev/null
 cargo build --workspace --all-targets
+# The compose tests' images (Debian + Postgres 15, and splice-sim): built once, cached by
+# tag and rebuilt only when their recipe or the splice-sim binary changes.
+if docker info >/dev/null 2>&1; then
+    bash tests/images/build.sh "$CARGO_TARGET_DIR/debug/splice-sim" >/dev/null
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -1,0 +1,323 @@
+//! A real docker-compose validator node per test: the test bundle in tests/compose/bundle
+//! started with its start.sh under a unique project name and port, a simulated SV on the
+//! host (outside the volumes tests wipe), and helpers to read and change the data inside
+//! the postgres container. Everything is removed on drop, volumes included.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+use splice_sim::sv::{RunningSv, Sv};
+use splice_sim::SvConfig;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The test bundle directory.
+pub fn bundle_dir() -> PathBuf {
+    root().join("tests/compose/bundle")
+}
+
+/// Whether a Docker engine answers. Tests skip (loudly) only when it does not.
+pub fn docker_available() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Skips the calling test with a loud message when no engine answers.
+#[macro_export]
+macro_rules! require_docker {
+    () => {
+        if !compose::docker_available() {
+            eprintln!(
+                "\n!!!!! SKIPPED {}: no Docker engine reachable (`docker version` failed). \
+                 These tests need one; CI on the project's machine always has it. !!!!!\n",
+                module_path!()
+            );
+            return;
+        }
+    };
+}
+
+static IMAGES: Once = Once::new();
+
+/// Builds (or finds cached) the test images, once per test process, serialised across
+/// processes with a lock file.
+pub fn ensure_images() {
+    IMAGES.call_once(|| {
+        let out = Command::new("flock")
+            .arg("/var/tmp/splice-dr-images.lock")
+            .arg("bash")
+            .arg(root().join("tests/images/build.sh"))
+            .env("SPLICE_SIM_BIN", sim_binary())
+            .output()
+            .expect("run tests/images/build.sh");
+        assert!(
+            out.status.success(),
+            "building the test images failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// The splice-sim binary built next to the test binary.
+pub fn sim_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/compose_e2e-… → target/debug/splice-sim
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("splice-sim");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p splice-sim` (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on all interfaces.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One compose-deployed node.
+pub struct ComposeNode {
+    pub project: String,
+    pub port: u16,
+    pub party_hint: String,
+    pub sv_url: String,
+    sv: Option<RunningSv>,
+    sv_db: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl ComposeNode {
+    /// Starts a node for `test` (images built first) and waits until it is healthy.
+    pub fn start(test: &str) -> ComposeNode {
+        ensure_images();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000;
+        let project = format!("sdrt-{test}-{}-{n}", std::process::id()).replace('_', "-");
+        let sv_db = format!("sv_{}_{}", std::process::id(), n);
+        let sv_port = free_port();
+        let sv = rt
+            .block_on(Sv::start(SvConfig {
+                listen: format!("0.0.0.0:{sv_port}").parse().unwrap(),
+                pg_url: super::common::pg_url(),
+                sv_db: sv_db.clone(),
+            }))
+            .expect("start the simulated SV");
+        let node = ComposeNode {
+            project,
+            port: free_port(),
+            party_hint: format!("{}-validator", test.replace('_', "-")),
+            sv_url: format!("http://host.docker.internal:{sv_port}"),
+            sv: Some(sv),
+            sv_db,
+            rt,
+        };
+        let out = node.start_sh(&[]);
+        assert!(
+            out.status.success(),
+            "start.sh failed:\n{}",
+            super::common::text(&out)
+        );
+        node
+    }
+
+    /// Environment every bundle script gets.
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("VALIDATOR_HOST_PORT", self.port.to_string())
+            .env("SPLICE_SIM_LOG", "warn");
+    }
+
+    /// Runs start.sh with the standard flags plus `extra`, waiting for health.
+    pub fn start_sh(&self, extra: &[&str]) -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(bundle_dir().join("start.sh"))
+            .args([
+                "-s",
+                &self.sv_url,
+                "-o",
+                "",
+                "-p",
+                &self.party_hint,
+                "-m",
+                "0",
+                "-w",
+            ])
+            .args(extra)
+            .stdin(Stdio::null());
+        self.env(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    /// Runs stop.sh (containers removed, volumes kept).
+    pub fn stop_sh(&self) -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(bundle_dir().join("stop.sh")).stdin(Stdio::null());
+        self.env(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    /// Id of the container of `service`.
+    pub fn container(&self, service: &str) -> String {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", self.project))
+            .arg("--filter")
+            .arg(format!("label=com.docker.compose.service={service}"))
+            .output()
+            .unwrap();
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!id.is_empty(), "no container for service {service}");
+        id
+    }
+
+    /// Runs SQL in `db` inside the postgres container; returns psql's unaligned output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("docker")
+            .args(["exec", "-u", "postgres", &self.container("postgres-splice")])
+            .args([
+                "psql",
+                "-U",
+                "cnadmin",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atqc",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {db} `{sql}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Creates `app.items` with `rows` rows in both databases.
+    pub fn seed(&self, rows: u32) {
+        for db in ["validator", "participant-0"] {
+            self.psql(
+                db,
+                &format!(
+                    "CREATE SCHEMA IF NOT EXISTS app; \
+                     CREATE TABLE app.items (id int PRIMARY KEY, v text NOT NULL); \
+                     INSERT INTO app.items SELECT g, md5(g::text || '{db}') FROM generate_series(1, {rows}) g;"
+                ),
+            );
+        }
+    }
+
+    /// Count and content hash of `app.items` in both databases.
+    pub fn fingerprint(&self) -> Vec<String> {
+        ["validator", "participant-0"]
+            .iter()
+            .map(|db| {
+                self.psql(
+                    db,
+                    "SELECT count(*) || ':' || md5(coalesce(string_agg(id || '=' || v, ',' ORDER BY id), '')) FROM app.items",
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the validator API answers readyz with 200.
+    pub fn validator_ready(&self) -> bool {
+        ureq::get(&format!(
+            "http://127.0.0.1:{}/api/validator/readyz",
+            self.port
+        ))
+        .call()
+        .is_ok()
+    }
+
+    /// Volumes splice-dr kept for this project.
+    pub fn kept_volumes(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args([
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                "label=io.splice-dr.kept-from",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|v| v.starts_with(&self.project))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A config for this node; `extra_node` goes after `[node.compose]`.
+    pub fn site_config(&self, dir: &Path, extra_node: &str) -> PathBuf {
+        let text = format!(
+            "[daemon]\nsocket = \"splice-dr.sock\"\nstate_dir = \"state\"\n\n\
+             [repository]\npath = \"repo\"\nmax_age = \"30d\"\n\n\
+             [[node]]\nname = \"validator-1\"\nbackend = \"compose\"\nmigration_id = 0\n\n\
+             [node.compose]\nproject = \"{}\"\n{extra_node}\n\n\
+             [node.compose.bundle]\ndir = \"{}\"\nsponsor_sv = \"{}\"\nparty_hint = \"{}\"\n",
+            self.project,
+            bundle_dir().display(),
+            self.sv_url,
+            self.party_hint
+        );
+        let path = dir.join("splice-dr.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for ComposeNode {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("docker-compose");
+        cmd.args(["-p", &self.project, "-f"])
+            .arg(bundle_dir().join("compose.yaml"))
+            .args(["down", "-v", "--remove-orphans", "-t", "2"])
+            .current_dir(bundle_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.env(&mut cmd);
+        let _ = cmd.status();
+        for v in self.kept_volumes() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &v])
+                .output();
+        }
+        if let Some(sv) = self.sv.take() {
+            self.rt.block_on(sv.shutdown());
+        }
+        let db = self.sv_db.clone();
+        let _ = std::thread::spawn(move || {
+            let mut admin = super::common::connect("postgres");
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+        })
+        .join();
+    }
+}

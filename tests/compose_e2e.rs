@@ -1,0 +1,380 @@
+//! The docker-compose backend end to end on a real Docker engine: the test bundle (same
+//! service, volume and database names as the Splice one) started with its start.sh, the
+//! real splice-dr binary backing it up and restoring it the runbook's way, and the backend
+//! library's volume and file operations. Skipped loudly only when no engine answers.
+
+mod common;
+#[path = "common/compose.rs"]
+mod compose;
+
+use common::text;
+use compose::ComposeNode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use splice_dr_compose::{ComposeBackend, ComposeConfig};
+use splice_dr_plugin_api::{Backend, OpContext, StorageTarget};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// Runs the CLI against `config`.
+fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Takes a backup and returns its id.
+fn backup(config: &Path) -> String {
+    let out = cli(config, &["backup"]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The journal record of the newest run of `flow`.
+fn last_run(config: &Path, flow: &str) -> Value {
+    let out = cli(config, &["--json", "runs"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("runs --json");
+    let id = v
+        .as_array()
+        .expect("an array of runs")
+        .iter()
+        .filter(|r| r["flow"] == flow)
+        .filter_map(|r| r["id"].as_str())
+        .max()
+        .expect("a run")
+        .to_string();
+    let out = cli(config, &["--json", "show", &id]);
+    serde_json::from_slice(&out.stdout).expect("show --json")
+}
+
+fn step_names(run: &Value) -> Vec<String> {
+    run["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Damages a file of a sealed backup and re-seals the manifest, so that only the restore
+/// itself can notice (the repository's checksums pass).
+fn corrupt_and_reseal(repo: &Path, id: &str, rel: &str) {
+    let dir = repo.join(id);
+    let file = dir.join(rel);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let len = bytes.len();
+    assert!(len > 4096, "{rel} is too small to damage");
+    for b in &mut bytes[len / 2..len / 2 + 2048] {
+        *b = !*b;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let mpath = dir.join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let sum = hex::encode(Sha256::digest(&bytes));
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["path"] == rel {
+            f["sha256"] = Value::String(sum.clone());
+            f["size"] = Value::from(bytes.len() as u64);
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn backup_and_restore_bring_back_every_row_the_runbook_way() {
+    require_docker!();
+    let node = ComposeNode::start("restore");
+    // Large enough (a few MB of dump) that streams outgrow socket buffers.
+    node.seed(150_000);
+    let before = node.fingerprint();
+    let site = tempfile::tempdir().unwrap();
+    let config = node.site_config(site.path(), "");
+
+    let id = backup(&config);
+    let out = cli(&config, &["verify", &id]);
+    assert!(out.status.success(), "verify: {}", text(&out));
+
+    // The disaster: rows lost in one database, rows added in the other.
+    node.psql("validator", "DELETE FROM app.items WHERE id % 3 = 0");
+    node.psql(
+        "participant-0",
+        "INSERT INTO app.items VALUES (999999, 'late')",
+    );
+    assert_ne!(node.fingerprint(), before);
+
+    let out = cli(&config, &["restore", "--backup", &id, "--yes"]);
+    assert!(out.status.success(), "restore: {}", text(&out));
+    assert_eq!(
+        node.fingerprint(),
+        before,
+        "every row as it was at the backup"
+    );
+    assert!(
+        node.validator_ready(),
+        "the validator answers readyz after the restore"
+    );
+    assert!(
+        node.kept_volumes().is_empty(),
+        "the copy is deleted once the restore is proven"
+    );
+
+    let run = last_run(&config, "restore");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let steps = step_names(&run).join("\n");
+    for expected in [
+        "stop validator and participant",
+        "stop postgres",
+        "copy the postgres volume aside",
+        "wipe the postgres volume",
+        "start only postgres on the empty volume",
+        "restore validator database",
+        "restore participant database",
+        "start participant and validator and wait until healthy",
+    ] {
+        assert!(
+            steps.contains(expected),
+            "step `{expected}` missing in:\n{steps}"
+        );
+    }
+    let v = steps.find("restore validator database").unwrap();
+    let p = steps.find("restore participant database").unwrap();
+    assert!(v < p, "the validator database is restored first");
+}
+
+#[test]
+fn a_restore_failing_midway_puts_the_old_volume_back() {
+    require_docker!();
+    let node = ComposeNode::start("rollback");
+    node.seed(20_000);
+    let site = tempfile::tempdir().unwrap();
+    let config = node.site_config(site.path(), "");
+    let id = backup(&config);
+
+    // Data written after the backup: the node's current state, which must survive.
+    node.psql(
+        "validator",
+        "INSERT INTO app.items VALUES (777777, 'after the backup')",
+    );
+    let current = node.fingerprint();
+    corrupt_and_reseal(
+        &site.path().join("repo"),
+        &id,
+        "participant/database.pgdump",
+    );
+
+    let out = cli(&config, &["restore", "--backup", &id, "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "restore must fail: {}",
+        text(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pg_restore"),
+        "the failing tool is named: {err}"
+    );
+
+    assert_eq!(
+        node.fingerprint(),
+        current,
+        "the node is back on its previous data"
+    );
+    assert!(node.validator_ready(), "and healthy");
+    assert!(
+        node.kept_volumes().is_empty(),
+        "the copy goes once the node is back on it"
+    );
+    let run = last_run(&config, "restore");
+    assert_eq!(run["state"], "failed");
+    let steps = step_names(&run).join("\n");
+    assert!(
+        steps.contains("put ") && steps.contains(" back from "),
+        "{steps}"
+    );
+}
+
+#[test]
+fn wrong_project_and_missing_container_are_clear_errors() {
+    require_docker!();
+    let node = ComposeNode::start("errors");
+    let site = tempfile::tempdir().unwrap();
+
+    // A project name that matches nothing: the error names the label query to try.
+    let config = node.site_config(site.path(), "");
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("project = \"{}\"", node.project),
+        "project = \"no-such-project\"",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let out = cli(&config, &["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "no container of service `postgres-splice` in compose project `no-such-project`"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("--filter label=com.docker.compose.project=no-such-project"),
+        "{err}"
+    );
+
+    // A container removed behind the backend's back.
+    let backend = ComposeBackend::new(ComposeConfig::with_project(&node.project), 0).unwrap();
+    let ctx = OpContext::detached(Default::default());
+    let status = Command::new("docker")
+        .args(["rm", "-f", &node.container("participant")])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let e = backend
+        .scale(&ctx, "participant", 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no container of service `participant`"), "{e}");
+    let comps = backend.components(&ctx).unwrap();
+    let p = comps.iter().find(|c| c.name == "participant").unwrap();
+    assert_eq!(p.state, "missing");
+}
+
+#[test]
+fn volume_in_use_is_refused_and_files_land_owned_by_1001() {
+    require_docker!();
+    let node = ComposeNode::start("volumes");
+    let backend = ComposeBackend::new(ComposeConfig::with_project(&node.project), 0).unwrap();
+    let ctx = OpContext::detached(Default::default());
+    let pg = StorageTarget {
+        name: "postgres".into(),
+        path: None,
+    };
+    let e = backend.keep_storage(&ctx, &pg).unwrap_err().to_string();
+    assert!(e.contains("in use by running container"), "{e}");
+    let e = backend.wipe(&ctx, &pg).unwrap_err().to_string();
+    assert!(e.contains("in use by running container"), "{e}");
+
+    // The migration dump goes onto the dump volume owned by the validator's uid/gid.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("dump.json");
+    std::fs::write(&src, br#"{"migration_id": 1, "payload": "x"}"#).unwrap();
+    let dump = StorageTarget {
+        name: "dump".into(),
+        path: None,
+    };
+    backend.put_file(&ctx, &dump, &src).unwrap();
+    let out = Command::new("docker")
+        .args(["exec", &node.container("validator")])
+        .args([
+            "sh",
+            "-c",
+            "stat -c '%u:%g %a' /domain-upgrade-dump/domain_migration_dump.json && cat /domain-upgrade-dump/domain_migration_dump.json",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.starts_with("1001:1001 644\n"), "{shown}");
+    assert!(shown.contains(r#""migration_id": 1"#), "{shown}");
+
+    // Keep / wipe / put back / drop on a stopped postgres, through the library.
+    node.seed(500);
+    let before = node.fingerprint();
+    for c in ["validator", "participant", "postgres"] {
+        backend.scale(&ctx, c, 0).unwrap();
+    }
+    let kept = backend.keep_storage(&ctx, &pg).unwrap();
+    assert!(kept.kept.contains("__sdr_kept_"), "{kept:?}");
+    assert!(kept.bytes > 0);
+    assert_eq!(
+        backend.leftovers(&ctx).unwrap().kept,
+        vec![kept.kept.clone()]
+    );
+    backend.wipe(&ctx, &pg).unwrap();
+    backend.restore_kept_storage(&ctx, &kept).unwrap();
+    for c in ["postgres", "participant", "validator"] {
+        backend.scale(&ctx, c, 1).unwrap();
+    }
+    backend
+        .wait_ready(&ctx, "postgres", std::time::Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(node.fingerprint(), before);
+    backend.drop_kept_storage(&ctx, &kept).unwrap();
+    assert!(backend.leftovers(&ctx).unwrap().kept.is_empty());
+    // Only kept copies can be dropped.
+    let mut live = kept.clone();
+    live.kept = kept.live.clone();
+    let e = backend
+        .drop_kept_storage(&ctx, &live)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a copy splice-dr kept"), "{e}");
+}
+
+#[test]
+fn cancel_during_the_database_restore_puts_the_old_volume_back() {
+    require_docker!();
+    let node = ComposeNode::start("cancel");
+    node.seed(300_000);
+    let site = tempfile::tempdir().unwrap();
+    let config = node.site_config(site.path(), "");
+    let id = backup(&config);
+    node.psql(
+        "validator",
+        "INSERT INTO app.items VALUES (888888, 'after the backup')",
+    );
+    let current = node.fingerprint();
+
+    let restore = Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+        .arg("--config")
+        .arg(&config)
+        .args(["restore", "--backup", &id, "--yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Cancel once the live volume has been wiped: from then on only the kept copy holds
+    // the node's data.
+    let mut run_id = String::new();
+    common::wait_for(
+        std::time::Duration::from_secs(120),
+        "the restore to reach the database restore",
+        || {
+            let out = cli(&config, &["--json", "runs"]);
+            let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) else {
+                return false;
+            };
+            let Some(r) = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["flow"] == "restore" && r["state"] == "running")
+            else {
+                return false;
+            };
+            run_id = r["id"].as_str().unwrap_or_default().to_string();
+            let out = cli(&config, &["--json", "show", &run_id]);
+            let run: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            step_names(&run).iter().any(|s| {
+                s.starts_with("wipe the postgres volume")
+                    || s.starts_with("start only postgres")
+                    || s.starts_with("restore ")
+            })
+        },
+    );
+    let out = cli(&config, &["cancel", &run_id]);
+    assert!(out.status.success(), "cancel: {}", text(&out));
+    let out = restore.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    assert_eq!(node.fingerprint(), current, "the previous data is back");
+    assert!(node.validator_ready());
+    assert!(node.kept_volumes().is_empty(), "{:?}", node.kept_volumes());
+    let run = last_run(&config, "restore");
+    assert_eq!(run["state"], "cancelled", "{run}");
+}
