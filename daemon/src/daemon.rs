@@ -40,6 +40,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .context("loading rules")?;
     service.attach(autopilot.clone());
     autopilot.spawn(shutdown.clone());
+    tokio::spawn(crate::users::record_loop(
+        service.runner().clone(),
+        config.daemon.state_dir.clone(),
+        config.daemon.users_interval,
+        shutdown.clone(),
+    ));
     tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");
 
     let (tx, mut rx) = mpsc::channel(4);

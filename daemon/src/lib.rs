@@ -26,5 +26,6 @@ pub mod schedule;
 pub mod script;
 pub mod service;
 pub mod socket;
+pub mod users;
 pub mod util;
 pub mod validator;

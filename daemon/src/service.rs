@@ -70,6 +70,7 @@ pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, Ser
             migration_id: node.migration_id,
             max_age: config.repository.max_age,
             identities_recipients: config.repository.identities_recipients.clone(),
+            state_dir: config.daemon.state_dir.clone(),
         };
         nodes.insert(
             node.name.clone(),

@@ -89,6 +89,10 @@ pub struct DaemonConfig {
     /// How long one probe round may take before it counts as down.
     #[serde(with = "super::duration")]
     pub health_timeout: Duration,
+    /// How often the validator's user list is recorded (nodes with `[node.validator]`), so
+    /// a restore can re-onboard users added after its backup.
+    #[serde(with = "super::duration")]
+    pub users_interval: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -103,12 +107,15 @@ impl Default for DaemonConfig {
             log_format: None,
             health_interval: DEFAULT_HEALTH_INTERVAL,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            users_interval: DEFAULT_USERS_INTERVAL,
         }
     }
 }
 
 /// Default probe interval: detection within ten seconds without loading the node.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// Default interval of the user-list recorder: users are onboarded by hand, rarely.
+pub const DEFAULT_USERS_INTERVAL: Duration = Duration::from_secs(300);
 /// Default probe timeout.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -111,6 +111,14 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
             .error_at_value(&daemon.key(key), format!("{key} must be longer than 0"))
             .with_hint("e.g. health_interval = \"10s\", health_timeout = \"5s\""));
     }
+    if d.users_interval.is_zero() {
+        return Err(loc
+            .error_at_value(
+                &daemon.key("users_interval"),
+                "users_interval must be longer than 0",
+            )
+            .with_hint("e.g. users_interval = \"5m\""));
+    }
     if d.run_timeout.is_zero() {
         return Err(loc
             .error_at_value(

@@ -39,6 +39,8 @@ pub struct NodeFacts {
     pub max_age: Duration,
     /// age recipients identities dumps are encrypted to.
     pub identities_recipients: Vec<String>,
+    /// The daemon's state directory (user-list records live there).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Everything one run's script can reach.
@@ -517,6 +519,16 @@ fn register_validator(engine: &mut Engine) {
         .register_fn("users", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.users().await }))?)
         })
+        .register_fn(
+            "recorded_users",
+            |v: &mut ValidatorApi| -> RResult<Dynamic> {
+                // `()` when the daemon never read the list: scripts test it with `== ()`.
+                match crate::users::load(&v.0.node.state_dir, &v.0.node.name) {
+                    Some(r) => to_dyn(&r),
+                    None => Ok(Dynamic::UNIT),
+                }
+            },
+        )
         .register_fn("balance", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.balance().await }))?)
         })

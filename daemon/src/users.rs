@@ -1,0 +1,103 @@
+//! The validator's user list over time. The runbook's standing gap — "you have to manually
+//! re-onboard any users that were onboarded after the backup was taken" — needs to know who
+//! those users were when the node itself is gone, so the daemon keeps the latest list it
+//! read from the admin API in `state_dir/users/<node>.json`, and a restore compares it with
+//! the restored node's list.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::flows::Runner;
+
+/// The last user list read from a node's validator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// When the list was read.
+    pub at: DateTime<Utc>,
+    /// The user names the validator listed.
+    pub users: Vec<String>,
+}
+
+/// Where a node's record lives.
+pub fn record_path(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join("users").join(format!("{node}.json"))
+}
+
+/// The node's last record, when there is one (an unreadable file counts as none).
+pub fn load(state_dir: &Path, node: &str) -> Option<UserRecord> {
+    let bytes = std::fs::read(record_path(state_dir, node)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Replaces the node's record atomically (write to a temporary file, then rename).
+pub fn save(state_dir: &Path, node: &str, record: &UserRecord) -> std::io::Result<()> {
+    let path = record_path(state_dir, node);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// Reads every node's user list every `interval` until `shutdown`. A node whose validator
+/// does not answer keeps its previous record: the list from before a disaster is exactly
+/// the one a restore needs.
+pub async fn record_loop(
+    runner: Arc<Runner>,
+    state_dir: PathBuf,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        for (name, node) in runner.nodes().iter() {
+            let Some(client) = node.validator.clone() else {
+                continue;
+            };
+            match client.users().await {
+                Ok(mut users) => {
+                    users.sort();
+                    let changed = load(&state_dir, name).is_none_or(|r| r.users != users);
+                    let record = UserRecord {
+                        at: Utc::now(),
+                        users,
+                    };
+                    if let Err(e) = save(&state_dir, name, &record) {
+                        tracing::warn!(node = %name, "cannot save the user list: {e}");
+                    } else if changed {
+                        tracing::info!(node = %name, users = record.users.len(), "validator user list recorded");
+                    }
+                }
+                Err(e) => tracing::debug!(node = %name, "user list not read: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_missing_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path(), "n").is_none());
+        let r = UserRecord {
+            at: Utc::now(),
+            users: vec!["alice".into(), "bob".into()],
+        };
+        save(dir.path(), "n", &r).unwrap();
+        assert_eq!(load(dir.path(), "n"), Some(r));
+        std::fs::write(record_path(dir.path(), "n"), b"{not json").unwrap();
+        assert!(load(dir.path(), "n").is_none());
+    }
+}
