@@ -27,6 +27,22 @@ fn cli(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the CLI for a flow that restarts `node` through its start.sh: the bundle reads
+/// the project's published port from the environment, as an operator's shell would have it.
+fn cli_restarting(node: &ComposeNode, config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("VALIDATOR_HOST_PORT", node.port.to_string())
+        .env("SPLICE_SIM_LOG", "warn")
+        // A start that cannot succeed should fail in tests, not after the bundle's 600 s.
+        .env("START_WAIT_TIMEOUT", "20")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// Takes a backup and returns its id.
 fn backup(config: &Path) -> String {
     let out = cli(config, &["backup"]);
@@ -428,5 +444,300 @@ fn users_onboarded_after_the_backup_come_back_after_a_compose_restore() {
         run["result"]["reonboarded_users"],
         serde_json::json!(["bob"]),
         "{run}"
+    );
+}
+
+/// A node config with the validator API and an age key for identities; returns the
+/// config path, the key file and an admin-API client.
+fn validator_site(
+    node: &ComposeNode,
+    dir: &Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    splice_dr::validator::ValidatorClient,
+) {
+    use age::secrecy::ExposeSecret;
+    let validator = format!(
+        "\n[node.validator]\nurl = \"http://127.0.0.1:{}\"\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
+        node.port
+    );
+    let config = node.site_config(dir, &validator);
+    let key = age::x25519::Identity::generate();
+    let key_file = dir.join("identity.key");
+    std::fs::write(&key_file, key.to_string().expose_secret()).unwrap();
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "max_age = \"30d\"\n",
+        &format!(
+            "max_age = \"30d\"\nidentities_recipients = [\"{}\"]\n",
+            key.to_public()
+        ),
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let client =
+        splice_dr::validator::ValidatorClient::from_config(&splice_dr::config::ValidatorConfig {
+            url: format!("http://127.0.0.1:{}", node.port),
+            timeout: std::time::Duration::from_secs(10),
+            retries: 3,
+            retry_backoff: std::time::Duration::from_millis(200),
+            auth: splice_dr::config::ValidatorAuth::SelfSigned(splice_dr::config::SelfSignedAuth {
+                secret_file: None,
+                secret: Some("unsafe".into()),
+                user: "administrator".into(),
+                audience: "https://validator.example.com".into(),
+            }),
+        })
+        .unwrap();
+    (config, key_file, client)
+}
+
+#[test]
+fn reonboard_recovers_the_balance_under_a_new_participant_id_that_every_restart_keeps() {
+    require_docker!();
+    let node = ComposeNode::start("reonboard");
+    let site = tempfile::tempdir().unwrap();
+    let (config, key_file, client) = validator_site(&node, site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let party = rt.block_on(client.validator_user()).unwrap().party_id;
+    // The network (the SV) holds the party's coins, not the node.
+    let set = ureq::post(&format!("{}/sv/parties/{party}/balance", node.sv_host_url))
+        .header("content-type", "application/json")
+        .send(r#"{"effective_unlocked_qty": "1234.5"}"#)
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let id = backup(&config);
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(site.path().join("repo").join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let old_participant = manifest["identities"]["participant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let key = format!("identity_key={}", key_file.display());
+    let backup_param = format!("backup={id}");
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "--json",
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--yes",
+        ],
+    );
+    if !out.status.success() {
+        let logs = Command::new("docker")
+            .args(["logs", "--tail", "30", &node.container("validator")])
+            .output()
+            .unwrap();
+        let ps = Command::new("docker").args(["ps", "-a"]).output().unwrap();
+        panic!(
+            "reonboard: {}\n--- validator logs\n{}{}\n--- docker ps\n{}",
+            text(&out),
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr),
+            String::from_utf8_lossy(&ps.stdout)
+        );
+    }
+    let run = last_run(&config, "reonboard");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let new_id = run["result"]["participant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        new_id,
+        format!("{}-2", node.party_hint),
+        "the first id never used"
+    );
+    assert_eq!(
+        run["result"]["party"],
+        party.as_str(),
+        "same validator party"
+    );
+    assert_eq!(
+        run["result"]["balance"], "1234.5000000000",
+        "the balance came back"
+    );
+    assert_eq!(
+        node.container_env("validator", "SPLICE_APP_VALIDATOR_PARTICIPANT_IDENTIFIER")
+            .as_deref(),
+        Some(new_id.as_str())
+    );
+    // The decrypted identities (private keys) did not outlive the run.
+    let tmp = site.path().join("state/tmp");
+    assert!(
+        std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0,
+        "decrypted identities left in {}",
+        tmp.display()
+    );
+    // The old database volume is kept, not deleted.
+    assert_eq!(node.kept_volumes().len(), 1);
+
+    // status shows the id every start must now pass.
+    let out = cli(&config, &["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("participant id: {new_id}")));
+
+    // An id this node used before is refused before anything changes.
+    for used in [new_id.as_str(), old_participant.as_str()] {
+        let p = format!("participant_id={used}");
+        let out = cli_restarting(
+            &node,
+            &config,
+            &[
+                "run",
+                "reonboard",
+                "--param",
+                &backup_param,
+                "--param",
+                &key,
+                "--param",
+                &p,
+                "--yes",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("was already used by this node"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(node.validator_ready(), "the refused runs changed nothing");
+
+    // A later restart keeps passing the new id (the sim, like Splice, refuses another).
+    let out = cli_restarting(&node, &config, &["run", "restart"]);
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(
+        node.container_env("validator", "SPLICE_APP_VALIDATOR_PARTICIPANT_IDENTIFIER")
+            .as_deref(),
+        Some(new_id.as_str())
+    );
+    assert!(node.validator_ready());
+    assert_eq!(
+        rt.block_on(client.validator_user()).unwrap().party_id,
+        party
+    );
+}
+
+#[test]
+fn a_reonboard_failing_midway_burns_the_id_and_stops_with_instructions() {
+    require_docker!();
+    let mut node = ComposeNode::start("reonbfail");
+    let site = tempfile::tempdir().unwrap();
+    let (config, key_file, _client) = validator_site(&node, site.path());
+    let id = backup(&config);
+    let key = format!("identity_key={}", key_file.display());
+    let backup_param = format!("backup={id}");
+
+    // A wrong key fails before anything starts: no id is burned for it.
+    let wrong = site.path().join("wrong.key");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            &wrong,
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret(),
+        )
+        .unwrap();
+    }
+    let wrong_param = format!("identity_key={}", wrong.display());
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &wrong_param,
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot decrypt"),
+        "{}",
+        text(&out)
+    );
+
+    // The network is unreachable: the new node cannot register, the start fails.
+    node.stop_sv();
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let burned = format!("{}-2", node.party_hint);
+    assert!(
+        err.contains(&format!("participant id {burned} is burned")),
+        "{err}"
+    );
+    assert!(err.contains("fresh node"), "{err}");
+    let registry: Value = serde_json::from_slice(
+        &std::fs::read(site.path().join("state/participants/validator-1.json")).unwrap(),
+    )
+    .unwrap();
+    let used: Vec<&str> = registry["used"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    assert!(used.contains(&burned.as_str()), "{registry}");
+    assert!(
+        registry["current"].is_null(),
+        "a failed re-onboard sets no id for later starts"
+    );
+    assert!(
+        std::fs::read_dir(site.path().join("state/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the decrypted identities are removed on failure too"
+    );
+    // The next attempt proposes a fresh id; a dry run shows it and records nothing (it ends
+    // failed here: its party check asks the real validator, which is still down).
+    let out = cli(
+        &config,
+        &[
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--dry-run",
+        ],
+    );
+    let next = format!("{}-3", node.party_hint);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("as participant {next}")),
+        "{}",
+        text(&out)
+    );
+    let registry =
+        std::fs::read_to_string(site.path().join("state/participants/validator-1.json")).unwrap();
+    assert!(
+        !registry.contains(&next),
+        "a dry run burns nothing: {registry}"
     );
 }

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod participants;
 pub mod repo;
 pub mod rules;
 pub mod schedule;

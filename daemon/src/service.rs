@@ -71,6 +71,18 @@ pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, Ser
             max_age: config.repository.max_age,
             identities_recipients: config.repository.identities_recipients.clone(),
             state_dir: config.daemon.state_dir.clone(),
+            configured_participant_ids: node
+                .compose
+                .as_ref()
+                .and_then(|c| c.bundle.as_ref())
+                .map(|b| {
+                    b.participant_id
+                        .iter()
+                        .chain(std::iter::once(&b.party_hint))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         nodes.insert(
             node.name.clone(),
@@ -567,6 +579,11 @@ impl Service {
                     "last_backup": last.map(|m| json!({"id": m.id, "created_at": m.created_at,
                         "age_secs": (chrono::Utc::now() - m.created_at).num_seconds()})),
                 });
+                // Since a re-onboard, every start must pass this id (Splice's rule).
+                match crate::participants::Registry::load(&node.facts.state_dir, name) {
+                    Ok(reg) => v["participant_id"] = json!(reg.current),
+                    Err(e) => v["participant_id_error"] = json!(e.to_string()),
+                }
                 let fields = [
                     ("components", node.backend.components(&ctx).map(|c| json!(c))),
                     ("databases", node.backend.databases(&ctx).map(|d| json!(d))),

@@ -97,6 +97,8 @@ pub struct ComposeNode {
     pub port: u16,
     pub party_hint: String,
     pub sv_url: String,
+    /// The SV as the host reaches it (for tests that read or set SV-held balances).
+    pub sv_host_url: String,
     sv: Option<RunningSv>,
     sv_db: String,
     rt: tokio::runtime::Runtime,
@@ -131,6 +133,7 @@ impl ComposeNode {
             port: free_port(),
             party_hint: format!("{}-validator", test.replace('_', "-")),
             sv_url: format!("http://host.docker.internal:{sv_port}"),
+            sv_host_url: format!("http://127.0.0.1:{sv_port}"),
             sv: Some(sv),
             sv_db,
             rt,
@@ -254,6 +257,29 @@ impl ComposeNode {
         ))
         .call()
         .is_ok()
+    }
+
+    /// Stops the simulated SV (the network becomes unreachable for the node).
+    pub fn stop_sv(&mut self) {
+        if let Some(sv) = self.sv.take() {
+            self.rt.block_on(sv.shutdown());
+        }
+    }
+
+    /// Value of `KEY` in the environment of `service`'s container.
+    pub fn container_env(&self, service: &str, key: &str) -> Option<String> {
+        let out = Command::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{range .Config.Env}}{{println .}}{{end}}",
+            ])
+            .arg(self.container(service))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
     }
 
     /// Volumes splice-dr kept for this project.

@@ -18,6 +18,8 @@ pub const BUILTIN_FLOWS: &[(&str, &str)] = &[
     ("backup", include_str!("../../../scripts/backup.rhai")),
     ("restore", include_str!("../../../scripts/restore.rhai")),
     ("verify", include_str!("../../../scripts/verify.rhai")),
+    ("reonboard", include_str!("../../../scripts/reonboard.rhai")),
+    ("restart", include_str!("../../../scripts/restart.rhai")),
 ];
 
 /// The objects every flow sees in its scope (see `scripts/README.md`).

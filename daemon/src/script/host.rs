@@ -20,11 +20,11 @@ use crate::flows::RunContext;
 use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
 use crate::validator::{ValidatorClient, ValidatorError};
 
-type RResult<T> = Result<T, Box<EvalAltResult>>;
+pub(super) type RResult<T> = Result<T, Box<EvalAltResult>>;
 type BoxFuture<T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ValidatorError>> + Send>>;
 
-fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
+pub(super) fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
     msg.into().into()
 }
 
@@ -41,6 +41,9 @@ pub struct NodeFacts {
     pub identities_recipients: Vec<String>,
     /// The daemon's state directory (user-list records live there).
     pub state_dir: std::path::PathBuf,
+    /// Participant ids the config shows the node started with (compose: `-P`, else the
+    /// party hint), which seed the registry of used ids.
+    pub configured_participant_ids: Vec<String>,
 }
 
 /// Everything one run's script can reach.
@@ -63,7 +66,7 @@ impl FlowEnv {
     /// Runs a host operation inside a step (an implicit one named `label` when the script
     /// is not already in one). Forward operations refuse to start after a cancel; undo
     /// operations always run.
-    fn in_step<T>(
+    pub(super) fn in_step<T>(
         self: &Arc<Self>,
         label: &str,
         forward: bool,
@@ -109,14 +112,14 @@ impl FlowEnv {
         handle.block_on(f(client)).map_err(|e| fail(e.to_string()))
     }
 
-    fn manifest(&self, selector: &str) -> RResult<Manifest> {
+    pub(super) fn manifest(&self, selector: &str) -> RResult<Manifest> {
         self.repo
             .resolve(selector, &self.node.name)
             .map_err(|e| fail(e.to_string()))
     }
 }
 
-fn to_dyn<T: Serialize>(v: &T) -> RResult<Dynamic> {
+pub(super) fn to_dyn<T: Serialize>(v: &T) -> RResult<Dynamic> {
     rhai::serde::to_dynamic(v)
 }
 
@@ -126,13 +129,13 @@ fn from_dyn<T: DeserializeOwned>(what: &str, v: &Dynamic) -> RResult<T> {
 
 /// The script's `node` object.
 #[derive(Clone)]
-struct NodeApi(Arc<FlowEnv>);
+pub(super) struct NodeApi(pub(super) Arc<FlowEnv>);
 /// The script's `pg` object.
 #[derive(Clone)]
 struct PgApi(Arc<FlowEnv>);
 /// The script's `backups` object.
 #[derive(Clone)]
-struct BackupsApi(Arc<FlowEnv>);
+pub(super) struct BackupsApi(pub(super) Arc<FlowEnv>);
 /// The script's `log` object.
 #[derive(Clone)]
 struct LogApi(Arc<FlowEnv>);
@@ -169,6 +172,8 @@ fn manifest_summary(m: &Manifest) -> RResult<Dynamic> {
     to_dyn(&serde_json::json!({
         "id": m.id, "node": m.node, "migration_id": m.migration_id,
         "created_at": m.created_at, "bytes": m.total_bytes(), "dumps": dumps,
+        "validator_party": m.validator_party, "users": m.users,
+        "identities_participant_id": m.identities.as_ref().map(|i| i.participant_id.clone()),
     }))
 }
 
@@ -631,6 +636,7 @@ pub fn execute(
 ) -> Result<serde_json::Value, String> {
     let mut engine = hardened_engine(limits, Some(env.run.guard().clone()));
     register_node(&mut engine);
+    super::host_recovery::register(&mut engine);
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);

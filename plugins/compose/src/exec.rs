@@ -182,6 +182,7 @@ async fn stream_exec(
         Some(p) => Some(file_len(p)?),
         None => None,
     };
+    let sent_total = std::sync::atomic::AtomicU64::new(0);
     let feed = async {
         let Some(path) = streams.stdin else {
             return Ok::<u64, BackendError>(0);
@@ -205,6 +206,7 @@ async fn stream_exec(
                 return Ok(sent);
             }
             sent += n as u64;
+            sent_total.store(sent, std::sync::atomic::Ordering::Relaxed);
             if let Some(label) = streams.progress {
                 ctx.progress(label, sent, total_in, "bytes");
             }
@@ -258,7 +260,21 @@ async fn stream_exec(
         }
         Ok::<_, BackendError>((kept_out, kept_err, received))
     };
-    let (sent, (out, err, received)) = tokio::try_join!(feed, drain)?;
+    // The output ends when the command exits. A command may exit without reading all its
+    // input (`pg_restore --list` reads only the table of contents, a failing psql stops):
+    // then the engine stops reading stdin and a pending write would block forever, so the
+    // feed is abandoned as soon as the output has ended.
+    tokio::pin!(feed);
+    tokio::pin!(drain);
+    let (sent, (out, err, received)) = tokio::select! {
+        fed = &mut feed => {
+            let fed = fed?;
+            (fed, drain.await?)
+        }
+        drained = &mut drain => {
+            (sent_total.load(std::sync::atomic::Ordering::Relaxed), drained?)
+        }
+    };
     let code = exit_code(engine, &exec.id).await?;
     Ok(ExecResult {
         code,

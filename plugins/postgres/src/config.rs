@@ -46,6 +46,13 @@ pub struct PostgresConfig {
     /// `participant`). Without any, restore works on the databases alone and says so.
     #[serde(default)]
     pub components: BTreeMap<String, ComponentConfig>,
+    /// The site's hook for flows that restart the node with new settings (re-onboarding
+    /// with an identities dump and a new participant id, a migrating start). Run with
+    /// `sh -c`; the settings arrive as environment variables (`SPLICE_DR_VALUES` as JSON,
+    /// `SPLICE_DR_PARTICIPANT_ID`, `SPLICE_DR_IDENTITIES_DUMP`, `SPLICE_DR_MIGRATION_ID`,
+    /// `SPLICE_DR_MIGRATING`). Without it those flows stop with an explanation.
+    #[serde(default)]
+    pub restart_command: Option<String>,
 }
 
 /// A process the operator runs by hand (e.g. under systemd) that uses the databases.

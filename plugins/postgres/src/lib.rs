@@ -204,6 +204,41 @@ impl Backend for PostgresBackend {
         self.drop_staged_impl(ctx, staged)
     }
 
+    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
+        let command = self.cfg.restart_command.as_deref().ok_or_else(|| {
+            BackendError::Config(
+                "this flow restarts the node with new settings, which a hand-run node does through \
+                 [node.postgres] restart_command (see docs/CONFIG.md); it is not set"
+                    .into(),
+            )
+        })?;
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .env("SPLICE_DR_VALUES", values.to_string());
+        let text = |k: &str| match &values[k] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        for (key, var) in [
+            ("participant_id", "SPLICE_DR_PARTICIPANT_ID"),
+            ("identities_dump", "SPLICE_DR_IDENTITIES_DUMP"),
+            ("migration_id", "SPLICE_DR_MIGRATION_ID"),
+            ("migrating", "SPLICE_DR_MIGRATING"),
+        ] {
+            if let Some(v) = text(key) {
+                cmd.env(var, v);
+            }
+        }
+        ctx.info(format!("running restart_command with {values}"));
+        let out = process::run(ctx, cmd, command, "restart_command", &mut || {})?;
+        if !out.stderr.trim().is_empty() {
+            ctx.info(format!("restart_command: {}", out.stderr.trim()));
+        }
+        Ok(())
+    }
+
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
         self.leftovers_impl(ctx)
     }
@@ -216,6 +251,31 @@ mod tests {
     fn cfg() -> PostgresConfig {
         serde_json::from_value(serde_json::json!({"url": "postgresql://u@127.0.0.1/postgres"}))
             .expect("config")
+    }
+
+    #[test]
+    fn restart_command_gets_the_values_in_its_environment() {
+        let dir = std::env::temp_dir().join(format!("sdr-restart-{}", std::process::id()));
+        let mut c = cfg();
+        c.restart_command = Some(format!(
+            "echo \"$SPLICE_DR_PARTICIPANT_ID $SPLICE_DR_IDENTITIES_DUMP $SPLICE_DR_MIGRATING\" > {}",
+            dir.display()
+        ));
+        let b = PostgresBackend::new(c).expect("backend");
+        let ctx = OpContext::detached(Default::default());
+        b.set_values(
+            &ctx,
+            &serde_json::json!({"participant_id": "acme-2", "identities_dump": "/tmp/id.json", "migrating": false}),
+        )
+        .expect("hook runs");
+        let seen = std::fs::read_to_string(&dir).expect("hook output");
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(seen.trim(), "acme-2 /tmp/id.json false");
+        let e = PostgresBackend::new(cfg())
+            .expect("backend")
+            .set_values(&ctx, &serde_json::json!({}))
+            .expect_err("no hook");
+        assert!(e.to_string().contains("restart_command"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! Every participant id a node has used. Splice's re-onboarding needs "a new identifier
+//! … never used before", burns the old one, and requires every later start to pass the
+//! new one again (`-P`). A human forgets both; this registry remembers them durably in
+//! `state_dir/participants/<node>.json`, seeded from the config and from backups.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One id and where it was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsedId {
+    /// The participant id.
+    pub id: String,
+    /// When it was first recorded.
+    pub since: DateTime<Utc>,
+    /// Why it counts as used (`config`, `backup <id>`, `re-onboard <run>`).
+    pub source: String,
+}
+
+/// A node's registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registry {
+    /// The id every start of the node must pass, once a re-onboard chose one.
+    pub current: Option<String>,
+    /// Every id ever used (never shrinks).
+    pub used: Vec<UsedId>,
+}
+
+/// Errors reading or writing a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The file cannot be read or written.
+    #[error("participant-id registry {path}: {message}")]
+    Io {
+        /// The registry file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Where a node's registry lives.
+pub fn registry_path(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join("participants").join(format!("{node}.json"))
+}
+
+impl Registry {
+    /// Reads a node's registry; a missing file is an empty registry, a damaged one an
+    /// error (silently forgetting burned ids would let one be reused).
+    pub fn load(state_dir: &Path, node: &str) -> Result<Registry, RegistryError> {
+        let path = registry_path(state_dir, node);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RegistryError::Io {
+                path,
+                message: format!("unreadable ({e}); fix or move the file — it lists burned ids"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Registry::default()),
+            Err(e) => Err(RegistryError::Io {
+                path,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes the registry atomically and durably.
+    pub fn save(&self, state_dir: &Path, node: &str) -> Result<(), RegistryError> {
+        let path = registry_path(state_dir, node);
+        let err = |e: std::io::Error| RegistryError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(&bytes)
+                .and_then(|_| f.sync_all())
+                .map_err(err)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(err)
+    }
+
+    /// Whether `id` was ever used by this node.
+    pub fn is_used(&self, id: &str) -> bool {
+        self.used.iter().any(|u| u.id == id)
+    }
+
+    /// Records `id` as used (no-op when it already is). Returns whether it was new.
+    pub fn mark_used(&mut self, id: &str, source: &str) -> bool {
+        if id.is_empty() || self.is_used(id) {
+            return false;
+        }
+        self.used.push(UsedId {
+            id: id.to_string(),
+            since: Utc::now(),
+            source: source.to_string(),
+        });
+        true
+    }
+
+    /// A fresh id derived from `hint`: `<hint>-2`, `<hint>-3`, … the first never used.
+    pub fn next_free(&self, hint: &str) -> String {
+        (2u32..)
+            .map(|n| format!("{hint}-{n}"))
+            .find(|c| !self.is_used(c))
+            .unwrap_or_else(|| format!("{hint}-{}", Utc::now().timestamp()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burned_ids_survive_a_reload_and_are_never_proposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Registry::load(dir.path(), "n").unwrap();
+        assert!(r.mark_used("acme", "config"));
+        assert!(!r.mark_used("acme", "backup b1"));
+        assert!(r.mark_used("acme-2", "re-onboard run1"));
+        r.current = Some("acme-2".into());
+        r.save(dir.path(), "n").unwrap();
+        let r = Registry::load(dir.path(), "n").unwrap();
+        assert!(r.is_used("acme-2"));
+        assert_eq!(r.current.as_deref(), Some("acme-2"));
+        assert_eq!(r.next_free("acme"), "acme-3");
+        std::fs::write(registry_path(dir.path(), "n"), b"garbage").unwrap();
+        let e = Registry::load(dir.path(), "n").unwrap_err().to_string();
+        assert!(e.contains("burned ids"), "{e}");
+    }
+}
