@@ -164,6 +164,44 @@ impl ComposeBackend {
             .collect()
     }
 
+    /// Whether `from`'s data can move into `to` by one rename: both are plain local
+    /// volumes under the same engine root. Returns that root.
+    fn rename_root(&self, from: &str, to: &str) -> Result<Option<String>, BackendError> {
+        let layouts = self
+            .engine
+            .block_uncancellable("inspecting volumes", async {
+                Ok((
+                    storage::local_layout(&self.engine, from).await?,
+                    storage::local_layout(&self.engine, to).await?,
+                ))
+            })?;
+        Ok(match layouts {
+            (Some((a, _)), Some((b, _))) if a == b => Some(a),
+            _ => None,
+        })
+    }
+
+    /// Moves `from`'s data into `to` (one rename) when possible, else copies it; returns
+    /// the bytes and whether it moved. After a move `from` is empty; after a copy it is
+    /// unchanged. Callers wipe it either way.
+    fn transfer_volume(
+        &self,
+        image: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(u64, bool), BackendError> {
+        match self.rename_root(from, to)? {
+            Some(root) => {
+                let bytes = self.engine.block_uncancellable(
+                    "moving volume data",
+                    storage::move_data(&self.engine, image, &root, from, to),
+                )?;
+                Ok((bytes, true))
+            }
+            None => Ok((self.copy_volume(image, from, to)?, false)),
+        }
+    }
+
     fn copy_volume(&self, image: &str, from: &str, to: &str) -> Result<u64, BackendError> {
         let script = "cp -a /from/. /to/ && du -sb /to | cut -f1";
         let out = self.engine.block_uncancellable(
@@ -388,18 +426,37 @@ impl Backend for ComposeBackend {
             "creating the kept volume",
             storage::create_kept(&self.engine, &live, &kept),
         )?;
-        ctx.info(format!("copying volume {live} to {kept}"));
-        let bytes = match self.copy_volume(&image, &live, &kept) {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = self.engine.block_uncancellable(
-                    "removing a half copy",
-                    storage::remove_kept(&self.engine, &kept),
-                );
-                return Err(e);
+        let bytes = match self.rename_root(&live, &kept)? {
+            // One rename: the data is never split between the volumes, so on an error it
+            // is wholly in one of them and nothing may be deleted.
+            Some(root) => {
+                let bytes = self.engine.block_uncancellable(
+                    "moving volume data",
+                    storage::move_data(&self.engine, &image, &root, &live, &kept),
+                )?;
+                ctx.info(format!(
+                    "moved the data of {live} into {kept} with one rename ({bytes} bytes)"
+                ));
+                bytes
+            }
+            None => {
+                ctx.info(format!("copying volume {live} to {kept}"));
+                match self.copy_volume(&image, &live, &kept) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // A failed copy leaves the live volume as it was: the half copy goes.
+                        let _ = self.engine.block_uncancellable(
+                            "removing a half copy",
+                            storage::remove_kept(&self.engine, &kept),
+                        );
+                        return Err(e);
+                    }
+                }
             }
         };
-        ctx.info(format!("kept a copy of {live} as {kept} ({bytes} bytes)"));
+        ctx.info(format!(
+            "kept the previous data of {live} as {kept} ({bytes} bytes)"
+        ));
         Ok(KeptStorage {
             target: target.name.clone(),
             live,
@@ -424,11 +481,13 @@ impl Backend for ComposeBackend {
             "checking volume users",
             storage::ensure_unused(&self.engine, &live),
         )?;
+        // The live volume holds the failed restore's data: it goes, the kept data returns.
         self.wipe_volume(&image, &live)?;
-        let bytes = self.copy_volume(&image, &kept.kept, &live)?;
+        let (bytes, moved) = self.transfer_volume(&image, &kept.kept, &live)?;
         ctx.info(format!(
-            "put {live} back from {} ({bytes} bytes)",
-            kept.kept
+            "put {live} back from {} ({bytes} bytes, {})",
+            kept.kept,
+            if moved { "moved back" } else { "copied" }
         ));
         Ok(())
     }

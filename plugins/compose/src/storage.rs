@@ -303,3 +303,52 @@ pub async fn put_file(
     remove_container(engine, &id).await;
     result.map(|_| len)
 }
+
+/// Where a plain local volume keeps its data on the engine's host: `(root, name)` with the
+/// data at `<root>/<name>/_data`. `None` for any other driver or for options (an NFS or
+/// bind-backed volume), which are copied instead of renamed.
+pub async fn local_layout(
+    engine: &Engine,
+    volume: &str,
+) -> Result<Option<(String, String)>, BackendError> {
+    let v = engine
+        .docker()
+        .inspect_volume(volume)
+        .await
+        .map_err(engine_err(format!("inspecting volume {volume}")))?;
+    if v.driver != "local" || !v.options.is_empty() {
+        return Ok(None);
+    }
+    let suffix = format!("/{volume}/_data");
+    Ok(v.mountpoint
+        .strip_suffix(&suffix)
+        .filter(|root| !root.is_empty())
+        .map(|root| (root.to_string(), volume.to_string())))
+}
+
+/// Shell single-quoting for the volume names put into helper scripts.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Moves the whole data directory of `from` into `to` with one `rename` (same filesystem),
+/// leaving `from` with a new empty data directory of the same owner and mode. At no
+/// instant is the data split between the two volumes: a crash leaves it entirely in one of
+/// them. Returns the bytes moved.
+pub async fn move_data(
+    engine: &Engine,
+    image: &str,
+    root: &str,
+    from: &str,
+    to: &str,
+) -> Result<u64, BackendError> {
+    let (f, t) = (
+        sh_quote(&format!("/vols/{from}/_data")),
+        sh_quote(&format!("/vols/{to}/_data")),
+    );
+    let script = format!(
+        "set -e; rm -rf {t}; mv {f} {t}; mkdir {f}; chown --reference={t} {f}; chmod --reference={t} {f}; du -sb {t} | cut -f1"
+    );
+    let out = run_helper(engine, image, vec![format!("{root}:/vols")], &script).await?;
+    Ok(out.trim().parse().unwrap_or_default())
+}
