@@ -170,7 +170,7 @@ compose benchmark: ${SIZE_MB} MB of rows, validator.sql $((DUMP_BYTES / 1048576)
 2. whole-node restore
    splice-dr backup (for reference)     : ${BACKUP_S} s
    runbook manual sequence              : ${MANUAL_S} s
-   splice-dr restore --yes              : ${SDR_S} s  (includes the volume copy kept for rollback and row-count verification)
+   splice-dr restore --yes              : ${SDR_S} s  (includes moving the old data aside for rollback, row-count verification, health wait)
    ratio manual / splice-dr             : ${RESTORE_RATIO}
    splice-dr restore steps:
 ${STEPS}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 const POSTGRES_EXAMPLE: &str = include_str!("../../../config/postgres.toml");
 const MINIMAL_EXAMPLE: &str = include_str!("../../../config/minimal.toml");
+const COMPOSE_EXAMPLE: &str = include_str!("../../../config/compose.toml");
 
 fn origin() -> PathBuf {
     PathBuf::from("/etc/splice-dr/splice-dr.toml")
@@ -44,6 +45,34 @@ migration_id = 0
 url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
 "#
     )
+}
+
+#[test]
+fn compose_example_parses_with_the_bundle_names_as_defaults() {
+    let c = parse(COMPOSE_EXAMPLE, &origin()).expect("example parses");
+    let n = &c.nodes[0];
+    assert_eq!(n.backend, BackendKind::Compose);
+    let compose = n.compose.as_ref().expect("[node.compose]");
+    assert_eq!(compose.project, "splice-validator");
+    assert_eq!(compose.services.postgres, "postgres-splice");
+    assert_eq!(compose.db_user, "cnadmin");
+    let bundle = compose.bundle.as_ref().expect("bundle");
+    assert_eq!(bundle.party_hint, "acme-validator-1");
+    assert_eq!(c.daemon.users_interval, Duration::from_secs(300));
+    // A compose node with a [node.postgres] table is refused, pointing at that table.
+    let text = COMPOSE_EXAMPLE.replace(
+        "[node.compose]\n",
+        "[node.postgres]\nurl = \"postgresql://u@h/postgres\"\n\n[node.compose]\n",
+    );
+    let e = parse_err(&text);
+    assert!(
+        e.to_string()
+            .contains("[node.postgres] is set but node \"validator-1\" uses backend \"compose\""),
+        "{e}"
+    );
+    // Unknown keys in [node.compose] are errors.
+    let e = parse_err(&COMPOSE_EXAMPLE.replace("project = ", "projet = "));
+    assert!(e.to_string().contains("projet"), "{e}");
 }
 
 #[test]
