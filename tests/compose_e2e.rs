@@ -739,3 +739,171 @@ fn a_reonboard_failing_midway_burns_the_id_and_stops_with_instructions() {
         "a dry run burns nothing: {registry}"
     );
 }
+
+/// `now - secs` as the flow's timestamp format.
+fn ago(secs: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[test]
+fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
+    require_docker!();
+    // The participant lags 6 s: a snapshot of 2 s ago is "not caught up" (429) at first.
+    let node = ComposeNode::start_with("drsnap", "--lag-secs 6");
+    let site = tempfile::tempdir().unwrap();
+    let (config, _key, client) = validator_site(&node, site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let party = rt.block_on(client.validator_user()).unwrap().party_id;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let ts = ago(2);
+
+    // A migration id that is not the next one is refused before anything changes.
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "dr_snapshot",
+            "--param",
+            &format!("timestamp={ts}"),
+            "--param",
+            "migration_id=2",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not this node's next one") && err.contains("the next is 1"),
+        "{err}"
+    );
+    // A timestamp that is not UTC RFC 3339 is refused too.
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "dr_snapshot",
+            "--param",
+            "timestamp=2024-04-17 19:12:02",
+            "--param",
+            "migration_id=1",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2024-04-17T19:12:02Z"),
+        "{}",
+        text(&out)
+    );
+    assert!(node.validator_ready(), "nothing changed");
+
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "--json",
+            "run",
+            "dr_snapshot",
+            "--param",
+            &format!("timestamp={ts}"),
+            "--param",
+            "migration_id=1",
+            "--param",
+            "deadline=120",
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "dr_snapshot: {}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has not caught up") && err.contains("asking again"),
+        "the 429 was retried: {err}"
+    );
+    assert!(
+        err.contains("no health history"),
+        "says it cannot check health: {err}"
+    );
+    let run = last_run(&config, "dr_snapshot");
+    assert_eq!(run["result"]["migration_id"], 1, "{run}");
+    // The snapshot is kept in the repository with its checksum.
+    let snap = std::path::PathBuf::from(run["result"]["snapshot"].as_str().unwrap());
+    assert!(
+        snap.starts_with(site.path().join("repo/snapshots/validator-1")),
+        "{}",
+        snap.display()
+    );
+    let sum = std::fs::read_to_string(snap.with_extension("json.sha256")).unwrap();
+    assert_eq!(
+        sum.split_whitespace().next().unwrap(),
+        hex::encode(Sha256::digest(std::fs::read(&snap).unwrap()))
+    );
+    // The node runs migration 1 on participant-1, same party.
+    assert_eq!(
+        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(node.psql("participant-1", "SELECT 1"), "1");
+    assert_eq!(
+        rt.block_on(client.validator_user()).unwrap().party_id,
+        party
+    );
+    // A later restart passes -m 1 and no -M.
+    let out = cli_restarting(&node, &config, &["run", "restart"]);
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(
+        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
+            .as_deref(),
+        Some("1")
+    );
+    assert!(node
+        .container_env("validator", "SPLICE_SIM_RESTORE_FROM_MIGRATION_DUMP")
+        .is_none());
+    assert!(node.validator_ready());
+    // Backups refuse to run on the stale config (it still says migration 0).
+    let out = cli(&config, &["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("migration_id"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn dr_snapshot_of_a_pruned_moment_stops_and_points_to_reonboard() {
+    require_docker!();
+    let horizon = ago(0);
+    let node = ComposeNode::start_with("drpruned", &format!("--pruning-horizon {horizon}"));
+    let site = tempfile::tempdir().unwrap();
+    let (config, _key, _client) = validator_site(&node, site.path());
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "dr_snapshot",
+            "--param",
+            &format!("timestamp={}", ago(3600)),
+            "--param",
+            "migration_id=1",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pruned") && err.contains("re-onboard"),
+        "{err}"
+    );
+    assert!(node.validator_ready(), "nothing was changed");
+    assert_eq!(
+        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
+            .as_deref(),
+        Some("0")
+    );
+}

@@ -40,6 +40,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .context("loading rules")?;
     service.attach(autopilot.clone());
     autopilot.spawn(shutdown.clone());
+    tokio::spawn(crate::events::health_log::record(
+        bus.clone(),
+        config.daemon.state_dir.clone(),
+    ));
     tokio::spawn(crate::users::record_loop(
         service.runner().clone(),
         config.daemon.state_dir.clone(),

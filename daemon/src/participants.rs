@@ -25,6 +25,10 @@ pub struct Registry {
     pub current: Option<String>,
     /// Every id ever used (never shrinks).
     pub used: Vec<UsedId>,
+    /// The migration id every start passes (`-m`) since a network DR moved the node to it,
+    /// until the config's `migration_id` says the same.
+    #[serde(default)]
+    pub migration_id: Option<u64>,
 }
 
 /// Errors reading or writing a registry.

@@ -581,7 +581,13 @@ impl Service {
                 });
                 // Since a re-onboard, every start must pass this id (Splice's rule).
                 match crate::participants::Registry::load(&node.facts.state_dir, name) {
-                    Ok(reg) => v["participant_id"] = json!(reg.current),
+                    Ok(reg) => {
+                        v["participant_id"] = json!(reg.current);
+                        // After a network DR and before the config is updated.
+                        if let Some(m) = reg.migration_id.filter(|m| *m > node.facts.migration_id) {
+                            v["running_migration_id"] = json!(m);
+                        }
+                    }
                     Err(e) => v["participant_id_error"] = json!(e.to_string()),
                 }
                 let fields = [

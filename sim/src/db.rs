@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS sv_participants (
     node_instance text NOT NULL,
     registered_at timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE sv_participants ADD COLUMN IF NOT EXISTS migration_id bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS sv_balances (
     party_id text PRIMARY KEY,
     effective_unlocked_qty numeric(38,10) NOT NULL DEFAULT 0,

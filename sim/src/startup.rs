@@ -260,6 +260,7 @@ pub async fn initialize(
                 participant_id: identity.participant_id.clone(),
                 party_id: party.clone(),
                 node_instance: identity.node_instance.clone(),
+                migration_id: n,
             },
             cfg.sv_patience,
         )

@@ -99,6 +99,8 @@ pub struct ComposeNode {
     pub sv_url: String,
     /// The SV as the host reaches it (for tests that read or set SV-held balances).
     pub sv_host_url: String,
+    /// Extra splice-sim flags of the validator (`SPLICE_SIM_EXTRA_ARGS`).
+    pub sim_args: String,
     sv: Option<RunningSv>,
     sv_db: String,
     rt: tokio::runtime::Runtime,
@@ -107,6 +109,11 @@ pub struct ComposeNode {
 impl ComposeNode {
     /// Starts a node for `test` (images built first) and waits until it is healthy.
     pub fn start(test: &str) -> ComposeNode {
+        Self::start_with(test, "")
+    }
+
+    /// Like [`ComposeNode::start`], with extra splice-sim flags for the validator (faults).
+    pub fn start_with(test: &str, sim_args: &str) -> ComposeNode {
         ensure_images();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -134,6 +141,7 @@ impl ComposeNode {
             party_hint: format!("{}-validator", test.replace('_', "-")),
             sv_url: format!("http://host.docker.internal:{sv_port}"),
             sv_host_url: format!("http://127.0.0.1:{sv_port}"),
+            sim_args: sim_args.to_string(),
             sv: Some(sv),
             sv_db,
             rt,
@@ -151,7 +159,8 @@ impl ComposeNode {
     fn env(&self, cmd: &mut Command) {
         cmd.env("COMPOSE_PROJECT_NAME", &self.project)
             .env("VALIDATOR_HOST_PORT", self.port.to_string())
-            .env("SPLICE_SIM_LOG", "warn");
+            .env("SPLICE_SIM_LOG", "warn")
+            .env("SPLICE_SIM_EXTRA_ARGS", &self.sim_args);
     }
 
     /// Runs start.sh with the standard flags plus `extra`, waiting for health.

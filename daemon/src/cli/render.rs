@@ -297,6 +297,11 @@ pub fn status_text(v: &Value) -> String {
             }
             None => out.push_str("  last backup: none — take one with `splice-dr backup`\n"),
         }
+        if let Some(m) = n.get("running_migration_id").and_then(Value::as_u64) {
+            out.push_str(&format!(
+                "  runs migration {m} since a network DR: set migration_id = {m} in the config\n"
+            ));
+        }
         if let Some(id) = n.get("participant_id").and_then(Value::as_str) {
             out.push_str(&format!(
                 "  participant id: {id} (since a re-onboard; every start passes it)\n"

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod health;
+pub mod health_log;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

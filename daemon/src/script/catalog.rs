@@ -20,6 +20,10 @@ pub const BUILTIN_FLOWS: &[(&str, &str)] = &[
     ("verify", include_str!("../../../scripts/verify.rhai")),
     ("reonboard", include_str!("../../../scripts/reonboard.rhai")),
     ("restart", include_str!("../../../scripts/restart.rhai")),
+    (
+        "dr_snapshot",
+        include_str!("../../../scripts/dr_snapshot.rhai"),
+    ),
 ];
 
 /// The objects every flow sees in its scope (see `scripts/README.md`).

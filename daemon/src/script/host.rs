@@ -21,7 +21,7 @@ use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
 use crate::validator::{ValidatorClient, ValidatorError};
 
 pub(super) type RResult<T> = Result<T, Box<EvalAltResult>>;
-type BoxFuture<T> =
+pub(super) type BoxFuture<T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ValidatorError>> + Send>>;
 
 pub(super) fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
@@ -102,7 +102,7 @@ impl FlowEnv {
     }
 
     /// Runs a validator API call to completion from the script's blocking thread.
-    fn call_validator<T>(
+    pub(super) fn call_validator<T>(
         &self,
         f: impl FnOnce(Arc<ValidatorClient>) -> BoxFuture<T>,
     ) -> RResult<T> {
@@ -503,7 +503,7 @@ fn register_backups(engine: &mut Engine) {
 
 /// The script's `validator` object.
 #[derive(Clone)]
-struct ValidatorApi(Arc<FlowEnv>);
+pub(super) struct ValidatorApi(pub(super) Arc<FlowEnv>);
 
 fn register_validator(engine: &mut Engine) {
     engine

@@ -45,6 +45,7 @@ pub(super) fn register(engine: &mut Engine) {
     register_participants(engine);
     register_restart(engine);
     register_identities(engine);
+    register_snapshot(engine);
 }
 
 fn register_participants(engine: &mut Engine) {
@@ -89,6 +90,32 @@ fn register_participants(engine: &mut Engine) {
                 })
             },
         )
+        .register_fn("start_migration_id", |n: &mut NodeApi| -> RResult<i64> {
+            let reg = seeded_registry(&n.0)?;
+            let m = reg
+                .migration_id
+                .unwrap_or(0)
+                .max(n.0.node.migration_id);
+            i64::try_from(m).map_err(|_| fail("migration id out of range"))
+        })
+        .register_fn(
+            "set_migration_id",
+            |n: &mut NodeApi, id: i64| -> RResult<()> {
+                let env = n.0.clone();
+                let id = u64::try_from(id).map_err(|_| fail("migration id must be >= 0"))?;
+                let label = format!("make {id} the migration id of every later start");
+                if env.run.dry_run() {
+                    env.run.plan(&format!("would {label}"));
+                    return Ok(());
+                }
+                env.in_step(&label, false, |_ctx| {
+                    let mut reg = seeded_registry(&env).map_err(|e| BackendError::Plugin(e.to_string()))?;
+                    reg.migration_id = Some(id);
+                    reg.save(&env.node.state_dir, &env.node.name)
+                        .map_err(|e| BackendError::Plugin(e.to_string()))
+                })
+            },
+        )
         .register_fn(
             "set_participant_id",
             |n: &mut NodeApi, id: &str| -> RResult<()> {
@@ -117,10 +144,17 @@ fn register_restart(engine: &mut Engine) {
                 let mut values: serde_json::Value =
                     rhai::serde::from_dynamic(&Dynamic::from_map(values))
                         .map_err(|e| fail(format!("set_values: {e}")))?;
-                // Every start after a re-onboard passes the same -P (Splice's rule).
+                // Every start after a re-onboard passes the same -P (Splice's rule), and
+                // after a network DR the new -m, even before the config is updated.
+                let reg = seeded_registry(&env)?;
                 if values.get("participant_id").is_none() {
-                    if let Some(current) = seeded_registry(&env)?.current {
+                    if let Some(current) = reg.current {
                         values["participant_id"] = serde_json::Value::String(current);
+                    }
+                }
+                if values.get("migration_id").is_none() {
+                    if let Some(m) = reg.migration_id.filter(|m| *m > env.node.migration_id) {
+                        values["migration_id"] = serde_json::Value::from(m);
                     }
                 }
                 let backend = env.backend.clone();
@@ -213,6 +247,165 @@ fn register_identities(engine: &mut Engine) {
                         Err(fail(format!("removing {path}: {e}")))
                     }
                 })
+            },
+        );
+}
+
+/// Parses a snapshot timestamp: RFC 3339 in UTC with a `Z` (`2024-04-17T19:12:02Z`), not
+/// in the future.
+fn parse_snapshot_time(ts: &str) -> RResult<chrono::DateTime<chrono::Utc>> {
+    let example = "e.g. 2024-04-17T19:12:02Z";
+    if !ts.ends_with('Z') {
+        return Err(fail(format!(
+            "snapshot timestamp `{ts}` must be RFC 3339 in UTC ending in Z, {example}"
+        )));
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(ts)
+        .map_err(|e| {
+            fail(format!(
+                "snapshot timestamp `{ts}` is not RFC 3339 ({e}), {example}"
+            ))
+        })?
+        .with_timezone(&chrono::Utc);
+    if at > chrono::Utc::now() {
+        return Err(fail(format!("snapshot timestamp `{ts}` is in the future")));
+    }
+    Ok(at)
+}
+
+/// Asks for the snapshot until it is served, the participant is found pruned (400: stop,
+/// re-onboard instead), the deadline passes on "not caught up" (429), or the run is
+/// cancelled. Returns the exact bytes served.
+fn fetch_snapshot(
+    env: &FlowEnv,
+    ts: &str,
+    migration_id: u64,
+    deadline: std::time::Duration,
+) -> Result<Vec<u8>, String> {
+    use crate::validator::ValidatorError;
+    let client = env.validator.clone().ok_or_else(|| {
+        "the node has no [node.validator] table: the data snapshot comes from the admin API"
+            .to_string()
+    })?;
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| "internal: no async runtime for the validator API".to_string())?;
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        match handle.block_on(client.data_snapshot_raw(ts, migration_id, true)) {
+            Ok((bytes, _)) => return Ok(bytes),
+            Err(e @ ValidatorError::NotCaughtUp { .. }) => {
+                if start.elapsed() + pause > deadline {
+                    return Err(format!(
+                        "{e}; gave up after {}s (the deadline): retry the flow once the participant has caught up",
+                        start.elapsed().as_secs()
+                    ));
+                }
+                env.run.log(
+                    "info",
+                    &format!(
+                        "the participant has not caught up to {ts} yet (429); asking again in {}s",
+                        pause.as_secs()
+                    ),
+                );
+                let until = std::time::Instant::now() + pause;
+                while std::time::Instant::now() < until {
+                    if let Some(reason) = env.run.guard().soft_stop() {
+                        return Err(format!("stopped waiting for the snapshot: {reason}"));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                pause = (pause * 2).min(std::time::Duration::from_secs(15));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Keeps the snapshot in the repository (`snapshots/NODE/…json` + `.sha256`).
+fn store_snapshot(
+    env: &FlowEnv,
+    ts: &str,
+    migration_id: u64,
+    bytes: &[u8],
+) -> Result<(PathBuf, String), String> {
+    use sha2::Digest;
+    let dir = env.repo.root().join("snapshots").join(&env.node.name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let stamp: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let path = dir.join(format!(
+        "domain_migration_dump-m{migration_id}-{stamp}.json"
+    ));
+    let sum = hex::encode(sha2::Sha256::digest(bytes));
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    std::fs::write(
+        path.with_extension("json.sha256"),
+        format!(
+            "{sum}  {}\n",
+            path.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        ),
+    )
+    .map_err(|e| format!("writing the checksum of {}: {e}", path.display()))?;
+    Ok((path, sum))
+}
+
+/// Registers `validator.fetch_data_snapshot` and `node.health_around`.
+pub(super) fn register_snapshot(engine: &mut Engine) {
+    engine
+        .register_fn(
+            "fetch_data_snapshot",
+            |v: &mut super::host::ValidatorApi,
+             ts: &str,
+             migration_id: i64,
+             deadline_secs: i64|
+             -> RResult<Dynamic> {
+                let env = v.0.clone();
+                parse_snapshot_time(ts)?;
+                let mid =
+                    u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
+                let deadline = std::time::Duration::from_secs(deadline_secs.max(0) as u64);
+                let label = format!("fetch the data snapshot at {ts} for migration {mid}");
+                let (path, sum, len, dump) = env.in_step(&label, true, |_ctx| {
+                    let bytes =
+                        fetch_snapshot(&env, ts, mid, deadline).map_err(BackendError::Plugin)?;
+                    let parsed: serde_json::Value =
+                        serde_json::from_slice(&bytes).map_err(|e| {
+                            BackendError::Verification(format!("the snapshot is not JSON: {e}"))
+                        })?;
+                    let dump = parsed["data_snapshot"].clone();
+                    // The file placed for the validator is the DomainMigrationDump itself.
+                    let text = serde_json::to_vec(&dump)
+                        .map_err(|e| BackendError::Plugin(e.to_string()))?;
+                    let (path, sum) =
+                        store_snapshot(&env, ts, mid, &text).map_err(BackendError::Plugin)?;
+                    Ok((path, sum, text.len(), dump))
+                })?;
+                to_dyn(&serde_json::json!({
+                    "path": path, "sha256": sum, "bytes": len,
+                    "migration_id": dump["migration_id"], "acs_timestamp": dump["acs_timestamp"],
+                    "domain_id": dump["domain_id"],
+                }))
+            },
+        )
+        .register_fn(
+            "health_around",
+            |n: &mut NodeApi, ts: &str, window_secs: i64| -> RResult<Dynamic> {
+                let at = parse_snapshot_time(ts)?;
+                let window = chrono::Duration::seconds(window_secs.max(0));
+                match crate::events::health_log::down_around(
+                    &n.0.node.state_dir,
+                    &n.0.node.name,
+                    at,
+                    window,
+                ) {
+                    None => Ok(Dynamic::UNIT),
+                    Some(down) => to_dyn(&down),
+                }
             },
         );
 }

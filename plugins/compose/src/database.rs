@@ -158,6 +158,7 @@ impl ComposeBackend {
         dest: &Path,
     ) -> Result<DumpInfo, BackendError> {
         let db = self.db_for_role(role)?;
+        self.check_migration_matches(ctx)?;
         prepare_dest(dest)?;
         std::fs::create_dir_all(dest)
             .map_err(|e| BackendError::io(format!("creating {}", dest.display()), e))?;
@@ -255,6 +256,25 @@ impl ComposeBackend {
             server_version,
             tables,
         })
+    }
+
+    /// Refuses to work on a node whose postgres container was created for another
+    /// migration than the config's: after a network DR the participant database is
+    /// `participant-<new id>`, and dumping the old one would back up stale data.
+    fn check_migration_matches(&self, ctx: &OpContext) -> Result<(), BackendError> {
+        let service = self.cfg.services.postgres.clone();
+        let c = self
+            .engine
+            .block(ctx, "inspecting postgres", self.engine.inspect(&service))?;
+        let expected = self.db_for_role("participant")?;
+        match env_value(&c, "CREATE_DATABASE_participant") {
+            Some(running) if running != expected => Err(BackendError::Config(format!(
+                "the {service} container was created for database {running}, but the config \
+                 names {expected}: the node runs another migration than `migration_id` says \
+                 (after a network DR, set migration_id to the new id in the config)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// See [`splice_dr_plugin_api::Backend::check_dump`]: `pg_restore --list` inside the

@@ -226,6 +226,7 @@ impl Backend for PostgresBackend {
             ("identities_dump", "SPLICE_DR_IDENTITIES_DUMP"),
             ("migration_id", "SPLICE_DR_MIGRATION_ID"),
             ("migrating", "SPLICE_DR_MIGRATING"),
+            ("migration_dump", "SPLICE_DR_MIGRATION_DUMP"),
         ] {
             if let Some(v) = text(key) {
                 cmd.env(var, v);

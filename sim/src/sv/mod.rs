@@ -28,6 +28,11 @@ pub struct RegisterRequest {
     /// Identifies one node installation (one participant DB): restarts of the same node
     /// re-register with the same instance and are accepted; another node is refused.
     pub node_instance: String,
+    /// The migration id the participant runs under. A network migration moves the same
+    /// participant (same id, same party) into a new participant database, hence a new
+    /// instance: that is accepted when the migration id is higher than the registered one.
+    #[serde(default)]
+    pub migration_id: i64,
 }
 
 /// One participant id known to the SV.

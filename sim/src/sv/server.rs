@@ -80,9 +80,9 @@ async fn register(
     let client = s.pg.connect(&s.db).await?;
     let inserted = client
         .query_opt(
-            "INSERT INTO sv_participants (participant_id, party_id, node_instance) VALUES ($1, $2, $3) \
+            "INSERT INTO sv_participants (participant_id, party_id, node_instance, migration_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (participant_id) DO NOTHING RETURNING registered_at",
-            &[&req.participant_id, &req.party_id, &req.node_instance],
+            &[&req.participant_id, &req.party_id, &req.node_instance, &req.migration_id],
         )
         .await
         .map_err(db_error)?;
@@ -90,14 +90,27 @@ async fn register(
     if !new {
         let row = client
             .query_one(
-                "SELECT party_id, node_instance, registered_at FROM sv_participants WHERE participant_id = $1",
+                "SELECT party_id, node_instance, registered_at, migration_id FROM sv_participants WHERE participant_id = $1",
                 &[&req.participant_id],
             )
             .await
             .map_err(db_error)?;
         let party: String = row.get(0);
         let instance: String = row.get(1);
-        if instance != req.node_instance || party != req.party_id {
+        let registered_migration: i64 = row.get(3);
+        let migrated = party == req.party_id
+            && instance != req.node_instance
+            && req.migration_id > registered_migration;
+        if migrated {
+            client
+                .execute(
+                    "UPDATE sv_participants SET node_instance = $2, migration_id = $3 WHERE participant_id = $1",
+                    &[&req.participant_id, &req.node_instance, &req.migration_id],
+                )
+                .await
+                .map_err(db_error)?;
+            tracing::info!(participant_id = %req.participant_id, migration_id = req.migration_id, "participant migrated");
+        } else if instance != req.node_instance || party != req.party_id {
             let at: chrono::DateTime<chrono::Utc> = row.get(2);
             tracing::warn!(participant_id = %req.participant_id, "refused a reused participant id");
             return Err(ApiError::new(

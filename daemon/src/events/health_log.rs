@@ -1,0 +1,147 @@
+//! A durable log of health changes (`state_dir/health/NODE.jsonl`), so a flow can ask
+//! whether the node was healthy around a past moment — network DR must take its data
+//! snapshot at a time the node was healthy — even across daemon restarts.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Event, EventBus};
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthEntry {
+    /// When it was observed.
+    pub at: DateTime<Utc>,
+    /// The component (`postgres`, `validator`, …).
+    pub component: String,
+    /// Up or down from then on.
+    pub up: bool,
+    /// The probe's detail.
+    pub detail: String,
+}
+
+/// Where a node's log lives.
+pub fn log_path(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join("health").join(format!("{node}.jsonl"))
+}
+
+/// Appends every `health.<component>.up|down` event of the bus to its node's log until
+/// the bus closes.
+pub async fn record(bus: EventBus, state_dir: PathBuf) {
+    let mut rx = bus.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(ev) => {
+                if let Some((node, entry)) = entry_of(&ev) {
+                    if let Err(e) = append(&state_dir, &node, &entry) {
+                        tracing::warn!(node = %node, "cannot record a health change: {e}");
+                    }
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+fn entry_of(ev: &Event) -> Option<(String, HealthEntry)> {
+    let rest = ev.name.strip_prefix("health.")?;
+    let (component, state) = rest.rsplit_once('.')?;
+    let up = match state {
+        "up" => true,
+        "down" => false,
+        _ => return None,
+    };
+    Some((
+        ev.node.clone()?,
+        HealthEntry {
+            at: ev.at,
+            component: component.to_string(),
+            up,
+            detail: ev.message.clone(),
+        },
+    ))
+}
+
+fn append(state_dir: &Path, node: &str, entry: &HealthEntry) -> std::io::Result<()> {
+    let path = log_path(state_dir, node);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    f.write_all(&line)
+}
+
+/// What the log says about `at ± window`: `None` when the log has nothing before `at`
+/// (no history), else the components that were down at some point in that window.
+pub fn down_around(
+    state_dir: &Path,
+    node: &str,
+    at: DateTime<Utc>,
+    window: Duration,
+) -> Option<Vec<HealthEntry>> {
+    let f = std::fs::File::open(log_path(state_dir, node)).ok()?;
+    let entries: Vec<HealthEntry> = std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    if !entries.iter().any(|e| e.at <= at) {
+        return None;
+    }
+    let (from, to) = (at - window, at + window);
+    let mut down = Vec::new();
+    let mut components: Vec<&str> = entries.iter().map(|e| e.component.as_str()).collect();
+    components.sort();
+    components.dedup();
+    for c in components {
+        let of_c = entries.iter().filter(|e| e.component == c);
+        // The state on entering the window, then every change inside it.
+        let before = of_c.clone().rfind(|e| e.at <= from);
+        let inside = of_c.filter(|e| e.at > from && e.at <= to);
+        if let Some(e) = before.into_iter().chain(inside).find(|e| !e.up) {
+            down.push(e.clone());
+        }
+    }
+    Some(down)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_whether_the_node_was_down_around_a_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Utc::now() - Duration::hours(2);
+        assert!(down_around(dir.path(), "n", t0, Duration::minutes(5)).is_none());
+        let e = |mins: i64, c: &str, up: bool| HealthEntry {
+            at: t0 + Duration::minutes(mins),
+            component: c.into(),
+            up,
+            detail: String::new(),
+        };
+        append(dir.path(), "n", &e(0, "validator", true)).unwrap();
+        append(dir.path(), "n", &e(30, "validator", false)).unwrap();
+        append(dir.path(), "n", &e(40, "validator", true)).unwrap();
+        let w = Duration::minutes(5);
+        assert_eq!(
+            down_around(dir.path(), "n", t0 + Duration::minutes(10), w),
+            Some(vec![])
+        );
+        let down = down_around(dir.path(), "n", t0 + Duration::minutes(33), w).unwrap();
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].component, "validator");
+        assert_eq!(
+            down_around(dir.path(), "n", t0 + Duration::minutes(60), w),
+            Some(vec![])
+        );
+    }
+}
