@@ -1,15 +1,22 @@
-//! Recovery beyond the databases, end to end: users onboarded after a backup come back
-//! after a restore (the runbook's "re-onboard any users that were onboarded after the
-//! backup was taken"), and the daemon keeps the validator's user list for restores that
-//! start while the validator is down. Real binary, real Postgres, splice-sim's admin API.
+//! The recovery flows beyond a restore, end to end with the real binary against
+//! splice-sim: users onboarded after a backup come back after a restore (postgres and
+//! compose backends) and the daemon's user-list record; re-onboarding from an identities
+//! backup under a new participant id (compose, and the postgres backend through its
+//! restart_command hook); network DR from a data snapshot (429 retried, 400 stops, wrong
+//! migration id refused). Compose tests are skipped loudly only without a Docker engine.
 
 mod common;
+#[path = "common/compose.rs"]
+mod compose;
 #[path = "common/sim.rs"]
 mod sim;
 
 use common::*;
+use compose::{ago, backup, cli as cli_at, cli_restarting, last_run, validator_site, ComposeNode};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use sim::*;
+use std::process::Command;
 use std::time::Duration;
 
 fn site_for(node: &splice_sim::RunningSim, extra_daemon: &str) -> Site {
@@ -205,4 +212,760 @@ async fn a_restore_with_the_validator_down_uses_the_recorded_list_and_says_what_
         "{err}"
     );
     assert!(err.contains("re-onboard these by hand"), "{err}");
+}
+
+// ---- compose backend ----
+
+#[test]
+fn users_onboarded_after_the_backup_come_back_after_a_compose_restore() {
+    require_docker!();
+    let node = ComposeNode::start("users");
+    let site = tempfile::tempdir().unwrap();
+    let validator = format!(
+        "\n[node.validator]\nurl = \"http://127.0.0.1:{}\"\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
+        node.port
+    );
+    let config = node.site_config(site.path(), &validator);
+    let key = age::x25519::Identity::generate();
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "max_age = \"30d\"\n",
+        &format!(
+            "max_age = \"30d\"\nidentities_recipients = [\"{}\"]\n",
+            key.to_public()
+        ),
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client =
+        splice_dr::validator::ValidatorClient::from_config(&splice_dr::config::ValidatorConfig {
+            url: format!("http://127.0.0.1:{}", node.port),
+            timeout: std::time::Duration::from_secs(10),
+            retries: 3,
+            retry_backoff: std::time::Duration::from_millis(200),
+            auth: splice_dr::config::ValidatorAuth::SelfSigned(splice_dr::config::SelfSignedAuth {
+                secret_file: None,
+                secret: Some("unsafe".into()),
+                user: "administrator".into(),
+                audience: "https://validator.example.com".into(),
+            }),
+        })
+        .unwrap();
+    rt.block_on(client.onboard_user("alice", None)).unwrap();
+    let id = backup(&config);
+    rt.block_on(client.onboard_user("bob", None)).unwrap();
+
+    let out = cli_at(&config, &["restore", "--backup", &id, "--yes"]);
+    assert!(out.status.success(), "restore: {}", text(&out));
+    let mut users = rt.block_on(client.users()).unwrap();
+    users.sort();
+    assert_eq!(users, ["administrator", "alice", "bob"]);
+    let run = last_run(&config, "restore");
+    assert_eq!(
+        run["result"]["reonboarded_users"],
+        serde_json::json!(["bob"]),
+        "{run}"
+    );
+}
+
+#[test]
+fn reonboard_recovers_the_balance_under_a_new_participant_id_that_every_restart_keeps() {
+    require_docker!();
+    let node = ComposeNode::start("reonboard");
+    let site = tempfile::tempdir().unwrap();
+    let (config, key_file, client) = validator_site(&node, site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let party = rt.block_on(client.validator_user()).unwrap().party_id;
+    // The network (the SV) holds the party's coins, not the node.
+    let set = ureq::post(&format!("{}/sv/parties/{party}/balance", node.sv_host_url))
+        .header("content-type", "application/json")
+        .send(r#"{"effective_unlocked_qty": "1234.5"}"#)
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let id = backup(&config);
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(site.path().join("repo").join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    // The dump carries the uid (`identifier::fingerprint`); -P takes the identifier.
+    let old_participant = manifest["identities"]["participant_id"]
+        .as_str()
+        .unwrap()
+        .split("::")
+        .next()
+        .unwrap()
+        .to_string();
+
+    let key = format!("identity_key={}", key_file.display());
+    let backup_param = format!("backup={id}");
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "--json",
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--yes",
+        ],
+    );
+    if !out.status.success() {
+        let logs = Command::new("docker")
+            .args(["logs", "--tail", "30", &node.container("validator")])
+            .output()
+            .unwrap();
+        let ps = Command::new("docker").args(["ps", "-a"]).output().unwrap();
+        panic!(
+            "reonboard: {}\n--- validator logs\n{}{}\n--- docker ps\n{}",
+            text(&out),
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr),
+            String::from_utf8_lossy(&ps.stdout)
+        );
+    }
+    let run = last_run(&config, "reonboard");
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let new_id = run["result"]["participant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        new_id,
+        format!("{}-2", node.party_hint),
+        "the first id never used"
+    );
+    assert_eq!(
+        run["result"]["party"],
+        party.as_str(),
+        "same validator party"
+    );
+    assert_eq!(
+        run["result"]["balance"], "1234.5000000000",
+        "the balance came back"
+    );
+    assert_eq!(
+        node.container_env("validator", "SPLICE_APP_VALIDATOR_PARTICIPANT_IDENTIFIER")
+            .as_deref(),
+        Some(new_id.as_str())
+    );
+    // The decrypted identities (private keys) did not outlive the run.
+    let tmp = site.path().join("state/tmp");
+    assert!(
+        std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0,
+        "decrypted identities left in {}",
+        tmp.display()
+    );
+    // The old database volume is kept, not deleted.
+    assert_eq!(node.kept_volumes().len(), 1);
+
+    // status shows the id every start must now pass.
+    let out = cli_at(&config, &["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("participant id: {new_id}")));
+
+    // An id this node used before is refused before anything changes.
+    for used in [new_id.as_str(), old_participant.as_str()] {
+        let p = format!("participant_id={used}");
+        let out = cli_restarting(
+            &node,
+            &config,
+            &[
+                "run",
+                "reonboard",
+                "--param",
+                &backup_param,
+                "--param",
+                &key,
+                "--param",
+                &p,
+                "--yes",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("was already used by this node"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(node.validator_ready(), "the refused runs changed nothing");
+
+    // A later restart keeps passing the new id (the sim, like Splice, refuses another).
+    let out = cli_restarting(&node, &config, &["run", "restart"]);
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(
+        node.container_env("validator", "SPLICE_APP_VALIDATOR_PARTICIPANT_IDENTIFIER")
+            .as_deref(),
+        Some(new_id.as_str())
+    );
+    assert!(node.validator_ready());
+    assert_eq!(
+        rt.block_on(client.validator_user()).unwrap().party_id,
+        party
+    );
+}
+
+#[test]
+fn a_reonboard_failing_midway_burns_the_id_and_stops_with_instructions() {
+    require_docker!();
+    let mut node = ComposeNode::start("reonbfail");
+    let site = tempfile::tempdir().unwrap();
+    let (config, key_file, _client) = validator_site(&node, site.path());
+    let id = backup(&config);
+    let key = format!("identity_key={}", key_file.display());
+    let backup_param = format!("backup={id}");
+
+    // A wrong key fails before anything starts: no id is burned for it.
+    let wrong = site.path().join("wrong.key");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            &wrong,
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret(),
+        )
+        .unwrap();
+    }
+    let wrong_param = format!("identity_key={}", wrong.display());
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &wrong_param,
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot decrypt"),
+        "{}",
+        text(&out)
+    );
+
+    // The network is unreachable: the new node cannot register, the start fails.
+    node.stop_sv();
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let burned = format!("{}-2", node.party_hint);
+    assert!(
+        err.contains(&format!("participant id {burned} is burned")),
+        "{err}"
+    );
+    assert!(err.contains("fresh node"), "{err}");
+    let registry: Value = serde_json::from_slice(
+        &std::fs::read(site.path().join("state/participants/validator-1.json")).unwrap(),
+    )
+    .unwrap();
+    let used: Vec<&str> = registry["used"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    assert!(used.contains(&burned.as_str()), "{registry}");
+    assert!(
+        registry["current"].is_null(),
+        "a failed re-onboard sets no id for later starts"
+    );
+    assert!(
+        std::fs::read_dir(site.path().join("state/tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the decrypted identities are removed on failure too"
+    );
+    // The next attempt proposes a fresh id; a dry run shows it and records nothing (it ends
+    // failed here: its party check asks the real validator, which is still down).
+    let out = cli_at(
+        &config,
+        &[
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--dry-run",
+        ],
+    );
+    let next = format!("{}-3", node.party_hint);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("as participant {next}")),
+        "{}",
+        text(&out)
+    );
+    let registry =
+        std::fs::read_to_string(site.path().join("state/participants/validator-1.json")).unwrap();
+    assert!(
+        !registry.contains(&next),
+        "a dry run burns nothing: {registry}"
+    );
+}
+
+#[test]
+fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
+    require_docker!();
+    // The participant lags 6 s: a snapshot of 2 s ago is "not caught up" (429) at first.
+    let node = ComposeNode::start_with("drsnap", "--lag-secs 6");
+    let site = tempfile::tempdir().unwrap();
+    let (config, _key, client) = validator_site(&node, site.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let party = rt.block_on(client.validator_user()).unwrap().party_id;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let ts = ago(2);
+
+    // A migration id that is not the next one is refused before anything changes.
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "dr_snapshot",
+            "--param",
+            &format!("timestamp={ts}"),
+            "--param",
+            "migration_id=2",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not this node's next one") && err.contains("the next is 1"),
+        "{err}"
+    );
+    // A timestamp that is not UTC RFC 3339 is refused too.
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "dr_snapshot",
+            "--param",
+            "timestamp=2024-04-17 19:12:02",
+            "--param",
+            "migration_id=1",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2024-04-17T19:12:02Z"),
+        "{}",
+        text(&out)
+    );
+    assert!(node.validator_ready(), "nothing changed");
+
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "--json",
+            "run",
+            "dr_snapshot",
+            "--param",
+            &format!("timestamp={ts}"),
+            "--param",
+            "migration_id=1",
+            "--param",
+            "deadline=120",
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "dr_snapshot: {}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has not caught up") && err.contains("asking again"),
+        "the 429 was retried: {err}"
+    );
+    assert!(
+        err.contains("no health history"),
+        "says it cannot check health: {err}"
+    );
+    let run = last_run(&config, "dr_snapshot");
+    assert_eq!(run["result"]["migration_id"], 1, "{run}");
+    // The snapshot is kept in the repository with its checksum.
+    let snap = std::path::PathBuf::from(run["result"]["snapshot"].as_str().unwrap());
+    assert!(
+        snap.starts_with(site.path().join("repo/snapshots/validator-1")),
+        "{}",
+        snap.display()
+    );
+    let sum = std::fs::read_to_string(snap.with_extension("json.sha256")).unwrap();
+    assert_eq!(
+        sum.split_whitespace().next().unwrap(),
+        hex::encode(Sha256::digest(std::fs::read(&snap).unwrap()))
+    );
+    // The node runs migration 1 on participant-1, same party.
+    assert_eq!(
+        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(node.psql("participant-1", "SELECT 1"), "1");
+    assert_eq!(
+        rt.block_on(client.validator_user()).unwrap().party_id,
+        party
+    );
+    // A later restart passes -m 1 and no -M.
+    let out = cli_restarting(&node, &config, &["run", "restart"]);
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(
+        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
+            .as_deref(),
+        Some("1")
+    );
+    assert!(node
+        .container_env("validator", "SPLICE_SIM_RESTORE_FROM_MIGRATION_DUMP")
+        .is_none());
+    assert!(node.validator_ready());
+    // Backups refuse to run on the stale config (it still says migration 0).
+    let out = cli_at(&config, &["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("migration_id"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn dr_snapshot_of_a_pruned_moment_stops_and_points_to_reonboard() {
+    require_docker!();
+    let horizon = ago(0);
+    let node = ComposeNode::start_with("drpruned", &format!("--pruning-horizon {horizon}"));
+    let site = tempfile::tempdir().unwrap();
+    let (config, _key, _client) = validator_site(&node, site.path());
+    let out = cli_restarting(
+        &node,
+        &config,
+        &[
+            "run",
+            "dr_snapshot",
+            "--param",
+            &format!("timestamp={}", ago(3600)),
+            "--param",
+            "migration_id=1",
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pruned") && err.contains("re-onboard"),
+        "{err}"
+    );
+    assert!(node.validator_ready(), "nothing was changed");
+    assert_eq!(
+        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
+            .as_deref(),
+        Some("0")
+    );
+}
+
+// ---- postgres backend: the node restarts through the site's restart_command ----
+
+/// A validator run by hand as a splice-sim process, restarted by a site hook that turns
+/// splice-dr's SPLICE_DR_* variables into its flags — what an operator's systemd wrapper
+/// would do. Databases and the process are removed on drop.
+struct HandRunNode {
+    dir: tempfile::TempDir,
+    port: u16,
+    prefix: String,
+    hint: String,
+}
+
+impl HandRunNode {
+    fn start(sv_url: &str, test: &str) -> HandRunNode {
+        let dir = tempfile::tempdir().unwrap();
+        let port = closed_port();
+        let prefix = format!("vdr_{}_{test}", std::process::id());
+        let hint = format!("{test}-validator");
+        let sim = compose::sim_binary();
+        let url = pg_url();
+        let hook = format!(
+            r#"#!/bin/sh
+# The site's restart_command: (re)start the validator with the settings splice-dr passes.
+set -eu
+D='{dir}'
+if [ -f "$D/sim.pid" ]; then
+    pid=$(cat "$D/sim.pid"); kill "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+fi
+M="${{SPLICE_DR_MIGRATION_ID:-0}}"
+set -- --listen 127.0.0.1:{port} --migration-id "$M" --validator-db {prefix}_validator \
+    --participant-db "{prefix}_participant-$M" --party-hint {hint} --sv-url {sv_url}
+if [ -n "${{SPLICE_DR_IDENTITIES_DUMP:-}}" ]; then
+    # A fresh node: the old databases are kept aside under other names.
+    psql -q '{url}' -c 'ALTER DATABASE "{prefix}_validator" RENAME TO "{prefix}_validator_old"' \
+        -c "ALTER DATABASE \"{prefix}_participant-$M\" RENAME TO \"{prefix}_participant-${{M}}_old\""
+    set -- "$@" --identities-dump "$SPLICE_DR_IDENTITIES_DUMP"
+fi
+[ -z "${{SPLICE_DR_PARTICIPANT_ID:-}}" ] || set -- "$@" --participant-id "$SPLICE_DR_PARTICIPANT_ID"
+[ "${{SPLICE_DR_MIGRATING:-}}" != true ] || set -- "$@" --migrating --dump-path "$SPLICE_DR_MIGRATION_DUMP"
+SPLICE_SIM_PG_URL='{url}' SPLICE_SIM_LOG=warn setsid {sim} "$@" >>"$D/sim.log" 2>&1 </dev/null &
+echo $! >"$D/sim.pid"
+# Like a systemd unit with a readiness check: fail when the validator does not come up.
+i=0
+until curl -sf -o /dev/null http://127.0.0.1:{port}/api/validator/readyz; do
+    if ! kill -0 "$(cat "$D/sim.pid")" 2>/dev/null; then tail -3 "$D/sim.log" >&2; exit 1; fi
+    i=$((i + 1)); [ "$i" -lt 300 ] || {{ echo "validator not ready after 30 s" >&2; exit 1; }}
+    sleep 0.1
+done
+"#,
+            dir = dir.path().display(),
+            sim = sim.display(),
+        );
+        std::fs::write(dir.path().join("node.sh"), hook).unwrap();
+        let node = HandRunNode {
+            dir,
+            port,
+            prefix,
+            hint,
+        };
+        let out = std::process::Command::new("sh")
+            .arg(node.dir.path().join("node.sh"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "first start: {}", text(&out));
+        node.wait_ready();
+        node
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let url = format!("{}/api/validator/readyz", self.url());
+        wait_for(Duration::from_secs(30), "the hand-run validator", || {
+            ureq::get(&url).call().is_ok()
+        });
+    }
+
+    /// A site config for this node with the validator API, an age key and the hook.
+    fn site(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        use age::secrecy::ExposeSecret;
+        let root = self.dir.path();
+        let key = age::x25519::Identity::generate();
+        let key_file = root.join("identity.key");
+        std::fs::write(&key_file, key.to_string().expose_secret()).unwrap();
+        let mut u = url_parts::parse(&pg_url());
+        std::fs::write(
+            root.join("pg-password"),
+            u.password.take().unwrap_or_default(),
+        )
+        .unwrap();
+        let text = format!(
+            "[daemon]\nsocket = \"splice-dr.sock\"\nstate_dir = \"state\"\n\n\
+             [repository]\npath = \"repo\"\nmax_age = \"30d\"\nidentities_recipients = [\"{}\"]\n\n\
+             [[node]]\nname = \"validator-1\"\nbackend = \"postgres\"\nmigration_id = 0\n\n\
+             [node.postgres]\nurl = \"postgresql://{}@{}:{}/postgres\"\npassword_file = \"pg-password\"\n\
+             validator_db = \"{p}_validator\"\nparticipant_db = \"{p}_participant-0\"\n\
+             restart_command = \"sh {}/node.sh\"\n\n\
+             [node.postgres.components.validator]\nhealth_url = \"{}/api/validator/readyz\"\n\n\
+             [node.validator]\nurl = \"{}\"\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
+            key.to_public(),
+            u.user,
+            u.host,
+            u.port,
+            root.display(),
+            self.url(),
+            self.url(),
+            p = self.prefix,
+        );
+        let config = root.join("splice-dr.toml");
+        std::fs::write(&config, text).unwrap();
+        (config, key_file)
+    }
+}
+
+impl Drop for HandRunNode {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("sim.pid")) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let mut admin = connect("postgres");
+            let names: Vec<String> = admin
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE $1",
+                    &[&format!("{prefix}%")],
+                )
+                .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                .unwrap_or_default();
+            for n in names {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)"));
+            }
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reonboard_and_dr_snapshot_on_the_postgres_backend_through_restart_command() {
+    let sv_db = format!("sv_{}_pgnode", std::process::id());
+    let sv = splice_sim::Sv::start(splice_sim::SvConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        pg_url: pg_url(),
+        sv_db: sv_db.clone(),
+    })
+    .await
+    .unwrap();
+    let sv_url = sv.url();
+    let node = tokio::task::spawn_blocking({
+        let sv_url = sv_url.clone();
+        move || HandRunNode::start(&sv_url, "pgnode")
+    })
+    .await
+    .unwrap();
+    let (config, key_file) = node.site();
+    let client = splice_dr::validator::ValidatorClient::from_config(&validator_config(
+        &node.url(),
+        no_auth(),
+    ))
+    .unwrap();
+    let party = client.validator_user().await.unwrap().party_id;
+    let set = ureq::post(&format!("{sv_url}/sv/parties/{party}/balance"))
+        .header("content-type", "application/json")
+        .send(r#"{"effective_unlocked_qty": "77"}"#)
+        .unwrap();
+    assert_eq!(set.status(), 200);
+
+    let run = |args: Vec<String>| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli_at(&config, &args)
+        })
+    };
+    let out = run(vec!["backup".into()]).await.unwrap();
+    assert!(out.status.success(), "backup: {}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key = format!("identity_key={}", key_file.display());
+    let b = format!("backup={id}");
+
+    // The original participant id (inside the backup's identities) is refused.
+    let out = run(vec![
+        "run".into(),
+        "reonboard".into(),
+        "--param".into(),
+        b.clone(),
+        "--param".into(),
+        key.clone(),
+        "--param".into(),
+        format!("participant_id={}", node.hint),
+        "--yes".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was already used by this node"),
+        "{}",
+        text(&out)
+    );
+
+    let out = run(vec![
+        "--json".into(),
+        "run".into(),
+        "reonboard".into(),
+        "--param".into(),
+        b.clone(),
+        "--param".into(),
+        key.clone(),
+        "--param".into(),
+        "ready_timeout=60".into(),
+        "--yes".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "reonboard: {}\n{}",
+        text(&out),
+        std::fs::read_to_string(node.dir.path().join("sim.log")).unwrap_or_default()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = if v["result"].is_object() {
+        &v["result"]
+    } else {
+        &v
+    };
+    assert_eq!(r["participant_id"], format!("{}-2", node.hint));
+    assert_eq!(r["party"], party.as_str());
+    assert_eq!(r["balance"], "77.0000000000");
+
+    // A restart through the hook keeps the new id (the sim refuses any other).
+    let out = run(vec![
+        "run".into(),
+        "restart".into(),
+        "--param".into(),
+        "ready_timeout=60".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(client.validator_user().await.unwrap().party_id, party);
+
+    // Network DR to migration 1 through the same hook.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = run(vec![
+        "run".into(),
+        "dr_snapshot".into(),
+        "--param".into(),
+        format!("timestamp={}", ago(1)),
+        "--param".into(),
+        "migration_id=1".into(),
+        "--param".into(),
+        "ready_timeout=60".into(),
+        "--yes".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "dr_snapshot: {}\n{}",
+        text(&out),
+        std::fs::read_to_string(node.dir.path().join("sim.log")).unwrap_or_default()
+    );
+    assert_eq!(client.validator_user().await.unwrap().party_id, party);
+    let dbs: Vec<String> = tokio::task::spawn_blocking({
+        let like = format!("{}_participant-1", node.prefix);
+        move || databases_like(&like)
+    })
+    .await
+    .unwrap();
+    assert!(!dbs.is_empty(), "the migrated participant database exists");
+    drop(node);
+    sv.shutdown().await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = connect("postgres")
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{sv_db}\" WITH (FORCE)"));
+    })
+    .await;
 }

@@ -4,6 +4,7 @@
 //! the postgres container. Everything is removed on drop, volumes included.
 #![allow(dead_code)]
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
@@ -355,4 +356,121 @@ impl Drop for ComposeNode {
         })
         .join();
     }
+}
+
+// CLI helpers shared by compose_e2e and recovery_e2e.
+
+/// Runs the CLI against `config`.
+pub fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Runs the CLI for a flow that restarts `node` through its start.sh: the bundle reads
+/// the project's published port from the environment, as an operator's shell would have it.
+pub fn cli_restarting(node: &ComposeNode, config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("VALIDATOR_HOST_PORT", node.port.to_string())
+        .env("SPLICE_SIM_LOG", "warn")
+        // A start that cannot succeed should fail in tests, not after the bundle's 600 s.
+        .env("START_WAIT_TIMEOUT", "20")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Takes a backup and returns its id.
+pub fn backup(config: &Path) -> String {
+    let out = cli(config, &["backup"]);
+    assert!(
+        out.status.success(),
+        "backup: {}",
+        super::common::text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The journal record of the newest run of `flow`.
+pub fn last_run(config: &Path, flow: &str) -> Value {
+    let out = cli(config, &["--json", "runs"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("runs --json");
+    let id = v
+        .as_array()
+        .expect("an array of runs")
+        .iter()
+        .filter(|r| r["flow"] == flow)
+        .filter_map(|r| r["id"].as_str())
+        .max()
+        .expect("a run")
+        .to_string();
+    let out = cli(config, &["--json", "show", &id]);
+    serde_json::from_slice(&out.stdout).expect("show --json")
+}
+
+pub fn step_names(run: &Value) -> Vec<String> {
+    run["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A node config with the validator API and an age key for identities; returns the
+/// config path, the key file and an admin-API client.
+pub fn validator_site(
+    node: &ComposeNode,
+    dir: &Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    splice_dr::validator::ValidatorClient,
+) {
+    use age::secrecy::ExposeSecret;
+    let validator = format!(
+        "\n[node.validator]\nurl = \"http://127.0.0.1:{}\"\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
+        node.port
+    );
+    let config = node.site_config(dir, &validator);
+    let key = age::x25519::Identity::generate();
+    let key_file = dir.join("identity.key");
+    std::fs::write(&key_file, key.to_string().expose_secret()).unwrap();
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "max_age = \"30d\"\n",
+        &format!(
+            "max_age = \"30d\"\nidentities_recipients = [\"{}\"]\n",
+            key.to_public()
+        ),
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let client =
+        splice_dr::validator::ValidatorClient::from_config(&splice_dr::config::ValidatorConfig {
+            url: format!("http://127.0.0.1:{}", node.port),
+            timeout: std::time::Duration::from_secs(10),
+            retries: 3,
+            retry_backoff: std::time::Duration::from_millis(200),
+            auth: splice_dr::config::ValidatorAuth::SelfSigned(splice_dr::config::SelfSignedAuth {
+                secret_file: None,
+                secret: Some("unsafe".into()),
+                user: "administrator".into(),
+                audience: "https://validator.example.com".into(),
+            }),
+        })
+        .unwrap();
+    (config, key_file, client)
+}
+
+/// `now - secs` as the flow's timestamp format.
+pub fn ago(secs: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }

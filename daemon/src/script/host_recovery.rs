@@ -24,7 +24,8 @@ fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
     let (backups, _) = env.repo.list().unwrap_or_default();
     for m in backups.iter().filter(|m| &m.node == node) {
         if let Some(ids) = &m.identities {
-            changed |= reg.mark_used(&ids.participant_id, &format!("backup {}", m.id));
+            let id = crate::participants::identifier_of(&ids.participant_id);
+            changed |= reg.mark_used(id, &format!("backup {}", m.id));
         }
     }
     if changed {
@@ -59,6 +60,12 @@ fn register_participants(engine: &mut Engine) {
                 let reg = seeded_registry(&n.0)?;
                 if requested.is_empty() {
                     return Ok(reg.next_free(hint));
+                }
+                if requested.contains("::") {
+                    return Err(fail(format!(
+                        "participant id `{requested}` is a uid: give the identifier alone (`{}`), as start.sh -P takes it",
+                        crate::participants::identifier_of(requested)
+                    )));
                 }
                 if let Some(u) = reg.used.iter().find(|u| u.id == requested) {
                     return Err(fail(format!(
