@@ -221,36 +221,8 @@ fn users_onboarded_after_the_backup_come_back_after_a_compose_restore() {
     require_docker!();
     let node = ComposeNode::start("users");
     let site = tempfile::tempdir().unwrap();
-    let validator = format!(
-        "\n[node.validator]\nurl = \"http://127.0.0.1:{}\"\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
-        node.port
-    );
-    let config = node.site_config(site.path(), &validator);
-    let key = age::x25519::Identity::generate();
-    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
-        "max_age = \"30d\"\n",
-        &format!(
-            "max_age = \"30d\"\nidentities_recipients = [\"{}\"]\n",
-            key.to_public()
-        ),
-    );
-    std::fs::write(&config, text_cfg).unwrap();
-
+    let (config, _key, client) = validator_site(&node, site.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client =
-        splice_dr::validator::ValidatorClient::from_config(&splice_dr::config::ValidatorConfig {
-            url: format!("http://127.0.0.1:{}", node.port),
-            timeout: std::time::Duration::from_secs(10),
-            retries: 3,
-            retry_backoff: std::time::Duration::from_millis(200),
-            auth: splice_dr::config::ValidatorAuth::SelfSigned(splice_dr::config::SelfSignedAuth {
-                secret_file: None,
-                secret: Some("unsafe".into()),
-                user: "administrator".into(),
-                audience: "https://validator.example.com".into(),
-            }),
-        })
-        .unwrap();
     rt.block_on(client.onboard_user("alice", None)).unwrap();
     let id = backup(&config);
     rt.block_on(client.onboard_user("bob", None)).unwrap();

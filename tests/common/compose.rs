@@ -407,10 +407,14 @@ pub fn last_run(config: &Path, flow: &str) -> Value {
         .expect("an array of runs")
         .iter()
         .filter(|r| r["flow"] == flow)
-        .filter_map(|r| r["id"].as_str())
+        // Newest by creation time (ids of runs in the same second end in a random suffix).
+        .filter_map(|r| {
+            let at = chrono::DateTime::parse_from_rfc3339(r["created_at"].as_str()?).ok()?;
+            Some((at, r["id"].as_str()?.to_string()))
+        })
         .max()
         .expect("a run")
-        .to_string();
+        .1;
     let out = cli(config, &["--json", "show", &id]);
     serde_json::from_slice(&out.stdout).expect("show --json")
 }

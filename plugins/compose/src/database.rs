@@ -5,12 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use postgres::IsolationLevel;
-use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, TableCount};
-use splice_dr_postgres::dump::{parse_list, prepare_dest};
+use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
+use splice_dr_postgres::dump::{parse_list, prepare_dest, SnapshotCounts};
 use splice_dr_postgres::names::quote_ident;
 use splice_dr_postgres::restore::verify_counts;
-use splice_dr_postgres::sql::{count_rows, database_exists, db_err, user_tables};
+use splice_dr_postgres::sql::{database_exists, db_err, user_tables};
 use splice_dr_postgres::ConnSettings;
 
 use crate::engine::{env_value, id_of};
@@ -177,40 +176,10 @@ impl ComposeBackend {
         dest: &Path,
     ) -> Result<DumpInfo, BackendError> {
         let mut client = self.conn(ctx)?.connect(db)?;
-        let server_version: String = client
-            .query_one("SHOW server_version", &[])
-            .map_err(db_err("reading server_version"))?
-            .get(0);
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(db_err(format!("starting the dump transaction on {db}")))?;
-        let snapshot: String = tx
-            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
-            .map_err(db_err("exporting a snapshot"))?
-            .get(0);
-        let started_at = Utc::now();
+        let pinned = SnapshotCounts::take(ctx, &mut client, db)?;
+        let snapshot = pinned.snapshot.clone();
         let what = format!("dump {db}");
-        let names = user_tables(&mut tx)?;
-        let mut tables = Vec::with_capacity(names.len());
-        for (i, (schema, table)) in names.iter().enumerate() {
-            ctx.check_cancelled(&what)?;
-            let rows = count_rows(&mut tx, schema, table)?;
-            tables.push(TableCount {
-                schema: schema.clone(),
-                table: table.clone(),
-                rows,
-            });
-            ctx.progress(
-                &format!("count rows {db}"),
-                i as u64 + 1,
-                Some(names.len() as u64),
-                "tables",
-            );
-        }
-        tables.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        let tables = pinned.tables.clone();
         let (container, env) = self.pg_container(ctx)?;
         let argv: Vec<String> = vec![
             "pg_dump".into(),
@@ -242,7 +211,8 @@ impl ComposeBackend {
         )?
         .check(&shown)?;
         let finished_at = Utc::now();
-        tx.commit().map_err(db_err("ending the dump transaction"))?;
+        let (started_at, server_version) = (pinned.started_at, pinned.server_version.clone());
+        pinned.finish()?;
         if !out.stderr.trim().is_empty() {
             ctx.warn(format!("pg_dump said: {}", out.stderr.trim()));
         }

@@ -60,18 +60,29 @@ pub fn prepare_dest(dest: &Path) -> Result<(), BackendError> {
     Ok(())
 }
 
-impl PostgresBackend {
-    /// See [`splice_dr_plugin_api::Backend::dump`].
-    pub(crate) fn dump_impl(
-        &self,
+/// A dump's consistency point: a read-only repeatable-read transaction whose exported
+/// snapshot `pg_dump --snapshot` dumps, and the exact row counts of every user table in
+/// that same snapshot (what a restore is later verified against). Shared by every backend
+/// that dumps with the Postgres tools; the transaction must stay open until the dump ends.
+pub struct SnapshotCounts<'a> {
+    tx: postgres::Transaction<'a>,
+    /// The exported snapshot's name.
+    pub snapshot: String,
+    /// When the snapshot was taken.
+    pub started_at: chrono::DateTime<Utc>,
+    /// Row counts, in byte order of `(schema, table)`.
+    pub tables: Vec<TableCount>,
+    /// `server_version` of the server.
+    pub server_version: String,
+}
+
+impl<'a> SnapshotCounts<'a> {
+    /// Opens the transaction, exports its snapshot and counts every table's rows in it.
+    pub fn take(
         ctx: &OpContext,
-        role: &str,
-        dest: &Path,
-    ) -> Result<DumpInfo, BackendError> {
-        let db = self.db_for_role(role)?.to_string();
-        let pg_dump = find_tool(self.cfg.bin_dir.as_deref(), "pg_dump")?;
-        prepare_dest(dest)?;
-        let mut client = self.conn.connect(&db)?;
+        client: &'a mut postgres::Client,
+        db: &str,
+    ) -> Result<SnapshotCounts<'a>, BackendError> {
         let server_version: String = client
             .query_one("SHOW server_version", &[])
             .map_err(db_err("reading server_version"))?
@@ -88,7 +99,6 @@ impl PostgresBackend {
             .get(0);
         let started_at = Utc::now();
         let what = format!("dump {db}");
-
         let names = user_tables(&mut tx)?;
         let total = names.len() as u64;
         let mut tables = Vec::with_capacity(names.len());
@@ -109,6 +119,43 @@ impl PostgresBackend {
         }
         // Byte order, not the server's collation: manifests compare equal across servers.
         tables.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        Ok(SnapshotCounts {
+            tx,
+            snapshot,
+            started_at,
+            tables,
+            server_version,
+        })
+    }
+
+    /// Ends the transaction once the dump is written.
+    pub fn finish(self) -> Result<(), BackendError> {
+        self.tx
+            .commit()
+            .map_err(db_err("ending the dump transaction"))
+    }
+}
+
+impl PostgresBackend {
+    /// See [`splice_dr_plugin_api::Backend::dump`].
+    pub(crate) fn dump_impl(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        dest: &Path,
+    ) -> Result<DumpInfo, BackendError> {
+        let db = self.db_for_role(role)?.to_string();
+        let pg_dump = find_tool(self.cfg.bin_dir.as_deref(), "pg_dump")?;
+        prepare_dest(dest)?;
+        let mut client = self.conn.connect(&db)?;
+        let pinned = SnapshotCounts::take(ctx, &mut client, &db)?;
+        let (snapshot, started_at, tables) = (
+            pinned.snapshot.clone(),
+            pinned.started_at,
+            pinned.tables.clone(),
+        );
+        let server_version = pinned.server_version.clone();
+        let what = format!("dump {db}");
         let rows: u64 = tables.iter().map(|t| t.rows).sum();
         ctx.info(format!(
             "dumping {db} ({} tables, {rows} rows) with snapshot {snapshot}, {} jobs",
@@ -138,7 +185,7 @@ impl PostgresBackend {
             }
         };
         let finished_at = Utc::now();
-        tx.commit().map_err(db_err("ending the dump transaction"))?;
+        pinned.finish()?;
         if !out.stderr.is_empty() {
             ctx.warn(format!("pg_dump said: {}", out.stderr));
         }
