@@ -141,6 +141,7 @@ fn backup_summary(m: &Manifest) -> Value {
         "created_at": m.created_at, "completed_at": m.completed_at,
         "age_secs": (chrono::Utc::now() - m.created_at).num_seconds(),
         "bytes": m.total_bytes(), "server_version": m.server_version,
+        "last_drill": m.last_drill,
         "dumps": m.dumps.iter().map(|d| json!({
             "role": d.info.role, "database": d.info.database,
             "started_at": d.info.started_at, "finished_at": d.info.finished_at,

@@ -63,6 +63,10 @@ pub enum Command {
     Backups(NodeArg),
     /// Re-check a backup: every checksum, and each dump readable by pg_restore.
     Verify(VerifyArgs),
+    /// Prove a backup restores: restore it into scratch databases next to the live ones,
+    /// check every table's row count, drop them, and record the result in the backup
+    /// (shown by `backups`). Never touches the live databases.
+    Drill(DrillArgs),
     /// Restore a node from a backup. The current databases are kept until the restored
     /// ones are verified and the node is healthy; any failure puts them back.
     Restore(RestoreArgs),
@@ -166,6 +170,17 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Backup id, or `latest`.
+    pub backup: String,
+    #[command(flatten)]
+    /// Node (for `latest`).
+    pub node: NodeArg,
+}
+
+/// `drill` options.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Backup id, or `latest`.
+    #[arg(long, default_value = "latest")]
     pub backup: String,
     #[command(flatten)]
     /// Node (for `latest`).

@@ -86,6 +86,13 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             false,
             false,
         ),
+        Command::Drill(a) => run(
+            "drill",
+            &a.node.node,
+            params(&[("backup", json!(a.backup))]),
+            false,
+            false,
+        ),
         Command::Restore(a) => {
             let mut p = params(&[
                 ("backup", json!(a.backup)),

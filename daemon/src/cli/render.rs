@@ -220,8 +220,8 @@ pub fn run_details(r: &Value) -> String {
 /// `backups` as a table.
 pub fn backups_table(v: &Value) -> String {
     let mut out = format!(
-        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}\n",
-        "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE"
+        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {}\n",
+        "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE", "DRILL"
     );
     for b in v
         .get("backups")
@@ -235,8 +235,16 @@ pub fn backups_table(v: &Value) -> String {
             .unwrap_or(0)
             .max(0) as u64;
         let size = b.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+        let drill = match b.get("last_drill").filter(|d| !d.is_null()) {
+            Some(d) => format!(
+                "{} {}",
+                s(d, "result"),
+                s(d, "at").chars().take(10).collect::<String>()
+            ),
+            None => "never".to_string(),
+        };
         out.push_str(&format!(
-            "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}\n",
+            "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {drill}\n",
             s(b, "id"),
             s(b, "node"),
             b.get("migration_id").and_then(Value::as_u64).unwrap_or(0),

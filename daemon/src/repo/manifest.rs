@@ -61,6 +61,24 @@ pub struct Manifest {
     /// Users onboarded on the validator at backup time (to re-onboard later ones after a restore).
     #[serde(default)]
     pub users: Vec<String>,
+    /// The last restore drill of this backup: proof that it restores, or why not.
+    #[serde(default)]
+    pub last_drill: Option<DrillRecord>,
+}
+
+/// Outcome of restoring a backup into scratch databases (`splice-dr drill`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    /// When the drill ended.
+    pub at: DateTime<Utc>,
+    /// `passed` or `failed`.
+    pub result: String,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// What was checked, or what failed (the table, the tool's error).
+    pub detail: String,
+    /// The run that did it.
+    pub run: String,
 }
 
 /// Where a backup keeps its identities dump and what it is.

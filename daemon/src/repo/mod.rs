@@ -17,7 +17,7 @@ mod checksum;
 mod manifest;
 
 pub use checksum::sha256_file;
-pub use manifest::{DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
+pub use manifest::{DrillRecord, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -174,6 +174,17 @@ impl Repository {
             id: id.into(),
             message: e.to_string(),
         })
+    }
+
+    /// Records a drill's outcome in a sealed backup's manifest (rewritten atomically; the
+    /// manifest is not among the checksummed files, so verification is unaffected).
+    pub fn record_drill(&self, id: &str, drill: DrillRecord) -> Result<Manifest, RepoError> {
+        let mut m = self.manifest(id)?;
+        m.last_drill = Some(drill);
+        let bytes = serde_json::to_vec_pretty(&m).map_err(|e| io_err(&self.backup_dir(id), e))?;
+        let path = self.backup_dir(id).join("manifest.json");
+        write_atomic(&path, &bytes).map_err(|e| io_err(&path, e))?;
+        Ok(m)
     }
 
     /// Every sealed backup (all nodes), newest first. Unreadable manifests are returned
@@ -401,6 +412,7 @@ impl BackupWriter {
             identities: self.identities.clone(),
             validator_party: self.validator_party.clone(),
             users: self.users.clone(),
+            last_drill: None,
         };
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&self.dir, e))?;
         let mpath = self.dir.join("manifest.json");

@@ -24,6 +24,7 @@ pub const BUILTIN_FLOWS: &[(&str, &str)] = &[
         "dr_snapshot",
         include_str!("../../../scripts/dr_snapshot.rhai"),
     ),
+    ("drill", include_str!("../../../scripts/drill.rhai")),
 ];
 
 /// The objects every flow sees in its scope (see `scripts/README.md`).

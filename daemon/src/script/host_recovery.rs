@@ -47,6 +47,7 @@ pub(super) fn register(engine: &mut Engine) {
     register_restart(engine);
     register_identities(engine);
     register_snapshot(engine);
+    register_drill(engine);
 }
 
 fn register_participants(engine: &mut Engine) {
@@ -415,4 +416,32 @@ pub(super) fn register_snapshot(engine: &mut Engine) {
                 }
             },
         );
+}
+
+/// Registers `backups.record_drill`: a drill's outcome goes into the backup's manifest.
+pub(super) fn register_drill(engine: &mut Engine) {
+    engine.register_fn(
+        "record_drill",
+        |b: &mut BackupsApi, id: &str, passed: bool, detail: &str, millis: i64| -> RResult<()> {
+            let env = b.0.clone();
+            if env.run.dry_run() {
+                env.run.plan(&format!(
+                    "would record the drill of backup {id} in its manifest"
+                ));
+                return Ok(());
+            }
+            let m = env.manifest(id)?;
+            let drill = crate::repo::DrillRecord {
+                at: chrono::Utc::now(),
+                result: if passed { "passed" } else { "failed" }.into(),
+                duration_ms: u64::try_from(millis).unwrap_or_default(),
+                detail: detail.to_string(),
+                run: env.run.id().to_string(),
+            };
+            env.repo
+                .record_drill(&m.id, drill)
+                .map(|_| ())
+                .map_err(|e| fail(e.to_string()))
+        },
+    );
 }
