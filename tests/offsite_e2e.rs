@@ -152,4 +152,13 @@ fn a_damaged_table_fails_the_drill_with_the_table_named() {
         vec![dbs.participant.clone()],
         "no scratch left"
     );
+
+    // A restore refuses the backup that failed its drill, before touching anything.
+    dbs.damage();
+    let damaged_live = dbs.fingerprint();
+    let out = site.cli(&["restore", "--backup", "latest", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed its last drill"), "{err}");
+    assert_eq!(dbs.fingerprint(), damaged_live, "nothing was touched");
 }

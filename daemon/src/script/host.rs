@@ -174,6 +174,7 @@ fn manifest_summary(m: &Manifest) -> RResult<Dynamic> {
         "created_at": m.created_at, "bytes": m.total_bytes(), "dumps": dumps,
         "validator_party": m.validator_party, "users": m.users,
         "identities_participant_id": m.identities.as_ref().map(|i| i.participant_id.clone()),
+        "last_drill": m.last_drill,
     }))
 }
 
