@@ -244,8 +244,9 @@ impl Site {
         self.cmd().args(args).output().unwrap()
     }
 
-    /// Starts the daemon and waits until it answers on its socket.
-    pub fn start_daemon(&self) -> Child {
+    /// Starts the daemon and waits until it answers on its socket. The process is killed
+    /// when the returned handle drops, so a failing test leaves no daemon behind.
+    pub fn start_daemon(&self) -> DaemonProcess {
         let log = std::fs::File::create(self.path("daemon.log")).unwrap();
         let child = self
             .cmd()
@@ -258,7 +259,10 @@ impl Site {
         wait_for(Duration::from_secs(20), "daemon socket", || {
             std::os::unix::net::UnixStream::connect(&sock).is_ok()
         });
-        child
+        DaemonProcess {
+            child,
+            stopped: false,
+        }
     }
 
     /// The daemon's log so far.
@@ -286,8 +290,38 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// A daemon started by a test; killed on drop unless [`stop`] ended it.
+pub struct DaemonProcess {
+    child: Child,
+    stopped: bool,
+}
+
+impl std::ops::Deref for DaemonProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for DaemonProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Sends SIGTERM and waits for exit.
-pub fn stop(mut child: Child) {
+pub fn stop(mut daemon: DaemonProcess) {
+    daemon.stopped = true;
+    let child = &mut daemon.child;
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -300,6 +334,7 @@ pub fn stop(mut child: Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Just enough URL parsing to rewrite the test URL into config fields.
