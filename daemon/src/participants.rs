@@ -84,16 +84,8 @@ impl Registry {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&bytes)
-                .and_then(|_| f.sync_all())
-                .map_err(err)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(err)
+        crate::util::write_atomic(&path, &bytes).map_err(err)
     }
 
     /// Whether `id` was ever used by this node.

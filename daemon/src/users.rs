@@ -33,16 +33,14 @@ pub fn load(state_dir: &Path, node: &str) -> Option<UserRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Replaces the node's record atomically (write to a temporary file, then rename).
+/// Replaces the node's record atomically.
 pub fn save(state_dir: &Path, node: &str, record: &UserRecord) -> std::io::Result<()> {
     let path = record_path(state_dir, node);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &path)
+    crate::util::write_atomic(&path, &bytes)
 }
 
 /// Reads every node's user list every `interval` until `shutdown`. A node whose validator

@@ -5,6 +5,7 @@
 use rhai::{Dynamic, Engine, Map};
 use splice_dr_plugin_api::{BackendError, StorageTarget};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::host::{fail, to_dyn, BackupsApi, FlowEnv, NodeApi, RResult};
 use crate::participants::Registry;
@@ -32,6 +33,24 @@ fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
         reg.save(state_dir, node).map_err(|e| fail(e.to_string()))?;
     }
     Ok(reg)
+}
+
+/// Changes the node's registry in a journaled step; a dry run only says what it would do.
+fn update_registry(
+    env: &Arc<FlowEnv>,
+    label: &str,
+    change: impl FnOnce(&mut Registry),
+) -> RResult<()> {
+    if env.run.dry_run() {
+        env.run.plan(&format!("would {label}"));
+        return Ok(());
+    }
+    env.in_step(label, false, |_ctx| {
+        let mut reg = seeded_registry(env).map_err(|e| BackendError::Plugin(e.to_string()))?;
+        change(&mut reg);
+        reg.save(&env.node.state_dir, &env.node.name)
+            .map_err(|e| BackendError::Plugin(e.to_string()))
+    })
 }
 
 fn registry_view(reg: &Registry) -> RResult<Dynamic> {
@@ -84,17 +103,9 @@ fn register_participants(engine: &mut Engine) {
         .register_fn(
             "burn_participant_id",
             |n: &mut NodeApi, id: &str, reason: &str| -> RResult<()> {
-                let env = n.0.clone();
                 let label = format!("record participant id {id} as used");
-                if env.run.dry_run() {
-                    env.run.plan(&format!("would {label}"));
-                    return Ok(());
-                }
-                env.in_step(&label, false, |_ctx| {
-                    let mut reg = seeded_registry(&env).map_err(|e| BackendError::Plugin(e.to_string()))?;
+                update_registry(&n.0, &label, |reg| {
                     reg.mark_used(id, reason);
-                    reg.save(&env.node.state_dir, &env.node.name)
-                        .map_err(|e| BackendError::Plugin(e.to_string()))
                 })
             },
         )
@@ -109,36 +120,16 @@ fn register_participants(engine: &mut Engine) {
         .register_fn(
             "set_migration_id",
             |n: &mut NodeApi, id: i64| -> RResult<()> {
-                let env = n.0.clone();
                 let id = u64::try_from(id).map_err(|_| fail("migration id must be >= 0"))?;
                 let label = format!("make {id} the migration id of every later start");
-                if env.run.dry_run() {
-                    env.run.plan(&format!("would {label}"));
-                    return Ok(());
-                }
-                env.in_step(&label, false, |_ctx| {
-                    let mut reg = seeded_registry(&env).map_err(|e| BackendError::Plugin(e.to_string()))?;
-                    reg.migration_id = Some(id);
-                    reg.save(&env.node.state_dir, &env.node.name)
-                        .map_err(|e| BackendError::Plugin(e.to_string()))
-                })
+                update_registry(&n.0, &label, |reg| reg.migration_id = Some(id))
             },
         )
         .register_fn(
             "set_participant_id",
             |n: &mut NodeApi, id: &str| -> RResult<()> {
-                let env = n.0.clone();
                 let label = format!("make {id} the participant id of every later start");
-                if env.run.dry_run() {
-                    env.run.plan(&format!("would {label}"));
-                    return Ok(());
-                }
-                env.in_step(&label, false, |_ctx| {
-                    let mut reg = seeded_registry(&env).map_err(|e| BackendError::Plugin(e.to_string()))?;
-                    reg.current = Some(id.to_string());
-                    reg.save(&env.node.state_dir, &env.node.name)
-                        .map_err(|e| BackendError::Plugin(e.to_string()))
-                })
+                update_registry(&n.0, &label, |reg| reg.current = Some(id.to_string()))
             },
         );
 }
@@ -345,18 +336,15 @@ fn store_snapshot(
         "domain_migration_dump-m{migration_id}-{stamp}.json"
     ));
     let sum = hex::encode(sha2::Sha256::digest(bytes));
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, &path))
+    crate::util::write_atomic(&path, bytes)
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    std::fs::write(
-        path.with_extension("json.sha256"),
-        format!(
-            "{sum}  {}\n",
-            path.file_name()
-                .map(|f| f.to_string_lossy())
-                .unwrap_or_default()
-        ),
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    crate::util::write_atomic(
+        &path.with_extension("json.sha256"),
+        format!("{sum}  {name}\n").as_bytes(),
     )
     .map_err(|e| format!("writing the checksum of {}: {e}", path.display()))?;
     Ok((path, sum))
