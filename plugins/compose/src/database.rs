@@ -13,7 +13,7 @@ use splice_dr_postgres::sql::{database_exists, db_err, user_tables};
 use splice_dr_postgres::ConnSettings;
 
 use crate::engine::{env_value, id_of};
-use crate::exec::{self, Streams};
+use crate::exec::{self, ExecResult, Streams};
 use crate::ComposeBackend;
 
 /// File name of a custom-format dump in its backup directory.
@@ -148,6 +148,36 @@ impl ComposeBackend {
         Ok((id, vec![format!("PGPASSWORD={password}")]))
     }
 
+    /// Runs a Postgres tool inside the postgres container as user `postgres` with the
+    /// password in its environment. Returns its result and the command as an operator would
+    /// type it, for error messages.
+    fn run_in_postgres(
+        &self,
+        ctx: &OpContext,
+        argv: &[String],
+        streams: Streams<'_>,
+    ) -> Result<(ExecResult, String), BackendError> {
+        let (container, env) = self.pg_container(ctx)?;
+        let shown = match streams.stdin {
+            Some(p) => format!(
+                "docker exec -i {container:.12} {} < {}",
+                argv.join(" "),
+                p.display()
+            ),
+            None => format!("docker exec {container:.12} {}", argv.join(" ")),
+        };
+        let out = exec::run(
+            &self.engine,
+            ctx,
+            &container,
+            Some("postgres"),
+            argv,
+            &env,
+            streams,
+        )?;
+        Ok((out, shown))
+    }
+
     /// See [`splice_dr_plugin_api::Backend::dump`]: row counts in an exported snapshot,
     /// then `pg_dump -Fc --snapshot` inside the container streamed into `dest`.
     pub(crate) fn dump_impl(
@@ -180,7 +210,6 @@ impl ComposeBackend {
         let snapshot = pinned.snapshot.clone();
         let what = format!("dump {db}");
         let tables = pinned.tables.clone();
-        let (container, env) = self.pg_container(ctx)?;
         let argv: Vec<String> = vec![
             "pg_dump".into(),
             "--format=custom".into(),
@@ -189,27 +218,22 @@ impl ComposeBackend {
             format!("--username={}", self.cfg.db_user),
             format!("--dbname={db}"),
         ];
-        let shown = format!("docker exec {container:.12} {}", argv.join(" "));
         ctx.info(format!(
             "dumping {db} ({} tables) inside the {} container with snapshot {snapshot}",
             tables.len(),
             self.cfg.services.postgres
         ));
         let file = dest.join(CUSTOM_DUMP_FILE);
-        let out = exec::run(
-            &self.engine,
+        let (out, shown) = self.run_in_postgres(
             ctx,
-            &container,
-            Some("postgres"),
             &argv,
-            &env,
             Streams {
                 stdin: None,
                 stdout: Some(&file),
                 progress: Some(&what),
             },
-        )?
-        .check(&shown)?;
+        )?;
+        let out = out.check(&shown)?;
         let finished_at = Utc::now();
         let (started_at, server_version) = (pinned.started_at, pinned.server_version.clone());
         pinned.finish()?;
@@ -259,15 +283,10 @@ impl ComposeBackend {
         if dump.format == "plain" {
             return check_plain(&dump.path);
         }
-        let (container, env) = self.pg_container(ctx)?;
         let argv: Vec<String> = vec!["pg_restore".into(), "--list".into()];
-        let out = exec::run(
-            &self.engine,
+        let (out, _) = self.run_in_postgres(
             ctx,
-            &container,
-            Some("postgres"),
             &argv,
-            &env,
             Streams {
                 stdin: Some(&dump.path),
                 stdout: None,
@@ -303,7 +322,6 @@ impl ComposeBackend {
         let dump = find_dump_file(src)?;
         let conn = self.conn(ctx)?;
         self.ensure_empty_database(ctx, &conn, &db)?;
-        let (container, env) = self.pg_container(ctx)?;
         let user = format!("--username={}", self.cfg.db_user);
         let argv: Vec<String> = if dump.format == "custom" {
             vec![
@@ -323,31 +341,22 @@ impl ComposeBackend {
                 format!("--dbname={db}"),
             ]
         };
-        let shown = format!(
-            "docker exec -i {container:.12} {} < {}",
-            argv.join(" "),
-            dump.path.display()
-        );
         let what = format!("restore {db}");
         ctx.info(format!(
             "streaming {} into {db} ({})",
             dump.path.display(),
             argv[0]
         ));
-        let out = exec::run(
-            &self.engine,
+        let (out, shown) = self.run_in_postgres(
             ctx,
-            &container,
-            Some("postgres"),
             &argv,
-            &env,
             Streams {
                 stdin: Some(&dump.path),
                 stdout: None,
                 progress: Some(&what),
             },
-        )?
-        .check(&shown)?;
+        )?;
+        let out = out.check(&shown)?;
         if !out.stderr.trim().is_empty() {
             ctx.warn(format!("{} said: {}", argv[0], out.stderr.trim()));
         }

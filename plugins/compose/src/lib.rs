@@ -181,25 +181,19 @@ impl ComposeBackend {
         })
     }
 
-    /// Moves `from`'s data into `to` (one rename) when possible, else copies it; returns
-    /// the bytes and whether it moved. After a move `from` is empty; after a copy it is
-    /// unchanged. Callers wipe it either way.
-    fn transfer_volume(
+    /// Replaces `to`'s data directory by `from`'s with one rename (see
+    /// [`storage::move_data`]); `from` is left with an empty one.
+    fn move_data(
         &self,
         image: &str,
+        root: &str,
         from: &str,
         to: &str,
-    ) -> Result<(u64, bool), BackendError> {
-        match self.rename_root(from, to)? {
-            Some(root) => {
-                let bytes = self.engine.block_uncancellable(
-                    "moving volume data",
-                    storage::move_data(&self.engine, image, &root, from, to),
-                )?;
-                Ok((bytes, true))
-            }
-            None => Ok((self.copy_volume(image, from, to)?, false)),
-        }
+    ) -> Result<u64, BackendError> {
+        self.engine.block_uncancellable(
+            "moving volume data",
+            storage::move_data(&self.engine, image, root, from, to),
+        )
     }
 
     fn copy_volume(&self, image: &str, from: &str, to: &str) -> Result<u64, BackendError> {
@@ -430,10 +424,7 @@ impl Backend for ComposeBackend {
             // One rename: the data is never split between the volumes, so on an error it
             // is wholly in one of them and nothing may be deleted.
             Some(root) => {
-                let bytes = self.engine.block_uncancellable(
-                    "moving volume data",
-                    storage::move_data(&self.engine, &image, &root, &live, &kept),
-                )?;
+                let bytes = self.move_data(&image, &root, &live, &kept)?;
                 ctx.info(format!(
                     "moved the data of {live} into {kept} with one rename ({bytes} bytes)"
                 ));
@@ -481,13 +472,21 @@ impl Backend for ComposeBackend {
             "checking volume users",
             storage::ensure_unused(&self.engine, &live),
         )?;
-        // The live volume holds the failed restore's data: it goes, the kept data returns.
-        self.wipe_volume(&image, &live)?;
-        let (bytes, moved) = self.transfer_volume(&image, &kept.kept, &live)?;
+        // The live volume holds the failed restore's data: it goes, the kept data returns
+        // (the rename replaces it; a copy needs it emptied first).
+        let (bytes, how) = match self.rename_root(&kept.kept, &live)? {
+            Some(root) => (
+                self.move_data(&image, &root, &kept.kept, &live)?,
+                "moved back",
+            ),
+            None => {
+                self.wipe_volume(&image, &live)?;
+                (self.copy_volume(&image, &kept.kept, &live)?, "copied")
+            }
+        };
         ctx.info(format!(
-            "put {live} back from {} ({bytes} bytes, {})",
-            kept.kept,
-            if moved { "moved back" } else { "copied" }
+            "put {live} back from {} ({bytes} bytes, {how})",
+            kept.kept
         ));
         Ok(())
     }
