@@ -9,8 +9,6 @@ mod compose;
 
 use common::text;
 use compose::{backup, cli, last_run, step_names, ComposeNode};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use splice_dr_compose::{ComposeBackend, ComposeConfig};
 use splice_dr_plugin_api::{Backend, OpContext, StorageTarget};
 use std::path::Path;
@@ -20,24 +18,13 @@ use std::process::{Command, Stdio};
 /// itself can notice (the repository's checksums pass).
 fn corrupt_and_reseal(repo: &Path, id: &str, rel: &str) {
     let dir = repo.join(id);
-    let file = dir.join(rel);
-    let mut bytes = std::fs::read(&file).unwrap();
+    let mut bytes = std::fs::read(dir.join(rel)).unwrap();
     let len = bytes.len();
     assert!(len > 4096, "{rel} is too small to damage");
     for b in &mut bytes[len / 2..len / 2 + 2048] {
         *b = !*b;
     }
-    std::fs::write(&file, &bytes).unwrap();
-    let mpath = dir.join("manifest.json");
-    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
-    let sum = hex::encode(Sha256::digest(&bytes));
-    for f in m["files"].as_array_mut().unwrap() {
-        if f["path"] == rel {
-            f["sha256"] = Value::String(sum.clone());
-            f["size"] = Value::from(bytes.len() as u64);
-        }
-    }
-    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    common::replace_and_reseal(&dir, rel, &bytes);
 }
 
 #[test]

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::process::Command;
 
 fn manifest(site: &Site, id: &str) -> Value {
@@ -100,20 +99,11 @@ fn a_damaged_table_fails_the_drill_with_the_table_named() {
     use std::io::Write;
     gz.stdin.take().unwrap().write_all(kept.as_bytes()).unwrap();
     let damaged = gz.wait_with_output().unwrap().stdout;
-    std::fs::write(&file, &damaged).unwrap();
     let rel = format!(
         "participant/{}",
         file.file_name().unwrap().to_string_lossy()
     );
-    let mpath = site.path("repo").join(&id).join("manifest.json");
-    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
-    for f in m["files"].as_array_mut().unwrap() {
-        if f["path"] == rel.as_str() {
-            f["sha256"] = Value::String(hex::encode(Sha256::digest(&damaged)));
-            f["size"] = Value::from(damaged.len() as u64);
-        }
-    }
-    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    replace_and_reseal(&site.path("repo").join(&id), &rel, &damaged);
     assert!(
         site.cli(&["verify", &id]).status.success(),
         "checksums alone cannot see it"
