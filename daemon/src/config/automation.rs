@@ -179,6 +179,12 @@ pub struct RetentionConfig {
     /// Keep every backup younger than N days.
     #[serde(default)]
     pub keep_days: Option<u32>,
+    /// Keep the newest backup of each of the last N days (UTC) that have one.
+    #[serde(default)]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[serde(default)]
+    pub keep_weekly: Option<u32>,
 }
 
 /// A parsed 5-field cron expression (minute hour day-of-month month day-of-week), UTC.
@@ -301,6 +307,39 @@ pub fn check_event_pattern(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks one retention policy (`[retention]` or an off-site repository's `retention`):
+/// it must keep something, and no count may be 0.
+pub(super) fn check_retention(
+    r: &RetentionConfig,
+    path: &KeyPath,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let keys = [
+        ("keep_last", r.keep_last),
+        ("keep_days", r.keep_days),
+        ("keep_daily", r.keep_daily),
+        ("keep_weekly", r.keep_weekly),
+    ];
+    if keys.iter().all(|(_, v)| v.is_none()) {
+        return Err(loc
+            .error_at_key(
+                path,
+                "retention keeps nothing: set keep_last, keep_days, keep_daily or keep_weekly",
+            )
+            .with_hint(
+                "e.g. keep_last = 7, keep_daily = 14, keep_weekly = 8; remove the table to never delete",
+            ));
+    }
+    for (key, v) in keys {
+        if v == Some(0) {
+            return Err(loc
+                .error_at_value(&path.key(key), format!("{key} must be at least 1"))
+                .with_hint("remove the key instead of setting it to 0"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks of the four tables; called from `validate::check`.
 pub(super) fn check(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
     if let Some(p) = &config.automation.rules_script {
@@ -398,24 +437,7 @@ pub(super) fn check(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigErro
     }
 
     if let Some(r) = &config.retention {
-        let path = KeyPath::root().key("retention");
-        if r.keep_last.is_none() && r.keep_days.is_none() {
-            return Err(loc
-                .error_at_key(
-                    &path,
-                    "[retention] keeps nothing: set keep_last or keep_days",
-                )
-                .with_hint(
-                    "e.g. keep_last = 7 and/or keep_days = 30; remove [retention] to never delete",
-                ));
-        }
-        for (key, v) in [("keep_last", r.keep_last), ("keep_days", r.keep_days)] {
-            if v == Some(0) {
-                return Err(loc
-                    .error_at_value(&path.key(key), format!("{key} must be at least 1"))
-                    .with_hint("remove the key instead of setting it to 0"));
-            }
-        }
+        check_retention(r, &KeyPath::root().key("retention"), loc)?;
     }
     Ok(())
 }
@@ -587,7 +609,8 @@ keep_days = 30
             c.retention,
             Some(RetentionConfig {
                 keep_last: Some(7),
-                keep_days: Some(30)
+                keep_days: Some(30),
+                ..Default::default()
             })
         );
     }

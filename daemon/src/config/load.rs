@@ -417,6 +417,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         resolve(base, s);
     }
     resolve(base, &mut config.repository.path);
+    super::offsite::resolve_paths(&mut config.repository.offsite, &|p| resolve(base, p));
     for node in &mut config.nodes {
         if let Some(pg) = node.postgres.as_mut() {
             if let Some(f) = pg.password_file.as_mut() {

@@ -20,6 +20,7 @@ mod automation;
 pub mod duration;
 mod integrations;
 mod load;
+mod offsite;
 mod schema;
 mod validate;
 mod validator;
@@ -35,6 +36,7 @@ pub use integrations::{
     DEFAULT_NOTIFY_TIMEOUT,
 };
 pub use load::{base_dir, load, parse, ConfigError, KeyPath, Seg};
+pub use offsite::{OffsiteConfig, OffsiteKind};
 pub use schema::{
     parse_mode, redact_url, BackendKind, Config, DaemonConfig, LogFormat, NodeConfig, PluginConfig,
     RepositoryConfig, DEFAULT_MAX_AGE, DEFAULT_RUN_TIMEOUT, DEFAULT_SOCKET, DEFAULT_SOCKET_MODE,

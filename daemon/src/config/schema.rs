@@ -93,6 +93,10 @@ pub struct DaemonConfig {
     /// a restore can re-onboard users added after its backup.
     #[serde(with = "super::duration")]
     pub users_interval: Duration,
+    /// How often every repository is checked (listable, writable, free space): the
+    /// `splice_dr_repository_up` metric and `repository.down`/`repository.up` events.
+    #[serde(with = "super::duration")]
+    pub repo_check_interval: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -108,6 +112,7 @@ impl Default for DaemonConfig {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             users_interval: DEFAULT_USERS_INTERVAL,
+            repo_check_interval: DEFAULT_REPO_CHECK_INTERVAL,
         }
     }
 }
@@ -116,6 +121,10 @@ impl Default for DaemonConfig {
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 /// Default interval of the user-list recorder: users are onboarded by hand, rarely.
 pub const DEFAULT_USERS_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Default repository check interval: an unreachable bucket is noticed within the hour a
+/// backup would need it, without a request storm.
+pub const DEFAULT_REPO_CHECK_INTERVAL: Duration = Duration::from_secs(900);
 /// Default probe timeout.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -155,6 +164,10 @@ pub struct RepositoryConfig {
     /// secret key is kept off the node (it is needed only to re-onboard).
     #[serde(default)]
     pub identities_recipients: Vec<String>,
+    /// `[[repository.offsite]]`: S3 buckets or other directories every backup is copied
+    /// to, manifest last. Empty = backups stay on this machine only.
+    #[serde(default)]
+    pub offsite: Vec<super::offsite::OffsiteConfig>,
 }
 
 fn default_max_age() -> Duration {

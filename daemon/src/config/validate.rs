@@ -119,6 +119,14 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
             )
             .with_hint("e.g. users_interval = \"5m\""));
     }
+    if d.repo_check_interval.is_zero() {
+        return Err(loc
+            .error_at_value(
+                &daemon.key("repo_check_interval"),
+                "repo_check_interval must be longer than 0",
+            )
+            .with_hint("e.g. repo_check_interval = \"15m\""));
+    }
     if d.run_timeout.is_zero() {
         return Err(loc
             .error_at_value(
@@ -138,6 +146,7 @@ fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigErro
             .error_at_value(&repo.key("max_age"), "max_age must be longer than 0")
             .with_hint("e.g. max_age = \"30d\" (Splice cannot restore older backups)"));
     }
+    super::offsite::check(&config.repository.offsite, &config.repository.path, loc)?;
     let recipients = &config.repository.identities_recipients;
     for (i, r) in recipients.iter().enumerate() {
         if let Err(e) = crate::identities::parse_recipients(std::slice::from_ref(r)) {

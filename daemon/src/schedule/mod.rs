@@ -13,7 +13,7 @@ mod tests;
 
 use crate::config::{duration, RetentionConfig, ScheduleConfig};
 use crate::events::Event;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -231,36 +231,68 @@ pub fn stale(
 
 /// The backups `policy` lets go, oldest first. `backups` are `(id, created_at, verified)`
 /// in any order. A backup is kept when it is among the `keep_last` newest (verified or
-/// not), or younger than `keep_days` days, or it is the newest verified backup (always
-/// kept, whatever the policy). With neither key set nothing is selected.
+/// not), or younger than `keep_days` days, or the newest of one of the last `keep_daily`
+/// days (UTC) or `keep_weekly` ISO weeks that have a backup, or it is the newest verified
+/// backup (always kept, whatever the policy). With no key set nothing is selected.
 pub fn select_expired<I: Clone>(
     backups: &[(I, DateTime<Utc>, bool)],
     policy: &RetentionConfig,
     now: DateTime<Utc>,
 ) -> Vec<I> {
-    if policy.keep_last.is_none() && policy.keep_days.is_none() {
+    if policy.keep_last.is_none()
+        && policy.keep_days.is_none()
+        && policy.keep_daily.is_none()
+        && policy.keep_weekly.is_none()
+    {
         return Vec::new();
     }
     // Newest first; ties keep input order (stable sort), so the result is deterministic.
     let mut order: Vec<usize> = (0..backups.len()).collect();
     order.sort_by(|a, b| backups[*b].1.cmp(&backups[*a].1));
-    let newest_verified = order.iter().copied().find(|i| backups[*i].2);
-    let cutoff = policy
-        .keep_days
-        .map(|d| now - TimeDelta::days(i64::from(d)));
-    let mut expired: Vec<usize> = order
-        .iter()
-        .enumerate()
-        .filter(|(rank, i)| {
-            let (_, created, _) = &backups[**i];
-            let by_count = policy.keep_last.is_some_and(|n| *rank < n as usize);
-            let by_age = cutoff.is_some_and(|c| *created >= c);
-            !(by_count || by_age || Some(**i) == newest_verified)
-        })
-        .map(|(_, i)| *i)
-        .collect();
+    let mut keep = std::collections::BTreeSet::new();
+    keep.extend(order.iter().copied().find(|i| backups[*i].2));
+    if let Some(n) = policy.keep_last {
+        keep.extend(order.iter().copied().take(n as usize));
+    }
+    if let Some(d) = policy.keep_days {
+        let cutoff = now - TimeDelta::days(i64::from(d));
+        keep.extend(order.iter().copied().filter(|i| backups[*i].1 >= cutoff));
+    }
+    if let Some(n) = policy.keep_daily {
+        keep.extend(newest_per_period(backups, &order, n, |t| {
+            t.date_naive().to_string()
+        }));
+    }
+    if let Some(n) = policy.keep_weekly {
+        keep.extend(newest_per_period(backups, &order, n, |t| {
+            let w = t.iso_week();
+            format!("{}-W{:02}", w.year(), w.week())
+        }));
+    }
+    let mut expired: Vec<usize> = order.into_iter().filter(|i| !keep.contains(i)).collect();
     expired.reverse();
     expired.into_iter().map(|i| backups[i].0.clone()).collect()
+}
+
+/// The newest backup of each of the `n` most recent periods that have one (`order` is
+/// newest first, `period` names a backup's day or week).
+fn newest_per_period<I>(
+    backups: &[(I, DateTime<Utc>, bool)],
+    order: &[usize],
+    n: u32,
+    period: impl Fn(&DateTime<Utc>) -> String,
+) -> Vec<usize> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for &i in order {
+        if seen.len() >= n as usize {
+            break;
+        }
+        if seen.insert(period(&backups[i].1)) {
+            out.push(i);
+        }
+    }
+    out
 }
 
 /// `(name → next due time)` of a set of schedules, for tests and `check` output.

@@ -158,6 +158,7 @@ fn retention_keep_last() {
     let policy = RetentionConfig {
         keep_last: Some(2),
         keep_days: None,
+        ..Default::default()
     };
     assert_eq!(select_expired(&backups, &policy, day(5)), vec!["a", "b"]);
 }
@@ -173,6 +174,7 @@ fn retention_keep_days_or_keep_last() {
     let days = RetentionConfig {
         keep_last: None,
         keep_days: Some(7),
+        ..Default::default()
     };
     // now = day 28: kept are those created on or after day 21.
     assert_eq!(select_expired(&backups, &days, day(28)), vec![1, 2, 3]);
@@ -180,6 +182,7 @@ fn retention_keep_days_or_keep_last() {
     let both = RetentionConfig {
         keep_last: Some(3),
         keep_days: Some(7),
+        ..Default::default()
     };
     assert_eq!(select_expired(&backups, &both, day(28)), vec![1]);
     // Nothing configured: nothing expires.
@@ -198,6 +201,7 @@ fn retention_never_selects_the_newest_verified_backup() {
     let policy = RetentionConfig {
         keep_last: Some(1),
         keep_days: Some(3),
+        ..Default::default()
     };
     let expired = select_expired(&backups, &policy, day(28));
     assert_eq!(expired, vec!["older", "bad1"]);
@@ -205,4 +209,41 @@ fn retention_never_selects_the_newest_verified_backup() {
     // A single, old, verified backup survives any policy.
     let one = vec![("only", day(1), true)];
     assert!(select_expired(&one, &policy, day(28)).is_empty());
+}
+
+#[test]
+fn keep_daily_and_weekly_keep_the_newest_backup_of_each_recent_period() {
+    use chrono::TimeZone;
+    let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
+    // Two backups a day on 2..=22 November 2026 (Mon 2 Nov starts ISO week 45).
+    let mut backups = Vec::new();
+    for d in 2..=22 {
+        backups.push((format!("{d}-a"), at(d, 1), true));
+        backups.push((format!("{d}-b"), at(d, 13), true));
+    }
+    let now = at(22, 20);
+    let daily = RetentionConfig {
+        keep_daily: Some(3),
+        ..Default::default()
+    };
+    let expired = select_expired(&backups, &daily, now);
+    let kept: Vec<&String> = backups
+        .iter()
+        .map(|(id, _, _)| id)
+        .filter(|id| !expired.contains(id))
+        .collect();
+    assert_eq!(kept, vec!["20-b", "21-b", "22-b"]);
+
+    let weekly = RetentionConfig {
+        keep_weekly: Some(2),
+        ..Default::default()
+    };
+    let expired = select_expired(&backups, &weekly, now);
+    let kept: Vec<&String> = backups
+        .iter()
+        .map(|(id, _, _)| id)
+        .filter(|id| !expired.contains(id))
+        .collect();
+    // Week 46 ends Sunday 15 November, week 47 on the 22nd.
+    assert_eq!(kept, vec!["15-b", "22-b"]);
 }

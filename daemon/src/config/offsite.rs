@@ -1,0 +1,237 @@
+//! `[[repository.offsite]]`: further repositories every backup is copied to.
+//!
+//! A backup that lives only on the machine that died is not a backup. Each entry names an
+//! S3-compatible bucket (AWS, MinIO, Ceph, a self-hosted endpoint) or another directory
+//! (an NFS mount, a second disk). Backups are written to the local `[repository] path`
+//! first — pg_dump needs a directory — and then streamed to every off-site repository,
+//! manifest last, so a half-copied backup is never listed.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use super::automation::RetentionConfig;
+use super::load::Locator;
+use super::load::{ConfigError, KeyPath};
+
+/// What kind of storage an off-site repository is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsiteKind {
+    /// S3-compatible object storage.
+    S3,
+    /// A directory (another disk, an NFS mount).
+    Directory,
+}
+
+/// One off-site repository.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsiteConfig {
+    /// Short name shown in `backups`, `repo check`, metrics and events.
+    pub name: String,
+    /// `s3` or `directory`.
+    pub kind: OffsiteKind,
+    /// Directory repositories: where backups go.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// S3: the endpoint URL; absent = AWS (`https://s3.<region>.amazonaws.com`). An
+    /// `http://` endpoint is allowed for a self-hosted server on a private network.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3: the bucket.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// S3: key prefix inside the bucket, e.g. `prod/validator-1` (no leading `/`).
+    #[serde(default)]
+    pub prefix: String,
+    /// S3: region (self-hosted servers accept any; `us-east-1` is the usual default).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// S3: path-style requests (`endpoint/bucket/key`), which self-hosted servers need.
+    #[serde(default)]
+    pub path_style: bool,
+    /// S3: file holding the access key id. Absent: `AWS_ACCESS_KEY_ID` from the
+    /// environment (kept out of the config file so the file can be shared).
+    #[serde(default)]
+    pub access_key_id_file: Option<PathBuf>,
+    /// S3: file holding the secret access key. Absent: `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Reads (listing, `latest`, downloads for a restore) try this repository before the
+    /// other off-site ones. At most one may be primary; the local directory is always
+    /// read first when it holds the backup.
+    #[serde(default)]
+    pub primary: bool,
+    /// Encryption at rest: age recipients (`age1…`) every object is encrypted to, the
+    /// manifest included. Empty = objects are stored as they are.
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
+    /// The age secret key that decrypts this repository's objects. Kept off the
+    /// repository by construction (it is a local file); needed to list and restore.
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// Which backups this repository keeps; absent = it keeps everything.
+    #[serde(default)]
+    pub retention: Option<RetentionConfig>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+impl OffsiteConfig {
+    /// Where the repository is, for operators: `s3://bucket/prefix` or the directory.
+    pub fn location(&self) -> String {
+        match self.kind {
+            OffsiteKind::S3 => format!(
+                "s3://{}/{}",
+                self.bucket.as_deref().unwrap_or("?"),
+                self.prefix.trim_matches('/')
+            ),
+            OffsiteKind::Directory => self
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Resolves relative paths against the config file's directory.
+pub(super) fn resolve_paths(list: &mut [OffsiteConfig], resolve: &dyn Fn(&mut PathBuf)) {
+    for o in list {
+        for p in [
+            o.path.as_mut(),
+            o.access_key_id_file.as_mut(),
+            o.secret_access_key_file.as_mut(),
+            o.identity_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
+    }
+}
+
+/// Semantic checks: names unique and well-formed, the keys each kind needs present and
+/// the other kind's absent, at most one primary, valid age recipients.
+pub(super) fn check(
+    list: &[OffsiteConfig],
+    local: &Path,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let base = KeyPath::root().key("repository").key("offsite");
+    let mut names = std::collections::BTreeSet::new();
+    for (i, o) in list.iter().enumerate() {
+        let at = base.index(i);
+        if o.name.is_empty()
+            || !o
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(loc
+                .error_at_value(
+                    &at.key("name"),
+                    format!("invalid repository name {:?}", o.name),
+                )
+                .with_hint("use lowercase letters, digits, - and _, e.g. name = \"s3-eu\""));
+        }
+        if o.name == "local" || !names.insert(o.name.clone()) {
+            return Err(loc
+                .error_at_value(
+                    &at.key("name"),
+                    format!("repository name {:?} is already used", o.name),
+                )
+                .with_hint(
+                    "each repository needs its own name (`local` is the [repository] path)",
+                ));
+        }
+        check_kind(o, &at, local, loc)?;
+        for (j, r) in o.encrypt_to.iter().enumerate() {
+            if let Err(e) = crate::identities::parse_recipients(std::slice::from_ref(r)) {
+                return Err(loc
+                    .error_at_value(&at.key("encrypt_to").index(j), e.to_string())
+                    .with_hint("an age public key looks like age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"));
+            }
+        }
+        if let Some(r) = &o.retention {
+            super::automation::check_retention(r, &at.key("retention"), loc)?;
+        }
+    }
+    if let Some((i, _)) = list.iter().enumerate().filter(|(_, o)| o.primary).nth(1) {
+        return Err(loc
+            .error_at_value(&base.index(i).key("primary"), "a second primary repository")
+            .with_hint("mark one off-site repository primary = true; reads try it first"));
+    }
+    Ok(())
+}
+
+fn check_kind(
+    o: &OffsiteConfig,
+    at: &KeyPath,
+    local: &Path,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let s3_keys = [
+        ("endpoint", o.endpoint.is_some()),
+        ("bucket", o.bucket.is_some()),
+        ("access_key_id_file", o.access_key_id_file.is_some()),
+        ("secret_access_key_file", o.secret_access_key_file.is_some()),
+    ];
+    match o.kind {
+        OffsiteKind::Directory => {
+            let Some(p) = &o.path else {
+                return Err(loc
+                    .error_at_value(&at.key("kind"), "a directory repository needs `path`")
+                    .with_hint("add path = \"/mnt/backup/splice-dr\""));
+            };
+            if p == local || p.starts_with(local) || local.starts_with(p) {
+                return Err(loc
+                    .error_at_value(&at.key("path"), "overlaps the local [repository] path")
+                    .with_hint(
+                        "an off-site copy must live somewhere else: another disk or mount",
+                    ));
+            }
+            if let Some((k, _)) = s3_keys.iter().find(|(_, set)| *set) {
+                return Err(loc
+                    .error_at_key(
+                        &at.key(k),
+                        format!("`{k}` is an S3 key; this repository is kind = \"directory\""),
+                    )
+                    .with_hint("remove it, or set kind = \"s3\""));
+            }
+        }
+        OffsiteKind::S3 => {
+            if o.bucket.as_deref().is_none_or(str::is_empty) {
+                return Err(loc
+                    .error_at_value(&at.key("kind"), "an s3 repository needs `bucket`")
+                    .with_hint("add bucket = \"splice-dr-backups\""));
+            }
+            if o.path.is_some() {
+                return Err(loc
+                    .error_at_key(&at.key("path"), "`path` is for kind = \"directory\"")
+                    .with_hint("use bucket and prefix for S3"));
+            }
+            if let Some(e) = &o.endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(loc
+                        .error_at_value(&at.key("endpoint"), format!("endpoint {e:?} is not a URL"))
+                        .with_hint("e.g. endpoint = \"https://minio.internal:9000\""));
+                }
+            }
+            if o.access_key_id_file.is_some() != o.secret_access_key_file.is_some() {
+                return Err(loc
+                    .error_at_value(&at.key("kind"), "set both access_key_id_file and secret_access_key_file, or neither")
+                    .with_hint("with neither, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY come from the environment"));
+            }
+        }
+    }
+    if !o.encrypt_to.is_empty() && o.identity_file.is_none() {
+        return Err(loc
+            .error_at_value(&at.key("encrypt_to"), "encrypted repository without `identity_file`")
+            .with_hint("restores need the age secret key: set identity_file = \"/etc/splice-dr/offsite.key\" (kept off the repository)"));
+    }
+    Ok(())
+}
