@@ -15,6 +15,8 @@
 
 mod checksum;
 mod manifest;
+pub mod offsite;
+pub mod store;
 
 pub use checksum::sha256_file;
 pub use manifest::{DrillRecord, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
@@ -59,10 +61,21 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
     }
 }
 
-/// Handle to a repository directory.
+/// Handle to the local repository directory and, through it, the off-site repositories
+/// every backup is copied to (swapped on config reload, shared by every clone).
 #[derive(Debug, Clone)]
 pub struct Repository {
     root: PathBuf,
+    offsite: std::sync::Arc<std::sync::RwLock<offsite::Offsite>>,
+}
+
+/// A backup and the repositories holding it, for `backups` and `latest`.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The manifest (the local copy when there is one).
+    pub manifest: Manifest,
+    /// Where it is: `local` and/or off-site repository names.
+    pub locations: Vec<String>,
 }
 
 /// The outcome of verifying one backup.
@@ -88,7 +101,96 @@ impl Repository {
         std::fs::create_dir_all(root.join(".incomplete")).map_err(|e| io_err(root, e))?;
         Ok(Repository {
             root: root.to_path_buf(),
+            offsite: Default::default(),
         })
+    }
+
+    /// Installs the off-site repositories (at start and on config reload).
+    pub fn set_offsite(&self, offsite: offsite::Offsite) {
+        *self.offsite.write().unwrap_or_else(|p| p.into_inner()) = offsite;
+    }
+
+    /// The off-site repositories in force.
+    pub fn offsite(&self) -> offsite::Offsite {
+        self.offsite
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every backup in every repository, newest first, with where each is; problems
+    /// (unreachable repositories, unreadable manifests) are returned beside it.
+    pub fn list_everywhere(&self) -> (Vec<Located>, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut all: Vec<Located> = Vec::new();
+        match self.list() {
+            Ok((good, bad)) => {
+                problems.extend(bad.iter().map(|e| format!("local: {e}")));
+                all.extend(good.into_iter().map(|m| Located {
+                    manifest: m,
+                    locations: vec!["local".into()],
+                }));
+            }
+            Err(e) => problems.push(format!("local: {e}")),
+        }
+        for r in self.offsite().repos() {
+            match r.list() {
+                Ok(listing) => {
+                    problems.extend(
+                        listing
+                            .unreadable
+                            .iter()
+                            .map(|e| format!("{}: {e}", r.name())),
+                    );
+                    for m in listing.backups {
+                        match all.iter_mut().find(|l| l.manifest.id == m.id) {
+                            Some(l) => l.locations.push(r.name().into()),
+                            None => all.push(Located {
+                                manifest: m,
+                                locations: vec![r.name().into()],
+                            }),
+                        }
+                    }
+                }
+                Err(e) => problems.push(format!("{}: unreachable: {e}", r.name())),
+            }
+        }
+        all.sort_by(|a, b| {
+            b.manifest
+                .created_at
+                .cmp(&a.manifest.created_at)
+                .then(b.manifest.id.cmp(&a.manifest.id))
+        });
+        (all, problems)
+    }
+
+    /// A backup's manifest from wherever it is: the local copy, else the off-site
+    /// repositories (primary first).
+    pub fn manifest_anywhere(&self, id: &str) -> Result<Manifest, RepoError> {
+        match self.manifest(id) {
+            Err(RepoError::NotFound(_)) if !self.offsite().is_empty() => {
+                self.offsite().find(id).map(|(_, m)| m)
+            }
+            other => other,
+        }
+    }
+
+    /// Makes sure a backup is in the local repository, downloading it (checksums checked
+    /// on the way) from the first off-site repository holding it. Returns the repository
+    /// it came from, or `None` when it was already here.
+    pub fn fetch(
+        &self,
+        id: &str,
+        on_bytes: &mut dyn FnMut(u64),
+    ) -> Result<Option<String>, RepoError> {
+        match self.manifest(id) {
+            Ok(_) => return Ok(None),
+            Err(RepoError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let (repo, _) = self.offsite().find(id)?;
+        repo.download(self, id, on_bytes)?;
+        Ok(Some(repo.name().to_string()))
     }
 
     /// Repository root.
@@ -99,6 +201,30 @@ impl Repository {
     /// Directory of a sealed backup.
     pub fn backup_dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
+    }
+
+    /// Where a backup fetched from another repository is assembled before
+    /// [`Repository::publish_staged`] makes it appear (never listed until then).
+    pub fn staging_dir(&self, id: &str) -> PathBuf {
+        self.root.join(".incomplete").join(format!("fetch-{id}"))
+    }
+
+    /// Publishes a backup assembled in [`Repository::staging_dir`] with one atomic rename.
+    pub fn publish_staged(&self, id: &str) -> Result<(), RepoError> {
+        let target = self.backup_dir(id);
+        if target.exists() {
+            return Err(io_err(&target, "a backup with this id is already here"));
+        }
+        std::fs::rename(self.staging_dir(id), &target).map_err(|e| io_err(&target, e))?;
+        sync_dir(&self.root).map_err(|e| io_err(&self.root, e))
+    }
+
+    /// Lists, writes, reads back and removes a probe file, and reports free space: the
+    /// local half of `repo check`. The local layout is the off-site one (`<id>/...`), so
+    /// the same check runs over a directory store at the root.
+    pub fn check(&self) -> offsite::CheckReport {
+        let store = store::dir::DirStore::new(&self.root);
+        offsite::OffsiteRepo::with_store("local", Box::new(store)).check()
     }
 
     /// Starts a new backup of `node`; nothing is listed until [`BackupWriter::seal`].
@@ -180,6 +306,16 @@ impl Repository {
     /// manifest is not among the checksummed files, so verification is unaffected).
     pub fn record_drill(&self, id: &str, drill: DrillRecord) -> Result<Manifest, RepoError> {
         let mut m = self.manifest(id)?;
+        for r in self.offsite().repos() {
+            // The local manifest is the one restores read first; an unreachable off-site
+            // copy keeps its older drill record rather than failing the drill.
+            if let Err(e) = r.record_drill(id, &drill) {
+                tracing::warn!(
+                    "backup {id}: drill not recorded in repository {}: {e}",
+                    r.name()
+                );
+            }
+        }
         m.last_drill = Some(drill);
         let bytes = serde_json::to_vec_pretty(&m).map_err(|e| io_err(&self.backup_dir(id), e))?;
         let path = self.backup_dir(id).join("manifest.json");
@@ -210,15 +346,24 @@ impl Repository {
         Ok((good, bad))
     }
 
-    /// Resolves `latest` (newest backup of `node`) or an explicit id.
+    /// Resolves `latest` (newest backup of `node` in any repository) or an explicit id
+    /// (the local copy, else an off-site one).
     pub fn resolve(&self, selector: &str, node: &str) -> Result<Manifest, RepoError> {
         if selector == "latest" {
-            let (all, _) = self.list()?;
+            let all: Vec<Manifest> = if self.offsite().is_empty() {
+                self.list()?.0
+            } else {
+                self.list_everywhere()
+                    .0
+                    .into_iter()
+                    .map(|l| l.manifest)
+                    .collect()
+            };
             return all.into_iter().find(|m| m.node == node).ok_or_else(|| {
                 RepoError::NotFound(format!("latest (node {node} has no backups)"))
             });
         }
-        self.manifest(selector)
+        self.manifest_anywhere(selector)
     }
 
     /// Checks every file against the manifest (size, sha256, nothing missing or added),
