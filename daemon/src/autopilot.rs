@@ -487,27 +487,27 @@ impl Autopilot {
         if let Ok(m) = self.runner.repo().manifest(id) {
             crate::metrics::backup_succeeded(&m.node, m.completed_at, m.total_bytes());
         }
-        let Some(policy) = self.state().retention.clone() else {
-            return;
-        };
         let Some(node) = node else { return };
-        let runner = self.runner.clone();
-        let me_record = {
-            let (backups, _) = runner.repo().list().unwrap_or_default();
-            let list: Vec<(String, DateTime<Utc>, bool)> = backups
-                .iter()
-                .filter(|m| m.node == node)
-                .map(|m| (m.id.clone(), m.created_at, true))
-                .collect();
-            crate::schedule::select_expired(&list, &policy, Utc::now())
-        };
-        for id in me_record {
-            match runner.prune_backup(&node, &id) {
-                Ok(()) => {
-                    tracing::info!(node = %node, "retention: deleted backup {id}");
-                    self.record("retention", "backup", format!("deleted {id}"));
-                }
-                Err(e) => tracing::warn!(node = %node, "retention: kept {id}: {e}"),
+        // Retention in every repository (local by [retention], off-site by their own).
+        let policy = self.state().retention.clone();
+        let repo = self.runner.repo();
+        // Off-site repositories answer over the network: do not hold an async worker.
+        let plans = blocking(|| {
+            let mut plans = crate::prune::plan(repo, policy.as_ref(), Some(&node), Utc::now());
+            crate::prune::apply(repo, self.runner.state_dir(), &mut plans);
+            plans
+        });
+        for p in &plans {
+            for id in &p.deleted {
+                tracing::info!(node = %node, "retention: deleted backup {id} from {}", p.repository);
+                self.record(
+                    "retention",
+                    "backup",
+                    format!("deleted {id} from {}", p.repository),
+                );
+            }
+            for e in &p.errors {
+                tracing::warn!(node = %node, "retention in {}: {e}", p.repository);
             }
         }
     }
@@ -568,5 +568,16 @@ impl Autopilot {
             "pending_approvals": pending,
             "recent_decisions": st.recent.iter().rev().collect::<Vec<_>>(),
         })
+    }
+}
+
+/// Runs blocking work from the control loop: through `block_in_place` on the daemon's
+/// multi-threaded runtime, directly elsewhere (tests, a current-thread runtime).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

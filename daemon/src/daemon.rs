@@ -50,6 +50,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.daemon.users_interval,
         shutdown.clone(),
     ));
+    tokio::spawn(crate::repo_check::check_loop(
+        service.runner().clone(),
+        bus.clone(),
+        config.daemon.repo_check_interval,
+        shutdown.clone(),
+    ));
     tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");
 
     let (tx, mut rx) = mpsc::channel(4);

@@ -12,6 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Gauge: 1 when a repository's last check passed.
+pub const REPOSITORY_UP: &str = "splice_dr_repository_up";
+/// Gauge: free bytes of a repository's storage.
+pub const REPOSITORY_FREE_BYTES: &str = "splice_dr_repository_free_bytes";
 /// `counter{flow,result}`: finished runs.
 pub const RUNS_TOTAL: &str = "splice_dr_runs_total";
 /// `histogram{flow}`: wall-clock duration of finished runs, in seconds.
@@ -102,6 +106,7 @@ pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
         })?;
     *installed = Some(listen);
     describe();
+    describe_repositories();
     tracing::info!(%listen, "serving Prometheus metrics on http://{listen}/metrics");
     Ok(())
 }
@@ -140,6 +145,28 @@ fn describe() {
         BACKUP_STALE,
         "1 when the node's newest backup is older than the staleness threshold."
     );
+}
+
+/// Describes the repository metrics (kept apart from `describe` so each concept's HELP
+/// text sits next to its recorder).
+fn describe_repositories() {
+    describe_gauge!(
+        REPOSITORY_UP,
+        "1 when the repository's last check (list, write, read back) passed, else 0."
+    );
+    describe_gauge!(
+        REPOSITORY_FREE_BYTES,
+        metrics::Unit::Bytes,
+        "Free bytes where the repository's storage reports them (directories)."
+    );
+}
+
+/// The outcome of checking `repository` (`local` or an off-site name).
+pub fn repository_checked(repository: &str, up: bool, free_bytes: Option<u64>) {
+    gauge!(REPOSITORY_UP, "repository" => repository.to_string()).set(flag(up));
+    if let Some(b) = free_bytes {
+        gauge!(REPOSITORY_FREE_BYTES, "repository" => repository.to_string()).set(b as f64);
+    }
 }
 
 fn flag(on: bool) -> f64 {

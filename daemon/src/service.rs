@@ -159,6 +159,10 @@ impl Service {
         let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
         let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
         let repo = Repository::open(&config.repository.path).map_err(|e| storage(&e))?;
+        repo.set_offsite(
+            crate::repo::offsite::Offsite::from_config(&config.repository.offsite)
+                .map_err(|e| storage(&e))?,
+        );
         let runner = Runner::new(
             catalog,
             nodes,
@@ -287,10 +291,13 @@ impl Service {
         let outcome = loaded.map_err(|e| e.to_string()).and_then(|cfg| {
             let catalog = load_catalog(&cfg).map_err(|e| e.to_string())?;
             let nodes = build_nodes(&cfg).map_err(|e| e.to_string())?;
-            Ok((cfg, catalog, nodes))
+            let offsite = crate::repo::offsite::Offsite::from_config(&cfg.repository.offsite)
+                .map_err(|e| e.to_string())?;
+            Ok((cfg, catalog, nodes, offsite))
         });
         match outcome {
-            Ok((cfg, catalog, nodes)) => {
+            Ok((cfg, catalog, nodes, offsite)) => {
+                self.runner.repo().set_offsite(offsite);
                 self.runner
                     .reconfigure(catalog, nodes, cfg.daemon.run_timeout);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
@@ -338,8 +345,33 @@ impl Service {
                 ),
                 Err(e) => failed(e),
             },
-            Request::Backups { node } => self.backups(node.as_deref()),
+            Request::Backups { node } => {
+                // Off-site repositories are listed over the network: off the async threads.
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.backups(node.as_deref()))
+                    .await
+                    .unwrap_or_else(failed)
+            }
             Request::Follow { run } => self.follow(run, events).await,
+            Request::Prune { node, dry_run } => {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.prune(node.as_deref(), dry_run))
+                    .await
+                    .unwrap_or_else(failed)
+            }
+            Request::RepoCheck => {
+                let repo = self.runner.repo().clone();
+                let reports =
+                    tokio::task::spawn_blocking(move || crate::repo_check::check_all(&repo))
+                        .await
+                        .unwrap_or_default();
+                for r in &reports {
+                    crate::metrics::repository_checked(&r.repository, r.ok, r.free_bytes);
+                }
+                Reply::Ok {
+                    result: json!({"ok": reports.iter().all(|r| r.ok), "repositories": reports}),
+                }
+            }
             Request::Trigger {
                 event,
                 node,
@@ -517,15 +549,35 @@ impl Service {
         }
     }
 
+    fn prune(&self, node: Option<&str>, dry_run: bool) -> Reply {
+        let cfg = self.config();
+        if let Some(n) = node.filter(|n| cfg.node(n).is_none()) {
+            return Reply::error(ErrorCode::Usage, format!("no node `{n}` in the config"));
+        }
+        let repo = self.runner.repo();
+        let mut plans = crate::prune::plan(repo, cfg.retention.as_ref(), node, chrono::Utc::now());
+        if !dry_run {
+            crate::prune::apply(repo, &cfg.daemon.state_dir, &mut plans);
+        }
+        let ok = plans.iter().all(|p| p.errors.is_empty());
+        Reply::Ok {
+            result: json!({"dry_run": dry_run, "ok": ok, "repositories": plans}),
+        }
+    }
+
     fn backups(&self, node: Option<&str>) -> Reply {
-        match self.runner.repo().list() {
-            Ok((good, bad)) => Reply::Ok {
-                result: json!({
-                    "backups": good.iter().filter(|m| node.is_none_or(|n| m.node == n)).map(backup_summary).collect::<Vec<_>>(),
-                    "unreadable": bad.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-                }),
-            },
-            Err(e) => failed(e),
+        let (all, problems) = self.runner.repo().list_everywhere();
+        let backups: Vec<Value> = all
+            .iter()
+            .filter(|l| node.is_none_or(|n| l.manifest.node == n))
+            .map(|l| {
+                let mut v = backup_summary(&l.manifest);
+                v["locations"] = json!(l.locations);
+                v
+            })
+            .collect();
+        Reply::Ok {
+            result: json!({ "backups": backups, "problems": problems, "unreadable": [] }),
         }
     }
 

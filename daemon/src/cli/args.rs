@@ -114,6 +114,15 @@ pub enum Command {
     /// Node identities dumps kept (age-encrypted) in backups.
     #[command(subcommand)]
     Identities(IdentitiesCommand),
+    /// Apply retention now in every repository: the local one by `[retention]`, each
+    /// off-site one by its own `retention`. The newest backup that did not fail a drill is
+    /// always kept, and a node busy with a run keeps its backups until it ends.
+    ///
+    /// Use `--dry-run` first: it lists what would go, repository by repository.
+    Prune(PruneArgs),
+    /// Backup repositories (the local directory and `[[repository.offsite]]`).
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Show the whole story on this machine: a throwaway Postgres, a simulated validator,
     /// a real daemon; back up, break the node, watch the automatic restore, verify.
     ///
@@ -145,6 +154,27 @@ pub enum IdentitiesCommand {
         /// Node (for `latest`).
         node: NodeArg,
     },
+}
+
+/// `prune` options.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    /// Only this node's backups.
+    pub node: NodeArg,
+    /// Show what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `repo` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Check every repository: listable, writable and readable (a probe object is written,
+    /// read back and deleted), free space where the storage reports it, and uploads that
+    /// never finished. Exit 1 when any repository fails. The daemon runs the same check
+    /// every `daemon.repo_check_interval`.
+    Check,
 }
 
 /// `--node`.

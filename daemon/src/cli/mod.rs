@@ -48,6 +48,11 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             return None
         }
         Command::Status => Request::Status,
+        Command::Prune(a) => Request::Prune {
+            node: a.node.node.clone(),
+            dry_run: a.dry_run,
+        },
+        Command::Repo(args::RepoCommand::Check) => Request::RepoCheck,
         Command::Runs(a) if a.follow => Request::Follow {
             run: a.run_id.clone(),
         },
@@ -194,12 +199,20 @@ pub fn export_identities(cli: &Cli, config: &Config) -> u8 {
     let run = || -> Result<std::path::PathBuf, String> {
         let repo =
             crate::repo::Repository::open(&config.repository.path).map_err(|e| e.to_string())?;
+        repo.set_offsite(
+            crate::repo::offsite::Offsite::from_config(&config.repository.offsite)
+                .map_err(|e| e.to_string())?,
+        );
         let node = match node.node.clone() {
             Some(n) => n,
             None if config.nodes.len() == 1 => config.nodes[0].name.clone(),
             None => return Err("several nodes are configured: name one with --node".into()),
         };
         let m = repo.resolve(backup, &node).map_err(|e| e.to_string())?;
+        // After losing the machine the backup may be off-site only: fetch it (checked).
+        if let Some(from) = repo.fetch(&m.id, &mut |_| {}).map_err(|e| e.to_string())? {
+            eprintln!("downloaded backup {} from off-site repository {from}", m.id);
+        }
         let entry = m.identities.as_ref().ok_or_else(|| {
             format!("backup {} has no identities dump (no [node.validator] was configured when it was taken)", m.id)
         })?;
@@ -287,6 +300,8 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
             (Command::Status, _) => print!("{}", render::status_text(result)),
             (Command::Runs(a), _) if !a.follow => print!("{}", render::runs_table(result)),
             (Command::Backups(_), _) => print!("{}", render::backups_table(result)),
+            (Command::Prune(_), _) => print!("{}", render::prune_text(result)),
+            (Command::Repo(_), _) => print!("{}", render::repo_check_text(result)),
             (Command::Cancel { run_id }, _) => println!("cancel requested for run {run_id}"),
             (Command::Trigger { event, .. }, _) => println!("published {event}"),
             (Command::Pause, _) => println!("automatic triggers paused (manual commands still work; `splice-dr resume` re-arms them)"),
@@ -311,6 +326,10 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
                 serde_json::to_string_pretty(result).unwrap_or_default()
             ),
         }
+    }
+    // `prune` and `repo check` answer ok with `ok: false` when something failed.
+    if run_state.is_none() && result.get("ok") == Some(&Value::Bool(false)) {
+        return exit::FAILED;
     }
     match run_state {
         Some("succeeded") | None => exit::OK,

@@ -162,12 +162,7 @@ pub fn run_details(r: &Value) -> String {
         out.push_str(&format!("  params: {p}\n"));
     }
     out.push_str("  steps:\n");
-    for st in r
-        .get("steps")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for st in items(r, "steps") {
         let depth = st.get("depth").and_then(Value::as_u64).unwrap_or(0) as usize;
         let mark = match s(st, "state") {
             "succeeded" => "✓",
@@ -185,12 +180,7 @@ pub fn run_details(r: &Value) -> String {
             out.push_str(&format!(": {e}"));
         }
         out.push('\n');
-        for l in st
-            .get("log")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for l in items(st, "log") {
             out.push_str(&format!(
                 "  {}    {}\n",
                 "  ".repeat(depth),
@@ -217,18 +207,18 @@ pub fn run_details(r: &Value) -> String {
     out
 }
 
+/// The elements of the array at `key` (none when it is missing or not an array).
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
 /// `backups` as a table.
 pub fn backups_table(v: &Value) -> String {
     let mut out = format!(
-        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {}\n",
-        "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE", "DRILL"
+        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {:<16} {}\n",
+        "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE", "DRILL", "WHERE"
     );
-    for b in v
-        .get("backups")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for b in items(v, "backups") {
         let age = b
             .get("age_secs")
             .and_then(Value::as_i64)
@@ -243,8 +233,14 @@ pub fn backups_table(v: &Value) -> String {
             ),
             None => "never".to_string(),
         };
+        let locations: Vec<&str> = items(b, "locations").filter_map(Value::as_str).collect();
+        let locations = if locations.is_empty() {
+            "local".to_string()
+        } else {
+            locations.join(",")
+        };
         out.push_str(&format!(
-            "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {drill}\n",
+            "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {drill:<16} {locations}\n",
             s(b, "id"),
             s(b, "node"),
             b.get("migration_id").and_then(Value::as_u64).unwrap_or(0),
@@ -258,13 +254,100 @@ pub fn backups_table(v: &Value) -> String {
             crate::flows::progress::human_bytes(size),
         ));
     }
-    for e in v
-        .get("unreadable")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for e in items(v, "unreadable") {
         out.push_str(&format!("UNREADABLE: {}\n", e.as_str().unwrap_or("")));
+    }
+    for e in items(v, "problems") {
+        out.push_str(&format!("PROBLEM: {}\n", e.as_str().unwrap_or("")));
+    }
+    out
+}
+
+/// `prune` (and `prune --dry-run`) as text, repository by repository.
+pub fn prune_text(v: &Value) -> String {
+    let dry = v.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    let mut out = String::new();
+    for r in items(v, "repositories") {
+        let policy = match r.get("policy").filter(|p| !p.is_null()) {
+            Some(p) => p
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => "no retention: keeps everything".into(),
+        };
+        out.push_str(&format!("repository {} ({policy})\n", s(r, "repository")));
+        let delete = r
+            .get("delete")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let deleted: Vec<&str> = items(r, "deleted").filter_map(Value::as_str).collect();
+        for c in &delete {
+            let id = s(c, "id");
+            let verb = if dry {
+                "would delete"
+            } else if deleted.contains(&id) {
+                "deleted"
+            } else {
+                "kept"
+            };
+            out.push_str(&format!(
+                "  {verb:<12} {id}  (node {}, taken {})\n",
+                s(c, "node"),
+                s(c, "created_at").chars().take(19).collect::<String>()
+            ));
+        }
+        out.push_str(&format!(
+            "  keeps {} backup(s){}\n",
+            r.get("keep").and_then(Value::as_u64).unwrap_or(0),
+            if delete.is_empty() {
+                ", deletes none"
+            } else {
+                ""
+            }
+        ));
+        for e in items(r, "errors") {
+            out.push_str(&format!("  ERROR: {}\n", e.as_str().unwrap_or("")));
+        }
+    }
+    if dry {
+        out.push_str("dry run: nothing was deleted (run without --dry-run to apply)\n");
+    }
+    out
+}
+
+/// `repo check` as text.
+pub fn repo_check_text(v: &Value) -> String {
+    let mut out = String::new();
+    for r in items(v, "repositories") {
+        let ok = r.get("ok").and_then(Value::as_bool).unwrap_or(false);
+        let free = r
+            .get("free_bytes")
+            .and_then(Value::as_u64)
+            .map(|b| format!("{} free", crate::flows::progress::human_bytes(b)))
+            .unwrap_or_else(|| "free space not reported".into());
+        out.push_str(&format!(
+            "{} {} ({}): {} backups, {free}\n",
+            if ok { "OK    " } else { "FAILED" },
+            s(r, "repository"),
+            s(r, "location"),
+            r.get("backups").and_then(Value::as_u64).unwrap_or(0),
+        ));
+        for c in items(r, "checks") {
+            out.push_str(&format!("    {}\n", c.as_str().unwrap_or("")));
+        }
+        let incomplete: Vec<&str> = items(r, "incomplete").filter_map(Value::as_str).collect();
+        if !incomplete.is_empty() {
+            out.push_str(&format!(
+                "    {} interrupted upload(s), never listed, removed by the node's next backup: {}\n",
+                incomplete.len(),
+                incomplete.join(", ")
+            ));
+        }
     }
     out
 }
@@ -282,12 +365,7 @@ pub fn status_text(v: &Value) -> String {
             "  CONFIG CHANGE REJECTED (previous config in force): {e}\n"
         ));
     }
-    for n in v
-        .get("nodes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for n in items(v, "nodes") {
         out.push_str(&format!(
             "node {} ({}, migration id {})\n",
             s(n, "name"),
@@ -315,12 +393,7 @@ pub fn status_text(v: &Value) -> String {
                 "  participant id: {id} (since a re-onboard; every start passes it)\n"
             ));
         }
-        for c in n
-            .get("components")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for c in items(n, "components") {
             out.push_str(&format!(
                 "  component {}: {} ready={} {}\n",
                 s(c, "name"),
@@ -329,12 +402,7 @@ pub fn status_text(v: &Value) -> String {
                 s(c, "detail")
             ));
         }
-        for d in n
-            .get("databases")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for d in items(n, "databases") {
             out.push_str(&format!(
                 "  database {} ({}): {}\n",
                 s(d, "name"),
@@ -467,12 +535,7 @@ pub fn status_text(v: &Value) -> String {
         }
     }
     out.push_str("flows:\n");
-    for f in v
-        .get("flows")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for f in items(v, "flows") {
         out.push_str(&format!(
             "  {:<12} {}{}\n",
             s(f, "name"),

@@ -161,6 +161,11 @@ impl Runner {
         &self.repo
     }
 
+    /// The daemon's state directory (locks, journal, registries).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     /// Live events of every run in this process.
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
         self.events.subscribe()

@@ -117,6 +117,37 @@ impl FlowEnv {
             .resolve(selector, &self.node.name)
             .map_err(|e| fail(e.to_string()))
     }
+
+    /// Resolves a backup and makes sure its files are in the local repository, downloading
+    /// it from an off-site repository (in its own step, checksums checked) when they are
+    /// not: what every operation reading dump files needs.
+    pub(super) fn local_manifest(self: &Arc<Self>, selector: &str) -> RResult<Manifest> {
+        let m = self.manifest(selector)?;
+        if self.repo.manifest(&m.id).is_ok() || self.run.dry_run() {
+            return Ok(m);
+        }
+        let (from, _) = self
+            .repo
+            .offsite()
+            .find(&m.id)
+            .map_err(|e| fail(e.to_string()))?;
+        let repo = self.repo.clone();
+        let total = m.total_bytes();
+        let label = format!(
+            "download backup {} from off-site repository {} ({})",
+            m.id,
+            from.name(),
+            from.location()
+        );
+        self.in_step(&label, true, |ctx| {
+            let mut done = 0u64;
+            from.download(&repo, &m.id, &mut |n| {
+                done += n;
+                ctx.progress("download", done, Some(total), "bytes");
+            })
+            .map_err(|e| BackendError::Verification(e.to_string()))
+        })
+    }
 }
 
 pub(super) fn to_dyn<T: Serialize>(v: &T) -> RResult<Dynamic> {
@@ -305,7 +336,7 @@ fn register_pg(engine: &mut Engine) {
         .register_fn(
             "restore_staged",
             |p: &mut PgApi, role: &str, backup: &str| -> RResult<Dynamic> {
-                let m = p.0.manifest(backup)?;
+                let m = p.0.local_manifest(backup)?;
                 let dump = m
                     .dump(role)
                     .ok_or_else(|| fail(format!("backup {} has no {role} dump", m.id)))?;
@@ -321,7 +352,7 @@ fn register_pg(engine: &mut Engine) {
         .register_fn(
             "restore_into_empty",
             |p: &mut PgApi, role: &str, backup: &str| -> RResult<()> {
-                let m = p.0.manifest(backup)?;
+                let m = p.0.local_manifest(backup)?;
                 let dump = m
                     .dump(role)
                     .ok_or_else(|| fail(format!("backup {} has no {role} dump", m.id)))?;
@@ -453,7 +484,7 @@ fn register_backups(engine: &mut Engine) {
         })
         .register_fn("verify", |b: &mut BackupsApi, id: &str| -> RResult<Dynamic> {
             let env = b.0.clone();
-            let m = env.manifest(id)?;
+            let m = env.local_manifest(id)?;
             let backend = env.backend.clone();
             let repo = env.repo.clone();
             let label = format!("verify backup {}", m.id);
@@ -638,6 +669,7 @@ pub fn execute(
     let mut engine = hardened_engine(limits, Some(env.run.guard().clone()));
     register_node(&mut engine);
     super::host_recovery::register(&mut engine);
+    super::host_offsite::register(&mut engine);
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);

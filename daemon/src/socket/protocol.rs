@@ -39,6 +39,17 @@ pub enum Request {
         #[serde(default)]
         node: Option<String>,
     },
+    /// What retention deletes in every repository; deletes it unless `dry_run`.
+    Prune {
+        /// Only this node's backups.
+        #[serde(default)]
+        node: Option<String>,
+        /// Show the plan, delete nothing.
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Checks every repository: listable, writable, readable, free space.
+    RepoCheck,
     /// Starts a flow; streams its events when `follow` is set, then answers with the
     /// final run record (or, without `follow`, at once with the run id).
     Run {

@@ -1,0 +1,173 @@
+//! Retention across repositories: which backups each repository lets go, and deleting them.
+//!
+//! The local repository follows `[retention]`, each off-site repository its own
+//! `retention` table (an off-site copy usually keeps more, for longer). In every
+//! repository the newest backup that did not fail a drill is kept whatever the policy, and
+//! a deletion takes the node's lock, so a backup a running restore (or drill) is reading is
+//! never removed: that node's backups are skipped until the run ends.
+//!
+//! `splice-dr prune --dry-run` prints the plan; the daemon applies it after each backup.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::Path;
+
+use crate::config::RetentionConfig;
+use crate::lock::NodeLock;
+use crate::repo::{Manifest, Repository};
+
+/// What retention does in one repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoPlan {
+    /// `local` or the off-site repository's name.
+    pub repository: String,
+    /// The policy in force (`None`: this repository keeps everything).
+    pub policy: Option<RetentionPolicyView>,
+    /// Backups to delete, oldest first.
+    pub delete: Vec<Candidate>,
+    /// How many backups it keeps.
+    pub keep: usize,
+    /// Why the repository could not be planned or a deletion failed.
+    pub errors: Vec<String>,
+    /// Backups actually deleted (empty for a dry run).
+    pub deleted: Vec<String>,
+}
+
+/// A retention policy as shown to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionPolicyView {
+    /// `keep_last`.
+    pub keep_last: Option<u32>,
+    /// `keep_days`.
+    pub keep_days: Option<u32>,
+    /// `keep_daily`.
+    pub keep_daily: Option<u32>,
+    /// `keep_weekly`.
+    pub keep_weekly: Option<u32>,
+}
+
+impl From<&RetentionConfig> for RetentionPolicyView {
+    fn from(r: &RetentionConfig) -> Self {
+        RetentionPolicyView {
+            keep_last: r.keep_last,
+            keep_days: r.keep_days,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+        }
+    }
+}
+
+/// One backup retention lets go.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// Backup id.
+    pub id: String,
+    /// Its node.
+    pub node: String,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Expired backups of `backups` under `policy`, node by node (each node keeps its own
+/// newest good backup), oldest first.
+fn expired(backups: &[Manifest], policy: &RetentionConfig, now: DateTime<Utc>) -> Vec<Candidate> {
+    let mut nodes: Vec<&str> = backups.iter().map(|m| m.node.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let mut out = Vec::new();
+    for node in nodes {
+        let list: Vec<(usize, DateTime<Utc>, bool)> = backups
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.node == node)
+            .map(|(i, m)| {
+                let good = m.last_drill.as_ref().is_none_or(|d| d.result != "failed");
+                (i, m.created_at, good)
+            })
+            .collect();
+        for i in crate::schedule::select_expired(&list, policy, now) {
+            out.push(Candidate {
+                id: backups[i].id.clone(),
+                node: backups[i].node.clone(),
+                created_at: backups[i].created_at,
+            });
+        }
+    }
+    out.sort_by_key(|c| c.created_at);
+    out
+}
+
+fn plan_one(
+    repository: &str,
+    listed: Result<Vec<Manifest>, String>,
+    policy: Option<&RetentionConfig>,
+    node: Option<&str>,
+    now: DateTime<Utc>,
+) -> RepoPlan {
+    let mut plan = RepoPlan {
+        repository: repository.into(),
+        policy: policy.map(Into::into),
+        delete: Vec::new(),
+        keep: 0,
+        errors: Vec::new(),
+        deleted: Vec::new(),
+    };
+    match listed {
+        Ok(mut backups) => {
+            backups.retain(|m| node.is_none_or(|n| m.node == n));
+            if let Some(p) = policy {
+                plan.delete = expired(&backups, p, now);
+            }
+            plan.keep = backups.len() - plan.delete.len();
+        }
+        Err(e) => plan.errors.push(e),
+    }
+    plan
+}
+
+/// What retention would delete in every repository (only `node`'s backups when given).
+pub fn plan(
+    repo: &Repository,
+    local_policy: Option<&RetentionConfig>,
+    node: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<RepoPlan> {
+    let local = repo.list().map(|(good, _)| good).map_err(|e| e.to_string());
+    let mut plans = vec![plan_one("local", local, local_policy, node, now)];
+    for r in repo.offsite().repos() {
+        let listed = r.list().map(|l| l.backups).map_err(|e| e.to_string());
+        plans.push(plan_one(r.name(), listed, r.retention(), node, now));
+    }
+    plans
+}
+
+/// Deletes what `plans` selected, each under its node's lock; a node busy with a run
+/// keeps its backups this time (said in `errors`).
+pub fn apply(repo: &Repository, state_dir: &Path, plans: &mut [RepoPlan]) {
+    let offsite = repo.offsite();
+    for plan in plans.iter_mut() {
+        for c in &plan.delete {
+            let what = format!("retention of {} in {}", c.id, plan.repository);
+            let lock = match NodeLock::try_acquire(state_dir, &c.node, &what) {
+                Ok(l) => l,
+                Err(e) => {
+                    plan.errors.push(format!("kept {}: {e}", c.id));
+                    continue;
+                }
+            };
+            let result = if plan.repository == "local" {
+                repo.delete(&c.id).map_err(|e| e.to_string())
+            } else {
+                match offsite.get(&plan.repository) {
+                    Some(r) => r.delete(&c.id).map_err(|e| e.to_string()),
+                    None => Err("repository no longer configured".into()),
+                }
+            };
+            drop(lock);
+            match result {
+                Ok(()) => plan.deleted.push(c.id.clone()),
+                Err(e) => plan.errors.push(format!("kept {}: {e}", c.id)),
+            }
+        }
+    }
+}

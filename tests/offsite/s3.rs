@@ -1,0 +1,462 @@
+//! Off-site repositories against a real S3 server: moto in server mode (from PyPI, started
+//! per test on a loopback port; `.ci/run` installs it). Backups are written to the bucket
+//! manifest last, listed, restored after the local copy is gone, pruned per repository;
+//! an upload cut short by killing the daemon is never listed; a corrupted object is caught
+//! on download before anything is restored.
+
+use super::common::*;
+use age::secrecy::ExposeSecret;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A moto S3 server on a free loopback port, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]'; .ci/run does)");
+        let moto = Moto { child, port };
+        wait_for(Duration::from_secs(30), "moto server", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        moto
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto accepts unsigned requests).
+    pub fn create_bucket(&self, bucket: &str) {
+        let r = ureq::put(&format!("{}/{bucket}", self.url())).send_empty();
+        assert!(r.is_ok(), "create bucket: {r:?}");
+    }
+
+    /// Every key in the bucket with its size (ListObjectsV2, parsed just enough).
+    pub fn keys(&self, bucket: &str) -> Vec<(String, u64)> {
+        let body = ureq::get(&format!("{}/{bucket}?list-type=2", self.url()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        body.split("<Contents>")
+            .skip(1)
+            .map(|c| {
+                let field = |name: &str| {
+                    let start = c.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+                    let end = c.find(&format!("</{name}>")).unwrap();
+                    c[start..end].to_string()
+                };
+                (field("Key"), field("Size").parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// A signed client (moto refuses anonymous object reads).
+    fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        splice_dr::validator::ensure_crypto_provider();
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(self.url())
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap()
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        use object_store::ObjectStoreExt;
+        let c = self.client(bucket);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let r = c.get(&object_store::path::Path::from(key)).await.unwrap();
+            r.bytes().await.unwrap().to_vec()
+        })
+    }
+
+    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        use object_store::ObjectStoreExt;
+        let c = self.client(bucket);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            c.put(&object_store::path::Path::from(key), bytes.to_vec().into())
+                .await
+                .unwrap();
+        });
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback TCP proxy that slows uploads to about `bytes_per_sec`, so a test can kill
+/// the daemon while an upload is under way.
+fn slow_proxy(target: u16, bytes_per_sec: u64) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = c_read.read(&mut buf) {
+                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(n as u64 * 1_000_000 / bytes_per_sec));
+                }
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// A site whose node backs up to the local repository and to `bucket` on `endpoint`.
+/// `extra` goes into the `[[repository.offsite]]` table.
+fn s3_site(dbs: &NodeDbs, endpoint: &str, bucket: &str, extra: &str) -> Site {
+    let site = Site::with(
+        &dbs.validator,
+        &dbs.participant,
+        BackendChoice::Builtin,
+        "",
+        "",
+        "",
+    );
+    std::fs::write(site.path("s3-key-id"), "testing\n").unwrap();
+    std::fs::write(site.path("s3-secret"), "testing\n").unwrap();
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    let table = format!(
+        "[[repository.offsite]]\nname = \"s3\"\nkind = \"s3\"\nendpoint = \"{endpoint}\"\n\
+         bucket = \"{bucket}\"\nprefix = \"site-a\"\npath_style = true\nprimary = true\n\
+         access_key_id_file = \"s3-key-id\"\nsecret_access_key_file = \"s3-secret\"\n{extra}\n"
+    );
+    let text = text.replace("\n\n[[node]]", &format!("\n{table}\n[[node]]"));
+    std::fs::write(&site.config, text).unwrap();
+    site
+}
+
+fn backup(site: &Site) -> String {
+    let out = site.cli(&["backup"]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn backups_json(site: &Site) -> serde_json::Value {
+    let out = site.cli(&["--json", "backups"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_backup_goes_to_s3_encrypted_and_restores_after_the_local_copy_is_lost() {
+    let moto = Moto::start();
+    moto.create_bucket("sdr-bk");
+    let dbs = NodeDbs::create("sdr_s3_restore", 2000);
+    let key = age::x25519::Identity::generate();
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("offsite.key");
+    std::fs::write(&key_file, key.to_string().expose_secret()).unwrap();
+    let site = s3_site(
+        &dbs,
+        &moto.url(),
+        "sdr-bk",
+        &format!(
+            "encrypt_to = [\"{}\"]\nidentity_file = \"{}\"\n",
+            key.to_public(),
+            key_file.display()
+        ),
+    );
+    assert!(site.cli(&["check"]).status.success());
+    let id = backup(&site);
+    let before = dbs.fingerprint();
+
+    // In the bucket: every file and the manifest, all age-encrypted (no plain SQL or JSON).
+    let keys = moto.keys("sdr-bk");
+    assert!(
+        keys.iter()
+            .any(|(k, _)| *k == format!("site-a/{id}/manifest.json.age")),
+        "{keys:?}"
+    );
+    let local_files = std::fs::read_dir(site.path("repo").join(&id).join("participant"))
+        .unwrap()
+        .count();
+    assert!(keys.len() > local_files, "{keys:?}");
+    for (k, _) in &keys {
+        assert!(k.ends_with(".age"), "{k} is not encrypted");
+        let body = moto.get("sdr-bk", k);
+        assert!(
+            body.starts_with(b"age-encryption.org/v1"),
+            "{k} is not an age file"
+        );
+    }
+    let listed = backups_json(&site);
+    assert_eq!(
+        listed["backups"][0]["locations"],
+        serde_json::json!(["local", "s3"])
+    );
+
+    // The machine is lost: the local repository is gone. The backup is still listed, from
+    // S3, and restores from there.
+    std::fs::remove_dir_all(site.path("repo")).unwrap();
+    let listed = backups_json(&site);
+    assert_eq!(listed["backups"][0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed["backups"][0]["locations"], serde_json::json!(["s3"]));
+    dbs.damage();
+    assert_ne!(dbs.fingerprint(), before);
+    let out = site.cli(&["--json", "restore", "--backup", "latest", "-y"]);
+    assert!(out.status.success(), "restore: {}", text(&out));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps: Vec<String> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with(&format!("download backup {id} from off-site repository s3"))),
+        "{steps:?}"
+    );
+    assert_eq!(
+        dbs.fingerprint(),
+        before,
+        "the restored node has the backed-up data"
+    );
+    assert!(site.path("repo").join(&id).join("manifest.json").exists());
+}
+
+#[test]
+fn a_corrupted_object_is_caught_on_download_and_nothing_is_restored() {
+    let moto = Moto::start();
+    moto.create_bucket("sdr-bk");
+    let dbs = NodeDbs::create("sdr_s3_corrupt", 2000);
+    let site = s3_site(&dbs, &moto.url(), "sdr-bk", "");
+    let id = backup(&site);
+
+    // Flip bytes in the biggest participant object, same size, in the bucket only.
+    let (victim, _) = moto
+        .keys("sdr-bk")
+        .into_iter()
+        .filter(|(k, _)| k.contains("/participant/"))
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    let mut body = moto.get("sdr-bk", &victim);
+    let mid = body.len() / 2;
+    for b in &mut body[mid..mid + 16] {
+        *b ^= 0xff;
+    }
+    moto.put("sdr-bk", &victim, &body);
+    std::fs::remove_dir_all(site.path("repo").join(&id)).unwrap();
+    dbs.damage();
+    let damaged = dbs.fingerprint();
+
+    let out = site.cli(&["restore", "--backup", &id, "-y"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = victim.rsplit('/').next().unwrap();
+    assert!(err.contains(file) && err.contains("corrupted"), "{err}");
+    assert_eq!(dbs.fingerprint(), damaged, "nothing was restored");
+    assert!(
+        !site.path("repo").join(&id).exists(),
+        "no half-downloaded backup is listed"
+    );
+    let listed = backups_json(&site);
+    assert_eq!(listed["backups"][0]["locations"], serde_json::json!(["s3"]));
+}
+
+#[test]
+fn an_upload_cut_short_by_killing_the_daemon_is_never_listed() {
+    let moto = Moto::start();
+    moto.create_bucket("sdr-bk");
+    // A few MB of dumps through a proxy at 250 kB/s: seconds of upload to cut into.
+    let dbs = NodeDbs::create("sdr_s3_kill", 60_000);
+    let proxy = slow_proxy(moto.port, 250_000);
+    let site = s3_site(&dbs, &format!("http://127.0.0.1:{proxy}"), "sdr-bk", "");
+    let daemon = site.start_daemon();
+    let mut client = site
+        .cmd()
+        .arg("backup")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "the upload step", || {
+        let runs = site.cli(&["--json", "runs"]);
+        let v: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_default();
+        let id = v[0]["id"].as_str().unwrap_or_default().to_string();
+        if id.is_empty() {
+            return false;
+        }
+        let show = site.cli(&["--json", "show", &id]);
+        String::from_utf8_lossy(&show.stdout).contains("\"copy backup")
+            && moto.keys("sdr-bk").len() >= 2
+    });
+    let mut daemon = daemon;
+    daemon.kill().unwrap();
+    let _ = daemon.wait();
+    let _ = client.wait();
+
+    let uploaded = moto.keys("sdr-bk");
+    assert!(!uploaded.is_empty(), "the upload had started");
+    assert!(
+        !uploaded.iter().any(|(k, _)| k.ends_with("manifest.json")),
+        "the manifest is written last: {uploaded:?}"
+    );
+    let listed = backups_json(&site);
+    let locations = &listed["backups"][0]["locations"];
+    assert_eq!(locations, &serde_json::json!(["local"]), "{listed}");
+    let check = site.cli(&["repo", "check"]);
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("1 interrupted upload(s)"),
+        "{}",
+        text(&check)
+    );
+
+    // The next backup removes the leftovers (nothing else holds the node's lock) and
+    // completes its own upload.
+    let next = backup(&site);
+    let keys = moto.keys("sdr-bk");
+    let prefixes: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .map(|(k, _)| k.split('/').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        prefixes.into_iter().collect::<Vec<_>>(),
+        vec![next.as_str()]
+    );
+}
+
+#[test]
+fn prune_applies_each_repository_s_retention_and_dry_run_deletes_nothing() {
+    let moto = Moto::start();
+    moto.create_bucket("sdr-bk");
+    let dbs = NodeDbs::create("sdr_s3_prune", 200);
+    let site = s3_site(
+        &dbs,
+        &moto.url(),
+        "sdr-bk",
+        "[repository.offsite.retention]\nkeep_last = 2\n",
+    );
+    let text_cfg = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        format!("{text_cfg}\n[retention]\nkeep_last = 1\n"),
+    )
+    .unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(1100));
+            backup(&site)
+        })
+        .collect();
+
+    let dry = site.cli(&["prune", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    let out = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(out.contains(&format!("would delete {}", ids[0])), "{out}");
+    assert!(out.contains(&format!("would delete {}", ids[1])), "{out}");
+    assert!(out.contains("nothing was deleted"), "{out}");
+    assert_eq!(backups_json(&site)["backups"].as_array().unwrap().len(), 3);
+
+    let done = site.cli(&["--json", "prune"]);
+    assert!(done.status.success(), "{}", text(&done));
+    let listed = backups_json(&site);
+    let where_of = |id: &str| {
+        listed["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == id)
+            .map(|b| b["locations"].clone())
+    };
+    assert_eq!(where_of(&ids[0]), None, "{listed}");
+    assert_eq!(
+        where_of(&ids[1]),
+        Some(serde_json::json!(["s3"])),
+        "{listed}"
+    );
+    assert_eq!(
+        where_of(&ids[2]),
+        Some(serde_json::json!(["local", "s3"])),
+        "{listed}"
+    );
+}
+
+#[test]
+fn repo_check_reports_an_unreachable_repository_with_exit_1() {
+    let moto = Moto::start();
+    moto.create_bucket("sdr-bk");
+    let dbs = NodeDbs::create("sdr_s3_check", 10);
+    let good = s3_site(&dbs, &moto.url(), "sdr-bk", "");
+    let out = good.cli(&["repo", "check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("OK     s3 (s3://sdr-bk/site-a)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("OK     local"), "{stdout}");
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bad = s3_site(&dbs, &format!("http://127.0.0.1:{closed}"), "sdr-bk", "");
+    let out = bad.cli(&["--json", "repo", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s3 = v["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["repository"] == "s3")
+        .unwrap()
+        .clone();
+    assert_eq!(s3["ok"], false, "{s3}");
+    assert!(
+        s3["checks"].to_string().contains("listable: FAILED"),
+        "{s3}"
+    );
+}
