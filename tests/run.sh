@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/splice-dr-target}"
 sh tests/pg-setup.sh >/dev/null
+# The off-site repository tests run moto, a real S3-compatible server, on loopback.
+python3 -c 'import moto.server' 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1'
 cargo build --workspace --all-targets
 # The compose tests' images (Debian + Postgres 15, and splice-sim): built once, cached by
 # tag and rebuilt only when their recipe or the splice-sim binary changes.

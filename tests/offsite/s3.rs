@@ -19,11 +19,10 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Moto::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Moto {
         let child = Command::new("python3")
             .args([
                 "-m",
@@ -117,6 +116,14 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A loopback TCP proxy that slows uploads to about `bytes_per_sec`, so a test can kill
@@ -459,4 +466,47 @@ fn repo_check_reports_an_unreachable_repository_with_exit_1() {
         s3["checks"].to_string().contains("listable: FAILED"),
         "{s3}"
     );
+}
+
+#[test]
+fn the_daemon_checks_repositories_periodically_metric_and_events() {
+    let dbs = NodeDbs::create("sdr_s3_watch", 10);
+    let port = free_port();
+    let metrics = free_port();
+    let site = s3_site(&dbs, &format!("http://127.0.0.1:{port}"), "sdr-bk", "");
+    let cfg = std::fs::read_to_string(&site.config).unwrap();
+    let cfg = cfg.replacen(
+        "[daemon]\n",
+        "[daemon]\nrepo_check_interval = \"1s\"\n",
+        1,
+    );
+    std::fs::write(
+        &site.config,
+        format!("{cfg}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"),
+    )
+    .unwrap();
+    let _daemon = site.start_daemon();
+    let scrape = || {
+        ureq::get(&format!("http://127.0.0.1:{metrics}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(60), "s3 reported down", || {
+        scrape().contains("splice_dr_repository_up{repository=\"s3\"} 0")
+    });
+    assert!(scrape().contains("splice_dr_repository_up{repository=\"local\"} 1"));
+    assert!(scrape().contains("splice_dr_repository_free_bytes{repository=\"local\"}"));
+    assert!(site.daemon_log().contains("repository s3 (s3://sdr-bk/site-a) failed its check"));
+
+    // The server comes up on that port: the next check says so.
+    let moto = Moto::start_on(port);
+    moto.create_bucket("sdr-bk");
+    wait_for(Duration::from_secs(60), "s3 reported up", || {
+        scrape().contains("splice_dr_repository_up{repository=\"s3\"} 1")
+    });
+    wait_for(Duration::from_secs(10), "the up event in the log", || {
+        site.daemon_log().contains("repository s3 (s3://sdr-bk/site-a) is reachable again")
+    });
 }
