@@ -472,11 +472,24 @@ impl Autopilot {
                     }
                     n.notify(kind, &summary);
                 }
+                if flow == "drill" {
+                    self.after_drill(run, state, error.as_deref(), node.as_deref());
+                }
                 if ok && flow == "backup" {
                     self.after_backup(record.as_ref().and_then(|r| r.result.clone()), node);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A finished drill becomes a `drill.passed` / `drill.failed` event (rules may act on
+    /// it) and the node's drill gauges.
+    fn after_drill(&self, run: &str, state: &str, error: Option<&str>, node: Option<&str>) {
+        let (backups, _) = self.runner.repo().list().unwrap_or_default();
+        if let Some(o) = crate::drills::outcome(run, state, error, node, &backups) {
+            crate::metrics::drill_finished(&o.node, o.passed, o.at);
+            self.bus.publish(o.event);
         }
     }
 

@@ -269,6 +269,38 @@ pub fn backups_table(v: &Value) -> String {
     out
 }
 
+/// `status` lines about drills: the newest backup's drill state and the node's last drill.
+fn drill_lines(n: &Value) -> String {
+    let mut out = String::new();
+    let Some(b) = n.get("last_backup").filter(|b| !b.is_null()) else {
+        return out;
+    };
+    match b.get("drill").filter(|d| !d.is_null()) {
+        Some(d) => out.push_str(&format!(
+            "  newest backup's drill: {} at {}\n",
+            s(d, "result"),
+            s(d, "at").chars().take(19).collect::<String>()
+        )),
+        None => out.push_str(
+            "  newest backup's drill: never — prove it restores with `splice-dr drill`\n",
+        ),
+    }
+    if let Some(d) = n.get("last_drill").filter(|d| !d.is_null()) {
+        if s(d, "backup") != s(b, "id") {
+            out.push_str(&format!(
+                "  last drill: {} at {} (backup {})\n",
+                s(d, "result"),
+                s(d, "at").chars().take(19).collect::<String>(),
+                s(d, "backup")
+            ));
+        }
+        if s(d, "result") == "failed" {
+            out.push_str(&format!("  DRILL FAILED: {}\n", s(d, "detail")));
+        }
+    }
+    out
+}
+
 /// `status` as text.
 pub fn status_text(v: &Value) -> String {
     let mut out = format!(
@@ -305,6 +337,7 @@ pub fn status_text(v: &Value) -> String {
             }
             None => out.push_str("  last backup: none — take one with `splice-dr backup`\n"),
         }
+        out.push_str(&drill_lines(n));
         if let Some(m) = n.get("running_migration_id").and_then(Value::as_u64) {
             out.push_str(&format!(
                 "  runs migration {m} since a network DR: set migration_id = {m} in the config\n"

@@ -15,9 +15,11 @@
 
 mod checksum;
 mod manifest;
+mod prefer;
 
 pub use checksum::sha256_file;
 pub use manifest::{DrillRecord, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
+pub use prefer::{preferred_backup, Preferred};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
