@@ -5,6 +5,8 @@
 //! (Off-site repositories, the other half of issue #8, are not built yet.)
 
 mod common;
+#[path = "offsite/drills.rs"]
+mod drills;
 
 use common::*;
 use serde_json::Value;
