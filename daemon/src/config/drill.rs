@@ -98,3 +98,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod schedule_tests {
+    use chrono::TimeZone;
+
+    /// The scheduled-drill example in docs/CONFIG.md parses and starts `drill` on Sundays
+    /// at 03:00 UTC: schedules start any flow.
+    #[test]
+    fn the_documented_weekly_drill_schedule_fires_on_sunday_at_three() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let example = doc
+            .split("**Scheduled drills.**")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|b| b.split("```").next())
+            .expect("docs/CONFIG.md has a scheduled-drill example");
+        let text = format!(
+            "[repository]\npath = \"/var/backups/splice-dr\"\n\n[[node]]\nname = \"validator-1\"\n\
+             backend = \"postgres\"\nmigration_id = 0\n\n[node.postgres]\n\
+             url = \"postgresql://cnadmin@127.0.0.1:5432/postgres\"\n\n{example}"
+        );
+        let config = crate::config::parse(&text, std::path::Path::new("/etc/splice-dr.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let saturday = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 28, 23, 0, 0)
+            .unwrap();
+        let mut scheduler = crate::schedule::Scheduler::new(&config.schedules, saturday);
+        let sunday = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 29, 3, 0, 30)
+            .unwrap();
+        let due = scheduler.due(sunday);
+        assert!(due.iter().any(|r| r.flow == "drill"), "{due:?}");
+    }
+}
