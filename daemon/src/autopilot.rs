@@ -141,6 +141,7 @@ impl Autopilot {
 
     /// Starts the probe, event, tick and run-observer loops until `shutdown`.
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
+        self.restore_drill_gauges();
         let runner = self.runner.clone();
         tokio::spawn(run_probes(
             move || {
@@ -480,6 +481,22 @@ impl Autopilot {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sets the drill gauges from the drills recorded in the repository, so a restarted
+    /// daemon reports a failed drill at once instead of only after the next one.
+    fn restore_drill_gauges(&self) {
+        let (backups, _) = self.runner.repo().list().unwrap_or_default();
+        for node in self.runner.nodes().keys() {
+            let last = backups
+                .iter()
+                .filter(|m| &m.node == node)
+                .filter_map(|m| m.last_drill.as_ref())
+                .max_by_key(|d| d.at);
+            if let Some(d) = last {
+                crate::metrics::drill_finished(node, d.result == "passed", d.at);
+            }
         }
     }
 

@@ -384,6 +384,9 @@ pub fn status_text(v: &Value) -> String {
                 out.push_str(&format!("  {}: {e}\n", key.replace('_', " ")));
             }
         }
+        for k in n["leftovers"]["staged"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  SCRATCH DATABASE {}: left by an interrupted restore or drill; the next daemon start drops it\n", k.as_str().unwrap_or("")));
+        }
         for k in n["leftovers"]["kept"].as_array().into_iter().flatten() {
             out.push_str(&format!("  KEPT DATABASE {}: previous data from an interrupted restore; drop it once the node is verified\n", k.as_str().unwrap_or("")));
         }
