@@ -473,7 +473,9 @@ impl Autopilot {
                     }
                     n.notify(kind, &summary);
                 }
-                if flow == "drill" {
+                // A dry run proves nothing about the backup: no event, no gauge.
+                let dry_run = record.as_ref().is_some_and(|r| r.dry_run);
+                if flow == "drill" && !dry_run {
                     self.after_drill(run, state, error.as_deref(), node.as_deref());
                 }
                 if ok && flow == "backup" {

@@ -36,6 +36,16 @@ fn a_compose_drill_passes_checks_every_index_and_leaves_the_live_node_untouched(
     let config = node.site_config(site.path(), PASSING_CHECK);
     let id = compose::backup(&config);
     let (live, dbs_before) = (node.fingerprint(), databases(&node));
+    // What a drill that crashed mid-restore leaves: status lists it, the next start drops it.
+    let leftover = "validator__sdr_staging_crashed0";
+    node.psql("postgres", &format!("CREATE DATABASE \"{leftover}\""));
+    let status = cli(&config, &["--json", "status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains(leftover)
+            || String::from_utf8_lossy(&status.stderr).contains(leftover),
+        "{}",
+        text(&status)
+    );
 
     let out = cli(&config, &["drill", "--backup", &id]);
     assert!(out.status.success(), "drill: {}", text(&out));
