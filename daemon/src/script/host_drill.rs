@@ -54,9 +54,6 @@ fn check_staged(p: &mut PgApi, staged: Map) -> RResult<Dynamic> {
             )))
         }
     })?;
-    if let Some(note) = &result.amcheck_note {
-        env.run.log("warn", &format!("{}: {note}", staged.staging));
-    }
     to_dyn(&serde_json::json!({
         "database": result.database, "role": staged.role,
         "amcheck_available": result.amcheck_available, "amcheck_note": result.amcheck_note,

@@ -550,8 +550,7 @@ mod tests {
             stderr: stderr.into(),
         });
         assert!(
-            e.to_string()
-                .starts_with("table app.items does not restore"),
+            e.to_string().contains("table app.items does not restore"),
             "{e}"
         );
     }
