@@ -5,6 +5,8 @@
 //! Off-site repositories (S3 through a real moto server) are tested in `offsite/s3.rs`.
 
 mod common;
+#[path = "offsite/drills.rs"]
+mod drills;
 #[path = "offsite/s3.rs"]
 mod s3;
 

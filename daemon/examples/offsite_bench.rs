@@ -66,10 +66,18 @@ fn main() -> anyhow::Result<()> {
     let w = repo.begin("bench", 0)?;
     let dir = w.dump_dir("participant");
     std::fs::create_dir_all(&dir)?;
-    fill(&dir.join("participant.pgdump"), (size_mb << 20) * 95 / 100, 7)?;
+    fill(
+        &dir.join("participant.pgdump"),
+        (size_mb << 20) * 95 / 100,
+        7,
+    )?;
     let vdir = w.dump_dir("validator");
     std::fs::create_dir_all(&vdir)?;
-    fill(&vdir.join("validator.pgdump"), (size_mb << 20) * 5 / 100, 11)?;
+    fill(
+        &vdir.join("validator.pgdump"),
+        (size_mb << 20) * 5 / 100,
+        11,
+    )?;
     std::fs::write(dir.join("toc.txt"), "bench")?;
     let manifest = w.seal(&mut |_| {})?;
     let bytes = manifest.total_bytes();
@@ -113,7 +121,11 @@ fn main() -> anyhow::Result<()> {
     let down_repo = |name: &str| Repository::open(&work.join(format!("restore-{name}")));
     let r_dir = down_repo("dir")?;
     let r_s3 = down_repo("s3")?;
-    let down_dir = time(&mut || Ok(local.download(&r_dir, &manifest.id, &mut |_| {}).map(|_| ())?))?;
+    let down_dir = time(&mut || {
+        Ok(local
+            .download(&r_dir, &manifest.id, &mut |_| {})
+            .map(|_| ())?)
+    })?;
     let down_s3 = time(&mut || Ok(s3.download(&r_s3, &manifest.id, &mut |_| {}).map(|_| ())?))?;
 
     println!("| transfer | directory | S3 (moto) | S3 / directory throughput |");

@@ -141,6 +141,7 @@ impl Autopilot {
 
     /// Starts the probe, event, tick and run-observer loops until `shutdown`.
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
+        self.restore_drill_gauges();
         let runner = self.runner.clone();
         tokio::spawn(run_probes(
             move || {
@@ -472,11 +473,42 @@ impl Autopilot {
                     }
                     n.notify(kind, &summary);
                 }
+                // A dry run proves nothing about the backup: no event, no gauge.
+                let dry_run = record.as_ref().is_some_and(|r| r.dry_run);
+                if flow == "drill" && !dry_run {
+                    self.after_drill(run, state, error.as_deref(), node.as_deref());
+                }
                 if ok && flow == "backup" {
                     self.after_backup(record.as_ref().and_then(|r| r.result.clone()), node);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sets the drill gauges from the drills recorded in the repository, so a restarted
+    /// daemon reports a failed drill at once instead of only after the next one.
+    fn restore_drill_gauges(&self) {
+        let (backups, _) = self.runner.repo().list().unwrap_or_default();
+        for node in self.runner.nodes().keys() {
+            let last = backups
+                .iter()
+                .filter(|m| &m.node == node)
+                .filter_map(|m| m.last_drill.as_ref())
+                .max_by_key(|d| d.at);
+            if let Some(d) = last {
+                crate::metrics::drill_finished(node, d.result == "passed", d.at);
+            }
+        }
+    }
+
+    /// A finished drill becomes a `drill.passed` / `drill.failed` event (rules may act on
+    /// it) and the node's drill gauges.
+    fn after_drill(&self, run: &str, state: &str, error: Option<&str>, node: Option<&str>) {
+        let (backups, _) = self.runner.repo().list().unwrap_or_default();
+        if let Some(o) = crate::drills::outcome(run, state, error, node, &backups) {
+            crate::metrics::drill_finished(&o.node, o.passed, o.at);
+            self.bus.publish(o.event);
         }
     }
 

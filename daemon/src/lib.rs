@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod drills;
 pub mod events;
 pub mod flows;
 pub mod identities;

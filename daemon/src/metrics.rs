@@ -34,6 +34,11 @@ pub const PENDING_APPROVALS: &str = "splice_dr_pending_approvals";
 /// `gauge{node}`: 1 when the newest backup is older than the staleness threshold.
 pub const BACKUP_STALE: &str = "splice_dr_backup_stale";
 
+/// `gauge{node}`: 1 when the node's last restore drill passed, 0 when it failed.
+pub const LAST_DRILL_SUCCESS: &str = "splice_dr_last_drill_success";
+/// `gauge{node}`: Unix time the node's last restore drill ended.
+pub const LAST_DRILL_TIMESTAMP_SECONDS: &str = "splice_dr_last_drill_timestamp_seconds";
+
 /// Buckets of [`RUN_DURATION_SECONDS`]: a backup takes seconds to minutes, a participant
 /// restore minutes to hours.
 pub const RUN_DURATION_BUCKETS: &[f64] = &[
@@ -142,6 +147,15 @@ fn describe() {
         "Runs waiting for an operator's approval."
     );
     describe_gauge!(
+        LAST_DRILL_SUCCESS,
+        "1 when the node's last restore drill passed, 0 when it failed."
+    );
+    describe_gauge!(
+        LAST_DRILL_TIMESTAMP_SECONDS,
+        metrics::Unit::Seconds,
+        "Unix time the node's last restore drill ended."
+    );
+    describe_gauge!(
         BACKUP_STALE,
         "1 when the node's newest backup is older than the staleness threshold."
     );
@@ -213,6 +227,13 @@ pub fn backup_stale(node: &str, stale: bool) {
     gauge!(BACKUP_STALE, "node" => node.to_string()).set(flag(stale));
 }
 
+/// A restore drill of `node` ended `at` and passed or failed.
+pub fn drill_finished(node: &str, passed: bool, at: DateTime<Utc>) {
+    gauge!(LAST_DRILL_SUCCESS, "node" => node.to_string()).set(flag(passed));
+    gauge!(LAST_DRILL_TIMESTAMP_SECONDS, "node" => node.to_string())
+        .set(at.timestamp_millis() as f64 / 1000.0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +246,7 @@ mod tests {
         breaker_state("r", false);
         pending_approvals(0);
         backup_stale("validator-1", false);
+        drill_finished("validator-1", true, Utc::now());
         assert_eq!(installed_at(), None);
     }
 

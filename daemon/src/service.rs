@@ -83,6 +83,7 @@ pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, Ser
                         .collect()
                 })
                 .unwrap_or_default(),
+            drill_checks: node.drill_checks.clone(),
         };
         nodes.insert(
             node.name.clone(),
@@ -133,6 +134,16 @@ pub fn run_summary(r: &RunRecord) -> Value {
         "current_step": r.steps.iter().rev().find(|s| s.finished_at.is_none()).map(|s| s.name.clone()),
         "error": r.error,
     })
+}
+
+/// The node's most recent drill of any of its backups, with the backup's id.
+fn last_drill(backups: &[Manifest], node: &str) -> Option<Value> {
+    backups
+        .iter()
+        .filter(|m| m.node == node)
+        .filter_map(|m| m.last_drill.as_ref().map(|d| (m, d)))
+        .max_by_key(|(_, d)| d.at)
+        .map(|(m, d)| json!({"backup": m.id, "at": d.at, "result": d.result, "detail": d.detail}))
 }
 
 fn backup_summary(m: &Manifest) -> Value {
@@ -630,7 +641,9 @@ impl Service {
                 let mut v = json!({
                     "name": name, "backend": node.backend.kind(), "migration_id": node.facts.migration_id,
                     "last_backup": last.map(|m| json!({"id": m.id, "created_at": m.created_at,
-                        "age_secs": (chrono::Utc::now() - m.created_at).num_seconds()})),
+                        "age_secs": (chrono::Utc::now() - m.created_at).num_seconds(),
+                        "drill": m.last_drill})),
+                    "last_drill": last_drill(&backups, name),
                 });
                 // Since a re-onboard, every start must pass this id (Splice's rule).
                 match crate::participants::Registry::load(&node.facts.state_dir, name) {

@@ -127,7 +127,8 @@ impl ComposeNode {
             .as_millis()
             % 1_000_000;
         let project = format!("sdrt-{test}-{}-{n}", std::process::id()).replace('_', "-");
-        let sv_db = format!("sv_{}_{}", std::process::id(), n);
+        // The test's name too: two tests of one process can start in the same millisecond.
+        let sv_db = format!("sv_{test}_{}_{}", std::process::id(), n);
         let sv_port = free_port();
         let sv = rt
             .block_on(Sv::start(SvConfig {

@@ -475,11 +475,7 @@ fn the_daemon_checks_repositories_periodically_metric_and_events() {
     let metrics = free_port();
     let site = s3_site(&dbs, &format!("http://127.0.0.1:{port}"), "sdr-bk", "");
     let cfg = std::fs::read_to_string(&site.config).unwrap();
-    let cfg = cfg.replacen(
-        "[daemon]\n",
-        "[daemon]\nrepo_check_interval = \"1s\"\n",
-        1,
-    );
+    let cfg = cfg.replacen("[daemon]\n", "[daemon]\nrepo_check_interval = \"1s\"\n", 1);
     std::fs::write(
         &site.config,
         format!("{cfg}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"),
@@ -498,7 +494,9 @@ fn the_daemon_checks_repositories_periodically_metric_and_events() {
     });
     assert!(scrape().contains("splice_dr_repository_up{repository=\"local\"} 1"));
     assert!(scrape().contains("splice_dr_repository_free_bytes{repository=\"local\"}"));
-    assert!(site.daemon_log().contains("repository s3 (s3://sdr-bk/site-a) failed its check"));
+    assert!(site
+        .daemon_log()
+        .contains("repository s3 (s3://sdr-bk/site-a) failed its check"));
 
     // The server comes up on that port: the next check says so.
     let moto = Moto::start_on(port);
@@ -507,6 +505,7 @@ fn the_daemon_checks_repositories_periodically_metric_and_events() {
         scrape().contains("splice_dr_repository_up{repository=\"s3\"} 1")
     });
     wait_for(Duration::from_secs(10), "the up event in the log", || {
-        site.daemon_log().contains("repository s3 (s3://sdr-bk/site-a) is reachable again")
+        site.daemon_log()
+            .contains("repository s3 (s3://sdr-bk/site-a) is reachable again")
     });
 }

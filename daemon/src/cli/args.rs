@@ -64,8 +64,9 @@ pub enum Command {
     /// Re-check a backup: every checksum, and each dump readable by pg_restore.
     Verify(VerifyArgs),
     /// Prove a backup restores: restore it into scratch databases next to the live ones,
-    /// check every table's row count, drop them, and record the result in the backup
-    /// (shown by `backups`). Never touches the live databases.
+    /// read every table and check its row count, check indexes (amcheck) and the site's
+    /// `[[node.drill_check]]` queries, drop them, and record the result in the backup
+    /// (shown by `backups` and `status`). Never touches the live databases.
     Drill(DrillArgs),
     /// Restore a node from a backup. The current databases are kept until the restored
     /// ones are verified and the node is healthy; any failure puts them back.
@@ -220,8 +221,9 @@ pub struct DrillArgs {
 /// `restore` options.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Backup id, or `latest`.
-    #[arg(long)]
+    /// Backup id, or `latest` (the default): the newest backup whose last drill passed,
+    /// else the newest that did not fail one; the run's log says which and why.
+    #[arg(long, default_value = "latest")]
     pub backup: String,
     #[command(flatten)]
     /// Node.

@@ -352,6 +352,38 @@ pub fn repo_check_text(v: &Value) -> String {
     out
 }
 
+/// `status` lines about drills: the newest backup's drill state and the node's last drill.
+fn drill_lines(n: &Value) -> String {
+    let mut out = String::new();
+    let Some(b) = n.get("last_backup").filter(|b| !b.is_null()) else {
+        return out;
+    };
+    match b.get("drill").filter(|d| !d.is_null()) {
+        Some(d) => out.push_str(&format!(
+            "  newest backup's drill: {} at {}\n",
+            s(d, "result"),
+            s(d, "at").chars().take(19).collect::<String>()
+        )),
+        None => out.push_str(
+            "  newest backup's drill: never — prove it restores with `splice-dr drill`\n",
+        ),
+    }
+    if let Some(d) = n.get("last_drill").filter(|d| !d.is_null()) {
+        if s(d, "backup") != s(b, "id") {
+            out.push_str(&format!(
+                "  last drill: {} at {} (backup {})\n",
+                s(d, "result"),
+                s(d, "at").chars().take(19).collect::<String>(),
+                s(d, "backup")
+            ));
+        }
+        if s(d, "result") == "failed" {
+            out.push_str(&format!("  DRILL FAILED: {}\n", s(d, "detail")));
+        }
+    }
+    out
+}
+
 /// `status` as text.
 pub fn status_text(v: &Value) -> String {
     let mut out = format!(
@@ -383,6 +415,7 @@ pub fn status_text(v: &Value) -> String {
             }
             None => out.push_str("  last backup: none — take one with `splice-dr backup`\n"),
         }
+        out.push_str(&drill_lines(n));
         if let Some(m) = n.get("running_migration_id").and_then(Value::as_u64) {
             out.push_str(&format!(
                 "  runs migration {m} since a network DR: set migration_id = {m} in the config\n"
@@ -418,6 +451,9 @@ pub fn status_text(v: &Value) -> String {
             if let Some(e) = n.get(key).and_then(Value::as_str) {
                 out.push_str(&format!("  {}: {e}\n", key.replace('_', " ")));
             }
+        }
+        for k in n["leftovers"]["staged"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  SCRATCH DATABASE {}: left by an interrupted restore or drill; the next daemon start drops it\n", k.as_str().unwrap_or("")));
         }
         for k in n["leftovers"]["kept"].as_array().into_iter().flatten() {
             out.push_str(&format!("  KEPT DATABASE {}: previous data from an interrupted restore; drop it once the node is verified\n", k.as_str().unwrap_or("")));

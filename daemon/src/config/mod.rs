@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 mod automation;
+mod drill;
 pub mod duration;
 mod integrations;
 mod load;
@@ -31,6 +32,7 @@ pub use automation::{
     RetentionConfig, RuleConfig, ScheduleConfig, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_BACKUP_CRON,
     DEFAULT_BACKUP_MAX_AGE, DEFAULT_RULE_BREAKER, DEFAULT_RULE_MAX_RUNS, DEFAULT_RULE_WINDOW,
 };
+pub use drill::DrillCheckConfig;
 pub use integrations::{
     webhook_host, AlertmanagerConfig, MetricsConfig, NotifyConfig, NotifyKind,
     DEFAULT_NOTIFY_TIMEOUT,

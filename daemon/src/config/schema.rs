@@ -200,6 +200,10 @@ pub struct NodeConfig {
     /// users). Optional: flows that need it say so when it is missing.
     #[serde(default)]
     pub validator: Option<super::validator::ValidatorConfig>,
+    /// `[[node.drill_check]]`: site sanity queries run by restore drills in the scratch
+    /// databases (docs/CONFIG.md).
+    #[serde(default, rename = "drill_check")]
+    pub drill_checks: Vec<super::drill::DrillCheckConfig>,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -212,6 +216,7 @@ impl fmt::Debug for NodeConfig {
             .field("compose", &self.compose)
             .field("plugin", &self.plugin)
             .field("validator", &self.validator)
+            .field("drill_checks", &self.drill_checks)
             .finish()
     }
 }

@@ -560,7 +560,10 @@ mod watching {
 }
 
 fn offsite(table: &str) -> String {
-    format!("{HEAD}\n[[repository.offsite]]\n{table}\n{}", pg_node("validator-1"))
+    format!(
+        "{HEAD}\n[[repository.offsite]]\n{table}\n{}",
+        pg_node("validator-1")
+    )
 }
 
 #[test]
@@ -592,7 +595,10 @@ path = "/mnt/nfs/splice-dr"
     assert_eq!(o.len(), 2);
     assert_eq!(o[0].region, "us-east-1");
     assert_eq!(o[0].location(), "s3://splice-dr/prod/v1");
-    assert_eq!(o[0].identity_file.as_deref(), Some(Path::new("/etc/splice-dr/offsite.key")));
+    assert_eq!(
+        o[0].identity_file.as_deref(),
+        Some(Path::new("/etc/splice-dr/offsite.key"))
+    );
     assert_eq!(o[0].retention.as_ref().and_then(|r| r.keep_weekly), Some(8));
     assert_eq!(o[1].kind, OffsiteKind::Directory);
 }
@@ -603,17 +609,29 @@ fn offsite_repository_errors_name_the_key() {
     assert_eq!(e.key.as_deref(), Some("repository.offsite[0].kind"), "{e}");
     assert!(e.to_string().contains("needs `bucket`"), "{e}");
 
-    let e = parse_err(&offsite("name = \"a\"\nkind = \"directory\"\npath = \"/var/backups/splice-dr/x\"\n"));
+    let e = parse_err(&offsite(
+        "name = \"a\"\nkind = \"directory\"\npath = \"/var/backups/splice-dr/x\"\n",
+    ));
     assert_eq!(e.key.as_deref(), Some("repository.offsite[0].path"), "{e}");
     assert!(e.to_string().contains("overlaps"), "{e}");
 
-    let e = parse_err(&offsite("name = \"a\"\nkind = \"directory\"\npath = \"/mnt/x\"\nbucket = \"b\"\n"));
-    assert_eq!(e.key.as_deref(), Some("repository.offsite[0].bucket"), "{e}");
+    let e = parse_err(&offsite(
+        "name = \"a\"\nkind = \"directory\"\npath = \"/mnt/x\"\nbucket = \"b\"\n",
+    ));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("repository.offsite[0].bucket"),
+        "{e}"
+    );
 
     let e = parse_err(&offsite(
         "name = \"a\"\nkind = \"s3\"\nbucket = \"b\"\nencrypt_to = [\"age1nope\"]\nidentity_file = \"k\"\n",
     ));
-    assert_eq!(e.key.as_deref(), Some("repository.offsite[0].encrypt_to[0]"), "{e}");
+    assert_eq!(
+        e.key.as_deref(),
+        Some("repository.offsite[0].encrypt_to[0]"),
+        "{e}"
+    );
 
     let e = parse_err(&offsite(
         "name = \"a\"\nkind = \"s3\"\nbucket = \"b\"\nencrypt_to = [\"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\"]\n",
@@ -623,7 +641,11 @@ fn offsite_repository_errors_name_the_key() {
     let e = parse_err(&offsite(
         "name = \"a\"\nkind = \"s3\"\nbucket = \"b\"\n[repository.offsite.retention]\nkeep_last = 0\n",
     ));
-    assert_eq!(e.key.as_deref(), Some("repository.offsite[0].retention.keep_last"), "{e}");
+    assert_eq!(
+        e.key.as_deref(),
+        Some("repository.offsite[0].retention.keep_last"),
+        "{e}"
+    );
 
     let e = parse_err(&offsite(
         "name = \"local\"\nkind = \"s3\"\nbucket = \"b\"\n",

@@ -226,6 +226,7 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
     if let Some(v) = &node.validator {
         super::validator::check(v, &path.key("validator"), loc)?;
     }
+    super::drill::check(&node.drill_checks, path, loc)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use splice_dr_plugin_api::backend::BackendResult;
 use splice_dr_plugin_api::{
     Backend, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage,
-    Leftovers, OpContext, StagedDb, StorageTarget,
+    Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, StorageTarget,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -137,6 +137,23 @@ impl Backend for RecordingBackend {
     }
     fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
         self.inner.leftovers(ctx)
+    }
+    fn check_staged(
+        &self,
+        _ctx: &OpContext,
+        staged: &StagedDb,
+        queries: &[StagedQuery],
+    ) -> BackendResult<StagedCheck> {
+        self.run.plan(&format!(
+            "would check every B-tree index of {} with amcheck and run {} site queries",
+            staged.staging,
+            queries.len()
+        ));
+        Ok(StagedCheck {
+            database: staged.staging.clone(),
+            amcheck_note: Some("dry run: nothing checked".into()),
+            ..StagedCheck::default()
+        })
     }
     fn exec(
         &self,

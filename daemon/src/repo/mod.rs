@@ -16,10 +16,12 @@
 mod checksum;
 mod manifest;
 pub mod offsite;
+mod prefer;
 pub mod store;
 
 pub use checksum::sha256_file;
 pub use manifest::{DrillRecord, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
+pub use prefer::{preferred_backup, Preferred};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -44,6 +44,8 @@ pub struct NodeFacts {
     /// Participant ids the config shows the node started with (compose: `-P`, else the
     /// party hint), which seed the registry of used ids.
     pub configured_participant_ids: Vec<String>,
+    /// The site's drill sanity queries (`[[node.drill_check]]`).
+    pub drill_checks: Vec<crate::config::DrillCheckConfig>,
 }
 
 /// Everything one run's script can reach.
@@ -154,7 +156,7 @@ pub(super) fn to_dyn<T: Serialize>(v: &T) -> RResult<Dynamic> {
     rhai::serde::to_dynamic(v)
 }
 
-fn from_dyn<T: DeserializeOwned>(what: &str, v: &Dynamic) -> RResult<T> {
+pub(super) fn from_dyn<T: DeserializeOwned>(what: &str, v: &Dynamic) -> RResult<T> {
     rhai::serde::from_dynamic(v).map_err(|e| fail(format!("{what}: unexpected value: {e}")))
 }
 
@@ -163,7 +165,7 @@ fn from_dyn<T: DeserializeOwned>(what: &str, v: &Dynamic) -> RResult<T> {
 pub(super) struct NodeApi(pub(super) Arc<FlowEnv>);
 /// The script's `pg` object.
 #[derive(Clone)]
-struct PgApi(Arc<FlowEnv>);
+pub(super) struct PgApi(pub(super) Arc<FlowEnv>);
 /// The script's `backups` object.
 #[derive(Clone)]
 pub(super) struct BackupsApi(pub(super) Arc<FlowEnv>);
@@ -670,6 +672,7 @@ pub fn execute(
     register_node(&mut engine);
     super::host_recovery::register(&mut engine);
     super::host_offsite::register(&mut engine);
+    super::host_drill::register(&mut engine);
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);

@@ -3,6 +3,7 @@
 mod catalog;
 mod engine;
 mod host;
+mod host_drill;
 mod host_offsite;
 mod host_recovery;
 

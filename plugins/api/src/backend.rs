@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::{
     BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
-    KeptStorage, Leftovers, OpContext, StagedDb, StorageTarget,
+    KeptStorage, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, StorageTarget,
 };
 
 /// Result type of every backend call.
@@ -67,6 +67,19 @@ pub trait Backend: Send + Sync {
 
     /// Drops staged databases that will not be swapped in (failed or cancelled restore).
     fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<()>;
+
+    /// Looks deeper into a staged database than row counts, for restore drills: every
+    /// B-tree index verified with `amcheck` where the extension is available (its absence is
+    /// reported in the result, not an error), then the site's sanity `queries`. Problems
+    /// are returned, not raised; an error means the checks could not run at all.
+    fn check_staged(
+        &self,
+        _ctx: &OpContext,
+        _staged: &StagedDb,
+        _queries: &[StagedQuery],
+    ) -> BackendResult<StagedCheck> {
+        Err(self.unsupported("check_staged"))
+    }
 
     /// Staged and kept state left by runs that did not finish.
     fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers>;

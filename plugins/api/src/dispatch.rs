@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{
-    Backend, BackendError, DumpInfo, KeptDb, KeptStorage, OpContext, StagedDb, StorageTarget,
+    Backend, BackendError, DumpInfo, KeptDb, KeptStorage, OpContext, StagedDb, StagedQuery,
+    StorageTarget,
 };
 
 /// One call of the [`Backend`] trait, serialized.
@@ -54,6 +55,10 @@ pub enum BackendCall {
         staged: Vec<StagedDb>,
     },
     Leftovers,
+    CheckStaged {
+        staged: StagedDb,
+        queries: Vec<StagedQuery>,
+    },
     Exec {
         component: String,
         argv: Vec<String>,
@@ -120,6 +125,9 @@ pub fn dispatch(
         C::DropKept { kept } => to_value(backend.drop_kept(ctx, &kept)?),
         C::DropStaged { staged } => to_value(backend.drop_staged(ctx, &staged)?),
         C::Leftovers => to_value(backend.leftovers(ctx)?),
+        C::CheckStaged { staged, queries } => {
+            to_value(backend.check_staged(ctx, &staged, &queries)?)
+        }
         C::Exec {
             component,
             argv,

@@ -12,7 +12,8 @@ use crate::abi::{ByteBuf, HostCallbacks, PluginVTable, ABI_VERSION, ENTRY_SYMBOL
 use crate::backend::BackendResult;
 use crate::{
     Backend, BackendCall, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo,
-    ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext, OpEvent, StagedDb, StorageTarget,
+    ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext, OpEvent, StagedCheck, StagedDb,
+    StagedQuery, StorageTarget,
 };
 
 /// A backend implemented by a dynamically loaded library.
@@ -236,6 +237,18 @@ impl Backend for DynamicBackend {
     }
     fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
         self.typed(ctx, BackendCall::Leftovers)
+    }
+    fn check_staged(
+        &self,
+        ctx: &OpContext,
+        staged: &StagedDb,
+        queries: &[StagedQuery],
+    ) -> BackendResult<StagedCheck> {
+        let call = BackendCall::CheckStaged {
+            staged: staged.clone(),
+            queries: queries.to_vec(),
+        };
+        self.typed(ctx, call)
     }
     fn exec(
         &self,

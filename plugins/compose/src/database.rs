@@ -151,7 +151,7 @@ impl ComposeBackend {
     /// Runs a Postgres tool inside the postgres container as user `postgres` with the
     /// password in its environment. Returns its result and the command as an operator would
     /// type it, for error messages.
-    fn run_in_postgres(
+    pub(crate) fn run_in_postgres(
         &self,
         ctx: &OpContext,
         argv: &[String],
@@ -322,6 +322,19 @@ impl ComposeBackend {
         let dump = find_dump_file(src)?;
         let conn = self.conn(ctx)?;
         self.ensure_empty_database(ctx, &conn, &db)?;
+        self.stream_into(ctx, &dump, &db)?;
+        let mut client = conn.connect(&db)?;
+        verify_counts(ctx, &mut client, &db, expected)
+    }
+
+    /// Streams a dump into the existing database `db` inside the postgres container:
+    /// `pg_restore --exit-on-error` for custom dumps, `psql -v ON_ERROR_STOP=1` for plain ones.
+    pub(crate) fn stream_into(
+        &self,
+        ctx: &OpContext,
+        dump: &DumpFile,
+        db: &str,
+    ) -> Result<(), BackendError> {
         let user = format!("--username={}", self.cfg.db_user);
         let argv: Vec<String> = if dump.format == "custom" {
             vec![
@@ -360,8 +373,7 @@ impl ComposeBackend {
         if !out.stderr.trim().is_empty() {
             ctx.warn(format!("{} said: {}", argv[0], out.stderr.trim()));
         }
-        let mut client = conn.connect(&db)?;
-        verify_counts(ctx, &mut client, &db, expected)
+        Ok(())
     }
 
     /// Creates `db` when the entrypoint did not (a `MIGRATION_ID` that was unset when the

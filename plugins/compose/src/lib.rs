@@ -12,6 +12,7 @@ pub mod config;
 pub mod database;
 pub mod engine;
 pub mod exec;
+pub mod staging;
 pub mod storage;
 
 use std::path::Path;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use splice_dr_plugin_api::{
     Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
-    KeptStorage, Leftovers, OpContext, StagedDb, StorageTarget,
+    KeptStorage, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, StorageTarget,
 };
 use splice_dr_postgres::names::new_suffix;
 use splice_dr_postgres::sql::database_exists;
@@ -272,15 +273,12 @@ impl Backend for ComposeBackend {
 
     fn restore_staged(
         &self,
-        _ctx: &OpContext,
-        _role: &str,
-        _src: &Path,
-        _expected: &DumpInfo,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
     ) -> Result<StagedDb, BackendError> {
-        Err(BackendError::Unsupported {
-            op: "restore_staged (compose nodes restore the whole volume: keep_storage, wipe, restore_into_empty)".into(),
-            backend: self.kind(),
-        })
+        self.restore_staged_impl(ctx, role, src, expected)
     }
 
     fn swap_in(&self, _ctx: &OpContext, _staged: &[StagedDb]) -> Result<Vec<KeptDb>, BackendError> {
@@ -295,12 +293,17 @@ impl Backend for ComposeBackend {
         Err(self.unsupported("drop_kept"))
     }
 
-    fn drop_staged(&self, _ctx: &OpContext, staged: &[StagedDb]) -> Result<(), BackendError> {
-        if staged.is_empty() {
-            Ok(())
-        } else {
-            Err(self.unsupported("drop_staged"))
-        }
+    fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> Result<(), BackendError> {
+        self.drop_staged_impl(ctx, staged)
+    }
+
+    fn check_staged(
+        &self,
+        ctx: &OpContext,
+        staged: &StagedDb,
+        queries: &[StagedQuery],
+    ) -> Result<StagedCheck, BackendError> {
+        self.check_staged_impl(ctx, staged, queries)
     }
 
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
@@ -311,7 +314,7 @@ impl Backend for ComposeBackend {
             storage::kept_copies(&self.engine, &lives),
         )?;
         Ok(Leftovers {
-            staged: Vec::new(),
+            staged: self.staged_leftovers(ctx)?,
             kept,
         })
     }

@@ -8,6 +8,7 @@
 //! The crate is both a library (linked into the daemon) and a `cdylib` exporting the
 //! splice-dr plugin ABI, which proves the dynamic-plugin path with a real backend.
 
+pub mod check;
 pub mod components;
 pub mod config;
 pub mod connection;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use splice_dr_plugin_api::{
     Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, KeptDb, Leftovers,
-    OpContext, StagedDb,
+    OpContext, StagedCheck, StagedDb, StagedQuery,
 };
 
 pub use config::{ComponentConfig, PostgresConfig};
@@ -238,6 +239,15 @@ impl Backend for PostgresBackend {
             ctx.info(format!("restart_command: {}", out.stderr.trim()));
         }
         Ok(())
+    }
+
+    fn check_staged(
+        &self,
+        ctx: &OpContext,
+        staged: &StagedDb,
+        queries: &[StagedQuery],
+    ) -> Result<StagedCheck, BackendError> {
+        self.check_staged_impl(ctx, staged, queries)
     }
 
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {

@@ -12,16 +12,19 @@ use std::thread;
 use std::time::Duration;
 
 use postgres::Client;
-use splice_dr_plugin_api::{BackendError, DumpInfo, KeptDb, Leftovers, OpContext, StagedDb};
+use splice_dr_plugin_api::{
+    BackendError, DumpInfo, KeptDb, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery,
+};
+
+use crate::check::check_database;
 
 use crate::names::{
-    derived_name, is_derived, new_suffix, quote_ident, quote_literal, FAILED_MARKER, KEPT_MARKER,
-    STAGING_MARKER,
+    derived_name, is_derived, new_suffix, quote_ident, FAILED_MARKER, KEPT_MARKER, STAGING_MARKER,
 };
 use crate::process::{self, find_tool};
 use crate::sql::{
-    all_databases, count_rows, database_exists, db_err, drop_database, is_in_use, pg_message,
-    terminate_sessions, user_tables,
+    all_databases, count_rows, create_database_like, database_exists, db_err, drop_database,
+    is_in_use, pg_message, terminate_sessions, user_tables,
 };
 use crate::PostgresBackend;
 
@@ -75,37 +78,11 @@ impl PostgresBackend {
         let staging = derived_name(&live, STAGING_MARKER, &new_suffix());
         let mut admin = self.conn.connect_admin()?;
 
-        // Same owner, encoding and locale as the live database, so the swap changes data only.
-        let mut create = format!(
-            "CREATE DATABASE {} TEMPLATE template0",
-            quote_ident(&staging)
-        );
-        let props = admin
-            .query_opt(
-                "SELECT pg_catalog.pg_get_userbyid(datdba), \
-                        pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype \
-                   FROM pg_catalog.pg_database WHERE datname = $1",
-                &[&live],
-            )
-            .map_err(db_err(format!("reading the properties of {live}")))?;
-        if let Some(p) = props {
-            let (owner, enc, collate, ctype): (String, String, String, String) =
-                (p.get(0), p.get(1), p.get(2), p.get(3));
-            create.push_str(&format!(
-                " OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-                quote_ident(&owner),
-                quote_literal(&enc),
-                quote_literal(&collate),
-                quote_literal(&ctype)
-            ));
-        } else {
+        if !create_database_like(&mut admin, &staging, &live)? {
             ctx.warn(format!(
                 "live database {live} does not exist; the restored one will be owned by the connecting user"
             ));
         }
-        admin
-            .batch_execute(&create)
-            .map_err(db_err(format!("creating staging database {staging}")))?;
         ctx.info(format!("created staging database {staging} for {live}"));
 
         let staged = StagedDb {
@@ -166,7 +143,8 @@ impl PostgresBackend {
                     "bytes",
                 );
             }
-        })?;
+        })
+        .map_err(name_failing_table)?;
         if !out.stderr.is_empty() {
             ctx.warn(format!("pg_restore said: {}", out.stderr));
         }
@@ -429,6 +407,25 @@ impl PostgresBackend {
         Ok(())
     }
 
+    /// See [`splice_dr_plugin_api::Backend::check_staged`]: only staging databases of
+    /// this node's live ones are checked, never a live database.
+    pub(crate) fn check_staged_impl(
+        &self,
+        ctx: &OpContext,
+        staged: &StagedDb,
+        queries: &[StagedQuery],
+    ) -> Result<StagedCheck, BackendError> {
+        self.check_live(&staged.role, &staged.live)?;
+        if !is_derived(&staged.staging, &staged.live, STAGING_MARKER) {
+            return Err(BackendError::Config(format!(
+                "refusing to check {}: not a staging database of {}",
+                staged.staging, staged.live
+            )));
+        }
+        let mut client = self.conn.connect(&staged.staging)?;
+        check_database(ctx, &mut client, &staged.staging, queries)
+    }
+
     /// See [`splice_dr_plugin_api::Backend::leftovers`]. Rolled-back `__sdr_failed_`
     /// databases count as staged: like half-restored ones they hold nothing to keep.
     pub(crate) fn leftovers_impl(&self, _ctx: &OpContext) -> Result<Leftovers, BackendError> {
@@ -448,6 +445,32 @@ impl PostgresBackend {
             }
         }
         Ok(out)
+    }
+}
+
+/// The table pg_restore was working on when it failed: with its schema when it printed
+/// the entry (`from TOC entry 3345; 0 16390 TABLE DATA <schema> <table> <owner>`), else as
+/// its COPY error names it (`COPY failed for table "<table>"`).
+pub fn failing_table(stderr: &str) -> Option<String> {
+    if let Some(rest) = stderr.split("TABLE DATA ").nth(1) {
+        let mut words = rest.split_whitespace();
+        if let (Some(schema), Some(table)) = (words.next(), words.next()) {
+            return Some(format!("{schema}.{table}"));
+        }
+    }
+    let rest = stderr.split("COPY failed for table \"").nth(1)?;
+    rest.split('"').next().map(str::to_string)
+}
+
+/// Names the table in a failed pg_restore's error, so a drill's result says which table
+/// of the backup does not restore. Other errors pass unchanged.
+pub fn name_failing_table(e: BackendError) -> BackendError {
+    match &e {
+        BackendError::Command { stderr, .. } => match failing_table(stderr) {
+            Some(t) => BackendError::Verification(format!("table {t} does not restore: {e}")),
+            None => e,
+        },
+        _ => e,
     }
 }
 
@@ -508,4 +531,27 @@ pub fn verify_counts(
         expected.tables.len()
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failing_table_is_read_from_pg_restore_output() {
+        let stderr = "pg_restore: while PROCESSING TOC:\npg_restore: from TOC entry 3345; 0 16390 TABLE DATA app items cnadmin\npg_restore: error: COPY failed for table \"items\": ERROR:  invalid input syntax";
+        assert_eq!(failing_table(stderr).as_deref(), Some("app.items"));
+        assert_eq!(failing_table("pg_restore: error: connection refused"), None);
+        let copy = "pg_restore: error: COPY failed for table \"items\": ERROR:  invalid input";
+        assert_eq!(failing_table(copy).as_deref(), Some("items"));
+        let e = name_failing_table(BackendError::Command {
+            command: "pg_restore".into(),
+            status: "exit code 1".into(),
+            stderr: stderr.into(),
+        });
+        assert!(
+            e.to_string().contains("table app.items does not restore"),
+            "{e}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use postgres::GenericClient;
 use splice_dr_plugin_api::BackendError;
 
-use crate::names::{qualified, quote_ident};
+use crate::names::{qualified, quote_ident, quote_literal};
 
 /// Ordinary and partitioned user tables, excluding system schemas and tables that belong
 /// to an extension (`CREATE EXTENSION` recreates those, their rows are not the dump's).
@@ -120,4 +120,38 @@ pub fn drop_database(c: &mut postgres::Client, name: &str) -> Result<(), Backend
         quote_ident(name)
     ))
     .map_err(db_err(format!("dropping database {name}")))
+}
+
+/// Creates `name` with the same owner, encoding and locale as `like`, so a staged copy
+/// differs from the live database in data only. Returns whether `like` existed (when it
+/// does not, the new database gets the connecting user's defaults).
+pub fn create_database_like(
+    admin: &mut postgres::Client,
+    name: &str,
+    like: &str,
+) -> Result<bool, BackendError> {
+    let mut create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
+    let props = admin
+        .query_opt(
+            "SELECT pg_catalog.pg_get_userbyid(datdba), \
+                    pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype \
+               FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&like],
+        )
+        .map_err(db_err(format!("reading the properties of {like}")))?;
+    if let Some(p) = &props {
+        let (owner, enc, collate, ctype): (String, String, String, String) =
+            (p.get(0), p.get(1), p.get(2), p.get(3));
+        create.push_str(&format!(
+            " OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            quote_ident(&owner),
+            quote_literal(&enc),
+            quote_literal(&collate),
+            quote_literal(&ctype)
+        ));
+    }
+    admin
+        .batch_execute(&create)
+        .map_err(db_err(format!("creating database {name}")))?;
+    Ok(props.is_some())
 }

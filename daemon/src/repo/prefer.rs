@@ -1,0 +1,190 @@
+//! Which backup `restore` takes when none is named: the rule that prefers backups a drill
+//! proved restorable.
+//!
+//! The rule, in order (backups of the node only, newest first):
+//!
+//! 1. the newest backup whose last drill **passed** and that may be restored (same
+//!    migration id, not older than `repository.max_age`: see [`super::restore_objections`]);
+//!    newer backups that were never drilled are skipped and named, so the operator can pick
+//!    one with `--backup ID`;
+//! 2. else the newest restorable backup that did **not fail** a drill (never drilled), said so;
+//! 3. else the newest backup at all, so that restore reports why it refuses it (a failed
+//!    drill, its age, its migration id) instead of a bare "nothing found".
+//!
+//! `drill` itself keeps using the plain newest backup: drilling it is how it gets proven.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::time::Duration;
+
+use super::{restore_objections, Manifest};
+
+/// The backup chosen for a restore and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preferred {
+    /// The chosen backup's id.
+    pub id: String,
+    /// One sentence for the run's log: which rule chose it.
+    pub reason: String,
+    /// Newer backups passed over (never drilled), newest first.
+    pub skipped: Vec<String>,
+}
+
+fn drill_result(m: &Manifest) -> Option<&str> {
+    m.last_drill.as_ref().map(|d| d.result.as_str())
+}
+
+/// Applies the rule above to `backups` (any order, any nodes). `None` when the node has
+/// no backup at all.
+pub fn preferred_backup(
+    backups: &[Manifest],
+    node: &str,
+    migration_id: u64,
+    max_age: Duration,
+    now: DateTime<Utc>,
+) -> Option<Preferred> {
+    let mut mine: Vec<&Manifest> = backups.iter().filter(|m| m.node == node).collect();
+    mine.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let newest = *mine.first()?;
+    let restorable =
+        |m: &Manifest| restore_objections(m, node, migration_id, max_age, now).is_empty();
+    if let Some(pos) = mine
+        .iter()
+        .position(|m| restorable(m) && drill_result(m) == Some("passed"))
+    {
+        let chosen = mine[pos];
+        let skipped: Vec<String> = mine[..pos]
+            .iter()
+            .filter(|m| drill_result(m).is_none())
+            .map(|m| m.id.clone())
+            .collect();
+        let mut reason = format!(
+            "backup {} is the newest whose last drill passed ({})",
+            chosen.id,
+            chosen
+                .last_drill
+                .as_ref()
+                .map(|d| d.at.to_rfc3339())
+                .unwrap_or_default()
+        );
+        if !skipped.is_empty() {
+            reason.push_str(&format!(
+                "; newer backups never drilled were skipped: {} (restore one with --backup ID, \
+                 or drill it first with `splice-dr drill --backup ID`)",
+                skipped.join(", ")
+            ));
+        }
+        return Some(Preferred {
+            id: chosen.id.clone(),
+            reason,
+            skipped,
+        });
+    }
+    if let Some(m) = mine
+        .iter()
+        .find(|m| restorable(m) && drill_result(m) != Some("failed"))
+    {
+        return Some(Preferred {
+            id: m.id.clone(),
+            reason: format!(
+                "no restorable backup of {node} passed a drill; using the newest that did not \
+                 fail one: {} (never drilled — `splice-dr drill` proves a backup restores)",
+                m.id
+            ),
+            skipped: Vec::new(),
+        });
+    }
+    Some(Preferred {
+        id: newest.id.clone(),
+        reason: format!(
+            "no backup of {node} passed a drill or may be restored; taking the newest, {}",
+            newest.id
+        ),
+        skipped: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::DrillRecord;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn backup(id: &str, days_ago: i64, drill: Option<&str>) -> Manifest {
+        let at = Utc::now() - chrono::Duration::days(days_ago);
+        let dump = |role: &str| crate::repo::DumpEntry {
+            dir: role.into(),
+            info: splice_dr_plugin_api::DumpInfo {
+                role: role.into(),
+                database: role.into(),
+                format: "custom".into(),
+                started_at: at,
+                finished_at: at,
+                server_version: "15".into(),
+                tables: vec![],
+            },
+        };
+        Manifest {
+            format: 1,
+            id: id.into(),
+            node: "n1".into(),
+            migration_id: 0,
+            tool_version: "t".into(),
+            server_version: "15".into(),
+            created_at: at,
+            completed_at: at,
+            dumps: vec![dump("validator"), dump("participant")],
+            files: vec![],
+            identities: None,
+            validator_party: None,
+            users: vec![],
+            last_drill: drill.map(|r| DrillRecord {
+                at,
+                result: r.into(),
+                duration_ms: 1,
+                detail: String::new(),
+                run: "r".into(),
+            }),
+        }
+    }
+
+    fn pick(all: &[Manifest]) -> Preferred {
+        preferred_backup(all, "n1", 0, 30 * DAY, Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn the_newest_passed_backup_wins_and_newer_undrilled_ones_are_named() {
+        let all = [
+            backup("b3", 1, None),
+            backup("b2", 2, Some("failed")),
+            backup("b1", 3, Some("passed")),
+            backup("b0", 4, Some("passed")),
+        ];
+        let p = pick(&all);
+        assert_eq!(p.id, "b1");
+        assert_eq!(p.skipped, vec!["b3".to_string()]);
+        assert!(p.reason.contains("--backup ID"), "{}", p.reason);
+    }
+
+    #[test]
+    fn without_a_passed_drill_the_newest_not_failed_backup_is_taken() {
+        let all = [backup("b2", 1, Some("failed")), backup("b1", 2, None)];
+        let p = pick(&all);
+        assert_eq!(p.id, "b1");
+        assert!(p.reason.contains("did not fail"), "{}", p.reason);
+    }
+
+    #[test]
+    fn a_passed_backup_too_old_to_restore_is_not_preferred() {
+        let all = [backup("new", 1, None), backup("old", 40, Some("passed"))];
+        assert_eq!(pick(&all).id, "new");
+    }
+
+    #[test]
+    fn when_nothing_qualifies_the_newest_is_returned_for_restore_to_refuse() {
+        let all = [backup("b1", 1, Some("failed"))];
+        assert_eq!(pick(&all).id, "b1");
+        assert!(preferred_backup(&all, "other", 0, 30 * DAY, Utc::now()).is_none());
+    }
+}
