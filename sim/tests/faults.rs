@@ -76,13 +76,14 @@ async fn fault_knobs() {
     assert_eq!(get(&format!("{}/sim/faults", node.url()), None).await.1, f);
 
     // Slow responses: every API call, health included.
-    set_faults(&node, json!({"delay_ms": 400})).await;
+    // 1.5 s: far above a loaded machine's response time, so "cleared" below is unambiguous.
+    set_faults(&node, json!({"delay_ms": 1500})).await;
     let t = Instant::now();
     assert_eq!(get(&format!("{api}/readyz"), None).await.0, 200);
-    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert!(t.elapsed() >= Duration::from_millis(1500));
     let t = Instant::now();
     assert_eq!(get(&format!("{api}/v0/validator-user"), None).await.0, 200);
-    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert!(t.elapsed() >= Duration::from_millis(1500));
     // A client with a short timeout gives up.
     splice_sim::ensure_crypto_provider();
     let quick = reqwest::Client::builder()
@@ -95,7 +96,7 @@ async fn fault_knobs() {
     node.faults().set(splice_sim::Faults::default());
     let t = Instant::now();
     get(&format!("{api}/readyz"), None).await;
-    assert!(t.elapsed() < Duration::from_millis(400));
+    assert!(t.elapsed() < Duration::from_millis(1500), "the delay is gone");
 
     // Bad fault bodies are JSON 400s.
     assert_error(
