@@ -96,7 +96,10 @@ async fn fault_knobs() {
     node.faults().set(splice_sim::Faults::default());
     let t = Instant::now();
     get(&format!("{api}/readyz"), None).await;
-    assert!(t.elapsed() < Duration::from_millis(1500), "the delay is gone");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "the delay is gone"
+    );
 
     // Bad fault bodies are JSON 400s.
     assert_error(

@@ -32,6 +32,10 @@ use thiserror::Error;
 
 use crate::util::{sync_dir, write_atomic};
 
+/// Directory under the repository root where network-DR data snapshots are kept (not a
+/// backup: it has no manifest, and `repo check` must not call it an interrupted upload).
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+
 /// Errors of the backup repository.
 #[derive(Debug, Error)]
 pub enum RepoError {
@@ -226,7 +230,9 @@ impl Repository {
     /// the same check runs over a directory store at the root.
     pub fn check(&self) -> offsite::CheckReport {
         let store = store::dir::DirStore::new(&self.root);
-        offsite::OffsiteRepo::with_store("local", Box::new(store)).check()
+        let mut report = offsite::OffsiteRepo::with_store("local", Box::new(store)).check();
+        report.incomplete.retain(|d| d != SNAPSHOTS_DIR);
+        report
     }
 
     /// Starts a new backup of `node`; nothing is listed until [`BackupWriter::seal`].
@@ -262,9 +268,12 @@ impl Repository {
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{node}-"))
-                || name.starts_with(&format!(".deleting-{node}-"))
-            {
+            // Its own unsealed backups, deletions and downloads cut short.
+            let id = name
+                .strip_prefix(".deleting-")
+                .or_else(|| name.strip_prefix("fetch-"))
+                .unwrap_or(&name);
+            if is_backup_of(id, node) {
                 std::fs::remove_dir_all(entry.path()).map_err(|e| io_err(&entry.path(), e))?;
                 removed.push(name);
             }
@@ -433,6 +442,24 @@ impl Repository {
     }
 }
 
+/// Whether `id` names a backup of `node` (`<node>-YYYYMMDD-HHMMSS[-tag]`, what
+/// [`Repository::begin`] makes) — not one of a node whose name merely starts the same way
+/// (`v` and `v-2`), whose lock the caller does not hold.
+pub fn is_backup_of(id: &str, node: &str) -> bool {
+    let Some(rest) = id.strip_prefix(node).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '-');
+    let digits = |p: Option<&str>, n: usize| {
+        p.is_some_and(|p| p.len() == n && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let stamp = digits(parts.next(), 8) && digits(parts.next(), 6);
+    stamp
+        && parts
+            .next()
+            .is_none_or(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Reasons a verified backup must still not be restored without `--force`
 /// (Splice's operator rules). Empty when it may be restored.
 pub fn restore_objections(
@@ -576,6 +603,17 @@ impl BackupWriter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn backup_ids_belong_to_their_node_only() {
+        use super::is_backup_of;
+        assert!(is_backup_of("v-20261124-101500", "v"));
+        assert!(is_backup_of("v-20261124-101500-3fa2", "v"));
+        assert!(is_backup_of("v-2-20261124-101500", "v-2"));
+        assert!(!is_backup_of("v-2-20261124-101500", "v"));
+        assert!(!is_backup_of("validator-1-20261124-101500", "validator"));
+        assert!(!is_backup_of("v-20261124", "v"));
+    }
+
     use super::*;
 
     fn info(role: &str) -> DumpInfo {

@@ -373,7 +373,7 @@ impl OffsiteRepo {
         let listing = self.list()?;
         let mut removed = Vec::new();
         for id in listing.incomplete {
-            if id.starts_with(&format!("{node}-")) {
+            if super::is_backup_of(&id, node) {
                 self.delete_objects(&id)?;
                 removed.push(id);
             }
