@@ -19,6 +19,7 @@
 mod automation;
 pub mod duration;
 mod integrations;
+mod leader;
 mod load;
 mod schema;
 mod validate;
@@ -34,6 +35,7 @@ pub use integrations::{
     webhook_host, AlertmanagerConfig, MetricsConfig, NotifyConfig, NotifyKind,
     DEFAULT_NOTIFY_TIMEOUT,
 };
+pub use leader::LeaderElectionConfig;
 pub use load::{base_dir, load, parse, ConfigError, KeyPath, Seg};
 pub use schema::{
     parse_mode, redact_url, BackendKind, Config, DaemonConfig, LogFormat, NodeConfig, PluginConfig,

@@ -11,6 +11,7 @@
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use splice_dr_compose::ComposeConfig;
+use splice_dr_k8s::K8sConfig;
 use splice_dr_postgres::PostgresConfig;
 use std::fmt;
 use std::path::PathBuf;
@@ -93,6 +94,9 @@ pub struct DaemonConfig {
     /// a restore can re-onboard users added after its backup.
     #[serde(with = "super::duration")]
     pub users_interval: Duration,
+    /// `[daemon.leader_election]`: share a Kubernetes Lease with other replicas and run
+    /// flows only while holding it; absent = always run them.
+    pub leader_election: Option<super::LeaderElectionConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -108,6 +112,7 @@ impl Default for DaemonConfig {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             users_interval: DEFAULT_USERS_INTERVAL,
+            leader_election: None,
         }
     }
 }
@@ -168,7 +173,7 @@ pub struct NodeConfig {
     /// Short stable name (`[a-z0-9_-]+`): used in CLI commands, lock and repository paths.
     pub name: String,
     /// Which backend drives this node; its table (`[node.postgres]`, `[node.compose]`,
-    /// `[node.plugin]`) must
+    /// `[node.k8s]`, `[node.plugin]`) must
     /// be present and the others absent.
     pub backend: BackendKind,
     /// Current Splice migration id. Required, because restore refuses backups from another
@@ -180,6 +185,9 @@ pub struct NodeConfig {
     /// Settings of the built-in docker-compose backend.
     #[serde(default)]
     pub compose: Option<ComposeConfig>,
+    /// Settings of the built-in Kubernetes/helm backend.
+    #[serde(default)]
+    pub k8s: Option<K8sConfig>,
     /// Settings of a dynamically loaded backend.
     #[serde(default)]
     pub plugin: Option<PluginConfig>,
@@ -197,6 +205,7 @@ impl fmt::Debug for NodeConfig {
             .field("migration_id", &self.migration_id)
             .field("postgres", &self.postgres.as_ref().map(RedactedPostgres))
             .field("compose", &self.compose)
+            .field("k8s", &self.k8s)
             .field("plugin", &self.plugin)
             .field("validator", &self.validator)
             .finish()
@@ -215,7 +224,8 @@ impl fmt::Debug for RedactedPostgres<'_> {
     }
 }
 
-/// Which backend implementation drives a node (`backend = "postgres" | "compose" | "plugin"`).
+/// Which backend implementation drives a node (`backend = "postgres" | "compose" | "k8s" |
+/// "plugin"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -223,6 +233,8 @@ pub enum BackendKind {
     Postgres,
     /// Built-in: the Splice docker-compose bundle, through the Docker engine API.
     Compose,
+    /// Built-in: the Splice helm charts on Kubernetes, through the Kubernetes API.
+    K8s,
     /// A shared library loaded at start through the plugin C ABI.
     Plugin,
 }
@@ -233,6 +245,7 @@ impl BackendKind {
         match self {
             BackendKind::Postgres => "postgres",
             BackendKind::Compose => "compose",
+            BackendKind::K8s => "k8s",
             BackendKind::Plugin => "plugin",
         }
     }
