@@ -137,8 +137,18 @@ pub async fn run(
             None => Ok(Vec::new()),
         }
     };
-    let (fed, out, err) = tokio::join!(feed, drain_out, drain_err);
-    let (bytes_in, (out, bytes_out), err) = (fed?, out?, err?);
+    // The outputs end when the command does. A command that exits without reading all
+    // its input leaves the stdin pipe full and the feeder blocked: it is abandoned then.
+    let outputs = async { tokio::join!(drain_out, drain_err) };
+    tokio::pin!(feed, outputs);
+    let mut fed: Option<u64> = None;
+    let (out, err) = loop {
+        tokio::select! {
+            r = &mut feed, if fed.is_none() => fed = Some(r?),
+            o = &mut outputs => break o,
+        }
+    };
+    let (bytes_in, (out, bytes_out), err) = (fed.unwrap_or(0), out?, err?);
     let status = match status {
         Some(s) => s.await,
         None => None,
