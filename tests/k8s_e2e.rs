@@ -565,6 +565,18 @@ fn exec_streams_megabytes_both_ways_byte_exact() {
     });
     assert!(std::fs::read(&copy).unwrap() == data, "byte-exact copy");
 
+    // A command that exits without reading its 12 MB of stdin does not hang the caller.
+    let started = Instant::now();
+    let out = backend
+        .exec(&ctx, "postgres", &["true".into()], Some(&input))
+        .unwrap();
+    assert_eq!(out.code, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
     // A failing command's exit code and stderr come back.
     let out = backend
         .exec(
@@ -670,6 +682,59 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
     stop(db);
     // A clean stop releases the lease for the next replica at once.
     assert_eq!(a.fake.lease_holder("splice-dr"), None);
+}
+
+#[test]
+fn a_replica_that_loses_the_lease_mid_run_starts_no_further_step() {
+    let dbs = NodeDbs::create("k8slost", 10);
+    let a = leader_site(&dbs, None, "replica-a");
+    let _da = start_daemon(&a);
+    wait_for(Duration::from_secs(10), "replica-a to lead", || {
+        leader_status(&a)["leader"] == true
+    });
+    // Each dump now takes 3 s to start: the run is caught in its first dump.
+    a.fake.set_exec_delay(Duration::from_secs(3));
+    let mut run = a
+        .cmd()
+        .args(["run", "backup"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the dump to start", || {
+        a.fake.seen().iter().any(|s| s.path.ends_with("/exec"))
+    });
+    a.fake.steal_lease("splice-dr", "replica-b");
+    wait_for(
+        Duration::from_secs(10),
+        "replica-a to see it lost the lease",
+        || leader_status(&a)["leader"] == false,
+    );
+    let out = {
+        let status = run.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (status, err)
+    };
+    assert_eq!(out.0.code(), Some(1), "{}", out.1);
+    let rec = last_run(&a, "backup");
+    assert_eq!(rec["state"], "failed", "{rec}");
+    assert!(
+        rec["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lost the leader lease"),
+        "{rec}"
+    );
+    // The participant dump never started.
+    let dumps = a
+        .fake
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/exec") && s.body.starts_with("pg_dump"))
+        .count();
+    assert_eq!(dumps, 1, "only the first dump was attempted");
+    assert!(leader_status(&a)["holder"] == "replica-b");
 }
 
 #[test]

@@ -77,6 +77,8 @@ struct Inner {
     leases: BTreeMap<String, Lease>,
     seen: Vec<Seen>,
     version: u64,
+    /// Every exec'd command starts this much later (to catch a run mid-step).
+    exec_delay: Duration,
 }
 
 /// Settings for commands run by exec.
@@ -190,6 +192,25 @@ impl FakeApi {
     pub fn lease_holder(&self, name: &str) -> Option<String> {
         let st = self.state.lock().expect("state");
         st.leases.get(name)?.spec.as_ref()?.holder_identity.clone()
+    }
+
+    /// Makes every exec'd command start `d` later.
+    pub fn set_exec_delay(&self, d: Duration) {
+        self.state.lock().expect("state").exec_delay = d;
+    }
+
+    /// Another replica takes the Lease `name` (as if it had won it), freshly renewed.
+    pub fn steal_lease(&self, name: &str, holder: &str) {
+        let mut st = self.state.lock().expect("state");
+        st.version += 1;
+        let version = st.version.to_string();
+        let lease = st.leases.get_mut(name).expect("the lease exists");
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(holder.into());
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            chrono_now(),
+        ));
+        lease.metadata.resource_version = Some(version);
     }
 
     /// Desired replicas of a workload.
@@ -317,6 +338,8 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
         };
         let stdin = query.split('&').any(|p| p == "stdin=true");
         let env = app.exec.clone();
+        let delay = app.state.lock().expect("state").exec_delay;
+        tokio::time::sleep(delay).await;
         return ws
             .protocols(["v5.channel.k8s.io"])
             .on_upgrade(move |socket| serve_exec(socket, env, pod, argv, stdin));

@@ -355,7 +355,7 @@ fn backend_table_mismatch() {
     assert_at(&e, 6, 11, "node[0].backend");
 
     // An unknown backend lists the valid ones.
-    let text = format!("{HEAD}{}", pg_node("a")).replace("\"postgres\"\n", "\"k8s\"\n");
+    let text = format!("{HEAD}{}", pg_node("a")).replace("\"postgres\"\n", "\"nomad\"\n");
     let e = parse_err(&text);
     assert_at(&e, 6, 11, "node[0].backend");
     assert!(e.message.contains("`postgres`"), "{e}");

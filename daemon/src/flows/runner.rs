@@ -372,7 +372,8 @@ impl Runner {
             let record = match outcome {
                 Ok(v) => ctx.finish(RunState::Succeeded, Some(v), None),
                 Err(e) if ctx.guard().lost_leadership() => {
-                    ctx.finish(RunState::Failed, None, Some(e))
+                    let why = format!("{}: {e}", Leadership::lost_message());
+                    ctx.finish(RunState::Failed, None, Some(why))
                 }
                 Err(e) if ctx.guard().soft_stop().is_some() => {
                     ctx.finish(RunState::Cancelled, None, Some(e))

@@ -192,4 +192,20 @@ mod tests {
         let err = engine.run(r#"import "/etc/passwd" as p;"#).unwrap_err();
         assert!(err.to_string().to_lowercase().contains("module"), "{err}");
     }
+
+    #[test]
+    fn a_replica_without_the_lease_starts_no_forward_step() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let follower =
+            Guard::new(deadline).with_leadership(crate::leader::Leadership::elected("l", "me"));
+        assert!(follower.lost_leadership());
+        assert_eq!(
+            follower.soft_stop(),
+            Some(crate::leader::Leadership::lost_message())
+        );
+        // Undo steps still run: only the wall clock or a cancel's grace ends them.
+        assert!(follower.hard_stop().is_none());
+        let leader = Guard::new(deadline).with_leadership(crate::leader::Leadership::always());
+        assert!(leader.soft_stop().is_none());
+    }
 }
