@@ -706,7 +706,6 @@ async fn serve_exec(socket: WebSocket, env: ExecEnv, pod: String, argv: Vec<Stri
     let feeder = tokio::spawn(feed);
     let (_, _, _) = tokio::join!(out, err, writer);
     let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
-    feeder.abort();
     let status = if code == 0 {
         serde_json::to_vec(&serde_json::json!({"metadata": {}, "status": "Success"}))
             .unwrap_or_default()
@@ -718,6 +717,9 @@ async fn serve_exec(socket: WebSocket, env: ExecEnv, pod: String, argv: Vec<Stri
     };
     let _ = tx.send(frame(3, &status)).await;
     let _ = tx.close().await;
+    // Like the API server, the connection closes once the command's status is sent:
+    // stdin the command did not read is not read any more.
+    feeder.abort();
 }
 
 fn failure(message: &str, code: i32) -> Vec<u8> {

@@ -16,6 +16,12 @@ use splice_dr_postgres::sql::{db_err, drop_database};
 use crate::exec::{self, ExecResult, Input, Streams};
 use crate::K8sBackend;
 
+/// Shell wrapper for tools fed on stdin: the tool runs with the given arguments, then the
+/// rest of stdin is drained and the tool's exit code returned. A tool that stops reading
+/// early (`pg_restore --list` reads only the table of contents; a failing restore) would
+/// otherwise leave the client blocked sending stdin, unable to read the exit status.
+pub const DRAIN_STDIN: &str = r#""$0" "$@"; rc=$?; cat >/dev/null; exit $rc"#;
+
 /// File name of a custom-format dump in its backup directory.
 pub const CUSTOM_DUMP_FILE: &str = "database.pgdump";
 
@@ -77,9 +83,13 @@ impl K8sBackend {
             argv.join(" ")
         );
         let pods = self.cluster.api();
-        let input = match stdin {
-            Some(p) => Input::File(p.to_path_buf()),
-            None => Input::None,
+        let (input, argv) = match stdin {
+            Some(p) => {
+                let mut wrapped = vec!["sh".to_string(), "-c".into(), DRAIN_STDIN.into()];
+                wrapped.extend(argv.iter().cloned());
+                (Input::File(p.to_path_buf()), wrapped)
+            }
+            None => (Input::None, argv.to_vec()),
         };
         let out = self.cluster.block(
             ctx,
@@ -89,7 +99,7 @@ impl K8sBackend {
                 ctx,
                 &cfg.postgres_pod,
                 Some(&cfg.postgres_container),
-                argv,
+                &argv,
                 Streams {
                     input,
                     stdout,

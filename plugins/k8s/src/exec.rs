@@ -16,6 +16,8 @@ use crate::cluster::kube_err;
 
 /// Most bytes of stdout (when not written to a file) and stderr kept for the caller.
 const KEEP_BYTES: usize = 1 << 20;
+/// How long the outputs may still drain once the websocket loop ended.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Read buffer size.
 const CHUNK: usize = 64 * 1024;
 
@@ -139,13 +141,35 @@ pub async fn run(
     };
     // The outputs end when the command does. A command that exits without reading all
     // its input leaves the stdin pipe full and the feeder blocked: it is abandoned then.
+    // A connection that breaks ends the websocket loop without closing the outputs: once
+    // the loop is over they get a grace period, then the call fails instead of hanging.
     let outputs = async { tokio::join!(drain_out, drain_err) };
-    tokio::pin!(feed, outputs);
+    let join = proc.join();
+    tokio::pin!(feed, outputs, join);
     let mut fed: Option<u64> = None;
+    let mut joined = false;
     let (out, err) = loop {
         tokio::select! {
             r = &mut feed, if fed.is_none() => fed = Some(r?),
             o = &mut outputs => break o,
+            j = &mut join, if !joined => {
+                joined = true;
+                match tokio::time::timeout(OUTPUT_GRACE, &mut outputs).await {
+                    Ok(o) => break o,
+                    Err(_) => {
+                        return Err(BackendError::Command {
+                            command: what,
+                            status: "connection lost".into(),
+                            stderr: match j {
+                                Err(e) => e.to_string(),
+                                Ok(()) => "the exec stream ended without closing its output \
+                                           (did the command exit before reading all its input?)"
+                                    .into(),
+                            },
+                        })
+                    }
+                }
+            }
         }
     };
     let (bytes_in, (out, bytes_out), err) = (fed.unwrap_or(0), out?, err?);
@@ -153,7 +177,9 @@ pub async fn run(
         Some(s) => s.await,
         None => None,
     };
-    let _ = proc.join().await;
+    if !joined {
+        let _ = join.await;
+    }
     Ok(ExecResult {
         code: exit_code(status.as_ref()),
         stdout: String::from_utf8_lossy(&out).into_owned(),
