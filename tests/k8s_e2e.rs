@@ -131,7 +131,9 @@ impl K8sSite {
                 format!("scale {name} {}", v["spec"]["replicas"])
             } else if s.path.ends_with("/exec") {
                 let pod = s.path.trim_end_matches("/exec").rsplit('/').next().unwrap();
-                let argv: Vec<&str> = s.body.split(' ').take(2).collect();
+                // Tools fed on stdin run under the drain wrapper: show the tool itself.
+                let body = s.body.split("exit $rc ").nth(1).unwrap_or(&s.body);
+                let argv: Vec<&str> = body.split(' ').take(2).collect();
                 format!("exec {pod} {}", argv.join(" "))
             } else if s.path.ends_with("/pods") {
                 "pods".into()
@@ -294,6 +296,7 @@ fn reonboard_creates_the_bootstrap_secret_and_applies_the_overlay_with_helm() {
     let dbs = NodeDbs::create("k8sreon", 50);
     let site = K8sSite::new(&dbs.validator, &dbs.participant, "");
     site.backup();
+    let before = dbs.fingerprint();
     let ids = site.path("identities.json");
     let dump = r#"{"id":"hint-1::1220abcd","keys":[{"name":"k","key":"c2VjcmV0"}],"authorizedStoreSnapshot":"AA=="}"#;
     std::fs::write(&ids, dump).unwrap();
@@ -329,8 +332,32 @@ fn reonboard_creates_the_bootstrap_secret_and_applies_the_overlay_with_helm() {
             .as_deref(),
         Some(dump.as_bytes())
     );
+    // The apps stopped before their databases were renamed aside, the Secret written,
+    // and the apps started again after the upgrade.
     let a = site.actions();
-    assert!(a.contains(&"secret POST true".to_string()), "{a:#?}");
+    let down =
+        find_from(&a, 0, "scale participant 0").max(find_from(&a, 0, "scale validator-app 0"));
+    let secret = find_from(&a, down, "secret POST true");
+    let up = find_from(&a, secret, "scale participant 1");
+    find_from(&a, up, "scale validator-app 1");
+    // The old databases are kept (renamed aside, data intact); the live ones are empty.
+    let prefix = dbs.validator.trim_end_matches("_v").to_string();
+    let kept: Vec<String> = databases_like(&prefix)
+        .into_iter()
+        .filter(|d| d.contains("__sdr_kept_"))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let mut kept_prints = Vec::new();
+    for live in [&dbs.validator, &dbs.participant] {
+        let k = kept.iter().find(|k| k.starts_with(live.as_str())).unwrap();
+        kept_prints.extend(
+            fingerprint_db(k)
+                .into_iter()
+                .map(|(name, sum)| (name.replacen(k.as_str(), live, 1), sum)),
+        );
+        assert!(fingerprint_db(live).is_empty(), "{live} starts empty");
+    }
+    assert_eq!(kept_prints, before);
 
     // helm upgrade of the validator release with --reuse-values and the overlay.
     let args = site.helm_args();
@@ -512,7 +539,7 @@ fn backend_for(site: &K8sSite) -> splice_dr_k8s::K8sBackend {
 
 #[test]
 fn exec_streams_megabytes_both_ways_byte_exact() {
-    let dbs = NodeDbs::create("k8sexec", 10);
+    let dbs = NodeDbs::create("k8sexec", 150_000);
     let site = K8sSite::new(&dbs.validator, &dbs.participant, "");
     let backend = backend_for(&site);
     let ctx = OpContext::detached(Default::default());
@@ -565,17 +592,33 @@ fn exec_streams_megabytes_both_ways_byte_exact() {
     });
     assert!(std::fs::read(&copy).unwrap() == data, "byte-exact copy");
 
-    // A command that exits without reading its 12 MB of stdin does not hang the caller.
+    // A command that exits without reading its 12 MB of stdin does not hang the caller:
+    // the server closes the connection, the call ends with the exit code or says why not.
     let started = Instant::now();
-    let out = backend
-        .exec(&ctx, "postgres", &["true".into()], Some(&input))
-        .unwrap();
-    assert_eq!(out.code, 0);
+    match backend.exec(&ctx, "postgres", &["true".into()], Some(&input)) {
+        Ok(out) => assert_eq!(out.code, 0),
+        Err(e) => assert!(
+            e.to_string().contains("before reading all its input"),
+            "{e}"
+        ),
+    }
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
+
+    // The Postgres tools fed on stdin drain what they do not read: `pg_restore --list`
+    // reads only the table of contents of a multi-MB dump and still reports its result.
+    let dump = site.path("dump-participant");
+    let info = backend.dump(&ctx, "participant", &dump).unwrap();
+    let size = std::fs::metadata(dump.join("database.pgdump"))
+        .unwrap()
+        .len();
+    assert!(size > 4 << 20, "a multi-MB dump: {size} bytes");
+    assert_eq!(info.tables.iter().map(|t| t.rows).sum::<u64>(), 150_000);
+    let check = backend.check_dump(&ctx, &dump).unwrap();
+    assert!(check.table_data >= 1, "{check:?}");
 
     // A failing command's exit code and stderr come back.
     let out = backend
@@ -588,6 +631,45 @@ fn exec_streams_megabytes_both_ways_byte_exact() {
         .unwrap();
     assert_eq!(out.code, 3);
     assert_eq!(out.stderr.trim(), "boom");
+}
+
+#[test]
+fn kept_databases_come_back_or_go_and_a_wipe_never_destroys_data() {
+    let dbs = NodeDbs::create("k8skeep", 100);
+    let site = K8sSite::new(&dbs.validator, &dbs.participant, "");
+    let backend = backend_for(&site);
+    let ctx = OpContext::detached(Default::default());
+    let pg = splice_dr_plugin_api::StorageTarget {
+        name: "postgres".into(),
+        path: None,
+    };
+    let before = dbs.fingerprint();
+
+    // A wipe refuses databases that hold data: they must be kept aside first.
+    let e = backend.wipe(&ctx, &pg).unwrap_err();
+    assert!(e.to_string().contains("keep it aside first"), "{e}");
+    let kept = backend.keep_storage(&ctx, &pg).unwrap();
+    backend.wipe(&ctx, &pg).unwrap();
+    assert!(fingerprint_db(&dbs.validator).is_empty());
+    // Something is written to the fresh databases, then the kept ones come back.
+    connect(&dbs.validator)
+        .batch_execute("CREATE TABLE fresh (x int)")
+        .unwrap();
+    backend.restore_kept_storage(&ctx, &kept).unwrap();
+    assert_eq!(dbs.fingerprint(), before);
+    let prefix = dbs.validator.trim_end_matches("_v").to_string();
+    assert_eq!(
+        databases_like(&prefix).len(),
+        2,
+        "the failed fresh ones were dropped"
+    );
+
+    // Kept again and dropped: only the (empty) live databases remain.
+    let kept = backend.keep_storage(&ctx, &pg).unwrap();
+    backend.wipe(&ctx, &pg).unwrap();
+    backend.drop_kept_storage(&ctx, &kept).unwrap();
+    assert_eq!(databases_like(&prefix).len(), 2);
+    assert!(fingerprint_db(&dbs.participant).is_empty());
 }
 
 fn leader_site(dbs: &NodeDbs, fake_from: Option<&K8sSite>, who: &str) -> K8sSite {
@@ -744,6 +826,20 @@ fn check_validates_an_in_cluster_config() {
     let out = site.cli(&["check"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("backend k8s"));
+    // Leader election is checked too: with a kubeconfig it builds its client.
+    let with_le = std::fs::read_to_string(&site.config).unwrap().replace(
+        "state_dir = \"state\"\n",
+        "state_dir = \"state\"\n\n[daemon.leader_election]\nkubeconfig = \"kubeconfig\"\nidentity = \"r1\"\n",
+    );
+    std::fs::write(&site.config, &with_le).unwrap();
+    let out = site.cli(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("leader election: Lease validator/splice-dr as `r1`"),
+        "{}",
+        text(&out)
+    );
     // Without a kubeconfig the daemon must run in a pod: outside one, check says so.
     let cfg = std::fs::read_to_string(&site.config)
         .unwrap()

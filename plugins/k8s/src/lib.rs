@@ -17,6 +17,7 @@ pub mod config;
 pub mod database;
 pub mod exec;
 pub mod files;
+pub mod storage;
 pub mod values;
 pub mod workloads;
 
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use splice_dr_plugin_api::{
     Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
-    Leftovers, OpContext, StagedDb, StorageTarget,
+    KeptStorage, Leftovers, OpContext, StagedDb, StorageTarget,
 };
 use splice_dr_postgres::{ConnSettings, PostgresBackend, PostgresConfig};
 
@@ -210,12 +211,10 @@ impl K8sBackend {
         Ok(())
     }
 
-    /// A restart with the values in force: the apps scale to 0 and back to 1.
-    fn restart_apps(&self, ctx: &OpContext, wait: bool) -> Result<(), BackendError> {
+    /// Scales both apps to 1 (after a redeploy: helm's three-way merge leaves a replica
+    /// count a flow set to 0 alone when the chart's own value did not change).
+    fn start_apps(&self, ctx: &OpContext, wait: bool) -> Result<(), BackendError> {
         let apps = ["participant", "validator"];
-        for c in apps {
-            self.scale(ctx, c, 0)?;
-        }
         for c in apps {
             self.scale(ctx, c, 1)?;
         }
@@ -225,6 +224,14 @@ impl K8sBackend {
             }
         }
         Ok(())
+    }
+
+    /// A restart with the values in force: the apps scale to 0 and back to 1.
+    fn restart_apps(&self, ctx: &OpContext, wait: bool) -> Result<(), BackendError> {
+        for c in ["participant", "validator"] {
+            self.scale(ctx, c, 0)?;
+        }
+        self.start_apps(ctx, wait)
     }
 }
 
@@ -413,6 +420,32 @@ impl Backend for K8sBackend {
             let args = values::helm_args(&self.cfg, o, &path, wait)?;
             values::run_helm(ctx, &self.cfg.helm, &args, &path)?;
         }
-        Ok(())
+        self.start_apps(ctx, wait)
+    }
+
+    /// Target `postgres`: the node's databases are renamed aside (see [`storage`]).
+    fn keep_storage(
+        &self,
+        ctx: &OpContext,
+        target: &StorageTarget,
+    ) -> Result<KeptStorage, BackendError> {
+        self.keep_storage_impl(ctx, target)
+    }
+
+    /// Target `postgres`: empty live databases (refused while one holds tables).
+    fn wipe(&self, ctx: &OpContext, target: &StorageTarget) -> Result<(), BackendError> {
+        self.wipe_impl(ctx, target)
+    }
+
+    fn restore_kept_storage(
+        &self,
+        ctx: &OpContext,
+        kept: &KeptStorage,
+    ) -> Result<(), BackendError> {
+        self.restore_kept_storage_impl(ctx, kept)
+    }
+
+    fn drop_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> Result<(), BackendError> {
+        self.drop_kept_storage_impl(ctx, kept)
     }
 }
