@@ -275,3 +275,51 @@ pub async fn ready_pod(cluster: &Cluster, w: &Workload) -> Result<String, Backen
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    #[test]
+    fn components_are_found_by_role_or_workload_name() {
+        let w = Workloads::default();
+        assert_eq!(find(&w, "validator").expect("role").name, "validator-app");
+        assert_eq!(find(&w, "validator-app").expect("name").role, "validator");
+        assert_eq!(find(&w, "postgres").expect("sts").kind, Kind::StatefulSet);
+        let e = find(&w, "scan").unwrap_err().to_string();
+        assert!(e.contains("validator-app") && e.contains("postgres"), "{e}");
+    }
+
+    #[test]
+    fn a_pod_is_ready_when_running_with_the_ready_condition() {
+        let pod = |phase: &str, ready: &str| Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        };
+        assert!(pod_ready(&pod("Running", "True")));
+        assert!(!pod_ready(&pod("Running", "False")));
+        assert!(!pod_ready(&pod("Pending", "True")));
+        assert!(!pod_ready(&Pod::default()));
+    }
+
+    #[test]
+    fn a_workload_without_match_labels_is_a_config_error() {
+        let w = find(&Workloads::default(), "participant").expect("found");
+        let e = selector_string(&w, &LabelSelector::default()).unwrap_err();
+        assert!(e.to_string().contains("Deployment participant"), "{e}");
+        let s = LabelSelector {
+            match_labels: Some([("app".to_string(), "participant".to_string())].into()),
+            ..LabelSelector::default()
+        };
+        assert_eq!(selector_string(&w, &s).expect("ok"), "app=participant");
+    }
+}
