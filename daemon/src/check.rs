@@ -11,6 +11,23 @@ pub fn check(config: &Config) -> Result<String, String> {
     crate::rules::RuleEngine::from_config(config).map_err(|e| e.to_string())?;
     crate::rules::check_flows(config, |f| catalog.get(f).is_some())?;
     let mut out = format!("{}: OK\n", config.source.display());
+    if let Some(le) = &config.daemon.leader_election {
+        // In-cluster use needs the service account (token and API address) to be there.
+        splice_dr_k8s::Cluster::connect(
+            le.kubeconfig.as_deref(),
+            le.context.as_deref(),
+            &le.namespace,
+        )
+        .map_err(|e| format!("[daemon.leader_election]: {e}"))?;
+        out.push_str(&format!(
+            "leader election: Lease {}/{} as `{}` (lease {:?}, renewed every {:?})\n",
+            le.namespace,
+            le.lease,
+            le.identity(),
+            le.lease_duration,
+            le.renew_interval
+        ));
+    }
     for (name, node) in nodes.iter() {
         out.push_str(&format!(
             "node {name}: backend {}, migration id {}\n",

@@ -18,6 +18,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let listener = server::bind(&config.daemon.socket, config.daemon.socket_mode).await?;
     let shutdown = CancellationToken::new();
+    let election = start_election(&config, &service, shutdown.clone());
     let bus = crate::events::EventBus::default();
     if let Some(m) = &config.metrics {
         crate::metrics::install(m.listen)
@@ -92,9 +93,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     while !runner.active_runs().is_empty() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    if let Some(e) = election {
+        // Releases the lease once no run is left, so another replica takes over at once.
+        let _ = e.await;
+    }
     let _ = std::fs::remove_file(&config.daemon.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// With `[daemon.leader_election]`, makes runs depend on holding the Lease and starts the
+/// election loop; it ends (releasing the lease) when `stop` is cancelled.
+fn start_election(
+    config: &Config,
+    service: &std::sync::Arc<Service>,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let le = config.daemon.leader_election.clone()?;
+    let leadership = crate::leader::Leadership::elected(&le.lease, &le.identity());
+    service.runner().set_leadership(leadership.clone());
+    tracing::info!(lease = %le.lease, namespace = %le.namespace, identity = %le.identity(), "leader election: flows run only while this replica holds the lease");
+    Some(tokio::spawn(async move {
+        if let Err(e) = crate::leader::run(le, leadership, stop).await {
+            tracing::error!("leader election stopped: {e:#}; this replica runs no flows");
+        }
+    }))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

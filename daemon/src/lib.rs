@@ -17,6 +17,7 @@ pub mod events;
 pub mod flows;
 pub mod identities;
 pub mod journal;
+pub mod leader;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -50,9 +50,11 @@ pub enum ServiceError {
 pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, ServiceError> {
     let mut nodes = BTreeMap::new();
     for node in &config.nodes {
-        let backend = crate::backends::build(node).map_err(|error| ServiceError::Backend {
-            node: node.name.clone(),
-            error,
+        let backend = crate::backends::build(node, &config.daemon.state_dir).map_err(|error| {
+            ServiceError::Backend {
+                node: node.name.clone(),
+                error,
+            }
         })?;
         let validator = match &node.validator {
             Some(v) => Some(Arc::new(
@@ -622,6 +624,7 @@ impl Service {
                 "config": {"file": cfg.source, "error": *self.config_error.read().unwrap_or_else(|p| p.into_inner())},
                 "nodes": nodes, "active_runs": active, "flows": flows,
                 "automation": self.autopilot.get().map(|a| a.status()),
+                "leader": self.runner.leadership().status(),
                 "health": self.autopilot.get().map(|a| json!({
                     "current": a.health().snapshot(),
                     "history": a.health().history(),

@@ -296,6 +296,16 @@ pub struct DaemonProcess {
     stopped: bool,
 }
 
+impl DaemonProcess {
+    /// Wraps a daemon a test spawned itself (killed on drop like the others).
+    pub fn from_child(child: Child) -> Self {
+        DaemonProcess {
+            child,
+            stopped: false,
+        }
+    }
+}
+
 impl std::ops::Deref for DaemonProcess {
     type Target = Child;
     fn deref(&self) -> &Child {

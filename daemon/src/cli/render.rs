@@ -397,6 +397,23 @@ pub fn status_text(v: &Value) -> String {
             "  CONFIG CHANGE REJECTED (previous config in force): {e}\n"
         ));
     }
+    let le = &v["leader"];
+    if le["enabled"] == true {
+        let holder = le["holder"].as_str().unwrap_or("nobody yet");
+        out.push_str(&if le["leader"] == true {
+            format!(
+                "leader: yes — this replica ({}) holds Lease {} and runs flows\n",
+                s(le, "identity"),
+                s(le, "lease")
+            )
+        } else {
+            format!(
+                "leader: no — replica {holder} holds Lease {}; this one ({}) runs no flows\n",
+                s(le, "lease"),
+                s(le, "identity")
+            )
+        });
+    }
     for n in items(v, "nodes") {
         out.push_str(&format!(
             "node {} ({}, migration id {})\n",

@@ -408,6 +408,25 @@ fn resolve(base: &Path, p: &mut PathBuf) {
     }
 }
 
+/// Resolves the file paths of a `[node.k8s]` table (`helm` only when it is a path, not a
+/// bare name looked up on PATH).
+fn resolve_k8s_paths(k: &mut splice_dr_k8s::K8sConfig, base: &Path) {
+    for f in [&mut k.kubeconfig, &mut k.password_file, &mut k.overlay_dir]
+        .into_iter()
+        .flatten()
+    {
+        resolve(base, f);
+    }
+    if k.helm.components().count() > 1 {
+        resolve(base, &mut k.helm);
+    }
+    for r in [&mut k.releases.validator, &mut k.releases.participant] {
+        for f in &mut r.values {
+            resolve(base, f);
+        }
+    }
+}
+
 /// Resolves every path in the config against `base` (the config file's directory).
 fn resolve_paths(config: &mut Config, base: &Path) {
     let d = &mut config.daemon;
@@ -415,6 +434,13 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     resolve(base, &mut d.state_dir);
     if let Some(s) = d.scripts_dir.as_mut() {
         resolve(base, s);
+    }
+    if let Some(k) = d
+        .leader_election
+        .as_mut()
+        .and_then(|l| l.kubeconfig.as_mut())
+    {
+        resolve(base, k);
     }
     resolve(base, &mut config.repository.path);
     super::offsite::resolve_paths(&mut config.repository.offsite, &|p| resolve(base, p));
@@ -434,6 +460,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
             if let Some(b) = c.bundle.as_mut() {
                 resolve(base, &mut b.dir);
             }
+        }
+        if let Some(k) = node.k8s.as_mut() {
+            resolve_k8s_paths(k, base);
         }
         if let Some(plugin) = node.plugin.as_mut() {
             resolve(base, &mut plugin.path);

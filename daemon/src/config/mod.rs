@@ -20,6 +20,7 @@ mod automation;
 mod drill;
 pub mod duration;
 mod integrations;
+mod leader;
 mod load;
 mod offsite;
 mod schema;
@@ -37,6 +38,7 @@ pub use integrations::{
     webhook_host, AlertmanagerConfig, MetricsConfig, NotifyConfig, NotifyKind,
     DEFAULT_NOTIFY_TIMEOUT,
 };
+pub use leader::LeaderElectionConfig;
 pub use load::{base_dir, load, parse, ConfigError, KeyPath, Seg};
 pub use offsite::{OffsiteConfig, OffsiteKind};
 pub use schema::{

@@ -11,6 +11,7 @@
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use splice_dr_compose::ComposeConfig;
+use splice_dr_k8s::K8sConfig;
 use splice_dr_postgres::PostgresConfig;
 use std::fmt;
 use std::path::PathBuf;
@@ -97,6 +98,9 @@ pub struct DaemonConfig {
     /// `splice_dr_repository_up` metric and `repository.down`/`repository.up` events.
     #[serde(with = "super::duration")]
     pub repo_check_interval: Duration,
+    /// `[daemon.leader_election]`: share a Kubernetes Lease with other replicas and run
+    /// flows only while holding it; absent = always run them.
+    pub leader_election: Option<super::LeaderElectionConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -113,6 +117,7 @@ impl Default for DaemonConfig {
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             users_interval: DEFAULT_USERS_INTERVAL,
             repo_check_interval: DEFAULT_REPO_CHECK_INTERVAL,
+            leader_election: None,
         }
     }
 }
@@ -181,7 +186,7 @@ pub struct NodeConfig {
     /// Short stable name (`[a-z0-9_-]+`): used in CLI commands, lock and repository paths.
     pub name: String,
     /// Which backend drives this node; its table (`[node.postgres]`, `[node.compose]`,
-    /// `[node.plugin]`) must
+    /// `[node.k8s]`, `[node.plugin]`) must
     /// be present and the others absent.
     pub backend: BackendKind,
     /// Current Splice migration id. Required, because restore refuses backups from another
@@ -193,6 +198,9 @@ pub struct NodeConfig {
     /// Settings of the built-in docker-compose backend.
     #[serde(default)]
     pub compose: Option<ComposeConfig>,
+    /// Settings of the built-in Kubernetes/helm backend.
+    #[serde(default)]
+    pub k8s: Option<K8sConfig>,
     /// Settings of a dynamically loaded backend.
     #[serde(default)]
     pub plugin: Option<PluginConfig>,
@@ -214,6 +222,7 @@ impl fmt::Debug for NodeConfig {
             .field("migration_id", &self.migration_id)
             .field("postgres", &self.postgres.as_ref().map(RedactedPostgres))
             .field("compose", &self.compose)
+            .field("k8s", &self.k8s)
             .field("plugin", &self.plugin)
             .field("validator", &self.validator)
             .field("drill_checks", &self.drill_checks)
@@ -233,7 +242,8 @@ impl fmt::Debug for RedactedPostgres<'_> {
     }
 }
 
-/// Which backend implementation drives a node (`backend = "postgres" | "compose" | "plugin"`).
+/// Which backend implementation drives a node (`backend = "postgres" | "compose" | "k8s" |
+/// "plugin"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -241,6 +251,8 @@ pub enum BackendKind {
     Postgres,
     /// Built-in: the Splice docker-compose bundle, through the Docker engine API.
     Compose,
+    /// Built-in: the Splice helm charts on Kubernetes, through the Kubernetes API.
+    K8s,
     /// A shared library loaded at start through the plugin C ABI.
     Plugin,
 }
@@ -251,6 +263,7 @@ impl BackendKind {
         match self {
             BackendKind::Postgres => "postgres",
             BackendKind::Compose => "compose",
+            BackendKind::K8s => "k8s",
             BackendKind::Plugin => "plugin",
         }
     }

@@ -355,7 +355,7 @@ fn backend_table_mismatch() {
     assert_at(&e, 6, 11, "node[0].backend");
 
     // An unknown backend lists the valid ones.
-    let text = format!("{HEAD}{}", pg_node("a")).replace("\"postgres\"\n", "\"k8s\"\n");
+    let text = format!("{HEAD}{}", pg_node("a")).replace("\"postgres\"\n", "\"nomad\"\n");
     let e = parse_err(&text);
     assert_at(&e, 6, 11, "node[0].backend");
     assert!(e.message.contains("`postgres`"), "{e}");
@@ -654,4 +654,42 @@ fn offsite_repository_errors_name_the_key() {
 
     let e = parse_err(&offsite("name = \"a\"\nkind = \"ftp\"\n"));
     assert!(e.to_string().contains("ftp"), "{e}");
+}
+
+/// The config shipped in deploy/k8s/configmap.yaml (indented under `splice-dr.toml: |`).
+fn k8s_configmap_toml() -> String {
+    const MANIFEST: &str = include_str!("../../../deploy/k8s/configmap.yaml");
+    let body = MANIFEST
+        .split("splice-dr.toml: |\n")
+        .nth(1)
+        .expect("the ConfigMap holds splice-dr.toml");
+    body.lines()
+        .take_while(|l| !l.starts_with("---"))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_k8s_deployment_config_parses_with_the_helm_names_and_leader_election() {
+    let c = parse(&k8s_configmap_toml(), &origin()).expect("deploy/k8s config parses");
+    let n = &c.nodes[0];
+    assert_eq!(n.backend, BackendKind::K8s);
+    let k = n.k8s.as_ref().expect("[node.k8s]");
+    assert_eq!(k.namespace, "validator");
+    assert_eq!(k.workloads.validator, "validator-app");
+    assert_eq!(k.validator_db, "cantonnet_validator");
+    assert!(k.kubeconfig.is_none(), "in-cluster: the service account");
+    let le = c.daemon.leader_election.as_ref().expect("leader election");
+    assert_eq!(le.lease, "splice-dr");
+    assert_eq!(le.lease_duration, Duration::from_secs(15));
+    // Unknown keys in [node.k8s] and [daemon.leader_election] are errors.
+    let text = k8s_configmap_toml();
+    let e = parse_err(&text.replace("[node.k8s]\n", "[node.k8s]\nnamespce = \"x\"\n"));
+    assert!(e.to_string().contains("namespce"), "{e}");
+    let e = parse_err(&text.replace(
+        "lease = \"splice-dr\"\n",
+        "lease = \"splice-dr\"\nrenew_interval = \"20s\"\n",
+    ));
+    assert!(e.to_string().contains("renew_interval"), "{e}");
 }

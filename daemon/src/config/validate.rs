@@ -135,6 +135,12 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
             )
             .with_hint("e.g. run_timeout = \"6h\""));
     }
+    if let Some(le) = &d.leader_election {
+        le.check().map_err(|msg| {
+            loc.error_at_value(&daemon.key("leader_election"), msg)
+                .with_hint("e.g. lease_duration = \"15s\", renew_interval = \"5s\"")
+        })?;
+    }
     Ok(())
 }
 
@@ -177,6 +183,7 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
     let tables = [
         (BackendKind::Postgres, node.postgres.is_some()),
         (BackendKind::Compose, node.compose.is_some()),
+        (BackendKind::K8s, node.k8s.is_some()),
         (BackendKind::Plugin, node.plugin.is_some()),
     ];
     // The missing table first: the `backend` line is where the operator decided.

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::{RecordingBackend, RunContext, RunEvent};
 use crate::journal::{Journal, JournalError, PendingApproval, RunRecord, RunState};
+use crate::leader::Leadership;
 use crate::lock::{LockError, NodeLock};
 use crate::repo::Repository;
 use crate::script::{execute, FlowCatalog, FlowEnv, Guard, Limits, NodeFacts};
@@ -63,6 +64,9 @@ pub enum RunError {
     /// The run exists but is not running.
     #[error("run {0} is not running (it is {1})")]
     NotActive(String, String),
+    /// Leader election is configured and another replica holds the lease.
+    #[error("refused: {0}")]
+    NotLeader(String),
 }
 
 impl RunError {
@@ -98,6 +102,7 @@ pub struct Runner {
     limits: Limits,
     events: broadcast::Sender<RunEvent>,
     active: Mutex<HashMap<String, Guard>>,
+    leadership: RwLock<Leadership>,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -125,7 +130,26 @@ impl Runner {
             limits: Limits::default(),
             events,
             active: Mutex::new(HashMap::new()),
+            leadership: RwLock::new(Leadership::always()),
         })
+    }
+
+    /// Makes runs depend on a leader election: only the lease holder starts runs, and a
+    /// run whose replica loses the lease starts no further forward step.
+    pub fn set_leadership(&self, leadership: Leadership) {
+        *self.leadership.write().unwrap_or_else(|p| p.into_inner()) = leadership;
+    }
+
+    /// The leadership runs depend on ([`Leadership::always`] without an election).
+    pub fn leadership(&self) -> Leadership {
+        read(&self.leadership)
+    }
+
+    fn check_leader(&self) -> Result<(), RunError> {
+        match self.leadership().refusal() {
+            Some(why) => Err(RunError::NotLeader(why)),
+            None => Ok(()),
+        }
     }
 
     /// Replaces flows, nodes and the timeout after a config reload; running flows keep
@@ -242,6 +266,7 @@ impl Runner {
         id: &str,
         approved_by: &str,
     ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+        self.check_leader()?;
         let mut record = self.journal.get(id)?;
         let waiting = record.state == RunState::Pending
             && record
@@ -274,6 +299,7 @@ impl Runner {
         self: &Arc<Self>,
         req: RunRequest,
     ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+        self.check_leader()?;
         let (flow, node_name, node, record) = self.new_record(&req)?;
         self.launch(flow, node_name, node, record, req)
     }
@@ -308,7 +334,8 @@ impl Runner {
         record.started_at = Some(chrono::Utc::now());
         self.journal.save(&record)?;
 
-        let guard = Guard::new(Instant::now() + read(&self.run_timeout));
+        let guard =
+            Guard::new(Instant::now() + read(&self.run_timeout)).with_leadership(self.leadership());
         let ctx = RunContext::new(
             record,
             self.journal.clone(),
@@ -349,6 +376,10 @@ impl Runner {
             let outcome = execute(&flow, env, &limits);
             let record = match outcome {
                 Ok(v) => ctx.finish(RunState::Succeeded, Some(v), None),
+                Err(e) if ctx.guard().lost_leadership() => {
+                    let why = format!("{}: {e}", Leadership::lost_message());
+                    ctx.finish(RunState::Failed, None, Some(why))
+                }
                 Err(e) if ctx.guard().soft_stop().is_some() => {
                     ctx.finish(RunState::Cancelled, None, Some(e))
                 }

@@ -49,6 +49,8 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Guard {
     cancel_requested: Arc<Mutex<Option<Instant>>>,
+    /// Leader election: a replica that lost the lease starts no further forward step.
+    leadership: Option<crate::leader::Leadership>,
     /// When the run's wall-clock limit expires.
     pub deadline: Instant,
 }
@@ -61,8 +63,20 @@ impl Guard {
     pub fn new(deadline: Instant) -> Self {
         Guard {
             cancel_requested: Arc::new(Mutex::new(None)),
+            leadership: None,
             deadline,
         }
+    }
+
+    /// The same guard, also stopping forward steps once `leadership` is lost.
+    pub fn with_leadership(mut self, leadership: crate::leader::Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// Whether this run's replica lost the leader lease.
+    pub fn lost_leadership(&self) -> bool {
+        self.leadership.as_ref().is_some_and(|l| !l.is_leader())
     }
 
     /// Asks the run to stop; idempotent.
@@ -85,6 +99,8 @@ impl Guard {
     pub fn soft_stop(&self) -> Option<&'static str> {
         if self.cancelled_at().is_some() {
             Some("cancelled by operator")
+        } else if self.lost_leadership() {
+            Some(crate::leader::Leadership::lost_message())
         } else if Instant::now() >= self.deadline {
             Some("wall-clock limit (daemon.run_timeout) reached")
         } else {
@@ -175,5 +191,21 @@ mod tests {
         assert!(engine.compile(r#"eval("1")"#).is_err());
         let err = engine.run(r#"import "/etc/passwd" as p;"#).unwrap_err();
         assert!(err.to_string().to_lowercase().contains("module"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_without_the_lease_starts_no_forward_step() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let follower =
+            Guard::new(deadline).with_leadership(crate::leader::Leadership::elected("l", "me"));
+        assert!(follower.lost_leadership());
+        assert_eq!(
+            follower.soft_stop(),
+            Some(crate::leader::Leadership::lost_message())
+        );
+        // Undo steps still run: only the wall clock or a cancel's grace ends them.
+        assert!(follower.hard_stop().is_none());
+        let leader = Guard::new(deadline).with_leadership(crate::leader::Leadership::always());
+        assert!(leader.soft_stop().is_none());
     }
 }

@@ -1,0 +1,284 @@
+//! The node's Postgres in its pod: SQL over the `postgres` Service for snapshots, row
+//! counts and renames; `pg_dump` / `pg_restore` run inside `postgres-0` with the dump
+//! streamed over the exec websocket (the runbook's `kubectl exec -i postgres-0 -- … <
+//! dump`). Restores go into a staging database next to the live one, so the live data is
+//! untouched until the restored copy is verified and swapped in.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, StagedDb};
+use splice_dr_postgres::dump::{parse_list, prepare_dest, SnapshotCounts};
+use splice_dr_postgres::names::{derived_name, new_suffix, quote_ident, STAGING_MARKER};
+use splice_dr_postgres::restore::verify_counts;
+use splice_dr_postgres::sql::{db_err, drop_database};
+
+use crate::exec::{self, ExecResult, Input, Streams};
+use crate::K8sBackend;
+
+/// Shell wrapper for tools fed on stdin: the tool runs with the given arguments, then the
+/// rest of stdin is drained and the tool's exit code returned. A tool that stops reading
+/// early (`pg_restore --list` reads only the table of contents; a failing restore) would
+/// otherwise leave the client blocked sending stdin, unable to read the exit status.
+pub const DRAIN_STDIN: &str = r#""$0" "$@"; rc=$?; cat >/dev/null; exit $rc"#;
+
+/// File name of a custom-format dump in its backup directory.
+pub const CUSTOM_DUMP_FILE: &str = "database.pgdump";
+
+/// Finds the one custom-format dump (`*.pgdump`) in `src` (a backup's dump directory or
+/// the file itself).
+pub fn find_dump_file(src: &Path) -> Result<PathBuf, BackendError> {
+    let is_dump = |p: &Path| p.extension().is_some_and(|e| e == "pgdump");
+    if src.is_file() {
+        return if is_dump(src) {
+            Ok(src.to_path_buf())
+        } else {
+            Err(BackendError::Verification(format!(
+                "{}: the k8s backend restores custom-format dumps (pg_dump -Fc, *.pgdump)",
+                src.display()
+            )))
+        };
+    }
+    let entries = std::fs::read_dir(src)
+        .map_err(|e| BackendError::io(format!("reading dump directory {}", src.display()), e))?;
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && is_dump(p))
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(BackendError::Verification(format!(
+            "{} holds no .pgdump file (a backup taken by another backend in directory \
+             format cannot be streamed into a pod)",
+            src.display()
+        ))),
+        n => Err(BackendError::Verification(format!(
+            "{} holds {n} .pgdump files; expected one",
+            src.display()
+        ))),
+    }
+}
+
+impl K8sBackend {
+    /// Runs a Postgres tool in the postgres pod. Returns its result and the command as an
+    /// operator would type it, for error messages.
+    pub(crate) fn run_in_postgres(
+        &self,
+        ctx: &OpContext,
+        argv: &[String],
+        stdin: Option<&Path>,
+        stdout: Option<&Path>,
+        progress: Option<&str>,
+    ) -> Result<(ExecResult, String), BackendError> {
+        let cfg = &self.cfg;
+        let redirect = stdin
+            .map(|p| format!(" < {}", p.display()))
+            .unwrap_or_default();
+        let shown = format!(
+            "kubectl exec -i -n {} {} -c {} -- {}{redirect}",
+            cfg.namespace,
+            cfg.postgres_pod,
+            cfg.postgres_container,
+            argv.join(" ")
+        );
+        let pods = self.cluster.api();
+        let (input, argv) = match stdin {
+            Some(p) => {
+                let mut wrapped = vec!["sh".to_string(), "-c".into(), DRAIN_STDIN.into()];
+                wrapped.extend(argv.iter().cloned());
+                (Input::File(p.to_path_buf()), wrapped)
+            }
+            None => (Input::None, argv.to_vec()),
+        };
+        let out = self.cluster.block(
+            ctx,
+            &format!("running {} in {}", argv[0], cfg.postgres_pod),
+            exec::run(
+                &pods,
+                ctx,
+                &cfg.postgres_pod,
+                Some(&cfg.postgres_container),
+                &argv,
+                Streams {
+                    input,
+                    stdout,
+                    progress,
+                },
+            ),
+        )?;
+        Ok((out, shown))
+    }
+
+    /// See [`splice_dr_plugin_api::Backend::dump`]: row counts in an exported snapshot,
+    /// then `pg_dump -Fc --snapshot` in the pod streamed into `dest/database.pgdump`.
+    pub(crate) fn dump_impl(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        dest: &Path,
+    ) -> Result<DumpInfo, BackendError> {
+        let db = self.db_for_role(role)?;
+        prepare_dest(dest)?;
+        std::fs::create_dir_all(dest)
+            .map_err(|e| BackendError::io(format!("creating {}", dest.display()), e))?;
+        let result = self.dump_into(ctx, role, &db, dest);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        result
+    }
+
+    fn dump_into(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        db: &str,
+        dest: &Path,
+    ) -> Result<DumpInfo, BackendError> {
+        let mut client = self.conn.connect(db)?;
+        let pinned = SnapshotCounts::take(ctx, &mut client, db)?;
+        let snapshot = pinned.snapshot.clone();
+        let tables = pinned.tables.clone();
+        let argv: Vec<String> = vec![
+            "pg_dump".into(),
+            "--format=custom".into(),
+            format!("--compress={}", self.cfg.compress),
+            format!("--snapshot={snapshot}"),
+            format!("--username={}", self.cfg.db_user),
+            format!("--dbname={db}"),
+        ];
+        ctx.info(format!(
+            "dumping {db} ({} tables) in pod {} with snapshot {snapshot}",
+            tables.len(),
+            self.cfg.postgres_pod
+        ));
+        let what = format!("dump {db}");
+        let file = dest.join(CUSTOM_DUMP_FILE);
+        let (out, shown) = self.run_in_postgres(ctx, &argv, None, Some(&file), Some(&what))?;
+        let out = out.check(&shown)?;
+        let finished_at = Utc::now();
+        let (started_at, server_version) = (pinned.started_at, pinned.server_version.clone());
+        pinned.finish()?;
+        if !out.stderr.trim().is_empty() {
+            ctx.warn(format!("pg_dump said: {}", out.stderr.trim()));
+        }
+        ctx.progress(&what, out.bytes_out, Some(out.bytes_out), "bytes");
+        Ok(DumpInfo {
+            role: role.into(),
+            database: db.into(),
+            format: "custom".into(),
+            started_at,
+            finished_at,
+            server_version,
+            tables,
+        })
+    }
+
+    /// See [`splice_dr_plugin_api::Backend::check_dump`]: `pg_restore --list` in the pod
+    /// reading the dump on stdin.
+    pub(crate) fn check_dump_impl(
+        &self,
+        ctx: &OpContext,
+        src: &Path,
+    ) -> Result<DumpCheck, BackendError> {
+        let dump = find_dump_file(src)?;
+        let argv: Vec<String> = vec!["pg_restore".into(), "--list".into()];
+        let (out, _) = self.run_in_postgres(ctx, &argv, Some(&dump), None, None)?;
+        if out.code != 0 {
+            return Err(BackendError::Verification(format!(
+                "pg_restore cannot read the table of contents of {}: {}",
+                dump.display(),
+                out.stderr.trim()
+            )));
+        }
+        let check = parse_list(&out.stdout);
+        if check.entries == 0 {
+            return Err(BackendError::Verification(format!(
+                "{}: the table of contents lists no entries",
+                dump.display()
+            )));
+        }
+        Ok(check)
+    }
+
+    /// See [`splice_dr_plugin_api::Backend::restore_staged`]: a new database next to the
+    /// live one, filled by `pg_restore` in the pod from the dump streamed on stdin, then
+    /// verified table by table. Dropped again when anything fails.
+    pub(crate) fn restore_staged_impl(
+        &self,
+        ctx: &OpContext,
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> Result<StagedDb, BackendError> {
+        let live = self.db_for_role(role)?;
+        if expected.role != role {
+            return Err(BackendError::Verification(format!(
+                "the dump is of the {} database, not the {role} database",
+                expected.role
+            )));
+        }
+        let dump = find_dump_file(src)?;
+        let staging = derived_name(&live, STAGING_MARKER, &new_suffix());
+        let mut admin = self.conn.connect_admin()?;
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_ident(&staging)
+            ))
+            .map_err(db_err(format!("creating staging database {staging}")))?;
+        ctx.info(format!("created staging database {staging} for {live}"));
+        match self.fill_and_verify(ctx, &staging, &dump, expected) {
+            Ok(()) => Ok(StagedDb {
+                role: role.into(),
+                live,
+                staging,
+            }),
+            Err(e) => {
+                ctx.warn(format!("restore into {staging} failed; dropping it: {e}"));
+                let dropped = self
+                    .conn
+                    .connect_admin()
+                    .and_then(|mut a| drop_database(&mut a, &staging));
+                if let Err(drop_err) = dropped {
+                    ctx.warn(format!(
+                        "could not drop staging database {staging}: {drop_err}; it is \
+                         listed by `leftovers` and dropped at the next cleanup"
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn fill_and_verify(
+        &self,
+        ctx: &OpContext,
+        staging: &str,
+        dump: &Path,
+        expected: &DumpInfo,
+    ) -> Result<(), BackendError> {
+        let argv: Vec<String> = vec![
+            "pg_restore".into(),
+            "--exit-on-error".into(),
+            format!("--username={}", self.cfg.db_user),
+            format!("--dbname={staging}"),
+        ];
+        let what = format!("restore {staging}");
+        ctx.info(format!(
+            "streaming {} into {staging} in pod {}",
+            dump.display(),
+            self.cfg.postgres_pod
+        ));
+        let (out, shown) = self.run_in_postgres(ctx, &argv, Some(dump), None, Some(&what))?;
+        let out = out.check(&shown)?;
+        if !out.stderr.trim().is_empty() {
+            ctx.warn(format!("pg_restore said: {}", out.stderr.trim()));
+        }
+        ctx.progress(&what, out.bytes_in, Some(out.bytes_in), "bytes");
+        ctx.check_cancelled(&what)?;
+        let mut client = self.conn.connect(staging)?;
+        verify_counts(ctx, &mut client, staging, expected)
+    }
+}
