@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
-use splice_dr_postgres::dump::{parse_list, prepare_dest, SnapshotCounts};
+use splice_dr_postgres::dump::{into_fresh_dir, parse_list, SnapshotCounts};
 use splice_dr_postgres::names::quote_ident;
 use splice_dr_postgres::restore::verify_counts;
 use splice_dr_postgres::sql::{database_exists, db_err, user_tables};
@@ -188,14 +188,8 @@ impl ComposeBackend {
     ) -> Result<DumpInfo, BackendError> {
         let db = self.db_for_role(role)?;
         self.check_migration_matches(ctx)?;
-        prepare_dest(dest)?;
-        std::fs::create_dir_all(dest)
-            .map_err(|e| BackendError::io(format!("creating {}", dest.display()), e))?;
-        let result = self.dump_into(ctx, role, &db, dest);
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(dest);
-        }
-        result
+
+        into_fresh_dir(dest, || self.dump_into(ctx, role, &db, dest))
     }
 
     fn dump_into(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, StagedDb};
-use splice_dr_postgres::dump::{parse_list, prepare_dest, SnapshotCounts};
+use splice_dr_postgres::dump::{into_fresh_dir, parse_list, SnapshotCounts};
 use splice_dr_postgres::names::{derived_name, new_suffix, quote_ident, STAGING_MARKER};
 use splice_dr_postgres::restore::verify_counts;
 use splice_dr_postgres::sql::{db_err, drop_database};
@@ -119,14 +119,8 @@ impl K8sBackend {
         dest: &Path,
     ) -> Result<DumpInfo, BackendError> {
         let db = self.db_for_role(role)?;
-        prepare_dest(dest)?;
-        std::fs::create_dir_all(dest)
-            .map_err(|e| BackendError::io(format!("creating {}", dest.display()), e))?;
-        let result = self.dump_into(ctx, role, &db, dest);
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(dest);
-        }
-        result
+
+        into_fresh_dir(dest, || self.dump_into(ctx, role, &db, dest))
     }
 
     fn dump_into(

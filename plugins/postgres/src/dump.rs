@@ -27,6 +27,23 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Runs `dump` into a new, empty `dest` directory, removing whatever it left there when it
+/// fails: the shape shared by every backend that streams a single-file dump (compose, k8s),
+/// so a failed dump never leaves a half-written file where a backup expects a dump.
+pub fn into_fresh_dir<T>(
+    dest: &Path,
+    dump: impl FnOnce() -> Result<T, BackendError>,
+) -> Result<T, BackendError> {
+    prepare_dest(dest)?;
+    std::fs::create_dir_all(dest)
+        .map_err(|e| BackendError::io(format!("creating {}", dest.display()), e))?;
+    let result = dump();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dest);
+    }
+    result
+}
+
 /// Makes sure `pg_dump -Fd` can create `dest`: it must not exist, or be an empty directory
 /// (removed here); its parent is created.
 pub fn prepare_dest(dest: &Path) -> Result<(), BackendError> {
