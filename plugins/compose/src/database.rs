@@ -2,7 +2,7 @@
 //! row counts and checks; `pg_dump` / `pg_restore` / `psql` run inside the container with
 //! the dump streamed through the engine API (the runbook's `docker exec -i … < dump`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::Utc;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
@@ -15,64 +15,7 @@ use splice_dr_postgres::ConnSettings;
 use crate::engine::{env_value, id_of};
 use crate::exec::{self, ExecResult, Streams};
 use crate::ComposeBackend;
-
-/// File name of a custom-format dump in its backup directory.
-pub const CUSTOM_DUMP_FILE: &str = "database.pgdump";
-/// Extension of plain SQL dumps (the runbook's `pg_dump > file`), which restore with psql.
-pub const PLAIN_EXTENSION: &str = "sql";
-
-/// A dump file found in a backup directory and how to feed it back.
-pub struct DumpFile {
-    /// The file.
-    pub path: PathBuf,
-    /// `custom` (pg_restore) or `plain` (psql).
-    pub format: &'static str,
-}
-
-/// Finds the one dump file in `src` (a backup's dump directory, or a file itself).
-pub fn find_dump_file(src: &Path) -> Result<DumpFile, BackendError> {
-    let classify = |p: PathBuf| -> Option<DumpFile> {
-        let ext = p.extension()?.to_str()?.to_string();
-        match ext.as_str() {
-            "pgdump" => Some(DumpFile {
-                path: p,
-                format: "custom",
-            }),
-            PLAIN_EXTENSION => Some(DumpFile {
-                path: p,
-                format: "plain",
-            }),
-            _ => None,
-        }
-    };
-    if src.is_file() {
-        return classify(src.to_path_buf()).ok_or_else(|| {
-            BackendError::Verification(format!(
-                "{}: a dump must end in .pgdump (pg_dump -Fc) or .sql (plain)",
-                src.display()
-            ))
-        });
-    }
-    let entries = std::fs::read_dir(src)
-        .map_err(|e| BackendError::io(format!("reading dump directory {}", src.display()), e))?;
-    let mut found: Vec<DumpFile> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter_map(classify)
-        .collect();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(BackendError::Verification(format!(
-            "{} holds no .pgdump or .sql dump file",
-            src.display()
-        ))),
-        n => Err(BackendError::Verification(format!(
-            "{} holds {n} dump files; expected one",
-            src.display()
-        ))),
-    }
-}
+use splice_dr_postgres::dump::{find_dump_file, DumpFile, CUSTOM_DUMP_FILE};
 
 impl ComposeBackend {
     /// SQL connection settings for the postgres container as it runs now (its address can

@@ -16,8 +16,8 @@ use splice_dr_postgres::names::{
 use splice_dr_postgres::restore::{name_failing_table, verify_counts};
 use splice_dr_postgres::sql::{all_databases, create_database_like, drop_database};
 
-use crate::database::find_dump_file;
 use crate::ComposeBackend;
+use splice_dr_postgres::dump::find_dump_file;
 
 impl ComposeBackend {
     /// See [`splice_dr_plugin_api::Backend::restore_staged`]: a new database created over

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, StagedDb};
-use splice_dr_postgres::dump::{into_fresh_dir, parse_list, SnapshotCounts};
-use splice_dr_postgres::names::{derived_name, new_suffix, quote_ident, STAGING_MARKER};
+use splice_dr_postgres::dump::{
+    find_dump_file, into_fresh_dir, parse_list, SnapshotCounts, CUSTOM_DUMP_FILE,
+};
+use splice_dr_postgres::names::{derived_name, new_suffix, STAGING_MARKER};
 use splice_dr_postgres::restore::verify_counts;
-use splice_dr_postgres::sql::{db_err, drop_database};
+use splice_dr_postgres::sql::{create_database_like, drop_database};
 
 use crate::exec::{self, ExecResult, Input, Streams};
 use crate::K8sBackend;
@@ -22,42 +24,18 @@ use crate::K8sBackend;
 /// otherwise leave the client blocked sending stdin, unable to read the exit status.
 pub const DRAIN_STDIN: &str = r#""$0" "$@"; rc=$?; cat >/dev/null; exit $rc"#;
 
-/// File name of a custom-format dump in its backup directory.
-pub const CUSTOM_DUMP_FILE: &str = "database.pgdump";
-
-/// Finds the one custom-format dump (`*.pgdump`) in `src` (a backup's dump directory or
-/// the file itself).
-pub fn find_dump_file(src: &Path) -> Result<PathBuf, BackendError> {
-    let is_dump = |p: &Path| p.extension().is_some_and(|e| e == "pgdump");
-    if src.is_file() {
-        return if is_dump(src) {
-            Ok(src.to_path_buf())
-        } else {
-            Err(BackendError::Verification(format!(
-                "{}: the k8s backend restores custom-format dumps (pg_dump -Fc, *.pgdump)",
-                src.display()
-            )))
-        };
+/// The one custom-format dump in `src`: a pod gets it on pg_restore's stdin. Plain SQL
+/// dumps (the compose runbook's) are refused here with what to do.
+fn custom_dump_file(src: &Path) -> Result<PathBuf, BackendError> {
+    let dump = find_dump_file(src)?;
+    if dump.format != "custom" {
+        return Err(BackendError::Verification(format!(
+            "{}: the k8s backend restores custom-format dumps (pg_dump -Fc, *.pgdump); \
+             take a new backup with splice-dr on this node",
+            dump.path.display()
+        )));
     }
-    let entries = std::fs::read_dir(src)
-        .map_err(|e| BackendError::io(format!("reading dump directory {}", src.display()), e))?;
-    let mut found: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && is_dump(p))
-        .collect();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(BackendError::Verification(format!(
-            "{} holds no .pgdump file (a backup taken by another backend in directory \
-             format cannot be streamed into a pod)",
-            src.display()
-        ))),
-        n => Err(BackendError::Verification(format!(
-            "{} holds {n} .pgdump files; expected one",
-            src.display()
-        ))),
-    }
+    Ok(dump.path)
 }
 
 impl K8sBackend {
@@ -176,7 +154,7 @@ impl K8sBackend {
         ctx: &OpContext,
         src: &Path,
     ) -> Result<DumpCheck, BackendError> {
-        let dump = find_dump_file(src)?;
+        let dump = custom_dump_file(src)?;
         let argv: Vec<String> = vec!["pg_restore".into(), "--list".into()];
         let (out, _) = self.run_in_postgres(ctx, &argv, Some(&dump), None, None)?;
         if out.code != 0 {
@@ -213,15 +191,11 @@ impl K8sBackend {
                 expected.role
             )));
         }
-        let dump = find_dump_file(src)?;
+        let dump = custom_dump_file(src)?;
         let staging = derived_name(&live, STAGING_MARKER, &new_suffix());
         let mut admin = self.conn.connect_admin()?;
-        admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {} TEMPLATE template0",
-                quote_ident(&staging)
-            ))
-            .map_err(db_err(format!("creating staging database {staging}")))?;
+        // Same owner, encoding and collation as the live database it will replace.
+        create_database_like(&mut admin, &staging, &live)?;
         ctx.info(format!("created staging database {staging} for {live}"));
         match self.fill_and_verify(ctx, &staging, &dump, expected) {
             Ok(()) => Ok(StagedDb {

@@ -1,7 +1,7 @@
 //! `dump` and `check_dump`: a directory-format dump whose row counts are taken in the very
 //! snapshot `pg_dump` reads, so a restore can later be verified table by table.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::Utc;
@@ -307,6 +307,66 @@ fn data_ids(list: &str) -> Vec<u64> {
         .filter(|l| !l.starts_with(';') && l.contains(" TABLE DATA "))
         .filter_map(|l| l.split(';').next()?.trim().parse().ok())
         .collect()
+}
+
+/// File name of a custom-format dump in its backup directory.
+pub const CUSTOM_DUMP_FILE: &str = "database.pgdump";
+/// Extension of plain SQL dumps (the runbook's `pg_dump > file`), which restore with psql.
+pub const PLAIN_EXTENSION: &str = "sql";
+
+/// A dump file found in a backup directory and how to feed it back.
+pub struct DumpFile {
+    /// The file.
+    pub path: PathBuf,
+    /// `custom` (pg_restore) or `plain` (psql).
+    pub format: &'static str,
+}
+
+/// Finds the one single-file dump in `src` (a backup's dump directory, or a file itself):
+/// what the backends that stream a dump through a container or pod (compose, k8s) feed to
+/// pg_restore or psql.
+pub fn find_dump_file(src: &Path) -> Result<DumpFile, BackendError> {
+    let classify = |p: PathBuf| -> Option<DumpFile> {
+        let ext = p.extension()?.to_str()?.to_string();
+        match ext.as_str() {
+            "pgdump" => Some(DumpFile {
+                path: p,
+                format: "custom",
+            }),
+            PLAIN_EXTENSION => Some(DumpFile {
+                path: p,
+                format: "plain",
+            }),
+            _ => None,
+        }
+    };
+    if src.is_file() {
+        return classify(src.to_path_buf()).ok_or_else(|| {
+            BackendError::Verification(format!(
+                "{}: a dump must end in .pgdump (pg_dump -Fc) or .sql (plain)",
+                src.display()
+            ))
+        });
+    }
+    let entries = std::fs::read_dir(src)
+        .map_err(|e| BackendError::io(format!("reading dump directory {}", src.display()), e))?;
+    let mut found: Vec<DumpFile> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter_map(classify)
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(BackendError::Verification(format!(
+            "{} holds no .pgdump or .sql dump file",
+            src.display()
+        ))),
+        n => Err(BackendError::Verification(format!(
+            "{} holds {n} dump files; expected one",
+            src.display()
+        ))),
+    }
 }
 
 #[cfg(test)]
