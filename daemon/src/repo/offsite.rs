@@ -89,16 +89,14 @@ impl OffsiteRepo {
             }
             OffsiteKind::S3 => Box::new(S3Store::new(cfg).map_err(|e| store_err(&cfg.name, e))?),
         };
-        let recipients = crate::identities::parse_recipients(&cfg.encrypt_to).or_else(|e| {
-            if cfg.encrypt_to.is_empty() {
-                Ok(Vec::new())
-            } else {
-                Err(RepoError::Io {
-                    path: PathBuf::from(&cfg.name),
-                    message: e.to_string(),
-                })
-            }
-        })?;
+        let recipients = if cfg.encrypt_to.is_empty() {
+            Vec::new()
+        } else {
+            crate::identities::parse_recipients(&cfg.encrypt_to).map_err(|e| RepoError::Io {
+                path: PathBuf::from(&cfg.name),
+                message: e.to_string(),
+            })?
+        };
         Ok(OffsiteRepo {
             name: cfg.name.clone(),
             primary: cfg.primary,
@@ -370,10 +368,18 @@ impl OffsiteRepo {
     /// Removes what interrupted uploads of `node` left. Call only while holding the node's
     /// lock, so no upload of it is in progress.
     pub fn discard_incomplete(&self, node: &str) -> Result<Vec<String>, RepoError> {
-        let listing = self.list()?;
         let mut removed = Vec::new();
-        for id in listing.incomplete {
-            if super::is_backup_of(&id, node) {
+        // Only this node's directories, and only whether their manifest exists: no
+        // manifest of any other backup is read (or decrypted) on the way to an upload.
+        for id in self.store.list_dirs().map_err(|e| self.err(e))? {
+            if !super::is_backup_of(&id, node) {
+                continue;
+            }
+            let committed = self
+                .store
+                .exists(&self.key(&id, MANIFEST))
+                .map_err(|e| self.err(e))?;
+            if !committed {
                 self.delete_objects(&id)?;
                 removed.push(id);
             }

@@ -116,6 +116,15 @@ impl BackupStore for DirStore {
         Ok(out)
     }
 
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(failed(&path, e)),
+        }
+    }
+
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match std::fs::remove_file(&path) {

@@ -57,6 +57,9 @@ pub trait BackupStore: Send + Sync {
     /// Every object under `dir/`.
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, StoreError>;
 
+    /// Whether the object `key` exists (a HEAD request, nothing read).
+    fn exists(&self, key: &str) -> Result<bool, StoreError>;
+
     /// Deletes one object; a missing one is not an error.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
 

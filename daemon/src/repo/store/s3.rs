@@ -371,6 +371,16 @@ impl BackupStore for S3Store {
         Ok(out)
     }
 
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let store = self.store.clone();
+        let path = self.path(key);
+        match self.block(async move { store.head(&path).await }) {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(failed(&format!("looking up {key} in {}", self.location), e)),
+        }
+    }
+
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         let store = self.store.clone();
         let path = self.path(key);
