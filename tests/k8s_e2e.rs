@@ -595,7 +595,9 @@ fn exec_streams_megabytes_both_ways_byte_exact() {
     // A command that exits without reading its 12 MB of stdin does not hang the caller:
     // the server closes the connection, the call ends with the exit code or says why not.
     let started = Instant::now();
-    match backend.exec(&ctx, "postgres", &["true".into()], Some(&input)) {
+    let early = backend.exec(&ctx, "postgres", &["true".into()], Some(&input));
+    eprintln!("a command not reading its stdin: {early:?}");
+    match early {
         Ok(out) => assert_eq!(out.code, 0),
         Err(e) => assert!(
             e.to_string().contains("before reading all its input"),

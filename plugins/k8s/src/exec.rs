@@ -18,6 +18,9 @@ use crate::cluster::kube_err;
 const KEEP_BYTES: usize = 1 << 20;
 /// How long the outputs may still drain once the websocket loop ended.
 const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the outputs may still drain once the websocket loop failed: what it wrote
+/// before failing is buffered, nothing more can come.
+const BROKEN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Read buffer size.
 const CHUNK: usize = 64 * 1024;
 
@@ -154,20 +157,12 @@ pub async fn run(
             o = &mut outputs => break o,
             j = &mut join, if !joined => {
                 joined = true;
-                match tokio::time::timeout(OUTPUT_GRACE, &mut outputs).await {
+                // A loop that ended cleanly closed the outputs; one that failed leaves
+                // them open with nothing more to come, so a long wait only delays the error.
+                let grace = if j.is_ok() { OUTPUT_GRACE } else { BROKEN_GRACE };
+                match tokio::time::timeout(grace, &mut outputs).await {
                     Ok(o) => break o,
-                    Err(_) => {
-                        return Err(BackendError::Command {
-                            command: what,
-                            status: "connection lost".into(),
-                            stderr: match j {
-                                Err(e) => e.to_string(),
-                                Ok(()) => "the exec stream ended without closing its output \
-                                           (did the command exit before reading all its input?)"
-                                    .into(),
-                            },
-                        })
-                    }
+                    Err(_) => return Err(connection_lost(what, j.err().map(|e| e.to_string()))),
                 }
             }
         }
@@ -187,6 +182,25 @@ pub async fn run(
         bytes_in,
         bytes_out,
     })
+}
+
+/// The error for an exec stream that ended without its outputs closing or its exit code.
+/// A failure while sending stdin is what the API server's close looks like when the command
+/// exits before reading all its input (the exit code it sent is lost with the connection),
+/// so the message says that instead of only "connection reset".
+fn connection_lost(what: String, loop_error: Option<String>) -> BackendError {
+    let hint = "the command most likely exited before reading all its input, and its exit \
+                code was lost with the connection";
+    let stderr = match loop_error {
+        Some(e) if e.contains("stdin") => format!("{e} ({hint})"),
+        Some(e) => e,
+        None => format!("the exec stream ended without closing its output ({hint})"),
+    };
+    BackendError::Command {
+        command: what,
+        status: "connection lost".into(),
+        stderr,
+    }
 }
 
 /// The exit code carried by the exec status (`Success`, or a `NonZeroExitCode` failure
@@ -294,5 +308,18 @@ mod tests {
             ..Status::default()
         };
         assert_eq!(exit_code(Some(&failed)), 3);
+    }
+
+    #[test]
+    fn a_stdin_send_failure_says_the_command_stopped_reading() {
+        let e = connection_lost(
+            "exec `true` in pod postgres-0".into(),
+            Some("failed to send a stdin data: IO error: Connection reset by peer".into()),
+        );
+        let shown = e.to_string();
+        assert!(shown.contains("Connection reset by peer"), "{shown}");
+        assert!(shown.contains("before reading all its input"), "{shown}");
+        let other = connection_lost("x".into(), Some("failed to receive a message".into()));
+        assert!(!other.to_string().contains("before reading"), "{other}");
     }
 }
