@@ -9,7 +9,7 @@ use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
 use splice_dr_postgres::dump::{into_fresh_dir, parse_list, SnapshotCounts};
 use splice_dr_postgres::names::quote_ident;
 use splice_dr_postgres::restore::verify_counts;
-use splice_dr_postgres::sql::{database_exists, db_err, user_tables};
+use splice_dr_postgres::sql::{database_exists, db_err, is_duplicate_database, user_tables};
 use splice_dr_postgres::ConnSettings;
 
 use crate::engine::{env_value, id_of};
@@ -327,9 +327,15 @@ impl ComposeBackend {
                 "database {db} did not exist after the volume was re-initialised (was \
                  MIGRATION_ID set when the container was created?); creating it"
             ));
-            admin
-                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(db)))
-                .map_err(db_err(format!("creating database {db}")))?;
+            match admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(db))) {
+                Ok(()) => {}
+                // Created meanwhile by the container's init script: the emptiness check
+                // below decides, as for a database that was there all along.
+                Err(e) if is_duplicate_database(&e) => {
+                    ctx.info(format!("database {db} appeared meanwhile; using it"))
+                }
+                Err(e) => return Err(db_err(format!("creating database {db}"))(e)),
+            }
         }
         let mut client = conn.connect(db)?;
         let tables = user_tables(&mut client)?;

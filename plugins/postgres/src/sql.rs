@@ -47,6 +47,12 @@ pub fn is_in_use(e: &postgres::Error) -> bool {
     e.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE)
 }
 
+/// Whether the error is "database already exists": another session (a container's init
+/// script finishing late) created it between our existence check and our `CREATE`.
+pub fn is_duplicate_database(e: &postgres::Error) -> bool {
+    e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE)
+}
+
 /// `(schema, table)` of every user table, sorted.
 pub fn user_tables(c: &mut impl GenericClient) -> Result<Vec<(String, String)>, BackendError> {
     let rows = c
