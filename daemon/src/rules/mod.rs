@@ -32,6 +32,7 @@
 // `config/mod.rs`): it is reported by `splice-dr check` and on reload, never on a hot path.
 #![allow(clippy::result_large_err)]
 
+pub mod memory;
 pub mod script;
 
 #[cfg(test)]
@@ -48,6 +49,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+pub use memory::{GuardMemory, RuleMemory};
 pub use script::{RuleScript, RunRequest};
 
 /// What the engine decided about one would-be automatic run.
@@ -357,6 +359,37 @@ impl RuleEngine {
                     slot.rt = rt;
                 }
             }
+        }
+    }
+
+    /// Each rule's guard state, by name, for [`GuardMemory`] (rules never fired and
+    /// never failed are left out).
+    pub fn memory(&self) -> BTreeMap<String, RuleMemory> {
+        self.slots
+            .iter()
+            .filter(|s| s.rt.failures > 0 || !s.rt.fired.is_empty() || s.rt.cooling_until.is_some())
+            .map(|s| {
+                let m = RuleMemory {
+                    failures: s.rt.failures,
+                    fired: s.rt.fired.iter().copied().collect(),
+                    cooling_until: s.rt.cooling_until,
+                    last_fired: s.rt.last_fired,
+                };
+                (s.policy.name.clone(), m)
+            })
+            .collect()
+    }
+
+    /// Makes the remembered guard state the engine's, by rule name: a rule absent from
+    /// `rules` has none (never fired, never failed); remembered rules no longer configured
+    /// are ignored (their memory goes with them). `for` waits are left as they are.
+    pub fn remember(&mut self, rules: &BTreeMap<String, RuleMemory>) {
+        for slot in &mut self.slots {
+            let m = rules.get(&slot.policy.name).cloned().unwrap_or_default();
+            slot.rt.failures = m.failures;
+            slot.rt.fired = m.fired.into_iter().collect();
+            slot.rt.cooling_until = m.cooling_until;
+            slot.rt.last_fired = m.last_fired;
         }
     }
 

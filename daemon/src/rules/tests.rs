@@ -418,6 +418,54 @@ breaker = 1
 }
 
 #[test]
+fn a_new_engine_given_the_memory_keeps_breaker_rate_and_cooldown() {
+    let c = config(
+        r#"
+[[rule]]
+name = "tripped"
+on = "health.postgres.down"
+flow = "restore"
+breaker = 1
+
+[[rule]]
+name = "limited"
+on = "health.participant.down"
+flow = "restore"
+max_runs = 1
+cooldown = "2h"
+"#,
+    );
+    let mut before = RuleEngine::new(&c.rules, &c.automation);
+    before.on_event(&ev("health.postgres.down", "validator-1", t0()), t0());
+    before.run_finished("tripped", false, mins(1));
+    before.on_event(&ev("health.participant.down", "validator-1", t0()), t0());
+    let memory = before.memory();
+    assert_eq!(memory.len(), 2, "{memory:?}");
+
+    // What a restarted daemon builds: a fresh engine, then the memory.
+    let mut after = RuleEngine::new(&c.rules, &c.automation);
+    assert!(is_start(
+        &after.on_event(&ev("health.postgres.down", "validator-1", mins(2)), mins(2))[0]
+    ));
+    let mut after = RuleEngine::new(&c.rules, &c.automation);
+    after.remember(&memory);
+    assert_eq!(
+        state_of(&after, "tripped", mins(2)),
+        RuleState::Tripped { failures: 1 }
+    );
+    let d = after.on_event(
+        &ev("health.participant.down", "validator-1", mins(2)),
+        mins(2),
+    );
+    assert!(reason(&d[0]).starts_with("cooling down until"), "{d:?}");
+    assert_eq!(after.memory(), memory);
+    // Memory of a rule no longer configured is dropped, not an error.
+    let mut other = engine(RESTORE);
+    other.remember(&memory);
+    assert!(other.memory().is_empty());
+}
+
+#[test]
 fn status_serializes_for_the_socket() {
     let mut e = engine(SUSTAIN);
     e.on_event(&ev("health.postgres.down", "validator-1", t0()), t0());
