@@ -500,3 +500,168 @@ fn scheduled_backup_fires_and_retention_deletes_the_oldest() {
     );
     stop(daemon);
 }
+
+/// The memory of the guard rails after the daemon restarted.
+fn rule_state(site: &Site, rule: &str) -> Value {
+    status(site)["automation"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["rule"] == rule)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn guard_rails_survive_restarts_and_a_run_the_daemon_died_in_counts_as_failed() {
+    let dbs = NodeDbs::create("sdr_auto_mem", 1);
+    let rules = r#"
+[[rule]]
+name = "flaky"
+on = "operator.go"
+flow = "fail"
+breaker = 1
+max_runs = 10
+
+[[rule]]
+name = "rate"
+on = "operator.rate"
+flow = "noop"
+max_runs = 1
+window = "1h"
+
+[[rule]]
+name = "held"
+on = "operator.slow"
+flow = "slow"
+breaker = 1
+max_runs = 10
+"#;
+    let site = automation_site(&dbs, rules);
+    let daemon = site.start_daemon();
+    trigger(&site, "operator.go");
+    wait_runs(&site, "fail", 1, "the failed run");
+    trigger(&site, "operator.rate");
+    wait_runs(&site, "noop", 1, "the rate-limited rule's one run");
+    wait_for(Duration::from_secs(5), "tripped before the restart", || {
+        rule_state(&site, "flaky")["state"] == "tripped"
+    });
+    stop(daemon);
+
+    // A clean restart: the breaker stays tripped and the rate window stays full.
+    let daemon = site.start_daemon();
+    assert_eq!(
+        rule_state(&site, "flaky")["state"],
+        "tripped",
+        "{}",
+        site.daemon_log()
+    );
+    trigger(&site, "operator.go");
+    trigger(&site, "operator.rate");
+    wait_for(
+        Duration::from_secs(10),
+        "both suppressed after the restart",
+        || {
+            let d = decisions(&site);
+            d.iter()
+                .any(|d| d.starts_with("flaky: suppressed: breaker tripped"))
+                && d.iter()
+                    .any(|d| d.starts_with("rate: suppressed: max_runs 1"))
+        },
+    );
+    assert_eq!(runs_of(&site, "fail").len(), 1, "no run while tripped");
+    assert_eq!(runs_of(&site, "noop").len(), 1, "no run past max_runs");
+
+    // The daemon is killed while a rule's run holds the node: the next daemon counts the
+    // interrupted run as the rule's failure, so its breaker (1) is tripped.
+    trigger(&site, "operator.slow");
+    wait_for(Duration::from_secs(10), "the slow run", || {
+        runs_of(&site, "slow")
+            .iter()
+            .any(|r| r["state"] == "running")
+    });
+    drop(daemon); // SIGKILL
+    let daemon = site.start_daemon();
+    wait_for(
+        Duration::from_secs(5),
+        "the interrupted run counted",
+        || rule_state(&site, "held")["state"] == "tripped",
+    );
+    assert!(
+        decisions(&site).iter().any(|d| d.starts_with("held: run ")
+            && d.contains("interrupted")
+            && d.contains("counted as a failure")),
+        "{:?}",
+        decisions(&site)
+    );
+    assert_eq!(runs_of(&site, "slow")[0]["state"], "interrupted");
+
+    // The operator's pause outlives a restart; so does the resume. A reset is remembered.
+    assert!(site.cli(&["pause"]).status.success());
+    assert!(site.cli(&["reset", "flaky"]).status.success());
+    stop(daemon);
+    let daemon = site.start_daemon();
+    assert_eq!(status(&site)["automation"]["paused"], true);
+    let flaky = rule_state(&site, "flaky");
+    assert_eq!(
+        (flaky["state"].as_str(), flaky["failures"].as_u64()),
+        (Some("paused"), Some(0)),
+        "{flaky}"
+    );
+    assert_eq!(
+        rule_state(&site, "rate")["runs_in_window"],
+        1,
+        "the window is remembered"
+    );
+    assert!(site.cli(&["resume"]).status.success());
+    stop(daemon);
+    let daemon = site.start_daemon();
+    assert_eq!(status(&site)["automation"]["paused"], false);
+    trigger(&site, "operator.go");
+    wait_runs(&site, "fail", 2, "a run after the remembered reset");
+
+    // A memory that cannot be written is shown in status until a write succeeds again.
+    let file = site.path("state/rules-memory.json");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    assert!(site.cli(&["pause"]).status.success());
+    wait_for(Duration::from_secs(5), "the write error in status", || {
+        status(&site)["automation"]["memory_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rules-memory.json"))
+    });
+    let shown = site.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("RULES MEMORY NOT WRITTEN"),
+        "{}",
+        text(&shown)
+    );
+    std::fs::remove_dir(&file).unwrap();
+    wait_for(Duration::from_secs(5), "the memory written again", || {
+        status(&site)["automation"]["memory_error"].is_null()
+    });
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains("\"operator_paused\": true"), "{written}");
+    stop(daemon);
+
+    // An unreadable memory is moved aside and automation starts paused, saying why.
+    std::fs::write(&file, "{ half a file").unwrap();
+    let daemon = site.start_daemon();
+    let st = status(&site);
+    assert_eq!(st["automation"]["paused"], true, "{st}");
+    assert!(
+        decisions(&site)
+            .iter()
+            .any(|d| d.contains("rules memory was unreadable") && d.contains("splice-dr resume")),
+        "{:?}",
+        decisions(&site)
+    );
+    let aside: Vec<_> = std::fs::read_dir(site.path("state"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("rules-memory.json.unreadable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged file kept for the operator");
+    stop(daemon);
+}

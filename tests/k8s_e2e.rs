@@ -707,6 +707,12 @@ fn start_daemon(site: &K8sSite) -> DaemonProcess {
     d
 }
 
+fn automation_paused(site: &K8sSite) -> bool {
+    let out = site.cli(&["--json", "status"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["automation"]["paused"] == true
+}
+
 fn leader_status(site: &K8sSite) -> Value {
     let out = site.cli(&["--json", "status"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -718,6 +724,12 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
     let dbs = NodeDbs::create("k8slease", 10);
     let a = leader_site(&dbs, None, "replica-a");
     let b = leader_site(&dbs, Some(&a), "replica-b");
+    // The replicas share the state directory, as on the deployment's shared volume.
+    let shared = std::fs::read_to_string(&b.config).unwrap().replace(
+        "state_dir = \"state\"\n",
+        &format!("state_dir = {:?}\n", a.path("state").display().to_string()),
+    );
+    std::fs::write(&b.config, shared).unwrap();
     let mut da = start_daemon(&a);
     wait_for(Duration::from_secs(10), "replica-a to lead", || {
         leader_status(&a)["leader"] == true
@@ -744,6 +756,10 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
     let out = a.cli(&["run", "backup"]);
     assert!(out.status.success(), "{}", text(&out));
 
+    // The leader's operator paused automation; the follower does not answer for it.
+    assert!(a.cli(&["pause"]).status.success());
+    assert!(!automation_paused(&b));
+
     // The holder dies without releasing: the follower takes over once the lease expires.
     da.kill().unwrap();
     let _ = da.wait();
@@ -761,6 +777,10 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
         a.fake.lease_holder("splice-dr").as_deref(),
         Some("replica-b")
     );
+    // The new leader took over what the old one remembered: automation stays paused.
+    wait_for(Duration::from_secs(5), "the pause to carry over", || {
+        automation_paused(&b)
+    });
     let out = b.cli(&["run", "backup"]);
     assert!(out.status.success(), "{}", text(&out));
     stop(db);

@@ -6,8 +6,11 @@
 //!
 //! The rule and schedule logic is the pure [`crate::rules`] / [`crate::schedule`]
 //! library; this module is the control loop around it (a kube-rs-style reconcile tick).
+//! The guard state survives restarts through [`memory`].
 // Config errors (ConfigError) are rare and cold; boxing them buys nothing.
 #![allow(clippy::result_large_err)]
+
+mod memory;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,7 +26,7 @@ use crate::events::{Event, EventBus};
 use crate::flows::{RunError, RunEvent, RunRequest, Runner};
 use crate::journal::{PendingApproval, RunState};
 use crate::notify::{Notifier, RunSummary};
-use crate::rules::{Decision, RuleEngine};
+use crate::rules::{Decision, GuardMemory, RuleEngine};
 use crate::schedule::Scheduler;
 
 /// How often rules' `for` timers, schedules, the queue and approval expiry are checked.
@@ -61,8 +64,17 @@ struct State {
     retention: Option<RetentionConfig>,
     queue: VecDeque<Queued>,
     recent: VecDeque<DecisionRecord>,
+    /// Automatic runs not finished yet → the rule that started them (kept in the memory).
     rule_of_run: HashMap<String, String>,
     flow_of_run: HashMap<String, (String, Option<String>)>,
+    /// The operator's last pause (true) or resume (false), kept across restarts.
+    operator_paused: Option<bool>,
+    /// What the memory file holds (written only when this changes).
+    saved: Option<GuardMemory>,
+    /// Why the last write of the memory failed, until one succeeds.
+    memory_error: Option<String>,
+    /// Whether this replica led at the last check (a new leader reads the memory).
+    was_leader: bool,
 }
 
 /// The automatic side of one daemon.
@@ -72,6 +84,8 @@ pub struct Autopilot {
     board: Arc<HealthBoard>,
     notifier: Option<Notifier>,
     state: Mutex<State>,
+    /// Serializes memory writes, so an older state never lands after a newer one.
+    persisting: Mutex<()>,
     health_interval: Duration,
     health_timeout: Duration,
 }
@@ -99,7 +113,8 @@ impl Autopilot {
             },
             None => None,
         };
-        Ok(Arc::new(Autopilot {
+        let was_leader = runner.leadership().is_leader();
+        let autopilot = Arc::new(Autopilot {
             runner,
             bus,
             board: Arc::new(HealthBoard::default()),
@@ -113,10 +128,17 @@ impl Autopilot {
                 recent: VecDeque::new(),
                 rule_of_run: HashMap::new(),
                 flow_of_run: HashMap::new(),
+                operator_paused: None,
+                saved: None,
+                memory_error: None,
+                was_leader,
             }),
+            persisting: Mutex::new(()),
             health_interval: config.daemon.health_interval,
             health_timeout: config.daemon.health_timeout,
-        }))
+        });
+        autopilot.recall();
+        Ok(autopilot)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -205,6 +227,7 @@ impl Autopilot {
     }
 
     fn tick(&self, now: DateTime<Utc>) {
+        self.on_leadership();
         let decisions = {
             let mut st = self.state();
             let mut d = st.engine.tick(now);
@@ -218,13 +241,16 @@ impl Autopilot {
         self.retry_queue();
         self.expire_approvals(now);
         self.check_staleness(now);
-        let st = self.state();
-        for r in st.engine.status(now) {
-            crate::metrics::breaker_state(
-                &r.rule,
-                matches!(r.state, crate::rules::RuleState::Tripped { .. }),
-            );
+        {
+            let st = self.state();
+            for r in st.engine.status(now) {
+                crate::metrics::breaker_state(
+                    &r.rule,
+                    matches!(r.state, crate::rules::RuleState::Tripped { .. }),
+                );
+            }
         }
+        self.persist();
     }
 
     fn record(&self, rule: &str, trigger: &str, outcome: String) {
@@ -312,10 +338,8 @@ impl Autopilot {
                     trigger,
                     format!("pending approval {id} (expires {expires_at})"),
                 );
-                {
-                    let mut st = self.state();
-                    st.rule_of_run.insert(id.clone(), rule.into());
-                }
+                self.state().rule_of_run.insert(id.clone(), rule.into());
+                self.persist();
                 if let Some(n) = &self.notifier {
                     n.notify(
                         NotifyKind::PendingApproval,
@@ -341,19 +365,32 @@ impl Autopilot {
             self.state().queue.push_back(q);
             return;
         }
-        match self.runner.start(q.request.clone()) {
+        // The rule is written down with the run's id before the flow can act: a crash
+        // from then on counts as the rule's failure at the next start.
+        let noted = std::cell::RefCell::new(None::<String>);
+        let started = self.runner.start_noting(q.request.clone(), |id| {
+            self.state().rule_of_run.insert(id.into(), q.rule.clone());
+            self.persist();
+            *noted.borrow_mut() = Some(id.into());
+        });
+        match started {
             Ok((id, _)) => {
                 tracing::info!(rule = %q.rule, run = %id, "automatic run of {} started", q.request.flow);
                 self.record(&q.rule, &q.trigger, format!("started {id}"));
-                self.state().rule_of_run.insert(id, q.rule);
-            }
-            Err(RunError::Busy(_)) => {
-                self.record(&q.rule, &q.trigger, "queued: node busy".into());
-                self.state().queue.push_back(q);
             }
             Err(e) => {
-                tracing::error!(rule = %q.rule, "automatic run of {} could not start: {e}", q.request.flow);
-                self.record(&q.rule, &q.trigger, format!("error: {e}"));
+                // Never launched: nothing to charge to the rule.
+                if let Some(id) = noted.into_inner() {
+                    self.state().rule_of_run.remove(&id);
+                    self.persist();
+                }
+                if let RunError::Busy(_) = e {
+                    self.record(&q.rule, &q.trigger, "queued: node busy".into());
+                    self.state().queue.push_back(q);
+                } else {
+                    tracing::error!(rule = %q.rule, "automatic run of {} could not start: {e}", q.request.flow);
+                    self.record(&q.rule, &q.trigger, format!("error: {e}"));
+                }
             }
         }
     }
@@ -454,6 +491,7 @@ impl Autopilot {
                 let ok = state == "succeeded";
                 if let Some(rule) = &rule {
                     self.state().engine.run_finished(rule, ok, Utc::now());
+                    self.persist();
                 }
                 let record = self.runner.journal().get(run).ok();
                 let (flow, node) = flow_node.unwrap_or_else(|| {
@@ -545,21 +583,33 @@ impl Autopilot {
     }
 
     /// Stops every automatic trigger (rules and schedules); manual runs stay allowed.
+    /// The pause outlives a restart of the daemon until `resume`.
     pub fn pause(&self) {
-        self.state().engine.pause();
+        {
+            let mut st = self.state();
+            st.engine.pause();
+            st.operator_paused = Some(true);
+        }
         self.record("*", "operator", "paused".into());
+        self.persist();
     }
 
     /// Re-arms automatic triggers.
     pub fn resume(&self) {
-        self.state().engine.resume();
+        {
+            let mut st = self.state();
+            st.engine.resume();
+            st.operator_paused = Some(false);
+        }
         self.record("*", "operator", "resumed".into());
+        self.persist();
     }
 
     /// Clears a rule's tripped breaker.
     pub fn reset(&self, rule: &str) -> Result<(), String> {
         self.state().engine.reset(rule).map_err(|e| e.to_string())?;
         self.record(rule, "operator", "breaker reset".into());
+        self.persist();
         Ok(())
     }
 
@@ -594,6 +644,7 @@ impl Autopilot {
             .collect();
         json!({
             "paused": st.engine.is_paused(),
+            "memory_error": st.memory_error,
             "rules": st.engine.status(now),
             "schedules": st.scheduler.status(),
             "queue": st.queue.iter().collect::<Vec<_>>(),

@@ -508,6 +508,11 @@ pub fn status_text(v: &Value) -> String {
                 "armed"
             }
         ));
+        if let Some(e) = a["memory_error"].as_str() {
+            out.push_str(&format!(
+                "  RULES MEMORY NOT WRITTEN: {e} — a restart now would forget tripped breakers\n"
+            ));
+        }
         for r in a["rules"].as_array().into_iter().flatten() {
             let mut line = format!(
                 "  rule {:<24} {:<12} on {}",

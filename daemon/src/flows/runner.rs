@@ -299,8 +299,20 @@ impl Runner {
         self: &Arc<Self>,
         req: RunRequest,
     ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
+        self.start_noting(req, |_| {})
+    }
+
+    /// [`Self::start`], handing the new run's id to `starting` before the flow can act:
+    /// the autopilot writes down which rule started the run first, so a crash at any later
+    /// point is charged to that rule.
+    pub fn start_noting(
+        self: &Arc<Self>,
+        req: RunRequest,
+        starting: impl FnOnce(&str),
+    ) -> Result<(String, JoinHandle<RunRecord>), RunError> {
         self.check_leader()?;
         let (flow, node_name, node, record) = self.new_record(&req)?;
+        starting(&record.id);
         self.launch(flow, node_name, node, record, req)
     }
 
