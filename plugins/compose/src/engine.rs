@@ -4,19 +4,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
 
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
 use bollard::Docker;
+use splice_dr_bridge::PrivateRuntime;
 use splice_dr_plugin_api::{BackendError, OpContext};
 
 /// Label compose puts on every container of a project.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 /// Label compose puts on every container of a service.
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
-/// How often a blocked call checks the run's cancel flag.
-const CANCEL_POLL: Duration = Duration::from_millis(100);
 /// Engine request timeout (seconds): long, because exec streams a whole dump.
 const REQUEST_TIMEOUT_SECS: u64 = 24 * 3600;
 /// The engine's default address.
@@ -30,11 +28,8 @@ const API_VERSION: bollard::ClientVersion = bollard::ClientVersion {
 
 /// A Docker engine client usable from blocking code.
 pub struct Engine {
-    /// Owner of the private runtime; `Some` until drop hands it to `shutdown_background`
-    /// (dropping a runtime inside the daemon's async context would panic).
-    rt: Option<tokio::runtime::Runtime>,
     /// Where blocking calls run their futures.
-    handle: tokio::runtime::Handle,
+    rt: PrivateRuntime,
     docker: Docker,
     project: String,
 }
@@ -64,12 +59,7 @@ impl Engine {
     /// contacted yet: a node whose engine is down still loads, and the failure shows up in
     /// `status` and in runs, like every other backend.
     pub fn connect(host: Option<&str>, project: &str) -> Result<Self, BackendError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sdr-docker")
-            .enable_all()
-            .build()
-            .map_err(|e| BackendError::io("starting the Docker client runtime", e))?;
+        let rt = PrivateRuntime::start("Docker", 2)?;
         let from_env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
         let host = host
             .map(str::to_string)
@@ -88,8 +78,7 @@ impl Engine {
             BackendError::Config(format!("cannot use the Docker engine at {host}: {e}"))
         })?;
         Ok(Engine {
-            handle: rt.handle().clone(),
-            rt: Some(rt),
+            rt,
             docker,
             project: project.into(),
         })
@@ -114,22 +103,7 @@ impl Engine {
         what: &str,
         fut: impl Future<Output = Result<T, BackendError>> + Send,
     ) -> Result<T, BackendError> {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                self.handle.block_on(async {
-                    tokio::select! {
-                        r = fut => r,
-                        _ = cancelled(ctx) => Err(BackendError::Cancelled { what: what.into() }),
-                    }
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(BackendError::Plugin(format!(
-                    "{what}: the Docker call panicked"
-                )))
-            })
-        })
+        self.rt.block(ctx, what, fut)
     }
 
     /// Like [`Engine::block`] but never cancelled: for undo steps that must finish.
@@ -138,15 +112,7 @@ impl Engine {
         what: &str,
         fut: impl Future<Output = Result<T, BackendError>> + Send,
     ) -> Result<T, BackendError> {
-        std::thread::scope(|s| {
-            s.spawn(|| self.handle.block_on(fut))
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(BackendError::Plugin(format!(
-                        "{what}: the Docker call panicked"
-                    )))
-                })
-        })
+        self.rt.block_uncancellable(what, fut)
     }
 
     /// The label query that finds a service's container, for error messages an operator
@@ -203,21 +169,6 @@ impl Engine {
             .inspect_container(&id, None::<InspectContainerOptions>)
             .await
             .map_err(engine_err(format!("inspecting the {service} container")))
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// Resolves once `ctx` is cancelled.
-async fn cancelled(ctx: &OpContext) {
-    while !ctx.is_cancelled() {
-        tokio::time::sleep(CANCEL_POLL).await;
     }
 }
 

@@ -3,13 +3,11 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use splice_dr_bridge::PrivateRuntime;
 use splice_dr_plugin_api::{BackendError, OpContext};
 
-/// How often a blocked call checks the run's cancel flag.
-const CANCEL_POLL: Duration = Duration::from_millis(100);
 /// Where Kubernetes mounts a pod's service-account token.
 pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
@@ -68,10 +66,8 @@ pub async fn connect(
 
 /// A kube client usable from blocking code, on its own runtime.
 pub struct Cluster {
-    /// Owner of the private runtime; `Some` until drop hands it to `shutdown_background`
-    /// (dropping a runtime inside the daemon's async context would panic).
-    rt: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
+    /// Where blocking calls run their futures.
+    rt: PrivateRuntime,
     client: kube::Client,
     namespace: String,
 }
@@ -84,25 +80,10 @@ impl Cluster {
         context: Option<&str>,
         namespace: &str,
     ) -> Result<Self, BackendError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sdr-k8s")
-            .enable_all()
-            .build()
-            .map_err(|e| BackendError::io("starting the Kubernetes client runtime", e))?;
-        let handle = rt.handle().clone();
-        let client = std::thread::scope(|s| {
-            s.spawn(|| handle.block_on(connect(kubeconfig, context)))
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(BackendError::Plugin(
-                        "building the Kubernetes client panicked".into(),
-                    ))
-                })
-        })?;
+        let rt = PrivateRuntime::start("Kubernetes", 2)?;
+        let client = rt.block_uncancellable("building the client", connect(kubeconfig, context))?;
         Ok(Cluster {
-            rt: Some(rt),
-            handle,
+            rt,
             client,
             namespace: namespace.into(),
         })
@@ -135,36 +116,6 @@ impl Cluster {
         what: &str,
         fut: impl Future<Output = Result<T, BackendError>> + Send,
     ) -> Result<T, BackendError> {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                self.handle.block_on(async {
-                    tokio::select! {
-                        r = fut => r,
-                        _ = cancelled(ctx) => Err(BackendError::Cancelled { what: what.into() }),
-                    }
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(BackendError::Plugin(format!(
-                    "{what}: the Kubernetes call panicked"
-                )))
-            })
-        })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// Resolves once `ctx` is cancelled.
-async fn cancelled(ctx: &OpContext) {
-    while !ctx.is_cancelled() {
-        tokio::time::sleep(CANCEL_POLL).await;
+        self.rt.block(ctx, what, fut)
     }
 }

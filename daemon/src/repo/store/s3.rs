@@ -18,6 +18,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::sync::mpsc;
 
+use splice_dr_bridge::PrivateRuntime;
+
 use super::{BackupStore, Fill, ObjectInfo, StoreError};
 use crate::config::OffsiteConfig;
 
@@ -30,21 +32,11 @@ const MESSAGE_SIZE: usize = 1 << 20;
 
 /// A bucket (and key prefix) reached through the S3 API.
 pub struct S3Store {
-    /// Owner of the private runtime; taken by `Drop` for `shutdown_background` (dropping a
-    /// runtime inside the daemon's async context would panic).
-    rt: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
+    /// Where the client's futures and the upload tasks run.
+    rt: PrivateRuntime,
     store: Arc<AmazonS3>,
     prefix: String,
     location: String,
-}
-
-impl Drop for S3Store {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
 }
 
 fn read_secret(path: &std::path::Path, what: &str) -> Result<String, StoreError> {
@@ -112,15 +104,9 @@ impl S3Store {
         let store = b
             .build()
             .map_err(|e| failed(&format!("S3 repository {}", cfg.name), e))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sdr-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| failed("starting the S3 client runtime", e))?;
+        let rt = PrivateRuntime::start("S3", 2).map_err(|e| failed("S3 client", e))?;
         Ok(S3Store {
-            handle: rt.handle().clone(),
-            rt: Some(rt),
+            rt,
             store: Arc::new(store),
             prefix: cfg.prefix.trim_matches('/').to_string(),
             location: cfg.location(),
@@ -146,14 +132,11 @@ impl S3Store {
         }
     }
 
-    /// Runs `fut` on the private runtime from any thread (a scoped thread, so calling this
-    /// from inside another runtime's context cannot panic).
+    /// Runs `fut` on the private runtime from any thread; a panic in it goes on here.
     fn block<T: Send>(&self, fut: impl Future<Output = T> + Send) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| self.handle.block_on(fut))
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
+        self.rt
+            .run(fut)
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
     }
 }
 
@@ -284,7 +267,8 @@ impl BackupStore for S3Store {
     fn put(&self, key: &str, fill: Fill<'_>) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::channel(2);
         let task = self
-            .handle
+            .rt
+            .handle()
             .spawn(upload(self.store.clone(), self.path(key), rx));
         let mut sink = UploadSink {
             tx,
@@ -315,7 +299,7 @@ impl BackupStore for S3Store {
             Err(e) => return Err(failed(&format!("reading {key} from {}", self.location), e)),
         };
         let (tx, rx) = mpsc::channel(4);
-        self.handle.spawn(async move {
+        self.rt.handle().spawn(async move {
             let mut body = body;
             while let Some(chunk) = body.next().await {
                 let stop = chunk.is_err();
