@@ -651,3 +651,60 @@ fn postgres_backend_loaded_as_a_cdylib_plugin_passes_the_same_roundtrip() {
     );
     backup_restore_roundtrip(&site, &dbs);
 }
+
+/// A Postgres that accepts connections and never answers (a hung host, a proxy whose
+/// backend is gone) must not hang the daemon's start, `status` or a run: each gives up
+/// after the connect timeout and names the server.
+#[test]
+fn a_postgres_that_accepts_but_never_answers_hangs_nothing() {
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tarpit.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in tarpit.incoming() {
+            held.push(c);
+        }
+    });
+    let site = Site::with("v", "p", BackendChoice::Builtin, "", "", "");
+    let u = url_parts::parse(&pg_url());
+    let config = std::fs::read_to_string(&site.config).unwrap().replace(
+        &format!("@{}:{}/postgres\"", u.host, u.port),
+        &format!("@127.0.0.1:{port}/postgres?connect_timeout=2\""),
+    );
+    assert!(config.contains("?connect_timeout=2"), "{config}");
+    std::fs::write(&site.config, config).unwrap();
+
+    let started = std::time::Instant::now();
+    let daemon = site.start_daemon();
+    eprintln!("daemon up after {:?}", started.elapsed());
+
+    let started = std::time::Instant::now();
+    let out = site.cli(&["--json", "status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = &v["nodes"][0];
+    let errors = format!("{} {}", node["databases_error"], node["leftovers_error"]);
+    let server = format!("127.0.0.1:{port}");
+    assert!(errors.contains(&server), "{node}");
+    assert!(
+        errors.contains("did not complete the startup handshake")
+            || errors.contains("has not answered it yet"),
+        "{node}"
+    );
+
+    let started = std::time::Instant::now();
+    let out = site.cli(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(text(&out).contains(&server), "{}", text(&out));
+    stop(daemon);
+}

@@ -10,10 +10,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
-use postgres::{Client, NoTls};
+use postgres::Client;
 use splice_dr_plugin_api::BackendError;
-
-use crate::sql::pg_message;
 
 /// Database the admin connection uses when the URL names none.
 const DEFAULT_ADMIN_DB: &str = "postgres";
@@ -88,6 +86,8 @@ impl ConnSettings {
     }
 
     /// Opens an SQL session on `dbname` (plain TCP or Unix socket; TLS is not supported).
+    /// The whole handshake is bounded by the connect timeout, per host, as libpq's
+    /// `connect_timeout` is for the tools (see [`crate::handshake`]).
     pub fn connect(&self, dbname: &str) -> Result<Client, BackendError> {
         let mut cfg = self.base.clone();
         cfg.dbname(dbname);
@@ -95,9 +95,36 @@ impl ConnSettings {
             cfg.password(p.as_bytes());
         }
         cfg.application_name("splice-dr");
-        cfg.connect(NoTls).map_err(|e| {
-            BackendError::db(format!("connecting to database {dbname}"), pg_message(&e))
-        })
+        let per_host = self
+            .base
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let hosts = self.base.get_hosts().len().max(1) as u32;
+        crate::handshake::connect(
+            cfg,
+            &self.server(),
+            per_host * hosts,
+            &format!("connecting to database {dbname}"),
+        )
+    }
+
+    /// `host:port` (comma-separated for several hosts), for messages.
+    pub fn server(&self) -> String {
+        let ports = self.base.get_ports();
+        self.base
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match h {
+                    Host::Tcp(name) => format!("{name}:{port}"),
+                    Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Opens an SQL session on the admin database.

@@ -13,6 +13,7 @@ pub mod components;
 pub mod config;
 pub mod connection;
 pub mod dump;
+pub mod handshake;
 pub mod names;
 pub mod process;
 pub mod restore;
