@@ -708,3 +708,91 @@ fn a_postgres_that_accepts_but_never_answers_hangs_nothing() {
     assert!(text(&out).contains(&server), "{}", text(&out));
     stop(daemon);
 }
+
+/// Threads of a process, from /proc.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// A Docker engine that accepts connections and never answers (a deadlocked dockerd):
+/// the daemon still starts, `status` answers within its limit naming what did not answer,
+/// and the health probes give up on time instead of leaving a blocked thread per round.
+#[test]
+fn a_hung_docker_engine_bounds_status_and_probes_and_leaks_no_threads() {
+    let site = Site::with(
+        "v",
+        "p",
+        BackendChoice::Builtin,
+        "health_interval = \"200ms\"\nhealth_timeout = \"1s\"",
+        "",
+        "",
+    );
+    let engine_sock = site.path("hung-docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&engine_sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    let config = std::fs::read_to_string(&site.config).unwrap();
+    let node_start = config.find("backend = \"postgres\"").unwrap();
+    let compose_node = format!(
+        "backend = \"compose\"\nmigration_id = 0\n\n[node.compose]\nproject = \"sdr-hung\"\ndocker_host = \"unix://{}\"\n",
+        engine_sock.display()
+    );
+    std::fs::write(
+        &site.config,
+        format!("{}{compose_node}", &config[..node_start]),
+    )
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let child = site
+        .cmd()
+        .arg("daemon")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(site.path("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let daemon = DaemonProcess::from_child(child);
+    let sock = site.path("splice-dr.sock");
+    wait_for(Duration::from_secs(40), "the daemon's socket", || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    eprintln!("daemon up after {:?}", started.elapsed());
+
+    let started = std::time::Instant::now();
+    let out = site.cli(&["--json", "status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let took = started.elapsed();
+    eprintln!("status answered in {took:?}");
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = &v["nodes"][0];
+    assert!(
+        node["components_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer within 10s")),
+        "{node}"
+    );
+
+    // Probe rounds every 200 ms, each cut off after 1 s: the thread count stays flat.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = threads_of(pid);
+    std::thread::sleep(Duration::from_secs(8));
+    let after = threads_of(pid);
+    eprintln!("daemon threads: {before} -> {after}");
+    assert!(after <= before + 4, "threads grew from {before} to {after}");
+    let health = site.cli(&["--json", "status"]);
+    let v: Value = serde_json::from_slice(&health.stdout).unwrap();
+    let current = v["health"]["current"].to_string();
+    assert!(current.contains("no answer within 1s"), "{current}");
+    stop(daemon);
+}

@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::{Config, ConfigError};
+use crate::events::health::bounded_error;
 use crate::flows::{RunError, RunEvent, RunRequest, Runner};
 use crate::journal::{Journal, RunRecord};
 use crate::lock::NodeLock;
@@ -18,6 +19,12 @@ use crate::script::{FlowCatalog, NodeFacts, ScriptError};
 use crate::socket::protocol::{ErrorCode, Reply, Request};
 
 pub use crate::flows::runner::NodeRuntime;
+
+/// How long each node's part of `status` may take: a node whose engine or API server
+/// hangs shows "no answer within 10s" instead of hanging the operator's command.
+const STATUS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long start-up recovery may spend on one node before the daemon serves anyway.
+const RECOVERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Why the service could not be built from a config.
 #[derive(Debug, Error)]
@@ -263,7 +270,8 @@ impl Service {
                     notes.push(format!("node {name}: removed unsealed backup {r}"));
                 }
             }
-            let ctx = splice_dr_plugin_api::OpContext::new(|| false, |_| {});
+            // A hung node must not keep the daemon from serving the others.
+            let ctx = splice_dr_plugin_api::OpContext::with_deadline(RECOVERY_LIMIT);
             if let Ok(left) = node.backend.leftovers(&ctx) {
                 if !left.staged.is_empty() {
                     let live = node.backend.databases(&ctx).unwrap_or_default();
@@ -635,7 +643,6 @@ impl Service {
 
     fn node_status(&self) -> Vec<Value> {
         let (backups, _) = self.runner.repo().list().unwrap_or_default();
-        let ctx = splice_dr_plugin_api::OpContext::new(|| false, |_| {});
         self.runner
             .nodes()
             .iter()
@@ -659,6 +666,8 @@ impl Service {
                     }
                     Err(e) => v["participant_id_error"] = json!(e.to_string()),
                 }
+                // `status` answers even when a node's engine or API server hangs.
+                let ctx = splice_dr_plugin_api::OpContext::with_deadline(STATUS_LIMIT);
                 let fields = [
                     ("components", node.backend.components(&ctx).map(|c| json!(c))),
                     ("databases", node.backend.databases(&ctx).map(|d| json!(d))),
@@ -667,7 +676,9 @@ impl Service {
                 for (key, res) in fields {
                     match res {
                         Ok(val) => v[key] = val,
-                        Err(e) => v[format!("{key}_error")] = json!(e.to_string()),
+                        Err(e) => {
+                            v[format!("{key}_error")] = json!(bounded_error(&e, STATUS_LIMIT))
+                        }
                     }
                 }
                 v

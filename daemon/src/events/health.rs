@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use splice_dr_plugin_api::{Backend, OpContext};
+use splice_dr_plugin_api::{Backend, BackendError, OpContext};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,9 +107,25 @@ impl HealthBoard {
     }
 }
 
-/// One probe round of one node: `(component, up, detail)` for Postgres and every component.
-pub fn probe_node(backend: &dyn Backend) -> Vec<(String, bool, String)> {
-    let ctx = OpContext::new(|| false, |_| {});
+/// How long past its limit a probe may take to come back before it is reported hung.
+const PROBE_GRACE: Duration = Duration::from_secs(2);
+
+/// An error of a call bounded by [`OpContext::with_deadline`], in words: a call the
+/// deadline cut short says that the backend did not answer in time.
+pub fn bounded_error(e: &BackendError, limit: Duration) -> String {
+    match e {
+        BackendError::Cancelled { what } => {
+            format!("no answer within {}s ({what})", limit.as_secs().max(1))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// One probe round of one node: `(component, up, detail)` for Postgres and every
+/// component. Every backend call gives up when `limit` has passed, so a hung engine or
+/// API server costs one late answer, not a thread per round.
+pub fn probe_node(backend: &dyn Backend, limit: Duration) -> Vec<(String, bool, String)> {
+    let ctx = OpContext::with_deadline(limit);
     let mut out = Vec::new();
     match backend.databases(&ctx) {
         Ok(dbs) => {
@@ -128,7 +144,7 @@ pub fn probe_node(backend: &dyn Backend) -> Vec<(String, bool, String)> {
                 ));
             }
         }
-        Err(e) => out.push(("postgres".into(), false, e.to_string())),
+        Err(e) => out.push(("postgres".into(), false, bounded_error(&e, limit))),
     }
     if let Ok(components) = backend.components(&ctx) {
         for c in components
@@ -152,8 +168,10 @@ pub async fn run_probes(
 ) {
     loop {
         for (name, backend) in nodes() {
-            let probe = tokio::task::spawn_blocking(move || probe_node(backend.as_ref()));
-            let results = match tokio::time::timeout(timeout, probe).await {
+            let probe = tokio::task::spawn_blocking(move || probe_node(backend.as_ref(), timeout));
+            // The probe bounds its own calls; this only catches a backend that ignores
+            // cancellation (its thread is then left behind).
+            let results = match tokio::time::timeout(timeout + PROBE_GRACE, probe).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => vec![("postgres".into(), false, format!("probe panicked: {e}"))],
                 Err(_) => vec![(

@@ -70,6 +70,15 @@ impl OpContext {
         OpContext::new(move || flag.load(Ordering::Relaxed), |_| {})
     }
 
+    /// A context that cancels itself once `limit` has passed, dropping every event: for
+    /// calls that must answer in bounded time whatever the backend does (`status`, health
+    /// probes, start-up recovery). A backend stuck on a hung engine or API server then
+    /// gives up at its next cancellation check instead of holding a thread for ever.
+    pub fn with_deadline(limit: std::time::Duration) -> Self {
+        let deadline = std::time::Instant::now() + limit;
+        OpContext::new(move || std::time::Instant::now() >= deadline, |_| {})
+    }
+
     /// Whether the run has been cancelled; long operations poll this.
     pub fn is_cancelled(&self) -> bool {
         (self.cancel)()
