@@ -543,9 +543,11 @@ max_runs = 10
     wait_runs(&site, "fail", 1, "the failed run");
     trigger(&site, "operator.rate");
     wait_runs(&site, "noop", 1, "the rate-limited rule's one run");
-    wait_for(Duration::from_secs(5), "tripped before the restart", || {
-        rule_state(&site, "flaky")["state"] == "tripped"
-    });
+    wait_for(
+        Duration::from_secs(15),
+        "tripped before the restart",
+        || rule_state(&site, "flaky")["state"] == "tripped",
+    );
     stop(daemon);
 
     // A clean restart: the breaker stays tripped and the rate window stays full.
@@ -575,7 +577,7 @@ max_runs = 10
     // The daemon is killed while a rule's run holds the node: the next daemon counts the
     // interrupted run as the rule's failure, so its breaker (1) is tripped.
     trigger(&site, "operator.slow");
-    wait_for(Duration::from_secs(10), "the slow run", || {
+    wait_for(Duration::from_secs(15), "the slow run", || {
         runs_of(&site, "slow")
             .iter()
             .any(|r| r["state"] == "running")
@@ -625,7 +627,7 @@ max_runs = 10
     std::fs::remove_file(&file).unwrap();
     std::fs::create_dir(&file).unwrap();
     assert!(site.cli(&["pause"]).status.success());
-    wait_for(Duration::from_secs(5), "the write error in status", || {
+    wait_for(Duration::from_secs(15), "the write error in status", || {
         status(&site)["automation"]["memory_error"]
             .as_str()
             .is_some_and(|e| e.contains("rules-memory.json"))
@@ -637,7 +639,7 @@ max_runs = 10
         text(&shown)
     );
     std::fs::remove_dir(&file).unwrap();
-    wait_for(Duration::from_secs(5), "the memory written again", || {
+    wait_for(Duration::from_secs(15), "the memory written again", || {
         status(&site)["automation"]["memory_error"].is_null()
     });
     let written = std::fs::read_to_string(&file).unwrap();
