@@ -746,9 +746,12 @@ fn a_hung_docker_engine_bounds_status_and_probes_and_leaks_no_threads() {
         "backend = \"compose\"\nmigration_id = 0\n\n[node.compose]\nproject = \"sdr-hung\"\ndocker_host = \"unix://{}\"\n",
         engine_sock.display()
     );
+    // Two nodes on the hung engine: each costs its own deadline, not one after the other.
+    let second = format!("\n[[node]]\nname = \"validator-2\"\n{compose_node}")
+        .replace("sdr-hung", "sdr-hung-2");
     std::fs::write(
         &site.config,
-        format!("{}{compose_node}", &config[..node_start]),
+        format!("{}{compose_node}{second}", &config[..node_start]),
     )
     .unwrap();
 
@@ -766,22 +769,35 @@ fn a_hung_docker_engine_bounds_status_and_probes_and_leaks_no_threads() {
     wait_for(Duration::from_secs(40), "the daemon's socket", || {
         UnixStream::connect(&sock).is_ok()
     });
-    eprintln!("daemon up after {:?}", started.elapsed());
+    let up = started.elapsed();
+    eprintln!("daemon up after {up:?}");
+    assert!(
+        up < Duration::from_secs(28),
+        "recovery ran node after node: {up:?}"
+    );
+    let log = site.daemon_log();
+    assert!(
+        log.contains("validator-2: cannot look for half-restored databases: no answer within 15s"),
+        "{log}"
+    );
 
     let started = std::time::Instant::now();
     let out = site.cli(&["--json", "status"]);
     assert!(out.status.success(), "{}", text(&out));
     let took = started.elapsed();
     eprintln!("status answered in {took:?}");
-    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert!(took < Duration::from_secs(18), "node after node: {took:?}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let node = &v["nodes"][0];
-    assert!(
-        node["components_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no answer within 10s")),
-        "{node}"
-    );
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    for node in nodes {
+        assert!(
+            node["components_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no answer within 10s")),
+            "{node}"
+        );
+    }
 
     // Probe rounds every 200 ms, each cut off after 1 s: the thread count stays flat.
     std::thread::sleep(Duration::from_secs(3));

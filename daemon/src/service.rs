@@ -261,48 +261,81 @@ impl Service {
             Err(e) => notes.push(format!("cannot scan the journal: {e}")),
         }
         let state_dir = self.config().daemon.state_dir.clone();
-        for (name, node) in self.runner.nodes().iter() {
-            let Ok(_lock) = NodeLock::try_acquire(&state_dir, name, "start-up recovery") else {
-                continue;
-            };
-            if let Ok(removed) = self.runner.repo().discard_incomplete(name) {
-                for r in removed {
-                    notes.push(format!("node {name}: removed unsealed backup {r}"));
-                }
+        let nodes = self.runner.nodes();
+        // Nodes in parallel: a hung one costs its own deadline, not everyone's.
+        let per_node: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|(name, node)| s.spawn(|| self.recover_node(&state_dir, name, node)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| vec!["start-up recovery of a node panicked".into()])
+                })
+                .collect()
+        });
+        notes.extend(per_node.into_iter().flatten());
+        notes
+    }
+
+    /// Start-up recovery of one node, under its lock (skipped when a run holds it).
+    fn recover_node(
+        &self,
+        state_dir: &std::path::Path,
+        name: &str,
+        node: &NodeRuntime,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        let Ok(_lock) = NodeLock::try_acquire(state_dir, name, "start-up recovery") else {
+            return notes;
+        };
+        if let Ok(removed) = self.runner.repo().discard_incomplete(name) {
+            for r in removed {
+                notes.push(format!("node {name}: removed unsealed backup {r}"));
             }
-            // A hung node must not keep the daemon from serving the others.
-            let ctx = splice_dr_plugin_api::OpContext::with_deadline(RECOVERY_LIMIT);
-            if let Ok(left) = node.backend.leftovers(&ctx) {
-                if !left.staged.is_empty() {
-                    let live = node.backend.databases(&ctx).unwrap_or_default();
-                    let staged: Vec<_> = left
-                        .staged
+        }
+        // A hung node must not keep the daemon from serving the others.
+        let ctx = splice_dr_plugin_api::OpContext::with_deadline(RECOVERY_LIMIT);
+        let left = match node.backend.leftovers(&ctx) {
+            Ok(left) => left,
+            Err(e) => {
+                notes.push(format!(
+                    "node {name}: cannot look for half-restored databases: {}",
+                    bounded_error(&e, RECOVERY_LIMIT)
+                ));
+                return notes;
+            }
+        };
+        if !left.staged.is_empty() {
+            let live = node.backend.databases(&ctx).unwrap_or_default();
+            let staged: Vec<_> = left
+                .staged
+                .iter()
+                .filter_map(|s| {
+                    let db = live
                         .iter()
-                        .filter_map(|s| {
-                            let db = live
-                                .iter()
-                                .find(|d| s.starts_with(&format!("{}__sdr_", d.name)))?;
-                            Some(splice_dr_plugin_api::StagedDb {
-                                role: db.role.clone(),
-                                live: db.name.clone(),
-                                staging: s.clone(),
-                            })
-                        })
-                        .collect();
-                    match node.backend.drop_staged(&ctx, &staged) {
-                        Ok(()) => notes.push(format!(
-                            "node {name}: dropped half-restored {}",
-                            left.staged.join(", ")
-                        )),
-                        Err(e) => notes.push(format!(
-                            "node {name}: cannot drop half-restored databases: {e}"
-                        )),
-                    }
-                }
-                for k in left.kept {
-                    notes.push(format!("node {name}: database {k} holds data replaced by an interrupted restore; drop it once the node is verified"));
-                }
+                        .find(|d| s.starts_with(&format!("{}__sdr_", d.name)))?;
+                    Some(splice_dr_plugin_api::StagedDb {
+                        role: db.role.clone(),
+                        live: db.name.clone(),
+                        staging: s.clone(),
+                    })
+                })
+                .collect();
+            match node.backend.drop_staged(&ctx, &staged) {
+                Ok(()) => notes.push(format!(
+                    "node {name}: dropped half-restored {}",
+                    left.staged.join(", ")
+                )),
+                Err(e) => notes.push(format!(
+                    "node {name}: cannot drop half-restored databases: {e}"
+                )),
             }
+        }
+        for k in left.kept {
+            notes.push(format!("node {name}: database {k} holds data replaced by an interrupted restore; drop it once the node is verified"));
         }
         notes
     }
@@ -643,46 +676,64 @@ impl Service {
 
     fn node_status(&self) -> Vec<Value> {
         let (backups, _) = self.runner.repo().list().unwrap_or_default();
-        self.runner
-            .nodes()
-            .iter()
-            .map(|(name, node)| {
-                let last = backups.iter().find(|m| &m.node == name);
-                let mut v = json!({
-                    "name": name, "backend": node.backend.kind(), "migration_id": node.facts.migration_id,
-                    "last_backup": last.map(|m| json!({"id": m.id, "created_at": m.created_at,
-                        "age_secs": (chrono::Utc::now() - m.created_at).num_seconds(),
-                        "drill": m.last_drill})),
-                    "last_drill": last_drill(&backups, name),
-                });
-                // Since a re-onboard, every start must pass this id (Splice's rule).
-                match crate::participants::Registry::load(&node.facts.state_dir, name) {
-                    Ok(reg) => {
-                        v["participant_id"] = json!(reg.current);
-                        // After a network DR and before the config is updated.
-                        if let Some(m) = reg.migration_id.filter(|m| *m > node.facts.migration_id) {
-                            v["running_migration_id"] = json!(m);
-                        }
-                    }
-                    Err(e) => v["participant_id_error"] = json!(e.to_string()),
+        let nodes = self.runner.nodes();
+        // Nodes in parallel: a hung one costs its own limit, not everyone's.
+        std::thread::scope(|s| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|(name, node)| {
+                    let backups = &backups;
+                    s.spawn(move || self.one_node_status(name, node, backups))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| json!({"error": "status of a node panicked"}))
+                })
+                .collect()
+        })
+    }
+
+    /// One node's part of `status`: facts, last backup and drill, and what its backend
+    /// answers within [`STATUS_LIMIT`].
+    fn one_node_status(&self, name: &str, node: &NodeRuntime, backups: &[Manifest]) -> Value {
+        let last = backups.iter().find(|m| m.node == name);
+        let mut v = json!({
+            "name": name, "backend": node.backend.kind(), "migration_id": node.facts.migration_id,
+            "last_backup": last.map(|m| json!({"id": m.id, "created_at": m.created_at,
+                "age_secs": (chrono::Utc::now() - m.created_at).num_seconds(),
+                "drill": m.last_drill})),
+            "last_drill": last_drill(backups, name),
+        });
+        // Since a re-onboard, every start must pass this id (Splice's rule).
+        match crate::participants::Registry::load(&node.facts.state_dir, name) {
+            Ok(reg) => {
+                v["participant_id"] = json!(reg.current);
+                // After a network DR and before the config is updated.
+                if let Some(m) = reg.migration_id.filter(|m| *m > node.facts.migration_id) {
+                    v["running_migration_id"] = json!(m);
                 }
-                // `status` answers even when a node's engine or API server hangs.
-                let ctx = splice_dr_plugin_api::OpContext::with_deadline(STATUS_LIMIT);
-                let fields = [
-                    ("components", node.backend.components(&ctx).map(|c| json!(c))),
-                    ("databases", node.backend.databases(&ctx).map(|d| json!(d))),
-                    ("leftovers", node.backend.leftovers(&ctx).map(|l| json!(l))),
-                ];
-                for (key, res) in fields {
-                    match res {
-                        Ok(val) => v[key] = val,
-                        Err(e) => {
-                            v[format!("{key}_error")] = json!(bounded_error(&e, STATUS_LIMIT))
-                        }
-                    }
-                }
-                v
-            })
-            .collect()
+            }
+            Err(e) => v["participant_id_error"] = json!(e.to_string()),
+        }
+        // `status` answers even when a node's engine or API server hangs.
+        let ctx = splice_dr_plugin_api::OpContext::with_deadline(STATUS_LIMIT);
+        let fields = [
+            (
+                "components",
+                node.backend.components(&ctx).map(|c| json!(c)),
+            ),
+            ("databases", node.backend.databases(&ctx).map(|d| json!(d))),
+            ("leftovers", node.backend.leftovers(&ctx).map(|l| json!(l))),
+        ];
+        for (key, res) in fields {
+            match res {
+                Ok(val) => v[key] = val,
+                Err(e) => v[format!("{key}_error")] = json!(bounded_error(&e, STATUS_LIMIT)),
+            }
+        }
+        v
     }
 }
