@@ -734,6 +734,9 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
     wait_for(Duration::from_secs(10), "replica-a to lead", || {
         leader_status(&a)["leader"] == true
     });
+    // The leader's operator pauses automation before the second replica starts: the
+    // follower reads the shared memory at its start.
+    assert!(a.cli(&["pause"]).status.success());
     let db = start_daemon(&b);
     wait_for(Duration::from_secs(10), "replica-b to follow", || {
         leader_status(&b)["holder"] == "replica-a"
@@ -756,9 +759,10 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
     let out = a.cli(&["run", "backup"]);
     assert!(out.status.success(), "{}", text(&out));
 
-    // The leader's operator paused automation; the follower does not answer for it.
-    assert!(a.cli(&["pause"]).status.success());
-    assert!(!automation_paused(&b));
+    assert!(automation_paused(&b), "read at the follower's start");
+    // Then the leader's operator resumes; the follower reads nothing until it leads.
+    assert!(a.cli(&["resume"]).status.success());
+    assert!(automation_paused(&b));
 
     // The holder dies without releasing: the follower takes over once the lease expires.
     da.kill().unwrap();
@@ -777,9 +781,9 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
         a.fake.lease_holder("splice-dr").as_deref(),
         Some("replica-b")
     );
-    // The new leader took over what the old one remembered: automation stays paused.
-    wait_for(Duration::from_secs(5), "the pause to carry over", || {
-        automation_paused(&b)
+    // The new leader takes over what the old one remembered last: the resume.
+    wait_for(Duration::from_secs(15), "the resume to carry over", || {
+        !automation_paused(&b)
     });
     let out = b.cli(&["run", "backup"]);
     assert!(out.status.success(), "{}", text(&out));

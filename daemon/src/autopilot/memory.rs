@@ -52,8 +52,12 @@ impl Autopilot {
         {
             let mut st = self.state();
             st.engine.remember(&memory.rules);
-            if memory.operator_paused == Some(true) {
-                st.engine.pause();
+            // The remembered pause or resume is the operator's last word (a resume does
+            // not lift `[automation] paused` from the config).
+            match memory.operator_paused {
+                Some(true) => st.engine.pause(),
+                Some(false) if !st.config_paused => st.engine.resume(),
+                _ => {}
             }
             st.operator_paused = memory.operator_paused;
             for s in &settled {

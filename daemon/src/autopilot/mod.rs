@@ -69,6 +69,8 @@ struct State {
     flow_of_run: HashMap<String, (String, Option<String>)>,
     /// The operator's last pause (true) or resume (false), kept across restarts.
     operator_paused: Option<bool>,
+    /// `[automation] paused` of the config: a remembered resume does not override it.
+    config_paused: bool,
     /// What the memory file holds (written only when this changes).
     saved: Option<GuardMemory>,
     /// Why the last write of the memory failed, until one succeeds.
@@ -129,6 +131,7 @@ impl Autopilot {
                 rule_of_run: HashMap::new(),
                 flow_of_run: HashMap::new(),
                 operator_paused: None,
+                config_paused: config.automation.paused,
                 saved: None,
                 memory_error: None,
                 was_leader,
@@ -155,6 +158,7 @@ impl Autopilot {
         let script = crate::rules::load_script(config)?;
         let mut st = self.state();
         st.engine.reconfigure(&config.rules, script);
+        st.config_paused = config.automation.paused;
         st.scheduler.reconfigure(&config.schedules, Utc::now());
         st.schedules = config.schedules.clone();
         st.retention = config.retention.clone();
