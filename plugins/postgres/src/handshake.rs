@@ -129,10 +129,10 @@ mod tests {
 
         // When the hung attempt ends (the tarpit closes), the server is tried again.
         held.join().unwrap();
-        crate::handshake::tests::wait_until(|| !lock().contains_key(&server));
+        wait_until(|| !lock().contains_key(&server));
     }
 
-    pub(super) fn wait_until(mut cond: impl FnMut() -> bool) {
+    fn wait_until(mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out");
