@@ -167,8 +167,16 @@ pub async fn run_probes(
     shutdown: CancellationToken,
 ) {
     loop {
-        for (name, backend) in nodes() {
-            let probe = tokio::task::spawn_blocking(move || probe_node(backend.as_ref(), timeout));
+        // Every node at once: hung nodes cost a round one timeout, not one each.
+        let probes: Vec<_> = nodes()
+            .into_iter()
+            .map(|(name, backend)| {
+                let probe =
+                    tokio::task::spawn_blocking(move || probe_node(backend.as_ref(), timeout));
+                (name, probe)
+            })
+            .collect();
+        for (name, probe) in probes {
             // The probe bounds its own calls; this only catches a backend that ignores
             // cancellation (its thread is then left behind).
             let results = match tokio::time::timeout(timeout + PROBE_GRACE, probe).await {
