@@ -16,6 +16,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for note in service.recover().await {
         tracing::warn!("start-up recovery: {note}");
     }
+    // Watch the config before the socket answers: an edit made once the daemon is seen
+    // up must be seen too (the events wait in the channel until the reloader runs).
+    let (tx, mut rx) = mpsc::channel(4);
+    let _watcher = config::watch(&config.source, tx).context("watching the config file")?;
     let listener = server::bind(&config.daemon.socket, config.daemon.socket_mode).await?;
     let shutdown = CancellationToken::new();
     let election = start_election(&config, &service, shutdown.clone());
@@ -59,8 +63,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");
 
-    let (tx, mut rx) = mpsc::channel(4);
-    let _watcher = config::watch(&config.source, tx).context("watching the config file")?;
     let reloader = service.clone();
     let pilot = autopilot.clone();
     tokio::spawn(async move {
