@@ -10,19 +10,16 @@ use std::path::Path;
 
 use splice_dr_plugin_api::{BackendError, DumpInfo, OpContext, StagedCheck, StagedDb, StagedQuery};
 use splice_dr_postgres::check::check_database;
-use splice_dr_postgres::names::{
-    derived_name, is_derived, new_suffix, FAILED_MARKER, STAGING_MARKER,
-};
+use splice_dr_postgres::dump::find_dump_file;
 use splice_dr_postgres::restore::{name_failing_table, verify_counts};
-use splice_dr_postgres::sql::{all_databases, create_database_like, drop_database};
+use splice_dr_postgres::sql::all_databases;
+use splice_dr_postgres::staging::{drop_scratch, is_scratch_of, restore_into_scratch};
 
 use crate::ComposeBackend;
-use splice_dr_postgres::dump::find_dump_file;
 
 impl ComposeBackend {
-    /// See [`splice_dr_plugin_api::Backend::restore_staged`]: a new database created over
-    /// the admin connection, the dump streamed into it inside the container, row counts
-    /// verified. A failure drops the scratch database again.
+    /// See [`splice_dr_plugin_api::Backend::restore_staged`]: the dump streamed into a
+    /// new database inside the container, row counts verified; dropped again on failure.
     pub(crate) fn restore_staged_impl(
         &self,
         ctx: &OpContext,
@@ -31,53 +28,20 @@ impl ComposeBackend {
         expected: &DumpInfo,
     ) -> Result<StagedDb, BackendError> {
         let live = self.db_for_role(role)?;
-        if expected.role != role {
-            return Err(BackendError::Verification(format!(
-                "the dump is of the {} database, not the {role} database",
-                expected.role
-            )));
-        }
         let dump = find_dump_file(src)?;
         let conn = self.conn(ctx)?;
-        let staging = derived_name(&live, STAGING_MARKER, &new_suffix());
-        let mut admin = conn.connect_admin()?;
-        create_database_like(&mut admin, &staging, &live)?;
-        ctx.info(format!("created scratch database {staging} next to {live}"));
-        let filled = self
-            .stream_into(ctx, &dump, &staging)
-            .map_err(name_failing_table)
-            .and_then(|()| {
-                let mut client = conn.connect(&staging)?;
-                verify_counts(ctx, &mut client, &staging, expected)
-            });
-        match filled {
-            Ok(()) => Ok(StagedDb {
-                role: role.into(),
-                live,
-                staging,
-            }),
-            Err(e) => {
-                ctx.warn(format!("restore into {staging} failed; dropping it: {e}"));
-                if let Err(drop_err) = conn
-                    .connect_admin()
-                    .and_then(|mut a| drop_database(&mut a, &staging))
-                {
-                    ctx.warn(format!(
-                        "could not drop {staging}: {drop_err}; `leftovers` lists it and \
-                         the next cleanup drops it"
-                    ));
-                }
-                Err(e)
-            }
-        }
+        restore_into_scratch(ctx, &conn, role, &live, expected, |_, staging| {
+            self.stream_into(ctx, &dump, staging)
+                .map_err(name_failing_table)?;
+            let mut client = conn.connect(staging)?;
+            verify_counts(ctx, &mut client, staging, expected)
+        })
     }
 
     /// Refuses anything but a scratch database of this node's live ones.
     fn check_scratch(&self, s: &StagedDb) -> Result<(), BackendError> {
         let live = self.db_for_role(&s.role)?;
-        let scratch = is_derived(&s.staging, &live, STAGING_MARKER)
-            || is_derived(&s.staging, &live, FAILED_MARKER);
-        if live != s.live || !scratch {
+        if live != s.live || !is_scratch_of(&s.staging, &live) {
             return Err(BackendError::Config(format!(
                 "refusing to touch {}: not a scratch database of this node's {} database {live}",
                 s.staging, s.role
@@ -98,12 +62,7 @@ impl ComposeBackend {
         for s in staged {
             self.check_scratch(s)?;
         }
-        let mut admin = self.conn(ctx)?.connect_admin()?;
-        for s in staged {
-            drop_database(&mut admin, &s.staging)?;
-            ctx.info(format!("dropped scratch database {}", s.staging));
-        }
-        Ok(())
+        drop_scratch(ctx, &self.conn(ctx)?, staged)
     }
 
     /// See [`splice_dr_plugin_api::Backend::check_staged`].
@@ -132,11 +91,7 @@ impl ComposeBackend {
         ];
         let mut out: Vec<String> = all_databases(&mut admin)?
             .into_iter()
-            .filter(|n| {
-                lives
-                    .iter()
-                    .any(|l| is_derived(n, l, STAGING_MARKER) || is_derived(n, l, FAILED_MARKER))
-            })
+            .filter(|n| lives.iter().any(|l| is_scratch_of(n, l)))
             .collect();
         out.sort();
         Ok(out)

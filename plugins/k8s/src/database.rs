@@ -11,9 +11,8 @@ use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, StagedD
 use splice_dr_postgres::dump::{
     find_dump_file, into_fresh_dir, parse_list, SnapshotCounts, CUSTOM_DUMP_FILE,
 };
-use splice_dr_postgres::names::{derived_name, new_suffix, STAGING_MARKER};
 use splice_dr_postgres::restore::verify_counts;
-use splice_dr_postgres::sql::{create_database_like, drop_database};
+use splice_dr_postgres::staging::restore_into_scratch;
 
 use crate::exec::{self, ExecResult, Input, Streams};
 use crate::K8sBackend;
@@ -185,39 +184,10 @@ impl K8sBackend {
         expected: &DumpInfo,
     ) -> Result<StagedDb, BackendError> {
         let live = self.db_for_role(role)?;
-        if expected.role != role {
-            return Err(BackendError::Verification(format!(
-                "the dump is of the {} database, not the {role} database",
-                expected.role
-            )));
-        }
         let dump = custom_dump_file(src)?;
-        let staging = derived_name(&live, STAGING_MARKER, &new_suffix());
-        let mut admin = self.conn.connect_admin()?;
-        // Same owner, encoding and collation as the live database it will replace.
-        create_database_like(&mut admin, &staging, &live)?;
-        ctx.info(format!("created staging database {staging} for {live}"));
-        match self.fill_and_verify(ctx, &staging, &dump, expected) {
-            Ok(()) => Ok(StagedDb {
-                role: role.into(),
-                live,
-                staging,
-            }),
-            Err(e) => {
-                ctx.warn(format!("restore into {staging} failed; dropping it: {e}"));
-                let dropped = self
-                    .conn
-                    .connect_admin()
-                    .and_then(|mut a| drop_database(&mut a, &staging));
-                if let Err(drop_err) = dropped {
-                    ctx.warn(format!(
-                        "could not drop staging database {staging}: {drop_err}; it is \
-                         listed by `leftovers` and dropped at the next cleanup"
-                    ));
-                }
-                Err(e)
-            }
-        }
+        restore_into_scratch(ctx, &self.conn, role, &live, expected, |_, staging| {
+            self.fill_and_verify(ctx, staging, &dump, expected)
+        })
     }
 
     fn fill_and_verify(

@@ -18,6 +18,7 @@ pub mod names;
 pub mod process;
 pub mod restore;
 pub mod sql;
+pub mod staging;
 
 use std::path::Path;
 use std::time::Duration;

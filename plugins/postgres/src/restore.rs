@@ -23,9 +23,10 @@ use crate::names::{
 };
 use crate::process::{self, find_tool};
 use crate::sql::{
-    all_databases, count_rows, create_database_like, database_exists, db_err, drop_database,
-    is_in_use, pg_message, terminate_sessions, user_tables,
+    all_databases, count_rows, database_exists, db_err, drop_database, is_in_use, pg_message,
+    terminate_sessions, user_tables,
 };
+use crate::staging::{drop_scratch, is_scratch_of, restore_into_scratch};
 use crate::PostgresBackend;
 
 /// How many times a rename is tried while other sessions keep reconnecting.
@@ -67,48 +68,11 @@ impl PostgresBackend {
         expected: &DumpInfo,
     ) -> Result<StagedDb, BackendError> {
         let live = self.db_for_role(role)?.to_string();
-        if expected.role != role {
-            return Err(BackendError::Verification(format!(
-                "the dump is of the {} database, not the {role} database",
-                expected.role
-            )));
-        }
         let pg_restore = find_tool(self.cfg.bin_dir.as_deref(), "pg_restore")?;
         self.check_not_admin(&[&live])?;
-        let staging = derived_name(&live, STAGING_MARKER, &new_suffix());
-        let mut admin = self.conn.connect_admin()?;
-
-        if !create_database_like(&mut admin, &staging, &live)? {
-            ctx.warn(format!(
-                "live database {live} does not exist; the restored one will be owned by the connecting user"
-            ));
-        }
-        ctx.info(format!("created staging database {staging} for {live}"));
-
-        let staged = StagedDb {
-            role: role.to_string(),
-            live: live.clone(),
-            staging: staging.clone(),
-        };
-        match self.fill_and_verify(ctx, &mut admin, &pg_restore, &staging, src, expected) {
-            Ok(()) => Ok(staged),
-            Err(e) => {
-                ctx.warn(format!("restore into {staging} failed; dropping it: {e}"));
-                if let Err(drop_err) = self.drop_with_fresh_admin(&staging) {
-                    ctx.warn(format!(
-                        "could not drop staging database {staging}: {drop_err}; \
-                         it is listed by `leftovers` and dropped at the next cleanup"
-                    ));
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Drops a database over a new admin session (the old one may be broken by the error).
-    fn drop_with_fresh_admin(&self, name: &str) -> Result<(), BackendError> {
-        let mut admin = self.conn.connect_admin()?;
-        drop_database(&mut admin, name)
+        restore_into_scratch(ctx, &self.conn, role, &live, expected, |admin, staging| {
+            self.fill_and_verify(ctx, admin, &pg_restore, staging, src, expected)
+        })
     }
 
     /// Runs pg_restore into `staging` and checks every expected table's row count.
@@ -390,21 +354,8 @@ impl PostgresBackend {
     ) -> Result<(), BackendError> {
         for s in staged {
             self.check_live(&s.role, &s.live)?;
-            if !is_derived(&s.staging, &s.live, STAGING_MARKER)
-                && !is_derived(&s.staging, &s.live, FAILED_MARKER)
-            {
-                return Err(BackendError::Config(format!(
-                    "refusing to drop {}: not a staging database of {}",
-                    s.staging, s.live
-                )));
-            }
         }
-        let mut admin = self.conn.connect_admin()?;
-        for s in staged {
-            drop_database(&mut admin, &s.staging)?;
-            ctx.info(format!("dropped staging database {}", s.staging));
-        }
-        Ok(())
+        drop_scratch(ctx, &self.conn, staged)
     }
 
     /// See [`splice_dr_plugin_api::Backend::check_staged`]: only staging databases of
@@ -435,10 +386,7 @@ impl PostgresBackend {
         let lives = [&self.cfg.validator_db, &self.cfg.participant_db];
         let mut out = Leftovers::default();
         for n in names {
-            if lives
-                .iter()
-                .any(|l| is_derived(&n, l, STAGING_MARKER) || is_derived(&n, l, FAILED_MARKER))
-            {
+            if lives.iter().any(|l| is_scratch_of(&n, l)) {
                 out.staged.push(n);
             } else if lives.iter().any(|l| is_derived(&n, l, KEPT_MARKER)) {
                 out.kept.push(n);
