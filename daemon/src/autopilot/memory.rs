@@ -120,10 +120,11 @@ impl Autopilot {
         let _one_writer = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
         let memory = {
             let st = self.state();
-            if st.memory_error.is_none() && st.saved.as_ref().is_some_and(|s| *s == current(&st)) {
+            let now = current(&st);
+            if st.memory_error.is_none() && st.saved.as_ref() == Some(&now) {
                 return;
             }
-            current(&st)
+            now
         };
         let dir = self.runner.state_dir().to_path_buf();
         let result = blocking(|| memory.save(&dir));
