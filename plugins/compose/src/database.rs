@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use chrono::Utc;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
 use splice_dr_postgres::dump::{into_fresh_dir, parse_list, SnapshotCounts};
 use splice_dr_postgres::names::quote_ident;
@@ -146,7 +145,6 @@ impl ComposeBackend {
         let pinned = SnapshotCounts::take(ctx, &mut client, db)?;
         let snapshot = pinned.snapshot.clone();
         let what = format!("dump {db}");
-        let tables = pinned.tables.clone();
         let argv: Vec<String> = vec![
             "pg_dump".into(),
             "--format=custom".into(),
@@ -157,7 +155,7 @@ impl ComposeBackend {
         ];
         ctx.info(format!(
             "dumping {db} ({} tables) inside the {} container with snapshot {snapshot}",
-            tables.len(),
+            pinned.tables.len(),
             self.cfg.services.postgres
         ));
         let file = dest.join(CUSTOM_DUMP_FILE);
@@ -171,22 +169,12 @@ impl ComposeBackend {
             },
         )?;
         let out = out.check(&shown)?;
-        let finished_at = Utc::now();
-        let (started_at, server_version) = (pinned.started_at, pinned.server_version.clone());
-        pinned.finish()?;
+        let info = pinned.finish_into(role, db, "custom")?;
         if !out.stderr.trim().is_empty() {
             ctx.warn(format!("pg_dump said: {}", out.stderr.trim()));
         }
         ctx.progress(&what, out.bytes_out, Some(out.bytes_out), "bytes");
-        Ok(DumpInfo {
-            role: role.into(),
-            database: db.into(),
-            format: "custom".into(),
-            started_at,
-            finished_at,
-            server_version,
-            tables,
-        })
+        Ok(info)
     }
 
     /// Refuses to work on a node whose postgres container was created for another

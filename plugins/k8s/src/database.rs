@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, StagedDb};
 use splice_dr_postgres::dump::{
     find_dump_file, into_fresh_dir, parse_list, SnapshotCounts, CUSTOM_DUMP_FILE,
@@ -110,7 +109,6 @@ impl K8sBackend {
         let mut client = self.conn.connect(db)?;
         let pinned = SnapshotCounts::take(ctx, &mut client, db)?;
         let snapshot = pinned.snapshot.clone();
-        let tables = pinned.tables.clone();
         let argv: Vec<String> = vec![
             "pg_dump".into(),
             "--format=custom".into(),
@@ -121,29 +119,19 @@ impl K8sBackend {
         ];
         ctx.info(format!(
             "dumping {db} ({} tables) in pod {} with snapshot {snapshot}",
-            tables.len(),
+            pinned.tables.len(),
             self.cfg.postgres_pod
         ));
         let what = format!("dump {db}");
         let file = dest.join(CUSTOM_DUMP_FILE);
         let (out, shown) = self.run_in_postgres(ctx, &argv, None, Some(&file), Some(&what))?;
         let out = out.check(&shown)?;
-        let finished_at = Utc::now();
-        let (started_at, server_version) = (pinned.started_at, pinned.server_version.clone());
-        pinned.finish()?;
+        let info = pinned.finish_into(role, db, "custom")?;
         if !out.stderr.trim().is_empty() {
             ctx.warn(format!("pg_dump said: {}", out.stderr.trim()));
         }
         ctx.progress(&what, out.bytes_out, Some(out.bytes_out), "bytes");
-        Ok(DumpInfo {
-            role: role.into(),
-            database: db.into(),
-            format: "custom".into(),
-            started_at,
-            finished_at,
-            server_version,
-            tables,
-        })
+        Ok(info)
     }
 
     /// See [`splice_dr_plugin_api::Backend::check_dump`]: `pg_restore --list` in the pod

@@ -151,6 +151,23 @@ impl<'a> SnapshotCounts<'a> {
             .commit()
             .map_err(db_err("ending the dump transaction"))
     }
+
+    /// Ends the transaction once pg_dump of `db` (run in this snapshot) has written its
+    /// `format` dump, and describes that dump for the manifest: the row counts taken in
+    /// the snapshot, when it was taken, and now as its end.
+    pub fn finish_into(self, role: &str, db: &str, format: &str) -> Result<DumpInfo, BackendError> {
+        let info = DumpInfo {
+            role: role.into(),
+            database: db.into(),
+            format: format.into(),
+            started_at: self.started_at,
+            finished_at: Utc::now(),
+            server_version: self.server_version.clone(),
+            tables: self.tables.clone(),
+        };
+        self.finish()?;
+        Ok(info)
+    }
 }
 
 impl PostgresBackend {
@@ -166,17 +183,12 @@ impl PostgresBackend {
         prepare_dest(dest)?;
         let mut client = self.conn.connect(&db)?;
         let pinned = SnapshotCounts::take(ctx, &mut client, &db)?;
-        let (snapshot, started_at, tables) = (
-            pinned.snapshot.clone(),
-            pinned.started_at,
-            pinned.tables.clone(),
-        );
-        let server_version = pinned.server_version.clone();
+        let snapshot = pinned.snapshot.clone();
         let what = format!("dump {db}");
-        let rows: u64 = tables.iter().map(|t| t.rows).sum();
+        let rows: u64 = pinned.tables.iter().map(|t| t.rows).sum();
         ctx.info(format!(
             "dumping {db} ({} tables, {rows} rows) with snapshot {snapshot}, {} jobs",
-            tables.len(),
+            pinned.tables.len(),
             self.cfg.jobs
         ));
 
@@ -201,8 +213,7 @@ impl PostgresBackend {
                 return Err(e);
             }
         };
-        let finished_at = Utc::now();
-        pinned.finish()?;
+        let info = pinned.finish_into(role, &db, "directory")?;
         if !out.stderr.is_empty() {
             ctx.warn(format!("pg_dump said: {}", out.stderr));
         }
@@ -210,17 +221,9 @@ impl PostgresBackend {
         ctx.progress(&what, bytes, Some(bytes), "bytes");
         ctx.info(format!(
             "dumped {db}: {bytes} bytes in {:.1}s",
-            (finished_at - started_at).num_milliseconds() as f64 / 1000.0
+            (info.finished_at - info.started_at).num_milliseconds() as f64 / 1000.0
         ));
-        Ok(DumpInfo {
-            role: role.to_string(),
-            database: db,
-            format: "directory".into(),
-            started_at,
-            finished_at,
-            server_version,
-            tables,
-        })
+        Ok(info)
     }
 
     /// See [`splice_dr_plugin_api::Backend::check_dump`].
