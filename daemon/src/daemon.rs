@@ -34,8 +34,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .token()
             .map_err(|e| anyhow::anyhow!("[alertmanager] token_file: {e}"))?;
         let (listen, bus, stop) = (am.listen, bus.clone(), shutdown.clone());
+        // Alerts select nodes of the config in force (reloads included), nothing else.
+        let svc = service.clone();
+        let nodes: crate::events::alertmanager::NodeFilter =
+            std::sync::Arc::new(move |n: &str| svc.config().node(n).is_some());
         tokio::spawn(async move {
-            if let Err(e) = crate::events::alertmanager::serve(listen, token, bus, stop).await {
+            if let Err(e) =
+                crate::events::alertmanager::serve(listen, token, bus, nodes, stop).await
+            {
                 tracing::error!("Alertmanager receiver on {listen} stopped: {e}");
             }
         });

@@ -21,6 +21,7 @@ pub mod leader;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
+pub mod names;
 pub mod notify;
 pub mod participants;
 pub mod prune;

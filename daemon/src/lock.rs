@@ -20,6 +20,9 @@ pub enum LockError {
         /// What the lock file says about its holder.
         holder: String,
     },
+    /// The node name is not a safe file name (never built into a path).
+    #[error(transparent)]
+    Name(#[from] crate::names::NameError),
     /// The lock file could not be opened.
     #[error("lock file {path}: {source}")]
     Io {
@@ -40,6 +43,7 @@ pub struct NodeLock {
 impl NodeLock {
     /// Takes the lock for `node` without waiting, recording `holder` (run id and pid).
     pub fn try_acquire(state_dir: &Path, node: &str, holder: &str) -> Result<Self, LockError> {
+        crate::names::check("node", node)?;
         let dir = state_dir.join("locks");
         let path = dir.join(format!("{node}.lock"));
         let io = |source| LockError::Io {
@@ -106,5 +110,14 @@ mod tests {
         NodeLock::try_acquire(dir.path(), "n2", "run C").unwrap();
         drop(first);
         NodeLock::try_acquire(dir.path(), "n1", "run B").unwrap();
+    }
+
+    #[test]
+    fn a_hostile_node_name_creates_no_lock_file() {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        let err = NodeLock::try_acquire(&state, "../../evil", "run A").unwrap_err();
+        assert!(matches!(err, LockError::Name(_)), "{err}");
+        assert!(!state.exists() && !root.path().join("evil.lock").exists());
     }
 }

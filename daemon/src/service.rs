@@ -400,6 +400,9 @@ impl Service {
                 Err(e) => failed(e),
             },
             Request::Backups { node } => {
+                if let Err(r) = self.configured_node(node.as_deref()) {
+                    return r;
+                }
                 // Off-site repositories are listed over the network: off the async threads.
                 let this = self.clone();
                 tokio::task::spawn_blocking(move || this.backups(node.as_deref()))
@@ -434,6 +437,9 @@ impl Service {
                 Ok(a) => {
                     if event.is_empty() || event.split('.').any(str::is_empty) {
                         return Reply::error(ErrorCode::Usage, format!("`{event}` is not an event name (dotted words, e.g. operator.restore)"));
+                    }
+                    if let Err(r) = self.configured_node(node.as_deref()) {
+                        return r;
                     }
                     a.trigger(&event, node, &message);
                     Reply::Ok {
@@ -603,10 +609,29 @@ impl Service {
         }
     }
 
+    /// A node named on the socket must be a configured one: names from peers select
+    /// config entries, they never become paths or new series themselves.
+    fn configured_node(&self, node: Option<&str>) -> Result<(), Reply> {
+        let cfg = self.config();
+        match node.filter(|n| cfg.node(n).is_none()) {
+            None => Ok(()),
+            Some(n) => {
+                let known: Vec<&str> = cfg.nodes.iter().map(|n| n.name.as_str()).collect();
+                Err(Reply::error(
+                    ErrorCode::Usage,
+                    format!(
+                        "no node {n:?} in the config (configured: {}); name one of those",
+                        known.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
     fn prune(&self, node: Option<&str>, dry_run: bool) -> Reply {
         let cfg = self.config();
-        if let Some(n) = node.filter(|n| cfg.node(n).is_none()) {
-            return Reply::error(ErrorCode::Usage, format!("no node `{n}` in the config"));
+        if let Err(r) = self.configured_node(node) {
+            return r;
         }
         let repo = self.runner.repo();
         let mut plans = crate::prune::plan(repo, cfg.retention.as_ref(), node, chrono::Utc::now());

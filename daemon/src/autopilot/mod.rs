@@ -223,6 +223,7 @@ impl Autopilot {
     fn on_event(&self, ev: &Event) {
         if let Some(component) = ev.labels.get("component") {
             if let (Some(node), Some(state)) = (&ev.node, ev.name.rsplit('.').next()) {
+                let component = self.board.bounded_component(node, component);
                 crate::metrics::component_health(node, component, state == "up");
             }
         }

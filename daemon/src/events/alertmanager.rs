@@ -138,10 +138,27 @@ fn event_name(alertname: Option<&str>, status: &str) -> String {
     }
 }
 
+/// Whether a name is a configured node; the daemon builds it from the config in force.
+pub type NodeFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Clears the node of every event whose `node`/`instance` label names no configured node:
+/// labels come from whoever can reach the webhook, so they may select a configured node
+/// but never introduce a name of their own (which would reach paths and metrics).
+pub fn select_configured(events: &mut [Event], is_node: &dyn Fn(&str) -> bool) {
+    for ev in events {
+        if ev.node.as_deref().is_some_and(|n| !is_node(n)) {
+            tracing::debug!(node = ?ev.node, "alert names no configured node; published without one");
+            ev.node = None;
+        }
+    }
+}
+
 struct AppState {
     /// SHA-256 of the token: comparing digests takes the same time whatever the length.
     token_digest: [u8; 32],
     bus: EventBus,
+    /// `None` accepts any node name (embedding and tests); the daemon always sets it.
+    nodes: Option<NodeFilter>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -155,9 +172,15 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// The receiver's routes, for embedding in another server or testing with `tower`.
 pub fn router(token: impl AsRef<str>, bus: EventBus) -> Router {
+    router_for(token, bus, None)
+}
+
+/// [`router`] whose alerts may only select nodes `nodes` accepts.
+pub fn router_for(token: impl AsRef<str>, bus: EventBus, nodes: Option<NodeFilter>) -> Router {
     let state = Arc::new(AppState {
         token_digest: digest(token.as_ref().as_bytes()),
         bus,
+        nodes,
     });
     Router::new()
         .route("/api/v1/alerts", post(receive))
@@ -166,7 +189,8 @@ pub fn router(token: impl AsRef<str>, bus: EventBus) -> Router {
         .with_state(state)
 }
 
-/// Binds `listen` and serves [`router`] until `shutdown` is cancelled.
+/// Binds `listen` and serves [`router_for`] (alerts select only nodes `nodes` accepts)
+/// until `shutdown` is cancelled.
 ///
 /// An empty token is refused (it would let anyone in). Errors are bind errors (with the
 /// address in the message) and server I/O errors.
@@ -174,6 +198,7 @@ pub async fn serve(
     listen: SocketAddr,
     token: String,
     bus: EventBus,
+    nodes: NodeFilter,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await.map_err(|e| {
@@ -182,7 +207,7 @@ pub async fn serve(
             format!("cannot listen for Alertmanager webhooks on {listen}: {e}"),
         )
     })?;
-    serve_on(listener, token, bus, shutdown).await
+    serve_with(listener, token, bus, Some(nodes), shutdown).await
 }
 
 /// Serves [`router`] on an already bound listener (tests bind port 0 and read the port)
@@ -191,6 +216,16 @@ pub async fn serve_on(
     listener: TcpListener,
     token: String,
     bus: EventBus,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with(listener, token, bus, None, shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    token: String,
+    bus: EventBus,
+    nodes: Option<NodeFilter>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if token.trim().is_empty() {
@@ -202,7 +237,7 @@ pub async fn serve_on(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "receiving Alertmanager webhooks on http://{addr}/api/v1/alerts");
     }
-    axum::serve(listener, router(token, bus))
+    axum::serve(listener, router_for(token, bus, nodes))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -248,7 +283,10 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             );
         }
     };
-    let events = events_from(&payload);
+    let mut events = events_from(&payload);
+    if let Some(is_node) = &state.nodes {
+        select_configured(&mut events, is_node.as_ref());
+    }
     let published = events.len();
     for ev in events {
         state.bus.publish(ev);
@@ -330,6 +368,26 @@ mod tests {
         assert_eq!(p.alerts[0].generator_url, "http://prom/graph");
         assert_eq!(p.alerts[0].fingerprint, "abc");
         assert_eq!(events_from(&p)[0].name, "alert.X");
+    }
+
+    #[test]
+    fn labels_only_select_configured_nodes() {
+        let payload = WebhookPayload {
+            alerts: vec![
+                alert(
+                    "firing",
+                    &[("alertname", "A"), ("node", "validator-1")],
+                    &[],
+                ),
+                alert("firing", &[("alertname", "B"), ("node", "../../x")], &[]),
+            ],
+            ..WebhookPayload::default()
+        };
+        let mut evs = events_from(&payload);
+        select_configured(&mut evs, &|n| n == "validator-1");
+        assert_eq!(evs[0].node.as_deref(), Some("validator-1"));
+        assert_eq!(evs[1].node, None);
+        assert_eq!(evs[1].labels["node"], "../../x");
     }
 
     #[test]

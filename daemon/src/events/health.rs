@@ -80,6 +80,18 @@ impl HealthBoard {
         Some(change)
     }
 
+    /// The `component` label a metric may carry: a component the probes observed on
+    /// `node`, else `other`. Alert and operator events carry labels anyone can choose; a
+    /// bounded label set keeps them from creating one metric series each.
+    pub fn bounded_component<'a>(&self, node: &str, component: &'a str) -> &'a str {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.contains_key(&(node.to_string(), component.to_string())) {
+            component
+        } else {
+            "other"
+        }
+    }
+
     /// Current state of every probed component.
     pub fn snapshot(&self) -> Vec<HealthChange> {
         self.state
@@ -212,6 +224,18 @@ pub async fn run_probes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_components_are_only_probed_ones() {
+        let board = HealthBoard::default();
+        board.observe("n1", "validator", true, "ok");
+        assert_eq!(board.bounded_component("n1", "validator"), "validator");
+        assert_eq!(
+            board.bounded_component("n1", "made-up-by-an-alert"),
+            "other"
+        );
+        assert_eq!(board.bounded_component("n2", "validator"), "other");
+    }
 
     #[test]
     fn only_changes_are_reported_and_a_healthy_start_is_quiet() {

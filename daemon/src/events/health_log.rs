@@ -22,9 +22,11 @@ pub struct HealthEntry {
     pub detail: String,
 }
 
-/// Where a node's log lives.
-pub fn log_path(state_dir: &Path, node: &str) -> PathBuf {
-    state_dir.join("health").join(format!("{node}.jsonl"))
+/// Where a node's log lives; a name that is not a safe file name is refused, so an event
+/// naming `../../x` never builds a path outside `state_dir/health`.
+pub fn log_path(state_dir: &Path, node: &str) -> Result<PathBuf, crate::names::NameError> {
+    crate::names::check("node", node)?;
+    Ok(state_dir.join("health").join(format!("{node}.jsonl")))
 }
 
 /// Appends every `health.<component>.up|down` event of the bus to its node's log until
@@ -66,7 +68,8 @@ fn entry_of(ev: &Event) -> Option<(String, HealthEntry)> {
 }
 
 fn append(state_dir: &Path, node: &str, entry: &HealthEntry) -> std::io::Result<()> {
-    let path = log_path(state_dir, node);
+    let path = log_path(state_dir, node)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -87,7 +90,7 @@ pub fn down_around(
     at: DateTime<Utc>,
     window: Duration,
 ) -> Option<Vec<HealthEntry>> {
-    let f = std::fs::File::open(log_path(state_dir, node)).ok()?;
+    let f = std::fs::File::open(log_path(state_dir, node).ok()?).ok()?;
     let entries: Vec<HealthEntry> = std::io::BufReader::new(f)
         .lines()
         .map_while(Result::ok)
@@ -143,5 +146,22 @@ mod tests {
             down_around(dir.path(), "n", t0 + Duration::minutes(60), w),
             Some(vec![])
         );
+    }
+
+    #[test]
+    fn a_hostile_node_name_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        let entry = HealthEntry {
+            at: Utc::now(),
+            component: "validator".into(),
+            up: false,
+            detail: String::new(),
+        };
+        let err = append(&state, "../../x", &entry).unwrap_err();
+        assert!(err.to_string().contains("node name"), "{err}");
+        assert!(!root.path().join("x.jsonl").exists());
+        assert!(!state.exists(), "nothing may be created for a refused name");
+        assert!(down_around(&state, "../../x", Utc::now(), Duration::minutes(1)).is_none());
     }
 }

@@ -96,7 +96,8 @@ impl Journal {
 
     /// Reads one run.
     pub fn get(&self, id: &str) -> Result<RunRecord, JournalError> {
-        if id.contains('/') || id.contains("..") {
+        // Never build a path from an unchecked id: `show ../x` is simply not a run.
+        if crate::names::check("run", id).is_err() {
             return Err(JournalError::NotFound(id.into()));
         }
         let path = self.path_of(id);
