@@ -86,7 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(server::serve(
         listener,
         service.clone(),
-        config.daemon.allowed_uids.clone(),
+        server::Access::from_config(&config.daemon),
         shutdown.clone(),
     ));
 

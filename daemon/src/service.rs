@@ -16,6 +16,7 @@ use crate::journal::{Journal, RunRecord};
 use crate::lock::NodeLock;
 use crate::repo::{Manifest, Repository};
 use crate::script::{FlowCatalog, NodeFacts, ScriptError};
+use crate::socket::access::{self, Caller, Role};
 use crate::socket::protocol::{ErrorCode, Reply, Request};
 
 pub use crate::flows::runner::NodeRuntime;
@@ -367,9 +368,48 @@ impl Service {
         }
     }
 
-    /// Answers one request; live events of a followed run go to `events`.
+    /// Answers one request of this process (the CLI in-process: an operator acting with
+    /// its own rights); live events of a followed run go to `events`.
     pub async fn handle(
         self: &Arc<Self>,
+        req: Request,
+        events: &mpsc::UnboundedSender<Reply>,
+    ) -> Reply {
+        self.handle_from(&Caller::this_process(), req, events).await
+    }
+
+    /// Answers one request of `caller`: viewers only read; every change is logged and
+    /// journaled with the caller's uid and pid.
+    pub async fn handle_from(
+        self: &Arc<Self>,
+        caller: &Caller,
+        mut req: Request,
+        events: &mpsc::UnboundedSender<Reply>,
+    ) -> Reply {
+        if !access::is_read_only(&req) {
+            let cmd = access::command_of(&req);
+            if caller.role == Role::Viewer {
+                tracing::warn!(uid = caller.uid, pid = ?caller.pid, "refused `{cmd}` from a viewer");
+                return Reply::error(
+                    ErrorCode::Denied,
+                    format!("uid {} is a viewer ([daemon] viewer_uids): it may read (ping, status, runs, show, backups, follow, prune --dry-run) but not `{cmd}`; ask an operator, or list the uid in [daemon] operator_uids", caller.uid),
+                );
+            }
+            if let (true, Request::Run { params, .. }) = (caller.remote, &mut req) {
+                let dirs = self.config().daemon.input_dirs.clone();
+                if let Err(e) = access::check_file_params(params, &dirs) {
+                    tracing::warn!(uid = caller.uid, pid = ?caller.pid, "refused `{cmd}`: {e}");
+                    return Reply::error(ErrorCode::Denied, e);
+                }
+            }
+            tracing::info!(uid = caller.uid, pid = ?caller.pid, "`{cmd}` requested by {}", caller.describe());
+        }
+        self.answer(caller, req, events).await
+    }
+
+    async fn answer(
+        self: &Arc<Self>,
+        caller: &Caller,
         req: Request,
         events: &mpsc::UnboundedSender<Reply>,
     ) -> Reply {
@@ -441,7 +481,7 @@ impl Service {
                     if let Err(r) = self.configured_node(node.as_deref()) {
                         return r;
                     }
-                    a.trigger(&event, node, &message);
+                    a.trigger(&event, node, &message, &caller.describe());
                     Reply::Ok {
                         result: json!({"published": event}),
                     }
@@ -476,7 +516,7 @@ impl Service {
                 Err(r) => r,
             },
             Request::Approve { run } => match self.autopilot() {
-                Ok(a) => match a.approve(&run, "operator") {
+                Ok(a) => match a.approve(&run, &caller.describe()) {
                     Ok(id) => Reply::Ok {
                         result: json!({"started": id}),
                     },
@@ -484,7 +524,7 @@ impl Service {
                 },
                 Err(r) => r,
             },
-            Request::Cancel { run } => match self.runner.cancel(&run) {
+            Request::Cancel { run } => match self.runner.cancel_by(&run, &caller.describe()) {
                 Ok(()) => Reply::Ok {
                     result: json!({"cancel_requested": run}),
                 },
@@ -508,6 +548,7 @@ impl Service {
                         params,
                         trigger: self.mode.into(),
                         dry_run,
+                        requested_by: Some(caller.describe()),
                     },
                     follow,
                     confirmed,

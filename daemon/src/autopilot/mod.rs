@@ -289,6 +289,7 @@ impl Autopilot {
                         params: params_map(&params),
                         trigger: format!("rule:{rule}"),
                         dry_run: false,
+                        requested_by: None,
                     };
                     if approval_required {
                         self.request_approval(&rule, &trigger, request, approval_expires_at);
@@ -619,9 +620,12 @@ impl Autopilot {
     }
 
     /// Publishes an operator event (`splice-dr trigger`).
-    pub fn trigger(&self, name: &str, node: Option<String>, message: &str) {
-        self.bus
-            .publish(Event::new(name, node, message).with_label("source", "operator"));
+    pub fn trigger(&self, name: &str, node: Option<String>, message: &str, by: &str) {
+        self.bus.publish(
+            Event::new(name, node, message)
+                .with_label("source", "operator")
+                .with_label("requested_by", by),
+        );
     }
 
     /// Approves a run waiting for approval and starts it.

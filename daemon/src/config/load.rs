@@ -435,6 +435,7 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(s) = d.scripts_dir.as_mut() {
         resolve(base, s);
     }
+    d.input_dirs.iter_mut().for_each(|p| resolve(base, p));
     if let Some(k) = d
         .leader_election
         .as_mut()

@@ -73,8 +73,15 @@ pub struct DaemonConfig {
     /// Peers are additionally checked by uid, so a wider mode only widens who may try.
     #[serde(deserialize_with = "deserialize_mode")]
     pub socket_mode: u32,
-    /// Peers allowed on the socket besides the daemon's own uid (root is not implied).
+    /// Deprecated alias of `operator_uids` (the uids are operators).
     pub allowed_uids: Vec<u32>,
+    /// Uids that may do everything on the socket; root and the daemon's own uid always may.
+    pub operator_uids: Vec<u32>,
+    /// Uids that may only read (ping, status, runs, show, backups, follow).
+    pub viewer_uids: Vec<u32>,
+    /// Directories whose files a socket request may name (e.g. reonboard's
+    /// `identities_file`); none by default, so file parameters are refused.
+    pub input_dirs: Vec<PathBuf>,
     /// Journal, locks and run state: must survive reboots.
     pub state_dir: PathBuf,
     /// Site-specific flow scripts, searched before the built-in ones.
@@ -109,6 +116,9 @@ impl Default for DaemonConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
             socket_mode: DEFAULT_SOCKET_MODE,
             allowed_uids: Vec::new(),
+            operator_uids: Vec::new(),
+            viewer_uids: Vec::new(),
+            input_dirs: Vec::new(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             scripts_dir: None,
             run_timeout: DEFAULT_RUN_TIMEOUT,

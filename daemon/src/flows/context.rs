@@ -139,6 +139,21 @@ impl RunContext {
         rec.plan.push(format!("{}{line}", "  ".repeat(depth)));
     }
 
+    /// Journals who asked for something on this run (`cancel by uid 0 (pid 9)`) and shows
+    /// it to watchers; through the owner's record, so no later save of the run loses it.
+    pub fn note_request(&self, what: &str) {
+        let mut rec = lock(&self.record);
+        rec.requests.push(what.to_string());
+        let _ = self.save(&rec);
+        drop(rec);
+        tracing::info!(run = %self.id, "{what}");
+        self.emit(RunEvent::Log {
+            run: self.id.clone(),
+            level: "info".into(),
+            message: what.into(),
+        });
+    }
+
     /// Records a log line in the current step (or the run) and shows it to watchers.
     pub fn log(&self, level: &str, message: &str) {
         match level {

@@ -31,6 +31,9 @@ pub struct RunRequest {
     pub trigger: String,
     /// Record the plan instead of changing anything.
     pub dry_run: bool,
+    /// Who asked (`uid 0 (pid 42)`), journaled in the run's `requests`; `None` for the
+    /// daemon's own runs (rules, schedules).
+    pub requested_by: Option<String>,
 }
 
 /// Why a run could not be started (or cancelled).
@@ -101,7 +104,7 @@ pub struct Runner {
     run_timeout: RwLock<Duration>,
     limits: Limits,
     events: broadcast::Sender<RunEvent>,
-    active: Mutex<HashMap<String, Guard>>,
+    active: Mutex<HashMap<String, (Guard, Arc<RunContext>)>>,
     leadership: RwLock<Leadership>,
 }
 
@@ -244,6 +247,9 @@ impl Runner {
         record.trigger = req.trigger.clone();
         record.params = req.params.clone();
         record.dry_run = req.dry_run;
+        if let Some(by) = &req.requested_by {
+            record.requests.push(format!("{} by {by}", req.flow));
+        }
         Ok((flow, node_name, node, record))
     }
 
@@ -288,7 +294,9 @@ impl Runner {
             params: record.params.clone(),
             trigger: record.trigger.clone(),
             dry_run: record.dry_run,
+            requested_by: None,
         };
+        record.requests.push(format!("approve by {approved_by}"));
         let (flow, node_name, node, _) = self.new_record(&req)?;
         self.launch(flow, node_name, node, record, req)
     }
@@ -348,6 +356,7 @@ impl Runner {
 
         let guard =
             Guard::new(Instant::now() + read(&self.run_timeout)).with_leadership(self.leadership());
+        let asked = record.requests.clone();
         let ctx = RunContext::new(
             record,
             self.journal.clone(),
@@ -357,12 +366,20 @@ impl Runner {
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), guard.clone());
+            .insert(id.clone(), (guard.clone(), ctx.clone()));
         let _ = self.events.send(RunEvent::Started {
             run: id.clone(),
             flow: req.flow.clone(),
             node: Some(node_name.clone()),
         });
+        // Who asked for the run (and approved it) is part of its event stream too.
+        for what in asked {
+            let _ = self.events.send(RunEvent::Log {
+                run: id.clone(),
+                level: "info".into(),
+                message: what,
+            });
+        }
 
         let watcher = tokio::spawn(watch_cancel_file(
             self.journal.cancel_request_path(&id),
@@ -430,6 +447,11 @@ impl Runner {
     /// Asks a run to stop, whichever process owns it. A run still waiting for approval
     /// is simply ended as cancelled.
     pub fn cancel(&self, id: &str) -> Result<(), RunError> {
+        self.cancel_by(id, "the daemon (shutdown)")
+    }
+
+    /// Asks a run to stop on behalf of `by` (`uid 0 (pid 9)`), journaled in its `requests`.
+    pub fn cancel_by(&self, id: &str, by: &str) -> Result<(), RunError> {
         let mut run = self.journal.get(id)?;
         if !run.state.is_active() {
             return Err(RunError::NotActive(id.into(), run.state.as_str().into()));
@@ -443,6 +465,7 @@ impl Runner {
             run.state = RunState::Cancelled;
             run.error = Some("cancelled while waiting for approval".into());
             run.finished_at = Some(chrono::Utc::now());
+            run.requests.push(format!("cancel by {by}"));
             self.journal.save(&run)?;
             return Ok(());
         }
@@ -452,10 +475,12 @@ impl Runner {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
         {
-            g.request_cancel();
+            g.0.request_cancel();
+            g.1.note_request(&format!("cancel by {by}"));
         }
         let path = self.journal.cancel_request_path(id);
-        std::fs::write(&path, b"cancel\n").map_err(|source| JournalError::Io { path, source })?;
+        std::fs::write(&path, format!("cancel by {by}\n"))
+            .map_err(|source| JournalError::Io { path, source })?;
         Ok(())
     }
 }

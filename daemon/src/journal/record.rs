@@ -124,6 +124,10 @@ pub struct RunRecord {
     /// Set while the run waits for `splice-dr approve` (rules with `approval = "required"`).
     #[serde(default)]
     pub approval: Option<PendingApproval>,
+    /// Who asked for what on this run, in order: `run by uid 0 (pid 42)`,
+    /// `cancel by uid 1000 (pid 77)`; the socket's peer credentials (SO_PEERCRED).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<String>,
 }
 
 /// A run that a rule requested and a human must approve before it starts.
@@ -159,6 +163,7 @@ impl RunRecord {
             result: None,
             error: None,
             approval: None,
+            requests: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
+use super::access::{role_of, Caller};
 use super::protocol::{ErrorCode, Reply, Request, MAX_REQUEST_BYTES};
 use crate::service::Service;
 
@@ -62,14 +63,39 @@ pub async fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
     Ok(listener)
 }
 
+/// Who may connect: operator and viewer uids (root and the daemon's own uid are always
+/// operators).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// `operator_uids` plus the deprecated `allowed_uids`.
+    pub operators: Vec<u32>,
+    /// `viewer_uids`.
+    pub viewers: Vec<u32>,
+}
+
+impl Access {
+    /// From the `[daemon]` table.
+    pub fn from_config(d: &crate::config::DaemonConfig) -> Self {
+        Access {
+            operators: d
+                .operator_uids
+                .iter()
+                .chain(&d.allowed_uids)
+                .copied()
+                .collect(),
+            viewers: d.viewer_uids.clone(),
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` fires.
 pub async fn serve(
     listener: UnixListener,
     service: Arc<Service>,
-    allowed_uids: Vec<u32>,
+    access: Access,
     shutdown: CancellationToken,
 ) {
-    let allowed = Arc::new(allowed_uids);
+    let allowed = Arc::new(access);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -86,8 +112,9 @@ pub async fn serve(
     }
 }
 
-async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Vec<u32>>) {
-    let peer_uid = stream.peer_cred().map(|c| c.uid()).ok();
+async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Access>) {
+    let cred = stream.peer_cred().ok();
+    let peer_uid = cred.map(|c| c.uid());
     let (read, mut write) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(async move {
@@ -100,16 +127,25 @@ async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Vec<
         }
     });
     let me = own_uid();
-    match peer_uid {
-        Some(uid) if uid == me || allowed.contains(&uid) => serve_lines(read, &service, &tx).await,
-        other => {
+    let role = peer_uid.and_then(|uid| role_of(uid, me, &allowed.operators, &allowed.viewers));
+    match (peer_uid, role) {
+        (Some(uid), Some(role)) => {
+            let caller = Caller {
+                uid,
+                pid: cred.and_then(|c| c.pid()),
+                role,
+                remote: true,
+            };
+            serve_lines(read, &service, &caller, &tx).await
+        }
+        (other, _) => {
             let who = other
                 .map(|u| format!("uid {u}"))
                 .unwrap_or_else(|| "an unidentified peer".into());
             tracing::warn!("refused socket connection from {who}");
             let _ = tx.send(Reply::error(
                 ErrorCode::Denied,
-                format!("{who} may not control this daemon (it runs as uid {me}); add the uid to daemon.allowed_uids"),
+                format!("{who} may not control this daemon (it runs as uid {me}); add the uid to daemon.operator_uids (or daemon.viewer_uids to let it read only)"),
             ));
         }
     }
@@ -120,6 +156,7 @@ async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Vec<
 async fn serve_lines(
     read: tokio::net::unix::OwnedReadHalf,
     service: &Arc<Service>,
+    caller: &Caller,
     tx: &mpsc::UnboundedSender<Reply>,
 ) {
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_REQUEST_BYTES));
@@ -127,7 +164,7 @@ async fn serve_lines(
         let reply = match line {
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => match serde_json::from_str::<Request>(&line) {
-                Ok(req) => service.handle(req, tx).await,
+                Ok(req) => service.handle_from(caller, req, tx).await,
                 Err(e) => Reply::error(
                     ErrorCode::Usage,
                     format!("malformed request: {e}; send one JSON object per line with a \"cmd\" field (ping, status, runs, show, backups, run, cancel)"),
