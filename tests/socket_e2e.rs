@@ -202,3 +202,144 @@ fn a_run_requested_on_the_socket_journals_the_peer_uid_and_pid() {
     assert!(saw_event, "the run's events must say who asked");
     stop(daemon);
 }
+
+/// A free local port (bound once, released for the daemon).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A site whose daemon listens for Alertmanager (token `s3cret`) and Prometheus, with a
+/// 1 s head deadline so the tests need not wait 5 s.
+fn listening_site(dbs: &NodeDbs) -> (Site, u16, u16) {
+    let (am, prom) = (free_port(), free_port());
+    let extra = format!(
+        "http_header_timeout = \"1s\"\n\n[alertmanager]\nlisten = \"127.0.0.1:{am}\"\ntoken_file = \"am-token\"\n\n[metrics]\nlisten = \"127.0.0.1:{prom}\"\n"
+    );
+    let site = Site::new(dbs, BackendChoice::Builtin, &extra);
+    std::fs::write(site.path("am-token"), "s3cret\n").unwrap();
+    (site, am, prom)
+}
+
+/// Sends raw bytes and returns what the server answers until it closes (or 10 s pass).
+fn raw_exchange(port: u16, request: &[u8]) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn alert_request(labels: &str) -> Vec<u8> {
+    let body = format!(
+        "{{\"status\":\"firing\",\"alerts\":[{{\"status\":\"firing\",\"labels\":{labels}}}]}}"
+    );
+    format!(
+        "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn idle_connections_neither_block_alerts_nor_exhaust_descriptors() {
+    let dbs = NodeDbs::create("sdr_idle", 10);
+    let (site, am, _) = listening_site(&dbs);
+    let daemon = site.start_daemon();
+    let pid = daemon.id();
+    let before = open_fds(pid);
+    let idle: Vec<_> = (0..200)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", am)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let during = open_fds(pid);
+    assert!(
+        during <= before + 32 + 8,
+        "200 idle connections must not each hold a descriptor: {before} -> {during}"
+    );
+    // Alertmanager retries; within a few head deadlines the alert gets through.
+    let start = std::time::Instant::now();
+    let accepted = loop {
+        let answer = raw_exchange(
+            am,
+            &alert_request(r#"{"alertname":"Real","node":"validator-1"}"#),
+        );
+        if answer.starts_with("HTTP/1.1 200") {
+            break answer;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "alert never accepted: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(accepted.contains("\"published\":1"), "{accepted}");
+    drop(idle);
+    stop(daemon);
+}
+
+#[test]
+fn a_slow_request_head_is_closed_after_the_header_timeout() {
+    use std::io::Read;
+    let dbs = NodeDbs::create("sdr_slow", 10);
+    let (site, am, prom) = listening_site(&dbs);
+    let daemon = site.start_daemon();
+    for port in [am, prom] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let start = std::time::Instant::now();
+        s.write_all(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+            "port {port}: closed after {waited:?}"
+        );
+        assert!(
+            n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+            "port {port}: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    stop(daemon);
+}
+
+#[test]
+fn webhook_checks_the_token_before_the_body_and_caps_the_body() {
+    let dbs = NodeDbs::create("sdr_body", 10);
+    let (site, am, prom) = listening_site(&dbs);
+    let daemon = site.start_daemon();
+    // 100 MiB announced, not one byte sent: the answer comes from the head alone.
+    let head = "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n";
+    let unauth = raw_exchange(am, format!("{head}\r\n").as_bytes());
+    assert!(unauth.starts_with("HTTP/1.1 401"), "{unauth}");
+    let big = raw_exchange(
+        am,
+        format!("{head}Authorization: Bearer s3cret\r\n\r\n").as_bytes(),
+    );
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+    // An alert's own `component` label does not become a metric series; probes' do.
+    let ok = raw_exchange(
+        am,
+        &alert_request(r#"{"alertname":"X","node":"validator-1","component":"zzz-unbounded"}"#),
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    std::thread::sleep(Duration::from_millis(500));
+    let scrape = raw_exchange(prom, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    assert!(!scrape.contains("zzz-unbounded"), "{scrape}");
+    stop(daemon);
+}

@@ -25,8 +25,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let election = start_election(&config, &service, shutdown.clone());
     let bus = crate::events::EventBus::default();
     if let Some(m) = &config.metrics {
-        crate::metrics::install(m.listen)
-            .context("starting the Prometheus listener ([metrics] listen)")?;
+        crate::metrics::install_with(
+            m.listen,
+            crate::http_limits::HttpLimits::from_config(&config.daemon),
+        )
+        .context("starting the Prometheus listener ([metrics] listen)")?;
         tracing::info!(listen = %m.listen, "Prometheus metrics on /metrics");
     }
     if let Some(am) = &config.alertmanager {
@@ -34,13 +37,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .token()
             .map_err(|e| anyhow::anyhow!("[alertmanager] token_file: {e}"))?;
         let (listen, bus, stop) = (am.listen, bus.clone(), shutdown.clone());
+        let limits = crate::http_limits::HttpLimits::from_config(&config.daemon);
         // Alerts select nodes of the config in force (reloads included), nothing else.
         let svc = service.clone();
         let nodes: crate::events::alertmanager::NodeFilter =
             std::sync::Arc::new(move |n: &str| svc.config().node(n).is_some());
         tokio::spawn(async move {
             if let Err(e) =
-                crate::events::alertmanager::serve(listen, token, bus, nodes, stop).await
+                crate::events::alertmanager::serve(listen, token, bus, nodes, limits, stop).await
             {
                 tracing::error!("Alertmanager receiver on {listen} stopped: {e}");
             }

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod drills;
 pub mod events;
 pub mod flows;
+pub mod http_limits;
 pub mod identities;
 pub mod journal;
 pub mod leader;

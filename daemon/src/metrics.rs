@@ -86,6 +86,15 @@ pub fn installed_at() -> Option<SocketAddr> {
 /// nothing installed, so a later call may retry. Inside a Tokio runtime the listener runs
 /// on that runtime; outside one the exporter starts its own thread.
 pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
+    install_with(listen, crate::http_limits::HttpLimits::default())
+}
+
+/// [`install`] with the listener bounded by `limits` (connections, head and exchange
+/// deadlines): the exporter's own listener has none, so `/metrics` is served here.
+pub fn install_with(
+    listen: SocketAddr,
+    limits: crate::http_limits::HttpLimits,
+) -> Result<(), MetricsError> {
     let mut installed = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(current) = *installed {
         return if current == listen {
@@ -97,22 +106,73 @@ pub fn install(listen: SocketAddr) -> Result<(), MetricsError> {
             })
         };
     }
-    PrometheusBuilder::new()
-        .with_http_listener(listen)
+    // Bind first: a taken port must leave nothing installed, so a later call may retry.
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| MetricsError::Bind {
+            listen,
+            reason: e.to_string(),
+        })?;
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(RUN_DURATION_SECONDS.to_string()),
             RUN_DURATION_BUCKETS,
         )
         .map_err(|e| MetricsError::Exporter(e.to_string()))?
-        .install()
-        .map_err(|e| match e {
-            BuildError::FailedToCreateHTTPListener(reason) => MetricsError::Bind { listen, reason },
-            other => MetricsError::Exporter(other.to_string()),
-        })?;
+        .install_recorder()
+        .map_err(|e: BuildError| MetricsError::Exporter(e.to_string()))?;
+    serve_scrapes(listener, handle, limits)?;
     *installed = Some(listen);
     describe();
     describe_repositories();
     tracing::info!(%listen, "serving Prometheus metrics on http://{listen}/metrics");
+    Ok(())
+}
+
+/// Serves `GET /metrics` on `listener` for the life of the process: on the current Tokio
+/// runtime when there is one, else on a thread of its own.
+fn serve_scrapes(
+    listener: std::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    limits: crate::http_limits::HttpLimits,
+) -> Result<(), MetricsError> {
+    let upkeep = handle.clone();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    let run = move || async move {
+        // What the exporter's own listener did: keep histogram buffers from growing
+        // between scrapes.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                let forever = tokio_util::sync::CancellationToken::new();
+                crate::http_limits::serve(l, router, limits, forever).await;
+            }
+            Err(e) => tracing::error!("the metrics listener stopped: {e}"),
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(run());
+        }
+        Err(_) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| MetricsError::Exporter(e.to_string()))?;
+            std::thread::spawn(move || rt.block_on(run()));
+        }
+    }
     Ok(())
 }
 

@@ -105,6 +105,15 @@ pub struct DaemonConfig {
     /// `splice_dr_repository_up` metric and `repository.down`/`repository.up` events.
     #[serde(with = "super::duration")]
     pub repo_check_interval: Duration,
+    /// Connections the Alertmanager and `/metrics` listeners each serve at once; more are
+    /// closed at once, so idle sockets cannot exhaust the daemon's file descriptors.
+    pub http_max_connections: usize,
+    /// Time an HTTP client has to send its request head (slowloris bound).
+    #[serde(with = "super::duration")]
+    pub http_header_timeout: Duration,
+    /// Time one HTTP request/response exchange may take in all.
+    #[serde(with = "super::duration")]
+    pub http_exchange_timeout: Duration,
     /// `[daemon.leader_election]`: share a Kubernetes Lease with other replicas and run
     /// flows only while holding it; absent = always run them.
     pub leader_election: Option<super::LeaderElectionConfig>,
@@ -127,6 +136,9 @@ impl Default for DaemonConfig {
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             users_interval: DEFAULT_USERS_INTERVAL,
             repo_check_interval: DEFAULT_REPO_CHECK_INTERVAL,
+            http_max_connections: 32,
+            http_header_timeout: Duration::from_secs(5),
+            http_exchange_timeout: Duration::from_secs(30),
             leader_election: None,
         }
     }

@@ -111,6 +111,17 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
             .error_at_value(&daemon.key(key), format!("{key} must be longer than 0"))
             .with_hint("e.g. health_interval = \"10s\", health_timeout = \"5s\""));
     }
+    if d.http_max_connections == 0
+        || d.http_header_timeout.is_zero()
+        || d.http_exchange_timeout.is_zero()
+    {
+        return Err(loc
+            .error_at_value(
+                &daemon.key("http_max_connections"),
+                "http_max_connections, http_header_timeout and http_exchange_timeout must be above 0",
+            )
+            .with_hint("leave them out for the defaults (32, \"5s\", \"30s\")"));
+    }
     if d.users_interval.is_zero() {
         return Err(loc
             .error_at_value(

@@ -11,7 +11,7 @@
 
 use super::{Event, EventBus};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::http_limits::{HttpLimits, MAX_BODY_BYTES};
 
 /// Alertmanager's webhook body (version 4). Only `alerts` is required; unknown fields are
 /// ignored so newer Alertmanagers keep working.
@@ -199,6 +201,7 @@ pub async fn serve(
     token: String,
     bus: EventBus,
     nodes: NodeFilter,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await.map_err(|e| {
@@ -207,7 +210,7 @@ pub async fn serve(
             format!("cannot listen for Alertmanager webhooks on {listen}: {e}"),
         )
     })?;
-    serve_with(listener, token, bus, Some(nodes), shutdown).await
+    serve_with(listener, token, bus, Some(nodes), limits, shutdown).await
 }
 
 /// Serves [`router`] on an already bound listener (tests bind port 0 and read the port)
@@ -218,7 +221,7 @@ pub async fn serve_on(
     bus: EventBus,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, token, bus, None, shutdown).await
+    serve_with(listener, token, bus, None, HttpLimits::default(), shutdown).await
 }
 
 async fn serve_with(
@@ -226,6 +229,7 @@ async fn serve_with(
     token: String,
     bus: EventBus,
     nodes: Option<NodeFilter>,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if token.trim().is_empty() {
@@ -237,16 +241,44 @@ async fn serve_with(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "receiving Alertmanager webhooks on http://{addr}/api/v1/alerts");
     }
-    axum::serve(listener, router_for(token, bus, nodes))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    crate::http_limits::serve(listener, router_for(token, bus, nodes), limits, shutdown).await;
+    Ok(())
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
-async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Checks the token on the head alone, then reads at most [`MAX_BODY_BYTES`]: an
+/// unauthenticated or oversized request costs no body read.
+async fn receive(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if let Some(refused) = refuse_unauthorized(&state, request.headers()) {
+        return refused;
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    accept(&state, &body)
+}
+
+fn too_large() -> Response {
+    tracing::warn!("refused an Alertmanager webhook: body over {MAX_BODY_BYTES} bytes");
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("webhook body over {MAX_BODY_BYTES} bytes refused"),
+    )
+}
+
+fn refuse_unauthorized(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -271,9 +303,13 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
         );
-        return response;
+        return Some(response);
     }
-    let payload: WebhookPayload = match serde_json::from_slice(&body) {
+    None
+}
+
+fn accept(state: &AppState, body: &Bytes) -> Response {
+    let payload: WebhookPayload = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("refused an Alertmanager webhook: malformed body: {e}");
