@@ -395,6 +395,11 @@ impl Service {
                     format!("uid {} is a viewer ([daemon] viewer_uids): it may read (ping, status, runs, show, backups, follow, prune --dry-run) but not `{cmd}`; ask an operator, or list the uid in [daemon] operator_uids", caller.uid),
                 );
             }
+            if let Request::Run { params, .. } = &mut req {
+                if let Err(e) = access::check_name_params(params) {
+                    return Reply::error(ErrorCode::Usage, e);
+                }
+            }
             if let (true, Request::Run { params, .. }) = (caller.remote, &mut req) {
                 let dirs = self.config().daemon.input_dirs.clone();
                 if let Err(e) = access::check_file_params(params, &dirs) {

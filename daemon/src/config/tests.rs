@@ -693,3 +693,31 @@ fn the_k8s_deployment_config_parses_with_the_helm_names_and_leader_election() {
     ));
     assert!(e.to_string().contains("renew_interval"), "{e}");
 }
+
+#[test]
+fn socket_roles_input_dirs_and_http_limits_parse_and_zero_limits_are_refused() {
+    let text = format!(
+        "[daemon]\noperator_uids = [1001]\nviewer_uids = [1002]\nallowed_uids = [1003]\ninput_dirs = [\"inputs\"]\nhttp_max_connections = 8\nhttp_header_timeout = \"2s\"\n\n{HEAD}{}",
+        pg_node("n1")
+    );
+    let c = parse(&text, &origin()).unwrap();
+    assert_eq!(c.daemon.operator_uids, vec![1001]);
+    assert_eq!(c.daemon.viewer_uids, vec![1002]);
+    assert_eq!(
+        c.daemon.input_dirs,
+        vec![PathBuf::from("/etc/splice-dr/inputs")]
+    );
+    assert_eq!(c.daemon.http_max_connections, 8);
+    assert_eq!(c.daemon.http_exchange_timeout, Duration::from_secs(30));
+    let access = crate::socket::server::Access::from_config(&c.daemon);
+    assert_eq!(
+        access.operators,
+        vec![1001, 1003],
+        "allowed_uids is an operator alias"
+    );
+    let e = parse_err(&format!(
+        "[daemon]\nhttp_max_connections = 0\n\n{HEAD}{}",
+        pg_node("n1")
+    ));
+    assert!(e.to_string().contains("http_max_connections"), "{e}");
+}

@@ -90,6 +90,20 @@ pub fn is_file_param(key: &str) -> bool {
     key == "identity_key" || ["_file", "_path", "_dir"].iter().any(|s| key.ends_with(s))
 }
 
+/// Checks the parameters that name a backup (`backup`): a backup id becomes a directory
+/// in the repository, so it must be a plain name (`latest` and `preferred` are).
+pub fn check_name_params(params: &Map<String, Value>) -> Result<(), String> {
+    match params.get("backup") {
+        None => Ok(()),
+        Some(Value::String(id)) => {
+            crate::names::check("backup", id).map_err(|e| format!("parameter `backup`: {e}"))
+        }
+        Some(other) => Err(format!(
+            "parameter `backup` must be a backup id (a string), not {other}"
+        )),
+    }
+}
+
 /// Checks every file parameter of a remote request: it must be a string whose
 /// canonical path lies under one of `input_dirs` (canonicalized too). The canonical path
 /// replaces the value, so a symlink swapped afterwards cannot redirect the flow.
@@ -139,6 +153,18 @@ mod tests {
             dry_run: false
         }));
         assert_eq!(command_of(&Request::Cancel { run: "r".into() }), "cancel");
+    }
+
+    #[test]
+    fn backup_params_are_plain_names() {
+        assert!(check_name_params(json!({"backup": "latest"}).as_object().unwrap()).is_ok());
+        assert!(
+            check_name_params(json!({"backup": "n1-20261205T0800"}).as_object().unwrap()).is_ok()
+        );
+        let e = check_name_params(json!({"backup": "../../tmp/forged"}).as_object().unwrap())
+            .unwrap_err();
+        assert!(e.contains("backup name"), "{e}");
+        assert!(check_name_params(json!({"backup": 3}).as_object().unwrap()).is_err());
     }
 
     #[test]
