@@ -2,6 +2,8 @@
 //! binary: names from peers select configured entries only, roles, and recorded callers.
 
 mod common;
+#[path = "common/sim.rs"]
+mod sim;
 
 use common::*;
 use serde_json::Value;
@@ -203,19 +205,10 @@ fn a_run_requested_on_the_socket_journals_the_peer_uid_and_pid() {
     stop(daemon);
 }
 
-/// A free local port (bound once, released for the daemon).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A site whose daemon listens for Alertmanager (token `s3cret`) and Prometheus, with a
 /// 1 s head deadline so the tests need not wait 5 s.
 fn listening_site(dbs: &NodeDbs) -> (Site, u16, u16) {
-    let (am, prom) = (free_port(), free_port());
+    let (am, prom) = (sim::closed_port(), sim::closed_port());
     let extra = format!(
         "http_header_timeout = \"1s\"\n\n[alertmanager]\nlisten = \"127.0.0.1:{am}\"\ntoken_file = \"am-token\"\n\n[metrics]\nlisten = \"127.0.0.1:{prom}\"\n"
     );
@@ -341,5 +334,95 @@ fn webhook_checks_the_token_before_the_body_and_caps_the_body() {
     let scrape = raw_exchange(prom, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
     assert!(!scrape.contains("zzz-unbounded"), "{scrape}");
+    stop(daemon);
+}
+
+/// Polls `show RUN` until `done` holds for the record.
+fn wait_record(sock: &Path, run: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(30), what, || {
+        last = ask(sock, &serde_json::json!({"cmd": "show", "run": run}))["result"].clone();
+        done(&last)
+    });
+    last
+}
+
+#[test]
+fn approve_and_cancel_journal_who_asked() {
+    let dbs = NodeDbs::create("sdr_who", 1);
+    let blocker = format!(
+        "[node.postgres.components.blocker]\nhealth_url = \"http://127.0.0.1:{}/never\"\n\n[[rule]]\nname = \"careful\"\non = \"operator.careful\"\nflow = \"noop\"\napproval = \"required\"\napproval_timeout = \"1h\"\n",
+        sim::closed_port()
+    );
+    let site = Site::with(
+        &dbs.validator,
+        &dbs.participant,
+        BackendChoice::Builtin,
+        "scripts_dir = \"flows\"",
+        "",
+        &blocker,
+    );
+    std::fs::create_dir_all(site.path("flows")).unwrap();
+    std::fs::write(site.path("flows/noop.rhai"), "//! does nothing\nparams\n").unwrap();
+    std::fs::write(
+        site.path("flows/slow.rhai"),
+        "//! holds the node\nnode.wait_ready(\"blocker\", 10);\n",
+    )
+    .unwrap();
+    let daemon = site.start_daemon();
+    let sock = site.path("splice-dr.sock");
+    let me = format!("uid 0 (pid {})", std::process::id());
+
+    let t = ask(
+        &sock,
+        &serde_json::json!({"cmd": "trigger", "event": "operator.careful"}),
+    );
+    assert_eq!(t["type"], "ok", "{t}");
+    let mut pending = String::new();
+    wait_for(Duration::from_secs(15), "a pending approval", || {
+        let st = ask(&sock, &serde_json::json!({"cmd": "status"}));
+        pending = st["result"]["automation"]["pending_approvals"][0]["run"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        !pending.is_empty()
+    });
+    let a = ask(
+        &sock,
+        &serde_json::json!({"cmd": "approve", "run": pending}),
+    );
+    assert_eq!(a["type"], "ok", "{a}");
+    let approved = wait_record(&sock, &pending, "the approved run to end", |r| {
+        r["state"] == "succeeded"
+    });
+    assert_eq!(
+        approved["approval"]["approved_by"],
+        me.as_str(),
+        "{approved}"
+    );
+    assert!(
+        approved["requests"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(format!("approve by {me}"))),
+        "{approved}"
+    );
+
+    let started = ask(&sock, &serde_json::json!({"cmd": "run", "flow": "slow"}));
+    let run = started["result"]["run"].as_str().unwrap().to_string();
+    wait_record(&sock, &run, "the slow run to start", |r| {
+        r["state"] == "running"
+    });
+    let c = ask(&sock, &serde_json::json!({"cmd": "cancel", "run": run}));
+    assert_eq!(c["type"], "ok", "{c}");
+    // Journaled through the run's owner at once, whenever the flow notices the cancel.
+    let cancelled = wait_record(&sock, &run, "the cancel to be journaled", |r| {
+        r["requests"].as_array().is_some_and(|q| q.len() == 2)
+    });
+    assert_eq!(
+        cancelled["requests"],
+        serde_json::json!([format!("slow by {me}"), format!("cancel by {me}")]),
+        "{cancelled}"
+    );
     stop(daemon);
 }
