@@ -408,6 +408,22 @@ fn approve_and_cancel_journal_who_asked() {
         "{approved}"
     );
 
+    // Pausing is kept with its decision, naming the caller.
+    assert_eq!(
+        ask(&sock, &serde_json::json!({"cmd": "pause"}))["type"],
+        "ok"
+    );
+    let st = ask(&sock, &serde_json::json!({"cmd": "status"}));
+    let decisions = st["result"]["automation"]["recent_decisions"]
+        .as_array()
+        .unwrap();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["outcome"] == "paused" && d["trigger"] == format!("operator {me}").as_str()),
+        "{st}"
+    );
+
     let started = ask(&sock, &serde_json::json!({"cmd": "run", "flow": "slow"}));
     let run = started["result"]["run"].as_str().unwrap().to_string();
     wait_record(&sock, &run, "the slow run to start", |r| {

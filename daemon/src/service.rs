@@ -495,7 +495,7 @@ impl Service {
             },
             Request::Pause => match self.autopilot() {
                 Ok(a) => {
-                    a.pause();
+                    a.pause(&caller.describe());
                     Reply::Ok {
                         result: json!({"paused": true}),
                     }
@@ -504,7 +504,7 @@ impl Service {
             },
             Request::Resume => match self.autopilot() {
                 Ok(a) => {
-                    a.resume();
+                    a.resume(&caller.describe());
                     Reply::Ok {
                         result: json!({"paused": false}),
                     }
@@ -512,7 +512,7 @@ impl Service {
                 Err(r) => r,
             },
             Request::Reset { rule } => match self.autopilot() {
-                Ok(a) => match a.reset(&rule) {
+                Ok(a) => match a.reset(&rule, &caller.describe()) {
                     Ok(()) => Reply::Ok {
                         result: json!({"reset": rule}),
                     },

@@ -590,31 +590,32 @@ impl Autopilot {
 
     /// Stops every automatic trigger (rules and schedules); manual runs stay allowed.
     /// The pause outlives a restart of the daemon until `resume`.
-    pub fn pause(&self) {
+    /// `by` (`uid N (pid M)`) is kept with the decision.
+    pub fn pause(&self, by: &str) {
         {
             let mut st = self.state();
             st.engine.pause();
             st.operator_paused = Some(true);
         }
-        self.record("*", "operator", "paused".into());
+        self.record("*", &format!("operator {by}"), "paused".into());
         self.persist();
     }
 
     /// Re-arms automatic triggers.
-    pub fn resume(&self) {
+    pub fn resume(&self, by: &str) {
         {
             let mut st = self.state();
             st.engine.resume();
             st.operator_paused = Some(false);
         }
-        self.record("*", "operator", "resumed".into());
+        self.record("*", &format!("operator {by}"), "resumed".into());
         self.persist();
     }
 
     /// Clears a rule's tripped breaker.
-    pub fn reset(&self, rule: &str) -> Result<(), String> {
+    pub fn reset(&self, rule: &str, by: &str) -> Result<(), String> {
         self.state().engine.reset(rule).map_err(|e| e.to_string())?;
-        self.record(rule, "operator", "breaker reset".into());
+        self.record(rule, &format!("operator {by}"), "breaker reset".into());
         self.persist();
         Ok(())
     }
@@ -634,7 +635,11 @@ impl Autopilot {
             .runner
             .start_pending(run, by)
             .map_err(|e| e.to_string())?;
-        self.record("approval", "operator", format!("approved {id} by {by}"));
+        self.record(
+            "approval",
+            &format!("operator {by}"),
+            format!("approved {id} by {by}"),
+        );
         Ok(id)
     }
 
