@@ -153,6 +153,14 @@ impl FlowCatalog {
                             .file_stem()
                             .map(|s| s.to_string_lossy().into_owned())
                             .unwrap_or_default();
+                        // The flow name becomes part of run ids, i.e. journal file names.
+                        if let Err(e) = crate::names::check("flow", &name) {
+                            errors.push(ScriptError {
+                                location: path.display().to_string(),
+                                message: format!("{e}; rename the file"),
+                            });
+                            continue;
+                        }
                         let text = match std::fs::read_to_string(&path) {
                             Ok(t) => t,
                             Err(e) => {
@@ -204,6 +212,24 @@ impl FlowCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_site_flow_whose_name_is_no_safe_file_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("my flow.rhai"),
+            "//! spaced
+1",
+        )
+        .unwrap();
+        let errors = FlowCatalog::load(Some(dir.path())).unwrap_err();
+        assert!(
+            errors[0].message.contains("flow name"),
+            "{:?}",
+            errors[0].message
+        );
+        assert!(errors[0].location.ends_with("my flow.rhai"));
+    }
 
     #[test]
     fn builtins_compile_and_site_scripts_replace_them() {
