@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod participants;
+pub mod private_tmp;
 pub mod prune;
 pub mod repo;
 pub mod repo_check;
