@@ -33,6 +33,17 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Bytes available to an unprivileged writer on the file system holding `path` (or its
+/// nearest existing ancestor); `None` when it cannot be read.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let mut probe = path;
+    while !probe.exists() {
+        probe = probe.parent()?;
+    }
+    let s = rustix::fs::statvfs(probe).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// A short pseudo-random hex tag for ids; unique enough within one second on one host.
 pub fn short_tag() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
