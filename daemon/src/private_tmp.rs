@@ -1,6 +1,7 @@
-//! `state_dir/tmp`: where decrypted identities wait for a re-onboard. It holds secrets in
-//! the clear, so it is a 0700 directory (never a symlink), and whatever a crashed run left
-//! there is removed when the daemon starts.
+//! Directories that hold secrets in the clear. `state_dir/tmp`, where decrypted identities
+//! wait for a re-onboard, is a 0700 directory (never a symlink), and whatever a crashed run
+//! left there is removed when the daemon starts; the kept DR data snapshots live in 0700
+//! directories too.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,22 @@ pub fn ensure(state_dir: &Path) -> std::io::Result<PathBuf> {
     }
     if meta.permissions().mode() & 0o777 != 0o700 {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
+}
+
+/// Creates `base/name` with both levels mode 0700 (tightening existing ones): the DR data
+/// snapshot kept there is the node's whole ledger state in the clear. Files in it are
+/// written 0600 by [`crate::util::write_atomic`].
+pub fn private_dirs(base: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let dir = base.join(name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    for d in [base, dir.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", d.display())))?;
     }
     Ok(dir)
 }
@@ -123,5 +140,18 @@ mod tests {
             ]
         );
         assert!(dir.join("operator-note.txt").exists());
+    }
+
+    #[test]
+    fn snapshot_dirs_are_0700_even_when_they_existed_open() {
+        let repo = tempfile::tempdir().unwrap();
+        let base = repo.path().join("snapshots");
+        std::fs::create_dir(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = private_dirs(&base, "validator-1").unwrap();
+        for d in [&base, &dir] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", d.display());
+        }
     }
 }

@@ -334,12 +334,11 @@ fn store_snapshot(
     bytes: &[u8],
 ) -> Result<(PathBuf, String), String> {
     use sha2::Digest;
-    let dir = env
-        .repo
-        .root()
-        .join(crate::repo::SNAPSHOTS_DIR)
-        .join(&env.node.name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let dir = crate::private_tmp::private_dirs(
+        &env.repo.root().join(crate::repo::SNAPSHOTS_DIR),
+        &env.node.name,
+    )
+    .map_err(|e| format!("creating the snapshot directory: {e}"))?;
     let stamp: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let path = dir.join(format!(
         "domain_migration_dump-m{migration_id}-{stamp}.json"
