@@ -25,6 +25,9 @@ pub const COMPOSE: &[&str] = &[
     "COMPOSE_*",
     "VALIDATOR_HOST_PORT",
     "START_WAIT_TIMEOUT",
+    // The Splice docs have operators `export IMAGE_TAG=…` before running start.sh.
+    "IMAGE_TAG",
+    "IMAGE_REPO",
 ];
 
 /// Extra names for helm.
