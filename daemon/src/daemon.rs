@@ -16,6 +16,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for note in service.recover().await {
         tracing::warn!("start-up recovery: {note}");
     }
+    crate::private_tmp::recover(&config.daemon.state_dir);
     // Watch the config before the socket answers: an edit made once the daemon is seen
     // up must be seen too (the events wait in the channel until the reloader runs).
     let (tx, mut rx) = mpsc::channel(4);

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod names;
 pub mod notify;
 pub mod participants;
+pub mod private_tmp;
 pub mod prune;
 pub mod repo;
 pub mod repo_check;

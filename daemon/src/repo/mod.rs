@@ -58,6 +58,20 @@ pub enum RepoError {
         /// Parse error.
         message: String,
     },
+    /// The repository's file system has less room than the next backup likely needs.
+    #[error(
+        "not enough free space in {dir} for a backup: about {needed} bytes needed (the last \
+         backup × 1.25), {available} available; free space there or point repository.path \
+         at a larger file system"
+    )]
+    NoSpace {
+        /// The directory checked.
+        dir: PathBuf,
+        /// Bytes the backup is estimated to need.
+        needed: u64,
+        /// Bytes available to the daemon there.
+        available: u64,
+    },
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
@@ -242,9 +256,11 @@ impl Repository {
         while self.backup_dir(&id).exists() || self.root.join(".incomplete").join(&id).exists() {
             id = format!("{node}-{stamp}-{}", crate::util::short_tag());
         }
+        self.check_free_space(node)?;
         let dir = self.root.join(".incomplete").join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         Ok(BackupWriter {
+            sealed: false,
             repo: self.clone(),
             id,
             node: node.into(),
@@ -256,6 +272,31 @@ impl Repository {
             validator_party: None,
             users: Vec::new(),
         })
+    }
+
+    /// Refuses to start a backup that would likely fill the disk: a full repository file
+    /// system breaks every later write (journal, manifests), not just this backup. The
+    /// estimate is the node's last backup plus a quarter; without one there is nothing
+    /// to go by and the dump's own write errors are the guard.
+    fn check_free_space(&self, node: &str) -> Result<(), RepoError> {
+        let (backups, _) = self.list()?;
+        let Some(last) = backups
+            .iter()
+            .filter(|m| m.node == node)
+            .map(|m| m.total_bytes())
+            .max()
+        else {
+            return Ok(());
+        };
+        let needed = last.saturating_add(last / 4);
+        match crate::util::free_bytes(&self.root) {
+            Some(available) if available < needed => Err(RepoError::NoSpace {
+                dir: self.root.clone(),
+                needed,
+                available,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Removes unsealed backups of `node` left by a crashed run. Call only while holding
@@ -502,10 +543,12 @@ pub fn restore_objections(
     out
 }
 
-/// A backup being written. Dropping it without sealing leaves an `.incomplete/` entry
-/// that is never listed and is removed by the next run holding the node's lock.
+/// A backup being written. Dropping it without sealing (a failed backup) removes its
+/// `.incomplete/` entry, so partial dumps do not eat the disk; one left by a crash is
+/// never listed and is removed by the next run holding the node's lock.
 #[derive(Debug)]
 pub struct BackupWriter {
+    sealed: bool,
     repo: Repository,
     id: String,
     node: String,
@@ -558,7 +601,7 @@ impl BackupWriter {
     }
 
     /// Checksums everything, writes the manifest, and publishes the backup atomically.
-    pub fn seal(self, on_bytes: &mut dyn FnMut(u64)) -> Result<Manifest, RepoError> {
+    pub fn seal(mut self, on_bytes: &mut dyn FnMut(u64)) -> Result<Manifest, RepoError> {
         let files =
             checksum::checksum_tree(&self.dir, on_bytes).map_err(|e| io_err(&self.dir, e))?;
         for f in &files {
@@ -596,8 +639,23 @@ impl BackupWriter {
         }
         let target = self.repo.backup_dir(&self.id);
         std::fs::rename(&self.dir, &target).map_err(|e| io_err(&target, e))?;
+        self.sealed = true;
         sync_dir(self.repo.root()).map_err(|e| io_err(self.repo.root(), e))?;
         Ok(manifest)
+    }
+}
+
+impl Drop for BackupWriter {
+    fn drop(&mut self) {
+        if !self.sealed && self.dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                tracing::warn!(
+                    "could not remove the partial backup {}: {e}; the next backup of {} removes it",
+                    self.dir.display(),
+                    self.node
+                );
+            }
+        }
     }
 }
 
@@ -697,5 +755,66 @@ mod tests {
         assert_eq!(o.len(), 2, "{o:?}");
         assert!(o[0].contains("migration id 0"));
         assert!(o[1].contains("older than repository.max_age"));
+    }
+
+    #[test]
+    fn a_failed_backup_leaves_no_partial_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let w = repo.begin("n1", 0).unwrap();
+        std::fs::create_dir_all(w.dump_dir("validator")).unwrap();
+        std::fs::write(w.dump_dir("validator").join("1.dat.gz"), b"partial").unwrap();
+        let partial = w.dir.clone();
+        drop(w);
+        assert!(!partial.exists());
+        assert!(std::fs::read_dir(dir.path().join(".incomplete"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+
+    /// A real 1 MiB tmpfs holding a 600 KiB backup has no room for the next one: the error
+    /// names the directory, the bytes needed and those available.
+    #[test]
+    fn a_backup_that_would_not_fit_is_refused_up_front() {
+        let mnt = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(mnt.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (tests run as root)"
+        );
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _guard = Unmount(mnt.path());
+        let repo = Repository::open(mnt.path()).unwrap();
+        let mut w = repo.begin("n1", 0).unwrap();
+        std::fs::create_dir_all(w.dump_dir("validator")).unwrap();
+        std::fs::write(w.dump_dir("validator").join("1.dat"), vec![7u8; 600 << 10]).unwrap();
+        w.record_dump(info("validator"));
+        w.seal(&mut |_| {}).unwrap();
+        match repo.begin("n1", 0) {
+            Err(RepoError::NoSpace {
+                dir,
+                needed,
+                available,
+            }) => {
+                assert_eq!(dir, mnt.path());
+                assert!(
+                    needed > 600 << 10 && available < needed,
+                    "{needed} {available}"
+                );
+            }
+            other => panic!("expected NoSpace, got {other:?}"),
+        }
+        // Another node's first backup has nothing to go by and may start.
+        assert!(repo.begin("n2", 0).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use super::host::{fail, to_dyn, BackupsApi, FlowEnv, NodeApi, RResult};
 use crate::participants::Registry;
 
 /// Prefix of the decrypted identities files this module creates (and alone may delete).
-const IDENTITIES_PREFIX: &str = "identities-";
+use crate::private_tmp::IDENTITIES_PREFIX;
 
 /// The registry with everything known to be used merged in: the ids the config shows and
 /// the ids inside this node's backups.
@@ -190,8 +190,13 @@ fn decrypt_identities(env: &FlowEnv, backup: &str, key: &Path, uid: i64) -> RRes
     })?;
     let plain = crate::identities::decrypt_file(&env.repo.backup_dir(&m.id).join(&ids.file), key)
         .map_err(|e| fail(e.to_string()))?;
-    let dir = env.node.state_dir.join("tmp");
-    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+    // 0700 root: only the file itself is handed to the validator's uid below.
+    let dir = crate::private_tmp::ensure(&env.node.state_dir).map_err(|e| {
+        fail(format!(
+            "preparing {}: {e}",
+            env.node.state_dir.join("tmp").display()
+        ))
+    })?;
     let path = dir.join(format!(
         "{IDENTITIES_PREFIX}{}-{}.json",
         m.id,
@@ -329,12 +334,11 @@ fn store_snapshot(
     bytes: &[u8],
 ) -> Result<(PathBuf, String), String> {
     use sha2::Digest;
-    let dir = env
-        .repo
-        .root()
-        .join(crate::repo::SNAPSHOTS_DIR)
-        .join(&env.node.name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let dir = crate::private_tmp::private_dirs(
+        &env.repo.root().join(crate::repo::SNAPSHOTS_DIR),
+        &env.node.name,
+    )
+    .map_err(|e| format!("creating the snapshot directory: {e}"))?;
     let stamp: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let path = dir.join(format!(
         "domain_migration_dump-m{migration_id}-{stamp}.json"

@@ -4,11 +4,10 @@
 //! engine API instead.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde::Deserialize;
 use splice_dr_plugin_api::{BackendError, OpContext};
-use splice_dr_postgres::process;
+use splice_dr_postgres::{child_env, process};
 
 use crate::config::BundleConfig;
 
@@ -88,6 +87,17 @@ pub fn start_args(
     Ok(args)
 }
 
+/// Environment variable the onboarding secret travels in to the `start.sh` wrapper.
+const SECRET_ENV: &str = "SPLICE_DR_ONBOARDING_SECRET";
+
+/// Runs a bundle script with `args` sourced by a bash wrapper, so that the `-o` value is
+/// read from [`SECRET_ENV`] inside the shell and never sits on any command line
+/// (`/proc/PID/cmdline` is world-readable). The wrapper drops the variable before the
+/// script runs; `start.sh` itself exports the secret only for `docker compose`.
+const WRAPPER: &str = "s=${SPLICE_DR_ONBOARDING_SECRET-}; unset SPLICE_DR_ONBOARDING_SECRET; \
+                       if [ -n \"${SPLICE_DR_HAS_SECRET-}\" ]; then unset SPLICE_DR_HAS_SECRET; \
+                       set -- -o \"$s\" \"$@\"; fi; unset s; source \"$0\" \"$@\"";
+
 /// Runs `stop.sh` then `start.sh args` in the bundle directory with `MIGRATION_ID` and
 /// the project name exported (the runbook's `participant-` pitfall).
 pub fn restart(
@@ -105,12 +115,18 @@ pub fn restart(
                 path.display()
             )));
         }
-        let mut cmd = Command::new("bash");
-        cmd.arg(&path)
-            .args(script_args)
+        let (secret, rest) = split_secret(script_args);
+        let mut cmd = child_env::command("bash", child_env::COMPOSE);
+        cmd.arg("-c")
+            .arg(WRAPPER)
+            .arg(&path)
+            .args(&rest)
             .current_dir(&b.dir)
             .env("MIGRATION_ID", migration_id.to_string())
             .env("COMPOSE_PROJECT_NAME", project);
+        if let Some(secret) = secret {
+            cmd.env(SECRET_ENV, secret).env("SPLICE_DR_HAS_SECRET", "1");
+        }
         // The onboarding secret must not reach logs: show the command with it masked.
         let shown = shown_masked(script, script_args);
         ctx.info(format!("running {shown}"));
@@ -120,6 +136,20 @@ pub fn restart(
         }
     }
     Ok(())
+}
+
+/// Takes `-o VALUE` out of `args`: the value (possibly empty) and the other arguments.
+fn split_secret(args: &[String]) -> (Option<&str>, Vec<&str>) {
+    let mut secret = None;
+    let mut rest = Vec::with_capacity(args.len());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), secret) {
+            ("-o", None) => secret = Some(it.next().map(String::as_str).unwrap_or("")),
+            _ => rest.push(a.as_str()),
+        }
+    }
+    (secret, rest)
 }
 
 fn shown_masked(script: &str, args: &[String]) -> String {
@@ -195,5 +225,70 @@ mod tests {
             args.join(" ").ends_with("-m 0 -P acme-2 -i /tmp/id.json"),
             "{args:?}"
         );
+    }
+
+    /// While start.sh runs (the `-w` wait), no process's command line holds the secret,
+    /// and the script still receives it as its `-o` value.
+    #[test]
+    fn the_secret_is_on_no_command_line() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let got = dir.path().join("got");
+        std::fs::write(dir.path().join("stop.sh"), "exit 0\n").expect("stop.sh");
+        std::fs::write(
+            dir.path().join("start.sh"),
+            format!(
+                "while getopts ':s:o:p:m:w' opt; do case $opt in o) secret=$OPTARG;; esac; done\n\
+                 printf '%s' \"$secret\" > {}\n\
+                 env | grep -q SPLICE_DR_ONBOARDING_SECRET && echo leaked >> {}\n\
+                 sleep 2\n",
+                got.display(),
+                got.display()
+            ),
+        )
+        .expect("start.sh");
+        let mut b = bundle();
+        b.dir = dir.path().to_path_buf();
+        b.onboarding_secret = format!("s3cret-{}", std::process::id());
+        let args = start_args(&b, &StartValues::default(), 0).expect("args");
+        let ctx = OpContext::detached(Arc::new(AtomicBool::new(false)));
+        let secret = b.onboarding_secret.clone();
+        let scan = std::thread::spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(1800);
+            let mut seen = Vec::new();
+            let mut scans = 0;
+            while std::time::Instant::now() < until {
+                scans += 1;
+                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+                        if String::from_utf8_lossy(&c).contains(&secret) {
+                            seen.push(String::from_utf8_lossy(&c).replace('\0', " "));
+                        }
+                    }
+                }
+            }
+            (scans, seen)
+        });
+        restart(&ctx, &b, "proj", &args, 0).expect("restart");
+        let (scans, seen) = scan.join().expect("scanner");
+        assert!(scans > 1);
+        assert!(
+            seen.is_empty(),
+            "the secret was on a command line: {seen:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&got).expect("got"),
+            b.onboarding_secret
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_is_still_passed() {
+        let args: Vec<String> = ["-s", "u", "-o", "", "-w"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(split_secret(&args), (Some(""), vec!["-s", "u", "-w"]));
     }
 }

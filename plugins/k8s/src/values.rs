@@ -4,7 +4,6 @@
 //! and applied with `helm upgrade <release> <chart> --reuse-values -f <overlay>`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -172,20 +171,23 @@ pub fn run_helm(
 ) -> Result<(), BackendError> {
     let shown = format!("{} {}", helm.display(), args.join(" "));
     ctx.info(format!("running {shown}"));
-    let out = Command::new(helm).args(args).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            BackendError::Config(format!(
-                "`{}` was not found (PATH={}): install helm 3 where the daemon runs or set \
+    let out = splice_dr_postgres::child_env::command(helm, splice_dr_postgres::child_env::HELM)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                BackendError::Config(format!(
+                    "`{}` was not found (PATH={}): install helm 3 where the daemon runs or set \
                  [node.k8s] helm = \"/path/to/helm\"; the overlay is {} (also in the run's \
                  journal) — apply it by hand with: {shown}",
-                helm.display(),
-                std::env::var("PATH").unwrap_or_default(),
-                overlay.display()
-            ))
-        } else {
-            BackendError::io(format!("running {shown}"), e)
-        }
-    })?;
+                    helm.display(),
+                    std::env::var("PATH").unwrap_or_default(),
+                    overlay.display()
+                ))
+            } else {
+                BackendError::io(format!("running {shown}"), e)
+            }
+        })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(BackendError::Command {

@@ -114,37 +114,52 @@ fn check_indexes(
 }
 
 /// Runs one site query read-only; it must return exactly one value.
+///
+/// The operator's SQL is untrusted text run with the drill's (often privileged) role, so
+/// it is first parsed alone with the extended protocol, which refuses more than one
+/// statement; only then it runs, on a session whose default is read-only, inside a
+/// `BEGIN READ ONLY` transaction that is always rolled back. A single statement cannot
+/// both leave that transaction and write.
 fn run_query(client: &mut Client, q: &StagedQuery) -> QueryOutcome {
     let mut outcome = QueryOutcome {
         name: q.name.clone(),
         value: None,
         error: None,
     };
-    let sql = format!(
-        "BEGIN READ ONLY; {}; COMMIT",
-        q.sql.trim().trim_end_matches(';')
-    );
-    match client.simple_query(&sql) {
-        Ok(messages) => {
-            let rows: Vec<_> = messages
-                .iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            match rows.as_slice() {
-                [row] if row.len() == 1 => outcome.value = row.get(0).map(str::to_string),
-                [row] => {
-                    outcome.error = Some(format!("returned {} columns, expected one", row.len()))
-                }
-                _ => outcome.error = Some(format!("returned {} rows, expected one", rows.len())),
-            }
-        }
-        Err(e) => {
-            outcome.error = Some(pg_message(&e));
-            let _ = client.batch_execute("ROLLBACK");
-        }
+    match read_only_value(client, q.sql.trim().trim_end_matches(';')) {
+        Ok(v) => outcome.value = v,
+        Err(e) => outcome.error = Some(e),
     }
     outcome
+}
+
+/// The single value `sql` returns, run as described in [`run_query`].
+fn read_only_value(client: &mut Client, sql: &str) -> Result<Option<String>, String> {
+    client.prepare(sql).map_err(|e| {
+        format!(
+            "must be one read-only SQL statement returning one value; it was refused: {}",
+            pg_message(&e)
+        )
+    })?;
+    client
+        .batch_execute(
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+             SET default_transaction_read_only = on; BEGIN READ ONLY",
+        )
+        .map_err(|e| format!("could not open a read-only transaction: {}", pg_message(&e)))?;
+    let result = client.simple_query(sql);
+    let _ = client.batch_execute("ROLLBACK");
+    let messages = result.map_err(|e| pg_message(&e))?;
+    let rows: Vec<_> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    match rows.as_slice() {
+        [row] if row.len() == 1 => Ok(row.get(0).map(str::to_string)),
+        [row] => Err(format!("returned {} columns, expected one", row.len())),
+        _ => Err(format!("returned {} rows, expected one", rows.len())),
+    }
 }

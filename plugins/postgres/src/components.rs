@@ -6,7 +6,6 @@
 //! continue blindly), and `wait_ready` returns at once with a warning in the journal so
 //! that a restore on a node without health checks still completes.
 
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -126,7 +125,7 @@ impl PostgresBackend {
             ))
         })?;
         ctx.info(format!("{verb} {name}: {command}"));
-        let mut cmd = Command::new("sh");
+        let mut cmd = crate::child_env::command("sh", crate::child_env::POSTGRES);
         cmd.arg("-c").arg(command);
         let out = process::run(ctx, cmd, command, &format!("{verb} {name}"), &mut || {})?;
         if !out.stderr.is_empty() {

@@ -2,7 +2,6 @@
 //! snapshot `pg_dump` reads, so a restore can later be verified table by table.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chrono::Utc;
 use postgres::IsolationLevel;
@@ -192,7 +191,7 @@ impl PostgresBackend {
             self.cfg.jobs
         ));
 
-        let mut cmd = Command::new(&pg_dump);
+        let mut cmd = crate::child_env::command(&pg_dump, crate::child_env::POSTGRES);
         cmd.arg("--format=directory")
             .arg(format!("--jobs={}", self.cfg.jobs))
             .arg(format!("--compress={}", self.cfg.compress))
@@ -240,7 +239,7 @@ impl PostgresBackend {
             )));
         }
         let what = format!("check dump {shown_src}");
-        let mut cmd = Command::new(&pg_restore);
+        let mut cmd = crate::child_env::command(&pg_restore, crate::child_env::POSTGRES);
         cmd.arg("--list").arg(src);
         let shown = process::shown(&cmd);
         let out = process::run(ctx, cmd, &shown, &what, &mut || {}).map_err(|e| match e {
@@ -268,7 +267,7 @@ impl PostgresBackend {
             ctx.info(format!(
                 "reading every data file of {shown_src} (deep_check)"
             ));
-            let mut cmd = Command::new(&pg_restore);
+            let mut cmd = crate::child_env::command(&pg_restore, crate::child_env::POSTGRES);
             cmd.arg("--file=/dev/null").arg(src);
             let shown = process::shown(&cmd);
             process::run(ctx, cmd, &shown, &what, &mut || {}).map_err(|e| match e {

@@ -9,6 +9,7 @@
 //! splice-dr plugin ABI, which proves the dynamic-plugin path with a real backend.
 
 pub mod check;
+pub mod child_env;
 pub mod components;
 pub mod config;
 pub mod connection;
@@ -215,7 +216,7 @@ impl Backend for PostgresBackend {
                     .into(),
             )
         })?;
-        let mut cmd = std::process::Command::new("sh");
+        let mut cmd = crate::child_env::command("sh", child_env::POSTGRES);
         cmd.arg("-c")
             .arg(command)
             .env("SPLICE_DR_VALUES", values.to_string());

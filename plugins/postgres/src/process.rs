@@ -22,6 +22,9 @@ const POLL: Duration = Duration::from_millis(100);
 pub const TICK: Duration = Duration::from_millis(500);
 /// Bytes of stderr kept for error messages.
 const STDERR_TAIL: usize = 8 * 1024;
+/// Bytes of stdout kept: half from the start, half from the end. A child that floods its
+/// output (a bug, or a hostile script) must not grow the daemon's memory without bound.
+pub const STDOUT_CAP: usize = 8 << 20;
 /// How long to wait for output pipes after the child exited; a command that left a
 /// background process holding them (`start_command` with `&`) must not block the run.
 const PIPE_GRACE: Duration = Duration::from_secs(1);
@@ -77,32 +80,89 @@ fn tail(bytes: &[u8]) -> String {
     String::from_utf8_lossy(s).trim_end().to_string()
 }
 
+/// Output kept from one pipe: the first `head_cap` and the last `tail_cap` bytes, with a
+/// count of what was dropped between them.
+#[derive(Debug, Default)]
+struct Capped {
+    head_cap: usize,
+    tail_cap: usize,
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    omitted: u64,
+}
+
+impl Capped {
+    fn new(head_cap: usize, tail_cap: usize) -> Self {
+        Capped {
+            head_cap,
+            tail_cap,
+            ..Capped::default()
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8]) {
+        let head_room = self.head_cap.saturating_sub(self.head.len());
+        let n = head_room.min(bytes.len());
+        self.head.extend_from_slice(&bytes[..n]);
+        bytes = &bytes[n..];
+        self.tail.extend(bytes);
+        if self.tail.len() > self.tail_cap {
+            let cut = self.tail.len() - self.tail_cap;
+            self.tail.drain(..cut);
+            self.omitted += cut as u64;
+        }
+    }
+
+    /// The kept bytes, with a marker where some were dropped.
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = self.head.clone();
+        if self.omitted > 0 {
+            out.extend_from_slice(format!("\n… {} bytes omitted …\n", self.omitted).as_bytes());
+        }
+        out.extend(self.tail.iter());
+        out
+    }
+}
+
 /// Reads a pipe to the end into a shared buffer (so it can be read even if the reader
-/// never finishes), signalling `done` when it did.
+/// never finishes), sending `index` on `done` when it did.
 fn drain(
     mut pipe: impl Read + Send + 'static,
-    buf: Arc<Mutex<Vec<u8>>>,
-    done: mpsc::Sender<()>,
-    keep_all: bool,
-) {
+    buf: Arc<Mutex<Capped>>,
+    done: mpsc::Sender<usize>,
+    index: usize,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
+        let mut chunk = [0u8; 64 * 1024];
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     if let Ok(mut b) = buf.lock() {
-                        b.extend_from_slice(&chunk[..n]);
-                        if !keep_all && b.len() > 4 * STDERR_TAIL {
-                            let cut = b.len() - STDERR_TAIL;
-                            b.drain(..cut);
-                        }
+                        b.push(&chunk[..n]);
                     }
                 }
             }
         }
-        let _ = done.send(());
-    });
+        let _ = done.send(index);
+    })
+}
+
+/// Joins the pipe readers that reach end-of-file within [`PIPE_GRACE`]; one still held
+/// open by a background process the command left running is let go.
+fn join_readers(readers: &mut [Option<thread::JoinHandle<()>>], done: &mpsc::Receiver<usize>) {
+    let deadline = Instant::now() + PIPE_GRACE;
+    for _ in 0..readers.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match done.recv_timeout(left) {
+            Ok(i) => {
+                if let Some(h) = readers.get_mut(i).and_then(Option::take) {
+                    let _ = h.join();
+                }
+            }
+            Err(_) => break,
+        }
+    }
 }
 
 /// Kills the child's whole process group, then the child itself.
@@ -141,17 +201,20 @@ pub fn run(
         status: "not started".into(),
         stderr: e.to_string(),
     })?;
-    let out_buf = Arc::new(Mutex::new(Vec::new()));
-    let err_buf = Arc::new(Mutex::new(Vec::new()));
+    let out_buf = Arc::new(Mutex::new(Capped::new(STDOUT_CAP / 2, STDOUT_CAP / 2)));
+    let err_buf = Arc::new(Mutex::new(Capped::new(0, STDERR_TAIL)));
     let (done_tx, done_rx) = mpsc::channel();
-    let mut pipes = 0;
+    let mut readers = Vec::new();
     if let Some(p) = child.stdout.take() {
-        drain(p, out_buf.clone(), done_tx.clone(), true);
-        pipes += 1;
+        readers.push(Some(drain(
+            p,
+            out_buf.clone(),
+            done_tx.clone(),
+            readers.len(),
+        )));
     }
     if let Some(p) = child.stderr.take() {
-        drain(p, err_buf.clone(), done_tx, false);
-        pipes += 1;
+        readers.push(Some(drain(p, err_buf.clone(), done_tx, readers.len())));
     }
     // The first tick comes at once, so a watcher learns the step is under way; a cancel
     // raised by a tick is acted on in the same round, before the child can finish.
@@ -175,14 +238,8 @@ pub fn run(
         }
         thread::sleep(POLL);
     };
-    let deadline = Instant::now() + PIPE_GRACE;
-    for _ in 0..pipes {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
-            break;
-        }
-    }
-    let take = |b: &Arc<Mutex<Vec<u8>>>| b.lock().map(|v| v.clone()).unwrap_or_default();
+    join_readers(&mut readers, &done_rx);
+    let take = |b: &Arc<Mutex<Capped>>| b.lock().map(|v| v.bytes()).unwrap_or_default();
     let stdout = String::from_utf8_lossy(&take(&out_buf)).into_owned();
     let stderr = tail(&take(&err_buf));
     if status.success() {
@@ -272,6 +329,28 @@ mod tests {
         let e = find_tool(Some(Path::new("/nonexistent")), "pg_dump").expect_err("missing");
         assert!(
             matches!(&e, BackendError::Config(m) if m.contains("pg_dump") && m.contains("bin_dir"))
+        );
+    }
+
+    /// A child printing 100 MiB leaves at most the cap (plus the marker) in memory and in
+    /// the result: its beginning, its end and how much was dropped between.
+    #[test]
+    fn huge_output_is_capped_head_and_tail() {
+        let c = ctx(Arc::new(AtomicBool::new(false)));
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo FIRST; head -c 104857600 /dev/zero | tr '\\0' x; echo; echo LAST",
+        ]);
+        let out = run(&c, cmd, "sh", "flood", &mut || {}).expect("runs");
+        assert!(out.stdout.len() <= STDOUT_CAP + 64, "{}", out.stdout.len());
+        assert!(out.stdout.starts_with("FIRST\n"));
+        assert!(out.stdout.trim_end().ends_with("LAST"));
+        let total = 6 + 104_857_600 + 1 + 5;
+        let omitted = total - STDOUT_CAP;
+        assert!(
+            out.stdout.contains(&format!("… {omitted} bytes omitted …")),
+            "marker missing"
         );
     }
 }

@@ -7,7 +7,6 @@
 //! Postgres 15); `roll_back` reverses that; only `drop_kept` destroys the old data.
 
 use std::path::Path;
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -86,7 +85,7 @@ impl PostgresBackend {
         expected: &DumpInfo,
     ) -> Result<(), BackendError> {
         let what = format!("restore {staging}");
-        let mut cmd = Command::new(pg_restore);
+        let mut cmd = crate::child_env::command(pg_restore, crate::child_env::POSTGRES);
         cmd.arg(format!("--jobs={}", self.cfg.jobs))
             .arg("--exit-on-error")
             .arg(format!("--dbname={}", self.conn.conninfo(staging)))

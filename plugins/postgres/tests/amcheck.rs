@@ -83,3 +83,69 @@ fn only_staging_databases_are_checked() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// Whether a role called `name` exists in the cluster.
+fn role_exists(name: &str) -> bool {
+    connect("postgres")
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&name],
+        )
+        .expect("pg_roles")
+        .is_some()
+}
+
+/// Site queries cannot write: several statements are refused before anything runs, and
+/// a lone COMMIT or a session-level switch back to read-write does not let the next
+/// query write either (real Postgres, with a role that may create roles).
+#[test]
+fn site_queries_cannot_commit_or_write() {
+    let dbs = TestDbs::new("readonly");
+    let db = format!("{}-scratch", dbs.base);
+    let mut admin = connect("postgres");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{db}\""))
+        .expect("create");
+    let role = format!(
+        "sdr_ro_{}",
+        dbs.base.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    // The test's role can create roles, so a refusal below is the check's doing.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{role}_probe\"; DROP ROLE \"{role}_probe\""
+        ))
+        .expect("the test role may create roles");
+    let mut client = connect(&db);
+    let rec = Recorder::new();
+    let queries = [
+        query(
+            "batch",
+            &format!("select 1; commit; create role \"{role}\""),
+        ),
+        query("commit", "commit"),
+        query(
+            "switch",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        ),
+        query("write", &format!("create role \"{role}\"")),
+        query("still fine", "SELECT 42"),
+    ];
+
+    let found = check_database(&rec.ctx, &mut client, &db, &queries).expect("check");
+    assert!(
+        !role_exists(&role),
+        "a site query created a role: {found:?}"
+    );
+    let batch = found.queries[0].error.as_deref().unwrap_or("");
+    assert!(batch.contains("one read-only SQL statement"), "{found:?}");
+    assert!(
+        found.queries[3]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("read-only"),
+        "{found:?}"
+    );
+    assert_eq!(found.queries[4].value.as_deref(), Some("42"), "{found:?}");
+}

@@ -144,11 +144,6 @@ impl BackupStore for DirStore {
     }
 
     fn free_bytes(&self) -> Option<u64> {
-        let mut probe = self.root.as_path();
-        while !probe.exists() {
-            probe = probe.parent()?;
-        }
-        let s = rustix::fs::statvfs(probe).ok()?;
-        Some(s.f_bavail.saturating_mul(s.f_frsize))
+        crate::util::free_bytes(&self.root)
     }
 }
