@@ -98,6 +98,8 @@ impl RunContext {
             name: name.into(),
             depth,
         });
+        #[cfg(debug_assertions)]
+        super::test_pause::at_step_start(idx + 1, name);
         Ok(idx)
     }
 
@@ -174,6 +176,16 @@ impl RunContext {
             // Progress is frequent: persist it at most every two seconds.
             if lock(&self.last_save).elapsed().as_secs() >= 2 {
                 let _ = self.save(&rec);
+            }
+            #[cfg(debug_assertions)]
+            {
+                let name = rec
+                    .steps
+                    .get(idx)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                drop(rec);
+                super::test_pause::in_step(idx + 1, &name, done);
             }
         }
         self.emit(RunEvent::Progress {
