@@ -18,6 +18,7 @@ pub mod flows;
 pub mod identities;
 pub mod journal;
 pub mod leader;
+pub mod leftover_cmd;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -247,9 +247,15 @@ impl Service {
 
     fn recover_blocking(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        // Components each node's interrupted runs had stopped: started again below.
+        let mut stopped: BTreeMap<String, Vec<String>> = BTreeMap::new();
         match self.runner.journal().mark_orphans() {
             Ok(runs) => {
                 for r in runs {
+                    if let Some(node) = &r.node {
+                        let list = stopped.entry(node.clone()).or_default();
+                        list.extend(r.stopped_components.iter().cloned());
+                    }
                     notes.push(format!(
                         "run {} ({}) marked interrupted: {}",
                         r.id,
@@ -266,7 +272,12 @@ impl Service {
         let per_node: Vec<Vec<String>> = std::thread::scope(|s| {
             let handles: Vec<_> = nodes
                 .iter()
-                .map(|(name, node)| s.spawn(|| self.recover_node(&state_dir, name, node)))
+                .map(|(name, node)| {
+                    let (state_dir, stopped) = (&state_dir, stopped.get(name).cloned());
+                    s.spawn(move || {
+                        self.recover_node(state_dir, name, node, &stopped.unwrap_or_default())
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -286,17 +297,26 @@ impl Service {
         state_dir: &std::path::Path,
         name: &str,
         node: &NodeRuntime,
+        stopped: &[String],
     ) -> Vec<String> {
-        let mut notes = Vec::new();
         let Ok(_lock) = NodeLock::try_acquire(state_dir, name, "start-up recovery") else {
-            return notes;
+            return Vec::new();
         };
+        let mut notes = self.recover_storage(name, node);
+        // Whatever the storage looks like, a component a killed run stopped runs again.
+        notes.extend(start_stopped(name, node, stopped));
         if let Ok(removed) = self.runner.repo().discard_incomplete(name) {
             for r in removed {
                 notes.push(format!("node {name}: removed unsealed backup {r}"));
             }
         }
-        // A hung node must not keep the daemon from serving the others.
+        notes
+    }
+
+    /// Drops the half-restored databases of one node; kept data is listed, never dropped.
+    /// Bounded: a hung node must not keep the daemon from serving the others.
+    fn recover_storage(&self, name: &str, node: &NodeRuntime) -> Vec<String> {
+        let mut notes = Vec::new();
         let ctx = splice_dr_plugin_api::OpContext::with_deadline(RECOVERY_LIMIT);
         let left = match node.backend.leftovers(&ctx) {
             Ok(left) => left,
@@ -734,6 +754,49 @@ impl Service {
                 Err(e) => v[format!("{key}_error")] = json!(bounded_error(&e, STATUS_LIMIT)),
             }
         }
+        self.add_removal_commands(name, &mut v);
         v
     }
+
+    /// `leftovers.remove_commands`: kept item → the command that removes it.
+    fn add_removal_commands(&self, name: &str, v: &mut Value) {
+        let config = self.config();
+        let Some(cfg) = config.nodes.iter().find(|n| n.name == name) else {
+            return;
+        };
+        let kept = v["leftovers"]["kept"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let commands: serde_json::Map<String, Value> = kept
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|k| Some((k.to_string(), json!(crate::leftover_cmd::removal(cfg, k)?))))
+            .collect();
+        if !commands.is_empty() {
+            v["leftovers"]["remove_commands"] = Value::Object(commands);
+        }
+    }
+}
+
+/// Starts the components that interrupted runs of `name` had stopped (as every flow does
+/// at its end), last stopped first, so a killed run never leaves the node down.
+fn start_stopped(name: &str, node: &NodeRuntime, stopped: &[String]) -> Vec<String> {
+    let mut order: Vec<&String> = Vec::new();
+    for c in stopped.iter().rev() {
+        if !order.contains(&c) {
+            order.push(c);
+        }
+    }
+    let ctx = splice_dr_plugin_api::OpContext::with_deadline(RECOVERY_LIMIT);
+    order
+        .into_iter()
+        .map(|c| match node.backend.scale(&ctx, c, 1) {
+            Ok(()) => format!("node {name}: started {c}, which an interrupted run had stopped"),
+            Err(e) => format!(
+                "node {name}: cannot start {c}, which an interrupted run had stopped: {}; start it by hand",
+                bounded_error(&e, RECOVERY_LIMIT)
+            ),
+        })
+        .collect()
 }

@@ -2,6 +2,8 @@
 //! data a validator holds, exact table fingerprints, configs, and the real binary.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -197,6 +197,20 @@ impl RunContext {
         });
     }
 
+    /// Journals that this run stops `component` (before it does: a kill during the stop
+    /// must still be seen) or has started it again, for start-up recovery.
+    pub fn note_component(&self, component: &str, stopped: bool) -> Result<(), String> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let mut rec = lock(&self.record);
+        rec.stopped_components.retain(|c| c != component);
+        if stopped {
+            rec.stopped_components.push(component.into());
+        }
+        self.save(&rec)
+    }
+
     /// Notes that safety checks were overridden, and why.
     pub fn record_forced(&self, reason: &str) -> Result<(), String> {
         let mut rec = lock(&self.record);

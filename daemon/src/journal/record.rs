@@ -124,6 +124,10 @@ pub struct RunRecord {
     /// Set while the run waits for `splice-dr approve` (rules with `approval = "required"`).
     #[serde(default)]
     pub approval: Option<PendingApproval>,
+    /// Components this run stopped (journaled before the stop) and has not started again:
+    /// start-up recovery starts them when the run died, so a kill never leaves a node down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_components: Vec<String>,
 }
 
 /// A run that a rule requested and a human must approve before it starts.
@@ -159,6 +163,7 @@ impl RunRecord {
             result: None,
             error: None,
             approval: None,
+            stopped_components: Vec::new(),
         }
     }
 

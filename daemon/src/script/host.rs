@@ -233,7 +233,14 @@ fn register_node(engine: &mut Engine) {
                     u32::try_from(replicas).map_err(|_| fail("replicas must be >= 0"))?;
                 let label = format!("scale {component} to {replicas}");
                 let backend = n.0.backend.clone();
-                n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))
+                if replicas == 0 {
+                    n.0.run.note_component(component, true).map_err(fail)?;
+                }
+                n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))?;
+                if replicas > 0 {
+                    n.0.run.note_component(component, false).map_err(fail)?;
+                }
+                Ok(())
             },
         )
         .register_fn(
