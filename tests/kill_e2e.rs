@@ -13,7 +13,6 @@ use common::kill::*;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Operator stop/start commands that mark a component up with a file.
@@ -126,55 +125,145 @@ fn bare_postgres_restore_killed_at_every_step_recovers_the_node() {
     let points = kill_points(&steps, &["database from"]);
     eprintln!("restore steps: {steps:?}");
 
+    let target = Target::new(&site.config, site.dir.path());
     let mut exercised = 0;
     for point in points {
         let before = diverge(&dbs, &backup);
         let registry_before = read_opt(&registry);
-        let paused = start_site_paused(&site, point);
-        let mut client = site
-            .cmd()
-            .args(["restore", "--backup", &id, "--yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let reached = paused.wait(&mut client, Duration::from_secs(120));
-        paused.kill();
-        let _ = client.wait();
-        let Some(at) = reached else {
-            eprintln!("{point:?}: the run finished before reaching it");
+        let args = ["restore", "--backup", &id, "--yes"];
+        let limit = Duration::from_secs(120);
+        let Some((at, daemon)) = target.kill_and_recover(point, "restore", &args, limit) else {
             continue;
         };
         exercised += 1;
-
-        let daemon = site.start_daemon();
-        let run = newest_run(&state, "restore").unwrap();
-        assert_eq!(run["state"], "interrupted", "{point:?} ({at}): {run}");
-        let now = dbs.fingerprint();
-        let outcome = if now == before {
-            "as before"
-        } else if now == backup {
-            "restored"
-        } else {
-            panic!("{point:?} ({at}): the node is neither as before the run nor restored")
-        };
+        let at = format!("{point:?} ({at})");
+        let outcome = outcome(&dbs.fingerprint(), &before, &backup, &at);
         assert!(
             components_up(flags.path()),
-            "{point:?} ({at}): start-up recovery left a component stopped\n{}",
-            site.daemon_log()
+            "{at}: start-up recovery left a component stopped\n{}",
+            target.log()
         );
         let removed = remove_listed_leftovers(&site, &dbs, point);
         assert_eq!(
             read_opt(&registry),
             registry_before,
-            "{point:?}: participant registry changed"
+            "{at}: participant registry changed"
         );
-        eprintln!("{point:?} ({at}): node {outcome}, {removed} kept database(s) removed by the listed command");
+        eprintln!("{at}: node {outcome}, {removed} kept database(s) removed by the listed command");
         stop(daemon);
     }
     eprintln!("kill points exercised: {exercised}");
     assert!(
         exercised >= steps.len(),
         "every step boundary must be exercised"
+    );
+}
+
+#[path = "common/compose.rs"]
+mod compose;
+
+/// Makes the compose node's data differ from the backup (and from any earlier state).
+fn diverge_compose(node: &compose::ComposeNode, n: usize) -> Vec<String> {
+    node.psql(
+        "validator",
+        &format!(
+            "DELETE FROM app.items WHERE id % 5 = {}; INSERT INTO app.items VALUES ({}, 'after the backup')",
+            n % 5,
+            900_000 + n
+        ),
+    );
+    node.fingerprint()
+}
+
+/// Kept volumes must be listed by `status` with the command removing them; runs it.
+fn remove_listed_volumes(config: &Path, node: &compose::ComposeNode, point: KillPoint) -> usize {
+    let kept = node.kept_volumes();
+    if kept.is_empty() {
+        return 0;
+    }
+    let out = compose::cli(config, &["--json", "status"]);
+    let status: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let left = &status["nodes"][0]["leftovers"];
+    for v in &kept {
+        let cmd = left["remove_commands"][v.as_str()]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("{point:?}: `status` gives no command removing volume {v}: {left}")
+            });
+        sh(cmd);
+    }
+    assert!(
+        node.kept_volumes().is_empty(),
+        "{point:?}: the listed commands left {:?}",
+        node.kept_volumes()
+    );
+    kept.len()
+}
+
+/// Waits until the validator answers readyz (it needs Postgres and both databases).
+fn wait_healthy(node: &compose::ComposeNode, target: &Target, at: &str) {
+    let start = std::time::Instant::now();
+    while !node.validator_ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{at}: the node is not healthy after start-up recovery\n{}",
+            target.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Boundaries before anything changes (choosing and verifying the backup) are the bare
+/// Postgres test's; here every step from the first stop on, and mid-way through the two
+/// database restores.
+#[test]
+fn compose_restore_killed_at_every_step_recovers_the_node() {
+    require_docker!();
+    let node = compose::ComposeNode::start("kill");
+    node.seed(20_000);
+    let site = tempfile::tempdir().unwrap();
+    let config = node.site_config(site.path(), "");
+    let target = Target::new(&config, site.path());
+    let id = compose::backup(&config);
+    let backup = node.fingerprint();
+
+    diverge_compose(&node, 0);
+    let out = compose::cli(&config, &["restore", "--backup", &id, "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(node.fingerprint(), backup);
+    let steps = step_names(&newest_run(&site.path().join("state"), "restore").unwrap());
+    eprintln!("restore steps: {steps:?}");
+    let first_stop = steps.iter().position(|s| s.starts_with("stop ")).unwrap() + 1;
+    let points: Vec<KillPoint> = kill_points(&steps, &["database from"])
+        .into_iter()
+        .filter(|p| !matches!(p, KillPoint::AtStep(n) if *n < first_stop))
+        .collect();
+
+    let mut exercised = 0;
+    for (i, point) in points.iter().copied().enumerate() {
+        let before = diverge_compose(&node, i + 1);
+        let args = ["restore", "--backup", &id, "--yes"];
+        let limit = Duration::from_secs(180);
+        let Some((at, daemon)) = target.kill_and_recover(point, "restore", &args, limit) else {
+            continue;
+        };
+        exercised += 1;
+        let at = format!("{point:?} ({at})");
+        wait_healthy(&node, &target, &at);
+        let outcome = outcome(
+            &node.fingerprint(),
+            &before,
+            &backup,
+            &format!("{at}\n{}", target.log()),
+        );
+        let removed = remove_listed_volumes(&config, &node, point);
+        eprintln!("{at}: node {outcome}, {removed} kept volume(s) removed by the listed command");
+        stop(daemon);
+    }
+    eprintln!("kill points exercised: {exercised}");
+    assert!(
+        exercised + first_stop > steps.len(),
+        "every step boundary from the first stop on"
     );
 }

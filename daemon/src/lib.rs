@@ -16,6 +16,7 @@ pub mod drills;
 pub mod events;
 pub mod flows;
 pub mod identities;
+pub mod interrupted;
 pub mod journal;
 pub mod leader;
 pub mod leftover_cmd;

@@ -247,15 +247,12 @@ impl Service {
 
     fn recover_blocking(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        // Components each node's interrupted runs had stopped: started again below.
-        let mut stopped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // What each node's interrupted runs left undone: undone below.
+        let mut undone = BTreeMap::new();
         match self.runner.journal().mark_orphans() {
             Ok(runs) => {
+                undone = crate::interrupted::collect(&runs);
                 for r in runs {
-                    if let Some(node) = &r.node {
-                        let list = stopped.entry(node.clone()).or_default();
-                        list.extend(r.stopped_components.iter().cloned());
-                    }
                     notes.push(format!(
                         "run {} ({}) marked interrupted: {}",
                         r.id,
@@ -273,9 +270,9 @@ impl Service {
             let handles: Vec<_> = nodes
                 .iter()
                 .map(|(name, node)| {
-                    let (state_dir, stopped) = (&state_dir, stopped.get(name).cloned());
+                    let (state_dir, undone) = (&state_dir, undone.get(name).cloned());
                     s.spawn(move || {
-                        self.recover_node(state_dir, name, node, &stopped.unwrap_or_default())
+                        self.recover_node(state_dir, name, node, &undone.unwrap_or_default())
                     })
                 })
                 .collect();
@@ -297,14 +294,14 @@ impl Service {
         state_dir: &std::path::Path,
         name: &str,
         node: &NodeRuntime,
-        stopped: &[String],
+        undone: &crate::interrupted::Unfinished,
     ) -> Vec<String> {
         let Ok(_lock) = NodeLock::try_acquire(state_dir, name, "start-up recovery") else {
             return Vec::new();
         };
-        let mut notes = self.recover_storage(name, node);
-        // Whatever the storage looks like, a component a killed run stopped runs again.
-        notes.extend(start_stopped(name, node, stopped));
+        // Storage put back and components running again before scratch data is dropped.
+        let mut notes = crate::interrupted::recover(name, node, undone);
+        notes.extend(self.recover_storage(name, node));
         if let Ok(removed) = self.runner.repo().discard_incomplete(name) {
             for r in removed {
                 notes.push(format!("node {name}: removed unsealed backup {r}"));
@@ -777,26 +774,4 @@ impl Service {
             v["leftovers"]["remove_commands"] = Value::Object(commands);
         }
     }
-}
-
-/// Starts the components that interrupted runs of `name` had stopped (as every flow does
-/// at its end), last stopped first, so a killed run never leaves the node down.
-fn start_stopped(name: &str, node: &NodeRuntime, stopped: &[String]) -> Vec<String> {
-    let mut order: Vec<&String> = Vec::new();
-    for c in stopped.iter().rev() {
-        if !order.contains(&c) {
-            order.push(c);
-        }
-    }
-    let ctx = splice_dr_plugin_api::OpContext::with_deadline(RECOVERY_LIMIT);
-    order
-        .into_iter()
-        .map(|c| match node.backend.scale(&ctx, c, 1) {
-            Ok(()) => format!("node {name}: started {c}, which an interrupted run had stopped"),
-            Err(e) => format!(
-                "node {name}: cannot start {c}, which an interrupted run had stopped: {}; start it by hand",
-                bounded_error(&e, RECOVERY_LIMIT)
-            ),
-        })
-        .collect()
 }

@@ -4,10 +4,10 @@
 //! restart it so start-up recovery runs.
 #![allow(dead_code)]
 
-use super::{wait_for, DaemonProcess, Site};
+use super::{wait_for, DaemonProcess};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where a run is frozen and killed.
@@ -75,77 +75,133 @@ pub fn newest_run(state_dir: &Path, flow: &str) -> Option<Value> {
     runs.pop()
 }
 
-/// A daemon frozen (or about to be) at a kill point.
-pub struct Paused {
-    pub daemon: DaemonProcess,
-    pub marker: PathBuf,
+/// The daemon of one site directory (config, `splice-dr.sock`, `daemon.log`), to freeze
+/// at kill points and restart.
+pub struct Target {
+    pub config: PathBuf,
+    pub dir: PathBuf,
 }
 
-/// Starts the daemon of `config` with the pause hook armed at `point`.
-pub fn start_paused(
-    cmd: Command,
-    sock: &Path,
-    log: &Path,
-    point: KillPoint,
-    marker: &Path,
-) -> Paused {
-    let _ = std::fs::remove_file(marker);
-    let (var, n) = point.env();
-    let mut cmd = cmd;
-    let child = cmd
-        .arg("daemon")
-        .env(var, n.to_string())
-        .env("SPLICE_DR_TEST_PAUSE_MARKER", marker)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(30), "daemon socket", || {
-        std::os::unix::net::UnixStream::connect(sock).is_ok()
-    });
-    Paused {
-        daemon: DaemonProcess::from_child(child),
-        marker: marker.to_path_buf(),
-    }
-}
-
-/// Starts the daemon of a [`Site`] with the pause hook armed.
-pub fn start_site_paused(site: &Site, point: KillPoint) -> Paused {
-    start_paused(
-        site.cmd(),
-        &site.path("splice-dr.sock"),
-        &site.path("daemon.log"),
-        point,
-        &site.path("pause-marker"),
-    )
-}
-
-impl Paused {
-    /// Waits until the daemon is frozen at its point (`Some(marker text)`), or until
-    /// `client` (the CLI following the run) exits first: the point was never reached.
-    pub fn wait(&self, client: &mut Child, limit: Duration) -> Option<String> {
-        let start = Instant::now();
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&self.marker) {
-                return Some(text.trim().to_string());
-            }
-            if client.try_wait().unwrap().is_some() {
-                return std::fs::read_to_string(&self.marker)
-                    .ok()
-                    .map(|t| t.trim().to_string());
-            }
-            assert!(
-                start.elapsed() < limit,
-                "the pause point was not reached within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+impl Target {
+    /// The daemon of `config`, whose socket and log live in `dir`.
+    pub fn new(config: &Path, dir: &Path) -> Target {
+        Target {
+            config: config.to_path_buf(),
+            dir: dir.to_path_buf(),
         }
     }
 
-    /// SIGKILL, as an OOM killer or a power cut would.
-    pub fn kill(mut self) {
-        self.daemon.kill().unwrap();
-        self.daemon.wait().unwrap();
+    /// The binary with `--config`.
+    pub fn binary(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_splice-dr"));
+        c.arg("--config").arg(&self.config).stdin(Stdio::null());
+        c
+    }
+
+    fn start(&self, point: Option<KillPoint>) -> DaemonProcess {
+        let mut cmd = self.binary();
+        cmd.arg("daemon");
+        if let Some(point) = point {
+            let (var, n) = point.env();
+            cmd.env(var, n.to_string())
+                .env("SPLICE_DR_TEST_PAUSE_MARKER", self.dir.join("pause-marker"));
+        }
+        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let sock = self.dir.join("splice-dr.sock");
+        wait_for(Duration::from_secs(120), "the daemon's socket", || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+        DaemonProcess::from_child(child)
+    }
+
+    /// Starts the daemon without the hook: start-up recovery runs before it answers.
+    pub fn restart(&self) -> DaemonProcess {
+        self.start(None)
+    }
+
+    /// The daemon's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Starts the daemon with the hook armed at `point`, runs the CLI with `args` through
+    /// it, and SIGKILLs the daemon (as an OOM killer or a power cut would) once it is
+    /// frozen there. Returns the marker (`STEP NAME`), or `None` when the run ended before
+    /// reaching the point.
+    pub fn kill_at(&self, point: KillPoint, args: &[&str], limit: Duration) -> Option<String> {
+        let marker = self.dir.join("pause-marker");
+        let _ = std::fs::remove_file(&marker);
+        let mut daemon = self.start(Some(point));
+        let mut client = self
+            .binary()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let read = || {
+            std::fs::read_to_string(&marker)
+                .ok()
+                .map(|t| t.trim().to_string())
+        };
+        let start = Instant::now();
+        let reached = loop {
+            if let Some(text) = read() {
+                break Some(text);
+            }
+            if client.try_wait().unwrap().is_some() {
+                break read();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{point:?} not reached within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        let _ = client.wait();
+        reached
+    }
+}
+
+impl Target {
+    /// [`Target::kill_at`], then a restart (start-up recovery) and the check that the
+    /// newest run of `flow` is `interrupted`. Returns the marker text and the daemon, or
+    /// `None` (nothing killed) when the run ended before reaching the point.
+    pub fn kill_and_recover(
+        &self,
+        point: KillPoint,
+        flow: &str,
+        args: &[&str],
+        limit: Duration,
+    ) -> Option<(String, DaemonProcess)> {
+        let Some(at) = self.kill_at(point, args, limit) else {
+            eprintln!("{point:?}: the run finished before reaching it");
+            return None;
+        };
+        let daemon = self.restart();
+        let run = newest_run(&self.dir.join("state"), flow).unwrap();
+        assert_eq!(run["state"], "interrupted", "{point:?} ({at}): {run}");
+        Some((at, daemon))
+    }
+}
+
+/// Which of the two allowed states the node is in after recovery: exactly as before the
+/// run, or fully restored; panics naming the kill point otherwise.
+pub fn outcome<T: PartialEq + std::fmt::Debug>(
+    now: &T,
+    before: &T,
+    restored: &T,
+    at: &str,
+) -> &'static str {
+    if now == before {
+        "as before"
+    } else if now == restored {
+        "restored"
+    } else {
+        panic!("{at}: the node is neither as before the run nor restored: {now:?}")
     }
 }
 
