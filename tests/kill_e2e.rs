@@ -91,72 +91,145 @@ fn read_opt(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
+/// A bare-Postgres node whose components are marked up by files, with one backup.
+struct BareNode {
+    dbs: NodeDbs,
+    flags: tempfile::TempDir,
+    site: Site,
+    id: String,
+    backup: Vec<(String, String)>,
+}
+
+impl BareNode {
+    fn new() -> BareNode {
+        let dbs = NodeDbs::create("sdr_kstep", 30_000);
+        let flags = tempfile::tempdir().unwrap();
+        let site = Site::with(
+            &dbs.validator,
+            &dbs.participant,
+            BackendChoice::Builtin,
+            "",
+            "",
+            &components(flags.path()),
+        );
+        sh(&format!(
+            "touch {0}/validator.up {0}/participant.up",
+            flags.path().display()
+        ));
+        let out = site.cli(&["backup"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let backup = dbs.fingerprint();
+        BareNode {
+            dbs,
+            flags,
+            site,
+            id,
+            backup,
+        }
+    }
+
+    /// An uninterrupted restore (through a daemon, as the kill runs are): its steps and
+    /// whether it succeeded.
+    fn reference_run(&self) -> (Vec<String>, bool) {
+        let daemon = self.site.start_daemon();
+        diverge(&self.dbs, &self.backup);
+        let out = self.site.cli(&["restore", "--backup", &self.id, "--yes"]);
+        let run = newest_run(&self.site.path("state"), "restore").unwrap();
+        stop(daemon);
+        eprintln!("restore steps: {:?}\n{}", step_names(&run), text(&out));
+        (step_names(&run), out.status.success())
+    }
+
+    /// Kills a restore at each point and checks the node after start-up recovery;
+    /// returns the number of points exercised.
+    fn kill_restores_at(&self, points: &[KillPoint]) -> usize {
+        let registry = self.site.path("state/participants/validator-1.json");
+        let target = Target::new(&self.site.config, self.site.dir.path());
+        let mut exercised = 0;
+        for &point in points {
+            let before = diverge(&self.dbs, &self.backup);
+            let registry_before = read_opt(&registry);
+            let args = ["restore", "--backup", &self.id, "--yes"];
+            let limit = Duration::from_secs(120);
+            let Some((at, daemon)) = target.kill_and_recover(point, "restore", &args, limit) else {
+                continue;
+            };
+            exercised += 1;
+            let at = format!("{point:?} ({at})");
+            let outcome = outcome(&self.dbs.fingerprint(), &before, &self.backup, &at);
+            assert!(
+                components_up(self.flags.path()),
+                "{at}: start-up recovery left a component stopped\n{}",
+                target.log()
+            );
+            let removed = remove_listed_leftovers(&self.site, &self.dbs, point);
+            assert_eq!(
+                read_opt(&registry),
+                registry_before,
+                "{at}: participant registry changed"
+            );
+            eprintln!(
+                "{at}: node {outcome}, {removed} kept database(s) removed by the listed command"
+            );
+            stop(daemon);
+        }
+        exercised
+    }
+}
+
 #[test]
 fn bare_postgres_restore_killed_at_every_step_recovers_the_node() {
-    let dbs = NodeDbs::create("sdr_kstep", 30_000);
-    let flags = tempfile::tempdir().unwrap();
-    let site = Site::with(
-        &dbs.validator,
-        &dbs.participant,
-        BackendChoice::Builtin,
-        "",
-        "",
-        &components(flags.path()),
-    );
-    let state = site.path("state");
-    let registry = state.join("participants/validator-1.json");
-    sh(&format!(
-        "touch {0}/validator.up {0}/participant.up",
-        flags.path().display()
-    ));
-
-    // The reference run: a backup, then one uninterrupted restore to learn its steps.
-    let daemon = site.start_daemon();
-    let out = site.cli(&["backup"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let backup = dbs.fingerprint();
-    diverge(&dbs, &backup);
-    let out = site.cli(&["restore", "--backup", &id, "--yes"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(dbs.fingerprint(), backup);
-    let steps = step_names(&newest_run(&state, "restore").unwrap());
-    stop(daemon);
-    let points = kill_points(&steps, &["database from"]);
-    eprintln!("restore steps: {steps:?}");
-
-    let target = Target::new(&site.config, site.dir.path());
-    let mut exercised = 0;
-    for point in points {
-        let before = diverge(&dbs, &backup);
-        let registry_before = read_opt(&registry);
-        let args = ["restore", "--backup", &id, "--yes"];
-        let limit = Duration::from_secs(120);
-        let Some((at, daemon)) = target.kill_and_recover(point, "restore", &args, limit) else {
-            continue;
-        };
-        exercised += 1;
-        let at = format!("{point:?} ({at})");
-        let outcome = outcome(&dbs.fingerprint(), &before, &backup, &at);
-        assert!(
-            components_up(flags.path()),
-            "{at}: start-up recovery left a component stopped\n{}",
-            target.log()
-        );
-        let removed = remove_listed_leftovers(&site, &dbs, point);
-        assert_eq!(
-            read_opt(&registry),
-            registry_before,
-            "{at}: participant registry changed"
-        );
-        eprintln!("{at}: node {outcome}, {removed} kept database(s) removed by the listed command");
-        stop(daemon);
-    }
+    let node = BareNode::new();
+    let (steps, ok) = node.reference_run();
+    assert!(ok, "the reference restore must succeed");
+    assert_eq!(node.dbs.fingerprint(), node.backup);
+    let exercised = node.kill_restores_at(&kill_points(&steps, &["database from"]));
     eprintln!("kill points exercised: {exercised}");
     assert!(
         exercised >= steps.len(),
         "every step boundary must be exercised"
     );
+}
+
+/// The undo path: a participant dump that passes its checksums but not pg_restore makes
+/// the restore roll back; the daemon is killed at each step of the rollback.
+#[test]
+fn bare_postgres_restore_killed_while_rolling_back_recovers_the_node() {
+    let node = BareNode::new();
+    let dir = node.site.path("repo").join(&node.id);
+    let data = std::fs::read_dir(dir.join("participant"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "gz" || x == "dat") && !p.ends_with("toc.dat")
+        })
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("a table data file");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b = !*b;
+    }
+    let rel = data
+        .strip_prefix(&dir)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    replace_and_reseal(&dir, &rel, &bytes);
+
+    let (steps, ok) = node.reference_run();
+    assert!(!ok, "the damaged dump must make the restore fail");
+    let failed = steps
+        .iter()
+        .position(|s| s.starts_with("restore participant"))
+        .unwrap();
+    let undo: Vec<KillPoint> = (failed + 2..=steps.len()).map(KillPoint::AtStep).collect();
+    assert!(!undo.is_empty(), "the rollback journals steps: {steps:?}");
+    let exercised = node.kill_restores_at(&undo);
+    eprintln!("kill points exercised: {exercised}");
+    assert_eq!(exercised, undo.len(), "every rollback step boundary");
 }
 
 #[path = "common/compose.rs"]
