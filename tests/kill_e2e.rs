@@ -198,15 +198,7 @@ fn bare_postgres_restore_killed_at_every_step_recovers_the_node() {
 fn bare_postgres_restore_killed_while_rolling_back_recovers_the_node() {
     let node = BareNode::new();
     let dir = node.site.path("repo").join(&node.id);
-    let data = std::fs::read_dir(dir.join("participant"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "gz" || x == "dat") && !p.ends_with("toc.dat")
-        })
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .expect("a table data file");
+    let data = largest_data_file(&dir.join("participant"));
     let mut bytes = std::fs::read(&data).unwrap();
     let mid = bytes.len() / 2;
     for b in &mut bytes[mid..mid + 64] {
