@@ -332,3 +332,75 @@ fn compose_restore_killed_at_every_step_recovers_the_node() {
         "every step boundary from the first stop on"
     );
 }
+
+/// Whether `service`'s container of the compose node is running.
+fn running(node: &compose::ComposeNode, service: &str) -> bool {
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Running}}",
+            &node.container(service),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
+
+/// A re-onboard killed after it wiped the node and before it restarted it with the
+/// imported identities: recovery must not start the node on empty storage (a validator
+/// would onboard anew), must say why, and must list the kept volume with its removal
+/// command; the new participant id stays burned and is not made current.
+#[test]
+fn compose_reonboard_killed_after_the_wipe_keeps_the_node_stopped() {
+    require_docker!();
+    let node = compose::ComposeNode::start("kill-reonboard");
+    let site = tempfile::tempdir().unwrap();
+    let (config, key_file, _client) = compose::validator_site(&node, site.path());
+    let id = compose::backup(&config);
+    let mut target = Target::new(&config, site.path());
+    target.env = vec![
+        ("VALIDATOR_HOST_PORT".into(), node.port.to_string()),
+        ("SPLICE_SIM_LOG".into(), "warn".into()),
+        ("START_WAIT_TIMEOUT".into(), "20".into()),
+    ];
+    let (b, key) = (
+        format!("backup={id}"),
+        format!("identity_key={}", key_file.display()),
+    );
+    let args = ["run", "reonboard", "--param", &b, "--param", &key, "--yes"];
+    let point = KillPoint::AtStepNamed("restart the node with");
+    let limit = Duration::from_secs(180);
+    let (at, daemon) = target
+        .kill_and_recover(point, "reonboard", &args, limit)
+        .expect("the re-onboard reaches its restart");
+    for service in ["postgres-splice", "participant", "validator"] {
+        assert!(
+            !running(&node, service),
+            "{at}: {service} was started on the wiped volume\n{}",
+            target.log()
+        );
+    }
+    assert!(target.log().contains("stay stopped"), "{}", target.log());
+    let registry: Value = serde_json::from_slice(
+        &std::fs::read(site.path().join("state/participants/validator-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        registry["current"].is_null(),
+        "{at}: the id became current: {registry}"
+    );
+    assert!(
+        registry
+            .to_string()
+            .contains(&format!("{}-", node.party_hint)),
+        "{at}: the new id stays burned: {registry}"
+    );
+    assert_eq!(
+        remove_listed_volumes(&config, &node, point),
+        1,
+        "{at}: one kept volume"
+    );
+    eprintln!("kill points exercised: 1");
+    stop(daemon);
+}

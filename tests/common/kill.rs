@@ -17,13 +17,16 @@ pub enum KillPoint {
     AtStep(usize),
     /// Inside the N-th step, once it reported progress with work done.
     InStep(usize),
+    /// When the first step whose name starts with this has started.
+    AtStepNamed(&'static str),
 }
 
 impl KillPoint {
-    fn env(self) -> (&'static str, usize) {
+    fn env(self) -> (&'static str, String) {
         match self {
-            KillPoint::AtStep(n) => ("SPLICE_DR_TEST_PAUSE_AT_STEP", n),
-            KillPoint::InStep(n) => ("SPLICE_DR_TEST_PAUSE_IN_STEP", n),
+            KillPoint::AtStep(n) => ("SPLICE_DR_TEST_PAUSE_AT_STEP", n.to_string()),
+            KillPoint::InStep(n) => ("SPLICE_DR_TEST_PAUSE_IN_STEP", n.to_string()),
+            KillPoint::AtStepNamed(p) => ("SPLICE_DR_TEST_PAUSE_AT_STEP_NAMED", p.into()),
         }
     }
 }
@@ -80,6 +83,8 @@ pub fn newest_run(state_dir: &Path, flow: &str) -> Option<Value> {
 pub struct Target {
     pub config: PathBuf,
     pub dir: PathBuf,
+    /// Environment of the daemon (e.g. what the compose bundle's start.sh reads).
+    pub env: Vec<(String, String)>,
 }
 
 impl Target {
@@ -88,6 +93,7 @@ impl Target {
         Target {
             config: config.to_path_buf(),
             dir: dir.to_path_buf(),
+            env: Vec::new(),
         }
     }
 
@@ -100,10 +106,10 @@ impl Target {
 
     fn start(&self, point: Option<KillPoint>) -> DaemonProcess {
         let mut cmd = self.binary();
-        cmd.arg("daemon");
+        cmd.arg("daemon").envs(self.env.iter().cloned());
         if let Some(point) = point {
-            let (var, n) = point.env();
-            cmd.env(var, n.to_string())
+            let (var, value) = point.env();
+            cmd.env(var, value)
                 .env("SPLICE_DR_TEST_PAUSE_MARKER", self.dir.join("pause-marker"));
         }
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();

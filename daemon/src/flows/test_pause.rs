@@ -4,6 +4,8 @@
 //!
 //! - `SPLICE_DR_TEST_PAUSE_AT_STEP=N`: block once the N-th journaled step of a run (counted
 //!   from 1 in journal order, nested steps included) is on disk and before it does anything.
+//! - `SPLICE_DR_TEST_PAUSE_AT_STEP_NAMED=PREFIX`: the same at the first step whose name
+//!   starts with PREFIX (for flows whose step count depends on the node).
 //! - `SPLICE_DR_TEST_PAUSE_IN_STEP=N`: block inside the N-th step, at its first progress
 //!   report with work done (`done > 0`): mid-way through a dump or a restore.
 //! - `SPLICE_DR_TEST_PAUSE_MARKER=PATH`: written (atomically, `STEP NAME`) once blocked, so
@@ -22,7 +24,9 @@ fn wanted(var: &str) -> Option<usize> {
 
 /// Called when step `number` (1-based) has been journaled as started.
 pub fn at_step_start(number: usize, name: &str) {
-    if wanted("SPLICE_DR_TEST_PAUSE_AT_STEP") == Some(number) {
+    let by_name = std::env::var("SPLICE_DR_TEST_PAUSE_AT_STEP_NAMED")
+        .is_ok_and(|prefix| !prefix.is_empty() && name.starts_with(&prefix));
+    if by_name || wanted("SPLICE_DR_TEST_PAUSE_AT_STEP") == Some(number) {
         pause(number, name);
     }
 }
