@@ -190,6 +190,15 @@ impl Target {
         let daemon = self.restart();
         let run = newest_run(&self.dir.join("state"), flow).unwrap();
         assert_eq!(run["state"], "interrupted", "{point:?} ({at}): {run}");
+        // A run that took another path than the reference one (e.g. a failed wait under
+        // load) is still a valid kill point; say why, so the log explains the step names.
+        let steps = run["steps"].as_array().cloned().unwrap_or_default();
+        for s in steps.iter().filter(|s| s["state"] == "failed") {
+            eprintln!(
+                "{point:?}: step {} failed before the kill: {}",
+                s["name"], s["error"]
+            );
+        }
         Some((at, daemon))
     }
 }
