@@ -150,15 +150,7 @@ fn corrupted_or_truncated_dump_is_refused_and_live_data_is_untouched() {
     let site = Site::new(&dbs, BackendChoice::Builtin, "");
     let id = backup_id(&site);
     let dump_dir = site.path("repo").join(&id).join("participant");
-    let data_file = std::fs::read_dir(&dump_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "gz" || x == "dat") && !p.ends_with("toc.dat")
-        })
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .expect("a table data file");
+    let data_file = largest_data_file(&dump_dir);
     dbs.damage();
     let live = dbs.fingerprint();
 

@@ -248,8 +248,11 @@ impl Service {
 
     fn recover_blocking(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        // What each node's interrupted runs left undone: undone below.
+        let mut undone = BTreeMap::new();
         match self.runner.journal().mark_orphans() {
             Ok(runs) => {
+                undone = crate::interrupted::collect(&runs);
                 for r in runs {
                     notes.push(format!(
                         "run {} ({}) marked interrupted: {}",
@@ -267,7 +270,12 @@ impl Service {
         let per_node: Vec<Vec<String>> = std::thread::scope(|s| {
             let handles: Vec<_> = nodes
                 .iter()
-                .map(|(name, node)| s.spawn(|| self.recover_node(&state_dir, name, node)))
+                .map(|(name, node)| {
+                    let (state_dir, undone) = (&state_dir, undone.get(name).cloned());
+                    s.spawn(move || {
+                        self.recover_node(state_dir, name, node, &undone.unwrap_or_default())
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -287,17 +295,26 @@ impl Service {
         state_dir: &std::path::Path,
         name: &str,
         node: &NodeRuntime,
+        undone: &crate::interrupted::Unfinished,
     ) -> Vec<String> {
-        let mut notes = Vec::new();
         let Ok(_lock) = NodeLock::try_acquire(state_dir, name, "start-up recovery") else {
-            return notes;
+            return Vec::new();
         };
+        // Storage put back and components running again before scratch data is dropped.
+        let mut notes = crate::interrupted::recover(name, node, undone);
+        notes.extend(self.recover_storage(name, node));
         if let Ok(removed) = self.runner.repo().discard_incomplete(name) {
             for r in removed {
                 notes.push(format!("node {name}: removed unsealed backup {r}"));
             }
         }
-        // A hung node must not keep the daemon from serving the others.
+        notes
+    }
+
+    /// Drops the half-restored databases of one node; kept data is listed, never dropped.
+    /// Bounded: a hung node must not keep the daemon from serving the others.
+    fn recover_storage(&self, name: &str, node: &NodeRuntime) -> Vec<String> {
+        let mut notes = Vec::new();
         let ctx = splice_dr_plugin_api::OpContext::with_deadline(RECOVERY_LIMIT);
         let left = match node.backend.leftovers(&ctx) {
             Ok(left) => left,
@@ -805,6 +822,27 @@ impl Service {
                 Err(e) => v[format!("{key}_error")] = json!(bounded_error(&e, STATUS_LIMIT)),
             }
         }
+        self.add_removal_commands(name, &mut v);
         v
+    }
+
+    /// `leftovers.remove_commands`: kept item → the command that removes it.
+    fn add_removal_commands(&self, name: &str, v: &mut Value) {
+        let config = self.config();
+        let Some(cfg) = config.nodes.iter().find(|n| n.name == name) else {
+            return;
+        };
+        let kept = v["leftovers"]["kept"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let commands: serde_json::Map<String, Value> = kept
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|k| Some((k.to_string(), json!(crate::leftover_cmd::removal(cfg, k)?))))
+            .collect();
+        if !commands.is_empty() {
+            v["leftovers"]["remove_commands"] = Value::Object(commands);
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! data a validator holds, exact table fingerprints, configs, and the real binary.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -406,4 +408,17 @@ pub fn replace_and_reseal(backup_dir: &Path, rel: &str, bytes: &[u8]) {
     entry["sha256"] = serde_json::Value::String(sum);
     entry["size"] = serde_json::Value::from(bytes.len() as u64);
     std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+/// The largest table data file of a directory-format dump (not its table of contents).
+pub fn largest_data_file(dump_dir: &Path) -> PathBuf {
+    std::fs::read_dir(dump_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "gz" || x == "dat") && !p.ends_with("toc.dat")
+        })
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("a table data file")
 }

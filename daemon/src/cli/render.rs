@@ -473,7 +473,12 @@ pub fn status_text(v: &Value) -> String {
             out.push_str(&format!("  SCRATCH DATABASE {}: left by an interrupted restore or drill; the next daemon start drops it\n", k.as_str().unwrap_or("")));
         }
         for k in n["leftovers"]["kept"].as_array().into_iter().flatten() {
-            out.push_str(&format!("  KEPT DATABASE {}: previous data from an interrupted restore; drop it once the node is verified\n", k.as_str().unwrap_or("")));
+            let k = k.as_str().unwrap_or("");
+            let how = match n["leftovers"]["remove_commands"][k].as_str() {
+                Some(cmd) => format!("remove it with: {cmd}"),
+                None => "drop it".into(),
+            };
+            out.push_str(&format!("  KEPT DATABASE {k}: previous data from an interrupted restore; once the node is verified, {how}\n"));
         }
     }
     let active = v

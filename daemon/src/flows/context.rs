@@ -3,13 +3,13 @@
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use splice_dr_plugin_api::{OpContext, OpEvent};
+use splice_dr_plugin_api::{KeptStorage, OpContext, OpEvent};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
 use super::RunEvent;
-use crate::journal::{Journal, RunRecord, RunState};
+use crate::journal::{Journal, KeptNote, RunRecord, RunState};
 use crate::script::Guard;
 
 /// Shared, thread-safe handle on a running flow.
@@ -98,6 +98,8 @@ impl RunContext {
             name: name.into(),
             depth,
         });
+        #[cfg(debug_assertions)]
+        super::test_pause::at_step_start(idx + 1, name);
         Ok(idx)
     }
 
@@ -190,6 +192,16 @@ impl RunContext {
             if lock(&self.last_save).elapsed().as_secs() >= 2 {
                 let _ = self.save(&rec);
             }
+            #[cfg(debug_assertions)]
+            {
+                let name = rec
+                    .steps
+                    .get(idx)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                drop(rec);
+                super::test_pause::in_step(idx + 1, &name, done);
+            }
         }
         self.emit(RunEvent::Progress {
             run: self.id.clone(),
@@ -198,6 +210,66 @@ impl RunContext {
             total,
             unit,
         });
+    }
+
+    /// Journals that this run stops `component` (before it does: a kill during the stop
+    /// must still be seen) or has started it again, for start-up recovery.
+    pub fn note_component(&self, component: &str, stopped: bool) -> Result<(), String> {
+        self.edit_record(|rec| {
+            rec.stopped_components.retain(|c| c != component);
+            if stopped {
+                rec.stopped_components.push(component.into());
+            }
+        })
+    }
+
+    /// Journals what this run did to storage it copied aside, for start-up recovery:
+    /// `Some(copy)` once a copy exists, `None` before the copy is deleted (the run no
+    /// longer needs it).
+    pub fn note_kept(&self, copy: &KeptStorage, exists: bool) -> Result<(), String> {
+        self.edit_kept(|notes| {
+            notes.retain(|n| n.kept.kept != copy.kept);
+            if exists {
+                notes.push(KeptNote {
+                    kept: copy.clone(),
+                    live_replaced: false,
+                });
+            }
+        })
+    }
+
+    /// Journals that the live storage `target` is about to be wiped (`true`: from then on
+    /// its copy holds the only previous data) or holds its copy again (`false`).
+    pub fn note_live_replaced(&self, target: &str, replaced: bool) -> Result<(), String> {
+        self.edit_kept(|notes| {
+            for n in notes.iter_mut().filter(|n| n.kept.target == target) {
+                n.live_replaced = replaced;
+            }
+        })
+    }
+
+    /// Journals that the node was restarted with new settings (`set_values`): every
+    /// component runs, on purpose on the storage it has now.
+    pub fn note_restarted(&self) -> Result<(), String> {
+        self.edit_record(|rec| {
+            rec.stopped_components.clear();
+            for n in &mut rec.kept_storage {
+                n.live_replaced = false;
+            }
+        })
+    }
+
+    fn edit_kept(&self, edit: impl FnOnce(&mut Vec<KeptNote>)) -> Result<(), String> {
+        self.edit_record(|rec| edit(&mut rec.kept_storage))
+    }
+
+    fn edit_record(&self, edit: impl FnOnce(&mut RunRecord)) -> Result<(), String> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let mut rec = lock(&self.record);
+        edit(&mut rec);
+        self.save(&rec)
     }
 
     /// Notes that safety checks were overridden, and why.

@@ -5,6 +5,8 @@ mod event;
 pub mod progress;
 mod recording;
 pub mod runner;
+#[cfg(debug_assertions)]
+mod test_pause;
 
 pub use context::{digest, RunContext};
 pub use event::RunEvent;

@@ -10,7 +10,7 @@ mod owner;
 mod record;
 
 pub use owner::Owner;
-pub use record::{PendingApproval, RunRecord, RunState, StepRecord, StepState};
+pub use record::{KeptNote, PendingApproval, RunRecord, RunState, StepRecord, StepState};
 
 use std::path::{Path, PathBuf};
 use thiserror::Error;

@@ -128,6 +128,24 @@ pub struct RunRecord {
     /// `cancel by uid 1000 (pid 77)`; the socket's peer credentials (SO_PEERCRED).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<String>,
+    /// Components this run stopped (journaled before the stop) and has not started again:
+    /// start-up recovery starts them when the run died, so a kill never leaves a node down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped_components: Vec<String>,
+    /// Storage this run copied aside (`keep_storage`) and has not dropped: start-up
+    /// recovery of an interrupted restore puts it back once the live copy was replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_storage: Vec<KeptNote>,
+}
+
+/// A copy of live storage a run made, and whether the live storage has since been wiped
+/// (from then on the copy holds the only previous data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptNote {
+    /// The copy, as the backend returned it.
+    pub kept: splice_dr_plugin_api::KeptStorage,
+    /// Set before the live storage is wiped; cleared once it was put back from the copy.
+    pub live_replaced: bool,
 }
 
 /// A run that a rule requested and a human must approve before it starts.
@@ -164,6 +182,8 @@ impl RunRecord {
             error: None,
             approval: None,
             requests: Vec::new(),
+            stopped_components: Vec::new(),
+            kept_storage: Vec::new(),
         }
     }
 

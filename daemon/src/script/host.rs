@@ -233,7 +233,14 @@ fn register_node(engine: &mut Engine) {
                     u32::try_from(replicas).map_err(|_| fail("replicas must be >= 0"))?;
                 let label = format!("scale {component} to {replicas}");
                 let backend = n.0.backend.clone();
-                n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))
+                if replicas == 0 {
+                    n.0.run.note_component(component, true).map_err(fail)?;
+                }
+                n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))?;
+                if replicas > 0 {
+                    n.0.run.note_component(component, false).map_err(fail)?;
+                }
+                Ok(())
             },
         )
         .register_fn(
@@ -267,6 +274,7 @@ fn register_node_storage(engine: &mut Engine) {
                     n.0.in_step(&format!("copy the {target} volume aside"), true, |ctx| {
                         backend.keep_storage(ctx, &t)
                     })?;
+                n.0.run.note_kept(&kept, true).map_err(fail)?;
                 to_dyn(&kept)
             },
         )
@@ -276,6 +284,7 @@ fn register_node_storage(engine: &mut Engine) {
                 name: target.into(),
                 path: None,
             };
+            n.0.run.note_live_replaced(target, true).map_err(fail)?;
             n.0.in_step(&format!("wipe the {target} volume"), true, |ctx| {
                 backend.wipe(ctx, &t)
             })
@@ -288,7 +297,10 @@ fn register_node_storage(engine: &mut Engine) {
                 let label = format!("put {} back from {}", kept.live, kept.kept);
                 n.0.in_step(&label, false, |ctx| {
                     backend.restore_kept_storage(ctx, &kept)
-                })
+                })?;
+                n.0.run
+                    .note_live_replaced(&kept.target, false)
+                    .map_err(fail)
             },
         )
         .register_fn(
@@ -298,6 +310,7 @@ fn register_node_storage(engine: &mut Engine) {
                 let backend = n.0.backend.clone();
                 let label = format!("delete the kept copy {}", kept.kept);
                 // Cleanup, also after a cancel once the volume was put back from the copy.
+                n.0.run.note_kept(&kept, false).map_err(fail)?;
                 n.0.in_step(&label, false, |ctx| backend.drop_kept_storage(ctx, &kept))
             },
         );

@@ -158,7 +158,10 @@ fn register_restart(engine: &mut Engine) {
                 }
                 let backend = env.backend.clone();
                 let label = format!("restart the node with {values}");
-                env.in_step(&label, true, |ctx| backend.set_values(ctx, &values))
+                env.in_step(&label, true, |ctx| backend.set_values(ctx, &values))?;
+                // The node runs again, on purpose on what it has now: nothing for start-up
+                // recovery to start or put back.
+                env.run.note_restarted().map_err(fail)
             },
         )
         .register_fn(

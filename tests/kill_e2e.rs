@@ -1,0 +1,406 @@
+//! Kill at every step (issue #12): runs a flow, SIGKILLs the daemon at each journaled step
+//! boundary in turn (and mid-step in the long dump/restore steps), restarts it, and checks
+//! that the run is `interrupted` and that start-up recovery leaves the node exactly as
+//! before the run or fully restored (row digests of the live databases), its components
+//! running, no scratch data left — kept data only when `status` names the exact command
+//! that removes it (which the test runs) — and the participant-id registry untouched.
+//!
+//! Needs a debug build of the daemon (the pause hook is compiled only there).
+
+mod common;
+
+use common::kill::*;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+/// Operator stop/start commands that mark a component up with a file.
+fn components(flags: &Path) -> String {
+    ["validator", "participant"]
+        .iter()
+        .map(|c| {
+            let f = flags.join(format!("{c}.up"));
+            format!(
+                "[node.postgres.components.{c}]\nstop_command = \"rm -f {f}\"\nstart_command = \"touch {f}\"\n\n",
+                f = f.display()
+            )
+        })
+        .collect()
+}
+
+fn components_up(flags: &Path) -> bool {
+    ["validator", "participant"]
+        .iter()
+        .all(|c| flags.join(format!("{c}.up")).exists())
+}
+
+/// Damages the node until its data differs from the backup; returns its digest.
+fn diverge(dbs: &NodeDbs, backup: &[(String, String)]) -> Vec<(String, String)> {
+    dbs.damage();
+    let before = dbs.fingerprint();
+    assert_ne!(
+        before, backup,
+        "the node must differ from the backup before the run"
+    );
+    before
+}
+
+fn status_json(site: &Site) -> Value {
+    let out = site.cli(&["--json", "status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// Every database left next to the live ones must be kept data that `status` lists with
+/// the exact command removing it; runs that command and checks it worked.
+fn remove_listed_leftovers(site: &Site, dbs: &NodeDbs, point: KillPoint) -> usize {
+    let prefix = dbs.validator.trim_end_matches("_v");
+    let extra: Vec<String> = databases_like(prefix)
+        .into_iter()
+        .filter(|d| *d != dbs.validator && *d != dbs.participant)
+        .collect();
+    if extra.is_empty() {
+        return 0;
+    }
+    let status = status_json(site);
+    let left = &status["nodes"][0]["leftovers"];
+    for db in &extra {
+        assert!(
+            left["kept"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == db.as_str())),
+            "{point:?}: {db} is left behind and `status` does not list it as kept: {left}"
+        );
+        let cmd = left["remove_commands"][db.as_str()]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("{point:?}: `status` gives no command removing {db}: {left}")
+            });
+        sh(cmd);
+    }
+    assert_eq!(
+        databases_like(prefix).len(),
+        2,
+        "{point:?}: the commands `status` printed did not remove {extra:?}"
+    );
+    extra.len()
+}
+
+fn read_opt(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// A bare-Postgres node whose components are marked up by files, with one backup.
+struct BareNode {
+    dbs: NodeDbs,
+    flags: tempfile::TempDir,
+    site: Site,
+    id: String,
+    backup: Vec<(String, String)>,
+}
+
+impl BareNode {
+    fn new() -> BareNode {
+        let dbs = NodeDbs::create("sdr_kstep", 30_000);
+        let flags = tempfile::tempdir().unwrap();
+        let site = Site::with(
+            &dbs.validator,
+            &dbs.participant,
+            BackendChoice::Builtin,
+            "",
+            "",
+            &components(flags.path()),
+        );
+        sh(&format!(
+            "touch {0}/validator.up {0}/participant.up",
+            flags.path().display()
+        ));
+        let out = site.cli(&["backup"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let backup = dbs.fingerprint();
+        BareNode {
+            dbs,
+            flags,
+            site,
+            id,
+            backup,
+        }
+    }
+
+    /// An uninterrupted restore (through a daemon, as the kill runs are): its steps and
+    /// whether it succeeded.
+    fn reference_run(&self) -> (Vec<String>, bool) {
+        let daemon = self.site.start_daemon();
+        diverge(&self.dbs, &self.backup);
+        let out = self.site.cli(&["restore", "--backup", &self.id, "--yes"]);
+        let run = newest_run(&self.site.path("state"), "restore").unwrap();
+        stop(daemon);
+        eprintln!("restore steps: {:?}\n{}", step_names(&run), text(&out));
+        (step_names(&run), out.status.success())
+    }
+
+    /// Kills a restore at each point and checks the node after start-up recovery;
+    /// returns the number of points exercised.
+    fn kill_restores_at(&self, points: &[KillPoint]) -> usize {
+        let registry = self.site.path("state/participants/validator-1.json");
+        let target = Target::new(&self.site.config, self.site.dir.path());
+        let mut exercised = 0;
+        for &point in points {
+            let before = diverge(&self.dbs, &self.backup);
+            let registry_before = read_opt(&registry);
+            let args = ["restore", "--backup", &self.id, "--yes"];
+            let limit = Duration::from_secs(120);
+            let Some((at, daemon)) = target.kill_and_recover(point, "restore", &args, limit) else {
+                continue;
+            };
+            exercised += 1;
+            let at = format!("{point:?} ({at})");
+            let outcome = outcome(&self.dbs.fingerprint(), &before, &self.backup, &at);
+            assert!(
+                components_up(self.flags.path()),
+                "{at}: start-up recovery left a component stopped\n{}",
+                target.log()
+            );
+            let removed = remove_listed_leftovers(&self.site, &self.dbs, point);
+            assert_eq!(
+                read_opt(&registry),
+                registry_before,
+                "{at}: participant registry changed"
+            );
+            eprintln!(
+                "{at}: node {outcome}, {removed} kept database(s) removed by the listed command"
+            );
+            stop(daemon);
+        }
+        exercised
+    }
+}
+
+#[test]
+fn bare_postgres_restore_killed_at_every_step_recovers_the_node() {
+    let node = BareNode::new();
+    let (steps, ok) = node.reference_run();
+    assert!(ok, "the reference restore must succeed");
+    assert_eq!(node.dbs.fingerprint(), node.backup);
+    let exercised = node.kill_restores_at(&kill_points(&steps, &["database from"]));
+    eprintln!("kill points exercised: {exercised}");
+    assert!(
+        exercised >= steps.len(),
+        "every step boundary must be exercised"
+    );
+}
+
+/// The undo path: a participant dump that passes its checksums but not pg_restore makes
+/// the restore roll back; the daemon is killed at each step of the rollback.
+#[test]
+fn bare_postgres_restore_killed_while_rolling_back_recovers_the_node() {
+    let node = BareNode::new();
+    let dir = node.site.path("repo").join(&node.id);
+    let data = largest_data_file(&dir.join("participant"));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b = !*b;
+    }
+    let rel = data
+        .strip_prefix(&dir)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    replace_and_reseal(&dir, &rel, &bytes);
+
+    let (steps, ok) = node.reference_run();
+    assert!(!ok, "the damaged dump must make the restore fail");
+    let failed = steps
+        .iter()
+        .position(|s| s.starts_with("restore participant"))
+        .unwrap();
+    let undo: Vec<KillPoint> = (failed + 2..=steps.len()).map(KillPoint::AtStep).collect();
+    assert!(!undo.is_empty(), "the rollback journals steps: {steps:?}");
+    let exercised = node.kill_restores_at(&undo);
+    eprintln!("kill points exercised: {exercised}");
+    assert_eq!(exercised, undo.len(), "every rollback step boundary");
+}
+
+#[path = "common/compose.rs"]
+mod compose;
+
+/// Makes the compose node's data differ from the backup (and from any earlier state).
+fn diverge_compose(node: &compose::ComposeNode, n: usize) -> Vec<String> {
+    node.psql(
+        "validator",
+        &format!(
+            "DELETE FROM app.items WHERE id % 5 = {}; INSERT INTO app.items VALUES ({}, 'after the backup')",
+            n % 5,
+            900_000 + n
+        ),
+    );
+    node.fingerprint()
+}
+
+/// Kept volumes must be listed by `status` with the command removing them; runs it.
+fn remove_listed_volumes(config: &Path, node: &compose::ComposeNode, point: KillPoint) -> usize {
+    let kept = node.kept_volumes();
+    if kept.is_empty() {
+        return 0;
+    }
+    let out = compose::cli(config, &["--json", "status"]);
+    let status: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let left = &status["nodes"][0]["leftovers"];
+    for v in &kept {
+        let cmd = left["remove_commands"][v.as_str()]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("{point:?}: `status` gives no command removing volume {v}: {left}")
+            });
+        sh(cmd);
+    }
+    assert!(
+        node.kept_volumes().is_empty(),
+        "{point:?}: the listed commands left {:?}",
+        node.kept_volumes()
+    );
+    kept.len()
+}
+
+/// Waits until the validator answers readyz (it needs Postgres and both databases).
+fn wait_healthy(node: &compose::ComposeNode, target: &Target, at: &str) {
+    let start = std::time::Instant::now();
+    while !node.validator_ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{at}: the node is not healthy after start-up recovery\n{}",
+            target.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Boundaries before anything changes (choosing and verifying the backup) are the bare
+/// Postgres test's; here every step from the first stop on, and mid-way through the two
+/// database restores.
+#[test]
+fn compose_restore_killed_at_every_step_recovers_the_node() {
+    require_docker!();
+    let node = compose::ComposeNode::start("kill");
+    node.seed(20_000);
+    let site = tempfile::tempdir().unwrap();
+    let config = node.site_config(site.path(), "");
+    let target = Target::new(&config, site.path());
+    let id = compose::backup(&config);
+    let backup = node.fingerprint();
+
+    diverge_compose(&node, 0);
+    let out = compose::cli(&config, &["restore", "--backup", &id, "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(node.fingerprint(), backup);
+    let steps = step_names(&newest_run(&site.path().join("state"), "restore").unwrap());
+    eprintln!("restore steps: {steps:?}");
+    let first_stop = steps.iter().position(|s| s.starts_with("stop ")).unwrap() + 1;
+    let points: Vec<KillPoint> = kill_points(&steps, &["database from"])
+        .into_iter()
+        .filter(|p| !matches!(p, KillPoint::AtStep(n) if *n < first_stop))
+        .collect();
+
+    let mut exercised = 0;
+    for (i, point) in points.iter().copied().enumerate() {
+        let before = diverge_compose(&node, i + 1);
+        let args = ["restore", "--backup", &id, "--yes"];
+        let limit = Duration::from_secs(180);
+        let Some((at, daemon)) = target.kill_and_recover(point, "restore", &args, limit) else {
+            continue;
+        };
+        exercised += 1;
+        let at = format!("{point:?} ({at})");
+        wait_healthy(&node, &target, &at);
+        let outcome = outcome(
+            &node.fingerprint(),
+            &before,
+            &backup,
+            &format!("{at}\n{}", target.log()),
+        );
+        let removed = remove_listed_volumes(&config, &node, point);
+        eprintln!("{at}: node {outcome}, {removed} kept volume(s) removed by the listed command");
+        stop(daemon);
+    }
+    eprintln!("kill points exercised: {exercised}");
+    assert!(
+        exercised + first_stop > steps.len(),
+        "every step boundary from the first stop on"
+    );
+}
+
+/// Whether `service`'s container of the compose node is running.
+fn running(node: &compose::ComposeNode, service: &str) -> bool {
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Running}}",
+            &node.container(service),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
+
+/// A re-onboard killed after it wiped the node and before it restarted it with the
+/// imported identities: recovery must not start the node on empty storage (a validator
+/// would onboard anew), must say why, and must list the kept volume with its removal
+/// command; the new participant id stays burned and is not made current.
+#[test]
+fn compose_reonboard_killed_after_the_wipe_keeps_the_node_stopped() {
+    require_docker!();
+    let node = compose::ComposeNode::start("kill-reonboard");
+    let site = tempfile::tempdir().unwrap();
+    let (config, key_file, _client) = compose::validator_site(&node, site.path());
+    let id = compose::backup(&config);
+    let mut target = Target::new(&config, site.path());
+    target.env = vec![
+        ("VALIDATOR_HOST_PORT".into(), node.port.to_string()),
+        ("SPLICE_SIM_LOG".into(), "warn".into()),
+        ("START_WAIT_TIMEOUT".into(), "20".into()),
+    ];
+    let (b, key) = (
+        format!("backup={id}"),
+        format!("identity_key={}", key_file.display()),
+    );
+    let args = ["run", "reonboard", "--param", &b, "--param", &key, "--yes"];
+    let point = KillPoint::AtStepNamed("restart the node with");
+    let limit = Duration::from_secs(180);
+    let (at, daemon) = target
+        .kill_and_recover(point, "reonboard", &args, limit)
+        .expect("the re-onboard reaches its restart");
+    for service in ["postgres-splice", "participant", "validator"] {
+        assert!(
+            !running(&node, service),
+            "{at}: {service} was started on the wiped volume\n{}",
+            target.log()
+        );
+    }
+    assert!(target.log().contains("stay stopped"), "{}", target.log());
+    let registry: Value = serde_json::from_slice(
+        &std::fs::read(site.path().join("state/participants/validator-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        registry["current"].is_null(),
+        "{at}: the id became current: {registry}"
+    );
+    assert!(
+        registry
+            .to_string()
+            .contains(&format!("{}-", node.party_hint)),
+        "{at}: the new id stays burned: {registry}"
+    );
+    assert_eq!(
+        remove_listed_volumes(&config, &node, point),
+        1,
+        "{at}: one kept volume"
+    );
+    eprintln!("kill points exercised: 1");
+    stop(daemon);
+}
