@@ -103,3 +103,26 @@ impl Manifest {
         self.dumps.iter().find(|d| d.info.role == role)
     }
 }
+
+#[cfg(test)]
+impl Manifest {
+    /// A minimal manifest of node `n1` created at `at`, for unit tests.
+    pub(crate) fn for_test(id: &str, at: DateTime<Utc>) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id: id.into(),
+            node: "n1".into(),
+            migration_id: 0,
+            tool_version: "t".into(),
+            server_version: "15".into(),
+            created_at: at,
+            completed_at: at,
+            dumps: vec![],
+            files: vec![],
+            identities: None,
+            validator_party: None,
+            users: vec![],
+            last_drill: None,
+        }
+    }
+}

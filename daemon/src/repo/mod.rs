@@ -18,6 +18,7 @@ mod manifest;
 pub mod offsite;
 mod prefer;
 pub mod store;
+pub mod untrusted;
 
 pub use checksum::sha256_file;
 pub use manifest::{DrillRecord, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
@@ -58,6 +59,12 @@ pub enum RepoError {
         /// Parse error.
         message: String,
     },
+    /// A manifest failed the checks of [`Manifest::from_untrusted`].
+    #[error(
+        "{0} (refused before anything was written: check who can write this repository, \
+         and use another backup)"
+    )]
+    Refused(#[from] untrusted::ManifestError),
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
@@ -294,23 +301,23 @@ impl Repository {
         std::fs::remove_dir_all(&trash).map_err(|e| io_err(&trash, e))
     }
 
-    /// Reads a sealed backup's manifest.
+    /// Reads a sealed backup's manifest, checked as untrusted input (the repository
+    /// directory may be shared or restored from elsewhere): size-capped while reading,
+    /// every path relative and inside the backup, its id equal to its directory name.
     pub fn manifest(&self, id: &str) -> Result<Manifest, RepoError> {
-        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        if untrusted::check_name(id).is_err() {
             return Err(RepoError::NotFound(id.into()));
         }
         let path = self.backup_dir(id).join("manifest.json");
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RepoError::NotFound(id.into()))
             }
             Err(e) => return Err(io_err(&path, e)),
         };
-        serde_json::from_slice(&bytes).map_err(|e| RepoError::BadManifest {
-            id: id.into(),
-            message: e.to_string(),
-        })
+        let bytes = untrusted::read_bounded(&mut file, id)?;
+        Ok(Manifest::from_untrusted(&bytes, id)?)
     }
 
     /// Records a drill's outcome in a sealed backup's manifest (rewritten atomically; the
