@@ -176,3 +176,165 @@ fn an_oversize_manifest_and_one_under_another_id_are_refused() {
         text(&out)
     );
 }
+
+fn backup(site: &Site) -> String {
+    let out = site.cli(&["backup"]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `backups --json`, the entry of backup `id`.
+fn listed(site: &Site, id: &str) -> Value {
+    let out = site.cli(&["--json", "backups"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {v}"))
+        .clone()
+}
+
+#[test]
+fn a_forged_future_drilled_backup_is_never_latest_and_restores_only_forced() {
+    let dbs = NodeDbs::create("sdr_trust_2099", 10);
+    let site = dir_site(&dbs);
+    let real = backup(&site);
+    let forged_id = "validator-1-20991231-000000";
+    let mut forged = forged_manifest(forged_id, "2099-12-31T00:00:00Z", &["validator/toc.dat"]);
+    forged["last_drill"] = json!({"at": "2099-12-31T01:00:00Z", "result": "passed",
+                                  "duration_ms": 1, "detail": "", "run": "r"});
+    write_json(
+        &site.path("offsite").join(forged_id).join("manifest.json"),
+        &forged,
+    );
+
+    let entry = listed(&site, forged_id);
+    assert_eq!(entry["trusted"], false, "{entry}");
+    assert!(
+        entry["untrusted_because"]
+            .as_str()
+            .unwrap()
+            .contains("future"),
+        "{entry}"
+    );
+    assert_eq!(listed(&site, &real)["trusted"], true);
+    let table = text(&site.cli(&["backups"]));
+    assert!(table.contains(&format!("UNTRUSTED {forged_id}")), "{table}");
+
+    let out = site.cli(&["restore", "--backup", forged_id, "--yes"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("untrusted") && text(&out).contains("--force --reason"),
+        "{}",
+        text(&out)
+    );
+
+    let out = site.cli(&["restore", "--backup", "latest", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("result: {{\"backup\":\"{real}\"")),
+        "the real backup was restored, not the forged one: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn keys_cli_generates_once_0600_and_prints_the_public_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dbs = NodeDbs::create("sdr_trust_keys", 1);
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let out = site.cli(&["keys", "generate"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        public.starts_with("ed25519:") && public.len() == 8 + 64,
+        "{public}"
+    );
+    let key = site.path("state/keys/signing.key");
+    let secret = std::fs::read(&key).unwrap();
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let again = site.cli(&["keys", "generate"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("refusing to overwrite"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), secret, "the key is unchanged");
+
+    let shown = site.cli(&["keys", "public"]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), public);
+}
+
+#[test]
+fn a_backup_signed_by_another_site_is_trusted_only_once_its_key_is_listed() {
+    let dbs = NodeDbs::create("sdr_trust_other", 10);
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let id = backup(&site);
+    let other_key = site.path("other-site.key").display().to_string();
+    let out = site.cli(&["keys", "generate", "--out", &other_key]);
+    assert!(out.status.success(), "{}", text(&out));
+    let other_public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mpath = site.path("repo").join(&id).join("manifest.json");
+    resign(&mpath, &site.path("other-site.key"));
+
+    let entry = listed(&site, &id);
+    assert_eq!(
+        entry["trusted"], false,
+        "an unknown key is not trusted: {entry}"
+    );
+    assert!(
+        entry["untrusted_because"]
+            .as_str()
+            .unwrap()
+            .contains("trusted_keys"),
+        "{entry}"
+    );
+
+    let config = std::fs::read_to_string(&site.config).unwrap().replace(
+        "max_age = \"30d\"\n",
+        &format!("max_age = \"30d\"\ntrusted_keys = [\"{other_public}\"]\n"),
+    );
+    std::fs::write(&site.config, config).unwrap();
+    assert_eq!(listed(&site, &id)["trusted"], true);
+}
+
+#[test]
+fn drill_refuses_an_untrusted_backup_unless_forced_and_does_not_make_it_trusted() {
+    let dbs = NodeDbs::create("sdr_trust_drill", 10);
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let id = backup(&site);
+    let mpath = site.path("repo").join(&id).join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("signature");
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+
+    let out = site.cli(&["drill", "--backup", &id]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("refusing to drill"), "{}", text(&out));
+    assert!(text(&out).contains("unsigned"), "{}", text(&out));
+
+    let out = site.cli(&[
+        "drill",
+        "--backup",
+        &id,
+        "--force",
+        "--reason",
+        "checking an old backup",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let entry = listed(&site, &id);
+    assert_eq!(entry["last_drill"]["result"], "passed", "{entry}");
+    assert_eq!(
+        entry["trusted"], false,
+        "a forced drill does not vouch for it: {entry}"
+    );
+}

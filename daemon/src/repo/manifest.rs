@@ -64,6 +64,10 @@ pub struct Manifest {
     /// The last restore drill of this backup: proof that it restores, or why not.
     #[serde(default)]
     pub last_drill: Option<DrillRecord>,
+    /// This site's (or a trusted site's) signature over everything above
+    /// (`repo/trust.rs`); absent on backups made before splice-dr signed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<super::trust::ManifestSignature>,
 }
 
 /// Outcome of restoring a backup into scratch databases (`splice-dr drill`).
@@ -123,6 +127,7 @@ impl Manifest {
             validator_party: None,
             users: vec![],
             last_drill: None,
+            signature: None,
         }
     }
 }

@@ -395,13 +395,18 @@ impl OffsiteRepo {
     }
 
     /// Records a drill in the copy of the manifest held here, when the backup is here.
-    pub fn record_drill(&self, id: &str, drill: &DrillRecord) -> Result<bool, RepoError> {
+    pub fn record_drill(
+        &self,
+        id: &str,
+        drill: &DrillRecord,
+        keys: &super::trust::Keyring,
+    ) -> Result<bool, RepoError> {
         let mut m = match self.manifest(id) {
             Ok(m) => m,
             Err(RepoError::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
-        m.last_drill = Some(drill.clone());
+        super::record_drill_in(&mut m, drill.clone(), keys);
         self.write_manifest(&m)?;
         Ok(true)
     }
