@@ -308,7 +308,7 @@ fn a_backup_signed_by_another_site_is_trusted_only_once_its_key_is_listed() {
 }
 
 #[test]
-fn drill_refuses_an_untrusted_backup_unless_forced_and_does_not_make_it_trusted() {
+fn drill_refuses_an_untrusted_backup_unless_forced_and_only_keys_sign_makes_it_trusted() {
     let dbs = NodeDbs::create("sdr_trust_drill", 10);
     let site = Site::new(&dbs, BackendChoice::Builtin, "");
     let id = backup(&site);

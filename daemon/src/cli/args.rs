@@ -175,6 +175,13 @@ pub enum KeysCommand {
     /// Print this site's public key line, to add to another site's (or a rebuilt host's)
     /// `repository.trusted_keys = ["ed25519:…"]`.
     Public,
+    /// Vouch for a backup with this site's key (its local and off-site copies): for
+    /// backups made before splice-dr signed them. Check it first (`splice-dr verify ID`,
+    /// `splice-dr backups` for its origin): a signed backup is trusted by `latest`.
+    Sign {
+        /// Backup id.
+        backup: String,
+    },
 }
 
 /// `prune` options.

@@ -133,17 +133,24 @@ pub fn keys(cli: &Cli, config: &Config) -> u8 {
     let result = match cmd {
         args::KeysCommand::Generate { out } => {
             let path = out.clone().unwrap_or_else(|| trust::key_path(config));
-            trust::generate(&path).map(|public| {
-                eprintln!(
-                    "signing key written to {} (mode 0600); its public key (for other sites' \
+            trust::generate(&path)
+                .map_err(|e| e.to_string())
+                .map(|public| {
+                    eprintln!(
+                        "signing key written to {} (mode 0600); its public key (for other sites' \
                      repository.trusted_keys):",
-                    path.display()
-                );
-                trust::public_line(&public)
-            })
+                        path.display()
+                    );
+                    trust::public_line(&public)
+                })
         }
         args::KeysCommand::Public => trust::read_key(&trust::key_path(config))
-            .map(|k| trust::public_line(&k.verifying_key())),
+            .map(|k| trust::public_line(&k.verifying_key()))
+            .map_err(|e| e.to_string()),
+        args::KeysCommand::Sign { backup } => crate::repo::Repository::open_configured(config)
+            .and_then(|repo| repo.sign_backup(backup))
+            .map(|places| format!("backup {backup} signed in: {}", places.join(", ")))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(line) => {

@@ -693,3 +693,11 @@ fn the_k8s_deployment_config_parses_with_the_helm_names_and_leader_election() {
     ));
     assert!(e.to_string().contains("renew_interval"), "{e}");
 }
+
+#[test]
+fn a_trusted_key_that_is_not_a_public_key_is_located() {
+    let text = format!("{HEAD}trusted_keys = [\"ed25519:zz\"]\n{}", pg_node("v1"));
+    let e = parse_err(&text);
+    assert_eq!(e.key.as_deref(), Some("repository.trusted_keys[0]"), "{e}");
+    assert!(e.to_string().contains("keys public"), "{e}");
+}

@@ -372,6 +372,39 @@ impl Repository {
         Ok(m)
     }
 
+    /// Signs backup `id` with this site's key wherever it is (`keys sign`): the operator
+    /// vouches for a backup made before signing. Returns the repositories signed in.
+    pub fn sign_backup(&self, id: &str) -> Result<Vec<String>, RepoError> {
+        let keys = self.keyring();
+        let mut signed = Vec::new();
+        match self.manifest(id) {
+            Ok(mut m) => {
+                keys.sign(&mut m);
+                let path = self.backup_dir(id).join("manifest.json");
+                let bytes = serde_json::to_vec_pretty(&m).map_err(|e| io_err(&path, e))?;
+                write_atomic(&path, &bytes).map_err(|e| io_err(&path, e))?;
+                signed.push("local".to_string());
+            }
+            Err(RepoError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        for r in self.offsite().repos() {
+            match r.manifest(id) {
+                Ok(mut m) => {
+                    keys.sign(&mut m);
+                    r.write_manifest(&m)?;
+                    signed.push(r.name().to_string());
+                }
+                Err(RepoError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if signed.is_empty() {
+            return Err(RepoError::NotFound(id.into()));
+        }
+        Ok(signed)
+    }
+
     /// Every sealed backup (all nodes), newest first. Unreadable manifests are returned
     /// as errors in the second list so `backups` can show them instead of hiding them.
     pub fn list(&self) -> Result<(Vec<Manifest>, Vec<RepoError>), RepoError> {
