@@ -338,3 +338,24 @@ fn drill_refuses_an_untrusted_backup_unless_forced_and_only_keys_sign_makes_it_t
         "a forced drill does not vouch for it: {entry}"
     );
 }
+
+#[test]
+fn a_listing_entry_that_is_not_a_backup_id_is_skipped() {
+    let dbs = NodeDbs::create("sdr_trust_names", 1);
+    let site = dir_site(&dbs);
+    let id = "bad id;rm";
+    write_json(
+        &site.path("offsite").join(id).join("manifest.json"),
+        &forged_manifest(id, "2026-01-01T00:00:00Z", &["a"]),
+    );
+    let out = site.cli(&["--json", "backups"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backups"], json!([]), "{v}");
+    let out = site.cli(&["repo", "check"]);
+    assert!(
+        !text(&out).contains("bad id"),
+        "not even an incomplete upload: {}",
+        text(&out)
+    );
+}
