@@ -7,6 +7,8 @@
 mod common;
 #[path = "offsite/drills.rs"]
 mod drills;
+#[path = "offsite/moto.rs"]
+mod moto;
 #[path = "offsite/s3.rs"]
 mod s3;
 

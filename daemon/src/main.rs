@@ -37,6 +37,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Keys(_) = cli.command {
+        return ExitCode::from(splice_dr::cli::keys(&cli, &config));
+    }
     if let Command::Identities(_) = cli.command {
         return ExitCode::from(splice_dr::cli::export_identities(&cli, &config));
     }

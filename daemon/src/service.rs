@@ -179,11 +179,7 @@ impl Service {
         let nodes = build_nodes(&config)?;
         let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
         let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
-        let repo = Repository::open(&config.repository.path).map_err(|e| storage(&e))?;
-        repo.set_offsite(
-            crate::repo::offsite::Offsite::from_config(&config.repository.offsite)
-                .map_err(|e| storage(&e))?,
-        );
+        let repo = Repository::open_configured(&config).map_err(|e| storage(&e))?;
         let runner = Runner::new(
             catalog,
             nodes,
@@ -365,11 +361,13 @@ impl Service {
             let nodes = build_nodes(&cfg).map_err(|e| e.to_string())?;
             let offsite = crate::repo::offsite::Offsite::from_config(&cfg.repository.offsite)
                 .map_err(|e| e.to_string())?;
-            Ok((cfg, catalog, nodes, offsite))
+            let keys = crate::repo::trust::Keyring::load(&cfg).map_err(|e| e.to_string())?;
+            Ok((cfg, catalog, nodes, offsite, keys))
         });
         match outcome {
-            Ok((cfg, catalog, nodes, offsite)) => {
+            Ok((cfg, catalog, nodes, offsite, keys)) => {
                 self.runner.repo().set_offsite(offsite);
+                self.runner.repo().set_keyring(keys);
                 self.runner
                     .reconfigure(catalog, nodes, cfg.daemon.run_timeout);
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
@@ -715,6 +713,9 @@ impl Service {
             .map(|l| {
                 let mut v = backup_summary(&l.manifest);
                 v["locations"] = json!(l.locations);
+                let why = self.runner.repo().untrusted_because(&l.manifest);
+                v["trusted"] = json!(why.is_none());
+                v["untrusted_because"] = json!(why);
                 v
             })
             .collect();

@@ -408,6 +408,17 @@ pub fn replace_and_reseal(backup_dir: &Path, rel: &str, bytes: &[u8]) {
     entry["sha256"] = serde_json::Value::String(sum);
     entry["size"] = serde_json::Value::from(bytes.len() as u64);
     std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    resign(&mpath, &backup_dir.join("../../state/keys/signing.key"));
+}
+
+/// Signs a hand-edited manifest again with a site's signing key (test sites keep it at
+/// `state/keys/signing.key`, beside `repo/`), as the daemon signs what it writes.
+pub fn resign(manifest_path: &Path, key_path: &Path) {
+    let mut m: splice_dr::repo::Manifest =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let key = splice_dr::repo::trust::read_key(key_path).unwrap();
+    splice_dr::repo::trust::Keyring::from_keys(Some(key), vec![]).sign(&mut m);
+    std::fs::write(manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
 
 /// The largest table data file of a directory-format dump (not its table of contents).

@@ -5,126 +5,12 @@
 //! on download before anything is restored.
 
 use super::common::*;
+use super::moto::{free_port, Moto};
 use age::secrecy::ExposeSecret;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-
-/// A moto S3 server on a free loopback port, killed on drop.
-pub struct Moto {
-    child: Child,
-    pub port: u16,
-}
-
-impl Moto {
-    pub fn start() -> Moto {
-        Moto::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Moto {
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m moto.server (pip install 'moto[server]'; .ci/run does)");
-        let moto = Moto { child, port };
-        wait_for(Duration::from_secs(30), "moto server", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        moto
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Creates a bucket (moto accepts unsigned requests).
-    pub fn create_bucket(&self, bucket: &str) {
-        let r = ureq::put(&format!("{}/{bucket}", self.url())).send_empty();
-        assert!(r.is_ok(), "create bucket: {r:?}");
-    }
-
-    /// Every key in the bucket with its size (ListObjectsV2, parsed just enough).
-    pub fn keys(&self, bucket: &str) -> Vec<(String, u64)> {
-        let body = ureq::get(&format!("{}/{bucket}?list-type=2", self.url()))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        body.split("<Contents>")
-            .skip(1)
-            .map(|c| {
-                let field = |name: &str| {
-                    let start = c.find(&format!("<{name}>")).unwrap() + name.len() + 2;
-                    let end = c.find(&format!("</{name}>")).unwrap();
-                    c[start..end].to_string()
-                };
-                (field("Key"), field("Size").parse().unwrap())
-            })
-            .collect()
-    }
-
-    /// A signed client (moto refuses anonymous object reads).
-    fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
-        splice_dr::validator::ensure_crypto_provider();
-        object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(self.url())
-            .with_allow_http(true)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id("testing")
-            .with_secret_access_key("testing")
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap()
-    }
-
-    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
-        use object_store::ObjectStoreExt;
-        let c = self.client(bucket);
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let r = c.get(&object_store::path::Path::from(key)).await.unwrap();
-            r.bytes().await.unwrap().to_vec()
-        })
-    }
-
-    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
-        use object_store::ObjectStoreExt;
-        let c = self.client(bucket);
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            c.put(&object_store::path::Path::from(key), bytes.to_vec().into())
-                .await
-                .unwrap();
-        });
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A loopback TCP proxy that slows uploads to about `bytes_per_sec`, so a test can kill
 /// the daemon while an upload is under way.

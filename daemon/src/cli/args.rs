@@ -124,6 +124,10 @@ pub enum Command {
     /// Backup repositories (the local directory and `[[repository.offsite]]`).
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// This site's backup signing key: every manifest it writes is signed, and only
+    /// backups signed by it or by a key in `repository.trusted_keys` are trusted.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show the whole story on this machine: a throwaway Postgres, a simulated validator,
     /// a real daemon; back up, break the node, watch the automatic restore, verify.
     ///
@@ -154,6 +158,29 @@ pub enum IdentitiesCommand {
         #[command(flatten)]
         /// Node (for `latest`).
         node: NodeArg,
+    },
+}
+
+/// `keys` subcommands (run locally; the secret key never travels over the socket).
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new signing key (mode 0600). Refuses to overwrite an existing file:
+    /// backups signed by the old key would become untrusted here.
+    Generate {
+        /// Where to write it; default `repository.signing_key` (else
+        /// `state_dir/keys/signing.key`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print this site's public key line, to add to another site's (or a rebuilt host's)
+    /// `repository.trusted_keys = ["ed25519:…"]`.
+    Public,
+    /// Vouch for a backup with this site's key (its local and off-site copies): for
+    /// backups made before splice-dr signed them. Check it first (`splice-dr verify ID`,
+    /// `splice-dr backups` for its origin): a signed backup is trusted by `latest`.
+    Sign {
+        /// Backup id.
+        backup: String,
     },
 }
 
@@ -210,12 +237,18 @@ pub struct VerifyArgs {
 /// `drill` options.
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    /// Backup id, or `latest`.
+    /// Backup id, or `latest` (the newest trusted backup).
     #[arg(long, default_value = "latest")]
     pub backup: String,
     #[command(flatten)]
     /// Node (for `latest`).
     pub node: NodeArg,
+    /// Drill even an untrusted backup (unsigned, signed by an unknown key, future-dated).
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why; journaled with the run.
+    #[arg(long, requires = "force")]
+    pub reason: Option<String>,
 }
 
 /// `restore` options.
@@ -234,7 +267,8 @@ pub struct RestoreArgs {
     /// Print the steps it would take, change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Restore even a backup that is too old or from another migration id.
+    /// Restore even a backup that is too old, from another migration id, or untrusted
+    /// (unsigned, signed by an unknown key, dated in the future).
     #[arg(long, requires = "reason")]
     pub force: bool,
     /// Why the safety checks are overridden; journaled with the run.

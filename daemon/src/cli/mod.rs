@@ -44,9 +44,11 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         confirmed,
     };
     Some(match cmd {
-        Command::Check | Command::Daemon | Command::Identities(_) | Command::Demo { .. } => {
-            return None
-        }
+        Command::Check
+        | Command::Daemon
+        | Command::Identities(_)
+        | Command::Keys(_)
+        | Command::Demo { .. } => return None,
         Command::Status => Request::Status,
         Command::Prune(a) => Request::Prune {
             node: a.node.node.clone(),
@@ -91,22 +93,17 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             false,
             false,
         ),
-        Command::Drill(a) => run(
-            "drill",
-            &a.node.node,
-            params(&[("backup", json!(a.backup))]),
-            false,
-            false,
-        ),
+        Command::Drill(a) => {
+            let mut p = params(&[("backup", json!(a.backup))]);
+            insert_force(&mut p, a.force, &a.reason);
+            run("drill", &a.node.node, p, false, false)
+        }
         Command::Restore(a) => {
             let mut p = params(&[
                 ("backup", json!(a.backup)),
                 ("ready_timeout", json!(a.ready_timeout)),
             ]);
-            if a.force {
-                p.insert("force".into(), json!(true));
-                p.insert("reason".into(), json!(a.reason.clone().unwrap_or_default()));
-            }
+            insert_force(&mut p, a.force, &a.reason);
             run("restore", &a.node.node, p, a.dry_run, a.yes)
         }
         Command::Run(a) => run(
@@ -117,6 +114,54 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             a.yes,
         ),
     })
+}
+
+/// Adds `force` and `reason` to a run's parameters when `--force` was given.
+fn insert_force(p: &mut serde_json::Map<String, Value>, force: bool, reason: &Option<String>) {
+    if force {
+        p.insert("force".into(), json!(true));
+        p.insert("reason".into(), json!(reason.clone().unwrap_or_default()));
+    }
+}
+
+/// `keys generate` and `keys public`: local, no daemon (the secret key stays on the host).
+pub fn keys(cli: &Cli, config: &Config) -> u8 {
+    use crate::repo::trust;
+    let Command::Keys(cmd) = &cli.command else {
+        return exit::USAGE;
+    };
+    let result = match cmd {
+        args::KeysCommand::Generate { out } => {
+            let path = out.clone().unwrap_or_else(|| trust::key_path(config));
+            trust::generate(&path)
+                .map_err(|e| e.to_string())
+                .map(|public| {
+                    eprintln!(
+                        "signing key written to {} (mode 0600); its public key (for other sites' \
+                     repository.trusted_keys):",
+                        path.display()
+                    );
+                    trust::public_line(&public)
+                })
+        }
+        args::KeysCommand::Public => trust::read_key(&trust::key_path(config))
+            .map(|k| trust::public_line(&k.verifying_key()))
+            .map_err(|e| e.to_string()),
+        args::KeysCommand::Sign { backup } => crate::repo::Repository::open_configured(config)
+            .and_then(|repo| repo.sign_backup(backup))
+            .map(|places| format!("backup {backup} signed in: {}", places.join(", ")))
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
+    }
 }
 
 /// Sends requests to the daemon, or to an in-process service when none answers.
@@ -197,12 +242,7 @@ pub fn export_identities(cli: &Cli, config: &Config) -> u8 {
         return exit::USAGE;
     };
     let run = || -> Result<std::path::PathBuf, String> {
-        let repo =
-            crate::repo::Repository::open(&config.repository.path).map_err(|e| e.to_string())?;
-        repo.set_offsite(
-            crate::repo::offsite::Offsite::from_config(&config.repository.offsite)
-                .map_err(|e| e.to_string())?,
-        );
+        let repo = crate::repo::Repository::open_configured(config).map_err(|e| e.to_string())?;
         let node = match node.node.clone() {
             Some(n) => n,
             None if config.nodes.len() == 1 => config.nodes[0].name.clone(),

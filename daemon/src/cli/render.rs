@@ -215,9 +215,10 @@ fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
 /// `backups` as a table.
 pub fn backups_table(v: &Value) -> String {
     let mut out = format!(
-        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {:<16} {}\n",
+        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {:<16} {:<16} TRUST\n",
         "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE", "DRILL", "WHERE"
     );
+    let mut untrusted = Vec::new();
     for b in items(v, "backups") {
         let age = b
             .get("age_secs")
@@ -239,8 +240,18 @@ pub fn backups_table(v: &Value) -> String {
         } else {
             locations.join(",")
         };
+        let trust = if b.get("trusted") == Some(&Value::Bool(false)) {
+            untrusted.push(format!(
+                "UNTRUSTED {}: {}\n",
+                s(b, "id"),
+                s(b, "untrusted_because")
+            ));
+            "untrusted"
+        } else {
+            "signed"
+        };
         out.push_str(&format!(
-            "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {drill:<16} {locations}\n",
+            "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {drill:<16} {locations:<16} {trust}\n",
             s(b, "id"),
             s(b, "node"),
             b.get("migration_id").and_then(Value::as_u64).unwrap_or(0),
@@ -254,6 +265,7 @@ pub fn backups_table(v: &Value) -> String {
             crate::flows::progress::human_bytes(size),
         ));
     }
+    out.extend(untrusted);
     for e in items(v, "unreadable") {
         out.push_str(&format!("UNREADABLE: {}\n", e.as_str().unwrap_or("")));
     }

@@ -444,6 +444,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         resolve(base, k);
     }
     resolve(base, &mut config.repository.path);
+    if let Some(key) = &mut config.repository.signing_key {
+        resolve(base, key);
+    }
     super::offsite::resolve_paths(&mut config.repository.offsite, &|p| resolve(base, p));
     for node in &mut config.nodes {
         if let Some(pg) = node.postgres.as_mut() {

@@ -195,6 +195,14 @@ pub struct RepositoryConfig {
     /// to, manifest last. Empty = backups stay on this machine only.
     #[serde(default)]
     pub offsite: Vec<super::offsite::OffsiteConfig>,
+    /// This site's backup signing key (ed25519, mode 0600); default
+    /// `state_dir/keys/signing.key`, generated when missing. Never inside `path`.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Public keys (`ed25519:<hex>`, from `splice-dr keys public` on the other site) whose
+    /// signed backups this site trusts besides its own.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 fn default_max_age() -> Duration {

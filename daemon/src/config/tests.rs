@@ -721,3 +721,11 @@ fn socket_roles_input_dirs_and_http_limits_parse_and_zero_limits_are_refused() {
     ));
     assert!(e.to_string().contains("http_max_connections"), "{e}");
 }
+
+#[test]
+fn a_trusted_key_that_is_not_a_public_key_is_located() {
+    let text = format!("{HEAD}trusted_keys = [\"ed25519:zz\"]\n{}", pg_node("v1"));
+    let e = parse_err(&text);
+    assert_eq!(e.key.as_deref(), Some("repository.trusted_keys[0]"), "{e}");
+    assert!(e.to_string().contains("keys public"), "{e}");
+}

@@ -172,6 +172,15 @@ fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigErro
                 .with_hint("an age public key looks like age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"));
         }
     }
+    for (i, k) in config.repository.trusted_keys.iter().enumerate() {
+        if let Err(e) = crate::repo::trust::parse_public(k) {
+            return Err(loc
+                .error_at_value(&repo.key("trusted_keys").index(i), e)
+                .with_hint(
+                "run `splice-dr keys public` on the site whose backups to trust and copy its line",
+            ));
+        }
+    }
     if recipients.is_empty() {
         if let Some((i, _)) = config
             .nodes

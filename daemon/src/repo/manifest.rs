@@ -64,6 +64,10 @@ pub struct Manifest {
     /// The last restore drill of this backup: proof that it restores, or why not.
     #[serde(default)]
     pub last_drill: Option<DrillRecord>,
+    /// This site's (or a trusted site's) signature over everything above
+    /// (`repo/trust.rs`); absent on backups made before splice-dr signed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<super::trust::ManifestSignature>,
 }
 
 /// Outcome of restoring a backup into scratch databases (`splice-dr drill`).
@@ -101,5 +105,29 @@ impl Manifest {
     /// The dump of a role, if the backup has one.
     pub fn dump(&self, role: &str) -> Option<&DumpEntry> {
         self.dumps.iter().find(|d| d.info.role == role)
+    }
+}
+
+#[cfg(test)]
+impl Manifest {
+    /// A minimal manifest of node `n1` created at `at`, for unit tests.
+    pub(crate) fn for_test(id: &str, at: DateTime<Utc>) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id: id.into(),
+            node: "n1".into(),
+            migration_id: 0,
+            tool_version: "t".into(),
+            server_version: "15".into(),
+            created_at: at,
+            completed_at: at,
+            dumps: vec![],
+            files: vec![],
+            identities: None,
+            validator_party: None,
+            users: vec![],
+            last_drill: None,
+            signature: None,
+        }
     }
 }

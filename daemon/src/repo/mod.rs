@@ -18,6 +18,8 @@ mod manifest;
 pub mod offsite;
 mod prefer;
 pub mod store;
+pub mod trust;
+pub mod untrusted;
 
 pub use checksum::sha256_file;
 pub use manifest::{DrillRecord, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
@@ -72,6 +74,12 @@ pub enum RepoError {
         /// Bytes available to the daemon there.
         available: u64,
     },
+    /// A manifest failed the checks of [`Manifest::from_untrusted`].
+    #[error(
+        "{0} (refused before anything was written: check who can write this repository, \
+         and use another backup)"
+    )]
+    Refused(#[from] untrusted::ManifestError),
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
@@ -87,6 +95,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
 pub struct Repository {
     root: PathBuf,
     offsite: std::sync::Arc<std::sync::RwLock<offsite::Offsite>>,
+    keys: std::sync::Arc<std::sync::RwLock<trust::Keyring>>,
 }
 
 /// A backup and the repositories holding it, for `backups` and `latest`.
@@ -122,7 +131,35 @@ impl Repository {
         Ok(Repository {
             root: root.to_path_buf(),
             offsite: Default::default(),
+            keys: Default::default(),
         })
+    }
+
+    /// Opens the configured repository with its off-site repositories and this site's
+    /// keyring (the signing key is generated on first use).
+    pub fn open_configured(config: &crate::config::Config) -> Result<Self, RepoError> {
+        let repo = Repository::open(&config.repository.path)?;
+        repo.set_offsite(offsite::Offsite::from_config(&config.repository.offsite)?);
+        repo.set_keyring(trust::Keyring::load(config).map_err(|e| RepoError::Io {
+            path: trust::key_path(config),
+            message: e.to_string(),
+        })?);
+        Ok(repo)
+    }
+
+    /// Installs the keyring that signs new manifests and judges every manifest read.
+    pub fn set_keyring(&self, keys: trust::Keyring) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
+    /// The keyring in force.
+    pub fn keyring(&self) -> trust::Keyring {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Why backup `m` is untrusted now (see [`trust`]), `None` when it is trusted.
+    pub fn untrusted_because(&self, m: &Manifest) -> Option<String> {
+        self.keyring().untrusted_because(m, Utc::now())
     }
 
     /// Installs the off-site repositories (at start and on config reload).
@@ -335,44 +372,78 @@ impl Repository {
         std::fs::remove_dir_all(&trash).map_err(|e| io_err(&trash, e))
     }
 
-    /// Reads a sealed backup's manifest.
+    /// Reads a sealed backup's manifest, checked as untrusted input (the repository
+    /// directory may be shared or restored from elsewhere): size-capped while reading,
+    /// every path relative and inside the backup, its id equal to its directory name.
     pub fn manifest(&self, id: &str) -> Result<Manifest, RepoError> {
-        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        if untrusted::check_name(id).is_err() {
             return Err(RepoError::NotFound(id.into()));
         }
         let path = self.backup_dir(id).join("manifest.json");
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RepoError::NotFound(id.into()))
             }
             Err(e) => return Err(io_err(&path, e)),
         };
-        serde_json::from_slice(&bytes).map_err(|e| RepoError::BadManifest {
-            id: id.into(),
-            message: e.to_string(),
-        })
+        let bytes = untrusted::read_bounded(&mut file, id)?;
+        Ok(Manifest::from_untrusted(&bytes, id)?)
     }
 
     /// Records a drill's outcome in a sealed backup's manifest (rewritten atomically; the
     /// manifest is not among the checksummed files, so verification is unaffected).
     pub fn record_drill(&self, id: &str, drill: DrillRecord) -> Result<Manifest, RepoError> {
         let mut m = self.manifest(id)?;
+        let keys = self.keyring();
         for r in self.offsite().repos() {
             // The local manifest is the one restores read first; an unreachable off-site
             // copy keeps its older drill record rather than failing the drill.
-            if let Err(e) = r.record_drill(id, &drill) {
+            if let Err(e) = r.record_drill(id, &drill, &keys) {
                 tracing::warn!(
                     "backup {id}: drill not recorded in repository {}: {e}",
                     r.name()
                 );
             }
         }
-        m.last_drill = Some(drill);
+        record_drill_in(&mut m, drill, &keys);
         let bytes = serde_json::to_vec_pretty(&m).map_err(|e| io_err(&self.backup_dir(id), e))?;
         let path = self.backup_dir(id).join("manifest.json");
         write_atomic(&path, &bytes).map_err(|e| io_err(&path, e))?;
         Ok(m)
+    }
+
+    /// Signs backup `id` with this site's key wherever it is (`keys sign`): the operator
+    /// vouches for a backup made before signing. Returns the repositories signed in.
+    pub fn sign_backup(&self, id: &str) -> Result<Vec<String>, RepoError> {
+        let keys = self.keyring();
+        let mut signed = Vec::new();
+        match self.manifest(id) {
+            Ok(mut m) => {
+                keys.sign(&mut m);
+                let path = self.backup_dir(id).join("manifest.json");
+                let bytes = serde_json::to_vec_pretty(&m).map_err(|e| io_err(&path, e))?;
+                write_atomic(&path, &bytes).map_err(|e| io_err(&path, e))?;
+                signed.push("local".to_string());
+            }
+            Err(RepoError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        for r in self.offsite().repos() {
+            match r.manifest(id) {
+                Ok(mut m) => {
+                    keys.sign(&mut m);
+                    r.write_manifest(&m)?;
+                    signed.push(r.name().to_string());
+                }
+                Err(RepoError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if signed.is_empty() {
+            return Err(RepoError::NotFound(id.into()));
+        }
+        Ok(signed)
     }
 
     /// Every sealed backup (all nodes), newest first. Unreadable manifests are returned
@@ -411,9 +482,22 @@ impl Repository {
                     .map(|l| l.manifest)
                     .collect()
             };
-            return all.into_iter().find(|m| m.node == node).ok_or_else(|| {
-                RepoError::NotFound(format!("latest (node {node} has no backups)"))
-            });
+            let keys = self.keyring();
+            let now = Utc::now();
+            let mine: Vec<Manifest> = all.into_iter().filter(|m| m.node == node).collect();
+            let untrusted = mine
+                .iter()
+                .filter(|m| keys.untrusted_because(m, now).is_some())
+                .count();
+            return mine
+                .into_iter()
+                .find(|m| keys.untrusted_because(m, now).is_none())
+                .ok_or_else(|| {
+                    RepoError::NotFound(format!(
+                        "latest (node {node} has no trusted backup; {untrusted} untrusted: \
+                         name one with --backup ID and --force --reason)"
+                    ))
+                });
         }
         self.manifest_anywhere(selector)
     }
@@ -480,6 +564,16 @@ impl Repository {
         }
         report.ok = report.problems.is_empty();
         Ok(report)
+    }
+}
+
+/// Records a drill in `m`, re-signing it only when it was trusted: drilling a forged or
+/// foreign backup (with `--force`) must not make it trusted.
+fn record_drill_in(m: &mut Manifest, drill: DrillRecord, keys: &trust::Keyring) {
+    let was_trusted = keys.untrusted_because(m, Utc::now()).is_none();
+    m.last_drill = Some(drill);
+    if was_trusted {
+        keys.sign(m);
     }
 }
 
@@ -615,7 +709,7 @@ impl BackupWriter {
             .first()
             .map(|d| d.info.server_version.clone())
             .unwrap_or_default();
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: MANIFEST_FORMAT,
             id: self.id.clone(),
             node: self.node.clone(),
@@ -630,7 +724,9 @@ impl BackupWriter {
             validator_party: self.validator_party.clone(),
             users: self.users.clone(),
             last_drill: None,
+            signature: None,
         };
+        self.repo.keyring().sign(&mut manifest);
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(&self.dir, e))?;
         let mpath = self.dir.join("manifest.json");
         write_atomic(&mpath, &bytes).map_err(|e| io_err(&mpath, e))?;
@@ -699,7 +795,7 @@ mod tests {
     #[test]
     fn unsealed_backups_are_never_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::open(dir.path()).unwrap();
+        let repo = signing_repo(dir.path());
         let w = repo.begin("n1", 0).unwrap();
         std::fs::write(w.dir.join("partial"), b"x").unwrap();
         assert!(repo.list().unwrap().0.is_empty());
@@ -710,6 +806,39 @@ mod tests {
         assert_eq!(repo.resolve("latest", "n1").unwrap().id, m.id);
         assert!(repo.resolve("latest", "other").is_err());
         assert_eq!(repo.discard_incomplete("n1").unwrap().len(), 1);
+    }
+
+    /// A repository whose keyring signs (as every configured one does).
+    fn signing_repo(root: &Path) -> Repository {
+        let repo = Repository::open(root).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        repo.set_keyring(trust::Keyring::from_keys(Some(key), vec![]));
+        repo
+    }
+
+    #[test]
+    fn latest_skips_untrusted_backups_and_a_trusted_drill_is_re_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = signing_repo(dir.path());
+        let signed = sealed(&repo);
+        let drill = DrillRecord {
+            at: Utc::now(),
+            result: "passed".into(),
+            duration_ms: 1,
+            detail: String::new(),
+            run: "r".into(),
+        };
+        let drilled = repo.record_drill(&signed.id, drill).unwrap();
+        assert_eq!(repo.untrusted_because(&drilled), None, "re-signed");
+        std::thread::sleep(Duration::from_millis(1100));
+        repo.set_keyring(trust::Keyring::default());
+        let unsigned = sealed(&repo);
+        assert!(repo.untrusted_because(&unsigned).is_some());
+        assert!(repo.untrusted_because(&drilled).is_some(), "no key trusted");
+        let e = repo.resolve("latest", "n1").unwrap_err().to_string();
+        assert!(e.contains("no trusted backup; 2 untrusted"), "{e}");
+        let repo = signing_repo(dir.path());
+        assert_eq!(repo.resolve("latest", "n1").unwrap().id, signed.id);
     }
 
     #[test]

@@ -236,26 +236,25 @@ impl OffsiteRepo {
         )
     }
 
-    /// A backup's manifest, `NotFound` when the backup is not (completely) here.
+    /// A backup's manifest, `NotFound` when the backup is not (completely) here. Whoever
+    /// can write the bucket wrote it: read bounded and checked before any path in it is
+    /// used ([`Manifest::from_untrusted`]).
     pub fn manifest(&self, id: &str) -> Result<Manifest, RepoError> {
-        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        if super::untrusted::check_name(id).is_err() {
             return Err(RepoError::NotFound(id.into()));
         }
-        let mut bytes = Vec::new();
-        self.get_plain(&self.key(id, MANIFEST))
+        let mut src = self
+            .get_plain(&self.key(id, MANIFEST))
             .map_err(|e| match e {
                 RepoError::NotFound(_) => RepoError::NotFound(id.into()),
                 other => other,
-            })?
-            .read_to_end(&mut bytes)
-            .map_err(|e| RepoError::BadManifest {
-                id: id.into(),
-                message: format!("repository {}: {e}", self.name),
             })?;
-        serde_json::from_slice(&bytes).map_err(|e| RepoError::BadManifest {
-            id: id.into(),
-            message: format!("repository {}: {e}", self.name),
-        })
+        let in_repo = |mut e: super::untrusted::ManifestError| {
+            e.message = format!("{} (repository {})", e.message, self.name);
+            RepoError::Refused(e)
+        };
+        let bytes = super::untrusted::read_bounded(&mut src, id).map_err(in_repo)?;
+        Manifest::from_untrusted(&bytes, id).map_err(in_repo)
     }
 
     /// Sealed backups (newest first), unreadable manifests, and backup directories that
@@ -263,6 +262,14 @@ impl OffsiteRepo {
     pub fn list(&self) -> Result<Listing, RepoError> {
         let mut out = Listing::default();
         for id in self.store.list_dirs().map_err(|e| self.err(e))? {
+            if let Err(why) = super::untrusted::check_name(&id) {
+                tracing::warn!(
+                    "repository {}: skipping `{}`: not a backup id ({why})",
+                    self.name,
+                    id.escape_debug()
+                );
+                continue;
+            }
             match self.manifest(&id) {
                 Ok(m) => out.backups.push(m),
                 Err(RepoError::NotFound(_)) => out.incomplete.push(id),
@@ -388,13 +395,18 @@ impl OffsiteRepo {
     }
 
     /// Records a drill in the copy of the manifest held here, when the backup is here.
-    pub fn record_drill(&self, id: &str, drill: &DrillRecord) -> Result<bool, RepoError> {
+    pub fn record_drill(
+        &self,
+        id: &str,
+        drill: &DrillRecord,
+        keys: &super::trust::Keyring,
+    ) -> Result<bool, RepoError> {
         let mut m = match self.manifest(id) {
             Ok(m) => m,
             Err(RepoError::NotFound(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
-        m.last_drill = Some(drill.clone());
+        super::record_drill_in(&mut m, drill.clone(), keys);
         self.write_manifest(&m)?;
         Ok(true)
     }

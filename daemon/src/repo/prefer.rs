@@ -126,19 +126,7 @@ mod tests {
             },
         };
         Manifest {
-            format: 1,
-            id: id.into(),
-            node: "n1".into(),
-            migration_id: 0,
-            tool_version: "t".into(),
-            server_version: "15".into(),
-            created_at: at,
-            completed_at: at,
             dumps: vec![dump("validator"), dump("participant")],
-            files: vec![],
-            identities: None,
-            validator_party: None,
-            users: vec![],
             last_drill: drill.map(|r| DrillRecord {
                 at,
                 result: r.into(),
@@ -146,6 +134,7 @@ mod tests {
                 detail: String::new(),
                 run: "r".into(),
             }),
+            ..Manifest::for_test(id, at)
         }
     }
 

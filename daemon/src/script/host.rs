@@ -464,88 +464,166 @@ fn register_backups(engine: &mut Engine) {
         .register_fn("begin", |b: &mut BackupsApi| -> RResult<WriterApi> {
             let env = &b.0;
             if env.run.dry_run() {
-                return Ok(WriterApi { env: env.clone(), id: "dry-run".into(), writer: Arc::new(Mutex::new(None)) });
+                return Ok(WriterApi {
+                    env: env.clone(),
+                    id: "dry-run".into(),
+                    writer: Arc::new(Mutex::new(None)),
+                });
             }
-            let w = env.repo.begin(&env.node.name, env.node.migration_id).map_err(|e| fail(e.to_string()))?;
-            Ok(WriterApi { env: env.clone(), id: w.id().to_string(), writer: Arc::new(Mutex::new(Some(w))) })
-        })
-        .register_fn("save_identities", |b: &mut BackupsApi, w: WriterApi| -> RResult<Dynamic> {
-            let env = b.0.clone();
-            if env.run.dry_run() {
-                env.run.plan("would fetch the node identities dump, check it and store it encrypted");
-                return Ok(Dynamic::UNIT);
-            }
-            let (raw, _) = env.call_validator(|c| Box::pin(async move { c.identities_raw().await }))?;
-            let participant = crate::identities::validate_dump(&raw).map_err(|e| fail(e.to_string()))?;
-            let recipients = crate::identities::parse_recipients(&env.node.identities_recipients)
+            let w = env
+                .repo
+                .begin(&env.node.name, env.node.migration_id)
                 .map_err(|e| fail(e.to_string()))?;
-            let path = w.with(|w| w.identities_path())?;
-            crate::identities::encrypt_to_file(&path, &raw, &recipients).map_err(|e| fail(e.to_string()))?;
-            let keys = env.node.identities_recipients.clone();
-            w.with(|w| w.record_identities(participant.clone(), keys))?;
-            env.run.log("info", &format!("identities of {participant} stored encrypted ({} bytes, mode 0600)", raw.len()));
-            Ok(Dynamic::from(participant))
+            Ok(WriterApi {
+                env: env.clone(),
+                id: w.id().to_string(),
+                writer: Arc::new(Mutex::new(Some(w))),
+            })
         })
-        .register_fn("record_users", |b: &mut BackupsApi, w: WriterApi| -> RResult<Dynamic> {
-            let env = b.0.clone();
-            let user = env.call_validator(|c| Box::pin(async move { c.validator_user().await }))?;
-            let users = env.call_validator(|c| Box::pin(async move { c.users().await }))?;
-            let out = to_dyn(&serde_json::json!({"validator_party": user.party_id, "users": users}))?;
-            w.with(|w| w.record_users(user.party_id, users))?;
-            Ok(out)
-        })
-        .register_fn("get", |b: &mut BackupsApi, selector: &str| -> RResult<Dynamic> {
-            manifest_summary(&b.0.manifest(selector)?)
-        })
-        .register_fn("verify", |b: &mut BackupsApi, id: &str| -> RResult<Dynamic> {
-            let env = b.0.clone();
-            let m = env.local_manifest(id)?;
-            let backend = env.backend.clone();
-            let repo = env.repo.clone();
-            let label = format!("verify backup {}", m.id);
-            let total = m.total_bytes();
-            let report = env.in_step(&label, false, |ctx| {
-                let mut done = 0u64;
-                repo.verify(&m.id, &|p| backend.check_dump(ctx, p), &mut |n| {
-                    done += n;
-                    ctx.progress("verify checksums", done, Some(total), "bytes");
-                })
-                .map_err(|e| BackendError::Verification(e.to_string()))
-                .and_then(|r| {
-                    if r.ok {
-                        Ok(r)
-                    } else {
-                        Err(BackendError::Verification(format!(
-                            "backup {} is damaged and will not be used: {}",
-                            r.id,
-                            r.problems.join("; ")
-                        )))
-                    }
-                })
-            })?;
-            to_dyn(&report)
-        })
-        .register_fn("check_restorable", |b: &mut BackupsApi, id: &str| -> RResult<()> {
-            let env = &b.0;
-            let m = env.manifest(id)?;
-            let objections = restore_objections(&m, &env.node.name, env.node.migration_id, env.node.max_age, chrono::Utc::now());
-            if objections.is_empty() {
-                return Ok(());
-            }
-            let forced = env.params.get("force").and_then(|v| v.as_bool()).unwrap_or(false);
-            let reason = env.params.get("reason").and_then(|v| v.as_str()).unwrap_or("").trim();
-            if forced && !reason.is_empty() {
-                env.run.record_forced(reason).map_err(fail)?;
-                for o in &objections {
-                    env.run.log("warn", &format!("overridden with --force ({reason}): {o}"));
+        .register_fn(
+            "save_identities",
+            |b: &mut BackupsApi, w: WriterApi| -> RResult<Dynamic> {
+                let env = b.0.clone();
+                if env.run.dry_run() {
+                    env.run.plan(
+                        "would fetch the node identities dump, check it and store it encrypted",
+                    );
+                    return Ok(Dynamic::UNIT);
                 }
-                return Ok(());
-            }
-            Err(fail(format!(
-                "refusing to restore: {}. To override, pass --force --reason \"why\" (the reason is journaled)",
-                objections.join("; ")
-            )))
-        });
+                let (raw, _) =
+                    env.call_validator(|c| Box::pin(async move { c.identities_raw().await }))?;
+                let participant =
+                    crate::identities::validate_dump(&raw).map_err(|e| fail(e.to_string()))?;
+                let recipients =
+                    crate::identities::parse_recipients(&env.node.identities_recipients)
+                        .map_err(|e| fail(e.to_string()))?;
+                let path = w.with(|w| w.identities_path())?;
+                crate::identities::encrypt_to_file(&path, &raw, &recipients)
+                    .map_err(|e| fail(e.to_string()))?;
+                let keys = env.node.identities_recipients.clone();
+                w.with(|w| w.record_identities(participant.clone(), keys))?;
+                env.run.log(
+                    "info",
+                    &format!(
+                        "identities of {participant} stored encrypted ({} bytes, mode 0600)",
+                        raw.len()
+                    ),
+                );
+                Ok(Dynamic::from(participant))
+            },
+        )
+        .register_fn(
+            "record_users",
+            |b: &mut BackupsApi, w: WriterApi| -> RResult<Dynamic> {
+                let env = b.0.clone();
+                let user =
+                    env.call_validator(|c| Box::pin(async move { c.validator_user().await }))?;
+                let users = env.call_validator(|c| Box::pin(async move { c.users().await }))?;
+                let out =
+                    to_dyn(&serde_json::json!({"validator_party": user.party_id, "users": users}))?;
+                w.with(|w| w.record_users(user.party_id, users))?;
+                Ok(out)
+            },
+        )
+        .register_fn(
+            "get",
+            |b: &mut BackupsApi, selector: &str| -> RResult<Dynamic> {
+                manifest_summary(&b.0.manifest(selector)?)
+            },
+        )
+        .register_fn(
+            "verify",
+            |b: &mut BackupsApi, id: &str| -> RResult<Dynamic> {
+                let env = b.0.clone();
+                let m = env.local_manifest(id)?;
+                let backend = env.backend.clone();
+                let repo = env.repo.clone();
+                let label = format!("verify backup {}", m.id);
+                let total = m.total_bytes();
+                let report = env.in_step(&label, false, |ctx| {
+                    let mut done = 0u64;
+                    repo.verify(&m.id, &|p| backend.check_dump(ctx, p), &mut |n| {
+                        done += n;
+                        ctx.progress("verify checksums", done, Some(total), "bytes");
+                    })
+                    .map_err(|e| BackendError::Verification(e.to_string()))
+                    .and_then(|r| {
+                        if r.ok {
+                            Ok(r)
+                        } else {
+                            Err(BackendError::Verification(format!(
+                                "backup {} is damaged and will not be used: {}",
+                                r.id,
+                                r.problems.join("; ")
+                            )))
+                        }
+                    })
+                })?;
+                to_dyn(&report)
+            },
+        )
+        .register_fn(
+            "check_restorable",
+            |b: &mut BackupsApi, id: &str| -> RResult<()> {
+                let env = &b.0;
+                let m = env.manifest(id)?;
+                let mut objections = restore_objections(
+                    &m,
+                    &env.node.name,
+                    env.node.migration_id,
+                    env.node.max_age,
+                    chrono::Utc::now(),
+                );
+                objections.extend(untrusted_objection(env, &m));
+                allow_if_forced(env, &objections, "restore")
+            },
+        )
+        .register_fn(
+            "check_trusted",
+            |b: &mut BackupsApi, id: &str| -> RResult<()> {
+                let env = &b.0;
+                let m = env.manifest(id)?;
+                allow_if_forced(env, untrusted_objection(env, &m).as_slice(), "drill")
+            },
+        );
+}
+
+/// The objection to an untrusted backup (see `repo::trust`), if it is one.
+fn untrusted_objection(env: &FlowEnv, m: &Manifest) -> Option<String> {
+    env.repo
+        .untrusted_because(m)
+        .map(|why| format!("backup {} is untrusted: {why}", m.id))
+}
+
+/// Passes when there is no objection, or when the run was forced with a reason (which is
+/// journaled and each overridden objection logged); else refuses to `what`.
+fn allow_if_forced(env: &FlowEnv, objections: &[String], what: &str) -> RResult<()> {
+    if objections.is_empty() {
+        return Ok(());
+    }
+    let forced = env
+        .params
+        .get("force")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let reason = env
+        .params
+        .get("reason")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .trim();
+    if forced && !reason.is_empty() {
+        env.run.record_forced(reason).map_err(fail)?;
+        for o in objections {
+            env.run
+                .log("warn", &format!("overridden with --force ({reason}): {o}"));
+        }
+        return Ok(());
+    }
+    Err(fail(format!(
+        "refusing to {what}: {}. To override, pass --force --reason \"why\" (the reason is journaled)",
+        objections.join("; ")
+    )))
 }
 
 /// The script's `validator` object.

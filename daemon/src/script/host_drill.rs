@@ -113,6 +113,19 @@ fn preferred(b: &mut BackupsApi) -> RResult<Dynamic> {
         }
         located.into_iter().map(|l| l.manifest).collect()
     };
+    // Untrusted backups (unsigned, foreign, future-dated) are never chosen: a forged
+    // "newer, drilled" manifest must not win.
+    let (trusted, untrusted): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|m| env.repo.untrusted_because(m).is_none());
+    for m in untrusted.iter().filter(|m| m.node == env.node.name) {
+        let why = env.repo.untrusted_because(m).unwrap_or_default();
+        env.run.log(
+            "warn",
+            &format!("backup {} not considered: untrusted: {why}", m.id),
+        );
+    }
+    let all = trusted;
     let node = &env.node;
     let chosen = preferred_backup(
         &all,
@@ -123,8 +136,10 @@ fn preferred(b: &mut BackupsApi) -> RResult<Dynamic> {
     )
     .ok_or_else(|| {
         fail(format!(
-            "node {} has no backups: take one with `splice-dr backup`",
-            node.name
+            "node {} has no trusted backups ({} untrusted): take one with `splice-dr backup`, \
+             or restore an untrusted one with --backup ID --force --reason",
+            node.name,
+            untrusted.iter().filter(|m| m.node == node.name).count()
         ))
     })?;
     to_dyn(&chosen)

@@ -1,0 +1,286 @@
+//! Reading a manifest from a place someone else can write (a bucket, an off-site or even
+//! the local repository directory): bounded, parsed, and every name and path in it checked
+//! before any of them is joined to a directory.
+//!
+//! A manifest names the files a download creates (`files[].path`), the directories
+//! restores read (`dumps[].dir`) and the backup's own directory (`id`). Without these
+//! checks a forged manifest with `/etc/x` or `../../x` makes a root daemon create files
+//! anywhere before any checksum is compared (issue #12).
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use thiserror::Error;
+
+use super::Manifest;
+
+/// Largest manifest accepted. A real one lists a few thousand files (well under 1 MiB);
+/// the cap keeps a hostile bucket from making the daemon read gigabytes into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Longest backup id or node name accepted from a manifest or a bucket listing.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Why a manifest read from a repository was refused, located in the manifest.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("manifest.json of backup {id}: {field}: {message}")]
+pub struct ManifestError {
+    /// The backup id the manifest was read as (its key or directory name).
+    pub id: String,
+    /// Where in the manifest, e.g. `files[3].path`; `(whole file)` for size and syntax.
+    pub field: String,
+    /// What is wrong and what it means.
+    pub message: String,
+}
+
+/// Reads at most [`MAX_MANIFEST_BYTES`] from `src`: an error as soon as there is more,
+/// without reading the rest (a hostile object may be endless).
+pub fn read_bounded(src: &mut dyn Read, id: &str) -> Result<Vec<u8>, ManifestError> {
+    let mut bytes = Vec::new();
+    src.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| whole(id, format!("cannot be read: {e}")))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(whole(
+            id,
+            format!(
+                "larger than {} MiB: refused unread (not a manifest splice-dr wrote)",
+                MAX_MANIFEST_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn whole(id: &str, message: String) -> ManifestError {
+    ManifestError {
+        id: id.into(),
+        field: "(whole file)".into(),
+        message,
+    }
+}
+
+/// Checks a backup id or node name: 1 to [`MAX_NAME_LEN`] of `[A-Za-z0-9._-]`, not
+/// starting with a dot (hidden entries are the repository's own: `.incomplete`).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("is longer than {MAX_NAME_LEN} characters"));
+    }
+    if name.starts_with('.') {
+        return Err(format!("`{}` starts with a dot", name.escape_debug()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "`{}` contains {c:?}: only letters, digits, `.`, `_` and `-` are allowed",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a path relative to a backup directory: `/`-separated, no empty, `.` or `..`
+/// component, not absolute, no NUL or backslash — so joining it can only name something
+/// inside the backup.
+pub fn check_relative_path(path: &str) -> Result<(), String> {
+    let shown = path.escape_debug();
+    if path.starts_with('/') {
+        return Err(format!("`{shown}` is absolute"));
+    }
+    if path.contains('\0') || path.contains('\\') {
+        return Err(format!("`{shown}` contains a NUL or a backslash"));
+    }
+    if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(format!(
+            "`{shown}` has an empty, `.` or `..` component: paths must stay inside the backup"
+        ));
+    }
+    Ok(())
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Manifest {
+    /// Parses and checks a manifest read from a repository as backup `expected_id` (its
+    /// key or directory name). Nothing in the result may name anything outside the
+    /// backup: see the module doc.
+    pub fn from_untrusted(bytes: &[u8], expected_id: &str) -> Result<Manifest, ManifestError> {
+        let at = |field: String, message: String| ManifestError {
+            id: expected_id.into(),
+            field,
+            message,
+        };
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(whole(
+                expected_id,
+                format!("larger than {} MiB", MAX_MANIFEST_BYTES >> 20),
+            ));
+        }
+        check_name(expected_id).map_err(|m| at("(backup id)".into(), m))?;
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| whole(expected_id, format!("not a valid manifest: {e}")))?;
+        if m.id != expected_id {
+            return Err(at(
+                "id".into(),
+                format!(
+                    "`{}` differs from the backup's directory/key `{expected_id}`: a manifest \
+                     copied or forged under another name is refused",
+                    m.id.escape_debug()
+                ),
+            ));
+        }
+        check_name(&m.node).map_err(|e| at("node".into(), e))?;
+        m.check_entries()
+            .map_err(|(field, message)| at(field, message))?;
+        Ok(m)
+    }
+
+    /// The per-entry checks of [`Manifest::from_untrusted`]: `(field, message)` of the
+    /// first problem.
+    fn check_entries(&self) -> Result<(), (String, String)> {
+        let mut seen = BTreeSet::new();
+        for (i, f) in self.files.iter().enumerate() {
+            check_relative_path(&f.path).map_err(|e| (format!("files[{i}].path"), e))?;
+            if !seen.insert(f.path.as_str()) {
+                return Err((
+                    format!("files[{i}].path"),
+                    format!("`{}` is listed twice", f.path.escape_debug()),
+                ));
+            }
+            if !is_sha256_hex(&f.sha256) {
+                return Err((
+                    format!("files[{i}].sha256"),
+                    "is not 64 lower-case hex digits".into(),
+                ));
+            }
+        }
+        for (i, d) in self.dumps.iter().enumerate() {
+            check_relative_path(&d.dir).map_err(|e| (format!("dumps[{i}].dir"), e))?;
+        }
+        if let Some(ids) = &self.identities {
+            check_relative_path(&ids.file).map_err(|e| ("identities.file".to_string(), e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::FileEntry;
+
+    fn manifest(id: &str, paths: &[&str]) -> Manifest {
+        let files = paths
+            .iter()
+            .map(|p| FileEntry {
+                path: p.to_string(),
+                size: 1,
+                sha256: "a".repeat(64),
+            })
+            .collect();
+        Manifest {
+            files,
+            ..Manifest::for_test(id, chrono::Utc::now())
+        }
+    }
+
+    fn parse(m: &Manifest, id: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_untrusted(&serde_json::to_vec(m).unwrap(), id)
+    }
+
+    #[test]
+    fn a_well_formed_manifest_is_accepted() {
+        let m = manifest(
+            "n1-20261124-101500",
+            &["validator/toc.dat", "identities.json.age"],
+        );
+        assert_eq!(parse(&m, "n1-20261124-101500").unwrap(), m);
+    }
+
+    #[test]
+    fn escaping_paths_are_refused_with_their_location() {
+        for bad in [
+            "/etc/cron.d/x",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/.",
+            "",
+            "a\\b",
+            "a\0b",
+        ] {
+            let m = manifest("b1", &["ok", bad]);
+            let e = parse(&m, "b1").unwrap_err();
+            assert_eq!(e.field, "files[1].path", "{bad:?}: {e}");
+            assert!(
+                e.to_string()
+                    .starts_with("manifest.json of backup b1: files[1].path: "),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_paths_are_refused() {
+        let e = parse(&manifest("b1", &["a", "a"]), "b1").unwrap_err();
+        assert!(e.message.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn the_id_must_be_the_key_it_was_read_under() {
+        let e = parse(&manifest("other", &[]), "b1").unwrap_err();
+        assert_eq!(e.field, "id");
+        let e = parse(&manifest("../b1", &[]), "../b1").unwrap_err();
+        assert_eq!(e.field, "(backup id)");
+    }
+
+    #[test]
+    fn node_and_dump_dirs_are_checked() {
+        let mut m = manifest("b1", &[]);
+        m.node = "../../tmp/x".into();
+        assert_eq!(parse(&m, "b1").unwrap_err().field, "node");
+        let mut m = manifest("b1", &[]);
+        m.dumps = vec![crate::repo::DumpEntry {
+            dir: "/var/lib".into(),
+            info: splice_dr_plugin_api::DumpInfo {
+                role: "validator".into(),
+                database: "v".into(),
+                format: "custom".into(),
+                started_at: m.created_at,
+                finished_at: m.created_at,
+                server_version: "15".into(),
+                tables: vec![],
+            },
+        }];
+        assert_eq!(parse(&m, "b1").unwrap_err().field, "dumps[0].dir");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("node-a-20261124-101500").is_ok());
+        assert!(check_name(".incomplete").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name(&"a".repeat(129)).is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn an_endless_object_is_refused_after_the_cap() {
+        let mut endless = std::io::repeat(b' ');
+        let e = read_bounded(&mut endless, "b1").unwrap_err();
+        assert!(e.message.contains("16 MiB"), "{e}");
+        let mut small: &[u8] = b"{}";
+        assert_eq!(read_bounded(&mut small, "b1").unwrap(), b"{}");
+    }
+}
