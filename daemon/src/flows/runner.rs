@@ -393,7 +393,7 @@ impl Runner {
                     ctx.finish(RunState::Failed, None, Some(why))
                 }
                 Err(e) if ctx.guard().soft_stop().is_some() => {
-                    ctx.finish(RunState::Cancelled, None, Some(e))
+                    ctx.finish(RunState::Cancelled, None, Some(stop_error(ctx.guard(), e)))
                 }
                 Err(e) => ctx.finish(RunState::Failed, None, Some(e)),
             };
@@ -457,6 +457,15 @@ impl Runner {
         let path = self.journal.cancel_request_path(id);
         std::fs::write(&path, b"cancel\n").map_err(|source| JournalError::Io { path, source })?;
         Ok(())
+    }
+}
+
+/// A stopped run's error, saying why it stopped (deadline, cancel) when the script's own
+/// message does not: the operator must see that `run_timeout` ended a restore.
+fn stop_error(guard: &Guard, e: String) -> String {
+    match guard.soft_stop() {
+        Some(why) if !e.contains(why) => format!("{why}; {e}"),
+        _ => e,
     }
 }
 
