@@ -137,9 +137,13 @@ impl Guard {
         self.stops.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether this run's replica lost the leader lease.
+    /// Whether this run's replica lost the leader lease, or holds it with less than the
+    /// step margin left (a forward step must not outlive the lease).
     pub fn lost_leadership(&self) -> bool {
-        let lost = self.leadership.as_ref().is_some_and(|l| !l.is_leader());
+        let lost = self
+            .leadership
+            .as_ref()
+            .is_some_and(|l| !l.is_leader_with_margin());
         if lost {
             self.stops().lease_lost.get_or_insert_with(Instant::now);
         }
