@@ -319,3 +319,70 @@ fn cancel_during_the_database_restore_puts_the_old_volume_back() {
     let run = last_run(&config, "restore");
     assert_eq!(run["state"], "cancelled", "{run}");
 }
+
+/// Issue #12 item 3 on compose: a restore whose `run_timeout` passes in the middle of the
+/// restore (after the live volume was kept and wiped) still puts the previous volume back
+/// and deletes the copy. The deadline is set between the wipe and the database restore as
+/// measured on a first, unhurried restore of the same backup.
+#[test]
+fn a_restore_past_run_timeout_puts_the_old_volume_back() {
+    require_docker!();
+    let node = ComposeNode::start("rbtimeout");
+    node.seed(300_000);
+    let site = tempfile::tempdir().unwrap();
+    let config = node.site_config(site.path(), "");
+    let id = backup(&config);
+
+    let out = cli(&config, &["restore", "--backup", &id, "--yes"]);
+    assert!(out.status.success(), "measuring restore: {}", text(&out));
+    let measured = last_run(&config, "restore");
+    let at = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).unwrap()
+    };
+    let started = at(&measured["started_at"]);
+    let steps = measured["steps"].as_array().unwrap();
+    let step_start = |prefix: &str| {
+        let step = steps
+            .iter()
+            .find(|s| s["name"].as_str().unwrap_or_default().starts_with(prefix))
+            .unwrap_or_else(|| panic!("a step `{prefix}…` in {measured}"));
+        at(&step["started_at"]) - started
+    };
+    // Between wiping the live volume and restoring into it: only the kept copy holds the
+    // node's data, and forward work has most of the restore still to do.
+    let from = step_start("wipe the postgres volume");
+    let to = step_start("restore validator database");
+    let deadline_ms = ((from + to).num_milliseconds() / 2).max(1);
+    eprintln!("wipe at {from}, database restore at {to}: run_timeout {deadline_ms}ms");
+
+    node.psql(
+        "validator",
+        "INSERT INTO app.items VALUES (777777, 'after the backup')",
+    );
+    let current = node.fingerprint();
+    let text_cfg = std::fs::read_to_string(&config).unwrap().replace(
+        "state_dir = \"state\"\n",
+        &format!("state_dir = \"state\"\nrun_timeout = \"{deadline_ms}ms\"\n"),
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+
+    let out = cli(&config, &["restore", "--backup", &id, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let run = last_run(&config, "restore");
+    assert_eq!(run["state"], "cancelled", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("run_timeout"),
+        "{run}"
+    );
+    assert!(
+        step_names(&run).iter().any(|s| s.starts_with("put ")),
+        "the previous volume was put back: {:?}",
+        step_names(&run)
+    );
+    assert_eq!(node.fingerprint(), current, "the previous data is back");
+    assert!(node.validator_ready());
+    assert!(node.kept_volumes().is_empty(), "{:?}", node.kept_volumes());
+}

@@ -1019,3 +1019,92 @@ fn role_rules(yaml: &str) -> Vec<(String, String)> {
     out.dedup();
     out
 }
+
+/// Issue #12 item 4: the fake API server hangs the holder's Lease requests (accepted
+/// connections, no answer). Sampling both replicas' leader state every few milliseconds,
+/// there is never an instant where both believe they lead: the hung holder demotes itself
+/// at its renew deadline, before the lease can expire for the other replica.
+#[test]
+fn a_holder_whose_api_server_hangs_demotes_itself_before_another_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApi::start(ExecEnv {
+        pg_env: vec![],
+        pods_root: dir.path().join("pods"),
+    });
+    let (door, door_url) = fake.open_door();
+    let config_for = |who: &str, url: &str| {
+        let kubeconfig = dir.path().join(format!("kubeconfig-{who}"));
+        fake.write_kubeconfig_at(&kubeconfig, url);
+        let cfg: splice_dr::config::LeaderElectionConfig = toml::from_str(&format!(
+            "kubeconfig = \"{}\"\nidentity = \"{who}\"\nlease_duration = \"3s\"\nrenew_interval = \"1s\"\n",
+            kubeconfig.display()
+        ))
+        .unwrap();
+        cfg
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = splice_dr::leader::Leadership::elected("splice-dr", "replica-a");
+        let b = splice_dr::leader::Leadership::elected("splice-dr", "replica-b");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ta = tokio::spawn(splice_dr::leader::run(
+            config_for("replica-a", &door_url),
+            a.clone(),
+            stop.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !a.is_leader() {
+            assert!(Instant::now() < deadline, "replica-a never led");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let tb = tokio::spawn(splice_dr::leader::run(
+            config_for("replica-b", &fake.url()),
+            b.clone(),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(a.is_leader() && !b.is_leader(), "b follows while a renews");
+
+        fake.hang_leases(door, true);
+        let hung = Instant::now();
+        let (mut a_demoted, mut b_led) = (None, None);
+        let mut samples = 0u64;
+        while hung.elapsed() < Duration::from_secs(8) {
+            let (la, lb) = (a.is_leader(), b.is_leader());
+            samples += 1;
+            assert!(
+                !(la && lb),
+                "two leaders {:?} after the hang ({samples} samples)",
+                hung.elapsed()
+            );
+            if !la && a_demoted.is_none() {
+                a_demoted = Some(hung.elapsed());
+            }
+            if lb && b_led.is_none() {
+                b_led = Some(hung.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let a_demoted = a_demoted.expect("the hung holder demotes itself");
+        let b_led = b_led.expect("the other replica takes over the expired lease");
+        eprintln!("{samples} samples: a demoted after {a_demoted:?}, b leads after {b_led:?}");
+        assert!(
+            a_demoted < b_led,
+            "demoted first: {a_demoted:?} vs {b_led:?}"
+        );
+        assert!(
+            a_demoted <= Duration::from_secs(2) + Duration::from_millis(200),
+            "within the renew deadline (2/3 of the 3 s lease): {a_demoted:?}"
+        );
+        assert!(!a.is_leader() && b.is_leader());
+
+        // Answered again, the old holder follows the new one.
+        fake.hang_leases(door, false);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!a.is_leader() && b.is_leader());
+        assert_eq!(fake.lease_holder("splice-dr").as_deref(), Some("replica-b"));
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), ta).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), tb).await;
+    });
+}

@@ -4,9 +4,16 @@
 //! for `leaseDurationSeconds`), renew it when it holds it, otherwise follow. Writes carry
 //! the `resourceVersion` read, so two replicas racing for an expired lease cannot both win
 //! (the API server refuses the second with 409). Only the holder starts runs
-//! ([`Leadership::refusal`]); a run in progress checks [`Leadership::is_leader`] at every
-//! forward step (through the run's guard), so a replica that loses the lease stops
-//! starting new steps while its undo steps still run.
+//! ([`Leadership::refusal`]); a run in progress checks [`Leadership::is_leader_with_margin`]
+//! at every forward step (through the run's guard), so a replica that loses the lease
+//! stops starting new steps while its undo steps still run.
+//!
+//! One leader at a time even when the API server hangs: every round is bounded by
+//! [`call_timeout`] (a third of the lease), and the holder believes it leads only until
+//! [`renew_deadline`] (two thirds of the lease) after the monotonic instant its last
+//! successful renewal started. Another replica can take the lease only a whole lease
+//! after that renewal's `renewTime`, so the hung holder has demoted itself a third of a
+//! lease before. Forward steps need a further [`step_margin`] of validity left.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +42,10 @@ struct State {
     election: Option<(String, String)>,
     leader: AtomicBool,
     holder: Mutex<Option<String>>,
+    /// The monotonic end of the holder's belief: renewal start + renew deadline.
+    valid_until: Mutex<Option<Instant>>,
+    /// Validity a forward step needs left ([`step_margin`]).
+    margin: Mutex<Duration>,
 }
 
 impl Leadership {
@@ -45,6 +56,8 @@ impl Leadership {
                 election: None,
                 leader: AtomicBool::new(true),
                 holder: Mutex::new(None),
+                valid_until: Mutex::new(None),
+                margin: Mutex::new(Duration::ZERO),
             }),
         }
     }
@@ -56,13 +69,41 @@ impl Leadership {
                 election: Some((lease.into(), identity.into())),
                 leader: AtomicBool::new(false),
                 holder: Mutex::new(None),
+                valid_until: Mutex::new(None),
+                margin: Mutex::new(Duration::ZERO),
             }),
         }
     }
 
-    /// Whether this replica holds the lease (always true without an election).
+    /// Whether this replica holds the lease (always true without an election): it won
+    /// or renewed it, and its renew deadline has not passed since.
     pub fn is_leader(&self) -> bool {
-        self.inner.leader.load(Ordering::SeqCst)
+        self.valid_for().is_some()
+    }
+
+    /// [`Self::is_leader`] with at least the step margin of validity left: what a
+    /// forward (destructive) step needs to start or go on.
+    pub fn is_leader_with_margin(&self) -> bool {
+        let margin = *lock(&self.inner.margin);
+        self.valid_for().is_some_and(|left| left > margin)
+    }
+
+    /// How long this replica still leads (`Duration::MAX` without a known deadline).
+    fn valid_for(&self) -> Option<Duration> {
+        if !self.inner.leader.load(Ordering::SeqCst) {
+            return None;
+        }
+        match *lock(&self.inner.valid_until) {
+            None => Some(Duration::MAX),
+            Some(t) => t
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero()),
+        }
+    }
+
+    /// Records a successful renewal: this replica leads until `until`.
+    fn renewed(&self, until: Instant) {
+        *lock(&self.inner.valid_until) = Some(until);
     }
 
     /// Why this replica must not start a run now, in words for the operator.
@@ -88,11 +129,7 @@ impl Leadership {
     }
 
     fn holder(&self) -> Option<String> {
-        self.inner
-            .holder
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.inner.holder).clone()
     }
 
     fn set(&self, leader: bool, holder: Option<String>) {
@@ -121,6 +158,27 @@ impl Leadership {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Bound of one election round (its get, create or replace): a third of the lease, so a
+/// hanging API server cannot keep the loop from noticing the renew deadline.
+pub fn call_timeout(cfg: &LeaderElectionConfig) -> Duration {
+    cfg.lease_duration / 3
+}
+
+/// How long after the start of its last successful renewal the holder believes it leads:
+/// two thirds of the lease, a third before any other replica may take it.
+pub fn renew_deadline(cfg: &LeaderElectionConfig) -> Duration {
+    cfg.lease_duration * 2 / 3
+}
+
+/// Validity a forward step needs left to start or go on: a tenth of the lease.
+pub fn step_margin(cfg: &LeaderElectionConfig) -> Duration {
+    cfg.lease_duration / 10
+}
+
 /// Connects to the API server and runs the election until `stop`; then releases the lease
 /// if this replica holds it, so another replica takes over at once.
 pub async fn run(
@@ -133,22 +191,24 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("[daemon.leader_election]: {e}"))?;
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let me = cfg.identity();
-    let mut last_renew: Option<Instant> = None;
+    *lock(&leadership.inner.margin) = step_margin(&cfg);
     loop {
-        match round(&api, &cfg, &me).await {
-            Ok((true, _)) => {
-                last_renew = Some(Instant::now());
+        let started = Instant::now();
+        match tokio::time::timeout(call_timeout(&cfg), round(&api, &cfg, &me)).await {
+            Ok(Ok((true, _))) => {
+                leadership.renewed(started + renew_deadline(&cfg));
                 leadership.set(true, Some(me.clone()));
             }
-            Ok((false, holder)) => {
-                last_renew = None;
-                leadership.set(false, holder);
-            }
-            Err(e) => {
-                tracing::warn!("leader election: {e}");
-                // Without a renewal the lease is the holder's only until it expires.
-                let still = last_renew.is_some_and(|t| t.elapsed() < cfg.lease_duration);
-                if !still {
+            Ok(Ok((false, holder))) => leadership.set(false, holder),
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {:?}", call_timeout(&cfg)),
+                };
+                tracing::warn!("leader election: {why}");
+                // Past the renew deadline the holder demotes itself, before the lease
+                // can expire for the others.
+                if !leadership.is_leader() {
                     leadership.set(false, leadership.holder());
                 }
             }
@@ -160,8 +220,10 @@ pub async fn run(
     }
     if leadership.is_leader() {
         leadership.set(false, None);
-        if let Err(e) = release(&api, &cfg, &me).await {
-            tracing::warn!("could not release the leader lease: {e}");
+        match tokio::time::timeout(call_timeout(&cfg), release(&api, &cfg, &me)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("could not release the leader lease: {e}"),
+            Err(_) => tracing::warn!("could not release the leader lease: no answer"),
         }
     }
     Ok(())
@@ -285,6 +347,35 @@ mod tests {
         assert!(!expired(&spec(Some("a"), 5), now));
         assert!(expired(&spec(Some("a"), 11), now));
         assert!(expired(&spec(None, 0), now));
+    }
+
+    #[test]
+    fn the_holder_leads_only_until_its_renew_deadline() {
+        let l = Leadership::elected("splice-dr", "pod-a");
+        *lock(&l.inner.margin) = Duration::from_millis(100);
+        l.renewed(Instant::now() + Duration::from_millis(250));
+        l.set(true, Some("pod-a".into()));
+        assert!(l.is_leader() && l.is_leader_with_margin());
+        std::thread::sleep(Duration::from_millis(170));
+        assert!(l.is_leader(), "still within the renew deadline");
+        assert!(
+            !l.is_leader_with_margin(),
+            "no forward step starts with less than the margin left"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !l.is_leader(),
+            "demoted at the renew deadline, with no renewal"
+        );
+        assert!(l.refusal().is_some());
+    }
+
+    #[test]
+    fn the_deadlines_order_demotion_before_takeover() {
+        let cfg: LeaderElectionConfig = toml::from_str("identity = \"x\"").unwrap();
+        assert!(call_timeout(&cfg) < renew_deadline(&cfg));
+        assert!(renew_deadline(&cfg) < cfg.lease_duration);
+        assert!(step_margin(&cfg) < renew_deadline(&cfg) - cfg.renew_interval);
     }
 
     #[test]

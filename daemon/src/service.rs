@@ -56,14 +56,27 @@ pub enum ServiceError {
 
 /// Builds every node's runtime (backend + facts) from config.
 pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, ServiceError> {
+    rebuild_nodes(config, None)
+}
+
+/// [`build_nodes`] after a reload: nodes whose backend settings did not change keep
+/// their backend (and a plugin its instance) from `previous`.
+pub fn rebuild_nodes(
+    config: &Config,
+    previous: Option<(&Config, &BTreeMap<String, NodeRuntime>)>,
+) -> Result<BTreeMap<String, NodeRuntime>, ServiceError> {
     let mut nodes = BTreeMap::new();
     for node in &config.nodes {
-        let backend = crate::backends::build(node, &config.daemon.state_dir).map_err(|error| {
-            ServiceError::Backend {
+        let old = previous.and_then(|(cfg, runtimes)| {
+            let old_node = cfg.nodes.iter().find(|n| n.name == node.name)?;
+            let rt = runtimes.get(&node.name)?;
+            Some((old_node, cfg.daemon.state_dir.as_path(), &rt.backend))
+        });
+        let backend = crate::backends::build_or_reuse(node, &config.daemon.state_dir, old)
+            .map_err(|error| ServiceError::Backend {
                 node: node.name.clone(),
                 error,
-            }
-        })?;
+            })?;
         let validator = match &node.validator {
             Some(v) => Some(Arc::new(
                 crate::validator::ValidatorClient::from_config(v).map_err(|e| {
@@ -358,7 +371,9 @@ impl Service {
     pub fn reload(&self, loaded: Result<Config, ConfigError>) {
         let outcome = loaded.map_err(|e| e.to_string()).and_then(|cfg| {
             let catalog = load_catalog(&cfg).map_err(|e| e.to_string())?;
-            let nodes = build_nodes(&cfg).map_err(|e| e.to_string())?;
+            let (old_cfg, old_nodes) = (self.config(), self.runner.nodes());
+            let nodes =
+                rebuild_nodes(&cfg, Some((&old_cfg, &old_nodes))).map_err(|e| e.to_string())?;
             let offsite = crate::repo::offsite::Offsite::from_config(&cfg.repository.offsite)
                 .map_err(|e| e.to_string())?;
             let keys = crate::repo::trust::Keyring::load(&cfg).map_err(|e| e.to_string())?;

@@ -79,6 +79,11 @@ struct Inner {
     version: u64,
     /// Every exec'd command starts this much later (to catch a run mid-step).
     exec_delay: Duration,
+    /// Doors (listeners) whose Lease requests stall until un-hung: an API server that
+    /// accepts a replica's connection and never answers its election.
+    hung_doors: std::collections::BTreeSet<usize>,
+    /// Doors opened so far besides the main one (door 0).
+    doors: usize,
 }
 
 /// Settings for commands run by exec.
@@ -103,6 +108,8 @@ pub struct FakeApi {
 struct App {
     state: Arc<Mutex<Inner>>,
     exec: ExecEnv,
+    /// Which listener the request came through (0: the main one).
+    door: usize,
 }
 
 impl FakeApi {
@@ -135,16 +142,9 @@ impl FakeApi {
         let app = App {
             state: state.clone(),
             exec: exec.clone(),
+            door: 0,
         };
-        // Bound here, served on the fake's own runtime: works from sync and async tests.
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("addr");
-        let router = axum::Router::new().fallback(handle).with_state(app);
-        rt.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-            let _ = axum::serve(listener, router).await;
-        });
+        let addr = serve(&rt, app);
         FakeApi {
             addr,
             state,
@@ -158,11 +158,44 @@ impl FakeApi {
         format!("http://{}", self.addr)
     }
 
+    /// Opens another listener on the same state, returning its door number and URL: a
+    /// replica configured with it can be hung alone ([`FakeApi::hang_leases`]).
+    pub fn open_door(&self) -> (usize, String) {
+        let door = {
+            let mut st = self.state.lock().expect("state");
+            st.doors += 1;
+            st.doors
+        };
+        let app = App {
+            state: self.state.clone(),
+            exec: self.exec_env.clone(),
+            door,
+        };
+        let rt = self.rt.as_ref().expect("runtime");
+        (door, format!("http://{}", serve(rt, app)))
+    }
+
+    /// `hang`: every Lease request through `door` stalls (without an answer) until
+    /// called again with `false`.
+    pub fn hang_leases(&self, door: usize, hang: bool) {
+        let mut st = self.state.lock().expect("state");
+        if hang {
+            st.hung_doors.insert(door);
+        } else {
+            st.hung_doors.remove(&door);
+        }
+    }
+
     /// Writes a kubeconfig pointing at the fake into `path`.
     pub fn write_kubeconfig(&self, path: &Path) {
+        self.write_kubeconfig_at(path, &self.url());
+    }
+
+    /// Writes a kubeconfig pointing at `url` (a door of the fake) into `path`.
+    pub fn write_kubeconfig_at(&self, path: &Path, url: &str) {
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {NAMESPACE}\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: test-token\n",
-            self.url()
+            url
         );
         std::fs::write(path, text).expect("kubeconfig");
     }
@@ -229,6 +262,36 @@ impl Drop for FakeApi {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// Serves `app` on a new local port on the fake's own runtime (bound here, so it works
+/// from sync and async tests); returns the address.
+fn serve(rt: &tokio::runtime::Runtime, app: App) -> SocketAddr {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let addr = std_listener.local_addr().expect("addr");
+    let router = axum::Router::new().fallback(handle).with_state(app);
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// Stalls while Lease requests through `door` are hung.
+async fn stall_if_hung(app: &App, path: &str) {
+    if !path.contains("/leases") {
+        return;
+    }
+    while app
+        .state
+        .lock()
+        .expect("state")
+        .hung_doors
+        .contains(&app.door)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -344,6 +407,7 @@ async fn handle(State(app): State<App>, req: Request) -> Response {
             .protocols(["v5.channel.k8s.io"])
             .on_upgrade(move |socket| serve_exec(socket, env, pod, argv, stdin));
     }
+    stall_if_hung(&app, &path).await;
     let body = axum::body::to_bytes(body, 64 << 20)
         .await
         .unwrap_or_default();

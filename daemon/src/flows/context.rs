@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::RunEvent;
 use crate::journal::{Journal, KeptNote, RunRecord, RunState};
-use crate::script::Guard;
+use crate::script::{Guard, StepKind};
 
 /// Shared, thread-safe handle on a running flow.
 #[derive(Debug)]
@@ -280,9 +280,10 @@ impl RunContext {
     }
 
     /// The context handed to backend calls: cancellation from the guard, events into
-    /// the journal and onto the bus. Forward work stops at a cancel request; undo work
-    /// (`forward == false`) only at the hard stop, so rollbacks finish.
-    pub fn op_context(self: &Arc<Self>, forward: bool) -> OpContext {
+    /// the journal and onto the bus. Forward work stops at the first stop request; undo
+    /// work only when the run's undo budget is spent, so rollbacks finish.
+    pub fn op_context(self: &Arc<Self>, kind: StepKind) -> OpContext {
+        let forward = kind.is_forward();
         let cancel = self.clone();
         let events = self.clone();
         OpContext::new(

@@ -410,7 +410,7 @@ impl Runner {
                     ctx.finish(RunState::Failed, None, Some(why))
                 }
                 Err(e) if ctx.guard().soft_stop().is_some() => {
-                    ctx.finish(RunState::Cancelled, None, Some(e))
+                    ctx.finish(RunState::Cancelled, None, Some(stop_error(ctx.guard(), e)))
                 }
                 Err(e) => ctx.finish(RunState::Failed, None, Some(e)),
             };
@@ -482,6 +482,15 @@ impl Runner {
         std::fs::write(&path, format!("cancel by {by}\n"))
             .map_err(|source| JournalError::Io { path, source })?;
         Ok(())
+    }
+}
+
+/// A stopped run's error, saying why it stopped (deadline, cancel) when the script's own
+/// message does not: the operator must see that `run_timeout` ended a restore.
+fn stop_error(guard: &Guard, e: String) -> String {
+    match guard.soft_stop() {
+        Some(why) if !e.contains(why) => format!("{why}; {e}"),
+        _ => e,
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::catalog::{Flow, FlowSource};
-use super::engine::{hardened_engine, Limits};
+use super::engine::{hardened_engine, Limits, StepKind};
 use crate::flows::RunContext;
 use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
 use crate::validator::{ValidatorClient, ValidatorError};
@@ -66,25 +66,40 @@ pub struct FlowEnv {
 
 impl FlowEnv {
     /// Runs a host operation inside a step (an implicit one named `label` when the script
-    /// is not already in one). Forward operations refuse to start after a cancel; undo
-    /// operations always run.
+    /// is not already in one). Forward operations refuse to start after a stop request;
+    /// undo operations always start, and the run's undo budget covers their own need.
     pub(super) fn in_step<T>(
         self: &Arc<Self>,
         label: &str,
-        forward: bool,
+        kind: StepKind,
         op: impl FnOnce(&OpContext) -> Result<T, BackendError>,
     ) -> RResult<T> {
-        if forward {
+        if kind.is_forward() {
             if let Some(reason) = self.run.guard().soft_stop() {
                 return Err(fail(format!("{label}: not started: {reason}")));
             }
         }
-        let ctx = self.run.op_context(forward);
+        let ctx = self.run.op_context(kind);
+        let guard = self.run.guard();
+        guard.begin_undo(kind);
+        let result = self.journaled(label, || op(&ctx));
+        if !kind.is_forward() {
+            guard.end_undo();
+        }
+        result
+    }
+
+    /// Runs `op` in the script's open step, or in an implicit step named `label`.
+    fn journaled<T>(
+        &self,
+        label: &str,
+        op: impl FnOnce() -> Result<T, BackendError>,
+    ) -> RResult<T> {
         if self.run.in_step() {
-            return op(&ctx).map_err(|e| fail(format!("{label}: {e}")));
+            return op().map_err(|e| fail(format!("{label}: {e}")));
         }
         let idx = self.run.begin_step(label, "").map_err(fail)?;
-        let result = op(&ctx).map_err(|e| format!("{label}: {e}"));
+        let result = op().map_err(|e| format!("{label}: {e}"));
         let outcome = result
             .as_ref()
             .map(|_| "ok".to_string())
@@ -141,7 +156,7 @@ impl FlowEnv {
             from.name(),
             from.location()
         );
-        self.in_step(&label, true, |ctx| {
+        self.in_step(&label, StepKind::Forward, |ctx| {
             let mut done = 0u64;
             from.download(&repo, &m.id, &mut |n| {
                 done += n;
@@ -219,7 +234,7 @@ fn register_node(engine: &mut Engine) {
             n.0.node.migration_id as i64
         })
         .register_fn("components", |n: &mut NodeApi| -> RResult<Dynamic> {
-            let ctx = n.0.run.op_context(false);
+            let ctx = n.0.run.op_context(StepKind::UNDO);
             let list =
                 n.0.backend
                     .components(&ctx)
@@ -236,7 +251,9 @@ fn register_node(engine: &mut Engine) {
                 if replicas == 0 {
                     n.0.run.note_component(component, true).map_err(fail)?;
                 }
-                n.0.in_step(&label, false, |ctx| backend.scale(ctx, component, replicas))?;
+                n.0.in_step(&label, StepKind::UNDO, |ctx| {
+                    backend.scale(ctx, component, replicas)
+                })?;
                 if replicas > 0 {
                     n.0.run.note_component(component, false).map_err(fail)?;
                 }
@@ -249,7 +266,9 @@ fn register_node(engine: &mut Engine) {
                 let timeout = Duration::from_secs(secs.max(0) as u64);
                 let label = format!("wait for {component} to be ready");
                 let backend = n.0.backend.clone();
-                n.0.in_step(&label, false, |ctx| {
+                // Also the last step of a rollback: the budget grows by its timeout.
+                let kind = StepKind::Undo { need: timeout };
+                n.0.in_step(&label, kind, |ctx| {
                     backend.wait_ready(ctx, component, timeout)
                 })
             },
@@ -270,10 +289,11 @@ fn register_node_storage(engine: &mut Engine) {
                     name: target.into(),
                     path: None,
                 };
-                let kept =
-                    n.0.in_step(&format!("copy the {target} volume aside"), true, |ctx| {
-                        backend.keep_storage(ctx, &t)
-                    })?;
+                let kept = n.0.in_step(
+                    &format!("copy the {target} volume aside"),
+                    StepKind::Forward,
+                    |ctx| backend.keep_storage(ctx, &t),
+                )?;
                 n.0.run.note_kept(&kept, true).map_err(fail)?;
                 to_dyn(&kept)
             },
@@ -285,9 +305,11 @@ fn register_node_storage(engine: &mut Engine) {
                 path: None,
             };
             n.0.run.note_live_replaced(target, true).map_err(fail)?;
-            n.0.in_step(&format!("wipe the {target} volume"), true, |ctx| {
-                backend.wipe(ctx, &t)
-            })
+            n.0.in_step(
+                &format!("wipe the {target} volume"),
+                StepKind::Forward,
+                |ctx| backend.wipe(ctx, &t),
+            )
         })
         .register_fn(
             "restore_kept_storage",
@@ -295,7 +317,7 @@ fn register_node_storage(engine: &mut Engine) {
                 let kept: KeptStorage = from_dyn("restore_kept_storage", &Dynamic::from_map(kept))?;
                 let backend = n.0.backend.clone();
                 let label = format!("put {} back from {}", kept.live, kept.kept);
-                n.0.in_step(&label, false, |ctx| {
+                n.0.in_step(&label, StepKind::UNDO, |ctx| {
                     backend.restore_kept_storage(ctx, &kept)
                 })?;
                 n.0.run
@@ -311,7 +333,9 @@ fn register_node_storage(engine: &mut Engine) {
                 let label = format!("delete the kept copy {}", kept.kept);
                 // Cleanup, also after a cancel once the volume was put back from the copy.
                 n.0.run.note_kept(&kept, false).map_err(fail)?;
-                n.0.in_step(&label, false, |ctx| backend.drop_kept_storage(ctx, &kept))
+                n.0.in_step(&label, StepKind::UNDO, |ctx| {
+                    backend.drop_kept_storage(ctx, &kept)
+                })
             },
         );
 }
@@ -320,7 +344,7 @@ fn register_pg(engine: &mut Engine) {
     engine
         .register_type_with_name::<PgApi>("Pg")
         .register_fn("databases", |p: &mut PgApi| -> RResult<Dynamic> {
-            let ctx = p.0.run.op_context(false);
+            let ctx = p.0.run.op_context(StepKind::UNDO);
             to_dyn(
                 &p.0.backend
                     .databases(&ctx)
@@ -328,7 +352,7 @@ fn register_pg(engine: &mut Engine) {
             )
         })
         .register_fn("leftovers", |p: &mut PgApi| -> RResult<Dynamic> {
-            let ctx = p.0.run.op_context(false);
+            let ctx = p.0.run.op_context(StepKind::UNDO);
             to_dyn(
                 &p.0.backend
                     .leftovers(&ctx)
@@ -340,9 +364,10 @@ fn register_pg(engine: &mut Engine) {
             |p: &mut PgApi, role: &str, w: WriterApi| -> RResult<Dynamic> {
                 let dest = w.with(|w| w.dump_dir(role))?;
                 let backend = p.0.backend.clone();
-                let info = p.0.in_step(&format!("dump {role} database"), true, |ctx| {
-                    backend.dump(ctx, role, &dest)
-                })?;
+                let info =
+                    p.0.in_step(&format!("dump {role} database"), StepKind::Forward, |ctx| {
+                        backend.dump(ctx, role, &dest)
+                    })?;
                 let out = to_dyn(&info)?;
                 w.with(|w| w.record_dump(info))?;
                 Ok(out)
@@ -358,7 +383,7 @@ fn register_pg(engine: &mut Engine) {
                 let src = p.0.repo.backup_dir(&m.id).join(&dump.dir);
                 let backend = p.0.backend.clone();
                 let label = format!("restore {role} database from {}", m.id);
-                let staged = p.0.in_step(&label, true, |ctx| {
+                let staged = p.0.in_step(&label, StepKind::Forward, |ctx| {
                     backend.restore_staged(ctx, role, &src, &dump.info)
                 })?;
                 to_dyn(&staged)
@@ -374,7 +399,7 @@ fn register_pg(engine: &mut Engine) {
                 let src = p.0.repo.backup_dir(&m.id).join(&dump.dir);
                 let backend = p.0.backend.clone();
                 let label = format!("restore {role} database from {}", m.id);
-                p.0.in_step(&label, true, |ctx| {
+                p.0.in_step(&label, StepKind::Forward, |ctx| {
                     backend.restore_into_empty(ctx, role, &src, &dump.info)
                 })
             },
@@ -384,23 +409,24 @@ fn register_pg(engine: &mut Engine) {
             |p: &mut PgApi, staged: Array| -> RResult<Dynamic> {
                 let staged: Vec<StagedDb> = from_dyn("swap_in", &Dynamic::from_array(staged))?;
                 let backend = p.0.backend.clone();
-                let kept = p.0.in_step("swap in restored databases", true, |ctx| {
-                    backend.swap_in(ctx, &staged)
-                })?;
+                let kept =
+                    p.0.in_step("swap in restored databases", StepKind::Forward, |ctx| {
+                        backend.swap_in(ctx, &staged)
+                    })?;
                 to_dyn(&kept)
             },
         )
         .register_fn("roll_back", |p: &mut PgApi, kept: Array| -> RResult<()> {
             let kept: Vec<KeptDb> = from_dyn("roll_back", &Dynamic::from_array(kept))?;
             let backend = p.0.backend.clone();
-            p.0.in_step("roll back to the kept databases", false, |ctx| {
+            p.0.in_step("roll back to the kept databases", StepKind::UNDO, |ctx| {
                 backend.roll_back(ctx, &kept)
             })
         })
         .register_fn("drop_kept", |p: &mut PgApi, kept: Array| -> RResult<()> {
             let kept: Vec<KeptDb> = from_dyn("drop_kept", &Dynamic::from_array(kept))?;
             let backend = p.0.backend.clone();
-            p.0.in_step("drop the replaced databases", true, |ctx| {
+            p.0.in_step("drop the replaced databases", StepKind::Forward, |ctx| {
                 backend.drop_kept(ctx, &kept)
             })
         })
@@ -409,7 +435,7 @@ fn register_pg(engine: &mut Engine) {
             |p: &mut PgApi, staged: Array| -> RResult<()> {
                 let staged: Vec<StagedDb> = from_dyn("drop_staged", &Dynamic::from_array(staged))?;
                 let backend = p.0.backend.clone();
-                p.0.in_step("drop staged databases", false, |ctx| {
+                p.0.in_step("drop staged databases", StepKind::UNDO, |ctx| {
                     backend.drop_staged(ctx, &staged)
                 })
             },
@@ -435,20 +461,22 @@ fn register_backups(engine: &mut Engine) {
                 return to_dyn(&serde_json::json!({ "id": w.id }));
             }
             let run = w.env.run.clone();
-            let manifest =
-                w.env
-                    .in_step("seal backup (checksums + manifest)", true, move |ctx| {
-                        let mut done = 0u64;
-                        writer
-                            .seal(&mut |n| {
-                                done += n;
-                                ctx.progress("checksum", done, None, "bytes");
-                            })
-                            .map_err(|e| BackendError::Io {
-                                context: "sealing backup".into(),
-                                message: e.to_string(),
-                            })
-                    })?;
+            let manifest = w.env.in_step(
+                "seal backup (checksums + manifest)",
+                StepKind::Forward,
+                move |ctx| {
+                    let mut done = 0u64;
+                    writer
+                        .seal(&mut |n| {
+                            done += n;
+                            ctx.progress("checksum", done, None, "bytes");
+                        })
+                        .map_err(|e| BackendError::Io {
+                            context: "sealing backup".into(),
+                            message: e.to_string(),
+                        })
+                },
+            )?;
             run.log(
                 "info",
                 &format!(
@@ -540,7 +568,7 @@ fn register_backups(engine: &mut Engine) {
                 let repo = env.repo.clone();
                 let label = format!("verify backup {}", m.id);
                 let total = m.total_bytes();
-                let report = env.in_step(&label, false, |ctx| {
+                let report = env.in_step(&label, StepKind::UNDO, |ctx| {
                     let mut done = 0u64;
                     repo.verify(&m.id, &|p| backend.check_dump(ctx, p), &mut |n| {
                         done += n;
@@ -679,7 +707,7 @@ fn register_validator(engine: &mut Engine) {
                 let env = v.0.clone();
                 let label = format!("onboard user {name}");
                 let (name, party) = (name.to_string(), party.to_string());
-                let result = env.in_step(&label, true, |_ctx| {
+                let result = env.in_step(&label, StepKind::Forward, |_ctx| {
                     env.call_validator(move |c| {
                         Box::pin(async move {
                             let party = (!party.is_empty()).then_some(party);

@@ -5,6 +5,7 @@
 use rhai::{Dynamic, Engine, Map};
 use splice_dr_plugin_api::{BackendError, StagedCheck, StagedDb, StagedQuery};
 
+use super::engine::StepKind;
 use super::host::{fail, from_dyn, to_dyn, BackupsApi, PgApi, RResult};
 use crate::config::DrillCheckConfig;
 use crate::repo::preferred_backup;
@@ -41,7 +42,7 @@ fn check_staged(p: &mut PgApi, staged: Map) -> RResult<Dynamic> {
         staged.staging,
         queries.len()
     );
-    let result = env.in_step(&label, true, |ctx| {
+    let result = env.in_step(&label, StepKind::Forward, |ctx| {
         let found = match backend.check_staged(ctx, &staged, &queries) {
             // A backend without deeper checks still drills (row counts); site checks
             // configured for it must not pass silently.

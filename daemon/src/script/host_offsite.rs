@@ -7,6 +7,7 @@
 use rhai::{Array, Dynamic, Engine};
 use splice_dr_plugin_api::BackendError;
 
+use super::engine::StepKind;
 use super::host::{fail, BackupsApi, RResult};
 
 /// Registers `backups.replicate`.
@@ -40,7 +41,7 @@ pub(super) fn register(engine: &mut Engine) {
                 );
                 let repo = env.repo.clone();
                 let node = env.node.name.clone();
-                env.in_step(&label, true, |ctx| {
+                env.in_step(&label, StepKind::Forward, |ctx| {
                     let to_err = |e: crate::repo::RepoError| BackendError::Io {
                         context: format!("off-site repository {}", r.name()),
                         message: e.to_string(),

@@ -7,6 +7,7 @@ use splice_dr_plugin_api::{BackendError, StorageTarget};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::engine::StepKind;
 use super::host::{fail, to_dyn, BackupsApi, FlowEnv, NodeApi, RResult};
 use crate::participants::Registry;
 
@@ -45,7 +46,7 @@ fn update_registry(
         env.run.plan(&format!("would {label}"));
         return Ok(());
     }
-    env.in_step(label, false, |_ctx| {
+    env.in_step(label, StepKind::UNDO, |_ctx| {
         let mut reg = seeded_registry(env).map_err(|e| BackendError::Plugin(e.to_string()))?;
         change(&mut reg);
         reg.save(&env.node.state_dir, &env.node.name)
@@ -158,7 +159,9 @@ fn register_restart(engine: &mut Engine) {
                 }
                 let backend = env.backend.clone();
                 let label = format!("restart the node with {values}");
-                env.in_step(&label, true, |ctx| backend.set_values(ctx, &values))?;
+                env.in_step(&label, StepKind::Forward, |ctx| {
+                    backend.set_values(ctx, &values)
+                })?;
                 // The node runs again, on purpose on what it has now: nothing for start-up
                 // recovery to start or put back.
                 env.run.note_restarted().map_err(fail)
@@ -174,7 +177,7 @@ fn register_restart(engine: &mut Engine) {
                     path: None,
                 };
                 let label = format!("place {path} on the {target} volume");
-                env.in_step(&label, true, |ctx| {
+                env.in_step(&label, StepKind::Forward, |ctx| {
                     backend.put_file(ctx, &t, Path::new(path))
                 })
             },
@@ -227,7 +230,7 @@ fn register_identities(engine: &mut Engine) {
             |b: &mut BackupsApi, backup: &str, key: &str, uid: i64| -> RResult<String> {
                 let env = b.0.clone();
                 let label = format!("decrypt the identities dump of backup {backup}");
-                let out = env.in_step(&label, true, |_ctx| {
+                let out = env.in_step(&label, StepKind::Forward, |_ctx| {
                     decrypt_identities(&env, backup, Path::new(key), uid)
                         .map_err(|e| BackendError::Plugin(e.to_string()))
                 })?;
@@ -377,7 +380,7 @@ pub(super) fn register_snapshot(engine: &mut Engine) {
                     u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
                 let deadline = std::time::Duration::from_secs(deadline_secs.max(0) as u64);
                 let label = format!("fetch the data snapshot at {ts} for migration {mid}");
-                let (path, sum, len, dump) = env.in_step(&label, true, |_ctx| {
+                let (path, sum, len, dump) = env.in_step(&label, StepKind::Forward, |_ctx| {
                     let bytes =
                         fetch_snapshot(&env, ts, mid, deadline).map_err(BackendError::Plugin)?;
                     let parsed: serde_json::Value =

@@ -69,10 +69,15 @@ impl ByteBuf {
 }
 
 /// Functions the host offers a plugin for the duration of one call.
+///
+/// `user` is an opaque handle of the call, not a pointer into the host: it is valid only
+/// until `call` returns. A plugin that keeps the callbacks (e.g. an `OpContext` clone in a
+/// thread) and uses them later reaches no freed memory: the host then answers
+/// `is_cancelled` with true and drops events (`CallHandle` in `dynamic.rs`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct HostCallbacks {
-    /// Opaque pointer passed back to the callbacks.
+    /// Opaque handle of the call, passed back to the callbacks; valid only during it.
     pub user: *const c_void,
     /// Whether the run was cancelled.
     pub is_cancelled: unsafe extern "C" fn(user: *const c_void) -> bool,
@@ -105,7 +110,8 @@ pub struct PluginVTable {
 /// The host callbacks, made movable into the [`OpContext`] closures for one call.
 #[derive(Clone, Copy)]
 struct SendCallbacks(HostCallbacks);
-// SAFETY: the host guarantees its callbacks are thread-safe and outlive the call.
+// SAFETY: the host's callbacks are thread-safe and take a handle, not a pointer, so a
+// copy that outlives the call is harmless (it reads "cancelled").
 unsafe impl Send for SendCallbacks {}
 unsafe impl Sync for SendCallbacks {}
 

@@ -1,8 +1,11 @@
 //! Host side of the C ABI: a [`Backend`] backed by a loaded plugin library.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use libloading::Library;
@@ -40,13 +43,56 @@ impl std::fmt::Debug for DynamicBackend {
     }
 }
 
+/// Contexts of the plugin calls in progress, by handle. A plugin's callbacks carry a
+/// handle, never a pointer: a plugin that keeps its context (clones it into a thread)
+/// and uses it after the call returned reaches no freed memory — the handle is gone, so
+/// it reads "cancelled" and its events are dropped.
+static CALLS: LazyLock<Mutex<HashMap<usize, OpContext>>> = LazyLock::new(Default::default);
+
+/// Handles are never reused, so a stale one cannot reach a later call's context.
+static NEXT_CALL: AtomicUsize = AtomicUsize::new(1);
+
+/// One call's registration in [`CALLS`]; removed when the call returns (or unwinds).
+struct CallHandle(usize);
+
+impl CallHandle {
+    fn open(ctx: &OpContext) -> Self {
+        let id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+        calls().insert(id, ctx.clone());
+        CallHandle(id)
+    }
+
+    /// What the plugin gets as the callbacks' `user` argument.
+    fn user(&self) -> *const c_void {
+        self.0 as *const c_void
+    }
+}
+
+impl Drop for CallHandle {
+    fn drop(&mut self) {
+        calls().remove(&self.0);
+    }
+}
+
+fn calls() -> std::sync::MutexGuard<'static, HashMap<usize, OpContext>> {
+    CALLS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The context of the call `user` names, if that call is still in progress (cloned, so
+/// no lock is held while the host's callback runs).
+fn live_call(user: *const c_void) -> Option<OpContext> {
+    calls().get(&(user as usize)).cloned()
+}
+
 unsafe extern "C" fn host_is_cancelled(user: *const c_void) -> bool {
-    let ctx = unsafe { &*(user as *const OpContext) };
-    ctx.is_cancelled()
+    live_call(user).is_none_or(|ctx| ctx.is_cancelled())
 }
 
 unsafe extern "C" fn host_event(user: *const c_void, json: *const u8, len: usize) {
-    let ctx = unsafe { &*(user as *const OpContext) };
+    let Some(ctx) = live_call(user) else { return };
+    if json.is_null() {
+        return;
+    }
     let bytes = unsafe { std::slice::from_raw_parts(json, len) };
     if let Ok(ev) = serde_json::from_slice::<OpEvent>(bytes) {
         ctx.emit(ev);
@@ -120,8 +166,9 @@ impl DynamicBackend {
     ) -> Result<serde_json::Value, BackendError> {
         let req = serde_json::to_vec(call)
             .map_err(|e| BackendError::Plugin(format!("encoding request: {e}")))?;
+        let handle = CallHandle::open(ctx);
         let host = HostCallbacks {
-            user: ctx as *const OpContext as *const c_void,
+            user: handle.user(),
             is_cancelled: host_is_cancelled,
             event: host_event,
         };
@@ -318,5 +365,55 @@ impl Backend for DynamicBackend {
                 expected: expected.clone(),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod call_handle_tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// A plugin that kept its callbacks past the call reaches nothing: the handle answers
+    /// "cancelled" and drops events, instead of reading a dead stack frame.
+    #[test]
+    fn callbacks_outliving_their_call_reach_nothing() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let ctx = OpContext::new(
+            || false,
+            move |ev| sink.lock().unwrap().push(format!("{ev:?}")),
+        );
+        let event = serde_json::to_vec(&OpEvent::Log {
+            level: "info".into(),
+            message: "hello".into(),
+        })
+        .unwrap();
+        let handle = CallHandle::open(&ctx);
+        let user = handle.user();
+        unsafe {
+            assert!(!host_is_cancelled(user), "live during the call");
+            host_event(user, event.as_ptr(), event.len());
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        drop(handle);
+        drop(ctx);
+        unsafe {
+            assert!(host_is_cancelled(user), "a stale handle reads cancelled");
+            host_event(user, event.as_ptr(), event.len());
+        }
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "events after the call are dropped"
+        );
+
+        // Handles are never reused: a later call is not reachable through the old one.
+        let flag = Arc::new(AtomicBool::new(false));
+        let later = OpContext::detached(flag);
+        let next = CallHandle::open(&later);
+        assert_ne!(next.user(), user);
+        assert!(unsafe { host_is_cancelled(user) });
+        assert!(!unsafe { host_is_cancelled(next.user()) });
     }
 }

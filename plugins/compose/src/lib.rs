@@ -22,7 +22,7 @@ use splice_dr_plugin_api::{
     Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
     KeptStorage, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, StorageTarget,
 };
-use splice_dr_postgres::names::new_suffix;
+use splice_dr_postgres::names::{derived_name, ensure_kept_of, new_suffix};
 use splice_dr_postgres::sql::database_exists;
 
 pub use config::{BundleConfig, ComposeConfig};
@@ -417,7 +417,7 @@ impl Backend for ComposeBackend {
             "checking volume users",
             storage::ensure_unused(&self.engine, &live),
         )?;
-        let kept = format!("{live}{}{}", storage::KEPT_MARKER, new_suffix());
+        let kept = derived_name(&live, storage::KEPT_MARKER, &new_suffix());
         self.engine.block(
             ctx,
             "creating the kept volume",
@@ -464,6 +464,7 @@ impl Backend for ComposeBackend {
         ctx: &OpContext,
         kept: &KeptStorage,
     ) -> Result<(), BackendError> {
+        ensure_kept_of(&kept.kept, &kept.live, "restore from")?;
         let (live, image) = self.volume(ctx, &kept.target)?;
         if live != kept.live {
             return Err(BackendError::Config(format!(
@@ -495,6 +496,7 @@ impl Backend for ComposeBackend {
     }
 
     fn drop_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> Result<(), BackendError> {
+        ensure_kept_of(&kept.kept, &kept.live, "delete")?;
         self.engine.block(
             ctx,
             "removing the kept volume",
@@ -523,4 +525,38 @@ pub fn participant_env_matches(
     expected: &str,
 ) -> bool {
     env_value(c, "CREATE_DATABASE_participant").is_none_or(|v| v == expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name checks run before any engine call: no Docker engine is needed to prove
+    /// that a record naming a live volume is refused.
+    #[test]
+    fn kept_storage_calls_refuse_names_without_the_kept_marker() {
+        let backend = ComposeBackend::new(ComposeConfig::with_project("sdr-unit"), 0).unwrap();
+        let ctx = OpContext::with_deadline(Duration::from_secs(5));
+        let live = "sdr-unit_postgres-splice";
+        for wrong in [
+            live.to_string(),
+            "other_postgres-splice".to_string(),
+            format!("other{}abcd1234", storage::KEPT_MARKER),
+            format!("{live}__sdr_staging_abcd1234"),
+        ] {
+            let kept = KeptStorage {
+                target: "postgres".into(),
+                live: live.into(),
+                kept: wrong.clone(),
+                bytes: 0,
+            };
+            for err in [
+                backend.drop_kept_storage(&ctx, &kept).unwrap_err(),
+                backend.restore_kept_storage(&ctx, &kept).unwrap_err(),
+            ] {
+                let e = err.to_string();
+                assert!(e.contains("refusing") && e.contains(&wrong), "{e}");
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@
 
 use splice_dr_plugin_api::{BackendError, KeptStorage, OpContext, StorageTarget};
 use splice_dr_postgres::names::{
-    derived_name, new_suffix, quote_ident, FAILED_MARKER, KEPT_MARKER,
+    derived_name, ensure_kept_of, new_suffix, quote_ident, FAILED_MARKER, KEPT_MARKER,
 };
 use splice_dr_postgres::sql::{
     database_exists, db_err, drop_database, terminate_sessions, user_tables,
@@ -19,7 +19,14 @@ use crate::K8sBackend;
 /// The only storage target the k8s backend keeps: the node's databases.
 pub const POSTGRES_TARGET: &str = "postgres";
 
-fn pairs(kept: &KeptStorage) -> Result<Vec<(String, String)>, BackendError> {
+/// The (live, kept) database pairs of a [`KeptStorage`] record, each checked: the live
+/// name is one of the node's databases and the kept name a kept copy of it (or empty),
+/// so a wrong record can never drop or rename over a database that is not a kept copy.
+fn checked_pairs(
+    kept: &KeptStorage,
+    lives: &[String],
+    action: &str,
+) -> Result<Vec<(String, String)>, BackendError> {
     let live: Vec<&str> = kept.live.split(',').collect();
     let copies: Vec<&str> = kept.kept.split(',').collect();
     if live.len() != copies.len() {
@@ -29,11 +36,21 @@ fn pairs(kept: &KeptStorage) -> Result<Vec<(String, String)>, BackendError> {
             copies.len()
         )));
     }
-    Ok(live
-        .into_iter()
-        .zip(copies)
-        .map(|(l, k)| (l.to_string(), k.to_string()))
-        .collect())
+    let mut out = Vec::new();
+    for (l, k) in live.into_iter().zip(copies) {
+        if !lives.iter().any(|n| n == l) {
+            return Err(BackendError::Config(format!(
+                "refusing to {action} the kept copy of `{l}`: it is not one of the node's \
+                 databases ({})",
+                lives.join(", ")
+            )));
+        }
+        if !k.is_empty() {
+            ensure_kept_of(k, l, action)?;
+        }
+        out.push((l.to_string(), k.to_string()));
+    }
+    Ok(out)
 }
 
 impl K8sBackend {
@@ -184,7 +201,7 @@ impl K8sBackend {
         let mut admin = self.conn.connect_admin()?;
         let mut renames = Vec::new();
         let mut failed = Vec::new();
-        for (live, copy) in pairs(kept)? {
+        for (live, copy) in checked_pairs(kept, &self.live_dbs()?, "restore from")? {
             if copy.is_empty() {
                 continue;
             }
@@ -213,7 +230,7 @@ impl K8sBackend {
         kept: &KeptStorage,
     ) -> Result<(), BackendError> {
         self.check_target(&kept.target)?;
-        for (_, copy) in pairs(kept)? {
+        for (_, copy) in checked_pairs(kept, &self.live_dbs()?, "drop")? {
             if copy.is_empty() {
                 continue;
             }
@@ -222,5 +239,52 @@ impl K8sBackend {
             ctx.info(format!("dropped the kept database {copy}"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(live: &str, kept: &str) -> KeptStorage {
+        KeptStorage {
+            target: POSTGRES_TARGET.into(),
+            live: live.into(),
+            kept: kept.into(),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn only_kept_copies_of_the_nodes_databases_are_accepted() {
+        let lives = vec!["validator".to_string(), "participant-0".to_string()];
+        let v = derived_name("validator", KEPT_MARKER, "abcd1234");
+        let p = derived_name("participant-0", KEPT_MARKER, "abcd1234");
+        let good = record("validator,participant-0", &format!("{v},{p}"));
+        assert_eq!(checked_pairs(&good, &lives, "drop").unwrap().len(), 2);
+        assert!(checked_pairs(
+            &record("validator,participant-0", &format!("{v},")),
+            &lives,
+            "drop"
+        )
+        .is_ok());
+
+        for bad in [
+            record("validator,participant-0", "validator,participant-0"),
+            record("validator", "participant-0"),
+            record("validator", &p),
+            record(
+                "validator",
+                &derived_name("validator", FAILED_MARKER, "abcd1234"),
+            ),
+            record(
+                "postgres",
+                &derived_name("postgres", KEPT_MARKER, "abcd1234"),
+            ),
+            record("validator,participant-0", &v),
+        ] {
+            let e = checked_pairs(&bad, &lives, "drop").unwrap_err().to_string();
+            assert!(e.contains("refusing") || e.contains("inconsistent"), "{e}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! etc.) so that `leftovers` can find them after a crash without any state file, and so that
 //! the drop operations can refuse to drop anything that is not one of them.
 
+use splice_dr_plugin_api::BackendError;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +79,22 @@ pub fn is_derived(name: &str, live: &str, marker: &str) -> bool {
     }
 }
 
+/// Refuses `kept` unless it is a kept copy of `live` (made by [`derived_name`] with
+/// [`KEPT_MARKER`]). Every backend calls this before dropping or restoring a kept
+/// database or volume: a wrong call (a script bug, a hand-edited record) must never drop
+/// or overwrite a live one.
+pub fn ensure_kept_of(kept: &str, live: &str, action: &str) -> Result<(), BackendError> {
+    if is_derived(kept, live, KEPT_MARKER) {
+        return Ok(());
+    }
+    Err(BackendError::Config(format!(
+        "refusing to {action} `{kept}`: it is not a copy splice-dr kept of `{live}` (kept \
+         copies are named `{}<8 characters>`); pass the record keep_storage or swap_in \
+         returned",
+        derived_name(live, KEPT_MARKER, "")
+    )))
+}
+
 /// Quotes an SQL identifier; every name is quoted because node databases are named like
 /// `participant-0`.
 pub fn quote_ident(name: &str) -> String {
@@ -120,6 +137,26 @@ mod tests {
             let n = derived_name(&long, marker, &s);
             assert!(n.len() <= MAX_IDENT_BYTES, "{n} is {} bytes", n.len());
             assert!(is_derived(&n, &long, marker));
+        }
+    }
+
+    #[test]
+    fn only_kept_copies_of_the_live_name_pass() {
+        let live = "participant-0";
+        let kept = derived_name(live, KEPT_MARKER, &new_suffix());
+        assert!(ensure_kept_of(&kept, live, "drop").is_ok());
+        for wrong in [
+            live.to_string(),
+            "validator".to_string(),
+            derived_name(live, STAGING_MARKER, "abcd1234"),
+            derived_name("validator", KEPT_MARKER, "abcd1234"),
+            format!("{kept}x"),
+            format!("{live}{KEPT_MARKER}"),
+        ] {
+            let e = ensure_kept_of(&wrong, live, "drop")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("refusing to drop") && e.contains(&wrong), "{e}");
         }
     }
 

@@ -18,7 +18,8 @@ use splice_dr_plugin_api::{
 use crate::check::check_database;
 
 use crate::names::{
-    derived_name, is_derived, new_suffix, quote_ident, FAILED_MARKER, KEPT_MARKER, STAGING_MARKER,
+    derived_name, ensure_kept_of, is_derived, new_suffix, quote_ident, FAILED_MARKER, KEPT_MARKER,
+    STAGING_MARKER,
 };
 use crate::process::{self, find_tool};
 use crate::sql::{
@@ -270,12 +271,7 @@ impl PostgresBackend {
     ) -> Result<(), BackendError> {
         for k in kept {
             self.check_live(&k.role, &k.live)?;
-            if !is_derived(&k.kept, &k.live, KEPT_MARKER) {
-                return Err(BackendError::Config(format!(
-                    "{} is not a kept database of {}",
-                    k.kept, k.live
-                )));
-            }
+            ensure_kept_of(&k.kept, &k.live, "roll back to")?;
         }
         let suffix = new_suffix();
         let involved: Vec<&str> = kept
@@ -329,12 +325,7 @@ impl PostgresBackend {
     ) -> Result<(), BackendError> {
         for k in kept {
             self.check_live(&k.role, &k.live)?;
-            if !is_derived(&k.kept, &k.live, KEPT_MARKER) {
-                return Err(BackendError::Config(format!(
-                    "refusing to drop {}: not a kept database of {}",
-                    k.kept, k.live
-                )));
-            }
+            ensure_kept_of(&k.kept, &k.live, "drop")?;
         }
         let mut admin = self.conn.connect_admin()?;
         for k in kept.iter().filter(|k| k.existed) {
