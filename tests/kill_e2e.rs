@@ -357,6 +357,10 @@ fn compose_reonboard_killed_after_the_wipe_keeps_the_node_stopped() {
     let node = compose::ComposeNode::start("kill-reonboard");
     let site = tempfile::tempdir().unwrap();
     let (config, key_file, _client) = compose::validator_site(&node, site.path());
+    // The key is a file parameter: the daemon reads it only under a configured input dir.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("[daemon]\n", "[daemon]\ninput_dirs = [\".\"]\n", 1);
+    std::fs::write(&config, text).unwrap();
     let id = compose::backup(&config);
     let mut target = Target::new(&config, site.path());
     target.env = vec![

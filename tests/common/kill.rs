@@ -184,7 +184,16 @@ impl Target {
         limit: Duration,
     ) -> Option<(String, DaemonProcess)> {
         let Some(at) = self.kill_at(point, args, limit) else {
-            eprintln!("{point:?}: the run finished before reaching it");
+            match newest_run(&self.dir.join("state"), flow) {
+                Some(run) => eprintln!(
+                    "{point:?}: the run finished before reaching it: {} {}",
+                    run["state"], run["error"]
+                ),
+                None => eprintln!(
+                    "{point:?}: no {flow} run was journaled (refused at the socket?); daemon log:\n{}",
+                    self.log()
+                ),
+            }
             return None;
         };
         let daemon = self.restart();
