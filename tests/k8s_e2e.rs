@@ -494,9 +494,14 @@ async fn dr_snapshot_copies_the_dump_into_the_validator_pod_and_redeploys_migrat
         "validator-app-5d9c7b-0x",
         "/domain-upgrade-dump/domain_migration_dump.json",
     );
+    let key_file = site.dir.path().join("identity.key");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key_file, key.to_string().expose_secret()).unwrap();
+    }
     assert_eq!(
         std::fs::read(&placed).unwrap(),
-        std::fs::read(&snap).unwrap()
+        splice_dr::identities::decrypt_file(&snap, &key_file).unwrap()
     );
 
     // Both releases upgraded: the participant onto participant_1, the validator migrating.

@@ -501,7 +501,7 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
     // The participant lags 6 s: a snapshot of 2 s ago is "not caught up" (429) at first.
     let node = ComposeNode::start_with("drsnap", "--lag-secs 6");
     let site = tempfile::tempdir().unwrap();
-    let (config, _key, client) = validator_site(&node, site.path());
+    let (config, key_file, client) = validator_site(&node, site.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let party = rt.block_on(client.validator_user()).unwrap().party_id;
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -577,18 +577,28 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
     );
     let run = last_run(&config, "dr_snapshot");
     assert_eq!(run["result"]["migration_id"], 1, "{run}");
-    // The snapshot is kept in the repository with its checksum.
+    // The snapshot is kept in the repository encrypted (it holds the node's keys), with
+    // the checksum of its plaintext; the plaintext the node started from is gone.
     let snap = std::path::PathBuf::from(run["result"]["snapshot"].as_str().unwrap());
     assert!(
-        snap.starts_with(site.path().join("repo/snapshots/validator-1")),
+        snap.starts_with(site.path().join("repo/snapshots/validator-1"))
+            && snap.to_string_lossy().ends_with(".json.age"),
         "{}",
         snap.display()
     );
-    let sum = std::fs::read_to_string(snap.with_extension("json.sha256")).unwrap();
+    let plain = splice_dr::identities::decrypt_file(&snap, &key_file).unwrap();
+    let dump: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(dump["migration_id"], 1, "the DomainMigrationDump: {dump}");
+    assert!(!String::from_utf8_lossy(&std::fs::read(&snap).unwrap()).contains("acs_timestamp"));
+    let sum = std::fs::read_to_string(snap.with_extension("sha256")).unwrap();
     assert_eq!(
         sum.split_whitespace().next().unwrap(),
-        hex::encode(Sha256::digest(std::fs::read(&snap).unwrap()))
+        hex::encode(Sha256::digest(&plain))
     );
+    let left: Vec<_> = std::fs::read_dir(site.path().join("state/tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "plaintext left in state/tmp: {left:?}");
     // The node runs migration 1 on participant-1, same party.
     assert_eq!(
         node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")

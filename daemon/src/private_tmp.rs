@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 /// Prefix of the decrypted identities files (the only files the daemon puts there).
 pub const IDENTITIES_PREFIX: &str = "identities-";
 
-/// Prefixes of the plaintext files start-up removes.
-const PLAINTEXT_PREFIXES: &[&str] = &[IDENTITIES_PREFIX, "snapshot-"];
+/// Prefix of the DR data snapshots in the clear, waiting to start a migrating node.
+pub const SNAPSHOT_PREFIX: &str = "snapshot-";
+
+/// Prefixes of the plaintext files start-up removes (and the only ones a flow may remove).
+pub const PLAINTEXT_PREFIXES: &[&str] = &[IDENTITIES_PREFIX, SNAPSHOT_PREFIX];
 
 /// Path of `state_dir/tmp`.
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -56,6 +59,29 @@ pub fn private_dirs(base: &Path, name: &str) -> std::io::Result<PathBuf> {
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", d.display())))?;
     }
     Ok(dir)
+}
+
+/// Removes one plaintext file a flow placed in `state_dir/tmp` under `prefix`; refuses
+/// any other path (a script bug, or a parameter naming some other file, must not delete
+/// it). A file already gone is fine.
+pub fn remove_plaintext(state_dir: &Path, file: &Path, prefix: &str) -> Result<(), String> {
+    let ours = file.parent() == Some(path(state_dir).as_path())
+        && file
+            .file_name()
+            .and_then(|f| f.to_str())
+            .is_some_and(|f| f.starts_with(prefix) && !f.contains('/'));
+    if !ours {
+        return Err(format!(
+            "refusing to delete {}: not a file this flow placed in {}",
+            file.display(),
+            path(state_dir).display()
+        ));
+    }
+    match std::fs::remove_file(file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", file.display())),
+    }
 }
 
 /// Removes the decrypted files a previous run left in `state_dir/tmp` and returns them
@@ -121,6 +147,26 @@ mod tests {
         std::os::unix::fs::symlink(elsewhere.path(), path(state.path())).unwrap();
         let e = ensure(state.path()).expect_err("symlink");
         assert!(e.to_string().contains("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn a_flow_removes_only_its_own_plaintext() {
+        let state = tempfile::tempdir().unwrap();
+        let tmp = ensure(state.path()).unwrap();
+        let snap = tmp.join("snapshot-n1-dump.json");
+        std::fs::write(&snap, b"{}").unwrap();
+        let other = state.path().join("snapshot-elsewhere.json");
+        std::fs::write(&other, b"{}").unwrap();
+        let err = remove_plaintext(state.path(), &other, SNAPSHOT_PREFIX).unwrap_err();
+        assert!(err.contains("refusing"), "{err}");
+        let ids = tmp.join("identities-n1.json");
+        std::fs::write(&ids, b"{}").unwrap();
+        assert!(remove_plaintext(state.path(), &ids, SNAPSHOT_PREFIX).is_err());
+        let dotted = tmp.join("snapshot-x/../../escape.json");
+        assert!(remove_plaintext(state.path(), &dotted, SNAPSHOT_PREFIX).is_err());
+        remove_plaintext(state.path(), &snap, SNAPSHOT_PREFIX).unwrap();
+        assert!(!snap.exists() && other.exists() && ids.exists());
+        remove_plaintext(state.path(), &snap, SNAPSHOT_PREFIX).unwrap();
     }
 
     #[test]

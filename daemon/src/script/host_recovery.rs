@@ -240,23 +240,12 @@ fn register_identities(engine: &mut Engine) {
         .register_fn(
             "remove_identities_file",
             |b: &mut BackupsApi, path: &str| -> RResult<()> {
-                let p = PathBuf::from(path);
-                let ours = p.parent() == Some(b.0.node.state_dir.join("tmp").as_path())
-                    && p.file_name()
-                        .and_then(|f| f.to_str())
-                        .is_some_and(|f| f.starts_with(IDENTITIES_PREFIX));
-                if !ours {
-                    return Err(fail(format!(
-                        "refusing to delete {path}: not an identities file this flow decrypted"
-                    )));
-                }
-                std::fs::remove_file(&p).or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Ok(())
-                    } else {
-                        Err(fail(format!("removing {path}: {e}")))
-                    }
-                })
+                crate::private_tmp::remove_plaintext(
+                    &b.0.node.state_dir,
+                    Path::new(path),
+                    IDENTITIES_PREFIX,
+                )
+                .map_err(fail)
             },
         );
 }
@@ -332,36 +321,69 @@ fn fetch_snapshot(
     }
 }
 
-/// Keeps the snapshot in the repository (`snapshots/NODE/…json` + `.sha256`).
+/// Where a fetched snapshot lives: the plaintext the node is started from, and the copy
+/// kept in the repository.
+struct StoredSnapshot {
+    /// The DomainMigrationDump in the clear, in the 0700 `state_dir/tmp` (start-up recovery
+    /// removes it if the run dies; the flow removes it when the node has started).
+    plain: PathBuf,
+    /// `snapshots/NODE/…json.age`: encrypted to `repository.identities_recipients`, since
+    /// the dump holds the node's private keys and whole ledger state.
+    kept: PathBuf,
+    /// sha256 of the plaintext (also in `….json.sha256` beside the kept copy).
+    sha256: String,
+}
+
+/// Writes the snapshot to the private tmp directory for the node, and an encrypted copy
+/// with its checksum into the repository (`snapshots/NODE/…json.age` + `.json.sha256`).
 fn store_snapshot(
     env: &FlowEnv,
     ts: &str,
     migration_id: u64,
     bytes: &[u8],
-) -> Result<(PathBuf, String), String> {
+) -> Result<StoredSnapshot, String> {
     use sha2::Digest;
+    let recipients = crate::identities::parse_recipients(&env.node.identities_recipients)
+        .map_err(|e| format!("the data snapshot is kept encrypted: {e}"))?;
+    let stamp: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let name = format!("domain_migration_dump-m{migration_id}-{stamp}.json");
+    let tmp = crate::private_tmp::ensure(&env.node.state_dir)
+        .map_err(|e| format!("creating the private tmp directory: {e}"))?;
+    let plain = tmp.join(format!(
+        "{}{}-{name}",
+        crate::private_tmp::SNAPSHOT_PREFIX,
+        env.node.name
+    ));
+    crate::util::write_atomic(&plain, bytes)
+        .map_err(|e| format!("writing {}: {e}", plain.display()))?;
     let dir = crate::private_tmp::private_dirs(
         &env.repo.root().join(crate::repo::SNAPSHOTS_DIR),
         &env.node.name,
     )
     .map_err(|e| format!("creating the snapshot directory: {e}"))?;
-    let stamp: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let path = dir.join(format!(
-        "domain_migration_dump-m{migration_id}-{stamp}.json"
-    ));
+    let kept = dir.join(format!("{name}.age"));
+    let partial = dir.join(format!(".{name}.age.partial"));
+    let _ = std::fs::remove_file(&partial);
+    let sealed = crate::identities::encrypt_to_file(&partial, bytes, &recipients)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            std::fs::rename(&partial, &kept).map_err(|e| format!("{}: {e}", kept.display()))
+        });
+    if let Err(e) = sealed {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!("keeping the snapshot encrypted: {e}"));
+    }
     let sum = hex::encode(sha2::Sha256::digest(bytes));
-    crate::util::write_atomic(&path, bytes)
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
     crate::util::write_atomic(
-        &path.with_extension("json.sha256"),
+        &dir.join(format!("{name}.sha256")),
         format!("{sum}  {name}\n").as_bytes(),
     )
-    .map_err(|e| format!("writing the checksum of {}: {e}", path.display()))?;
-    Ok((path, sum))
+    .map_err(|e| format!("writing the checksum of {}: {e}", kept.display()))?;
+    Ok(StoredSnapshot {
+        plain,
+        kept,
+        sha256: sum,
+    })
 }
 
 /// Registers `validator.fetch_data_snapshot` and `node.health_around`.
@@ -380,7 +402,7 @@ pub(super) fn register_snapshot(engine: &mut Engine) {
                     u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
                 let deadline = std::time::Duration::from_secs(deadline_secs.max(0) as u64);
                 let label = format!("fetch the data snapshot at {ts} for migration {mid}");
-                let (path, sum, len, dump) = env.in_step(&label, StepKind::Forward, |_ctx| {
+                let (stored, len, dump) = env.in_step(&label, StepKind::Forward, |_ctx| {
                     let bytes =
                         fetch_snapshot(&env, ts, mid, deadline).map_err(BackendError::Plugin)?;
                     let parsed: serde_json::Value =
@@ -391,15 +413,26 @@ pub(super) fn register_snapshot(engine: &mut Engine) {
                     // The file placed for the validator is the DomainMigrationDump itself.
                     let text = serde_json::to_vec(&dump)
                         .map_err(|e| BackendError::Plugin(e.to_string()))?;
-                    let (path, sum) =
+                    let stored =
                         store_snapshot(&env, ts, mid, &text).map_err(BackendError::Plugin)?;
-                    Ok((path, sum, text.len(), dump))
+                    Ok((stored, text.len(), dump))
                 })?;
                 to_dyn(&serde_json::json!({
-                    "path": path, "sha256": sum, "bytes": len,
+                    "path": stored.plain, "kept": stored.kept, "sha256": stored.sha256, "bytes": len,
                     "migration_id": dump["migration_id"], "acs_timestamp": dump["acs_timestamp"],
                     "domain_id": dump["domain_id"],
                 }))
+            },
+        )
+        .register_fn(
+            "remove_data_snapshot",
+            |v: &mut super::host::ValidatorApi, path: &str| -> RResult<()> {
+                crate::private_tmp::remove_plaintext(
+                    &v.0.node.state_dir,
+                    Path::new(path),
+                    crate::private_tmp::SNAPSHOT_PREFIX,
+                )
+                .map_err(fail)
             },
         )
         .register_fn(
