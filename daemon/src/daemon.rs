@@ -12,6 +12,11 @@ use crate::socket::server;
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // First end what a killed predecessor left running: a pg_restore still writing would
+    // fight the recovery below.
+    for note in crate::orphans::reap(&config.daemon.state_dir) {
+        tracing::warn!("start-up recovery: {note}");
+    }
     let service = Service::new(config.clone(), "daemon").context("starting the daemon")?;
     for note in service.recover().await {
         tracing::warn!("start-up recovery: {note}");

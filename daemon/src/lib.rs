@@ -26,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod notify;
+pub mod orphans;
 pub mod participants;
 pub mod private_tmp;
 pub mod prune;

@@ -17,6 +17,9 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    // Every program a flow starts carries this process's mark, so a successor can end
+    // what it leaves running if it is killed (see `orphans`).
+    splice_dr::orphans::mark_children(&config.daemon.state_dir);
     let json_logs = match cli.log_format {
         Some(f) => f == LogFormatArg::Json,
         None => matches!(config.daemon.log_format, Some(LogFormat::Json)),

@@ -173,6 +173,38 @@ impl Target {
 }
 
 impl Target {
+    /// Pids and command lines of the programs started by a daemon of this site (they carry
+    /// `SPLICE_DR_OWNER=PID:STATE_DIR`, see daemon/src/orphans.rs) that still run.
+    pub fn marked_processes(&self) -> Vec<String> {
+        let suffix = format!(":{}", self.dir.join("state").display());
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if pid.parse::<u32>().is_err() {
+                continue;
+            }
+            let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            let marked = env.split(|b| *b == 0).any(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                kv.starts_with("SPLICE_DR_OWNER=") && kv.ends_with(&suffix)
+            });
+            // A zombie keeps its environ readable only while it runs; skip the dead.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            if marked && !zombie {
+                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!(
+                    "{pid} {}",
+                    String::from_utf8_lossy(&cmd).replace('\0', " ")
+                ));
+            }
+        }
+        found
+    }
+
     /// [`Target::kill_at`], then a restart (start-up recovery) and the check that the
     /// newest run of `flow` is `interrupted`. Returns the marker text and the daemon, or
     /// `None` (nothing killed) when the run ended before reaching the point.
@@ -196,7 +228,17 @@ impl Target {
             }
             return None;
         };
+        let left = self.marked_processes();
         let daemon = self.restart();
+        let still = self.marked_processes();
+        assert!(
+            still.is_empty(),
+            "{point:?} ({at}): programs of the killed daemon still run after start-up: {still:?}\n{}",
+            self.log()
+        );
+        if !left.is_empty() {
+            eprintln!("{point:?}: start-up ended what the killed daemon left running: {left:?}");
+        }
         let run = newest_run(&self.dir.join("state"), flow).unwrap();
         assert_eq!(run["state"], "interrupted", "{point:?} ({at}): {run}");
         // A run that took another path than the reference one (e.g. a failed wait under

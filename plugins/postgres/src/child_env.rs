@@ -8,6 +8,21 @@
 
 use std::ffi::{OsStr, OsString};
 use std::process::Command;
+use std::sync::OnceLock;
+
+/// The variable that marks every child with its owner (`PID:STATE_DIR`), inherited by the
+/// child's own children: a daemon killed mid-step (OOM killer, power cut of the unit)
+/// leaves `pg_restore` or `start.sh` running, and the next daemon finds them by this mark
+/// and ends them before start-up recovery touches the databases they write.
+pub const OWNER_VAR: &str = "SPLICE_DR_OWNER";
+
+static OWNER: OnceLock<String> = OnceLock::new();
+
+/// Sets the owner mark once per process (the daemon, at start-up); later calls are
+/// ignored, so a mark cannot change under running children.
+pub fn set_owner(mark: String) {
+    let _ = OWNER.set(mark);
+}
 
 /// Names every child gets when the daemon has them (a `*` ends a prefix).
 const BASE: &[&str] = &["PATH", "HOME", "LANG", "LC_*", "TZ", "TMPDIR", "USER"];
@@ -39,6 +54,9 @@ pub const HELM: &[&str] = &["KUBECONFIG", "HELM_*"];
 pub fn command(program: impl AsRef<OsStr>, extra: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear().envs(allowed(std::env::vars_os(), extra));
+    if let Some(mark) = OWNER.get() {
+        cmd.env(OWNER_VAR, mark);
+    }
     cmd
 }
 
