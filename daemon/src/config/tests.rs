@@ -729,3 +729,38 @@ fn a_trusted_key_that_is_not_a_public_key_is_located() {
     assert_eq!(e.key.as_deref(), Some("repository.trusted_keys[0]"), "{e}");
     assert!(e.to_string().contains("keys public"), "{e}");
 }
+
+#[test]
+fn a_signing_key_inside_any_repository_is_refused() {
+    let offsite = r#"
+[[repository.offsite]]
+name = "nas"
+kind = "directory"
+path = "/mnt/nas/splice"
+"#;
+    let text = format!(
+        "{HEAD}signing_key = \"/mnt/nas/splice/../splice/keys/k.key\"\n{offsite}{}",
+        pg_node("n1")
+    );
+    let e = parse_err(&text);
+    assert!(
+        e.to_string()
+            .contains("inside the backup repository /mnt/nas/splice"),
+        "{e}"
+    );
+    assert_eq!(e.key.as_deref(), Some("repository.signing_key"), "{e}");
+    let text = format!(
+        "[daemon]\nstate_dir = \"/var/backups/splice-dr/state\"\n{HEAD}{}",
+        pg_node("n1")
+    );
+    let e = parse_err(&text);
+    assert!(
+        e.to_string().contains("default state_dir/keys/signing.key"),
+        "{e}"
+    );
+    let text = format!(
+        "{HEAD}signing_key = \"/etc/splice-dr/k.key\"\n{offsite}{}",
+        pg_node("n1")
+    );
+    parse(&text, &origin()).expect("a key outside every repository");
+}

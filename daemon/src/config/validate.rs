@@ -70,7 +70,56 @@ pub fn check_resolved(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigEr
             )
             .with_hint("use a shorter absolute path, e.g. /run/splice-dr/splice-dr.sock"));
     }
+    check_signing_key_place(config, loc)
+}
+
+/// The signing key must live apart from every repository it vouches for: a key stored
+/// with the backups lets whoever can write the bucket or directory sign forgeries.
+fn check_signing_key_place(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let key = lexical(&crate::repo::trust::key_path(config));
+    let repo = KeyPath::root().key("repository");
+    let mut stores = vec![(config.repository.path.clone(), repo.key("path"))];
+    for (i, o) in config.repository.offsite.iter().enumerate() {
+        if let Some(p) = &o.path {
+            stores.push((p.clone(), repo.key("offsite").index(i).key("path")));
+        }
+    }
+    for (store, at) in stores {
+        if key.starts_with(lexical(&store)) {
+            let (field, path) = match &config.repository.signing_key {
+                Some(_) => (repo.key("signing_key"), "repository.signing_key"),
+                None => (at, "the default state_dir/keys/signing.key"),
+            };
+            return Err(loc
+                .error_at_value(
+                    &field,
+                    format!(
+                        "{path} ({}) is inside the backup repository {}: the secret key must \
+                         never be stored with the backups it vouches for",
+                        key.display(),
+                        store.display()
+                    ),
+                )
+                .with_hint("set repository.signing_key to a path outside every repository, e.g. /etc/splice-dr/signing.key"));
+        }
+    }
     Ok(())
+}
+
+/// `p` with `.` and `..` resolved without touching the disk (the key may not exist yet).
+fn lexical(p: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 fn check_non_empty_path(p: &Path, path: KeyPath, loc: &Locator<'_>) -> Result<(), ConfigError> {
