@@ -347,6 +347,18 @@ fn running(node: &compose::ComposeNode, service: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "true"
 }
 
+/// The daemon of a compose site whose flows run the bundle's start.sh: it needs the
+/// node's published port, and a start that cannot succeed fails in 20 s, not 600.
+fn bundle_target(node: &compose::ComposeNode, config: &Path, dir: &Path) -> Target {
+    let mut target = Target::new(config, dir);
+    target.env = vec![
+        ("VALIDATOR_HOST_PORT".into(), node.port.to_string()),
+        ("SPLICE_SIM_LOG".into(), "warn".into()),
+        ("START_WAIT_TIMEOUT".into(), "20".into()),
+    ];
+    target
+}
+
 /// A re-onboard killed after it wiped the node and before it restarted it with the
 /// imported identities: recovery must not start the node on empty storage (a validator
 /// would onboard anew), must say why, and must list the kept volume with its removal
@@ -362,12 +374,7 @@ fn compose_reonboard_killed_after_the_wipe_keeps_the_node_stopped() {
     let text = text.replacen("[daemon]\n", "[daemon]\ninput_dirs = [\".\"]\n", 1);
     std::fs::write(&config, text).unwrap();
     let id = compose::backup(&config);
-    let mut target = Target::new(&config, site.path());
-    target.env = vec![
-        ("VALIDATOR_HOST_PORT".into(), node.port.to_string()),
-        ("SPLICE_SIM_LOG".into(), "warn".into()),
-        ("START_WAIT_TIMEOUT".into(), "20".into()),
-    ];
+    let target = bundle_target(&node, &config, site.path());
     let (b, key) = (
         format!("backup={id}"),
         format!("identity_key={}", key_file.display()),
@@ -407,4 +414,109 @@ fn compose_reonboard_killed_after_the_wipe_keeps_the_node_stopped() {
     );
     eprintln!("kill points exercised: 1");
     stop(daemon);
+}
+
+/// The participant-id registry of the compose site's node, as JSON (`null` when absent).
+fn registry_of(site: &Path) -> Value {
+    std::fs::read(site.join("state/participants/validator-1.json"))
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or(Value::Null)
+}
+
+/// Arguments of `dr_snapshot` to `target` with a timestamp a moment ago. The node has been
+/// ready since, but a daemon restarted at a kill point may not have probed it yet, so its
+/// health log still ends with the previous migration's restart: the health check is
+/// overridden (with a reason), as this test is about kill points, not that check.
+fn dr_snapshot_args(target: u64) -> Vec<String> {
+    std::thread::sleep(Duration::from_secs(3));
+    [
+        "run".to_string(),
+        "dr_snapshot".into(),
+        "--param".into(),
+        format!("timestamp={}", compose::ago(1)),
+        "--param".into(),
+        format!("migration_id={target}"),
+        "--param".into(),
+        "window=1".into(),
+        "--param".into(),
+        "force=true".into(),
+        "--param".into(),
+        "reason=kill test: the health log lags the restarted daemon".into(),
+        "--yes".into(),
+    ]
+    .to_vec()
+}
+
+/// A network DR (`dr_snapshot`) killed at every step boundary: after start-up recovery
+/// the registry says either the old migration (nothing started yet) or the new one,
+/// "unproven" (a migrating start was made); never a node started on one id while later
+/// starts would pass the other. Running `dr_snapshot` again to the same id then always
+/// ends with the node healthy on it. Each kill point moves the node one migration further.
+#[test]
+fn compose_dr_snapshot_killed_at_every_step_is_finished_by_running_it_again() {
+    require_docker!();
+    let node = compose::ComposeNode::start("kill-drsnap");
+    let site = tempfile::tempdir().unwrap();
+    let (config, _key, _client) = compose::validator_site(&node, site.path());
+    let target = bundle_target(&node, &config, site.path());
+
+    // The reference run, 0 -> 1, names the steps.
+    let daemon = target.restart();
+    let out = target.binary().args(dr_snapshot_args(1)).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), target.log());
+    stop(daemon);
+    let steps = step_names(&newest_run(&site.path().join("state"), "dr_snapshot").unwrap());
+    eprintln!("dr_snapshot steps: {steps:?}");
+    let restart = steps
+        .iter()
+        .position(|s| s.starts_with("restart the node with"))
+        .expect("a restart step")
+        + 1;
+
+    let mut current = 1u64;
+    let mut exercised = 0;
+    for point in kill_points(&steps, &[]) {
+        let next = current + 1;
+        let args = dr_snapshot_args(next);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let limit = Duration::from_secs(180);
+        let Some((at, daemon)) = target.kill_and_recover(point, "dr_snapshot", &args, limit) else {
+            continue;
+        };
+        exercised += 1;
+        let at = format!("{point:?} ({at})");
+        let reg = registry_of(site.path());
+        let started = matches!(point, KillPoint::AtStep(n) if n > restart);
+        if started {
+            assert_eq!(reg["migration_id"], next, "{at}: {reg}");
+            assert_eq!(reg["migration_unproven"], true, "{at}: {reg}");
+        } else {
+            assert_eq!(reg["migration_id"], current, "{at}: {reg}");
+            assert!(reg["migration_unproven"].is_null(), "{at}: {reg}");
+        }
+        let again = dr_snapshot_args(next);
+        let out = target.binary().args(&again).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{at}: running dr_snapshot again: {}\n{}",
+            text(&out),
+            target.log()
+        );
+        let reg = registry_of(site.path());
+        assert_eq!(reg["migration_id"], next, "{at}: {reg}");
+        assert!(reg["migration_unproven"].is_null(), "{at}: {reg}");
+        assert_eq!(
+            node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
+                .as_deref(),
+            Some(next.to_string().as_str()),
+            "{at}"
+        );
+        assert!(node.validator_ready(), "{at}");
+        assert_eq!(node.psql(&format!("participant-{next}"), "SELECT 1"), "1");
+        eprintln!("{at}: migration {next} reached by running dr_snapshot again");
+        current = next;
+        stop(daemon);
+    }
+    eprintln!("kill points exercised: {exercised}");
+    assert!(exercised >= steps.len(), "every step boundary");
 }

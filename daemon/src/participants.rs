@@ -29,6 +29,13 @@ pub struct Registry {
     /// until the config's `migration_id` says the same.
     #[serde(default)]
     pub migration_id: Option<u64>,
+    /// The node was started migrating to `migration_id` and has not been seen healthy on
+    /// it yet. Recorded *before* that start, so a daemon killed during it, or a start that
+    /// failed, never leaves later starts on the old id (the network has moved on): every
+    /// start passes "migrating" again (the dump stays on the node's dump volume or PVC),
+    /// and a `dr_snapshot` to that id finishes the migration instead of fetching anew.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub migration_unproven: bool,
 }
 
 /// Errors reading or writing a registry.

@@ -36,6 +36,28 @@ fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
     Ok(reg)
 }
 
+/// Records, before a migrating start to `m`, that every later start passes `m` and
+/// "migrating" until the node is seen healthy on it (see [`Registry::migration_unproven`]):
+/// from this start on the node's participant database is `participant-m`.
+fn record_migrating_start(env: &Arc<FlowEnv>, m: u64) -> Result<(), BackendError> {
+    if env.run.dry_run() {
+        return Ok(());
+    }
+    let mut reg = seeded_registry(env).map_err(|e| BackendError::Plugin(e.to_string()))?;
+    if reg.migration_id == Some(m) && reg.migration_unproven {
+        return Ok(());
+    }
+    reg.migration_id = Some(m);
+    reg.migration_unproven = true;
+    reg.save(&env.node.state_dir, &env.node.name)
+        .map_err(|e| BackendError::Plugin(e.to_string()))?;
+    env.run.log(
+        "info",
+        &format!("every later start of the node passes migration id {m} (migrating until it is seen healthy)"),
+    );
+    Ok(())
+}
+
 /// Changes the node's registry in a journaled step; a dry run only says what it would do.
 fn update_registry(
     env: &Arc<FlowEnv>,
@@ -110,6 +132,13 @@ fn register_participants(engine: &mut Engine) {
                 })
             },
         )
+        .register_fn("unproven_migration_id", |n: &mut NodeApi| -> RResult<Dynamic> {
+            let reg = seeded_registry(&n.0)?;
+            Ok(match reg.migration_id.filter(|_| reg.migration_unproven) {
+                Some(m) => Dynamic::from(i64::try_from(m).map_err(|_| fail("migration id out of range"))?),
+                None => Dynamic::UNIT,
+            })
+        })
         .register_fn("start_migration_id", |n: &mut NodeApi| -> RResult<i64> {
             let reg = seeded_registry(&n.0)?;
             let m = reg
@@ -123,7 +152,10 @@ fn register_participants(engine: &mut Engine) {
             |n: &mut NodeApi, id: i64| -> RResult<()> {
                 let id = u64::try_from(id).map_err(|_| fail("migration id must be >= 0"))?;
                 let label = format!("make {id} the migration id of every later start");
-                update_registry(&n.0, &label, |reg| reg.migration_id = Some(id))
+                update_registry(&n.0, &label, |reg| {
+                    reg.migration_id = Some(id);
+                    reg.migration_unproven = false;
+                })
             },
         )
         .register_fn(
@@ -155,11 +187,21 @@ fn register_restart(engine: &mut Engine) {
                 if values.get("migration_id").is_none() {
                     if let Some(m) = reg.migration_id.filter(|m| *m > env.node.migration_id) {
                         values["migration_id"] = serde_json::Value::from(m);
+                        // Started migrating and never seen healthy: migrate again.
+                        if reg.migration_unproven && values.get("migrating").is_none() {
+                            values["migrating"] = serde_json::Value::Bool(true);
+                        }
                     }
                 }
+                let migrating_to = values["migration_id"]
+                    .as_u64()
+                    .filter(|_| values["migrating"] == serde_json::Value::Bool(true));
                 let backend = env.backend.clone();
                 let label = format!("restart the node with {values}");
                 env.in_step(&label, StepKind::Forward, |ctx| {
+                    if let Some(m) = migrating_to {
+                        record_migrating_start(&env, m)?;
+                    }
                     backend.set_values(ctx, &values)
                 })?;
                 // The node runs again, on purpose on what it has now: nothing for start-up
