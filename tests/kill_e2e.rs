@@ -359,6 +359,43 @@ fn bundle_target(node: &compose::ComposeNode, config: &Path, dir: &Path) -> Targ
     target
 }
 
+/// A validator site for `node` whose daemon may read the age key (a file parameter, read
+/// only under a configured input dir). Returns the config and the key file.
+fn reonboard_site(
+    node: &compose::ComposeNode,
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (config, key_file, _client) = compose::validator_site(node, dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("[daemon]\n", "[daemon]\ninput_dirs = [\".\"]\n", 1);
+    std::fs::write(&config, text).unwrap();
+    (config, key_file)
+}
+
+/// A compose node with a backup, its site's daemon and the CLI arguments of a re-onboard
+/// from that backup.
+fn reonboard_setup(
+    project: &str,
+) -> (compose::ComposeNode, tempfile::TempDir, Target, Vec<String>) {
+    let node = compose::ComposeNode::start(project);
+    let site = tempfile::tempdir().unwrap();
+    let (config, key_file) = reonboard_site(&node, site.path());
+    let id = compose::backup(&config);
+    let target = bundle_target(&node, &config, site.path());
+    let args = [
+        "run",
+        "reonboard",
+        "--param",
+        &format!("backup={id}"),
+        "--param",
+        &format!("identity_key={}", key_file.display()),
+        "--yes",
+    ]
+    .map(String::from)
+    .to_vec();
+    (node, site, target, args)
+}
+
 /// A re-onboard killed after it wiped the node and before it restarted it with the
 /// imported identities: recovery must not start the node on empty storage (a validator
 /// would onboard anew), must say why, and must list the kept volume with its removal
@@ -366,20 +403,8 @@ fn bundle_target(node: &compose::ComposeNode, config: &Path, dir: &Path) -> Targ
 #[test]
 fn compose_reonboard_killed_after_the_wipe_keeps_the_node_stopped() {
     require_docker!();
-    let node = compose::ComposeNode::start("kill-reonboard");
-    let site = tempfile::tempdir().unwrap();
-    let (config, key_file, _client) = compose::validator_site(&node, site.path());
-    // The key is a file parameter: the daemon reads it only under a configured input dir.
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replacen("[daemon]\n", "[daemon]\ninput_dirs = [\".\"]\n", 1);
-    std::fs::write(&config, text).unwrap();
-    let id = compose::backup(&config);
-    let target = bundle_target(&node, &config, site.path());
-    let (b, key) = (
-        format!("backup={id}"),
-        format!("identity_key={}", key_file.display()),
-    );
-    let args = ["run", "reonboard", "--param", &b, "--param", &key, "--yes"];
+    let (node, site, target, args) = reonboard_setup("kill-reonboard");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let point = KillPoint::AtStepNamed("restart the node with");
     let limit = Duration::from_secs(180);
     let (at, daemon) = target
@@ -408,7 +433,7 @@ fn compose_reonboard_killed_after_the_wipe_keeps_the_node_stopped() {
         "{at}: the new id stays burned: {registry}"
     );
     assert_eq!(
-        remove_listed_volumes(&config, &node, point),
+        remove_listed_volumes(&target.config, &node, point),
         1,
         "{at}: one kept volume"
     );
@@ -514,6 +539,74 @@ fn compose_dr_snapshot_killed_at_every_step_is_finished_by_running_it_again() {
         assert!(node.validator_ready(), "{at}");
         assert_eq!(node.psql(&format!("participant-{next}"), "SELECT 1"), "1");
         eprintln!("{at}: migration {next} reached by running dr_snapshot again");
+        current = next;
+        stop(daemon);
+    }
+    eprintln!("kill points exercised: {exercised}");
+    assert!(exercised >= steps.len(), "every step boundary");
+}
+
+/// A re-onboard killed at every step boundary: after start-up recovery the registry's
+/// `current` id is unchanged, the id the killed run chose stays burned once recorded, and
+/// a node a re-onboarding start was made on refuses plain restarts (Splice cannot resume
+/// a re-onboard); running `reonboard` again always ends with the node ready, as the
+/// backup's party, under a fresh id that every later start passes.
+#[test]
+fn compose_reonboard_killed_at_every_step_is_finished_by_running_it_again() {
+    require_docker!();
+    let (node, site, target, args) = reonboard_setup("kill-reonb-all");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reonboard_again = |at: &str| {
+        let out = target.binary().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{at}: reonboard again: {}\n{}",
+            text(&out),
+            target.log()
+        );
+        let reg = registry_of(site.path());
+        assert!(reg["reonboarding"].is_null(), "{at}: {reg}");
+        assert!(node.validator_ready(), "{at}: the validator is not ready");
+        reg["current"].as_str().unwrap().to_string()
+    };
+
+    let daemon = target.restart();
+    let mut current = reonboard_again("the reference run");
+    stop(daemon);
+    let steps = step_names(&newest_run(&site.path().join("state"), "reonboard").unwrap());
+    eprintln!("reonboard steps: {steps:?}");
+
+    let mut exercised = 0;
+    for point in kill_points(&steps, &[]) {
+        let limit = Duration::from_secs(180);
+        let Some((at, daemon)) = target.kill_and_recover(point, "reonboard", &args, limit) else {
+            continue;
+        };
+        exercised += 1;
+        let at = format!("{point:?} ({at})");
+        let reg = registry_of(site.path());
+        assert_eq!(reg["current"], current.as_str(), "{at}: {reg}");
+        if let Some(started) = reg["reonboarding"].as_str() {
+            assert!(
+                reg.to_string().contains(&format!("\"id\":\"{started}\"")),
+                "{at}: burned: {reg}"
+            );
+            let out = target.binary().args(["run", "restart"]).output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{at}: a plain restart: {}",
+                text(&out)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("run `reonboard` again"),
+                "{at}: {}",
+                text(&out)
+            );
+        }
+        let next = reonboard_again(&at);
+        assert_ne!(next, current, "{at}: a fresh id");
+        eprintln!("{at}: re-onboarded as {next} by running reonboard again");
         current = next;
         stop(daemon);
     }

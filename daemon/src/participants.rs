@@ -36,6 +36,13 @@ pub struct Registry {
     /// and a `dr_snapshot` to that id finishes the migration instead of fetching anew.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub migration_unproven: bool,
+    /// The new participant id a re-onboard started the node with, until the flow saw the
+    /// node healthy with its party and made the id `current`. Recorded before that start:
+    /// a daemon killed during it, or a failed re-onboard, leaves a node whose storage
+    /// belongs to this id while `current` is not it, and Splice cannot resume a
+    /// re-onboard; plain starts are refused until `reonboard` runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reonboarding: Option<String>,
 }
 
 /// Errors reading or writing a registry.

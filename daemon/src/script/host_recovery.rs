@@ -36,26 +36,73 @@ fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
     Ok(reg)
 }
 
-/// Records, before a migrating start to `m`, that every later start passes `m` and
-/// "migrating" until the node is seen healthy on it (see [`Registry::migration_unproven`]):
-/// from this start on the node's participant database is `participant-m`.
-fn record_migrating_start(env: &Arc<FlowEnv>, m: u64) -> Result<(), BackendError> {
+/// Adds what every start must pass since a re-onboard (the same `-P`, Splice's rule) or a
+/// network DR (the new `-m`, and "migrating" until the node was seen healthy on it), even
+/// before the config says so. Refuses a plain start of a node a re-onboard started with a
+/// new id and never finished: Splice cannot resume one, and neither id is right for it.
+fn complete_start_values(
+    env: &FlowEnv,
+    reg: &Registry,
+    values: &mut serde_json::Value,
+) -> RResult<()> {
+    let reonboard = values.get("identities_dump").is_some();
+    if let (Some(id), false) = (&reg.reonboarding, reonboard) {
+        return Err(fail(format!(
+            "node {} was started by a re-onboard as participant {id} that did not finish, and \
+             Splice cannot resume a re-onboard: run `reonboard` again (a new id is chosen; {id} \
+             stays burned), or wipe the node",
+            env.node.name
+        )));
+    }
+    if values.get("participant_id").is_none() {
+        if let Some(current) = &reg.current {
+            values["participant_id"] = serde_json::Value::String(current.clone());
+        }
+    }
+    if values.get("migration_id").is_none() {
+        if let Some(m) = reg.migration_id.filter(|m| *m > env.node.migration_id) {
+            values["migration_id"] = serde_json::Value::from(m);
+            if reg.migration_unproven && values.get("migrating").is_none() {
+                values["migrating"] = serde_json::Value::Bool(true);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records, before a start that changes what the node is, what every later start must
+/// know: a migrating start to `m` makes `m` the migration id, "unproven" until the node
+/// is seen healthy on it (see [`Registry::migration_unproven`]); a re-onboarding start as
+/// a new id marks the node as re-onboarding until the flow proves it (see
+/// [`Registry::reonboarding`]). A daemon killed during the start leaves the registry
+/// saying what was started.
+fn record_start(env: &Arc<FlowEnv>, values: &serde_json::Value) -> Result<(), BackendError> {
     if env.run.dry_run() {
         return Ok(());
     }
-    let mut reg = seeded_registry(env).map_err(|e| BackendError::Plugin(e.to_string()))?;
-    if reg.migration_id == Some(m) && reg.migration_unproven {
+    let migrating_to = values["migration_id"]
+        .as_u64()
+        .filter(|_| values["migrating"] == serde_json::Value::Bool(true));
+    let reonboarding_as = values["participant_id"]
+        .as_str()
+        .filter(|_| values.get("identities_dump").is_some());
+    if migrating_to.is_none() && reonboarding_as.is_none() {
         return Ok(());
     }
-    reg.migration_id = Some(m);
-    reg.migration_unproven = true;
+    let mut reg = seeded_registry(env).map_err(|e| BackendError::Plugin(e.to_string()))?;
+    if let Some(m) = migrating_to {
+        reg.migration_id = Some(m);
+        reg.migration_unproven = true;
+        env.run.log(
+            "info",
+            &format!("every later start of the node passes migration id {m} (migrating until it is seen healthy)"),
+        );
+    }
+    if let Some(id) = reonboarding_as {
+        reg.reonboarding = Some(id.to_string());
+    }
     reg.save(&env.node.state_dir, &env.node.name)
-        .map_err(|e| BackendError::Plugin(e.to_string()))?;
-    env.run.log(
-        "info",
-        &format!("every later start of the node passes migration id {m} (migrating until it is seen healthy)"),
-    );
-    Ok(())
+        .map_err(|e| BackendError::Plugin(e.to_string()))
 }
 
 /// Changes the node's registry in a journaled step; a dry run only says what it would do.
@@ -162,7 +209,10 @@ fn register_participants(engine: &mut Engine) {
             "set_participant_id",
             |n: &mut NodeApi, id: &str| -> RResult<()> {
                 let label = format!("make {id} the participant id of every later start");
-                update_registry(&n.0, &label, |reg| reg.current = Some(id.to_string()))
+                update_registry(&n.0, &label, |reg| {
+                    reg.current = Some(id.to_string());
+                    reg.reonboarding = None;
+                })
             },
         );
 }
@@ -176,32 +226,12 @@ fn register_restart(engine: &mut Engine) {
                 let mut values: serde_json::Value =
                     rhai::serde::from_dynamic(&Dynamic::from_map(values))
                         .map_err(|e| fail(format!("set_values: {e}")))?;
-                // Every start after a re-onboard passes the same -P (Splice's rule), and
-                // after a network DR the new -m, even before the config is updated.
                 let reg = seeded_registry(&env)?;
-                if values.get("participant_id").is_none() {
-                    if let Some(current) = reg.current {
-                        values["participant_id"] = serde_json::Value::String(current);
-                    }
-                }
-                if values.get("migration_id").is_none() {
-                    if let Some(m) = reg.migration_id.filter(|m| *m > env.node.migration_id) {
-                        values["migration_id"] = serde_json::Value::from(m);
-                        // Started migrating and never seen healthy: migrate again.
-                        if reg.migration_unproven && values.get("migrating").is_none() {
-                            values["migrating"] = serde_json::Value::Bool(true);
-                        }
-                    }
-                }
-                let migrating_to = values["migration_id"]
-                    .as_u64()
-                    .filter(|_| values["migrating"] == serde_json::Value::Bool(true));
+                complete_start_values(&env, &reg, &mut values)?;
                 let backend = env.backend.clone();
                 let label = format!("restart the node with {values}");
                 env.in_step(&label, StepKind::Forward, |ctx| {
-                    if let Some(m) = migrating_to {
-                        record_migrating_start(&env, m)?;
-                    }
+                    record_start(&env, &values)?;
                     backend.set_values(ctx, &values)
                 })?;
                 // The node runs again, on purpose on what it has now: nothing for start-up
