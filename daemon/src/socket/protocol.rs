@@ -14,6 +14,17 @@ use crate::flows::RunEvent;
 /// Largest request line accepted, in bytes; longer lines get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
+/// Parses one request line, as the socket server does for every line it reads. The error is
+/// the reply text: serde's reason with the line and column where the line went wrong.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    serde_json::from_str(line).map_err(|e| {
+        format!(
+            "malformed request: {e}; send one JSON object per line with a \"cmd\" field \
+             (ping, status, runs, show, backups, run, cancel)"
+        )
+    })
+}
+
 /// One request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
