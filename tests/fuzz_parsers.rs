@@ -41,18 +41,34 @@ fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Result
 where
     S::Value: std::fmt::Debug,
 {
+    fuzz_n(name, cases(), strategy, check)
+}
+
+/// [`fuzz`] with an explicit case count (for properties that cost a connection per case).
+fn fuzz_n<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    check: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
+    S::Value: std::fmt::Debug,
+{
     let config = RunnerConfig {
-        cases: cases(),
+        cases,
         failure_persistence: None,
         max_shrink_iters: 512,
         ..RunnerConfig::default()
     };
-    let mut runner = TestRunner::new(config.clone());
+    let mut runner = TestRunner::new(config);
     let started = std::time::Instant::now();
-    match runner.run(&strategy, check) {
+    // Panics are caught and reported with the input by the runner; while it shrinks, the
+    // default hook would print every one of them.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = runner.run(&strategy, check);
+    drop(std::panic::take_hook());
+    match outcome {
         Ok(()) => println!(
-            "fuzz_parsers: {name}: {} cases passed in {:.1?}",
-            config.cases,
+            "fuzz_parsers: {name}: {cases} cases passed in {:.1?}",
             started.elapsed()
         ),
         Err(e) => panic!("fuzz_parsers: {name}: {e}"),
@@ -382,10 +398,10 @@ fn manifest_sample() -> Value {
         "format": 1, "id": "n1-20261124-101500", "node": "n1", "migration_id": 0,
         "tool_version": "0.1.0", "server_version": "15.4",
         "created_at": at, "completed_at": at,
-        "dumps": [{"dir": "validator", "info": {
+        "dumps": [{"dir": "validator",
             "role": "validator", "database": "validator", "format": "custom",
             "started_at": at, "finished_at": at, "server_version": "15.4",
-            "tables": [{"schema": "public", "name": "t", "rows": 3}]}}],
+            "tables": [{"schema": "public", "table": "t", "rows": 3}]}],
         "files": [
             {"path": "validator/toc.dat", "size": 10, "sha256": "a".repeat(64)},
             {"path": "identities.json.age", "size": 1, "sha256": "b".repeat(64)}],
@@ -950,4 +966,69 @@ fn damaged_participant_registries() {
         }
         Ok(())
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// OAuth2 token endpoint answers (an identity provider is outside input too).
+
+fn oauth2(url: &str, secret_file: &Path) -> splice_dr::config::ValidatorAuth {
+    splice_dr::config::ValidatorAuth::OAuth2(splice_dr::config::OAuth2Auth {
+        token_url: format!("{url}/oauth/token"),
+        client_id: "splice-dr".into(),
+        client_secret_file: secret_file.to_path_buf(),
+        audience: "https://validator.example.com".into(),
+        scope: None,
+    })
+}
+
+#[test]
+fn oauth2_token_answers() {
+    use splice_dr::validator::ValidatorClient;
+    let fake = FakeValidator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let cfg = validator_config(&fake.url, oauth2(&fake.url, &secret));
+    let samples = vec![
+        json!({"access_token": "eyJ.x.y", "expires_in": 3600, "token_type": "Bearer"}),
+        json!({"usernames": ["alice"], "access_token": "t", "expires_in": 60}),
+    ];
+    // A client per case (tokens are cached per client) costs ~30 ms: a quarter of the cases.
+    let n = cases().div_ceil(4);
+    fuzz_n("oauth2 token answer", n, json_input(samples), |body| {
+        fake.answer(body.0);
+        // A fresh client: tokens are cached per client.
+        let client = ValidatorClient::from_config(&cfg).unwrap();
+        if let Err(e) = fake.rt.block_on(client.users()) {
+            let shown = e.to_string();
+            prop_assert!(!shown.contains("s3cret"), "secret leaked: {shown}");
+            let why = ["/oauth/token", "column", "field"];
+            prop_assert!(why.iter().any(|w| shown.contains(w)), "unlocated: {shown}");
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Regressions: one test per finding, each failing without its fix.
+
+/// Finding: a token endpoint answering `expires_in` near `u64::MAX` made the client compute
+/// `Instant + lifetime`, which panics on overflow (fixed: lifetimes are capped at
+/// `OAUTH2_MAX_LIFETIME`).
+#[test]
+fn regression_oauth2_huge_expires_in_does_not_panic() {
+    use splice_dr::validator::ValidatorClient;
+    let fake = FakeValidator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let cfg = validator_config(&fake.url, oauth2(&fake.url, &secret));
+    for expires_in in [u64::MAX, 9_223_372_036_854_773_290, 1 << 40] {
+        fake.answer(json!({"access_token": "t", "expires_in": expires_in, "usernames": ["a"]})
+            .to_string()
+            .into_bytes());
+        let client = ValidatorClient::from_config(&cfg).unwrap();
+        let users = fake.rt.block_on(client.users()).expect("a long-lived token is used");
+        assert_eq!(users, vec!["a".to_string()]);
+    }
 }

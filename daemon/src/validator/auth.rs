@@ -28,6 +28,10 @@ pub const SELF_SIGNED_LIFETIME: Duration = Duration::from_secs(3600);
 pub const OAUTH2_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// Assumed lifetime of an OAuth2 token whose answer has no `expires_in`.
 pub const OAUTH2_DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// Longest lifetime believed from an answer's `expires_in`: the token endpoint is outside
+/// input, and `Instant + u64::MAX s` panics (found by tests/fuzz_parsers.rs). A longer-lived
+/// token is simply fetched again after a day.
+pub const OAUTH2_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// A bearer token. `Debug` and `Display` never show it; [`Token::expose`] is for the
 /// `Authorization` header only.
@@ -366,7 +370,8 @@ async fn fetch_oauth2(http: &reqwest::Client, cfg: &OAuth2Auth) -> Result<Cached
     let lifetime = answer
         .expires_in
         .map(Duration::from_secs)
-        .unwrap_or(OAUTH2_DEFAULT_LIFETIME);
+        .unwrap_or(OAUTH2_DEFAULT_LIFETIME)
+        .min(OAUTH2_MAX_LIFETIME);
     let margin = OAUTH2_REFRESH_MARGIN.min(lifetime / 2);
     tracing::debug!(
         token_url = %cfg.token_url,
