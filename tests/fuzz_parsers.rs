@@ -476,7 +476,8 @@ fn socket_request_lines() {
         // The server reads lines of UTF-8 (LinesCodec); other bytes never reach the parser.
         let line = String::from_utf8_lossy(&bytes.0);
         if let Err(message) = parse_request(&line) {
-            prop_assert!(message.contains("column"), "unlocated: {message}");
+            let why = ["column", "field `", "not a JSON object"];
+            prop_assert!(why.iter().any(|w| message.contains(w)), "unlocated: {message}");
         }
         Ok(())
     });
@@ -940,7 +941,8 @@ fn damaged_run_files() {
             Ok(_) => {}
             Err(JournalError::Corrupt { path, message }) => {
                 prop_assert_eq!(&path, &file);
-                prop_assert!(message.contains("column"), "unlocated: {message}");
+                let why = ["column", "field `", "not a JSON object"];
+            prop_assert!(why.iter().any(|w| message.contains(w)), "unlocated: {message}");
             }
             Err(e) => prop_assert!(false, "{e}"),
         }
@@ -1030,5 +1032,29 @@ fn regression_oauth2_huge_expires_in_does_not_panic() {
         let client = ValidatorClient::from_config(&cfg).unwrap();
         let users = fake.rt.block_on(client.users()).expect("a long-lived token is used");
         assert_eq!(users, vec!["a".to_string()]);
+    }
+}
+
+/// Finding: a well-formed request object with a wrongly typed field was refused with
+/// "invalid type: string \"x\", expected a boolean" and no field or position (serde drops
+/// positions inside internally tagged enums). Fixed: the reply names the field.
+#[test]
+fn regression_socket_request_errors_name_the_field() {
+    use splice_dr::socket::protocol::parse_request;
+    for (line, field) in [
+        (r#"{"cmd":"prune","dry_run":"x","node":"n1"}"#, "field `dry_run`"),
+        (r#"{"cmd":"runs","limit":-1}"#, "field `limit`"),
+        (r#"{"cmd":"run","flow":"backup","params":[1]}"#, "field `params`"),
+        (r#"{"cmd":"show","run":7}"#, "field `run`"),
+        (r#"{"cmd":"nope"}"#, "field `cmd`"),
+        (r#"{"cmd":1}"#, "field `cmd`"),
+        (r#"{"cmd":"show"}"#, "missing field `run`"),
+        (r#"{"cmd":"show","run":"r","x":1}"#, "unknown field `x`"),
+        (r#"[1]"#, "not a JSON object"),
+        (r#"{"cmd":"#, "column"),
+    ] {
+        let e = parse_request(line).unwrap_err();
+        assert!(e.contains(field), "{line}: {e}");
+        assert!(e.starts_with("malformed request: "), "{e}");
     }
 }
