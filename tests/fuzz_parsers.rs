@@ -1058,3 +1058,19 @@ fn regression_socket_request_errors_name_the_field() {
         assert!(e.starts_with("malformed request: "), "{e}");
     }
 }
+
+/// Finding: an identities dump whose optional `version` had the wrong type was refused as
+/// "the dump does not parse (invalid type: integer `0`, expected a string)", naming no
+/// field. Fixed: `version` is checked like the required fields.
+#[test]
+fn regression_identities_dump_version_type_names_the_field() {
+    for version in [json!(0), json!(true), json!([]), json!({})] {
+        let mut dump = identities_sample();
+        dump["version"] = version;
+        let e = splice_dr::identities::validate_dump(dump.to_string().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("field `version`"), "{e}");
+    }
+    let mut dump = identities_sample();
+    dump["version"] = Value::Null;
+    splice_dr::identities::validate_dump(dump.to_string().as_bytes()).expect("null is absent");
+}
