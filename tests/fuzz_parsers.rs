@@ -1074,3 +1074,23 @@ fn regression_identities_dump_version_type_names_the_field() {
     dump["version"] = Value::Null;
     splice_dr::identities::validate_dump(dump.to_string().as_bytes()).expect("null is absent");
 }
+
+/// Finding: an access token with a control character was accepted, and the next validator
+/// call failed as "request to the validator … failed: builder error", blaming the
+/// validator. Fixed: the token endpoint's answer is refused, naming the endpoint.
+#[test]
+fn regression_oauth2_unusable_token_names_the_token_endpoint() {
+    use splice_dr::validator::{ValidatorClient, ValidatorError};
+    let fake = FakeValidator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let cfg = validator_config(&fake.url, oauth2(&fake.url, &secret));
+    for token in ["a\u{0}b", "a\nb", "a\u{7f}b"] {
+        fake.answer(json!({"access_token": token, "expires_in": 60}).to_string().into_bytes());
+        let client = ValidatorClient::from_config(&cfg).unwrap();
+        let e = fake.rt.block_on(client.users()).unwrap_err();
+        assert!(matches!(e, ValidatorError::TokenEndpoint { .. }), "{e}");
+        assert!(e.to_string().contains("/oauth/token") && !e.to_string().contains(token), "{e}");
+    }
+}

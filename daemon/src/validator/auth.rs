@@ -367,6 +367,16 @@ async fn fetch_oauth2(http: &reqwest::Client, cfg: &OAuth2Auth) -> Result<Cached
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| problem("the answer has no access_token".into()))?;
+    // Checked here, where the token endpoint can be named: otherwise the next validator call
+    // fails as a transport "builder error" blaming the validator (found by
+    // tests/fuzz_parsers.rs). The token itself is never shown.
+    if reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+        return Err(problem(
+            "the access_token holds characters an HTTP header cannot carry (control \
+             characters)"
+                .into(),
+        ));
+    }
     let lifetime = answer
         .expires_in
         .map(Duration::from_secs)
