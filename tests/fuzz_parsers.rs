@@ -625,7 +625,11 @@ fn config_file() {
         }),
     ];
     fuzz("config", input, |text| {
-        if let Err(e) = splice_dr::config::parse(&text, origin) {
+        let parsed = splice_dr::config::parse(&text, origin);
+        if let Ok(c) = &parsed {
+            prop_assert!(deadline_ok(c.daemon.run_timeout), "run_timeout {:?}", c.daemon.run_timeout);
+        }
+        if let Err(e) = parsed {
             let shown = e.to_string();
             prop_assert!(!e.message.trim().is_empty(), "empty message: {shown}");
             prop_assert!(e.file == origin, "{shown}");
@@ -633,6 +637,17 @@ fn config_file() {
         }
         Ok(())
     });
+}
+
+/// Whether `now + d` can be computed both as an `Instant` (flow runner deadlines) and as
+/// a `DateTime` (rule windows, cooldowns, approval timeouts).
+fn deadline_ok(d: std::time::Duration) -> bool {
+    let instant = std::time::Instant::now().checked_add(d).is_some();
+    let date = chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+        .is_some();
+    instant && date
 }
 
 #[test]
@@ -666,8 +681,10 @@ fn event_patterns_and_durations() {
         if let Err(e) = splice_dr::config::check_event_pattern(&text) {
             prop_assert!(e.contains("pattern"), "{e}");
         }
-        if let Err(e) = splice_dr::config::duration::parse(&text) {
-            prop_assert!(e.contains("duration"), "{e}");
+        match splice_dr::config::duration::parse(&text) {
+            // Config durations become deadlines: `now + d` must be computable.
+            Ok(d) => prop_assert!(deadline_ok(d), "{text:?} parses to {d:?}, past any deadline"),
+            Err(e) => prop_assert!(e.contains("duration"), "{e}"),
         }
         Ok(())
     });
@@ -1093,4 +1110,30 @@ fn regression_oauth2_unusable_token_names_the_token_endpoint() {
         assert!(matches!(e, ValidatorError::TokenEndpoint { .. }), "{e}");
         assert!(e.to_string().contains("/oauth/token") && !e.to_string().contains(token), "{e}");
     }
+}
+
+/// Finding: config durations had no upper bound; `run_timeout = "18446744073709551615s"`
+/// loaded, then `Instant::now() + run_timeout` panicked every run (and a rule `window`
+/// past year 262143 panicked the rule engine). Fixed: durations are at most 100 years.
+#[test]
+fn regression_config_durations_are_bounded() {
+    let origin = Path::new("/etc/splice-dr/splice-dr.toml");
+    let minimal = include_str!("../config/minimal.toml");
+    for (text, key) in [
+        (
+            format!("[daemon]\nrun_timeout = \"18446744073709551615s\"\n{minimal}"),
+            "daemon.run_timeout",
+        ),
+        (
+            FULL_CONFIG.replace("window = \"1h\"", "window = \"1000000y\""),
+            "rule[0].window",
+        ),
+    ] {
+        let e = splice_dr::config::parse(&text, origin).expect_err("refused");
+        assert!(e.message.contains("100 years"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+    }
+    assert!(splice_dr::config::duration::parse("100y").is_ok());
+    assert!(splice_dr::config::duration::parse("101y").is_err());
 }
