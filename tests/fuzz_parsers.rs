@@ -429,6 +429,8 @@ fn manifest_from_untrusted() {
             Ok(m) => {
                 // Whatever is accepted names nothing outside the backup.
                 prop_assert_eq!(&m.id, &id);
+                // What listings compute from an accepted manifest must not panic.
+                let _ = m.total_bytes();
                 for p in m.files.iter().map(|f| &f.path).chain(m.dumps.iter().map(|d| &d.dir)) {
                     prop_assert!(check_relative_path(p).is_ok(), "accepted {p:?}");
                 }
@@ -1136,4 +1138,20 @@ fn regression_config_durations_are_bounded() {
     }
     assert!(splice_dr::config::duration::parse("100y").is_ok());
     assert!(splice_dr::config::duration::parse("101y").is_err());
+}
+
+/// Finding: a manifest whose file sizes add up past `u64::MAX` was accepted, and
+/// `Manifest::total_bytes` (listings, progress, free-space checks) panicked with "attempt
+/// to add with overflow" in debug builds (wrapped in release). Fixed: such a manifest is
+/// refused at `files[i].size`, and `total_bytes` saturates.
+#[test]
+fn regression_manifest_sizes_that_overflow() {
+    use splice_dr::repo::Manifest;
+    let mut sample = manifest_sample();
+    sample["files"][0]["size"] = json!(u64::MAX);
+    let e = Manifest::from_untrusted(sample.to_string().as_bytes(), "n1-20261124-101500")
+        .expect_err("refused");
+    assert_eq!(e.field, "files[1].size", "{e}");
+    let m: Manifest = serde_json::from_value(sample).unwrap();
+    assert_eq!(m.total_bytes(), u64::MAX);
 }
