@@ -652,6 +652,24 @@ fn deadline_ok(d: std::time::Duration) -> bool {
     instant && date
 }
 
+/// The config file as bytes from disk (`config::load`): invalid UTF-8 is located too.
+#[test]
+fn config_file_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("splice-dr.toml");
+    let samples = Arc::new(config_samples());
+    let input = (any::<Index>(), prop::collection::vec(byte_op(), 1..4))
+        .prop_map(move |(i, ops)| Bytes(apply_bytes(samples[i.index(samples.len())].as_bytes(), &ops)));
+    fuzz("config file bytes", input, |bytes| {
+        std::fs::write(&file, &bytes.0).unwrap();
+        if let Err(e) = splice_dr::config::load(&file) {
+            prop_assert!(e.file == file, "{e}");
+            prop_assert!(e.line.is_some() || e.key.is_some(), "unlocated: {e}");
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn cron_expressions() {
     use splice_dr::config::CronExpr;
@@ -745,6 +763,9 @@ fn alertmanager_bodies() {
         }
         while let Ok(ev) = rx.borrow_mut().try_recv() {
             prop_assert!(ev.name.starts_with("alert."), "{}", ev.name);
+            // Rules match event names against patterns.
+            splice_dr::events::matches("alert.**", &ev.name);
+            splice_dr::events::matches("alert.*.resolved", &ev.name);
             prop_assert!(ev.node.is_none() || ev.node.as_deref() == Some("n1"), "{:?}", ev.node);
         }
         Ok(())
