@@ -141,7 +141,13 @@ fn byte_op() -> impl Strategy<Value = ByteOp> {
 fn apply_bytes(sample: &[u8], ops: &[ByteOp]) -> Vec<u8> {
     let mut b = sample.to_vec();
     for op in ops {
-        let at = |i: &Index, b: &Vec<u8>| if b.is_empty() { 0 } else { i.index(b.len() + 1) };
+        let at = |i: &Index, b: &Vec<u8>| {
+            if b.is_empty() {
+                0
+            } else {
+                i.index(b.len() + 1)
+            }
+        };
         match op {
             ByteOp::Truncate(i) => {
                 let n = at(i, &b);
@@ -287,8 +293,9 @@ struct Bytes(Vec<u8>);
 impl std::fmt::Debug for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let text = String::from_utf8_lossy(&self.0);
-        if text.len() > 2000 {
-            write!(f, "{:?}… ({} bytes)", &text[..text.floor_char_boundary(2000)], self.0.len())
+        if text.chars().count() > 2000 {
+            let head: String = text.chars().take(2000).collect();
+            write!(f, "{head:?}… ({} bytes)", self.0.len())
         } else {
             write!(f, "{text:?}")
         }
@@ -363,7 +370,9 @@ fn apply_toml(sample: &str, ops: &[TomlOp]) -> String {
         if lines.is_empty() {
             lines.push(String::new());
         }
-        let assignments: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" = ")).collect();
+        let assignments: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].contains(" = "))
+            .collect();
         match op {
             TomlOp::SetValue(i, v) if !assignments.is_empty() => {
                 let n = assignments[i.index(assignments.len())];
@@ -372,7 +381,10 @@ fn apply_toml(sample: &str, ops: &[TomlOp]) -> String {
             }
             TomlOp::RenameKey(i, k) if !assignments.is_empty() => {
                 let n = assignments[i.index(assignments.len())];
-                let value = lines[n].split_once(" = ").map(|(_, v)| v.to_string()).unwrap_or_default();
+                let value = lines[n]
+                    .split_once(" = ")
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default();
                 lines[n] = format!("{k} = {value}");
             }
             TomlOp::SetValue(..) | TomlOp::RenameKey(..) => {}
@@ -426,27 +438,36 @@ fn manifest_from_untrusted() {
         1 => ".{0,20}",
         1 => prop::sample::select(&["..", "/etc", ".incomplete", "a/b", ""][..]).prop_map(str::to_string),
     ];
-    fuzz("manifest", (json_input(vec![sample]), ids), |(bytes, id)| {
-        match Manifest::from_untrusted(&bytes.0, &id) {
-            Ok(m) => {
-                // Whatever is accepted names nothing outside the backup.
-                prop_assert_eq!(&m.id, &id);
-                // What listings compute from an accepted manifest must not panic.
-                let _ = m.total_bytes();
-                for p in m.files.iter().map(|f| &f.path).chain(m.dumps.iter().map(|d| &d.dir)) {
-                    prop_assert!(check_relative_path(p).is_ok(), "accepted {p:?}");
+    fuzz(
+        "manifest",
+        (json_input(vec![sample]), ids),
+        |(bytes, id)| {
+            match Manifest::from_untrusted(&bytes.0, &id) {
+                Ok(m) => {
+                    // Whatever is accepted names nothing outside the backup.
+                    prop_assert_eq!(&m.id, &id);
+                    // What listings compute from an accepted manifest must not panic.
+                    let _ = m.total_bytes();
+                    for p in m
+                        .files
+                        .iter()
+                        .map(|f| &f.path)
+                        .chain(m.dumps.iter().map(|d| &d.dir))
+                    {
+                        prop_assert!(check_relative_path(p).is_ok(), "accepted {p:?}");
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(!e.field.is_empty() && !e.message.is_empty(), "{e}");
+                    let located = e.field != "(whole file)"
+                        || e.message.contains("column")
+                        || e.message.contains("MiB");
+                    prop_assert!(located, "unlocated: {e}");
                 }
             }
-            Err(e) => {
-                prop_assert!(!e.field.is_empty() && !e.message.is_empty(), "{e}");
-                let located = e.field != "(whole file)"
-                    || e.message.contains("column")
-                    || e.message.contains("MiB");
-                prop_assert!(located, "unlocated: {e}");
-            }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -476,15 +497,22 @@ fn socket_request_lines() {
     for s in request_samples() {
         parse_request(&s.to_string()).expect("the sample is valid");
     }
-    fuzz("socket request line", json_input(request_samples()), |bytes| {
-        // The server reads lines of UTF-8 (LinesCodec); other bytes never reach the parser.
-        let line = String::from_utf8_lossy(&bytes.0);
-        if let Err(message) = parse_request(&line) {
-            let why = ["column", "field `", "not a JSON object"];
-            prop_assert!(why.iter().any(|w| message.contains(w)), "unlocated: {message}");
-        }
-        Ok(())
-    });
+    fuzz(
+        "socket request line",
+        json_input(request_samples()),
+        |bytes| {
+            // The server reads lines of UTF-8 (LinesCodec); other bytes never reach the parser.
+            let line = String::from_utf8_lossy(&bytes.0);
+            if let Err(message) = parse_request(&line) {
+                let why = ["column", "field `", "not a JSON object"];
+                prop_assert!(
+                    why.iter().any(|w| message.contains(w)),
+                    "unlocated: {message}"
+                );
+            }
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -631,7 +659,11 @@ fn config_file() {
     fuzz("config", input, |text| {
         let parsed = splice_dr::config::parse(&text, origin);
         if let Ok(c) = &parsed {
-            prop_assert!(deadline_ok(c.daemon.run_timeout), "run_timeout {:?}", c.daemon.run_timeout);
+            prop_assert!(
+                deadline_ok(c.daemon.run_timeout),
+                "run_timeout {:?}",
+                c.daemon.run_timeout
+            );
         }
         if let Err(e) = parsed {
             let shown = e.to_string();
@@ -660,8 +692,13 @@ fn config_file_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("splice-dr.toml");
     let samples = Arc::new(config_samples());
-    let input = (any::<Index>(), prop::collection::vec(byte_op(), 1..4))
-        .prop_map(move |(i, ops)| Bytes(apply_bytes(samples[i.index(samples.len())].as_bytes(), &ops)));
+    let input =
+        (any::<Index>(), prop::collection::vec(byte_op(), 1..4)).prop_map(move |(i, ops)| {
+            Bytes(apply_bytes(
+                samples[i.index(samples.len())].as_bytes(),
+                &ops,
+            ))
+        });
     fuzz("config file bytes", input, |bytes| {
         std::fs::write(&file, &bytes.0).unwrap();
         if let Err(e) = splice_dr::config::load(&file) {
@@ -675,11 +712,45 @@ fn config_file_bytes() {
 #[test]
 fn cron_expressions() {
     use splice_dr::config::CronExpr;
-    let field = prop::sample::select(&[
-        "*", "*/0", "*/1", "*/61", "0", "59", "60", "-1", "1-5", "5-1", "0-59/15", "L", "W",
-        "15W", "5L", "5#5", "5#0", "?", "JAN", "MON-FRI", "SUN#6", ",", "1,,2", "99999999999",
-        "0/0", "1-", "-", "#", "LW", "L-3", "31", "2", "29", "0x1", "ünï",
-    ][..]);
+    let field = prop::sample::select(
+        &[
+            "*",
+            "*/0",
+            "*/1",
+            "*/61",
+            "0",
+            "59",
+            "60",
+            "-1",
+            "1-5",
+            "5-1",
+            "0-59/15",
+            "L",
+            "W",
+            "15W",
+            "5L",
+            "5#5",
+            "5#0",
+            "?",
+            "JAN",
+            "MON-FRI",
+            "SUN#6",
+            ",",
+            "1,,2",
+            "99999999999",
+            "0/0",
+            "1-",
+            "-",
+            "#",
+            "LW",
+            "L-3",
+            "31",
+            "2",
+            "29",
+            "0x1",
+            "ünï",
+        ][..],
+    );
     let input = prop_oneof![
         4 => prop::collection::vec(field, 0..8).prop_map(|f| f.join(" ")),
         1 => prop::sample::select(&["@yearly", "@reboot", "@every 5m", "@", "@hourly x"][..]).prop_map(str::to_string),
@@ -708,7 +779,10 @@ fn event_patterns_and_durations() {
         }
         match splice_dr::config::duration::parse(&text) {
             // Config durations become deadlines: `now + d` must be computable.
-            Ok(d) => prop_assert!(deadline_ok(d), "{text:?} parses to {d:?}, past any deadline"),
+            Ok(d) => prop_assert!(
+                deadline_ok(d),
+                "{text:?} parses to {d:?}, past any deadline"
+            ),
             Err(e) => prop_assert!(e.contains("duration"), "{e}"),
         }
         Ok(())
@@ -740,41 +814,57 @@ fn alertmanager_bodies() {
     use axum::http::Request;
     use splice_dr::events::{alertmanager, EventBus};
     use tower::ServiceExt;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let bus = EventBus::default();
     let rx = std::cell::RefCell::new(bus.subscribe());
     let nodes: alertmanager::NodeFilter = Arc::new(|n: &str| n == "n1");
     let router = alertmanager::router_for("t0ken", bus, Some(nodes));
-    fuzz("alertmanager body", json_input(vec![alert_sample()]), |body| {
-        let request = Request::post("/api/v1/alerts")
-            .header("authorization", "Bearer t0ken")
-            .header("content-type", "application/json")
-            .body(Body::from(body.0))
-            .unwrap();
-        let (status, answer) = rt.block_on(async {
-            let response = router.clone().oneshot(request).await.unwrap();
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-            (status, bytes)
-        });
-        let answer: Value = serde_json::from_slice(&answer).unwrap();
-        match status.as_u16() {
-            200 => {}
-            400 | 413 => {
-                let message = answer["error"].as_str().unwrap_or_default();
-                prop_assert!(message.contains("column") || status == 413, "unlocated: {message}");
+    fuzz(
+        "alertmanager body",
+        json_input(vec![alert_sample()]),
+        |body| {
+            let request = Request::post("/api/v1/alerts")
+                .header("authorization", "Bearer t0ken")
+                .header("content-type", "application/json")
+                .body(Body::from(body.0))
+                .unwrap();
+            let (status, answer) = rt.block_on(async {
+                let response = router.clone().oneshot(request).await.unwrap();
+                let status = response.status();
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, bytes)
+            });
+            let answer: Value = serde_json::from_slice(&answer).unwrap();
+            match status.as_u16() {
+                200 => {}
+                400 | 413 => {
+                    let message = answer["error"].as_str().unwrap_or_default();
+                    prop_assert!(
+                        message.contains("column") || status == 413,
+                        "unlocated: {message}"
+                    );
+                }
+                other => prop_assert!(false, "status {other}: {answer}"),
             }
-            other => prop_assert!(false, "status {other}: {answer}"),
-        }
-        while let Ok(ev) = rx.borrow_mut().try_recv() {
-            prop_assert!(ev.name.starts_with("alert."), "{}", ev.name);
-            // Rules match event names against patterns.
-            splice_dr::events::matches("alert.**", &ev.name);
-            splice_dr::events::matches("alert.*.resolved", &ev.name);
-            prop_assert!(ev.node.is_none() || ev.node.as_deref() == Some("n1"), "{:?}", ev.node);
-        }
-        Ok(())
-    });
+            while let Ok(ev) = rx.borrow_mut().try_recv() {
+                prop_assert!(ev.name.starts_with("alert."), "{}", ev.name);
+                // Rules match event names against patterns.
+                splice_dr::events::matches("alert.**", &ev.name);
+                splice_dr::events::matches("alert.*.resolved", &ev.name);
+                prop_assert!(
+                    ev.node.is_none() || ev.node.as_deref() == Some("n1"),
+                    "{:?}",
+                    ev.node
+                );
+            }
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -800,7 +890,9 @@ impl FakeValidator {
             let bytes = served.lock().unwrap().clone();
             async move { ([("content-type", "application/json")], bytes) }
         });
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         rt.spawn(async move { axum::serve(listener, app).await });
         FakeValidator { rt, body, url }
@@ -811,7 +903,10 @@ impl FakeValidator {
     }
 }
 
-fn validator_config(url: &str, auth: splice_dr::config::ValidatorAuth) -> splice_dr::config::ValidatorConfig {
+fn validator_config(
+    url: &str,
+    auth: splice_dr::config::ValidatorAuth,
+) -> splice_dr::config::ValidatorConfig {
     splice_dr::config::ValidatorConfig {
         url: url.to_string(),
         timeout: std::time::Duration::from_secs(10),
@@ -870,27 +965,34 @@ fn validator_answers() {
     let fake = FakeValidator::start();
     let client = ValidatorClient::from_config(&validator_config(&fake.url, no_auth())).unwrap();
     let url = fake.url.clone();
-    fuzz("validator answers", json_input(validator_samples()), |body| {
-        fake.answer(body.0);
-        fake.rt.block_on(async {
-            if let Err(e) = client.data_snapshot_raw("2026-01-01T00:00:00Z", 0, true).await {
-                located(&e, &url)?;
-            }
-            if let Err(e) = client.identities_raw().await {
-                located(&e, &url)?;
-            }
-            for result in [
-                client.users().await.map(drop),
-                client.validator_user().await.map(drop),
-                client.balance().await.map(drop),
-            ] {
-                if let Err(e) = result {
+    fuzz(
+        "validator answers",
+        json_input(validator_samples()),
+        |body| {
+            fake.answer(body.0);
+            fake.rt.block_on(async {
+                if let Err(e) = client
+                    .data_snapshot_raw("2026-01-01T00:00:00Z", 0, true)
+                    .await
+                {
                     located(&e, &url)?;
                 }
-            }
-            Ok(())
-        })
-    });
+                if let Err(e) = client.identities_raw().await {
+                    located(&e, &url)?;
+                }
+                for result in [
+                    client.users().await.map(drop),
+                    client.validator_user().await.map(drop),
+                    client.balance().await.map(drop),
+                ] {
+                    if let Err(e) = result {
+                        located(&e, &url)?;
+                    }
+                }
+                Ok(())
+            })
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -899,14 +1001,18 @@ fn validator_answers() {
 #[test]
 fn identities_dumps() {
     splice_dr::identities::validate_dump(identities_sample().to_string().as_bytes()).unwrap();
-    fuzz("identities dump", json_input(vec![identities_sample()]), |bytes| {
-        if let Err(e) = splice_dr::identities::validate_dump(&bytes.0) {
-            let shown = e.to_string();
-            let why = ["column", "field `", "not a JSON object"];
-            prop_assert!(why.iter().any(|w| shown.contains(w)), "unlocated: {shown}");
-        }
-        Ok(())
-    });
+    fuzz(
+        "identities dump",
+        json_input(vec![identities_sample()]),
+        |bytes| {
+            if let Err(e) = splice_dr::identities::validate_dump(&bytes.0) {
+                let shown = e.to_string();
+                let why = ["column", "field `", "not a JSON object"];
+                prop_assert!(why.iter().any(|w| shown.contains(w)), "unlocated: {shown}");
+            }
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -931,18 +1037,25 @@ fn signatures_and_key_lines() {
             String::from_utf8_lossy(&apply_bytes(line.as_bytes(), &ops)).into_owned()
         }),
     ];
-    fuzz("signed manifest / key line", (json_input(vec![sample]), lines), |(bytes, line)| {
-        if let Err(e) = parse_public(&line) {
-            prop_assert!(e.contains("ed25519"), "{e}");
-        }
-        if let Ok(m) = Manifest::from_untrusted(&bytes.0, "n1-20261124-101500") {
-            // Any change that survives parsing is caught by the signature.
-            if m != signed {
-                prop_assert!(ring.untrusted_because(&m, now).is_some(), "changed yet trusted");
+    fuzz(
+        "signed manifest / key line",
+        (json_input(vec![sample]), lines),
+        |(bytes, line)| {
+            if let Err(e) = parse_public(&line) {
+                prop_assert!(e.contains("ed25519"), "{e}");
             }
-        }
-        Ok(())
-    });
+            if let Ok(m) = Manifest::from_untrusted(&bytes.0, "n1-20261124-101500") {
+                // Any change that survives parsing is caught by the signature.
+                if m != signed {
+                    prop_assert!(
+                        ring.untrusted_because(&m, now).is_some(),
+                        "changed yet trusted"
+                    );
+                }
+            }
+            Ok(())
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -950,12 +1063,19 @@ fn signatures_and_key_lines() {
 
 #[test]
 fn names() {
-    let input = prop_oneof![".{0,140}", "[A-Za-z0-9._/-]{0,140}", prop::sample::select(EVIL).prop_map(str::to_string)];
+    let input = prop_oneof![
+        ".{0,140}",
+        "[A-Za-z0-9._/-]{0,140}",
+        prop::sample::select(EVIL).prop_map(str::to_string)
+    ];
     fuzz("names", input, |name| {
         match splice_dr::names::check("node", &name) {
             Ok(()) => {
                 prop_assert!(!name.is_empty() && name.len() <= 128, "{name:?}");
-                prop_assert!(!name.starts_with('.') && !name.contains(['/', '\0', '\\']), "{name:?}");
+                prop_assert!(
+                    !name.starts_with('.') && !name.contains(['/', '\0', '\\']),
+                    "{name:?}"
+                );
             }
             Err(e) => prop_assert!(e.to_string().starts_with("node name "), "{e}"),
         }
@@ -974,7 +1094,11 @@ fn damaged_run_files() {
     use splice_dr::journal::{Journal, JournalError, RunRecord};
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path()).unwrap();
-    let mut run = RunRecord::new("20261124-101500-backup-ab12".into(), "backup", Some("n1".into()));
+    let mut run = RunRecord::new(
+        "20261124-101500-backup-ab12".into(),
+        "backup",
+        Some("n1".into()),
+    );
     run.begin_step("dump", "d1");
     run.end_step(0, Ok("done".into()));
     journal.save(&run).unwrap();
@@ -987,7 +1111,10 @@ fn damaged_run_files() {
             Err(JournalError::Corrupt { path, message }) => {
                 prop_assert_eq!(&path, &file);
                 let why = ["column", "field `", "not a JSON object"];
-            prop_assert!(why.iter().any(|w| message.contains(w)), "unlocated: {message}");
+                prop_assert!(
+                    why.iter().any(|w| message.contains(w)),
+                    "unlocated: {message}"
+                );
             }
             Err(e) => prop_assert!(false, "{e}"),
         }
@@ -1009,7 +1136,10 @@ fn damaged_participant_registries() {
         std::fs::write(&file, &bytes.0).unwrap();
         if let Err(e) = Registry::load(dir.path(), "n1") {
             let shown = e.to_string();
-            prop_assert!(shown.contains("n1.json") && shown.contains("column"), "unlocated: {shown}");
+            prop_assert!(
+                shown.contains("n1.json") && shown.contains("column"),
+                "unlocated: {shown}"
+            );
         }
         Ok(())
     });
@@ -1071,11 +1201,16 @@ fn regression_oauth2_huge_expires_in_does_not_panic() {
     std::fs::write(&secret, "s3cret\n").unwrap();
     let cfg = validator_config(&fake.url, oauth2(&fake.url, &secret));
     for expires_in in [u64::MAX, 9_223_372_036_854_773_290, 1 << 40] {
-        fake.answer(json!({"access_token": "t", "expires_in": expires_in, "usernames": ["a"]})
-            .to_string()
-            .into_bytes());
+        fake.answer(
+            json!({"access_token": "t", "expires_in": expires_in, "usernames": ["a"]})
+                .to_string()
+                .into_bytes(),
+        );
         let client = ValidatorClient::from_config(&cfg).unwrap();
-        let users = fake.rt.block_on(client.users()).expect("a long-lived token is used");
+        let users = fake
+            .rt
+            .block_on(client.users())
+            .expect("a long-lived token is used");
         assert_eq!(users, vec!["a".to_string()]);
     }
 }
@@ -1087,9 +1222,15 @@ fn regression_oauth2_huge_expires_in_does_not_panic() {
 fn regression_socket_request_errors_name_the_field() {
     use splice_dr::socket::protocol::parse_request;
     for (line, field) in [
-        (r#"{"cmd":"prune","dry_run":"x","node":"n1"}"#, "field `dry_run`"),
+        (
+            r#"{"cmd":"prune","dry_run":"x","node":"n1"}"#,
+            "field `dry_run`",
+        ),
         (r#"{"cmd":"runs","limit":-1}"#, "field `limit`"),
-        (r#"{"cmd":"run","flow":"backup","params":[1]}"#, "field `params`"),
+        (
+            r#"{"cmd":"run","flow":"backup","params":[1]}"#,
+            "field `params`",
+        ),
         (r#"{"cmd":"show","run":7}"#, "field `run`"),
         (r#"{"cmd":"nope"}"#, "field `cmd`"),
         (r#"{"cmd":1}"#, "field `cmd`"),
@@ -1132,11 +1273,18 @@ fn regression_oauth2_unusable_token_names_the_token_endpoint() {
     std::fs::write(&secret, "s3cret\n").unwrap();
     let cfg = validator_config(&fake.url, oauth2(&fake.url, &secret));
     for token in ["a\u{0}b", "a\nb", "a\u{7f}b"] {
-        fake.answer(json!({"access_token": token, "expires_in": 60}).to_string().into_bytes());
+        fake.answer(
+            json!({"access_token": token, "expires_in": 60})
+                .to_string()
+                .into_bytes(),
+        );
         let client = ValidatorClient::from_config(&cfg).unwrap();
         let e = fake.rt.block_on(client.users()).unwrap_err();
         assert!(matches!(e, ValidatorError::TokenEndpoint { .. }), "{e}");
-        assert!(e.to_string().contains("/oauth/token") && !e.to_string().contains(token), "{e}");
+        assert!(
+            e.to_string().contains("/oauth/token") && !e.to_string().contains(token),
+            "{e}"
+        );
     }
 }
 

@@ -26,7 +26,10 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     };
     let value: Value = serde_json::from_str(line).map_err(|e| malformed(e.to_string()))?;
     let Some(fields) = value.as_object() else {
-        return Err(malformed(format!("the line is not a JSON object: {}", kind(&value))));
+        return Err(malformed(format!(
+            "the line is not a JSON object: {}",
+            kind(&value)
+        )));
     };
     let fields = fields.clone();
     let request: Request = serde_json::from_value(value).map_err(|e| {

@@ -171,7 +171,9 @@ async fn serve_lines(
                 // The rest of the line is never read: answer, then close this connection.
                 let _ = tx.send(Reply::error(
                     ErrorCode::Usage,
-                    format!("request longer than {MAX_REQUEST_BYTES} bytes refused; connection closed"),
+                    format!(
+                        "request longer than {MAX_REQUEST_BYTES} bytes refused; connection closed"
+                    ),
                 ));
                 return;
             }
