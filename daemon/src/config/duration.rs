@@ -13,6 +13,12 @@ use std::time::Duration;
 pub const EXAMPLE: &str =
     r#"write a string with a unit, e.g. "30d", "6h", "90m" or "1h 30m" (m = minutes, M = months)"#;
 
+/// Longest duration accepted: 100 years (humantime's 365.25-day years). Deadlines are
+/// computed as `now + duration` (`Instant` in the flow runner, `DateTime` in the rule
+/// engine), which panics when it overflows: `"18446744073709551615s"` parsed and then
+/// panicked every run (found by tests/fuzz_parsers.rs). No setting needs more.
+pub const MAX: Duration = Duration::from_secs(100 * 31_557_600);
+
 /// Parses one duration string, with a message that says what a valid value looks like.
 ///
 /// Kept separate from the serde glue so the CLI (e.g. `--max-age`) can reuse it.
@@ -21,8 +27,15 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if trimmed.is_empty() {
         return Err(format!("empty duration; {EXAMPLE}"));
     }
-    humantime::parse_duration(trimmed)
-        .map_err(|e| format!("invalid duration \"{text}\": {e}; {EXAMPLE}"))
+    let d = humantime::parse_duration(trimmed)
+        .map_err(|e| format!("invalid duration \"{text}\": {e}; {EXAMPLE}"))?;
+    if d > MAX {
+        return Err(format!(
+            "duration \"{text}\" is longer than 100 years: no setting needs that, and a \
+             deadline that far cannot be computed; {EXAMPLE}"
+        ));
+    }
+    Ok(d)
 }
 
 /// Formats a duration the way [`parse`] reads it back (`"30days"`, `"6h"`).

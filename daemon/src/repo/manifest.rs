@@ -97,9 +97,12 @@ pub struct IdentitiesEntry {
 }
 
 impl Manifest {
-    /// Total size of the backup's files.
+    /// Total size of the backup's files (saturating: a damaged or forged manifest's sizes
+    /// may add up past `u64::MAX`, which panicked in debug builds and wrapped in release).
     pub fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files
+            .iter()
+            .fold(0u64, |total, f| total.saturating_add(f.size))
     }
 
     /// The dump of a role, if the backup has one.

@@ -149,7 +149,14 @@ impl Manifest {
     /// first problem.
     fn check_entries(&self) -> Result<(), (String, String)> {
         let mut seen = BTreeSet::new();
+        let mut total = 0u64;
         for (i, f) in self.files.iter().enumerate() {
+            total = total.checked_add(f.size).ok_or_else(|| {
+                (
+                    format!("files[{i}].size"),
+                    "the sizes add up to more than 2^64 bytes: not a real backup".to_string(),
+                )
+            })?;
             check_relative_path(&f.path).map_err(|e| (format!("files[{i}].path"), e))?;
             if !seen.insert(f.path.as_str()) {
                 return Err((

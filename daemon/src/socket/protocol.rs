@@ -14,6 +14,84 @@ use crate::flows::RunEvent;
 /// Largest request line accepted, in bytes; longer lines get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
+/// Parses one request line, as the socket server does for every line it reads. The error is
+/// the reply text and says where the line is wrong: serde's line and column for broken
+/// JSON, the field for a well-formed object that is not a request.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    let malformed = |what: String| {
+        format!(
+            "malformed request: {what}; send one JSON object per line with a \"cmd\" field \
+             (ping, status, runs, show, backups, run, cancel)"
+        )
+    };
+    let value: Value = serde_json::from_str(line).map_err(|e| malformed(e.to_string()))?;
+    let Some(fields) = value.as_object() else {
+        return Err(malformed(format!(
+            "the line is not a JSON object: {}",
+            kind(&value)
+        )));
+    };
+    let fields = fields.clone();
+    let request: Request = serde_json::from_value(value).map_err(|e| {
+        let e = e.to_string();
+        match field_of(&fields, &e) {
+            Some(field) => malformed(format!("field `{}`: {e}", field.escape_debug())),
+            None => malformed(e),
+        }
+    })?;
+    // serde's deny_unknown_fields does not reach the field-less variants of an internally
+    // tagged enum: `{"cmd":"pause","node":"n1"}` paused every node (found while writing
+    // tests/fuzz_parsers.rs).
+    let fieldless = matches!(
+        request,
+        Request::Ping | Request::Status | Request::RepoCheck | Request::Pause | Request::Resume
+    );
+    if let Some(extra) = fields.keys().find(|k| fieldless && k.as_str() != "cmd") {
+        return Err(malformed(format!(
+            "unknown field `{}`: this command takes no other field",
+            extra.escape_debug()
+        )));
+    }
+    Ok(request)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The field a request's data error is about, when serde's message does not name it.
+///
+/// `Request` is internally tagged, so serde buffers the object and its errors lose their
+/// position: "invalid type: string \"x\", expected a boolean" alone does not say which
+/// field (found by tests/fuzz_parsers.rs). Each field is tried alone with `cmd`: the first
+/// that reproduces the error is the culprit; none means `cmd` itself. Linear in the line.
+fn field_of(fields: &serde_json::Map<String, Value>, error: &str) -> Option<String> {
+    if error.starts_with("missing field") || error.starts_with("unknown field") {
+        return None;
+    }
+    let cmd = fields.get("cmd")?;
+    let culprit = fields
+        .iter()
+        .filter(|(k, _)| k.as_str() != "cmd")
+        .find(|(k, v)| {
+            let probe = serde_json::Map::from_iter([
+                ("cmd".to_string(), cmd.clone()),
+                (k.to_string(), (*v).clone()),
+            ]);
+            serde_json::from_value::<Request>(Value::Object(probe))
+                .is_err_and(|e| e.to_string() == error)
+        })
+        .map(|(k, _)| k.clone());
+    Some(culprit.unwrap_or_else(|| "cmd".into()))
+}
+
 /// One request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]

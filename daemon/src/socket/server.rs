@@ -16,7 +16,7 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
 use super::access::{role_of, Caller};
-use super::protocol::{ErrorCode, Reply, Request, MAX_REQUEST_BYTES};
+use super::protocol::{parse_request, ErrorCode, Reply, MAX_REQUEST_BYTES};
 use crate::service::Service;
 
 /// Why the socket could not be opened.
@@ -163,18 +163,17 @@ async fn serve_lines(
     while let Some(line) = lines.next().await {
         let reply = match line {
             Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => match serde_json::from_str::<Request>(&line) {
+            Ok(line) => match parse_request(&line) {
                 Ok(req) => service.handle_from(caller, req, tx).await,
-                Err(e) => Reply::error(
-                    ErrorCode::Usage,
-                    format!("malformed request: {e}; send one JSON object per line with a \"cmd\" field (ping, status, runs, show, backups, run, cancel)"),
-                ),
+                Err(message) => Reply::error(ErrorCode::Usage, message),
             },
             Err(LinesCodecError::MaxLineLengthExceeded) => {
                 // The rest of the line is never read: answer, then close this connection.
                 let _ = tx.send(Reply::error(
                     ErrorCode::Usage,
-                    format!("request longer than {MAX_REQUEST_BYTES} bytes refused; connection closed"),
+                    format!(
+                        "request longer than {MAX_REQUEST_BYTES} bytes refused; connection closed"
+                    ),
                 ));
                 return;
             }

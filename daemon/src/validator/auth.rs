@@ -28,6 +28,10 @@ pub const SELF_SIGNED_LIFETIME: Duration = Duration::from_secs(3600);
 pub const OAUTH2_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// Assumed lifetime of an OAuth2 token whose answer has no `expires_in`.
 pub const OAUTH2_DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// Longest lifetime believed from an answer's `expires_in`: the token endpoint is outside
+/// input, and `Instant + u64::MAX s` panics (found by tests/fuzz_parsers.rs). A longer-lived
+/// token is simply fetched again after a day.
+pub const OAUTH2_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// A bearer token. `Debug` and `Display` never show it; [`Token::expose`] is for the
 /// `Authorization` header only.
@@ -363,10 +367,21 @@ async fn fetch_oauth2(http: &reqwest::Client, cfg: &OAuth2Auth) -> Result<Cached
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| problem("the answer has no access_token".into()))?;
+    // Checked here, where the token endpoint can be named: otherwise the next validator call
+    // fails as a transport "builder error" blaming the validator (found by
+    // tests/fuzz_parsers.rs). The token itself is never shown.
+    if reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+        return Err(problem(
+            "the access_token holds characters an HTTP header cannot carry (control \
+             characters)"
+                .into(),
+        ));
+    }
     let lifetime = answer
         .expires_in
         .map(Duration::from_secs)
-        .unwrap_or(OAUTH2_DEFAULT_LIFETIME);
+        .unwrap_or(OAUTH2_DEFAULT_LIFETIME)
+        .min(OAUTH2_MAX_LIFETIME);
     let margin = OAUTH2_REFRESH_MARGIN.min(lifetime / 2);
     tracing::debug!(
         token_url = %cfg.token_url,

@@ -32,7 +32,8 @@ mod error;
 mod types;
 
 pub use auth::{
-    mint_hs256, Token, OAUTH2_DEFAULT_LIFETIME, OAUTH2_REFRESH_MARGIN, SELF_SIGNED_LIFETIME,
+    mint_hs256, Token, OAUTH2_DEFAULT_LIFETIME, OAUTH2_MAX_LIFETIME, OAUTH2_REFRESH_MARGIN,
+    SELF_SIGNED_LIFETIME,
 };
 pub use client::{
     ensure_crypto_provider, ValidatorClient, API_PREFIX, CONNECT_TIMEOUT, MAX_BACKOFF,

@@ -241,6 +241,12 @@ pub fn parse_identities(bytes: &[u8]) -> Result<NodeIdentitiesDump, String> {
         Some(_) => return Err("field `authorizedStoreSnapshot` is not a string".into()),
         None => return Err("field `authorizedStoreSnapshot` is missing".into()),
     }
+    // Optional, but a wrong type made the final parse fail without naming it (found by
+    // tests/fuzz_parsers.rs).
+    match obj.get("version") {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::String(_)) => {}
+        Some(_) => return Err("field `version` is not a string".into()),
+    }
     serde_json::from_value(value).map_err(|e| format!("the dump does not parse ({e})"))
 }
 
