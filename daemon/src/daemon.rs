@@ -13,7 +13,10 @@ use crate::socket::server;
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let service = Service::new(config.clone(), "daemon").context("starting the daemon")?;
-    for note in service.recover().await {
+    // The first status round runs alongside recovery, and the socket answers only once
+    // both are done: `status` never meets a daemon that has not probed yet.
+    let (notes, ()) = tokio::join!(service.recover(), service.status_round());
+    for note in notes {
         tracing::warn!("start-up recovery: {note}");
     }
     crate::private_tmp::recover(&config.daemon.state_dir);
@@ -55,7 +58,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::autopilot::Autopilot::new(&config, service.runner().clone(), bus.clone())
             .context("loading rules")?;
     service.attach(autopilot.clone());
+    // After the autopilot settled the runs its memory names: retention never removes a
+    // record it still has to read.
+    prune_journal(&service);
     autopilot.spawn(shutdown.clone());
+    tokio::spawn(service.clone().status_loop(shutdown.clone()));
     tokio::spawn(crate::events::health_log::record(
         bus.clone(),
         config.daemon.state_dir.clone(),
@@ -113,6 +120,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.daemon.socket);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Start-up journal retention (`[journal]`); runs ending later prune as they end.
+fn prune_journal(service: &Service) {
+    match service.runner().journal().prune() {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!("journal retention: removed {} finished run(s)", removed.len())
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("journal retention: {e}"),
+    }
 }
 
 /// With `[daemon.leader_election]`, makes runs depend on holding the Lease and starts the

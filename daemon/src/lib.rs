@@ -35,6 +35,7 @@ pub mod rules;
 pub mod schedule;
 pub mod script;
 pub mod service;
+pub mod status_state;
 pub mod socket;
 pub mod users;
 pub mod util;

@@ -420,14 +420,18 @@ impl Autopilot {
     fn expire_approvals(&self, now: DateTime<Utc>) {
         let journal = self.runner.journal();
         let mut waiting = 0;
-        for mut r in journal.list().unwrap_or_default() {
-            let Some(a) = r.approval.clone() else {
+        // From the journal's index: only a run that expires now is read from its file.
+        for s in journal.summaries().unwrap_or_default() {
+            let Some(a) = s.approval.clone().filter(|_| s.awaits_approval()) else {
                 continue;
             };
-            if r.state != RunState::Pending || a.approved_by.is_some() {
-                continue;
-            }
             if a.expires_at <= now {
+                let Ok(mut r) = journal.get(&s.id) else {
+                    continue;
+                };
+                if !r.state.is_active() {
+                    continue;
+                }
                 r.state = RunState::Cancelled;
                 r.error = Some(format!(
                     "approval expired at {} (rule {})",
@@ -650,10 +654,10 @@ impl Autopilot {
         let pending: Vec<Value> = self
             .runner
             .journal()
-            .list()
+            .summaries()
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| r.state == RunState::Pending && r.approval.as_ref().is_some_and(|a| a.approved_by.is_none()))
+            .filter(|r| r.awaits_approval())
             .map(|r| json!({"run": r.id, "flow": r.flow, "node": r.node, "rule": r.approval.as_ref().map(|a| a.rule.clone()), "expires_at": r.approval.as_ref().map(|a| a.expires_at)}))
             .collect();
         json!({

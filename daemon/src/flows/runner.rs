@@ -423,6 +423,14 @@ impl Runner {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&run_id);
             ctx.announce_finished(&record);
+            // Journal retention ([journal]) when a run ends; never an unfinished run.
+            match runner.journal.prune() {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::debug!("journal retention: removed {} finished run(s)", removed.len())
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("journal retention: {e}"),
+            }
             record
         });
         Ok((id, handle))
