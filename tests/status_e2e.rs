@@ -165,7 +165,7 @@ fn the_journal_keeps_the_newest_finished_runs_and_every_unfinished_one_and_ticks
     std::thread::sleep(Duration::from_secs(3));
     let before = status(&site)["journal"]["file_reads"].as_u64().unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let after = status(&site)["journal"];
+    let after = status(&site)["journal"].clone();
     assert_eq!(after["file_reads"].as_u64().unwrap(), before, "{after}");
     assert_eq!(after["runs"], 5);
     stop(daemon);

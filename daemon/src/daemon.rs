@@ -15,7 +15,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let service = Service::new(config.clone(), "daemon").context("starting the daemon")?;
     // The first status round runs alongside recovery, and the socket answers only once
     // both are done: `status` never meets a daemon that has not probed yet.
-    let (notes, ()) = tokio::join!(service.recover(), service.status_round());
+    let (notes, ()) = tokio::join!(service.recover(), service.status_round(true));
     for note in notes {
         tracing::warn!("start-up recovery: {note}");
     }

@@ -28,6 +28,9 @@ const STATUS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long past [`STATUS_LIMIT`] a node's status probe may take to come back before the
 /// round goes on without it.
 const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the daemon's status rounds reuse a node's leftovers answer (a run ending or a
+/// reload asks again at once).
+const LEFTOVERS_REFRESH: chrono::Duration = chrono::Duration::seconds(60);
 /// How long start-up recovery may spend on one node before the daemon serves anyway.
 const RECOVERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -772,7 +775,12 @@ impl Service {
     /// One status probe round (the daemon's): every node at once, each under
     /// [`STATUS_LIMIT`]; results land on the board as each node answers. A node whose
     /// previous probe has not returned is skipped, so a hung backend holds one thread.
-    pub async fn status_round(self: &Arc<Self>) {
+    ///
+    /// Leftovers (a query of their own) change only through runs and recovery: a `full`
+    /// round (start-up, a run ended, a reload) asks for them, others reuse answers younger
+    /// than [`LEFTOVERS_REFRESH`] — idle, the rounds cost the nodes almost nothing beyond
+    /// the health probe.
+    pub async fn status_round(self: &Arc<Self>, full: bool) {
         self.probing
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let nodes = self.runner.nodes();
@@ -788,14 +796,18 @@ impl Service {
                 continue;
             }
             let reuse = self.fresh_answers(name);
+            let leftovers = self
+                .board
+                .leftovers(name)
+                .filter(|(_, at)| !full && chrono::Utc::now() - *at < LEFTOVERS_REFRESH);
             let (this, name, node, backups) =
                 (self.clone(), name.clone(), node.clone(), backups.clone());
             probes.push(tokio::task::spawn_blocking(move || {
                 let _done = InFlight(&this.board, &name);
                 let now = chrono::Utc::now();
-                // The snapshot is as old as its oldest part.
                 let checked_at = reuse.at.map_or(now, |at| at.min(now));
-                let v = this.one_node_status(&name, &node, &backups, reuse);
+                let mut v = this.one_node_status(&name, &node, &backups, reuse, leftovers.clone());
+                v["leftovers_checked_at"] = json!(leftovers.map_or(now, |(_, at)| at));
                 this.board.record(&name, checked_at, v);
             }));
         }
@@ -828,19 +840,19 @@ impl Service {
         loop {
             let pause = tokio::time::sleep(self.config().daemon.health_interval);
             tokio::pin!(pause);
-            loop {
+            let full = loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = &mut pause => break,
-                    _ = self.board.refresh_requested() => break,
+                    _ = &mut pause => break false,
+                    _ = self.board.refresh_requested() => break true,
                     ev = runs.recv() => match ev {
-                        Ok(crate::flows::RunEvent::Finished { .. }) => break,
+                        Ok(crate::flows::RunEvent::Finished { .. }) => break true,
                         Err(broadcast::error::RecvError::Closed) => return,
                         _ => {}
                     },
                 }
-            }
-            self.status_round().await;
+            };
+            self.status_round(full).await;
         }
     }
 
@@ -911,7 +923,7 @@ impl Service {
                 .map(|(name, node)| {
                     let backups = &backups;
                     s.spawn(move || {
-                        self.one_node_status(name, node, backups, NodeAnswers::default())
+                        self.one_node_status(name, node, backups, NodeAnswers::default(), None)
                     })
                 })
                 .collect();
@@ -934,6 +946,7 @@ impl Service {
         node: &NodeRuntime,
         backups: &[Manifest],
         reuse: NodeAnswers,
+        leftovers: Option<(Value, chrono::DateTime<chrono::Utc>)>,
     ) -> Value {
         let last = backups.iter().find(|m| m.node == name);
         let mut v = json!({
@@ -972,7 +985,13 @@ impl Service {
                     None => node.backend.databases(&ctx).map(|d| json!(d)),
                 },
             ),
-            ("leftovers", node.backend.leftovers(&ctx).map(|l| json!(l))),
+            (
+                "leftovers",
+                match leftovers {
+                    Some((l, _)) => Ok(l),
+                    None => node.backend.leftovers(&ctx).map(|l| json!(l)),
+                },
+            ),
         ];
         for (key, res) in fields {
             match res {

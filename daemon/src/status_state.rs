@@ -38,6 +38,16 @@ impl StatusBoard {
         lock(&self.snapshots).insert(node.into(), Snapshot { checked_at, value });
     }
 
+    /// `node`'s last leftovers answer and when it was taken (not an error: those are
+    /// asked again).
+    pub fn leftovers(&self, node: &str) -> Option<(Value, DateTime<Utc>)> {
+        let snapshots = lock(&self.snapshots);
+        let v = &snapshots.get(node)?.value;
+        let at = v["leftovers_checked_at"].as_str()?;
+        let at = DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+        Some((v.get("leftovers").filter(|l| !l.is_null())?.clone(), at))
+    }
+
     /// Forgets nodes that are no longer configured.
     pub fn retain(&self, configured: &BTreeSet<String>) {
         lock(&self.snapshots).retain(|n, _| configured.contains(n));
@@ -109,6 +119,13 @@ mod tests {
         let v = b.node("n1", facts(), now);
         assert_eq!(v["age_seconds"], 3.0);
         assert!(v.get("probe").is_none());
+        assert!(b.leftovers("n1").is_none(), "never answered");
+        b.record(
+            "n1",
+            now,
+            json!({"leftovers": {"staged": []}, "leftovers_checked_at": now}),
+        );
+        assert_eq!(b.leftovers("n1").unwrap().1, now);
         b.retain(&BTreeSet::new());
         assert!(b.node("n1", facts(), now)["probe"].is_string());
     }
