@@ -79,9 +79,11 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
     // A run ending asks for a full round (leftovers asked again) at once, not an hour later.
     let out = site.cli(&["run", "noop"]);
     assert!(out.status.success(), "{}", text(&out));
-    wait_for(Duration::from_secs(10), "a probe round after the run", || {
-        status(&site)["nodes"][0]["leftovers_checked_at"] != node["leftovers_checked_at"]
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "a probe round after the run",
+        || status(&site)["nodes"][0]["leftovers_checked_at"] != node["leftovers_checked_at"],
+    );
     stop(daemon);
 }
 

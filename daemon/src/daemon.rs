@@ -60,7 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     service.attach(autopilot.clone());
     // After the autopilot settled the runs its memory names: retention never removes a
     // record it still has to read.
-    prune_journal(&service);
+    service.runner().journal().apply_retention("at start-up");
     autopilot.spawn(shutdown.clone());
     tokio::spawn(service.clone().status_loop(shutdown.clone()));
     tokio::spawn(crate::events::health_log::record(
@@ -120,17 +120,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config.daemon.socket);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Start-up journal retention (`[journal]`); runs ending later prune as they end.
-fn prune_journal(service: &Service) {
-    match service.runner().journal().prune() {
-        Ok(removed) if !removed.is_empty() => {
-            tracing::info!("journal retention: removed {} finished run(s)", removed.len())
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("journal retention: {e}"),
-    }
 }
 
 /// With `[daemon.leader_election]`, makes runs depend on holding the Lease and starts the

@@ -416,7 +416,9 @@ impl Service {
                 self.runner.repo().set_keyring(keys);
                 self.runner
                     .reconfigure(catalog, nodes, cfg.daemon.run_timeout);
-                self.runner.journal().set_retention(Some(retention_of(&cfg)));
+                self.runner
+                    .journal()
+                    .set_retention(Some(retention_of(&cfg)));
                 self.board.refresh();
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
                 *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = None;

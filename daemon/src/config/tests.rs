@@ -745,7 +745,10 @@ fn journal_retention_defaults_parses_and_refuses_zero() {
 
     let e = parse_err(&format!("[journal]\nkeep_runs = 0\n{HEAD}{}", pg_node("a")));
     assert_at(&e, 2, 13, "journal.keep_runs");
-    let e = parse_err(&format!("[journal]\nkeep_for = \"0s\"\n{HEAD}{}", pg_node("a")));
+    let e = parse_err(&format!(
+        "[journal]\nkeep_for = \"0s\"\n{HEAD}{}",
+        pg_node("a")
+    ));
     assert_eq!(e.key.as_deref(), Some("journal.keep_for"), "{e}");
     let e = parse_err(&format!("[journal]\nkeep = 3\n{HEAD}{}", pg_node("a")));
     assert!(e.message.contains("keep"), "{e}");

@@ -133,7 +133,9 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
                 &KeyPath::root().key("journal").key(key),
                 format!("{key} must be above 0: the journal would forget every finished run"),
             )
-            .with_hint("e.g. keep_runs = 1000, keep_for = \"90d\"; leave them out for the defaults"));
+            .with_hint(
+                "e.g. keep_runs = 1000, keep_for = \"90d\"; leave them out for the defaults",
+            ));
     }
     if d.users_interval.is_zero() {
         return Err(loc

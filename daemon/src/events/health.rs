@@ -231,7 +231,8 @@ pub async fn run_probes(
         for (name, probe) in probes {
             // The probe bounds its own calls; this only catches a backend that ignores
             // cancellation (its thread is then left behind).
-            let (results, answers) = match tokio::time::timeout(timeout + PROBE_GRACE, probe).await {
+            let (results, answers) = match tokio::time::timeout(timeout + PROBE_GRACE, probe).await
+            {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => (
                     vec![("postgres".into(), false, format!("probe panicked: {e}"))],

@@ -424,13 +424,9 @@ impl Runner {
                 .remove(&run_id);
             ctx.announce_finished(&record);
             // Journal retention ([journal]) when a run ends; never an unfinished run.
-            match runner.journal.prune() {
-                Ok(removed) if !removed.is_empty() => {
-                    tracing::debug!("journal retention: removed {} finished run(s)", removed.len())
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("journal retention: {e}"),
-            }
+            runner
+                .journal
+                .apply_retention(&format!("after run {run_id}"));
             record
         });
         Ok((id, handle))

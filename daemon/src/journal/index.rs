@@ -126,7 +126,7 @@ impl Index {
     /// Ids whose files must be read to bring the index in line with `on_disk` (the run
     /// ids found in the directory): unknown ones and active runs of other processes.
     /// Entries whose files are gone are dropped.
-    pub(super) fn to_read(&mut self, on_disk: &BTreeSet<String>, me: &Owner) -> Vec<String> {
+    pub(super) fn unread(&mut self, on_disk: &BTreeSet<String>, me: &Owner) -> Vec<String> {
         let Some(runs) = self.runs.as_mut() else {
             return on_disk.iter().cloned().collect();
         };
@@ -149,8 +149,10 @@ impl Index {
         let Some(runs) = &self.runs else {
             return Vec::new();
         };
-        let mut finished: Vec<&RunSummary> =
-            runs.values().filter(|r| !r.state.is_active() && !r.left_undone).collect();
+        let mut finished: Vec<&RunSummary> = runs
+            .values()
+            .filter(|r| !r.state.is_active() && !r.left_undone)
+            .collect();
         finished.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         let cutoff = policy
             .keep_for
@@ -246,7 +248,7 @@ mod tests {
             .into_iter()
             .map(String::from)
             .collect();
-        assert_eq!(idx.to_read(&on_disk, &me), ["foreign-running", "new"]);
+        assert_eq!(idx.unread(&on_disk, &me), ["foreign-running", "new"]);
         assert!(!idx.runs.as_ref().unwrap().contains_key("deleted"));
     }
 

@@ -189,13 +189,11 @@ impl Journal {
     /// process wrote since (see the `index` module).
     pub fn summaries(&self) -> Result<Vec<RunSummary>, JournalError> {
         let mut idx = self.index();
-        let mtime = std::fs::metadata(&self.dir)
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
         if idx.runs.is_none() || idx.stale(mtime) {
             let on_disk = self.ids_on_disk()?;
             let read: BTreeMap<String, RunSummary> = idx
-                .to_read(&on_disk, &Owner::current())
+                .unread(&on_disk, &Owner::current())
                 .iter()
                 .filter_map(|id| self.get(id).ok())
                 .map(|r| (r.id.clone(), RunSummary::of(&r)))
@@ -210,6 +208,19 @@ impl Journal {
             .unwrap_or_default();
         runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(runs)
+    }
+
+    /// [`Journal::prune`], logged (`when`: "at start-up", "after run X"); retention never
+    /// fails a run or the daemon's start.
+    pub fn apply_retention(&self, when: &str) {
+        match self.prune() {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                "journal retention {when}: removed {} finished run(s)",
+                removed.len()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("journal retention {when}: {e}"),
+        }
     }
 
     /// Removes finished runs past the retention set by [`Journal::set_retention`]; never
