@@ -31,6 +31,9 @@ const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long the daemon's status rounds reuse a node's leftovers answer (a run ending or a
 /// reload asks again at once).
 const LEFTOVERS_REFRESH: chrono::Duration = chrono::Duration::seconds(60);
+/// How long `status` waits for the round a run's end asked for (normally milliseconds:
+/// a hung node's part is not waited for past this).
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long start-up recovery may spend on one node before the daemon serves anyway.
 const RECOVERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -850,13 +853,21 @@ impl Service {
                     _ = &mut pause => break false,
                     _ = self.board.refresh_requested() => break true,
                     ev = runs.recv() => match ev {
-                        Ok(crate::flows::RunEvent::Finished { .. }) => break true,
+                        Ok(crate::flows::RunEvent::Finished { .. }) => {
+                            self.board.want();
+                            break true;
+                        }
                         Err(broadcast::error::RecvError::Closed) => return,
                         _ => {}
                     },
                 }
             };
+            // Every full round wanted until now is answered by this one.
+            let answers = self.board.want_so_far();
             self.status_round(full).await;
+            if full {
+                self.board.done(answers);
+            }
         }
     }
 
@@ -883,6 +894,9 @@ impl Service {
     }
 
     async fn status(self: &Arc<Self>) -> Reply {
+        if self.probing.load(std::sync::atomic::Ordering::Relaxed) {
+            self.board.settled(SETTLE_LIMIT).await;
+        }
         let nodes = self.nodes_status().await;
         let cfg = self.config();
         let journal = self.runner.journal();

@@ -7,8 +7,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
 
 /// One node's latest probe.
 #[derive(Debug, Clone)]
@@ -18,7 +20,7 @@ struct Snapshot {
 }
 
 /// The latest status probe of every node, and the bookkeeping of the rounds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StatusBoard {
     snapshots: Mutex<BTreeMap<String, Snapshot>>,
     /// Nodes whose probe thread has not returned yet: no second one is started for them,
@@ -26,6 +28,22 @@ pub struct StatusBoard {
     in_flight: Mutex<BTreeSet<String>>,
     /// Wakes the probe loop before its interval ends (a run ended, the config changed).
     wake: Notify,
+    /// Full rounds asked for so far (a run ended, a reload).
+    wanted: AtomicU64,
+    /// The last full round done (the value of `wanted` it answered).
+    done: watch::Sender<u64>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard {
+            snapshots: Mutex::default(),
+            in_flight: Mutex::default(),
+            wake: Notify::new(),
+            wanted: AtomicU64::new(0),
+            done: watch::Sender::new(0),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,9 +81,38 @@ impl StatusBoard {
         lock(&self.in_flight).remove(node);
     }
 
-    /// Asks the probe loop for a round now.
+    /// Asks the probe loop for a full round now.
     pub fn refresh(&self) {
+        self.want();
         self.wake.notify_one();
+    }
+
+    /// Records that a full round is wanted (the loop calls it on a run's end, before its
+    /// round); returns the number the round reports to [`StatusBoard::done`].
+    pub fn want(&self) -> u64 {
+        self.wanted.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The full rounds wanted so far.
+    pub fn want_so_far(&self) -> u64 {
+        self.wanted.load(Ordering::SeqCst)
+    }
+
+    /// Records that the full round asked as `wanted` is done.
+    pub fn done(&self, wanted: u64) {
+        self.done.send_if_modified(|d| {
+            let newer = wanted > *d;
+            *d = (*d).max(wanted);
+            newer
+        });
+    }
+
+    /// Waits, at most `limit`, for the full rounds wanted so far: `status` right after a
+    /// run ended shows what the run left (its backup, its leftovers), not the state before.
+    pub async fn settled(&self, limit: Duration) {
+        let wanted = self.wanted.load(Ordering::SeqCst);
+        let mut done = self.done.subscribe();
+        let _ = tokio::time::timeout(limit, done.wait_for(|d| *d >= wanted)).await;
     }
 
     /// Resolves when [`StatusBoard::refresh`] was called (a call made before waiting counts).
@@ -128,6 +175,26 @@ mod tests {
         assert_eq!(b.leftovers("n1").unwrap().1, now);
         b.retain(&BTreeSet::new());
         assert!(b.node("n1", facts(), now)["probe"].is_string());
+    }
+
+    #[tokio::test]
+    async fn status_waits_for_a_wanted_round_but_only_so_long() {
+        let b = std::sync::Arc::new(StatusBoard::default());
+        b.settled(Duration::from_secs(60)).await; // nothing wanted: at once
+        let n = b.want();
+        let started = std::time::Instant::now();
+        b.settled(Duration::from_millis(100)).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "bounded wait"
+        );
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.settled(Duration::from_secs(60)).await });
+        b.done(n);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("done wakes the waiter")
+            .unwrap();
     }
 
     #[test]
