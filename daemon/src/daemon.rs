@@ -18,7 +18,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("start-up recovery: {note}");
     }
     let service = Service::new(config.clone(), "daemon").context("starting the daemon")?;
-    for note in service.recover().await {
+    // The first status round runs alongside recovery, and the socket answers only once
+    // both are done: `status` never meets a daemon that has not probed yet.
+    let (notes, ()) = tokio::join!(service.recover(), service.status_round(true));
+    for note in notes {
         tracing::warn!("start-up recovery: {note}");
     }
     crate::private_tmp::recover(&config.daemon.state_dir);
@@ -60,7 +63,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::autopilot::Autopilot::new(&config, service.runner().clone(), bus.clone())
             .context("loading rules")?;
     service.attach(autopilot.clone());
+    // After the autopilot settled the runs its memory names: retention never removes a
+    // record it still has to read.
+    service.runner().journal().apply_retention("at start-up");
     autopilot.spawn(shutdown.clone());
+    tokio::spawn(service.clone().status_loop(shutdown.clone()));
     tokio::spawn(crate::events::health_log::record(
         bus.clone(),
         config.daemon.state_dir.clone(),

@@ -37,6 +37,7 @@ pub mod schedule;
 pub mod script;
 pub mod service;
 pub mod socket;
+pub mod status_state;
 pub mod users;
 pub mod util;
 pub mod validator;

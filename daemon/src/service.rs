@@ -10,20 +10,30 @@ use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::{Config, ConfigError};
-use crate::events::health::bounded_error;
+use crate::events::health::{bounded_error, NodeAnswers};
 use crate::flows::{RunError, RunEvent, RunRequest, Runner};
-use crate::journal::{Journal, RunRecord};
+use crate::journal::{Journal, Retention, RunSummary};
 use crate::lock::NodeLock;
 use crate::repo::{Manifest, Repository};
 use crate::script::{FlowCatalog, NodeFacts, ScriptError};
 use crate::socket::access::{self, Caller, Role};
 use crate::socket::protocol::{ErrorCode, Reply, Request};
+use crate::status_state::StatusBoard;
 
 pub use crate::flows::runner::NodeRuntime;
 
 /// How long each node's part of `status` may take: a node whose engine or API server
 /// hangs shows "no answer within 10s" instead of hanging the operator's command.
 const STATUS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long past [`STATUS_LIMIT`] a node's status probe may take to come back before the
+/// round goes on without it.
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the daemon's status rounds reuse a node's leftovers answer (a run ending or a
+/// reload asks again at once).
+const LEFTOVERS_REFRESH: chrono::Duration = chrono::Duration::seconds(60);
+/// How long `status` waits for the round a run's end asked for (normally milliseconds:
+/// a hung node's part is not waited for past this).
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long start-up recovery may spend on one node before the daemon serves anyway.
 const RECOVERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -120,6 +130,14 @@ pub fn rebuild_nodes(
     Ok(nodes)
 }
 
+/// The journal retention of a config's `[journal]` table.
+fn retention_of(config: &Config) -> Retention {
+    Retention {
+        keep_runs: config.journal.keep_runs,
+        keep_for: config.journal.keep_for,
+    }
+}
+
 /// Compiles the flows in force for a config.
 pub fn load_catalog(config: &Config) -> Result<FlowCatalog, ServiceError> {
     FlowCatalog::load(config.daemon.scripts_dir.as_deref()).map_err(ServiceError::Scripts)
@@ -128,11 +146,24 @@ pub fn load_catalog(config: &Config) -> Result<FlowCatalog, ServiceError> {
 /// The shared core.
 pub struct Service {
     autopilot: std::sync::OnceLock<Arc<crate::autopilot::Autopilot>>,
+    /// The daemon's latest status probe of every node (`status` from state).
+    board: Arc<StatusBoard>,
+    /// Set once the daemon's status probe loop runs: `status` then serves the board.
+    probing: std::sync::atomic::AtomicBool,
     config: RwLock<Arc<Config>>,
     config_error: RwLock<Option<String>>,
     runner: Arc<Runner>,
     mode: &'static str,
     started: Instant,
+}
+
+/// Clears a node's in-flight mark when its probe thread returns, panics included.
+struct InFlight<'a>(&'a StatusBoard, &'a str);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1);
+    }
 }
 
 fn failed(message: impl ToString) -> Reply {
@@ -149,12 +180,12 @@ fn run_error(e: RunError) -> Reply {
 }
 
 /// A one-line view of a run for lists.
-pub fn run_summary(r: &RunRecord) -> Value {
+pub fn run_summary(r: &RunSummary) -> Value {
     json!({
         "id": r.id, "flow": r.flow, "node": r.node, "state": r.state, "trigger": r.trigger,
         "dry_run": r.dry_run, "created_at": r.created_at,
         "duration_ms": r.duration().map(|d| d.num_milliseconds()),
-        "current_step": r.steps.iter().rev().find(|s| s.finished_at.is_none()).map(|s| s.name.clone()),
+        "current_step": r.current_step,
         "error": r.error,
     })
 }
@@ -192,6 +223,7 @@ impl Service {
         let nodes = build_nodes(&config)?;
         let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
         let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
+        journal.set_retention(Some(retention_of(&config)));
         let repo = Repository::open_configured(&config).map_err(|e| storage(&e))?;
         let runner = Runner::new(
             catalog,
@@ -203,6 +235,8 @@ impl Service {
         );
         Ok(Arc::new(Service {
             autopilot: std::sync::OnceLock::new(),
+            board: Arc::default(),
+            probing: Default::default(),
             config: RwLock::new(Arc::new(config)),
             config_error: RwLock::new(None),
             runner,
@@ -385,6 +419,10 @@ impl Service {
                 self.runner.repo().set_keyring(keys);
                 self.runner
                     .reconfigure(catalog, nodes, cfg.daemon.run_timeout);
+                self.runner
+                    .journal()
+                    .set_retention(Some(retention_of(&cfg)));
+                self.board.refresh();
                 *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
                 *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!("configuration reloaded");
@@ -453,7 +491,7 @@ impl Service {
                 result: json!({"pong": true, "mode": self.mode}),
             },
             Request::Status => self.status().await,
-            Request::Runs { limit } => match self.runner.journal().list() {
+            Request::Runs { limit } => match self.runner.journal().summaries() {
                 Ok(runs) => Reply::Ok {
                     result: Value::Array(
                         runs.iter()
@@ -648,7 +686,7 @@ impl Service {
         let id = match run {
             Some(id) => id,
             None => match journal
-                .list()
+                .summaries()
                 .ok()
                 .and_then(|runs| runs.into_iter().find(|r| r.state.is_active()))
             {
@@ -739,17 +777,131 @@ impl Service {
         }
     }
 
-    async fn status(self: &Arc<Self>) -> Reply {
-        let this = self.clone();
-        let nodes = tokio::task::spawn_blocking(move || this.node_status())
+    /// One status probe round (the daemon's): every node at once, each under
+    /// [`STATUS_LIMIT`]; results land on the board as each node answers. A node whose
+    /// previous probe has not returned is skipped, so a hung backend holds one thread.
+    ///
+    /// Leftovers (a query of their own) change only through runs and recovery: a `full`
+    /// round (start-up, a run ended, a reload) asks for them, others reuse answers younger
+    /// than [`LEFTOVERS_REFRESH`] — idle, the rounds cost the nodes almost nothing beyond
+    /// the health probe.
+    pub async fn status_round(self: &Arc<Self>, full: bool) {
+        self.probing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let nodes = self.runner.nodes();
+        self.board.retain(&nodes.keys().cloned().collect());
+        let repo = self.runner.repo().clone();
+        let backups = tokio::task::spawn_blocking(move || repo.list().unwrap_or_default().0)
             .await
             .unwrap_or_default();
-        let cfg = self.config();
-        let active: Vec<Value> = self
-            .runner
-            .journal()
-            .list()
+        let backups = Arc::new(backups);
+        let mut probes = Vec::new();
+        for (name, node) in nodes.iter() {
+            if !self.board.begin(name) {
+                continue;
+            }
+            let reuse = self.fresh_answers(name);
+            let leftovers = self
+                .board
+                .leftovers(name)
+                .filter(|(_, at)| !full && chrono::Utc::now() - *at < LEFTOVERS_REFRESH);
+            let (this, name, node, backups) =
+                (self.clone(), name.clone(), node.clone(), backups.clone());
+            probes.push(tokio::task::spawn_blocking(move || {
+                let _done = InFlight(&this.board, &name);
+                let now = chrono::Utc::now();
+                let checked_at = reuse.at.map_or(now, |at| at.min(now));
+                let mut v = this.one_node_status(&name, &node, &backups, reuse, leftovers.clone());
+                v["leftovers_checked_at"] = json!(leftovers.map_or(now, |(_, at)| at));
+                this.board.record(&name, checked_at, v);
+            }));
+        }
+        for p in probes {
+            let _ = tokio::time::timeout(STATUS_LIMIT + STATUS_GRACE, p).await;
+        }
+    }
+
+    /// The health probe's latest answers for `node`, when recent enough to serve as
+    /// this round's (within two probe intervals plus the probe timeout).
+    fn fresh_answers(&self, node: &str) -> NodeAnswers {
+        let Some(a) = self.autopilot.get() else {
+            return NodeAnswers::default();
+        };
+        let answers = a.health().answers(node);
+        let d = &self.config().daemon;
+        let recent = chrono::Duration::from_std(d.health_interval * 2 + d.health_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+        match answers.at {
+            Some(at) if chrono::Utc::now() - at <= recent => answers,
+            _ => NodeAnswers::default(),
+        }
+    }
+
+    /// The daemon's status probe loop: a full round at once (the daemon's first one ran
+    /// alongside start-up recovery, so it may predate what recovery dropped), then a round
+    /// every `health_interval`, and a full one as soon as a run ends or the config
+    /// changes, until `shutdown`.
+    pub async fn status_loop(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut runs = self.runner.subscribe();
+        self.status_round(true).await;
+        loop {
+            let pause = tokio::time::sleep(self.config().daemon.health_interval);
+            tokio::pin!(pause);
+            let full = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = &mut pause => break false,
+                    _ = self.board.refresh_requested() => break true,
+                    ev = runs.recv() => match ev {
+                        Ok(crate::flows::RunEvent::Finished { .. }) => {
+                            self.board.want();
+                            break true;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    },
+                }
+            };
+            // Every full round wanted until now is answered by this one.
+            let answers = self.board.want_so_far();
+            self.status_round(full).await;
+            if full {
+                self.board.done(answers);
+            }
+        }
+    }
+
+    /// Every node's part of `status`: from the board once the daemon probes (with each
+    /// probe's age), probed here otherwise (the CLI in-process).
+    async fn nodes_status(self: &Arc<Self>) -> Vec<Value> {
+        if self.probing.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = chrono::Utc::now();
+            return self
+                .runner
+                .nodes()
+                .iter()
+                .map(|(name, node)| {
+                    let facts = json!({"name": name, "backend": node.backend.kind(),
+                                       "migration_id": node.facts.migration_id});
+                    self.board.node(name, facts, now)
+                })
+                .collect();
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.node_status())
+            .await
             .unwrap_or_default()
+    }
+
+    async fn status(self: &Arc<Self>) -> Reply {
+        if self.probing.load(std::sync::atomic::Ordering::Relaxed) {
+            self.board.settled(SETTLE_LIMIT).await;
+        }
+        let nodes = self.nodes_status().await;
+        let cfg = self.config();
+        let journal = self.runner.journal();
+        let runs = journal.summaries().unwrap_or_default();
+        let active: Vec<Value> = runs
             .iter()
             .filter(|r| r.state.is_active())
             .map(run_summary)
@@ -770,6 +922,7 @@ impl Service {
                 "nodes": nodes, "active_runs": active, "flows": flows,
                 "automation": self.autopilot.get().map(|a| a.status()),
                 "leader": self.runner.leadership().status(),
+                "journal": {"runs": runs.len(), "file_reads": journal.file_reads()},
                 "health": self.autopilot.get().map(|a| json!({
                     "current": a.health().snapshot(),
                     "history": a.health().history(),
@@ -787,7 +940,9 @@ impl Service {
                 .iter()
                 .map(|(name, node)| {
                     let backups = &backups;
-                    s.spawn(move || self.one_node_status(name, node, backups))
+                    s.spawn(move || {
+                        self.one_node_status(name, node, backups, NodeAnswers::default(), None)
+                    })
                 })
                 .collect();
             handles
@@ -801,8 +956,16 @@ impl Service {
     }
 
     /// One node's part of `status`: facts, last backup and drill, and what its backend
-    /// answers within [`STATUS_LIMIT`].
-    fn one_node_status(&self, name: &str, node: &NodeRuntime, backups: &[Manifest]) -> Value {
+    /// answers within [`STATUS_LIMIT`] — components and databases taken from `reuse` (the
+    /// health probe's latest answers) when it has them.
+    fn one_node_status(
+        &self,
+        name: &str,
+        node: &NodeRuntime,
+        backups: &[Manifest],
+        reuse: NodeAnswers,
+        leftovers: Option<(Value, chrono::DateTime<chrono::Utc>)>,
+    ) -> Value {
         let last = backups.iter().find(|m| m.node == name);
         let mut v = json!({
             "name": name, "backend": node.backend.kind(), "migration_id": node.facts.migration_id,
@@ -822,15 +985,31 @@ impl Service {
             }
             Err(e) => v["participant_id_error"] = json!(e.to_string()),
         }
-        // `status` answers even when a node's engine or API server hangs.
+        // `status` answers even when a node's engine or API server hangs. What the
+        // health probe just answered is reused, not asked a second time.
         let ctx = splice_dr_plugin_api::OpContext::with_deadline(STATUS_LIMIT);
         let fields = [
             (
                 "components",
-                node.backend.components(&ctx).map(|c| json!(c)),
+                match reuse.components {
+                    Some(c) => Ok(json!(c)),
+                    None => node.backend.components(&ctx).map(|c| json!(c)),
+                },
             ),
-            ("databases", node.backend.databases(&ctx).map(|d| json!(d))),
-            ("leftovers", node.backend.leftovers(&ctx).map(|l| json!(l))),
+            (
+                "databases",
+                match reuse.databases {
+                    Some(d) => Ok(json!(d)),
+                    None => node.backend.databases(&ctx).map(|d| json!(d)),
+                },
+            ),
+            (
+                "leftovers",
+                match leftovers {
+                    Some((l, _)) => Ok(l),
+                    None => node.backend.leftovers(&ctx).map(|l| json!(l)),
+                },
+            ),
         ];
         for (key, res) in fields {
             match res {

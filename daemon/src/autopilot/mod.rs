@@ -31,6 +31,9 @@ use crate::schedule::Scheduler;
 
 /// How often rules' `for` timers, schedules, the queue and approval expiry are checked.
 const TICK: Duration = Duration::from_millis(500);
+/// How long the tick trusts its listing of the repository (backups made by another
+/// process, e.g. the CLI in-process, are seen within this; the daemon's own at once).
+const BACKUP_RESCAN: Duration = Duration::from_secs(60);
 /// Decisions kept for `status`.
 const RECENT: usize = 50;
 
@@ -77,6 +80,8 @@ struct State {
     memory_error: Option<String>,
     /// Whether this replica led at the last check (a new leader reads the memory).
     was_leader: bool,
+    /// When the repository was last listed, and each node's newest backup then.
+    newest_backups: Option<(std::time::Instant, HashMap<String, DateTime<Utc>>)>,
 }
 
 /// The automatic side of one daemon.
@@ -135,6 +140,7 @@ impl Autopilot {
                 saved: None,
                 memory_error: None,
                 was_leader,
+                newest_backups: None,
             }),
             persisting: Mutex::new(()),
             health_interval: config.daemon.health_interval,
@@ -420,14 +426,18 @@ impl Autopilot {
     fn expire_approvals(&self, now: DateTime<Utc>) {
         let journal = self.runner.journal();
         let mut waiting = 0;
-        for mut r in journal.list().unwrap_or_default() {
-            let Some(a) = r.approval.clone() else {
+        // From the journal's index: only a run that expires now is read from its file.
+        for s in journal.summaries().unwrap_or_default() {
+            let Some(a) = s.approval.clone().filter(|_| s.awaits_approval()) else {
                 continue;
             };
-            if r.state != RunState::Pending || a.approved_by.is_some() {
-                continue;
-            }
             if a.expires_at <= now {
+                let Ok(mut r) = journal.get(&s.id) else {
+                    continue;
+                };
+                if !r.state.is_active() {
+                    continue;
+                }
                 r.state = RunState::Cancelled;
                 r.error = Some(format!(
                     "approval expired at {} (rule {})",
@@ -446,8 +456,27 @@ impl Autopilot {
         crate::metrics::pending_approvals(waiting);
     }
 
+    /// The newest backup's completion time per node, read from the repository at most
+    /// every [`BACKUP_RESCAN`] (and after every run), not on each tick: the tick runs twice
+    /// a second and listing reads every manifest.
+    fn newest_backups(&self) -> HashMap<String, DateTime<Utc>> {
+        if let Some((at, newest)) = &self.state().newest_backups {
+            if at.elapsed() < BACKUP_RESCAN {
+                return newest.clone();
+            }
+        }
+        let (backups, _) = blocking(|| self.runner.repo().list().unwrap_or_default());
+        let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for m in backups {
+            let t = newest.entry(m.node).or_insert(m.completed_at);
+            *t = (*t).max(m.completed_at);
+        }
+        self.state().newest_backups = Some((std::time::Instant::now(), newest.clone()));
+        newest
+    }
+
     fn check_staleness(&self, now: DateTime<Utc>) {
-        let (backups, _) = self.runner.repo().list().unwrap_or_default();
+        let newest = self.newest_backups();
         let default_node = self.runner.nodes().keys().next().cloned();
         let mut st = self.state();
         let schedules = st.schedules.clone();
@@ -458,11 +487,7 @@ impl Autopilot {
         };
         for s in effective.iter().filter(|s| s.max_age.is_some()) {
             let node = s.node.clone().or_else(|| default_node.clone());
-            let last = backups
-                .iter()
-                .filter(|m| Some(&m.node) == node.as_ref())
-                .map(|m| m.completed_at)
-                .max();
+            let last = node.as_ref().and_then(|n| newest.get(n)).copied();
             if let Some(node) = &node {
                 if let Some(max) = s.max_age {
                     crate::metrics::backup_stale(node, crate::schedule::stale(last, max, now));
@@ -492,6 +517,8 @@ impl Autopilot {
             RunEvent::Finished { run, state, error } => {
                 let (rule, flow_node) = {
                     let mut st = self.state();
+                    // A backup, a restore or retention may have changed the repository.
+                    st.newest_backups = None;
                     (st.rule_of_run.remove(run), st.flow_of_run.remove(run))
                 };
                 let ok = state == "succeeded";
@@ -650,10 +677,10 @@ impl Autopilot {
         let pending: Vec<Value> = self
             .runner
             .journal()
-            .list()
+            .summaries()
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| r.state == RunState::Pending && r.approval.as_ref().is_some_and(|a| a.approved_by.is_none()))
+            .filter(|r| r.awaits_approval())
             .map(|r| json!({"run": r.id, "flow": r.flow, "node": r.node, "rule": r.approval.as_ref().map(|a| a.rule.clone()), "expires_at": r.approval.as_ref().map(|a| a.expires_at)}))
             .collect();
         json!({

@@ -433,6 +433,13 @@ pub fn status_text(v: &Value) -> String {
             s(n, "backend"),
             n["migration_id"]
         ));
+        if let Some(p) = n.get("probe").and_then(Value::as_str) {
+            out.push_str(&format!("  {p}\n"));
+            continue;
+        }
+        if let Some(age) = n.get("age_seconds").and_then(Value::as_f64) {
+            out.push_str(&format!("  as probed {age:.1}s ago\n"));
+        }
         match n.get("last_backup").filter(|b| !b.is_null()) {
             Some(b) => {
                 let age = b["age_secs"].as_i64().unwrap_or(0).max(0) as u64;

@@ -42,9 +42,9 @@ pub use leader::LeaderElectionConfig;
 pub use load::{base_dir, load, parse, ConfigError, KeyPath, Seg};
 pub use offsite::{OffsiteConfig, OffsiteKind};
 pub use schema::{
-    parse_mode, redact_url, BackendKind, Config, DaemonConfig, LogFormat, NodeConfig, PluginConfig,
-    RepositoryConfig, DEFAULT_MAX_AGE, DEFAULT_RUN_TIMEOUT, DEFAULT_SOCKET, DEFAULT_SOCKET_MODE,
-    DEFAULT_STATE_DIR, REDACTED,
+    parse_mode, redact_url, BackendKind, Config, DaemonConfig, JournalConfig, LogFormat,
+    NodeConfig, PluginConfig, RepositoryConfig, DEFAULT_MAX_AGE, DEFAULT_RUN_TIMEOUT,
+    DEFAULT_SOCKET, DEFAULT_SOCKET_MODE, DEFAULT_STATE_DIR, REDACTED,
 };
 pub use validate::{MAX_DB_NAME, MAX_NODE_NAME, MAX_SOCKET_PATH};
 pub use validator::{

@@ -50,6 +50,9 @@ pub struct Config {
     /// `[retention]`: which backups may be deleted; absent = none are.
     #[serde(default)]
     pub retention: Option<super::automation::RetentionConfig>,
+    /// `[journal]`: how many finished run records are kept.
+    #[serde(default)]
+    pub journal: JournalConfig,
     /// The file this configuration came from; relative paths were resolved against its
     /// directory. Not a TOML key: kept so reloads and error messages name the right file.
     #[serde(skip)]
@@ -142,6 +145,34 @@ impl Default for DaemonConfig {
             leader_election: None,
         }
     }
+}
+
+/// The `[journal]` table: retention of finished run records (`state_dir/runs/*.json`).
+/// Unfinished runs (running, pending, waiting for approval) are never removed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Keep the newest N finished runs (by creation time).
+    pub keep_runs: usize,
+    /// Also remove finished runs that ended longer ago than this; absent = no age limit.
+    #[serde(deserialize_with = "opt_duration")]
+    pub keep_for: Option<Duration>,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            keep_runs: DEFAULT_KEEP_RUNS,
+            keep_for: None,
+        }
+    }
+}
+
+/// Default number of finished runs kept: months of four-hourly backups and drills.
+pub const DEFAULT_KEEP_RUNS: usize = 1000;
+
+fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    super::duration::deserialize(d).map(Some)
 }
 
 /// Default probe interval: detection within ten seconds without loading the node.

@@ -764,3 +764,27 @@ path = "/mnt/nas/splice"
     );
     parse(&text, &origin()).expect("a key outside every repository");
 }
+
+#[test]
+fn journal_retention_defaults_parses_and_refuses_zero() {
+    let c = parse(&format!("{HEAD}{}", pg_node("a")), &origin()).unwrap();
+    assert_eq!(c.journal.keep_runs, 1000);
+    assert_eq!(c.journal.keep_for, None);
+    let text = format!(
+        "[journal]\nkeep_runs = 50\nkeep_for = \"90d\"\n{HEAD}{}",
+        pg_node("a")
+    );
+    let c = parse(&text, &origin()).unwrap();
+    assert_eq!(c.journal.keep_runs, 50);
+    assert_eq!(c.journal.keep_for, Some(Duration::from_secs(90 * 86_400)));
+
+    let e = parse_err(&format!("[journal]\nkeep_runs = 0\n{HEAD}{}", pg_node("a")));
+    assert_at(&e, 2, 13, "journal.keep_runs");
+    let e = parse_err(&format!(
+        "[journal]\nkeep_for = \"0s\"\n{HEAD}{}",
+        pg_node("a")
+    ));
+    assert_eq!(e.key.as_deref(), Some("journal.keep_for"), "{e}");
+    let e = parse_err(&format!("[journal]\nkeep = 3\n{HEAD}{}", pg_node("a")));
+    assert!(e.message.contains("keep"), "{e}");
+}

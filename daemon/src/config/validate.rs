@@ -171,6 +171,21 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
             )
             .with_hint("leave them out for the defaults (32, \"5s\", \"30s\")"));
     }
+    if config.journal.keep_runs == 0 || config.journal.keep_for.is_some_and(|d| d.is_zero()) {
+        let key = if config.journal.keep_runs == 0 {
+            "keep_runs"
+        } else {
+            "keep_for"
+        };
+        return Err(loc
+            .error_at_value(
+                &KeyPath::root().key("journal").key(key),
+                format!("{key} must be above 0: the journal would forget every finished run"),
+            )
+            .with_hint(
+                "e.g. keep_runs = 1000, keep_for = \"90d\"; leave them out for the defaults",
+            ));
+    }
     if d.users_interval.is_zero() {
         return Err(loc
             .error_at_value(

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use splice_dr_plugin_api::{Backend, BackendError, OpContext};
+use splice_dr_plugin_api::{Backend, BackendError, ComponentStatus, DatabaseInfo, OpContext};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,12 +31,25 @@ pub struct HealthChange {
 /// `(node, component)` → `(up, detail, since)`.
 type StateMap = BTreeMap<(String, String), (bool, String, DateTime<Utc>)>;
 
+/// What a node's latest probe round answered in time, kept whole so the daemon's
+/// `status` reuses it instead of asking the node (and its readyz URL) a second time.
+#[derive(Debug, Clone, Default)]
+pub struct NodeAnswers {
+    /// When the round started.
+    pub at: Option<DateTime<Utc>>,
+    /// The node's databases, when the backend answered.
+    pub databases: Option<Vec<DatabaseInfo>>,
+    /// The node's components, when the backend answered.
+    pub components: Option<Vec<ComponentStatus>>,
+}
+
 /// The current state of every probed component and the recent changes, for `status`
 /// and for flows that must know whether the node was healthy at some time.
 #[derive(Debug, Default)]
 pub struct HealthBoard {
     state: Mutex<StateMap>,
     history: Mutex<VecDeque<HealthChange>>,
+    answers: Mutex<BTreeMap<String, NodeAnswers>>,
 }
 
 const HISTORY: usize = 1000;
@@ -108,6 +121,24 @@ impl HealthBoard {
             .collect()
     }
 
+    /// Keeps what `node`'s latest probe round answered.
+    pub fn answered(&self, node: &str, answers: NodeAnswers) {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.into(), answers);
+    }
+
+    /// What `node`'s latest probe round answered (nothing before the first round).
+    pub fn answers(&self, node: &str) -> NodeAnswers {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Recent changes, oldest first.
     pub fn history(&self) -> Vec<HealthChange> {
         self.history
@@ -134,13 +165,21 @@ pub fn bounded_error(e: &BackendError, limit: Duration) -> String {
 }
 
 /// One probe round of one node: `(component, up, detail)` for Postgres and every
-/// component. Every backend call gives up when `limit` has passed, so a hung engine or
-/// API server costs one late answer, not a thread per round.
-pub fn probe_node(backend: &dyn Backend, limit: Duration) -> Vec<(String, bool, String)> {
+/// component, and the answers themselves. Every backend call gives up when `limit` has
+/// passed, so a hung engine or API server costs one late answer, not a thread per round.
+pub fn probe_node(
+    backend: &dyn Backend,
+    limit: Duration,
+) -> (Vec<(String, bool, String)>, NodeAnswers) {
     let ctx = OpContext::with_deadline(limit);
     let mut out = Vec::new();
+    let mut answers = NodeAnswers {
+        at: Some(Utc::now()),
+        ..NodeAnswers::default()
+    };
     match backend.databases(&ctx) {
         Ok(dbs) => {
+            answers.databases = Some(dbs.clone());
             let missing: Vec<String> = dbs
                 .iter()
                 .filter(|d| !d.exists)
@@ -159,6 +198,7 @@ pub fn probe_node(backend: &dyn Backend, limit: Duration) -> Vec<(String, bool, 
         Err(e) => out.push(("postgres".into(), false, bounded_error(&e, limit))),
     }
     if let Ok(components) = backend.components(&ctx) {
+        answers.components = Some(components.clone());
         for c in components
             .into_iter()
             .filter(|c| c.state != "unknown" || c.ready)
@@ -166,7 +206,7 @@ pub fn probe_node(backend: &dyn Backend, limit: Duration) -> Vec<(String, bool, 
             out.push((c.name, c.ready, c.detail));
         }
     }
-    out
+    (out, answers)
 }
 
 /// Polls every node until `shutdown`, publishing state changes on `bus`.
@@ -191,15 +231,23 @@ pub async fn run_probes(
         for (name, probe) in probes {
             // The probe bounds its own calls; this only catches a backend that ignores
             // cancellation (its thread is then left behind).
-            let results = match tokio::time::timeout(timeout + PROBE_GRACE, probe).await {
+            let (results, answers) = match tokio::time::timeout(timeout + PROBE_GRACE, probe).await
+            {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => vec![("postgres".into(), false, format!("probe panicked: {e}"))],
-                Err(_) => vec![(
-                    "postgres".into(),
-                    false,
-                    format!("probe timed out after {}s", timeout.as_secs()),
-                )],
+                Ok(Err(e)) => (
+                    vec![("postgres".into(), false, format!("probe panicked: {e}"))],
+                    NodeAnswers::default(),
+                ),
+                Err(_) => (
+                    vec![(
+                        "postgres".into(),
+                        false,
+                        format!("probe timed out after {}s", timeout.as_secs()),
+                    )],
+                    NodeAnswers::default(),
+                ),
             };
+            board.answered(&name, answers);
             for (component, up, detail) in results {
                 if let Some(change) = board.observe(&name, &component, up, &detail) {
                     let state = if change.up { "up" } else { "down" };

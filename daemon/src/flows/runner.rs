@@ -423,6 +423,10 @@ impl Runner {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&run_id);
             ctx.announce_finished(&record);
+            // Journal retention ([journal]) when a run ends; never an unfinished run.
+            runner
+                .journal
+                .apply_retention(&format!("after run {run_id}"));
             record
         });
         Ok((id, handle))

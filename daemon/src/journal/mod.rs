@@ -6,14 +6,21 @@
 //! marks it `interrupted` (see [`Journal::mark_orphans`]) — a run is never left
 //! `running` with no owner.
 
+mod index;
 mod owner;
 mod record;
 
+pub use index::{Retention, RunSummary};
 pub use owner::Owner;
 pub use record::{KeptNote, PendingApproval, RunRecord, RunState, StepRecord, StepState};
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
+
+use index::Index;
 
 use crate::util::write_atomic;
 
@@ -41,10 +48,19 @@ pub enum JournalError {
     NotFound(String),
 }
 
-/// Handle to the journal directory.
+/// Handle to the journal directory. Clones share one in-memory index (see [`RunSummary`]).
 #[derive(Debug, Clone)]
 pub struct Journal {
     dir: PathBuf,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    index: Mutex<Index>,
+    /// Run files read so far (`status` shows it: proof that ticks read none).
+    file_reads: AtomicU64,
+    retention: Mutex<Option<Retention>>,
 }
 
 impl Journal {
@@ -55,7 +71,28 @@ impl Journal {
             path: dir.clone(),
             source,
         })?;
-        Ok(Journal { dir })
+        Ok(Journal {
+            dir,
+            shared: Arc::default(),
+        })
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.shared.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many run files this journal (all its clones) has read.
+    pub fn file_reads(&self) -> u64 {
+        self.shared.file_reads.load(Ordering::Relaxed)
+    }
+
+    /// Sets the retention [`Journal::prune`] applies (`None`: keep everything).
+    pub fn set_retention(&self, policy: Option<Retention>) {
+        *self
+            .shared
+            .retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// Directory holding the run files.
@@ -91,7 +128,11 @@ impl Journal {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        write_atomic(&path, &bytes).map_err(|source| JournalError::Io { path, source })
+        write_atomic(&path, &bytes).map_err(|source| JournalError::Io { path, source })?;
+        if let Some(runs) = self.index().runs.as_mut() {
+            runs.insert(run.id.clone(), RunSummary::of(run));
+        }
+        Ok(())
     }
 
     /// Reads one run.
@@ -101,6 +142,7 @@ impl Journal {
             return Err(JournalError::NotFound(id.into()));
         }
         let path = self.path_of(id);
+        self.shared.file_reads.fetch_add(1, Ordering::Relaxed);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -114,25 +156,102 @@ impl Journal {
         })
     }
 
-    /// Every run, newest first. Unreadable files are skipped (and reported by `check`).
-    pub fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+    /// The ids of the run files in the directory.
+    fn ids_on_disk(&self) -> Result<BTreeSet<String>, JournalError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|source| JournalError::Io {
             path: self.dir.clone(),
             source,
         })?;
-        let mut runs = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".json") {
-                if !id.starts_with('.') {
-                    if let Ok(run) = self.get(id) {
-                        runs.push(run);
-                    }
-                }
-            }
-        }
+        Ok(entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".json")?;
+                (!id.starts_with('.')).then(|| id.to_string())
+            })
+            .collect())
+    }
+
+    /// Every run, newest first, read from the files. Unreadable files are skipped (and
+    /// reported by `check`). Lists that need no steps use [`Journal::summaries`].
+    pub fn list(&self) -> Result<Vec<RunRecord>, JournalError> {
+        let mut runs: Vec<RunRecord> = self
+            .ids_on_disk()?
+            .iter()
+            .filter_map(|id| self.get(id).ok())
+            .collect();
         runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(runs)
+    }
+
+    /// Every run's summary, newest first, from the in-memory index: built from the files
+    /// on first use, then kept by this process's saves; a sync reads only runs another
+    /// process wrote since (see the `index` module).
+    pub fn summaries(&self) -> Result<Vec<RunSummary>, JournalError> {
+        let mut idx = self.index();
+        let mtime = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        if idx.runs.is_none() || idx.stale(mtime) {
+            let on_disk = self.ids_on_disk()?;
+            let read: BTreeMap<String, RunSummary> = idx
+                .unread(&on_disk, &Owner::current())
+                .iter()
+                .filter_map(|id| self.get(id).ok())
+                .map(|r| (r.id.clone(), RunSummary::of(&r)))
+                .collect();
+            idx.runs.get_or_insert_with(BTreeMap::new).extend(read);
+            idx.seen_mtime = mtime;
+        }
+        let mut runs: Vec<RunSummary> = idx
+            .runs
+            .as_ref()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(runs)
+    }
+
+    /// [`Journal::prune`], logged (`when`: "at start-up", "after run X"); retention never
+    /// fails a run or the daemon's start.
+    pub fn apply_retention(&self, when: &str) {
+        match self.prune() {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                "journal retention {when}: removed {} finished run(s)",
+                removed.len()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("journal retention {when}: {e}"),
+        }
+    }
+
+    /// Removes finished runs past the retention set by [`Journal::set_retention`]; never
+    /// a running, pending or approval-waiting run. Returns the removed ids.
+    pub fn prune(&self) -> Result<Vec<String>, JournalError> {
+        let policy = *self
+            .shared
+            .retention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(policy) = policy else {
+            return Ok(Vec::new());
+        };
+        self.summaries()?;
+        let mut idx = self.index();
+        let expired = idx.expired(policy, chrono::Utc::now());
+        let mut removed = Vec::new();
+        for id in expired {
+            let path = self.path_of(&id);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(JournalError::Io { path, source }),
+            }
+            let _ = std::fs::remove_file(self.cancel_request_path(&id));
+            if let Some(runs) = idx.runs.as_mut() {
+                runs.remove(&id);
+            }
+            removed.push(id);
+        }
+        Ok(removed)
     }
 
     /// Marks every `running` or `pending` run whose owner process is gone as
