@@ -587,6 +587,12 @@ fn compose_reonboard_killed_at_every_step_is_finished_by_running_it_again() {
         let reg = registry_of(site.path());
         assert_eq!(reg["current"], current.as_str(), "{at}: {reg}");
         if let Some(started) = reg["reonboarding"].as_str() {
+            let out = target.binary().args(["--json", "status"]).output().unwrap();
+            let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(
+                status["nodes"][0]["reonboarding"], started,
+                "{at}: status says so"
+            );
             assert!(
                 reg.to_string().contains(&format!("\"id\":\"{started}\"")),
                 "{at}: burned: {reg}"

@@ -981,6 +981,12 @@ impl Service {
                 // After a network DR and before the config is updated.
                 if let Some(m) = reg.migration_id.filter(|m| *m > node.facts.migration_id) {
                     v["running_migration_id"] = json!(m);
+                    if reg.migration_unproven {
+                        v["migration_unproven"] = json!(true);
+                    }
+                }
+                if let Some(id) = &reg.reonboarding {
+                    v["reonboarding"] = json!(id);
                 }
             }
             Err(e) => v["participant_id_error"] = json!(e.to_string()),

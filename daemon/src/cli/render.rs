@@ -457,6 +457,17 @@ pub fn status_text(v: &Value) -> String {
                 "  runs migration {m} since a network DR: set migration_id = {m} in the config\n"
             ));
         }
+        if n.get("migration_unproven").and_then(Value::as_bool) == Some(true) {
+            out.push_str(
+                "  the migrating start was not yet seen healthy: every start migrates again; \
+                 run dr_snapshot again with the same migration_id to finish it\n",
+            );
+        }
+        if let Some(id) = n.get("reonboarding").and_then(Value::as_str) {
+            out.push_str(&format!(
+                "  a re-onboard as {id} did not finish: plain starts are refused; run reonboard again\n"
+            ));
+        }
         if let Some(id) = n.get("participant_id").and_then(Value::as_str) {
             out.push_str(&format!(
                 "  participant id: {id} (since a re-onboard; every start passes it)\n"
