@@ -253,6 +253,7 @@ fn notify_config(url: String, on: Vec<NotifyKind>) -> NotifyConfig {
         webhook_url_file: None,
         on,
         timeout: Duration::from_secs(2),
+        retries: 0,
     }
 }
 
@@ -485,4 +486,82 @@ async fn metrics_bind_error_is_clear() {
         text.contains(&addr.to_string()) || text.contains("restart"),
         "{text}"
     );
+}
+
+/// A webhook answering `first` for the first `failures` POSTs, then 200; counts POSTs.
+async fn flaky_webhook(
+    failures: usize,
+    first: u16,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let seen = seen.clone();
+            async move {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let status = if n < failures { first } else { 200 };
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, count)
+}
+
+/// One blip must not lose a "restore failed" message: 503s and 429s are tried again with
+/// backoff until the webhook takes it; a 400 (the message itself refused) is not, and
+/// `retries = 0` sends once.
+#[tokio::test]
+async fn a_failing_webhook_is_retried_with_backoff_and_a_refusal_is_not() {
+    use std::sync::atomic::Ordering;
+    let summary = RunSummary::new("20261205-restore-1", "restore", Some("validator-1".into()))
+        .with_error("boom");
+    let notifier = |addr: SocketAddr, retries: u32| {
+        let mut cfg = notify_config(format!("http://{addr}/hook"), NotifyKind::ALL.to_vec());
+        cfg.retries = retries;
+        Notifier::new(&cfg).unwrap()
+    };
+
+    let (addr, count) = flaky_webhook(2, 503).await;
+    let started = std::time::Instant::now();
+    let attempts = notifier(addr, 4)
+        .deliver(NotifyKind::Failed, &summary)
+        .await
+        .expect("delivered on the third attempt");
+    assert_eq!((attempts, count.load(Ordering::SeqCst)), (3, 3));
+    // Pauses of 1 s and 2 s, each at least halved by the jitter.
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+
+    let (addr, count) = flaky_webhook(1, 429).await;
+    assert_eq!(
+        notifier(addr, 4)
+            .deliver(NotifyKind::Failed, &summary)
+            .await,
+        Ok(2)
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+
+    let (addr, count) = flaky_webhook(5, 400).await;
+    let err = notifier(addr, 4)
+        .deliver(NotifyKind::Failed, &summary)
+        .await
+        .expect_err("a refused message is final");
+    assert!(
+        err.contains("400") && err.contains("after 1 attempt"),
+        "{err}"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    let (addr, count) = flaky_webhook(5, 503).await;
+    let err = notifier(addr, 0)
+        .deliver(NotifyKind::Failed, &summary)
+        .await
+        .expect_err("no retries");
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
 }

@@ -1,8 +1,11 @@
 //! Run notifications to a Slack-compatible incoming webhook (`[notify]`).
 //!
 //! A notification is a courtesy, never a dependency: [`Notifier::notify`] spawns the POST
-//! and returns at once, and a webhook that is down, slow or refusing is logged at `warn`
-//! and forgotten. The webhook URL is a secret (it is the credential): only its host is ever
+//! and returns at once. One network blip must not lose a "restore failed" message, so a
+//! webhook that is down, slow, rate-limiting (429) or failing (5xx) is tried again
+//! (`[notify] retries`, backoff 1, 2, 4, 8 s… with jitter); one that refuses the message
+//! (another 4xx) or is still failing after the last retry is logged at `warn` and
+//! forgotten. The webhook URL is a secret (it is the credential): only its host is ever
 //! logged, and reqwest's errors are stripped of the URL before they are printed.
 
 use crate::config::{webhook_host, NotifyConfig, NotifyKind};
@@ -90,7 +93,18 @@ pub struct Notifier {
     host: String,
     on: Vec<NotifyKind>,
     timeout: Duration,
+    retries: u32,
 }
+
+/// Why one POST failed, and whether another attempt can help.
+struct Failure {
+    why: String,
+    retry: bool,
+}
+
+/// First pause between attempts; doubled each time, capped at [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +137,7 @@ impl Notifier {
             url,
             on: config.on.clone(),
             timeout: config.timeout,
+            retries: config.retries,
         })
     }
 
@@ -154,7 +169,7 @@ impl Notifier {
         let this = self.clone();
         let summary = summary.clone();
         Some(handle.spawn(async move {
-            if let Err(why) = this.send(kind, &summary).await {
+            if let Err(why) = this.deliver(kind, &summary).await {
                 tracing::warn!(
                     webhook_host = %this.host,
                     run = %summary.run,
@@ -165,9 +180,43 @@ impl Notifier {
         }))
     }
 
+    /// Posts [`message`], trying again after a retryable failure up to `retries` times.
+    /// Returns the number of attempts it took, or the last failure.
+    pub async fn deliver(&self, kind: NotifyKind, summary: &RunSummary) -> Result<u32, String> {
+        let mut pause = FIRST_PAUSE;
+        for attempt in 1.. {
+            match self.attempt(kind, summary).await {
+                Ok(()) => return Ok(attempt),
+                Err(f) if f.retry && attempt <= self.retries => {
+                    tracing::info!(
+                        webhook_host = %self.host,
+                        run = %summary.run,
+                        "notification attempt {attempt} failed ({}); trying again",
+                        f.why
+                    );
+                    tokio::time::sleep(jittered(pause)).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                Err(f) => {
+                    return Err(format!(
+                        "{} (after {attempt} attempt{})",
+                        f.why,
+                        if attempt == 1 { "" } else { "s" }
+                    ))
+                }
+            }
+        }
+        unreachable!("the attempts loop only ends by returning")
+    }
+
     /// Posts [`message`] now and reports the outcome (regardless of `on`). The error text
     /// never contains the webhook URL.
     pub async fn send(&self, kind: NotifyKind, summary: &RunSummary) -> Result<(), String> {
+        self.attempt(kind, summary).await.map_err(|f| f.why)
+    }
+
+    /// One POST. Connection errors, timeouts, 429 and 5xx are worth another attempt.
+    async fn attempt(&self, kind: NotifyKind, summary: &RunSummary) -> Result<(), Failure> {
         let body = message(kind, summary);
         let response = self
             .client
@@ -175,17 +224,33 @@ impl Notifier {
             .json(&body)
             .send()
             .await
-            .map_err(|e| describe(e, self.timeout))?;
+            .map_err(|e| Failure {
+                why: describe(e, self.timeout),
+                retry: true,
+            })?;
         let status = response.status();
         if status.is_success() {
             tracing::debug!(webhook_host = %self.host, run = %summary.run, kind = kind.as_str(), "notification sent");
-            Ok(())
-        } else {
-            let text = response.text().await.unwrap_or_default();
-            let text: String = text.chars().take(200).collect();
-            Err(format!("webhook answered {status}: {}", text.trim()))
+            return Ok(());
         }
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(200).collect();
+        Err(Failure {
+            why: format!("webhook answered {status}: {}", text.trim()),
+            retry: status.as_u16() == 429 || status.is_server_error(),
+        })
     }
+}
+
+/// `pause` scaled by a factor in [0.5, 1.5), so daemons that lost the webhook together do
+/// not all retry in the same second.
+fn jittered(pause: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.5 + f64::from(nanos % 1000) / 1000.0;
+    pause.mul_f64(factor)
 }
 
 /// A reqwest error as text without the (secret) URL.
@@ -261,6 +326,7 @@ mod tests {
             webhook_url_file: None,
             on: vec![NotifyKind::Failed],
             timeout: Duration::from_secs(2),
+            retries: 0,
         };
         let n = Notifier::new(&cfg).expect("builds");
         assert_eq!(n.host(), "127.0.0.1");
@@ -289,6 +355,7 @@ mod tests {
             webhook_url_file: Some("/nonexistent/splice-dr-hook".into()),
             on: NotifyKind::ALL.to_vec(),
             timeout: Duration::from_secs(2),
+            retries: 0,
         };
         let e = Notifier::new(&cfg).expect_err("no file");
         assert!(e.to_string().contains("/nonexistent/splice-dr-hook"), "{e}");

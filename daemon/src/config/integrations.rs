@@ -99,7 +99,21 @@ pub struct NotifyConfig {
     /// Timeout of one webhook POST.
     #[serde(with = "super::duration", default = "default_notify_timeout")]
     pub timeout: Duration,
+    /// How many times a failed POST (no answer, 429, 5xx) is tried again, with backoff
+    /// 1, 2, 4, 8 s… (±50 %, at most 60 s); 0 sends once.
+    #[serde(default = "default_notify_retries")]
+    pub retries: u32,
 }
+
+fn default_notify_retries() -> u32 {
+    DEFAULT_NOTIFY_RETRIES
+}
+
+/// Default `[notify] retries`: five attempts over about 15 s.
+pub const DEFAULT_NOTIFY_RETRIES: u32 = 4;
+
+/// Most `[notify] retries` accepted: past that the message is long stale.
+pub const MAX_NOTIFY_RETRIES: u32 = 10;
 
 impl NotifyConfig {
     /// The webhook URL: `webhook_url`, or the first line of `webhook_url_file` (trimmed).
@@ -279,6 +293,14 @@ fn check_notify(n: &NotifyConfig, loc: &Locator<'_>) -> Result<(), ConfigError> 
             .error_at_value(&path.key("timeout"), "timeout must be longer than 0")
             .with_hint("e.g. timeout = \"10s\""));
     }
+    if n.retries > MAX_NOTIFY_RETRIES {
+        return Err(loc
+            .error_at_value(
+                &path.key("retries"),
+                format!("retries must be at most {MAX_NOTIFY_RETRIES}"),
+            )
+            .with_hint("the default, 4, tries five times over about 15 s"));
+    }
     Ok(())
 }
 
@@ -421,11 +443,13 @@ token_file = "/etc/splice-dr/alertmanager-token"
 
         let e = err("[notify]\nwebhook_url_file = \"f\"\ntimeout = \"0s\"\n");
         assert_eq!(e.key.as_deref(), Some("notify.timeout"), "{e}");
+        let e = err("[notify]\nwebhook_url_file = \"f\"\nretries = 11\n");
+        assert_eq!(e.key.as_deref(), Some("notify.retries"), "{e}");
 
         let e = err("[notify]\nwebhook_url_file = \"f\"\non = [\"exploded\"]\n");
         assert!(e.message.contains("unknown variant"), "{e}");
 
-        let e = err("[notify]\nwebhook_url_file = \"f\"\nretries = 3\n");
+        let e = err("[notify]\nwebhook_url_file = \"f\"\nattempts = 3\n");
         assert!(e.message.contains("unknown field"), "{e}");
     }
 
@@ -471,6 +495,7 @@ token_file = "/etc/splice-dr/alertmanager-token"
             webhook_url_file: Some(hook.clone()),
             on: NotifyKind::ALL.to_vec(),
             timeout: DEFAULT_NOTIFY_TIMEOUT,
+            retries: DEFAULT_NOTIFY_RETRIES,
         };
         assert_eq!(n.webhook_url().unwrap(), "https://hooks.example.com/abc");
         std::fs::write(&hook, "not a url SECRET\n").unwrap();
