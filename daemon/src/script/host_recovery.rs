@@ -75,8 +75,13 @@ fn complete_start_values(
 /// is seen healthy on it (see [`Registry::migration_unproven`]); a re-onboarding start as
 /// a new id marks the node as re-onboarding until the flow proves it (see
 /// [`Registry::reonboarding`]). A daemon killed during the start leaves the registry
-/// saying what was started.
-fn record_start(env: &Arc<FlowEnv>, values: &serde_json::Value) -> Result<(), BackendError> {
+/// saying what was started. `reg` is the registry as loaded for this start (the run holds
+/// the node's lock, so it cannot have changed; loading it lists the repository).
+fn record_start(
+    env: &FlowEnv,
+    mut reg: Registry,
+    values: &serde_json::Value,
+) -> Result<(), BackendError> {
     if env.run.dry_run() {
         return Ok(());
     }
@@ -89,7 +94,6 @@ fn record_start(env: &Arc<FlowEnv>, values: &serde_json::Value) -> Result<(), Ba
     if migrating_to.is_none() && reonboarding_as.is_none() {
         return Ok(());
     }
-    let mut reg = seeded_registry(env).map_err(|e| BackendError::Plugin(e.to_string()))?;
     if let Some(m) = migrating_to {
         reg.migration_id = Some(m);
         reg.migration_unproven = true;
@@ -231,7 +235,7 @@ fn register_restart(engine: &mut Engine) {
                 let backend = env.backend.clone();
                 let label = format!("restart the node with {values}");
                 env.in_step(&label, StepKind::Forward, |ctx| {
-                    record_start(&env, &values)?;
+                    record_start(&env, reg, &values)?;
                     backend.set_values(ctx, &values)
                 })?;
                 // The node runs again, on purpose on what it has now: nothing for start-up
