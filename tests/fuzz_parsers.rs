@@ -518,118 +518,23 @@ fn socket_request_lines() {
 // ---------------------------------------------------------------------------------------
 // The config file.
 
-const FULL_CONFIG: &str = r#"[daemon]
-socket = "/run/splice-dr/splice-dr.sock"
-socket_mode = "0660"
-operator_uids = [1001]
-viewer_uids = [1002]
-input_dirs = ["/etc/splice-dr/inputs"]
-state_dir = "/var/lib/splice-dr"
-scripts_dir = "/etc/splice-dr/flows"
-run_timeout = "6h"
-log_format = "json"
-
-[repository]
-path = "/var/backups/splice-dr"
-max_age = "30d"
-identities_recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
-
-[[repository.offsite]]
-name = "s3-eu"
-kind = "s3"
-endpoint = "https://minio.backup.internal:9000"
-bucket = "splice-dr"
-prefix = "prod/validator-1"
-path_style = true
-primary = true
-access_key_id_file = "/etc/splice-dr/s3-key-id"
-secret_access_key_file = "/etc/splice-dr/s3-secret"
-encrypt_to = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
-identity_file = "/etc/splice-dr/offsite.key"
-
-[repository.offsite.retention]
-keep_daily = 14
-keep_weekly = 8
-
-[[node]]
-name = "validator-1"
-backend = "postgres"
-migration_id = 0
-
-[node.postgres]
-url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
-password_file = "/etc/splice-dr/pg-password"
-validator_db = "validator"
-participant_db = "participant-0"
-jobs = 4
-bin_dir = "/usr/lib/postgresql/15/bin"
-
-[node.postgres.components.validator]
-stop_command = "systemctl stop splice-validator"
-start_command = "systemctl start splice-validator"
-health_url = "http://127.0.0.1:5003/api/validator/readyz"
-
-[node.validator]
-url = "https://wallet.validator.example.com"
-timeout = "2m"
-[node.validator.auth]
-mode = "oauth2"
-token_url = "https://auth.example.com/oauth/token"
-client_id = "splice-dr"
-client_secret_file = "/etc/splice-dr/validator-client-secret"
-audience = "https://validator.example.com"
-
-[[node.drill_check]]
-name = "schema version"
-database = "participant"
-sql = "SELECT max(version) FROM flyway_schema_history"
-expect = "42"
-
-[metrics]
-listen = "127.0.0.1:9464"
-
-[notify]
-webhook_url_file = "/etc/splice-dr/webhook-url"
-on = ["failed", "pending_approval"]
-timeout = "10s"
-
-[alertmanager]
-listen = "127.0.0.1:9465"
-token_file = "/etc/splice-dr/alertmanager-token"
-
-[automation]
-paused = false
-rules_script = "rules.rhai"
-
-[[rule]]
-name = "restore-on-db-loss"
-on = "health.postgres.down"
-node = "validator-1"
-flow = "restore"
-params = { backup = "latest" }
-for = "2m"
-cooldown = "30m"
-max_runs = 3
-window = "1h"
-breaker = 2
-approval = "required"
-approval_timeout = "30m"
-
-[[schedule]]
-name = "backup"
-flow = "backup"
-cron = "0 */4 * * *"
-node = "validator-1"
-max_age = "4h30m"
-
-[retention]
-keep_last = 7
-keep_days = 30
-"#;
+/// The complete example of docs/CONFIG.md (every table), the richest valid sample.
+fn full_config() -> &'static str {
+    let doc = include_str!("../docs/CONFIG.md");
+    let section = doc
+        .split("## Complete example")
+        .nth(1)
+        .expect("docs/CONFIG.md has a complete example");
+    section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block")
+}
 
 fn config_samples() -> Vec<&'static str> {
     vec![
-        FULL_CONFIG,
+        full_config(),
         include_str!("../config/minimal.toml"),
         include_str!("../config/postgres.toml"),
         include_str!("../config/compose.toml"),
@@ -1303,7 +1208,7 @@ fn regression_config_durations_are_bounded() {
             "daemon.run_timeout",
         ),
         (
-            FULL_CONFIG.replace("window = \"1h\"", "window = \"1000000y\""),
+            full_config().replace("window = \"1h\"", "window = \"1000000y\""),
             "rule[0].window",
         ),
     ] {
