@@ -20,7 +20,6 @@ pub mod identities;
 pub mod interrupted;
 pub mod journal;
 pub mod leader;
-pub mod leftover_cmd;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

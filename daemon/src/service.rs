@@ -1023,27 +1023,24 @@ impl Service {
                 Err(e) => v[format!("{key}_error")] = json!(bounded_error(&e, STATUS_LIMIT)),
             }
         }
-        self.add_removal_commands(name, &mut v);
+        add_removal_commands(node, &mut v);
         v
     }
+}
 
-    /// `leftovers.remove_commands`: kept item → the command that removes it.
-    fn add_removal_commands(&self, name: &str, v: &mut Value) {
-        let config = self.config();
-        let Some(cfg) = config.nodes.iter().find(|n| n.name == name) else {
-            return;
-        };
-        let kept = v["leftovers"]["kept"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let commands: serde_json::Map<String, Value> = kept
-            .iter()
-            .filter_map(Value::as_str)
-            .filter_map(|k| Some((k.to_string(), json!(crate::leftover_cmd::removal(cfg, k)?))))
-            .collect();
-        if !commands.is_empty() {
-            v["leftovers"]["remove_commands"] = Value::Object(commands);
-        }
+/// `leftovers.remove_commands`: kept item → the command that removes it (the backend
+/// knows how its kept copies are removed by hand).
+fn add_removal_commands(node: &NodeRuntime, v: &mut Value) {
+    let kept = v["leftovers"]["kept"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let commands: serde_json::Map<String, Value> = kept
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|k| Some((k.to_string(), json!(node.backend.kept_removal_command(k)?))))
+        .collect();
+    if !commands.is_empty() {
+        v["leftovers"]["remove_commands"] = Value::Object(commands);
     }
 }

@@ -39,6 +39,9 @@ impl Backend for RecordingBackend {
     fn kind(&self) -> String {
         self.inner.kind()
     }
+    fn capabilities(&self) -> splice_dr_plugin_api::Capabilities {
+        self.inner.capabilities()
+    }
     fn components(&self, ctx: &OpContext) -> BackendResult<Vec<ComponentStatus>> {
         self.inner.components(ctx)
     }
@@ -137,6 +140,9 @@ impl Backend for RecordingBackend {
     }
     fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
         self.inner.leftovers(ctx)
+    }
+    fn kept_removal_command(&self, kept: &str) -> Option<String> {
+        self.inner.kept_removal_command(kept)
     }
     fn check_staged(
         &self,

@@ -213,6 +213,23 @@ impl FlowCatalog {
 mod tests {
     use super::*;
 
+    /// Flows ask the backend what it can do (`node.capabilities`), never who it is: a
+    /// site plugin with the compose shape must take the compose path without editing a
+    /// script, and a new backend must not fall into another's branch.
+    #[test]
+    fn builtin_flows_never_branch_on_the_backend_name() {
+        for (name, text) in BUILTIN_FLOWS {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                assert!(
+                    !code.contains("node.backend"),
+                    "scripts/{name}.rhai:{}: branches on node.backend; use node.capabilities",
+                    n + 1
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_site_flow_whose_name_is_no_safe_file_name_is_refused() {
         let dir = tempfile::tempdir().unwrap();

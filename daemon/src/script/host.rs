@@ -233,6 +233,11 @@ fn register_node(engine: &mut Engine) {
         .register_get("migration_id", |n: &mut NodeApi| {
             n.0.node.migration_id as i64
         })
+        // What the backend can do: scripts choose their path from it, never from the
+        // backend's name (see splice_dr_plugin_api::capabilities).
+        .register_get("capabilities", |n: &mut NodeApi| -> RResult<Dynamic> {
+            to_dyn(&n.0.backend.capabilities())
+        })
         .register_fn("components", |n: &mut NodeApi| -> RResult<Dynamic> {
             let ctx = n.0.run.op_context(StepKind::UNDO);
             let list =
@@ -280,6 +285,7 @@ fn register_node(engine: &mut Engine) {
 /// copy the volume aside, wipe it, restore into the fresh databases, put it back on failure.
 fn register_node_storage(engine: &mut Engine) {
     engine
+        // The backend's name, for messages; flows branch on `capabilities`.
         .register_get("backend", |n: &mut NodeApi| n.0.backend.kind())
         .register_fn(
             "keep_storage",

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::{
-    BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
-    KeptStorage, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, StorageTarget,
+    BackendError, Capabilities, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput,
+    KeptDb, KeptStorage, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, StorageTarget,
 };
 
 /// Result type of every backend call.
@@ -24,6 +24,14 @@ pub type BackendResult<T> = Result<T, BackendError>;
 pub trait Backend: Send + Sync {
     /// Short kind name for logs and status, e.g. `postgres`.
     fn kind(&self) -> String;
+
+    /// What this backend can do, grouped by concern. Flows choose their path from it
+    /// (volume-level or staged restore, which storage to empty for a fresh node, where a
+    /// file may be placed), never from [`Backend::kind`]. The default is the conservative
+    /// shape: staged restore, no storage operations, no exec.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// The node's components and their observed state.
     fn components(&self, ctx: &OpContext) -> BackendResult<Vec<ComponentStatus>>;
@@ -147,6 +155,14 @@ pub trait Backend: Send + Sync {
         _expected: &DumpInfo,
     ) -> BackendResult<()> {
         Err(self.unsupported("restore_into_empty"))
+    }
+
+    /// The one-line shell command an operator runs to remove `kept` (a kept database or
+    /// volume that start-up recovery left because it could not prove the node), shown by
+    /// `status`; `None` when there is no such command or the name could break out of the
+    /// quoting. Never carries a password.
+    fn kept_removal_command(&self, _kept: &str) -> Option<String> {
+        None
     }
 
     /// The error for an operation this backend does not offer.

@@ -20,6 +20,7 @@ use crate::{
 #[allow(missing_docs)] // each variant mirrors the trait method of the same name
 pub enum BackendCall {
     Kind,
+    Capabilities,
     Components,
     Scale {
         component: String,
@@ -55,6 +56,9 @@ pub enum BackendCall {
         staged: Vec<StagedDb>,
     },
     Leftovers,
+    KeptRemovalCommand {
+        kept: String,
+    },
     CheckStaged {
         staged: StagedDb,
         queries: Vec<StagedQuery>,
@@ -103,6 +107,7 @@ pub fn dispatch(
     use BackendCall as C;
     match call {
         C::Kind => to_value(backend.kind()),
+        C::Capabilities => to_value(backend.capabilities()),
         C::Components => to_value(backend.components(ctx)?),
         C::Scale {
             component,
@@ -125,6 +130,7 @@ pub fn dispatch(
         C::DropKept { kept } => to_value(backend.drop_kept(ctx, &kept)?),
         C::DropStaged { staged } => to_value(backend.drop_staged(ctx, &staged)?),
         C::Leftovers => to_value(backend.leftovers(ctx)?),
+        C::KeptRemovalCommand { kept } => to_value(backend.kept_removal_command(&kept)),
         C::CheckStaged { staged, queries } => {
             to_value(backend.check_staged(ctx, &staged, &queries)?)
         }

@@ -14,9 +14,9 @@ use serde::de::DeserializeOwned;
 use crate::abi::{ByteBuf, HostCallbacks, PluginVTable, ABI_VERSION, ENTRY_SYMBOL};
 use crate::backend::BackendResult;
 use crate::{
-    Backend, BackendCall, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo,
-    ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext, OpEvent, StagedCheck, StagedDb,
-    StagedQuery, StorageTarget,
+    Backend, BackendCall, BackendError, Capabilities, ComponentStatus, DatabaseInfo, DumpCheck,
+    DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext, OpEvent, StagedCheck,
+    StagedDb, StagedQuery, StorageTarget,
 };
 
 /// A backend implemented by a dynamically loaded library.
@@ -28,6 +28,7 @@ pub struct DynamicBackend {
     instance: *mut c_void,
     path: PathBuf,
     kind: String,
+    capabilities: Capabilities,
 }
 
 // SAFETY: plugin instances are `Box<dyn Backend>` on the plugin side, which is Send + Sync.
@@ -148,9 +149,15 @@ impl DynamicBackend {
             instance,
             path: path.to_path_buf(),
             kind: String::new(),
+            capabilities: Capabilities::default(),
         };
         let ctx = OpContext::new(|| false, |_| {});
         backend.kind = backend.typed(&ctx, BackendCall::Kind)?;
+        // Asked once: capabilities are fixed for an instance. A plugin built before the
+        // call existed answers an error, which reads as the conservative default.
+        backend.capabilities = backend
+            .typed(&ctx, BackendCall::Capabilities)
+            .unwrap_or_default();
         Ok(backend)
     }
 
@@ -198,6 +205,9 @@ impl DynamicBackend {
 impl Backend for DynamicBackend {
     fn kind(&self) -> String {
         self.kind.clone()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities.clone()
     }
     fn components(&self, ctx: &OpContext) -> BackendResult<Vec<ComponentStatus>> {
         self.typed(ctx, BackendCall::Components)
@@ -284,6 +294,11 @@ impl Backend for DynamicBackend {
     }
     fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
         self.typed(ctx, BackendCall::Leftovers)
+    }
+    fn kept_removal_command(&self, kept: &str) -> Option<String> {
+        let ctx = OpContext::new(|| false, |_| {});
+        let call = BackendCall::KeptRemovalCommand { kept: kept.into() };
+        self.typed(&ctx, call).ok().flatten()
     }
     fn check_staged(
         &self,

@@ -7,6 +7,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod capabilities;
 pub mod context;
 pub mod dispatch;
 pub mod drill;
@@ -15,6 +16,10 @@ pub mod error;
 pub mod types;
 
 pub use backend::Backend;
+pub use capabilities::{
+    Capabilities, DatabaseCapabilities, DatabaseStorage, RestoreShape, StorageCapabilities,
+    WorkloadCapabilities,
+};
 pub use context::{OpContext, OpEvent};
 pub use dispatch::{dispatch, BackendCall};
 pub use drill::{QueryOutcome, StagedCheck, StagedQuery};

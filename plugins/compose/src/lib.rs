@@ -19,8 +19,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use splice_dr_plugin_api::{
-    Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
-    KeptStorage, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, StorageTarget,
+    Backend, BackendError, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
+    DatabaseStorage, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext,
+    RestoreShape, StagedCheck, StagedDb, StagedQuery, StorageCapabilities, StorageTarget,
+    WorkloadCapabilities,
 };
 use splice_dr_postgres::names::{derived_name, ensure_kept_of, new_suffix};
 use splice_dr_postgres::sql::database_exists;
@@ -231,6 +233,29 @@ impl Backend for ComposeBackend {
         "compose".into()
     }
 
+    /// The runbook's compose shape: restores go through the Postgres volume (kept aside,
+    /// wiped, refilled), which also recovers a Postgres that no longer starts; the
+    /// validator reads its migration dump from the `dump` volume, as uid 1001.
+    fn capabilities(&self) -> Capabilities {
+        let owner = u32::try_from(DUMP_OWNER.0).ok();
+        Capabilities {
+            databases: DatabaseCapabilities {
+                restore: RestoreShape::Volume,
+            },
+            storage: StorageCapabilities {
+                database_storage: Some(DatabaseStorage {
+                    target: "postgres".into(),
+                    stop_first: ["validator", "participant", "postgres"]
+                        .map(Into::into)
+                        .into(),
+                }),
+                file_targets: vec!["dump".into()],
+                file_owner_uid: owner,
+            },
+            workloads: WorkloadCapabilities { exec: true },
+        }
+    }
+
     fn components(&self, ctx: &OpContext) -> Result<Vec<ComponentStatus>, BackendError> {
         self.components_impl(ctx)
     }
@@ -304,6 +329,12 @@ impl Backend for ComposeBackend {
         queries: &[StagedQuery],
     ) -> Result<StagedCheck, BackendError> {
         self.check_staged_impl(ctx, staged, queries)
+    }
+
+    /// Kept copies are Docker volumes.
+    fn kept_removal_command(&self, kept: &str) -> Option<String> {
+        splice_dr_postgres::names::shell_quotable(kept)
+            .then(|| format!("docker volume rm '{kept}'"))
     }
 
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {

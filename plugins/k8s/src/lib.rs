@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use splice_dr_plugin_api::{
-    Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb,
-    KeptStorage, Leftovers, OpContext, StagedDb, StorageTarget,
+    Backend, BackendError, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
+    DatabaseStorage, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext,
+    RestoreShape, StagedDb, StorageCapabilities, StorageTarget, WorkloadCapabilities,
 };
 use splice_dr_postgres::{ConnSettings, PostgresBackend, PostgresConfig};
 
@@ -238,6 +239,26 @@ impl K8sBackend {
 impl Backend for K8sBackend {
     fn kind(&self) -> String {
         "k8s".into()
+    }
+
+    /// The runbook's helm shape: Postgres keeps running and the databases are restored
+    /// next to the live ones; a fresh node gets empty databases (the old ones renamed
+    /// aside) once the apps are stopped; files go onto the validator's migration PVC.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            databases: DatabaseCapabilities {
+                restore: RestoreShape::Staged,
+            },
+            storage: StorageCapabilities {
+                database_storage: Some(DatabaseStorage {
+                    target: "postgres".into(),
+                    stop_first: ["validator", "participant"].map(Into::into).into(),
+                }),
+                file_targets: vec!["dump".into()],
+                file_owner_uid: None,
+            },
+            workloads: WorkloadCapabilities { exec: true },
+        }
     }
 
     fn components(&self, ctx: &OpContext) -> Result<Vec<ComponentStatus>, BackendError> {

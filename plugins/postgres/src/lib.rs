@@ -256,6 +256,11 @@ impl Backend for PostgresBackend {
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
         self.leftovers_impl(ctx)
     }
+
+    /// `psql` on the admin URL (password removed; read from the password file when set).
+    fn kept_removal_command(&self, kept: &str) -> Option<String> {
+        names::shell_quotable(kept).then(|| names::drop_database_command(&self.cfg, kept))
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +270,35 @@ mod tests {
     fn cfg() -> PostgresConfig {
         serde_json::from_value(serde_json::json!({"url": "postgresql://u@127.0.0.1/postgres"}))
             .expect("config")
+    }
+
+    /// `status` shows this command and it may reach logs: the URL's password never
+    /// appears, a password file is read by the shell; a name that could break out of the
+    /// quoting gets no command at all.
+    #[test]
+    fn the_removal_command_carries_no_password_and_refuses_unquotable_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("pg.pw");
+        std::fs::write(&pw, "secret\n").expect("password file");
+        let mut c = cfg();
+        c.url = "postgresql://u:secret@h:5432/postgres".into();
+        c.password_file = Some(pw.clone());
+        let b = PostgresBackend::new(c).expect("backend");
+        let cmd = b
+            .kept_removal_command("participant-0__sdr_kept_ab12")
+            .expect("a command");
+        assert_eq!(
+            cmd,
+            format!(
+                "PGPASSWORD=\"$(head -n1 '{}')\" psql 'postgresql://u@h:5432/postgres' \
+                 -c 'DROP DATABASE \"participant-0__sdr_kept_ab12\"'",
+                pw.display()
+            )
+        );
+        assert!(!cmd.contains("secret"), "{cmd}");
+        for bad in ["", "x'; rm -rf /", "a\"b", "a\nb", "a\\b"] {
+            assert_eq!(b.kept_removal_command(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

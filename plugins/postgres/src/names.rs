@@ -95,6 +95,13 @@ pub fn ensure_kept_of(kept: &str, live: &str, action: &str) -> Result<(), Backen
     )))
 }
 
+/// Whether `name` may go between single quotes in a command shown to an operator: a
+/// name read back from the server or the engine could otherwise break out of the quoting
+/// of a command they paste into a shell.
+pub fn shell_quotable(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['\'', '"', '\\', '\n'])
+}
+
 /// Quotes an SQL identifier; every name is quoted because node databases are named like
 /// `participant-0`.
 pub fn quote_ident(name: &str) -> String {
@@ -109,6 +116,35 @@ pub fn quote_literal(value: &str) -> String {
 /// `"schema"."table"`, for statements over user tables.
 pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// The `psql` command that drops `name` on the server of `cfg`, for an operator to run.
+/// The URL's password is removed: the command is shown by `status` and may be logged; a
+/// password file is read by the shell instead.
+pub fn drop_database_command(cfg: &crate::PostgresConfig, name: &str) -> String {
+    let url = without_password(&cfg.url);
+    let password = cfg
+        .password_file
+        .as_ref()
+        .map(|f| format!("PGPASSWORD=\"$(head -n1 '{}')\" ", f.display()));
+    format!(
+        "{}psql '{url}' -c 'DROP DATABASE \"{name}\"'",
+        password.unwrap_or_default()
+    )
+}
+
+/// `url` with any password removed.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
 }
 
 #[cfg(test)]
