@@ -10,5 +10,5 @@ mod test_pause;
 
 pub use context::{digest, RunContext};
 pub use event::RunEvent;
-pub use recording::RecordingBackend;
+pub use recording::recording_backend;
 pub use runner::{RunError, RunRequest, Runner};

@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::{RecordingBackend, RunContext, RunEvent};
+use super::{recording_backend, RunContext, RunEvent};
 use crate::journal::{Journal, JournalError, PendingApproval, RunRecord, RunState};
 use crate::leader::Leadership;
 use crate::lock::{LockError, NodeLock};
@@ -386,7 +386,7 @@ impl Runner {
             guard.clone(),
         ));
         let backend: Arc<dyn Backend> = if req.dry_run {
-            Arc::new(RecordingBackend::new(node.backend.clone(), ctx.clone()))
+            recording_backend(node.backend.clone(), ctx.clone())
         } else {
             node.backend.clone()
         };

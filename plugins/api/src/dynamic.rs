@@ -1,4 +1,5 @@
-//! Host side of the C ABI: a [`Backend`] backed by a loaded plugin library.
+//! Host side of the C ABI: a loaded plugin library answering [`BackendCall`]s, and
+//! [`DynamicBackend`], the typed [`crate::Backend`] over it.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -6,24 +7,37 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
 
 use libloading::Library;
 use serde::de::DeserializeOwned;
 
 use crate::abi::{ByteBuf, HostCallbacks, PluginVTable, ABI_VERSION, ENTRY_SYMBOL};
 use crate::backend::BackendResult;
-use crate::{
-    Backend, BackendCall, BackendError, Capabilities, ComponentStatus, DatabaseInfo, DumpCheck,
-    DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext, OpEvent, StagedCheck,
-    StagedDb, StagedQuery, StorageTarget,
-};
+use crate::client::{CallClient, CallService};
+use crate::{BackendCall, BackendError, Capabilities, OpContext, OpEvent};
 
-/// A backend implemented by a dynamically loaded library.
+/// A backend implemented by a dynamically loaded library: the typed [`Backend`] over the
+/// library's [`Plugin`] calls.
+pub type DynamicBackend = CallClient<Plugin>;
+
+impl DynamicBackend {
+    /// Loads the library at `path`, checks its ABI version, and creates an instance from
+    /// `config` (the node's `[node.plugin.config]` table as JSON).
+    pub fn load(path: &Path, config: &serde_json::Value) -> Result<Self, BackendError> {
+        Plugin::load(path, config).map(CallClient)
+    }
+
+    /// Where the library was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+}
+
+/// A loaded plugin library, answering [`BackendCall`]s over the C ABI.
 ///
 /// The library is leaked on purpose: unloading code that may still have threads or
 /// statics alive is a crash waiting to happen, and a daemon loads each plugin once.
-pub struct DynamicBackend {
+pub struct Plugin {
     vtable: &'static PluginVTable,
     instance: *mut c_void,
     path: PathBuf,
@@ -32,12 +46,12 @@ pub struct DynamicBackend {
 }
 
 // SAFETY: plugin instances are `Box<dyn Backend>` on the plugin side, which is Send + Sync.
-unsafe impl Send for DynamicBackend {}
-unsafe impl Sync for DynamicBackend {}
+unsafe impl Send for Plugin {}
+unsafe impl Sync for Plugin {}
 
-impl std::fmt::Debug for DynamicBackend {
+impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamicBackend")
+        f.debug_struct("Plugin")
             .field("path", &self.path)
             .field("kind", &self.kind)
             .finish()
@@ -100,7 +114,7 @@ unsafe extern "C" fn host_event(user: *const c_void, json: *const u8, len: usize
     }
 }
 
-impl DynamicBackend {
+impl Plugin {
     /// Loads the library at `path`, checks its ABI version, and creates an instance from
     /// `config` (the node's `[node.plugin.config]` table as JSON).
     pub fn load(path: &Path, config: &serde_json::Value) -> Result<Self, BackendError> {
@@ -144,7 +158,7 @@ impl DynamicBackend {
                 BackendError::Plugin(format!("{shown}: create failed without an error"))
             }));
         }
-        let mut backend = DynamicBackend {
+        let mut backend = Plugin {
             vtable,
             instance,
             path: path.to_path_buf(),
@@ -159,11 +173,6 @@ impl DynamicBackend {
             .typed(&ctx, BackendCall::Capabilities)
             .unwrap_or_default();
         Ok(backend)
-    }
-
-    /// Where the library was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn raw_call(
@@ -202,184 +211,15 @@ impl DynamicBackend {
     }
 }
 
-impl Backend for DynamicBackend {
+impl CallService for Plugin {
     fn kind(&self) -> String {
         self.kind.clone()
     }
     fn capabilities(&self) -> Capabilities {
         self.capabilities.clone()
     }
-    fn components(&self, ctx: &OpContext) -> BackendResult<Vec<ComponentStatus>> {
-        self.typed(ctx, BackendCall::Components)
-    }
-    fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::Scale {
-                component: component.into(),
-                replicas,
-            },
-        )
-    }
-    fn wait_ready(&self, ctx: &OpContext, component: &str, timeout: Duration) -> BackendResult<()> {
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        self.typed(
-            ctx,
-            BackendCall::WaitReady {
-                component: component.into(),
-                timeout_ms,
-            },
-        )
-    }
-    fn databases(&self, ctx: &OpContext) -> BackendResult<Vec<DatabaseInfo>> {
-        self.typed(ctx, BackendCall::Databases)
-    }
-    fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> BackendResult<DumpInfo> {
-        self.typed(
-            ctx,
-            BackendCall::Dump {
-                role: role.into(),
-                dest: dest.into(),
-            },
-        )
-    }
-    fn check_dump(&self, ctx: &OpContext, src: &Path) -> BackendResult<DumpCheck> {
-        self.typed(ctx, BackendCall::CheckDump { src: src.into() })
-    }
-    fn restore_staged(
-        &self,
-        ctx: &OpContext,
-        role: &str,
-        src: &Path,
-        expected: &DumpInfo,
-    ) -> BackendResult<StagedDb> {
-        let call = BackendCall::RestoreStaged {
-            role: role.into(),
-            src: src.into(),
-            expected: expected.clone(),
-        };
-        self.typed(ctx, call)
-    }
-    fn swap_in(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<Vec<KeptDb>> {
-        self.typed(
-            ctx,
-            BackendCall::SwapIn {
-                staged: staged.to_vec(),
-            },
-        )
-    }
-    fn roll_back(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::RollBack {
-                kept: kept.to_vec(),
-            },
-        )
-    }
-    fn drop_kept(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::DropKept {
-                kept: kept.to_vec(),
-            },
-        )
-    }
-    fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::DropStaged {
-                staged: staged.to_vec(),
-            },
-        )
-    }
-    fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
-        self.typed(ctx, BackendCall::Leftovers)
-    }
-    fn kept_removal_command(&self, kept: &str) -> Option<String> {
-        let ctx = OpContext::new(|| false, |_| {});
-        let call = BackendCall::KeptRemovalCommand { kept: kept.into() };
-        self.typed(&ctx, call).ok().flatten()
-    }
-    fn check_staged(
-        &self,
-        ctx: &OpContext,
-        staged: &StagedDb,
-        queries: &[StagedQuery],
-    ) -> BackendResult<StagedCheck> {
-        let call = BackendCall::CheckStaged {
-            staged: staged.clone(),
-            queries: queries.to_vec(),
-        };
-        self.typed(ctx, call)
-    }
-    fn exec(
-        &self,
-        ctx: &OpContext,
-        component: &str,
-        argv: &[String],
-        stdin: Option<&Path>,
-    ) -> BackendResult<ExecOutput> {
-        let call = BackendCall::Exec {
-            component: component.into(),
-            argv: argv.to_vec(),
-            stdin: stdin.map(Into::into),
-        };
-        self.typed(ctx, call)
-    }
-    fn put_file(&self, ctx: &OpContext, target: &StorageTarget, src: &Path) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::PutFile {
-                target: target.clone(),
-                src: src.into(),
-            },
-        )
-    }
-    fn wipe(&self, ctx: &OpContext, target: &StorageTarget) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::Wipe {
-                target: target.clone(),
-            },
-        )
-    }
-    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::SetValues {
-                values: values.clone(),
-            },
-        )
-    }
-    fn keep_storage(&self, ctx: &OpContext, target: &StorageTarget) -> BackendResult<KeptStorage> {
-        self.typed(
-            ctx,
-            BackendCall::KeepStorage {
-                target: target.clone(),
-            },
-        )
-    }
-    fn restore_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::RestoreKeptStorage { kept: kept.clone() })
-    }
-    fn drop_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::DropKeptStorage { kept: kept.clone() })
-    }
-    fn restore_into_empty(
-        &self,
-        ctx: &OpContext,
-        role: &str,
-        src: &Path,
-        expected: &DumpInfo,
-    ) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::RestoreIntoEmpty {
-                role: role.into(),
-                src: src.into(),
-                expected: expected.clone(),
-            },
-        )
+    fn call(&self, ctx: &OpContext, call: BackendCall) -> Result<serde_json::Value, BackendError> {
+        self.raw_call(ctx, &call)
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod backend;
 pub mod capabilities;
+pub mod client;
 pub mod context;
 pub mod dispatch;
 pub mod drill;
@@ -20,9 +21,10 @@ pub use capabilities::{
     Capabilities, DatabaseCapabilities, DatabaseStorage, RestoreShape, StorageCapabilities,
     WorkloadCapabilities,
 };
+pub use client::{CallClient, CallService, Dispatch};
 pub use context::{OpContext, OpEvent};
 pub use dispatch::{dispatch, BackendCall};
 pub use drill::{QueryOutcome, StagedCheck, StagedQuery};
-pub use dynamic::DynamicBackend;
+pub use dynamic::{DynamicBackend, Plugin};
 pub use error::BackendError;
 pub use types::*;
