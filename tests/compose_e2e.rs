@@ -386,3 +386,32 @@ fn a_restore_past_run_timeout_puts_the_old_volume_back() {
     assert!(node.validator_ready());
     assert!(node.kept_volumes().is_empty(), "{:?}", node.kept_volumes());
 }
+
+/// A command that exits without reading its input (`pg_restore --list` reads only the
+/// table of contents of a dump fed on stdin): the engine closes the exec's connection
+/// with our input still unread, which on its Unix socket reads as "connection reset",
+/// not end of file. That is the normal end of such a command — its output and exit code
+/// are whole — and must not fail the verification of a sound backup (a CI run did).
+#[test]
+fn a_command_that_leaves_its_input_unread_ends_normally() {
+    require_docker!();
+    let node = ComposeNode::start("unread");
+    let backend = ComposeBackend::new(ComposeConfig::with_project(&node.project), 0).unwrap();
+    let ctx = OpContext::detached(Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::write(&input, vec![7u8; 8 << 20]).unwrap();
+    let argv: Vec<String> = ["sh", "-c", "head -c 100 >/dev/null; echo toc; exit 3"]
+        .map(String::from)
+        .into();
+    for round in 0..20 {
+        let out = backend
+            .exec(&ctx, "postgres", &argv, Some(&input))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (3, "toc\n"),
+            "round {round}"
+        );
+    }
+}

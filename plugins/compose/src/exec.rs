@@ -227,7 +227,11 @@ async fn stream_exec(
         let mut kept_err = Vec::new();
         let mut received = 0u64;
         while let Some(item) = output.next().await {
-            let item = item.map_err(engine_err("reading an exec's output"))?;
+            let item = match item {
+                Ok(item) => item,
+                Err(e) if ends_output(&e, streams.stdin.is_some()) => break,
+                Err(e) => return Err(engine_err("reading an exec's output")(e)),
+            };
             match item {
                 bollard::container::LogOutput::StdOut { message } => {
                     received += message.len() as u64;
@@ -285,6 +289,20 @@ async fn stream_exec(
     })
 }
 
+/// Whether a read error on an exec's output is its normal end. A command may exit without
+/// reading all its input (`pg_restore --list` reads only a dump's table of contents); the
+/// engine then closes the exec's connection with our input unread in its buffer, and on a
+/// Unix socket the close reads on our side as "connection reset" instead of end of file
+/// once the output already sent is consumed (seen in CI under load). The output received
+/// is whole and the exit code, read from the engine afterwards, decides: a connection that
+/// really broke leaves the exec running and reads as failed (exit code -1).
+fn ends_output(e: &bollard::errors::Error, input_attached: bool) -> bool {
+    let bollard::errors::Error::IOError { err } = e else {
+        return false;
+    };
+    input_attached && err.kind() == std::io::ErrorKind::ConnectionReset
+}
+
 /// The exit code once the engine reports the exec finished (its output closing can come
 /// a moment before).
 async fn exit_code(engine: &Engine, id: &str) -> Result<i64, BackendError> {
@@ -318,5 +336,32 @@ fn keep_tail(buf: &mut Vec<u8>, more: &[u8], cap: usize) {
     if buf.len() > cap {
         let cut = buf.len() - cap;
         buf.drain(..cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> bollard::errors::Error {
+        bollard::errors::Error::IOError {
+            err: std::io::Error::from(kind),
+        }
+    }
+
+    /// A reset after feeding input ends the output (the command left input unread); the
+    /// same reset with no input, or any other error, is a real failure.
+    #[test]
+    fn only_a_reset_of_an_exec_fed_input_ends_its_output() {
+        use std::io::ErrorKind::*;
+        assert!(ends_output(&io(ConnectionReset), true));
+        assert!(!ends_output(&io(ConnectionReset), false));
+        assert!(!ends_output(&io(BrokenPipe), true));
+        assert!(!ends_output(&io(UnexpectedEof), true));
+        let server = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "boom".into(),
+        };
+        assert!(!ends_output(&server, true));
     }
 }
