@@ -43,7 +43,7 @@ pub fn outcome(
     let (node, passed, at, backup, detail) = match recorded {
         Some((m, d)) => (
             m.node.clone(),
-            d.result == "passed",
+            d.result == crate::repo::DrillResult::Passed,
             d.at,
             Some(m.id.clone()),
             d.detail.clone(),

@@ -81,7 +81,10 @@ fn expired(backups: &[Manifest], policy: &RetentionConfig, now: DateTime<Utc>) -
             .enumerate()
             .filter(|(_, m)| m.node == node)
             .map(|(i, m)| {
-                let good = m.last_drill.as_ref().is_none_or(|d| d.result != "failed");
+                let good = m
+                    .last_drill
+                    .as_ref()
+                    .is_none_or(|d| d.result != crate::repo::DrillResult::Failed);
                 (i, m.created_at, good)
             })
             .collect();

@@ -568,7 +568,11 @@ impl Autopilot {
                 .filter_map(|m| m.last_drill.as_ref())
                 .max_by_key(|d| d.at);
             if let Some(d) = last {
-                crate::metrics::drill_finished(node, d.result == "passed", d.at);
+                crate::metrics::drill_finished(
+                    node,
+                    d.result == crate::repo::DrillResult::Passed,
+                    d.at,
+                );
             }
         }
     }

@@ -22,7 +22,9 @@ pub mod trust;
 pub mod untrusted;
 
 pub use checksum::sha256_file;
-pub use manifest::{DrillRecord, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT};
+pub use manifest::{
+    DrillRecord, DrillResult, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT,
+};
 pub use prefer::{preferred_backup, Preferred};
 
 use chrono::{DateTime, Utc};
@@ -823,7 +825,7 @@ mod tests {
         let signed = sealed(&repo);
         let drill = DrillRecord {
             at: Utc::now(),
-            result: "passed".into(),
+            result: DrillResult::Passed,
             duration_ms: 1,
             detail: String::new(),
             run: "r".into(),

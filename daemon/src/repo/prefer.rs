@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
 
-use super::{restore_objections, Manifest};
+use super::{restore_objections, DrillResult, Manifest};
 
 /// The backup chosen for a restore and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,8 +30,8 @@ pub struct Preferred {
     pub skipped: Vec<String>,
 }
 
-fn drill_result(m: &Manifest) -> Option<&str> {
-    m.last_drill.as_ref().map(|d| d.result.as_str())
+fn drill_result(m: &Manifest) -> Option<DrillResult> {
+    m.last_drill.as_ref().map(|d| d.result)
 }
 
 /// Applies the rule above to `backups` (any order, any nodes). `None` when the node has
@@ -50,7 +50,7 @@ pub fn preferred_backup(
         |m: &Manifest| restore_objections(m, node, migration_id, max_age, now).is_empty();
     if let Some(pos) = mine
         .iter()
-        .position(|m| restorable(m) && drill_result(m) == Some("passed"))
+        .position(|m| restorable(m) && drill_result(m) == Some(DrillResult::Passed))
     {
         let chosen = mine[pos];
         let skipped: Vec<String> = mine[..pos]
@@ -82,7 +82,7 @@ pub fn preferred_backup(
     }
     if let Some(m) = mine
         .iter()
-        .find(|m| restorable(m) && drill_result(m) != Some("failed"))
+        .find(|m| restorable(m) && drill_result(m) != Some(DrillResult::Failed))
     {
         return Some(Preferred {
             id: m.id.clone(),
@@ -129,7 +129,7 @@ mod tests {
             dumps: vec![dump("validator"), dump("participant")],
             last_drill: drill.map(|r| DrillRecord {
                 at,
-                result: r.into(),
+                result: serde_json::from_value(serde_json::json!(r)).unwrap(),
                 duration_ms: 1,
                 detail: String::new(),
                 run: "r".into(),

@@ -310,7 +310,7 @@ mod tests {
         let mut m = signed_by(&key(1));
         m.last_drill = Some(crate::repo::DrillRecord {
             at: Utc::now(),
-            result: "passed".into(),
+            result: crate::repo::DrillResult::Passed,
             duration_ms: 1,
             detail: String::new(),
             run: "r".into(),

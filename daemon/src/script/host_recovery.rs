@@ -544,7 +544,7 @@ pub(super) fn register_drill(engine: &mut Engine) {
             let m = env.manifest(id)?;
             let drill = crate::repo::DrillRecord {
                 at: chrono::Utc::now(),
-                result: if passed { "passed" } else { "failed" }.into(),
+                result: crate::repo::DrillResult::from_passed(passed),
                 duration_ms: u64::try_from(millis).unwrap_or_default(),
                 detail: detail.to_string(),
                 run: env.run.id().to_string(),
