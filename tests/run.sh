@@ -9,14 +9,17 @@ sh tests/pg-setup.sh >/dev/null
 # The off-site repository tests run moto, a real S3-compatible server, on loopback.
 python3 -c 'import moto.server' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1'
-cargo build --workspace --all-targets
+# `demo`: the binary the tests run carries the simulator (`splice-dr demo`, demo_e2e); an
+# installed production build does not.
+features=(--features splice-dr/demo)
+cargo build --workspace --all-targets "${features[@]}"
 # The compose tests' images (Debian + Postgres 15, and splice-sim): built once, cached by
 # tag and rebuilt only when their recipe or the splice-sim binary changes.
 if docker info >/dev/null 2>&1; then
     bash tests/images/build.sh "$CARGO_TARGET_DIR/debug/splice-sim" >/dev/null
 fi
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --workspace "${features[@]}" --no-fail-fast "$@"
 else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace "${features[@]}" --no-fail-fast "$@"
 fi

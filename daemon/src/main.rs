@@ -68,6 +68,17 @@ fn main() -> ExitCode {
     })
 }
 
+/// Without the `demo` feature the binary carries no simulator: say how to get one.
+#[cfg(not(feature = "demo"))]
+fn demo(_keep: bool, _json: bool) -> ExitCode {
+    eprintln!(
+        "error: this splice-dr was built without the demo (it carries no simulated validator); \
+         build it from the source tree with: cargo run --release -p splice-dr --features demo -- demo"
+    );
+    ExitCode::from(exit::USAGE)
+}
+
+#[cfg(feature = "demo")]
 fn demo(keep: bool, json: bool) -> ExitCode {
     if std::env::var_os("RUST_LOG").is_some() {
         splice_dr::logging::init(false);
