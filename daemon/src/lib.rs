@@ -33,6 +33,7 @@ pub mod prune;
 pub mod repo;
 pub mod repo_check;
 pub mod rules;
+pub mod run_context;
 pub mod schedule;
 pub mod script;
 pub mod service;

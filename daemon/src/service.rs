@@ -11,10 +11,11 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::{Config, ConfigError};
 use crate::events::health::{bounded_error, NodeAnswers};
-use crate::flows::{RunError, RunEvent, RunRequest, Runner};
+use crate::flows::{RunError, RunRequest, Runner};
 use crate::journal::{Journal, Retention, RunSummary};
 use crate::lock::NodeLock;
 use crate::repo::{Manifest, Repository};
+use crate::run_context::RunEvent;
 use crate::script::{FlowCatalog, NodeFacts, ScriptError};
 use crate::socket::access::{self, Caller, Role};
 use crate::socket::protocol::{ErrorCode, Reply, Request};
@@ -853,7 +854,7 @@ impl Service {
                     _ = &mut pause => break false,
                     _ = self.board.refresh_requested() => break true,
                     ev = runs.recv() => match ev {
-                        Ok(crate::flows::RunEvent::Finished { .. }) => {
+                        Ok(crate::run_context::RunEvent::Finished { .. }) => {
                             self.board.want();
                             break true;
                         }

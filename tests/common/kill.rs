@@ -1,5 +1,5 @@
 //! The kill-at-every-step harness: start the daemon with the debug-build pause hook
-//! (`SPLICE_DR_TEST_PAUSE_AT_STEP` / `_IN_STEP`, see daemon/src/flows/test_pause.rs),
+//! (`SPLICE_DR_TEST_PAUSE_AT_STEP` / `_IN_STEP`, see daemon/src/run_context/test_pause.rs),
 //! start a flow, wait until the daemon is frozen at the chosen point, SIGKILL it, and
 //! restart it so start-up recovery runs.
 #![allow(dead_code)]

@@ -23,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError, NotifyKind, RetentionConfig, ScheduleConfig};
 use crate::events::health::{run_probes, HealthBoard};
 use crate::events::{Event, EventBus};
-use crate::flows::{RunError, RunEvent, RunRequest, Runner};
+use crate::flows::{RunError, RunRequest, Runner};
 use crate::journal::{PendingApproval, RunState};
 use crate::notify::{Notifier, RunSummary};
 use crate::rules::{Decision, GuardMemory, RuleEngine};
+use crate::run_context::RunEvent;
 use crate::schedule::Scheduler;
 
 /// How often rules' `for` timers, schedules, the queue and approval expiry are checked.

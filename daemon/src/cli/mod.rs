@@ -357,7 +357,7 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
                     "backup {} verified: {} files, {} checked, every dump readable",
                     r["id"].as_str().unwrap_or("?"),
                     r["files_checked"],
-                    crate::flows::progress::human_bytes(r["bytes_checked"].as_u64().unwrap_or(0))
+                    crate::run_context::progress::human_bytes(r["bytes_checked"].as_u64().unwrap_or(0))
                 );
             }
             (_, Some(_)) => print!("{}", render::run_details(result)),

@@ -4,8 +4,8 @@ use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use crate::flows::progress::{bar, describe_with_rate};
-use crate::flows::RunEvent;
+use crate::run_context::progress::{bar, describe_with_rate};
+use crate::run_context::RunEvent;
 
 /// Prints live events of a run to stderr; progress overwrites one line on a terminal and
 /// is throttled otherwise.
@@ -262,7 +262,7 @@ pub fn backups_table(v: &Value) -> String {
                 .take(2)
                 .collect::<Vec<_>>()
                 .join(""),
-            crate::flows::progress::human_bytes(size),
+            crate::run_context::progress::human_bytes(size),
         ));
     }
     out.extend(untrusted);
@@ -340,7 +340,7 @@ pub fn repo_check_text(v: &Value) -> String {
         let free = r
             .get("free_bytes")
             .and_then(Value::as_u64)
-            .map(|b| format!("{} free", crate::flows::progress::human_bytes(b)))
+            .map(|b| format!("{} free", crate::run_context::progress::human_bytes(b)))
             .unwrap_or_else(|| "free space not reported".into());
         out.push_str(&format!(
             "{} {} ({}): {} backups, {free}\n",

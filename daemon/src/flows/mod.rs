@@ -1,14 +1,8 @@
-//! Runs of flows: their live context, events, dry-run backend and the runner.
+//! Runs of flows: the runner and the dry-run backend. A run's live
+//! context is [`crate::run_context`], below the script layer it is handed to.
 
-mod context;
-mod event;
-pub mod progress;
 mod recording;
 pub mod runner;
-#[cfg(debug_assertions)]
-mod test_pause;
 
-pub use context::{digest, RunContext};
-pub use event::RunEvent;
 pub use recording::recording_backend;
 pub use runner::{RunError, RunRequest, Runner};

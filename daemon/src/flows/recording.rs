@@ -13,7 +13,7 @@ use splice_dr_plugin_api::{
 };
 use std::sync::Arc;
 
-use super::RunContext;
+use crate::run_context::RunContext;
 
 /// The dry-run backend of a run: the recorder layer around `inner`, typed again.
 pub fn recording_backend(inner: Arc<dyn Backend>, run: Arc<RunContext>) -> Arc<dyn Backend> {

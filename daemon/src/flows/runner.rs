@@ -11,12 +11,13 @@ use thiserror::Error;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::{recording_backend, RunContext, RunEvent};
+use super::recording_backend;
 use crate::journal::{Journal, JournalError, PendingApproval, RunRecord, RunState};
 use crate::leader::Leadership;
 use crate::lock::{LockError, NodeLock};
 use crate::repo::Repository;
-use crate::script::{execute, FlowCatalog, FlowEnv, Guard, Limits, NodeFacts};
+use crate::run_context::{Guard, RunContext, RunEvent};
+use crate::script::{execute, FlowCatalog, FlowEnv, Limits, NodeFacts};
 
 /// A request to run a flow.
 #[derive(Debug, Clone, Default)]

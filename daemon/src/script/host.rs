@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::catalog::{Flow, FlowSource};
-use super::engine::{hardened_engine, Limits, StepKind};
-use crate::flows::RunContext;
+use super::engine::{hardened_engine, Limits};
 use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
+use crate::run_context::RunContext;
+use crate::run_context::StepKind;
 use crate::validator::{ValidatorClient, ValidatorError};
 
 pub(super) type RResult<T> = Result<T, Box<EvalAltResult>>;

@@ -5,10 +5,10 @@
 use rhai::{Dynamic, Engine, Map};
 use splice_dr_plugin_api::{BackendError, StagedCheck, StagedDb, StagedQuery};
 
-use super::engine::StepKind;
 use super::host::{fail, from_dyn, to_dyn, BackupsApi, PgApi, RResult};
 use crate::config::DrillCheckConfig;
 use crate::repo::preferred_backup;
+use crate::run_context::StepKind;
 
 /// Registers the drill functions on `pg` and `backups`.
 pub(super) fn register(engine: &mut Engine) {

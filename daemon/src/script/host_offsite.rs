@@ -7,8 +7,8 @@
 use rhai::{Array, Dynamic, Engine};
 use splice_dr_plugin_api::BackendError;
 
-use super::engine::StepKind;
 use super::host::{fail, BackupsApi, RResult};
+use crate::run_context::StepKind;
 
 /// Registers `backups.replicate`.
 pub(super) fn register(engine: &mut Engine) {

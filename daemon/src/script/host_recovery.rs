@@ -7,9 +7,9 @@ use splice_dr_plugin_api::{BackendError, StorageTarget};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::engine::StepKind;
 use super::host::{fail, to_dyn, BackupsApi, FlowEnv, NodeApi, RResult};
 use crate::participants::Registry;
+use crate::run_context::StepKind;
 
 /// Prefix of the decrypted identities files this module creates (and alone may delete).
 use crate::private_tmp::IDENTITIES_PREFIX;

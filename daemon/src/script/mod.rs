@@ -8,5 +8,5 @@ mod host_offsite;
 mod host_recovery;
 
 pub use catalog::{Flow, FlowCatalog, FlowSource, ScriptError, BUILTIN_FLOWS};
-pub use engine::{hardened_engine, Guard, Limits, StepKind, UNDO_CAP, UNDO_GRACE};
+pub use engine::{hardened_engine, Limits};
 pub use host::{execute, FlowEnv, NodeFacts};

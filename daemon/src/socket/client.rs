@@ -7,7 +7,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::protocol::{Reply, Request};
-use crate::flows::RunEvent;
+use crate::run_context::RunEvent;
 
 /// A connection to a running daemon.
 pub struct Client {

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::flows::RunEvent;
+use crate::run_context::RunEvent;
 
 /// Largest request line accepted, in bytes; longer lines get an error reply.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;

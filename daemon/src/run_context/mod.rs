@@ -1,5 +1,18 @@
 //! The live state of one run, shared by the script host, the backend callbacks and the
 //! runner: its journal record, open steps, cancellation and event bus.
+//!
+//! It is the explicit context the runner hands down the chain (runner → script → host
+//! API → backend callbacks), so it lives below all of them: the script layer reads it and
+//! never imports the runner.
+
+mod event;
+pub mod guard;
+pub mod progress;
+#[cfg(debug_assertions)]
+mod test_pause;
+
+pub use event::RunEvent;
+pub use guard::{Guard, StepKind, UNDO_CAP, UNDO_GRACE};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -8,9 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
-use super::RunEvent;
 use crate::journal::{Journal, KeptNote, RunRecord, RunState};
-use crate::script::{Guard, StepKind};
 
 /// Shared, thread-safe handle on a running flow.
 #[derive(Debug)]
@@ -99,7 +110,7 @@ impl RunContext {
             depth,
         });
         #[cfg(debug_assertions)]
-        super::test_pause::at_step_start(idx + 1, name);
+        test_pause::at_step_start(idx + 1, name);
         Ok(idx)
     }
 
@@ -184,7 +195,7 @@ impl RunContext {
             let mut rec = lock(&self.record);
             if let Some(step) = rec.steps.get_mut(idx) {
                 let elapsed = (Utc::now() - step.started_at).to_std().unwrap_or_default();
-                step.progress = Some(crate::flows::progress::describe_with_rate(
+                step.progress = Some(progress::describe_with_rate(
                     &what, done, total, &unit, elapsed,
                 ));
             }
@@ -200,7 +211,7 @@ impl RunContext {
                     .map(|s| s.name.clone())
                     .unwrap_or_default();
                 drop(rec);
-                super::test_pause::in_step(idx + 1, &name, done);
+                test_pause::in_step(idx + 1, &name, done);
             }
         }
         self.emit(RunEvent::Progress {
