@@ -815,6 +815,7 @@ fn validator_config(
     splice_dr::config::ValidatorConfig {
         url: url.to_string(),
         timeout: std::time::Duration::from_secs(10),
+        snapshot_timeout: std::time::Duration::from_secs(60),
         retries: 0,
         retry_backoff: std::time::Duration::from_millis(1),
         auth,

@@ -679,7 +679,8 @@ struct HandRunNode {
 }
 
 impl HandRunNode {
-    fn start(sv_url: &str, test: &str) -> HandRunNode {
+    /// Started with `faults`: extra splice-sim flags (e.g. `--pruning-horizon T`), or none.
+    fn start_with(sv_url: &str, test: &str, faults: &str) -> HandRunNode {
         let dir = tempfile::tempdir().unwrap();
         let port = closed_port();
         let prefix = format!("vdr_{}_{test}", std::process::id());
@@ -697,11 +698,13 @@ if [ -f "$D/sim.pid" ]; then
 fi
 M="${{SPLICE_DR_MIGRATION_ID:-0}}"
 set -- --listen 127.0.0.1:{port} --migration-id "$M" --validator-db {prefix}_validator \
-    --participant-db "{prefix}_participant-$M" --party-hint {hint} --sv-url {sv_url}
+    --participant-db "{prefix}_participant-$M" --party-hint {hint} --sv-url {sv_url} {faults}
 if [ -n "${{SPLICE_DR_IDENTITIES_DUMP:-}}" ]; then
     # A fresh node: the old databases are kept aside under other names.
-    psql -q '{url}' -c 'ALTER DATABASE "{prefix}_validator" RENAME TO "{prefix}_validator_old"' \
-        -c "ALTER DATABASE \"{prefix}_participant-$M\" RENAME TO \"{prefix}_participant-${{M}}_old\""
+    # (Whatever migration the participant database was on: a re-onboard may join a new one.)
+    for db in $(psql -Atq '{url}' -c "SELECT datname FROM pg_database WHERE datname = '{prefix}_validator' OR (datname LIKE '{prefix}_participant-%' AND datname NOT LIKE '%_old')"); do
+        psql -q '{url}' -c "ALTER DATABASE \"$db\" RENAME TO \"${{db}}_old\""
+    done
     set -- "$@" --identities-dump "$SPLICE_DR_IDENTITIES_DUMP"
 fi
 [ -z "${{SPLICE_DR_PARTICIPANT_ID:-}}" ] || set -- "$@" --participant-id "$SPLICE_DR_PARTICIPANT_ID"
@@ -810,41 +813,9 @@ impl Drop for HandRunNode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reonboard_and_dr_snapshot_on_the_postgres_backend_through_restart_command() {
-    let sv_db = format!("sv_{}_pgnode", std::process::id());
-    let sv = splice_sim::Sv::start(splice_sim::SvConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        pg_url: pg_url(),
-        sv_db: sv_db.clone(),
-    })
-    .await
-    .unwrap();
-    let sv_url = sv.url();
-    let node = tokio::task::spawn_blocking({
-        let sv_url = sv_url.clone();
-        move || HandRunNode::start(&sv_url, "pgnode")
-    })
-    .await
-    .unwrap();
-    let (config, key_file) = node.site();
-    let client = splice_dr::validator::ValidatorClient::from_config(&validator_config(
-        &node.url(),
-        no_auth(),
-    ))
-    .unwrap();
-    let party = client.validator_user().await.unwrap().party_id;
-    let set = ureq::post(&format!("{sv_url}/sv/parties/{party}/balance"))
-        .header("content-type", "application/json")
-        .send(r#"{"effective_unlocked_qty": "77"}"#)
-        .unwrap();
-    assert_eq!(set.status(), 200);
-
-    let run = |args: Vec<String>| {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            cli_at(&config, &args)
-        })
-    };
+    let f = PgFixture::start("pgnode", "").await;
+    let (node, key_file, client, party) = (&f.node, &f.key_file, &f.client, f.party.clone());
+    let run = |args: Vec<String>| f.cli(args);
     let out = run(vec!["backup".into()]).await.unwrap();
     assert!(out.status.success(), "backup: {}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -943,11 +914,183 @@ async fn reonboard_and_dr_snapshot_on_the_postgres_backend_through_restart_comma
     .await
     .unwrap();
     assert!(!dbs.is_empty(), "the migrated participant database exists");
-    drop(node);
-    sv.shutdown().await;
-    let _ = tokio::task::spawn_blocking(move || {
-        let _ = connect("postgres")
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{sv_db}\" WITH (FORCE)"));
-    })
-    .await;
+    f.stop().await;
+}
+
+/// An SV and a hand-run validator (restarted by a site hook) with a site config, the
+/// validator's party holding a balance of 77 on the SV.
+struct PgFixture {
+    sv: splice_sim::RunningSv,
+    sv_db: String,
+    node: HandRunNode,
+    config: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    client: splice_dr::validator::ValidatorClient,
+    party: String,
+}
+
+impl PgFixture {
+    async fn start(test: &str, faults: &str) -> PgFixture {
+        let sv_db = format!("sv_{}_{test}", std::process::id());
+        let sv = splice_sim::Sv::start(splice_sim::SvConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            pg_url: pg_url(),
+            sv_db: sv_db.clone(),
+        })
+        .await
+        .unwrap();
+        let sv_url = sv.url();
+        let node = tokio::task::spawn_blocking({
+            let (sv_url, test, faults) = (sv_url.clone(), test.to_string(), faults.to_string());
+            move || HandRunNode::start_with(&sv_url, &test, &faults)
+        })
+        .await
+        .unwrap();
+        let (config, key_file) = node.site();
+        let client = splice_dr::validator::ValidatorClient::from_config(&validator_config(
+            &node.url(),
+            no_auth(),
+        ))
+        .unwrap();
+        let party = client.validator_user().await.unwrap().party_id;
+        let set = ureq::post(&format!("{sv_url}/sv/parties/{party}/balance"))
+            .header("content-type", "application/json")
+            .send(r#"{"effective_unlocked_qty": "77"}"#)
+            .unwrap();
+        assert_eq!(set.status(), 200);
+        PgFixture {
+            sv,
+            sv_db,
+            node,
+            config,
+            key_file,
+            client,
+            party,
+        }
+    }
+
+    /// The CLI on the site config, off the async runtime.
+    fn cli(&self, args: Vec<String>) -> tokio::task::JoinHandle<std::process::Output> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli_at(&config, &args)
+        })
+    }
+
+    async fn stop(self) {
+        let PgFixture {
+            sv, sv_db, node, ..
+        } = self;
+        drop(node);
+        sv.shutdown().await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = connect("postgres")
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{sv_db}\" WITH (FORCE)"));
+        })
+        .await;
+    }
+}
+
+/// The runbook: a 400 (pruned) or 429 (not caught up) on the data snapshot means the node
+/// cannot make the dump and, the network being down, never will: the flow stops at once,
+/// changes nothing, and names the re-onboard onto the new migration id — which brings the
+/// validator back with its balance on that migration, kept by every later start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_the_node_cannot_make_ends_the_dr_with_the_reonboard_that_recovers_it() {
+    let horizon = ago(0);
+    let f = PgFixture::start("pgdr400", &format!("--pruning-horizon {horizon}")).await;
+    let out = f.cli(vec!["backup".into()]).await.unwrap();
+    assert!(out.status.success(), "backup: {}", text(&out));
+    let out = f
+        .cli(vec![
+            "run".into(),
+            "dr_snapshot".into(),
+            "--param".into(),
+            format!("timestamp={}", ago(3600)),
+            "--param".into(),
+            "migration_id=1".into(),
+            "--yes".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let next = "splice-dr run reonboard --node validator-1 --param identity_key=<age key file> --param migration_id=1 --yes";
+    assert!(
+        err.contains("Nothing was changed") && err.contains(next),
+        "{err}"
+    );
+    assert_eq!(f.client.validator_user().await.unwrap().party_id, f.party);
+
+    // The command it names, with the key filled in.
+    let out = f
+        .cli(vec![
+            "--json".into(),
+            "run".into(),
+            "reonboard".into(),
+            "--node".into(),
+            "validator-1".into(),
+            "--param".into(),
+            format!("identity_key={}", f.key_file.display()),
+            "--param".into(),
+            "migration_id=1".into(),
+            "--param".into(),
+            "ready_timeout=60".into(),
+            "--yes".into(),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reonboard: {}\n{}",
+        text(&out),
+        std::fs::read_to_string(f.node.dir.path().join("sim.log")).unwrap_or_default()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = if v["result"].is_object() {
+        &v["result"]
+    } else {
+        &v
+    };
+    assert_eq!(r["migration_id"], 1, "{v}");
+    assert_eq!(r["party"], f.party.as_str());
+    assert_eq!(r["balance"], "77.0000000000");
+    // Later starts keep migration 1: a restart comes up on participant-1.
+    let out = f
+        .cli(vec![
+            "run".into(),
+            "restart".into(),
+            "--param".into(),
+            "ready_timeout=60".into(),
+        ])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(f.client.validator_user().await.unwrap().party_id, f.party);
+    let like = format!("{}_participant-1", f.node.prefix);
+    let dbs = tokio::task::spawn_blocking(move || databases_like(&like))
+        .await
+        .unwrap();
+    assert!(dbs.iter().any(|d| !d.ends_with("_old")), "{dbs:?}");
+    // A re-onboard to an older migration than the node's is refused before anything.
+    let out = f
+        .cli(vec![
+            "run".into(),
+            "reonboard".into(),
+            "--param".into(),
+            format!("identity_key={}", f.key_file.display()),
+            "--param".into(),
+            "migration_id=0".into(),
+            "--yes".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is older than the one this node runs"),
+        "{}",
+        text(&out)
+    );
+    f.stop().await;
 }

@@ -166,6 +166,29 @@ async fn data_snapshot_pruned_and_not_caught_up() {
     node.shutdown().await;
 }
 
+/// The data snapshot serves a whole ACS: it has its own limit (`snapshot_timeout`), so a
+/// slow but working snapshot is not cut off by the API call limit, while the other calls
+/// keep theirs.
+#[tokio::test]
+async fn the_data_snapshot_has_its_own_timeout() {
+    let dbs = SimDbs::new("snaptimeout");
+    let node = dbs.start().await;
+    let mut cfg = validator_config(&node.url(), no_auth());
+    cfg.timeout = std::time::Duration::from_millis(700);
+    cfg.snapshot_timeout = std::time::Duration::from_secs(20);
+    let c = client(&cfg);
+    let t = rfc3339(chrono::Utc::now() - chrono::Duration::minutes(1));
+    node.faults().apply(FaultsPatch {
+        delay_ms: Some(1500),
+        ..Default::default()
+    });
+    let e = c.identities_raw().await.unwrap_err();
+    assert!(matches!(e, ValidatorError::Timeout { .. }), "{e}");
+    let snap = c.data_snapshot(&t, 0, true).await.unwrap();
+    assert_eq!(snap.migration_id, 0);
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn self_signed_secret_file_ok_and_wrong_secret_is_401_naming_secret_file() {
     let dbs = SimDbs::new("selfsigned");

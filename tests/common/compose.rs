@@ -460,6 +460,7 @@ pub fn validator_site(
         splice_dr::validator::ValidatorClient::from_config(&splice_dr::config::ValidatorConfig {
             url: format!("http://127.0.0.1:{}", node.port),
             timeout: std::time::Duration::from_secs(10),
+            snapshot_timeout: std::time::Duration::from_secs(60),
             retries: 3,
             retry_backoff: std::time::Duration::from_millis(200),
             auth: splice_dr::config::ValidatorAuth::SelfSigned(splice_dr::config::SelfSignedAuth {

@@ -74,6 +74,7 @@ pub fn validator_config(url: &str, auth: ValidatorAuth) -> ValidatorConfig {
     ValidatorConfig {
         url: url.to_string(),
         timeout: Duration::from_secs(10),
+        snapshot_timeout: Duration::from_secs(60),
         retries: 3,
         retry_backoff: Duration::from_millis(10),
         auth,

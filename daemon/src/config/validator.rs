@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// Default `timeout`: per request (a data snapshot of a big participant takes a while).
 pub const DEFAULT_VALIDATOR_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `snapshot_timeout`: the data snapshot serves the participant's whole ACS.
+pub const DEFAULT_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Default `retries`: extra attempts after a connection error or an HTTP 503.
 pub const DEFAULT_VALIDATOR_RETRIES: u32 = 3;
 /// Default `retry_backoff`: the first wait between attempts; doubled after each attempt.
@@ -39,6 +41,10 @@ pub struct ValidatorConfig {
     /// Limit for one request, body included.
     #[serde(with = "super::duration", default = "default_timeout")]
     pub timeout: Duration,
+    /// Limit for the data snapshot request of a network DR, body included: it serves the
+    /// participant's whole active contract set, which takes far longer than an API call.
+    #[serde(with = "super::duration", default = "default_snapshot_timeout")]
+    pub snapshot_timeout: Duration,
     /// Extra attempts after a connection error or an HTTP 503 (never after another 4xx/5xx).
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -51,6 +57,10 @@ pub struct ValidatorConfig {
 
 fn default_timeout() -> Duration {
     DEFAULT_VALIDATOR_TIMEOUT
+}
+
+fn default_snapshot_timeout() -> Duration {
+    DEFAULT_SNAPSHOT_TIMEOUT
 }
 
 fn default_retries() -> u32 {
@@ -156,6 +166,14 @@ pub(super) fn check(
     loc: &Locator<'_>,
 ) -> Result<(), ConfigError> {
     check_base_url(&v.url, &path.key("url"), loc)?;
+    if v.snapshot_timeout.is_zero() {
+        return Err(loc
+            .error_at_value(
+                &path.key("snapshot_timeout"),
+                "snapshot_timeout must be longer than 0",
+            )
+            .with_hint("e.g. snapshot_timeout = \"30m\""));
+    }
     if v.timeout.is_zero() {
         return Err(loc
             .error_at_value(&path.key("timeout"), "timeout must be longer than 0")

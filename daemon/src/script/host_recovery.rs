@@ -348,9 +348,10 @@ fn parse_snapshot_time(ts: &str) -> RResult<chrono::DateTime<chrono::Utc>> {
     Ok(at)
 }
 
-/// Asks for the snapshot until it is served, the participant is found pruned (400: stop,
-/// re-onboard instead), the deadline passes on "not caught up" (429), or the run is
-/// cancelled. Returns the exact bytes served.
+/// Asks for the snapshot until it is served, the participant is found pruned (400), the
+/// short retry window passes on "not caught up" (429), or the run is cancelled. Returns
+/// the exact bytes served. 400 and 429 end the flow with the runbook's advice: the network
+/// is down, so the participant will not catch up, and the node must be re-onboarded.
 fn fetch_snapshot(
     env: &FlowEnv,
     ts: &str,
@@ -369,12 +370,16 @@ fn fetch_snapshot(
     loop {
         match handle.block_on(client.data_snapshot_raw(ts, migration_id, true)) {
             Ok((bytes, _)) => return Ok(bytes),
+            Err(e @ ValidatorError::PrunedBeyond { .. }) => {
+                return Err(cannot_dump(&e, &env.node.name, migration_id))
+            }
             Err(e @ ValidatorError::NotCaughtUp { .. }) => {
                 if start.elapsed() + pause > deadline {
-                    return Err(format!(
-                        "{e}; gave up after {}s (the deadline): retry the flow once the participant has caught up",
+                    let asked = format!(
+                        "{e}; asked for {}s (params.deadline)",
                         start.elapsed().as_secs()
-                    ));
+                    );
+                    return Err(cannot_dump(&asked, &env.node.name, migration_id));
                 }
                 env.run.log(
                     "info",
@@ -395,6 +400,19 @@ fn fetch_snapshot(
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// The end of a network DR whose snapshot the node cannot make (400 or 429), in the
+/// runbook's words, with the command to run next.
+fn cannot_dump(e: &dyn std::fmt::Display, node: &str, migration_id: u64) -> String {
+    format!(
+        "{e}. The runbook: a 400 means the participant was pruned beyond the timestamp, a 429 \
+         that it had not caught up to it before the disaster; the network is down, so it will \
+         not catch up and this node cannot make the dump. Nothing was changed. Recreate the \
+         validator and recover its balance from the network with its identities backup: \
+         splice-dr run reonboard --node {node} --param identity_key=<age key file> \
+         --param migration_id={migration_id} --yes"
+    )
 }
 
 /// Where a fetched snapshot lives: the plaintext the node is started from, and the copy

@@ -45,9 +45,18 @@ pub struct ValidatorClient {
     /// The configured base URL without a trailing `/` (shown in messages).
     url: String,
     timeout: Duration,
+    /// The data snapshot's own limit: serving a whole ACS takes far longer than an API call.
+    snapshot_timeout: Duration,
     retries: u32,
     backoff: Duration,
     auth: Auth,
+}
+
+/// How one request is sent: whether a 503 is tried again, and its time limit.
+#[derive(Clone, Copy)]
+struct Policy {
+    retry_503: bool,
+    limit: Duration,
 }
 
 impl fmt::Debug for ValidatorClient {
@@ -55,6 +64,7 @@ impl fmt::Debug for ValidatorClient {
         f.debug_struct("ValidatorClient")
             .field("url", &self.url)
             .field("timeout", &self.timeout)
+            .field("snapshot_timeout", &self.snapshot_timeout)
             .field("retries", &self.retries)
             .field("backoff", &self.backoff)
             .field("auth", &self.auth)
@@ -128,6 +138,7 @@ impl ValidatorClient {
             http,
             url: cfg.url.trim_end_matches('/').to_string(),
             timeout: cfg.timeout,
+            snapshot_timeout: cfg.snapshot_timeout,
             retries: cfg.retries,
             backoff: cfg.retry_backoff,
             auth: Auth::from_config(&cfg.auth),
@@ -226,8 +237,12 @@ impl ValidatorClient {
             "timestamp={}&migration_id={migration_id}&force={force}",
             form_encode(timestamp)
         );
+        let policy = Policy {
+            retry_503: true,
+            limit: self.snapshot_timeout,
+        };
         let a = self
-            .call(Method::GET, path, Some(query), Authn::Bearer, true)
+            .send(Method::GET, path, Some(query), None, Authn::Bearer, policy)
             .await?;
         match a.status {
             StatusCode::OK => {
@@ -342,7 +357,11 @@ impl ValidatorClient {
         authn: Authn,
         retry_503: bool,
     ) -> Result<Answer, ValidatorError> {
-        self.send(method, path, query, None, authn, retry_503).await
+        let policy = Policy {
+            retry_503,
+            limit: self.timeout,
+        };
+        self.send(method, path, query, None, authn, policy).await
     }
 
     async fn call_with_body(
@@ -353,7 +372,11 @@ impl ValidatorClient {
         body: Option<Vec<u8>>,
         authn: Authn,
     ) -> Result<Answer, ValidatorError> {
-        self.send(method, path, query, body, authn, true).await
+        let policy = Policy {
+            retry_503: true,
+            limit: self.timeout,
+        };
+        self.send(method, path, query, body, authn, policy).await
     }
 
     /// Wait before retry number `n` (1-based): `backoff * 2^(n-1)`, at most [`MAX_BACKOFF`].
@@ -369,7 +392,7 @@ impl ValidatorClient {
         query: Option<String>,
         body: Option<Vec<u8>>,
         authn: Authn,
-        retry_503: bool,
+        policy: Policy,
     ) -> Result<Answer, ValidatorError> {
         let mut url = self.endpoint_url(path);
         if let Some(q) = &query {
@@ -384,7 +407,10 @@ impl ValidatorClient {
                 Authn::Bearer => Some(self.auth.token(&self.http).await?),
                 Authn::None => None,
             };
-            let mut req = self.http.request(method.clone(), &url);
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .timeout(policy.limit);
             if let Some(t) = &token {
                 // reqwest marks the header sensitive (hidden from its own Debug output).
                 req = req.bearer_auth(t.expose());
@@ -427,7 +453,7 @@ impl ValidatorClient {
                     return Err(ValidatorError::Timeout {
                         url: self.url.clone(),
                         endpoint: endpoint(path),
-                        timeout: self.timeout,
+                        timeout: policy.limit,
                     })
                 }
                 Err(e) => {
@@ -443,7 +469,7 @@ impl ValidatorClient {
                 body: bytes,
                 token,
             };
-            if status == StatusCode::SERVICE_UNAVAILABLE && retry_503 {
+            if status == StatusCode::SERVICE_UNAVAILABLE && policy.retry_503 {
                 failures += 1;
                 if failures >= attempts {
                     return Err(ValidatorError::Unavailable {
@@ -551,6 +577,7 @@ mod tests {
         ValidatorConfig {
             url: url.into(),
             timeout: Duration::from_secs(5),
+            snapshot_timeout: Duration::from_secs(5),
             retries,
             retry_backoff: Duration::from_millis(10),
             auth: ValidatorAuth::SelfSigned(SelfSignedAuth {
