@@ -476,6 +476,9 @@ fn manifest_from_untrusted() {
 fn request_samples() -> Vec<Value> {
     vec![
         json!({"cmd": "ping"}),
+        // The CLI says its protocol; a newer client's unknown names are a version skew.
+        json!({"cmd": "status", "protocol": 1}),
+        json!({"cmd": "cancel", "run": "r1", "protocol": 2}),
         json!({"cmd": "runs", "limit": 10}),
         json!({"cmd": "show", "run": "20261124-101500-backup-ab12"}),
         json!({"cmd": "backups", "node": "n1"}),
@@ -504,7 +507,7 @@ fn socket_request_lines() {
             // The server reads lines of UTF-8 (LinesCodec); other bytes never reach the parser.
             let line = String::from_utf8_lossy(&bytes.0);
             if let Err(message) = parse_request(&line) {
-                let why = ["column", "field `", "not a JSON object"];
+                let why = ["column", "field `", "not a JSON object", "command `"];
                 prop_assert!(
                     why.iter().any(|w| message.contains(w)),
                     "unlocated: {message}"
@@ -913,7 +916,7 @@ fn identities_dumps() {
         |bytes| {
             if let Err(e) = splice_dr::identities::validate_dump(&bytes.0) {
                 let shown = e.to_string();
-                let why = ["column", "field `", "not a JSON object"];
+                let why = ["column", "field `", "not a JSON object", "command `"];
                 prop_assert!(why.iter().any(|w| shown.contains(w)), "unlocated: {shown}");
             }
             Ok(())
@@ -1018,7 +1021,7 @@ fn damaged_run_files() {
             Ok(_) => {}
             Err(JournalError::Corrupt { path, message }) => {
                 prop_assert_eq!(&path, &file);
-                let why = ["column", "field `", "not a JSON object"];
+                let why = ["column", "field `", "not a JSON object", "command `"];
                 prop_assert!(
                     why.iter().any(|w| message.contains(w)),
                     "unlocated: {message}"

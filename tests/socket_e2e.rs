@@ -205,6 +205,87 @@ fn a_run_requested_on_the_socket_journals_the_peer_uid_and_pid() {
     stop(daemon);
 }
 
+/// Issue #13: ping and status say the daemon's version and protocol; a newer client's
+/// unknown field or command is refused as a version skew naming both versions, over the
+/// real socket; `pause` with a node stays refused whatever the protocol.
+#[test]
+fn the_protocol_version_is_reported_and_skew_is_named() {
+    let dbs = NodeDbs::create("sdr_proto", 10);
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let daemon = site.start_daemon();
+    let sock = site.path("splice-dr.sock");
+    let version = env!("CARGO_PKG_VERSION");
+    for cmd in ["ping", "status"] {
+        let reply = ask(&sock, &serde_json::json!({"cmd": cmd, "protocol": 1}));
+        assert_eq!(reply["type"], "ok", "{reply}");
+        assert_eq!(reply["result"]["daemon_version"], version, "{reply}");
+        assert_eq!(reply["result"]["protocol"], 1, "{reply}");
+    }
+    let ours = format!("this daemon speaks protocol 1 (splice-dr {version})");
+    for (request, what) in [
+        (
+            serde_json::json!({"cmd": "ping", "protocol": 99, "verbose": true}),
+            "field `verbose`",
+        ),
+        (
+            serde_json::json!({"cmd": "teleport", "protocol": 99, "node": "validator-1"}),
+            "command `teleport`",
+        ),
+        (
+            serde_json::json!({"cmd": "pause", "protocol": 99, "node": "validator-1"}),
+            "field `node`",
+        ),
+    ] {
+        let reply = ask(&sock, &request);
+        assert_eq!(reply["code"], "version_skew", "{reply}");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains(&ours), "{message}");
+        assert!(message.contains("the client speaks 99"), "{message}");
+        assert!(
+            message.contains(&format!("{what} it does not know")),
+            "{message}"
+        );
+    }
+    for request in [
+        serde_json::json!({"cmd": "pause", "node": "validator-1"}),
+        serde_json::json!({"cmd": "pause", "node": "validator-1", "protocol": 1}),
+    ] {
+        let reply = ask(&sock, &request);
+        assert_eq!(reply["code"], "usage", "{reply}");
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field `node`"),
+            "{reply}"
+        );
+    }
+    let st = ask(&sock, &serde_json::json!({"cmd": "status"}));
+    assert_eq!(
+        st["result"]["automation"]["paused"], false,
+        "nothing paused: {st}"
+    );
+    // The CLI shows the version, and warns about nothing when the protocols agree.
+    let ping = site.cli(&["ping"]);
+    assert_eq!(ping.status.code(), Some(0), "{}", text(&ping));
+    let out = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        out.contains(&format!("splice-dr {version}")),
+        "{}",
+        text(&ping)
+    );
+    assert!(
+        !String::from_utf8_lossy(&ping.stderr).contains("warning"),
+        "{}",
+        text(&ping)
+    );
+    stop(daemon);
+    // Without a daemon, ping fails instead of answering in-process.
+    let ping = site.cli(&["ping"]);
+    assert_eq!(ping.status.code(), Some(1), "{}", text(&ping));
+    assert!(text(&ping).contains("no daemon answers"), "{}", text(&ping));
+}
+
 /// A site whose daemon listens for Alertmanager (token `s3cret`) and Prometheus, with a
 /// 1 s head deadline so the tests need not wait 5 s.
 fn listening_site(dbs: &NodeDbs) -> (Site, u16, u16) {

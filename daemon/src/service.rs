@@ -18,7 +18,7 @@ use crate::repo::{Manifest, Repository};
 use crate::run_context::RunEvent;
 use crate::script::{FlowCatalog, NodeFacts, ScriptError};
 use crate::socket::access::{self, Caller, Role};
-use crate::socket::protocol::{ErrorCode, Reply, Request};
+use crate::socket::protocol::{ErrorCode, Reply, Request, CRATE_VERSION, PROTOCOL_VERSION};
 use crate::status_state::StatusBoard;
 
 pub use crate::flows::runner::NodeRuntime;
@@ -489,7 +489,8 @@ impl Service {
     ) -> Reply {
         match req {
             Request::Ping => Reply::Ok {
-                result: json!({"pong": true, "mode": self.mode}),
+                result: json!({"pong": true, "mode": self.mode,
+                    "daemon_version": CRATE_VERSION, "protocol": PROTOCOL_VERSION}),
             },
             Request::Status => self.status().await,
             Request::Runs { limit } => match self.runner.journal().summaries() {
@@ -918,7 +919,8 @@ impl Service {
             .collect();
         Reply::Ok {
             result: json!({
-                "mode": self.mode, "pid": std::process::id(), "uptime_secs": self.started.elapsed().as_secs(),
+                "mode": self.mode, "daemon_version": CRATE_VERSION, "protocol": PROTOCOL_VERSION,
+                "pid": std::process::id(), "uptime_secs": self.started.elapsed().as_secs(),
                 "config": {"file": cfg.source, "error": *self.config_error.read().unwrap_or_else(|p| p.into_inner())},
                 "nodes": nodes, "active_runs": active, "flows": flows,
                 "automation": self.autopilot.get().map(|a| a.status()),

@@ -71,6 +71,10 @@ pub enum Command {
     /// Restore a node from a backup. The current databases are kept until the restored
     /// ones are verified and the node is healthy; any failure puts them back.
     Restore(RestoreArgs),
+    /// Ask the running daemon whether it answers, and which version and protocol it
+    /// speaks (warns on stderr when its protocol differs from this CLI's). Exit 1 when
+    /// no daemon answers: unlike other commands, `ping` never runs in-process.
+    Ping,
     /// Show nodes, component health, leftovers of interrupted runs, flows and active runs.
     Status,
     /// List recent runs, newest first.

@@ -49,6 +49,7 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         | Command::Identities(_)
         | Command::Keys(_)
         | Command::Demo { .. } => return None,
+        Command::Ping => Request::Ping,
         Command::Status => Request::Status,
         Command::Prune(a) => Request::Prune {
             node: a.node.node.clone(),
@@ -171,9 +172,14 @@ enum Target {
 }
 
 impl Target {
-    async fn open(config: &Config) -> Result<Target, String> {
+    /// Connects to the daemon; without one, runs in-process when `in_process` allows.
+    async fn open(config: &Config, in_process: bool) -> Result<Target, String> {
         match client::connect(&config.daemon.socket).await {
             Ok(Some(c)) => Ok(Target::Daemon(c)),
+            Ok(None) if !in_process => Err(format!(
+                "no daemon answers on {}",
+                config.daemon.socket.display()
+            )),
             Ok(None) => {
                 eprintln!(
                     "no daemon answers on {}: running in-process (same journal and node locks)",
@@ -284,7 +290,8 @@ pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
     let Some(mut req) = request_for(&cli.command) else {
         return exit::USAGE;
     };
-    let mut target = match Target::open(config).await {
+    let in_process = !matches!(cli.command, Command::Ping);
+    let mut target = match Target::open(config, in_process).await {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -315,13 +322,26 @@ pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
         }
         Ok(Reply::Error { code, message }) => {
             eprintln!("error: {message}");
-            match code {
-                ErrorCode::Usage | ErrorCode::Confirm => exit::USAGE,
-                _ => exit::FAILED,
-            }
+            exit_for(code)
         }
-        Ok(Reply::Ok { result }) => print_result(cli, &result),
+        Ok(Reply::Ok { result }) => {
+            if let Some(warning) = render::protocol_warning(&result) {
+                eprintln!("warning: {warning}");
+            }
+            print_result(cli, &result)
+        }
         Ok(Reply::Event { .. }) => exit::FAILED,
+    }
+}
+
+/// The exit code of an error reply: 2 when the request must change (or the CLI must
+/// match the daemon's version), 1 when the operation itself failed.
+fn exit_for(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::Usage | ErrorCode::Confirm | ErrorCode::VersionSkew => exit::USAGE,
+        ErrorCode::Denied | ErrorCode::Busy | ErrorCode::Failed | ErrorCode::Unknown => {
+            exit::FAILED
+        }
     }
 }
 
@@ -337,6 +357,7 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
         );
     } else {
         match (&cli.command, run_state) {
+            (Command::Ping, _) => println!("{}", render::ping_text(result)),
             (Command::Status, _) => print!("{}", render::status_text(result)),
             (Command::Runs(a), _) if !a.follow => print!("{}", render::runs_table(result)),
             (Command::Backups(_), _) => print!("{}", render::backups_table(result)),
@@ -383,5 +404,23 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
             }
             exit::FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_skew_exits_2() {
+        assert_eq!(exit_for(ErrorCode::VersionSkew), exit::USAGE);
+        assert_eq!(exit_for(ErrorCode::Usage), exit::USAGE);
+        assert_eq!(exit_for(ErrorCode::Unknown), exit::FAILED);
+        assert_eq!(exit_for(ErrorCode::Busy), exit::FAILED);
+    }
+
+    #[test]
+    fn ping_asks_the_daemon() {
+        assert_eq!(request_for(&Command::Ping), Some(Request::Ping));
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::run_context::progress::{bar, describe_with_rate};
 use crate::run_context::RunEvent;
+use crate::socket::protocol::{CRATE_VERSION, PROTOCOL_VERSION};
 
 /// Prints live events of a run to stderr; progress overwrites one line on a terminal and
 /// is throttled otherwise.
@@ -396,10 +397,40 @@ fn drill_lines(n: &Value) -> String {
     out
 }
 
+/// `ping` as text: the daemon's version first, since that is what an operator checks
+/// after an upgrade.
+pub fn ping_text(v: &Value) -> String {
+    format!(
+        "pong: splice-dr {} ({}), protocol {}",
+        s(v, "daemon_version"),
+        s(v, "mode"),
+        v["protocol"]
+    )
+}
+
+/// A one-line warning when the daemon's reply says it speaks another protocol than this
+/// CLI: commands one side does not know are refused (`version_skew`), so say it up front.
+/// `None` when they agree or the daemon (older than versioning) does not say.
+pub fn protocol_warning(v: &Value) -> Option<String> {
+    let theirs = v.get("protocol")?.as_u64()?;
+    (theirs != PROTOCOL_VERSION).then(|| {
+        format!(
+            "the daemon speaks protocol {theirs} (splice-dr {}), this CLI protocol \
+             {PROTOCOL_VERSION} (splice-dr {CRATE_VERSION}); commands one side does not know \
+             are refused: use a CLI of the daemon's version",
+            s(v, "daemon_version")
+        )
+    })
+}
+
 /// `status` as text.
 pub fn status_text(v: &Value) -> String {
     let mut out = format!(
-        "splice-dr ({}) pid {} — config {}\n",
+        "splice-dr {}({}) pid {} — config {}\n",
+        v.get("daemon_version")
+            .and_then(Value::as_str)
+            .map(|d| format!("{d} "))
+            .unwrap_or_default(),
         s(v, "mode"),
         v.get("pid").and_then(Value::as_u64).unwrap_or(0),
         v["config"]["file"].as_str().unwrap_or("-"),
@@ -641,4 +672,35 @@ pub fn status_text(v: &Value) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ping_shows_the_daemons_version() {
+        let v = json!({"pong": true, "mode": "daemon", "daemon_version": "9.8.7", "protocol": 1});
+        assert_eq!(ping_text(&v), "pong: splice-dr 9.8.7 (daemon), protocol 1");
+        let st = json!({"mode": "daemon", "daemon_version": "9.8.7", "pid": 4});
+        assert!(status_text(&st).starts_with("splice-dr 9.8.7 (daemon) pid 4"));
+    }
+
+    #[test]
+    fn a_daemon_of_another_protocol_is_warned_about() {
+        let same = json!({"protocol": PROTOCOL_VERSION, "daemon_version": CRATE_VERSION});
+        assert_eq!(protocol_warning(&same), None);
+        assert_eq!(protocol_warning(&json!({"pong": true})), None);
+        let w = protocol_warning(&json!({"protocol": 7, "daemon_version": "9.8.7"}))
+            .expect("a warning");
+        assert!(w.contains("protocol 7 (splice-dr 9.8.7)"), "{w}");
+        assert!(
+            w.contains(&format!(
+                "protocol {PROTOCOL_VERSION} (splice-dr {CRATE_VERSION})"
+            )),
+            "{w}"
+        );
+        assert!(!w.contains('\n'), "one line: {w}");
+    }
 }

@@ -6,7 +6,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use super::protocol::{Reply, Request};
+use super::protocol::{parse_reply, request_line, Reply, Request};
 use crate::run_context::RunEvent;
 
 /// A connection to a running daemon.
@@ -40,24 +40,26 @@ pub async fn connect(path: &Path) -> std::io::Result<Option<Client>> {
 
 impl Client {
     /// Sends one request and returns the final reply, passing live events to `on_event`.
+    /// Lines of a newer daemon this client does not know are skipped (see
+    /// [`parse_reply`]); the request says which protocol it speaks.
     pub async fn request(
         &mut self,
         req: &Request,
         on_event: &mut dyn FnMut(RunEvent),
     ) -> std::io::Result<Reply> {
-        let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
-        line.push(b'\n');
+        let line = request_line(req).map_err(std::io::Error::other)?;
         // A daemon that refuses this peer answers and closes without reading: the write
         // may fail, but its one-line answer is still there to read.
         let written = self.write.write_all(&line).await;
         while let Some(line) = self.lines.next().await {
             let line = line.map_err(std::io::Error::other)?;
-            let reply: Reply = serde_json::from_str(&line).map_err(|e| {
+            let reply = parse_reply(&line).map_err(|e| {
                 std::io::Error::other(format!("daemon sent an unreadable reply: {e}"))
             })?;
             match reply {
-                Reply::Event { event } => on_event(event),
-                other => return Ok(other),
+                Some(Reply::Event { event }) => on_event(event),
+                Some(other) => return Ok(other),
+                None => tracing::debug!("skipped a reply line of a newer daemon: {line}"),
             }
         }
         written?;

@@ -16,7 +16,7 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
 use super::access::{role_of, Caller};
-use super::protocol::{parse_request, ErrorCode, Reply, MAX_REQUEST_BYTES};
+use super::protocol::{read_request, ErrorCode, Reply, MAX_REQUEST_BYTES};
 use crate::service::Service;
 
 /// Why the socket could not be opened.
@@ -163,9 +163,9 @@ async fn serve_lines(
     while let Some(line) = lines.next().await {
         let reply = match line {
             Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => match parse_request(&line) {
+            Ok(line) => match read_request(&line) {
                 Ok(req) => service.handle_from(caller, req, tx).await,
-                Err(message) => Reply::error(ErrorCode::Usage, message),
+                Err(e) => Reply::error(e.code(), e.to_string()),
             },
             Err(LinesCodecError::MaxLineLengthExceeded) => {
                 // The rest of the line is never read: answer, then close this connection.
