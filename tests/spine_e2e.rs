@@ -422,6 +422,83 @@ fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
     stop(daemon);
 }
 
+/// The names of the rules the daemon's autopilot runs, from `status`.
+fn rule_names(sock: &std::path::Path) -> Vec<String> {
+    socket_request(sock, b"{\"cmd\":\"status\"}\n")["result"]["automation"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["rule"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn reload_whose_nodes_cannot_be_built_keeps_the_old_rules_too() {
+    let dbs = NodeDbs::create("sdr_reload_atomic", 10);
+    let rule = |name: &str| {
+        format!("[[rule]]\nname = \"{name}\"\non = \"operator.{name}\"\nflow = \"backup\"\n")
+    };
+    let site = Site::with(
+        &dbs.validator,
+        &dbs.participant,
+        BackendChoice::Builtin,
+        "",
+        "",
+        &rule("keeper-a"),
+    );
+    let good = std::fs::read_to_string(&site.config).unwrap();
+    let daemon = site.start_daemon();
+    let sock = site.path("splice-dr.sock");
+    assert_eq!(rule_names(&sock), ["keeper-a"]);
+    // B: valid, different rules, but a node whose plugin does not exist.
+    let broken_node = format!(
+        "\n[[node]]\nname = \"broken-1\"\nbackend = \"plugin\"\nmigration_id = 0\n\n[node.plugin]\npath = \"{}\"\n",
+        site.path("no-such-plugin.so").display()
+    );
+    let with_b = good.replace("keeper-a", "keeper-b");
+    std::fs::write(&site.config, format!("{with_b}{broken_node}")).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "reload rejection in status",
+        || {
+            let st = socket_request(&sock, b"{\"cmd\":\"status\"}\n");
+            st["result"]["config"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("broken-1"))
+        },
+    );
+    // Nothing of B is in force: A's rule still runs, B's is not there.
+    assert_eq!(rule_names(&sock), ["keeper-a"], "{}", site.daemon_log());
+    let out = site.cli(&["trigger", "operator.keeper-a", "--node", "validator-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(
+        Duration::from_secs(20),
+        "keeper-a to start a backup",
+        || {
+            socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["automation"]
+                ["recent_decisions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| {
+                    d["rule"] == "keeper-a"
+                        && d["outcome"]
+                            .as_str()
+                            .is_some_and(|o| o.starts_with("started"))
+                })
+        },
+    );
+    // B without the broken node is taken whole: the rule change was observable all along.
+    std::fs::write(&site.config, &with_b).unwrap();
+    wait_for(Duration::from_secs(10), "reload of B's rules", || {
+        rule_names(&sock) == ["keeper-b"]
+    });
+    assert!(
+        socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["config"]["error"].is_null()
+    );
+    stop(daemon);
+}
+
 #[test]
 fn endless_loop_in_a_site_script_is_stopped_with_a_clear_error() {
     let dbs = NodeDbs::create("sdr_loop", 1);
