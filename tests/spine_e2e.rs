@@ -378,6 +378,20 @@ fn config_with_an_unknown_key_is_exit_2_with_key_and_line() {
     }
 }
 
+/// Waits until the daemon's `status` reports a rejected reload whose error names `what`.
+fn wait_for_rejection(sock: &std::path::Path, what: &str) {
+    wait_for(
+        Duration::from_secs(10),
+        "reload rejection in status",
+        || {
+            let st = socket_request(sock, b"{\"cmd\":\"status\"}\n");
+            st["result"]["config"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(what))
+        },
+    );
+}
+
 #[test]
 fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
     let dbs = NodeDbs::create("sdr_reload", 10);
@@ -390,16 +404,7 @@ fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
     )
     .unwrap();
     let sock = site.path("splice-dr.sock");
-    wait_for(
-        Duration::from_secs(10),
-        "reload rejection in status",
-        || {
-            let st = socket_request(&sock, b"{\"cmd\":\"status\"}\n");
-            st["result"]["config"]["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("retention"))
-        },
-    );
+    wait_for_rejection(&sock, "retention");
     // The CLI itself refuses the broken file (exit 2, same precise error)...
     let out = site.cli(&["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -438,15 +443,9 @@ fn reload_whose_nodes_cannot_be_built_keeps_the_old_rules_too() {
     let rule = |name: &str| {
         format!("[[rule]]\nname = \"{name}\"\non = \"operator.{name}\"\nflow = \"backup\"\n")
     };
-    let site = Site::with(
-        &dbs.validator,
-        &dbs.participant,
-        BackendChoice::Builtin,
-        "",
-        "",
-        &rule("keeper-a"),
-    );
-    let good = std::fs::read_to_string(&site.config).unwrap();
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let good = std::fs::read_to_string(&site.config).unwrap() + rule("keeper-a").as_str();
+    std::fs::write(&site.config, &good).unwrap();
     let daemon = site.start_daemon();
     let sock = site.path("splice-dr.sock");
     assert_eq!(rule_names(&sock), ["keeper-a"]);
@@ -457,16 +456,7 @@ fn reload_whose_nodes_cannot_be_built_keeps_the_old_rules_too() {
     );
     let with_b = good.replace("keeper-a", "keeper-b");
     std::fs::write(&site.config, format!("{with_b}{broken_node}")).unwrap();
-    wait_for(
-        Duration::from_secs(10),
-        "reload rejection in status",
-        || {
-            let st = socket_request(&sock, b"{\"cmd\":\"status\"}\n");
-            st["result"]["config"]["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("broken-1"))
-        },
-    );
+    wait_for_rejection(&sock, "broken-1");
     // Nothing of B is in force: A's rule still runs, B's is not there.
     assert_eq!(rule_names(&sock), ["keeper-a"], "{}", site.daemon_log());
     let out = site.cli(&["trigger", "operator.keeper-a", "--node", "validator-1"]);

@@ -122,23 +122,16 @@ impl Service {
     /// Builds the service from what [`crate::prepare::prepare`] built for its config;
     /// `mode` is `daemon` or `in-process` (shown in `status`).
     pub fn new(core: Core, mode: &'static str) -> Result<Arc<Self>, ServiceError> {
-        let Core {
-            config,
-            catalog,
-            nodes,
-            offsite,
-            keyring,
-            journal_retention,
-        } = core;
+        let config = core.config;
         let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
         let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
-        journal.set_retention(Some(journal_retention));
+        journal.set_retention(Some(core.journal_retention));
         let repo = Repository::open(&config.repository.path).map_err(|e| storage(&e))?;
-        repo.set_offsite(offsite);
-        repo.set_keyring(keyring);
+        repo.set_offsite(core.offsite);
+        repo.set_keyring(core.keyring);
         let runner = Runner::new(
-            catalog,
-            nodes,
+            core.catalog,
+            core.nodes,
             journal,
             repo,
             config.daemon.state_dir.clone(),
