@@ -490,6 +490,46 @@ fn reload_whose_nodes_cannot_be_built_keeps_the_old_rules_too() {
 }
 
 #[test]
+fn check_writes_no_signing_key_and_refuses_what_the_daemon_refuses_to_start_with() {
+    let dbs = NodeDbs::create("sdr_check_build", 1);
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let out = site.cli(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !site.path("state/keys/signing.key").exists(),
+        "check wrote a key"
+    );
+    // One build for both: a rule naming a missing flow stops `check` and the daemon alike.
+    let mut cfg = std::fs::read_to_string(&site.config).unwrap();
+    cfg.push_str("[[rule]]\nname = \"lost\"\non = \"operator.lost\"\nflow = \"no-such-flow\"\n");
+    std::fs::write(&site.config, cfg).unwrap();
+    let out = site.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no-such-flow"), "{}", text(&out));
+    let log = std::fs::File::create(site.path("daemon.log")).unwrap();
+    let mut daemon = site.cmd().arg("daemon").stderr(log).spawn().unwrap();
+    let mut exited = None;
+    wait_for(
+        Duration::from_secs(20),
+        "the daemon to refuse to start",
+        || {
+            exited = daemon.try_wait().unwrap();
+            exited.is_some()
+        },
+    );
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "{}",
+        site.daemon_log()
+    );
+    assert!(
+        site.daemon_log().contains("no-such-flow"),
+        "{}",
+        site.daemon_log()
+    );
+}
+
+#[test]
 fn endless_loop_in_a_site_script_is_stopped_with_a_clear_error() {
     let dbs = NodeDbs::create("sdr_loop", 1);
     let site = Site::new(&dbs, BackendChoice::Builtin, "scripts_dir = \"flows\"");

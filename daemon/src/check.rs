@@ -4,9 +4,11 @@ use crate::config::Config;
 
 /// Builds everything the config implies exactly as start-up and reloads do
 /// ([`crate::prepare::prepare`]: flows, backends with their plugins, rules script,
-/// off-site repositories, keyring); returns the report to print, or the error found.
+/// off-site repositories, keyring), except that a missing signing key is not generated:
+/// check writes nothing. Returns the report to print, or the error found.
 pub fn check(config: &Config) -> Result<String, String> {
-    let prepared = crate::prepare::prepare(config.clone(), None).map_err(|e| e.to_string())?;
+    let prepared = crate::prepare::prepare(config.clone(), crate::prepare::Purpose::Check)
+        .map_err(|e| e.to_string())?;
     let (catalog, nodes) = (&prepared.core.catalog, &prepared.core.nodes);
     let mut out = format!("{}: OK\n", config.source.display());
     if let Some(le) = &config.daemon.leader_election {

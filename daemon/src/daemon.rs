@@ -18,7 +18,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("start-up recovery: {note}");
     }
     // One build of everything the config implies, as `check` and reloads do.
-    let prepared = crate::prepare::prepare(config.clone(), None).context("starting the daemon")?;
+    let prepared = crate::prepare::prepare(config.clone(), crate::prepare::Purpose::Start)
+        .context("starting the daemon")?;
     let service = Service::new(prepared.core, "daemon").context("starting the daemon")?;
     // The first status round runs alongside recovery, and the socket answers only once
     // both are done: `status` never meets a daemon that has not probed yet.

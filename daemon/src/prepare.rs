@@ -82,16 +82,34 @@ pub enum PrepareError {
 /// every node whose settings did not change (a plugin keeps its instance).
 pub type Previous<'a> = (&'a Config, &'a BTreeMap<String, NodeRuntime>);
 
-/// Builds everything `config` implies without changing any running state; `previous` is
-/// what runs now, when reloading.
-pub fn prepare(config: Config, previous: Option<Previous<'_>>) -> Result<Prepared, PrepareError> {
+/// What the build is for.
+#[derive(Clone, Copy)]
+pub enum Purpose<'a> {
+    /// Starting the daemon or the in-process CLI: a missing signing key is generated.
+    Start,
+    /// Reloading the daemon's config, with what runs now.
+    Reload(Previous<'a>),
+    /// `splice-dr check`: everything is built, nothing is written (no key generated).
+    Check,
+}
+
+/// Builds everything `config` implies without changing any running state.
+pub fn prepare(config: Config, purpose: Purpose<'_>) -> Result<Prepared, PrepareError> {
     let catalog = load_catalog(&config)?;
+    let previous = match purpose {
+        Purpose::Reload(previous) => Some(previous),
+        Purpose::Start | Purpose::Check => None,
+    };
     let nodes = rebuild_nodes(&config, previous)?;
     let automation = Autopilot::prepare(&config)?;
     crate::rules::check_flows(&config, |f| catalog.get(f).is_some())
         .map_err(PrepareError::Flows)?;
     let offsite = Offsite::from_config(&config.repository.offsite)?;
-    let keyring = Keyring::load(&config).map_err(|e| RepoError::Io {
+    let keyring = match purpose {
+        Purpose::Check => Keyring::inspect(&config),
+        Purpose::Start | Purpose::Reload(_) => Keyring::load(&config),
+    };
+    let keyring = keyring.map_err(|e| RepoError::Io {
         path: trust::key_path(&config),
         message: e.to_string(),
     })?;

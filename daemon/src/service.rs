@@ -311,7 +311,8 @@ impl Service {
     pub fn reload(&self, loaded: Result<Config, ConfigError>) {
         let prepared = loaded.map_err(|e| e.to_string()).and_then(|cfg| {
             let (old_cfg, old_nodes) = (self.config(), self.runner.nodes());
-            crate::prepare::prepare(cfg, Some((&old_cfg, &old_nodes))).map_err(|e| e.to_string())
+            crate::prepare::prepare(cfg, crate::prepare::Purpose::Reload((&old_cfg, &old_nodes)))
+                .map_err(|e| e.to_string())
         });
         match prepared {
             Ok(prepared) => {

@@ -180,7 +180,8 @@ impl Target {
                     config.daemon.socket.display()
                 );
                 let prepared =
-                    crate::prepare::prepare(config.clone(), None).map_err(|e| e.to_string())?;
+                    crate::prepare::prepare(config.clone(), crate::prepare::Purpose::Start)
+                        .map_err(|e| e.to_string())?;
                 let service =
                     Service::new(prepared.core, "in-process").map_err(|e| e.to_string())?;
                 for note in service.recover().await {
