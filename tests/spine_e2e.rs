@@ -378,6 +378,20 @@ fn config_with_an_unknown_key_is_exit_2_with_key_and_line() {
     }
 }
 
+/// Waits until the daemon's `status` reports a rejected reload whose error names `what`.
+fn wait_for_rejection(sock: &std::path::Path, what: &str) {
+    wait_for(
+        Duration::from_secs(10),
+        "reload rejection in status",
+        || {
+            let st = socket_request(sock, b"{\"cmd\":\"status\"}\n");
+            st["result"]["config"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(what))
+        },
+    );
+}
+
 #[test]
 fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
     let dbs = NodeDbs::create("sdr_reload", 10);
@@ -390,16 +404,7 @@ fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
     )
     .unwrap();
     let sock = site.path("splice-dr.sock");
-    wait_for(
-        Duration::from_secs(10),
-        "reload rejection in status",
-        || {
-            let st = socket_request(&sock, b"{\"cmd\":\"status\"}\n");
-            st["result"]["config"]["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("retention"))
-        },
-    );
+    wait_for_rejection(&sock, "retention");
     // The CLI itself refuses the broken file (exit 2, same precise error)...
     let out = site.cli(&["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -420,6 +425,108 @@ fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
         socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["config"]["error"].is_null()
     });
     stop(daemon);
+}
+
+/// The names of the rules the daemon's autopilot runs, from `status`.
+fn rule_names(sock: &std::path::Path) -> Vec<String> {
+    socket_request(sock, b"{\"cmd\":\"status\"}\n")["result"]["automation"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["rule"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn reload_whose_nodes_cannot_be_built_keeps_the_old_rules_too() {
+    let dbs = NodeDbs::create("sdr_reload_atomic", 10);
+    let rule = |name: &str| {
+        format!("[[rule]]\nname = \"{name}\"\non = \"operator.{name}\"\nflow = \"backup\"\n")
+    };
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let good = std::fs::read_to_string(&site.config).unwrap() + rule("keeper-a").as_str();
+    std::fs::write(&site.config, &good).unwrap();
+    let daemon = site.start_daemon();
+    let sock = site.path("splice-dr.sock");
+    assert_eq!(rule_names(&sock), ["keeper-a"]);
+    // B: valid, different rules, but a node whose plugin does not exist.
+    let broken_node = format!(
+        "\n[[node]]\nname = \"broken-1\"\nbackend = \"plugin\"\nmigration_id = 0\n\n[node.plugin]\npath = \"{}\"\n",
+        site.path("no-such-plugin.so").display()
+    );
+    let with_b = good.replace("keeper-a", "keeper-b");
+    std::fs::write(&site.config, format!("{with_b}{broken_node}")).unwrap();
+    wait_for_rejection(&sock, "broken-1");
+    // Nothing of B is in force: A's rule still runs, B's is not there.
+    assert_eq!(rule_names(&sock), ["keeper-a"], "{}", site.daemon_log());
+    let out = site.cli(&["trigger", "operator.keeper-a", "--node", "validator-1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for(
+        Duration::from_secs(20),
+        "keeper-a to start a backup",
+        || {
+            socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["automation"]
+                ["recent_decisions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|d| {
+                    d["rule"] == "keeper-a"
+                        && d["outcome"]
+                            .as_str()
+                            .is_some_and(|o| o.starts_with("started"))
+                })
+        },
+    );
+    // B without the broken node is taken whole: the rule change was observable all along.
+    std::fs::write(&site.config, &with_b).unwrap();
+    wait_for(Duration::from_secs(10), "reload of B's rules", || {
+        rule_names(&sock) == ["keeper-b"]
+    });
+    assert!(
+        socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["config"]["error"].is_null()
+    );
+    stop(daemon);
+}
+
+#[test]
+fn check_writes_no_signing_key_and_refuses_what_the_daemon_refuses_to_start_with() {
+    let dbs = NodeDbs::create("sdr_check_build", 1);
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let out = site.cli(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !site.path("state/keys/signing.key").exists(),
+        "check wrote a key"
+    );
+    // One build for both: a rule naming a missing flow stops `check` and the daemon alike.
+    let mut cfg = std::fs::read_to_string(&site.config).unwrap();
+    cfg.push_str("[[rule]]\nname = \"lost\"\non = \"operator.lost\"\nflow = \"no-such-flow\"\n");
+    std::fs::write(&site.config, cfg).unwrap();
+    let out = site.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no-such-flow"), "{}", text(&out));
+    let log = std::fs::File::create(site.path("daemon.log")).unwrap();
+    let mut daemon = site.cmd().arg("daemon").stderr(log).spawn().unwrap();
+    let mut exited = None;
+    wait_for(
+        Duration::from_secs(20),
+        "the daemon to refuse to start",
+        || {
+            exited = daemon.try_wait().unwrap();
+            exited.is_some()
+        },
+    );
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "{}",
+        site.daemon_log()
+    );
+    assert!(
+        site.daemon_log().contains("no-such-flow"),
+        "{}",
+        site.daemon_log()
+    );
 }
 
 #[test]

@@ -1,15 +1,15 @@
 //! `splice-dr check`: everything that can be validated without touching a node.
 
 use crate::config::Config;
-use crate::service::{build_nodes, load_catalog};
 
-/// Compiles every flow and builds every backend (loading plugins, checking their ABI);
-/// returns the report to print, or every error found.
+/// Builds everything the config implies exactly as start-up and reloads do
+/// ([`crate::prepare::prepare`]: flows, backends with their plugins, rules script,
+/// off-site repositories, keyring), except that a missing signing key is not generated:
+/// check writes nothing. Returns the report to print, or the error found.
 pub fn check(config: &Config) -> Result<String, String> {
-    let catalog = load_catalog(config).map_err(|e| e.to_string())?;
-    let nodes = build_nodes(config).map_err(|e| e.to_string())?;
-    crate::rules::RuleEngine::from_config(config).map_err(|e| e.to_string())?;
-    crate::rules::check_flows(config, |f| catalog.get(f).is_some())?;
+    let prepared = crate::prepare::prepare(config.clone(), crate::prepare::Purpose::Check)
+        .map_err(|e| e.to_string())?;
+    let (catalog, nodes) = (&prepared.core.catalog, &prepared.core.nodes);
     let mut out = format!("{}: OK\n", config.source.display());
     if let Some(le) = &config.daemon.leader_election {
         // In-cluster use needs the service account (token and API address) to be there.

@@ -17,7 +17,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for note in crate::orphans::reap(&config.daemon.state_dir) {
         tracing::warn!("start-up recovery: {note}");
     }
-    let service = Service::new(config.clone(), "daemon").context("starting the daemon")?;
+    // One build of everything the config implies, as `check` and reloads do.
+    let prepared = crate::prepare::prepare(config.clone(), crate::prepare::Purpose::Start)
+        .context("starting the daemon")?;
+    let service = Service::new(prepared.core, "daemon").context("starting the daemon")?;
     // The first status round runs alongside recovery, and the socket answers only once
     // both are done: `status` never meets a daemon that has not probed yet.
     let (notes, ()) = tokio::join!(service.recover(), service.status_round(true));
@@ -59,9 +62,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let autopilot =
-        crate::autopilot::Autopilot::new(&config, service.runner().clone(), bus.clone())
-            .context("loading rules")?;
+    let autopilot = crate::autopilot::Autopilot::new(
+        &config,
+        prepared.automation,
+        service.runner().clone(),
+        bus.clone(),
+    );
     service.attach(autopilot.clone());
     // After the autopilot settled the runs its memory names: retention never removes a
     // record it still has to read.
@@ -86,16 +92,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");
 
+    // A reload builds everything first and changes the service and the autopilot only
+    // when all of it built (see `Service::reload`).
     let reloader = service.clone();
-    let pilot = autopilot.clone();
     tokio::spawn(async move {
         while let Some(loaded) = rx.recv().await {
-            if let Ok(cfg) = &loaded {
-                if let Err(e) = pilot.reconfigure(cfg) {
-                    reloader.reload(Err(e));
-                    continue;
-                }
-            }
             reloader.reload(loaded);
         }
     });

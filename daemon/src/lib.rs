@@ -28,6 +28,7 @@ pub mod names;
 pub mod notify;
 pub mod orphans;
 pub mod participants;
+pub mod prepare;
 pub mod private_tmp;
 pub mod prune;
 pub mod repo;

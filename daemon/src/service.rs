@@ -12,11 +12,11 @@ use tokio::sync::{broadcast, mpsc};
 use crate::config::{Config, ConfigError};
 use crate::events::health::{bounded_error, NodeAnswers};
 use crate::flows::{RunError, RunRequest, Runner};
-use crate::journal::{Journal, Retention, RunSummary};
+use crate::journal::{Journal, RunSummary};
 use crate::lock::NodeLock;
+use crate::prepare::{Core, Prepared};
 use crate::repo::{Manifest, Repository};
 use crate::run_context::RunEvent;
-use crate::script::{FlowCatalog, NodeFacts, ScriptError};
 use crate::socket::access::{self, Caller, Role};
 use crate::socket::protocol::{ErrorCode, Reply, Request, CRATE_VERSION, PROTOCOL_VERSION};
 use crate::status_state::StatusBoard;
@@ -38,110 +38,12 @@ const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long start-up recovery may spend on one node before the daemon serves anyway.
 const RECOVERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Why the service could not be built from a config.
+/// Why the service could not be opened on a built config.
 #[derive(Debug, Error)]
 pub enum ServiceError {
-    /// Flow scripts failed to compile.
-    #[error("flow scripts do not compile:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
-    Scripts(Vec<ScriptError>),
-    /// A backend could not be created.
-    #[error("node `{node}`: {error}")]
-    Backend {
-        /// Node name.
-        node: String,
-        /// The backend's error.
-        error: splice_dr_plugin_api::BackendError,
-    },
-    /// The validator API client could not be built.
-    #[error("node `{node}`: [node.validator]: {error}")]
-    Validator {
-        /// Node name.
-        node: String,
-        /// What is wrong.
-        error: String,
-    },
     /// The state directory or repository is unusable.
     #[error("{0}")]
     Storage(String),
-}
-
-/// Builds every node's runtime (backend + facts) from config.
-pub fn build_nodes(config: &Config) -> Result<BTreeMap<String, NodeRuntime>, ServiceError> {
-    rebuild_nodes(config, None)
-}
-
-/// [`build_nodes`] after a reload: nodes whose backend settings did not change keep
-/// their backend (and a plugin its instance) from `previous`.
-pub fn rebuild_nodes(
-    config: &Config,
-    previous: Option<(&Config, &BTreeMap<String, NodeRuntime>)>,
-) -> Result<BTreeMap<String, NodeRuntime>, ServiceError> {
-    let mut nodes = BTreeMap::new();
-    for node in &config.nodes {
-        let old = previous.and_then(|(cfg, runtimes)| {
-            let old_node = cfg.nodes.iter().find(|n| n.name == node.name)?;
-            let rt = runtimes.get(&node.name)?;
-            Some((old_node, cfg.daemon.state_dir.as_path(), &rt.backend))
-        });
-        let backend = crate::backends::build_or_reuse(node, &config.daemon.state_dir, old)
-            .map_err(|error| ServiceError::Backend {
-                node: node.name.clone(),
-                error,
-            })?;
-        let validator = match &node.validator {
-            Some(v) => Some(Arc::new(
-                crate::validator::ValidatorClient::from_config(v).map_err(|e| {
-                    ServiceError::Validator {
-                        node: node.name.clone(),
-                        error: e.to_string(),
-                    }
-                })?,
-            )),
-            None => None,
-        };
-        let facts = NodeFacts {
-            name: node.name.clone(),
-            migration_id: node.migration_id,
-            max_age: config.repository.max_age,
-            identities_recipients: config.repository.identities_recipients.clone(),
-            state_dir: config.daemon.state_dir.clone(),
-            configured_participant_ids: node
-                .compose
-                .as_ref()
-                .and_then(|c| c.bundle.as_ref())
-                .map(|b| {
-                    b.participant_id
-                        .iter()
-                        .chain(std::iter::once(&b.party_hint))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default(),
-            drill_checks: node.drill_checks.clone(),
-        };
-        nodes.insert(
-            node.name.clone(),
-            NodeRuntime {
-                facts,
-                backend,
-                validator,
-            },
-        );
-    }
-    Ok(nodes)
-}
-
-/// The journal retention of a config's `[journal]` table.
-fn retention_of(config: &Config) -> Retention {
-    Retention {
-        keep_runs: config.journal.keep_runs,
-        keep_for: config.journal.keep_for,
-    }
-}
-
-/// Compiles the flows in force for a config.
-pub fn load_catalog(config: &Config) -> Result<FlowCatalog, ServiceError> {
-    FlowCatalog::load(config.daemon.scripts_dir.as_deref()).map_err(ServiceError::Scripts)
 }
 
 /// The shared core.
@@ -218,17 +120,19 @@ fn backup_summary(m: &Manifest) -> Value {
 }
 
 impl Service {
-    /// Builds the service; `mode` is `daemon` or `in-process` (shown in `status`).
-    pub fn new(config: Config, mode: &'static str) -> Result<Arc<Self>, ServiceError> {
-        let catalog = load_catalog(&config)?;
-        let nodes = build_nodes(&config)?;
+    /// Builds the service from what [`crate::prepare::prepare`] built for its config;
+    /// `mode` is `daemon` or `in-process` (shown in `status`).
+    pub fn new(core: Core, mode: &'static str) -> Result<Arc<Self>, ServiceError> {
+        let config = core.config;
         let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
         let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
-        journal.set_retention(Some(retention_of(&config)));
-        let repo = Repository::open_configured(&config).map_err(|e| storage(&e))?;
+        journal.set_retention(Some(core.journal_retention));
+        let repo = Repository::open(&config.repository.path).map_err(|e| storage(&e))?;
+        repo.set_offsite(core.offsite);
+        repo.set_keyring(core.keyring);
         let runner = Runner::new(
-            catalog,
-            nodes,
+            core.catalog,
+            core.nodes,
             journal,
             repo,
             config.daemon.state_dir.clone(),
@@ -402,30 +306,18 @@ impl Service {
         notes
     }
 
-    /// Applies a reloaded config, or records why it was rejected (the old one keeps running).
+    /// Applies a reloaded config, or records why it was rejected: everything the config
+    /// implies is built first ([`crate::prepare::prepare`]) and committed only when all of
+    /// it built, so a rejected config changes neither the service nor the autopilot.
     pub fn reload(&self, loaded: Result<Config, ConfigError>) {
-        let outcome = loaded.map_err(|e| e.to_string()).and_then(|cfg| {
-            let catalog = load_catalog(&cfg).map_err(|e| e.to_string())?;
+        let prepared = loaded.map_err(|e| e.to_string()).and_then(|cfg| {
             let (old_cfg, old_nodes) = (self.config(), self.runner.nodes());
-            let nodes =
-                rebuild_nodes(&cfg, Some((&old_cfg, &old_nodes))).map_err(|e| e.to_string())?;
-            let offsite = crate::repo::offsite::Offsite::from_config(&cfg.repository.offsite)
-                .map_err(|e| e.to_string())?;
-            let keys = crate::repo::trust::Keyring::load(&cfg).map_err(|e| e.to_string())?;
-            Ok((cfg, catalog, nodes, offsite, keys))
+            crate::prepare::prepare(cfg, crate::prepare::Purpose::Reload((&old_cfg, &old_nodes)))
+                .map_err(|e| e.to_string())
         });
-        match outcome {
-            Ok((cfg, catalog, nodes, offsite, keys)) => {
-                self.runner.repo().set_offsite(offsite);
-                self.runner.repo().set_keyring(keys);
-                self.runner
-                    .reconfigure(catalog, nodes, cfg.daemon.run_timeout);
-                self.runner
-                    .journal()
-                    .set_retention(Some(retention_of(&cfg)));
-                self.board.refresh();
-                *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
-                *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = None;
+        match prepared {
+            Ok(prepared) => {
+                self.commit(prepared);
                 tracing::info!("configuration reloaded");
             }
             Err(e) => {
@@ -434,6 +326,27 @@ impl Service {
                 );
                 *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
+        }
+    }
+
+    /// Puts a prepared config in force in the service and the attached autopilot, one
+    /// right after the other; nothing here can fail. Flows and nodes go first, so the new
+    /// rules never start a flow the old catalog lacks.
+    pub fn commit(&self, prepared: Prepared) {
+        let Prepared { core, automation } = prepared;
+        let repo = self.runner.repo();
+        repo.set_offsite(core.offsite);
+        repo.set_keyring(core.keyring);
+        self.runner
+            .reconfigure(core.catalog, core.nodes, core.config.daemon.run_timeout);
+        self.runner
+            .journal()
+            .set_retention(Some(core.journal_retention));
+        self.board.refresh();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(core.config);
+        *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(autopilot) = self.autopilot.get() {
+            autopilot.apply_plan(automation);
         }
     }
 

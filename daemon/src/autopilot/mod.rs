@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, NotifyKind, RetentionConfig, ScheduleConfig};
+use crate::config::{
+    AutomationConfig, Config, ConfigError, NotifyKind, RetentionConfig, RuleConfig, ScheduleConfig,
+};
 use crate::events::health::{run_probes, HealthBoard};
 use crate::events::{Event, EventBus};
 use crate::flows::{RunError, RunRequest, Runner};
@@ -85,6 +87,17 @@ struct State {
     newest_backups: Option<(std::time::Instant, HashMap<String, DateTime<Utc>>)>,
 }
 
+/// What a config asks of the autopilot, built by [`Autopilot::prepare`] and installed by
+/// [`Autopilot::new`] or [`Autopilot::apply_plan`]: kept apart so a reload can build it,
+/// fail elsewhere, and drop it with nothing changed.
+pub struct AutomationPlan {
+    script: Option<crate::rules::RuleScript>,
+    rules: Vec<RuleConfig>,
+    automation: AutomationConfig,
+    schedules: Vec<ScheduleConfig>,
+    retention: Option<RetentionConfig>,
+}
+
 /// The automatic side of one daemon.
 pub struct Autopilot {
     runner: Arc<Runner>,
@@ -103,13 +116,32 @@ fn params_map(v: &Value) -> serde_json::Map<String, Value> {
 }
 
 impl Autopilot {
-    /// Builds the rules, schedules and notifier from `config`.
+    /// The fallible half of taking a config: reads and compiles the rules script and
+    /// copies the rules, schedules and retention, touching no running autopilot. Start-up
+    /// and reloads both go through it (see [`crate::prepare`]), so a config whose script
+    /// does not compile is rejected before anything changes.
+    pub fn prepare(config: &Config) -> Result<AutomationPlan, ConfigError> {
+        Ok(AutomationPlan {
+            script: crate::rules::load_script(config)?,
+            rules: config.rules.clone(),
+            automation: config.automation.clone(),
+            schedules: config.schedules.clone(),
+            retention: config.retention.clone(),
+        })
+    }
+
+    /// Builds the autopilot from a prepared plan (rules, schedules) and `config`'s
+    /// notifier and probe settings.
     pub fn new(
         config: &Config,
+        plan: AutomationPlan,
         runner: Arc<Runner>,
         bus: EventBus,
-    ) -> Result<Arc<Self>, ConfigError> {
-        let engine = RuleEngine::from_config(config)?;
+    ) -> Arc<Self> {
+        let mut engine = RuleEngine::new(&plan.rules, &plan.automation);
+        if let Some(script) = plan.script {
+            engine = engine.with_script(script);
+        }
         let now = Utc::now();
         let notifier = match &config.notify {
             Some(n) => match Notifier::new(n) {
@@ -129,15 +161,15 @@ impl Autopilot {
             notifier,
             state: Mutex::new(State {
                 engine,
-                scheduler: Scheduler::new(&config.schedules, now),
-                schedules: config.schedules.clone(),
-                retention: config.retention.clone(),
+                scheduler: Scheduler::new(&plan.schedules, now),
+                schedules: plan.schedules,
+                retention: plan.retention,
                 queue: VecDeque::new(),
                 recent: VecDeque::new(),
                 rule_of_run: HashMap::new(),
                 flow_of_run: HashMap::new(),
                 operator_paused: None,
-                config_paused: config.automation.paused,
+                config_paused: plan.automation.paused,
                 saved: None,
                 memory_error: None,
                 was_leader,
@@ -148,7 +180,7 @@ impl Autopilot {
             health_timeout: config.daemon.health_timeout,
         });
         autopilot.recall();
-        Ok(autopilot)
+        autopilot
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -160,16 +192,17 @@ impl Autopilot {
         &self.board
     }
 
-    /// Applies a reloaded config (breaker and cooldown state survive, by rule name).
-    pub fn reconfigure(&self, config: &Config) -> Result<(), ConfigError> {
-        let script = crate::rules::load_script(config)?;
+    /// The infallible half of a reload: installs a plan [`Autopilot::prepare`] built
+    /// (breaker and cooldown state survive, by rule name; unchanged schedules keep their
+    /// next due time). It cannot fail, so the caller applies it together with the rest of
+    /// the config once everything was built.
+    pub fn apply_plan(&self, plan: AutomationPlan) {
         let mut st = self.state();
-        st.engine.reconfigure(&config.rules, script);
-        st.config_paused = config.automation.paused;
-        st.scheduler.reconfigure(&config.schedules, Utc::now());
-        st.schedules = config.schedules.clone();
-        st.retention = config.retention.clone();
-        Ok(())
+        st.engine.reconfigure(&plan.rules, plan.script);
+        st.config_paused = plan.automation.paused;
+        st.scheduler.reconfigure(&plan.schedules, Utc::now());
+        st.schedules = plan.schedules;
+        st.retention = plan.retention;
     }
 
     /// Starts the probe, event, tick and run-observer loops until `shutdown`.

@@ -185,8 +185,11 @@ impl Target {
                     "no daemon answers on {}: running in-process (same journal and node locks)",
                     config.daemon.socket.display()
                 );
+                let prepared =
+                    crate::prepare::prepare(config.clone(), crate::prepare::Purpose::Start)
+                        .map_err(|e| e.to_string())?;
                 let service =
-                    Service::new(config.clone(), "in-process").map_err(|e| e.to_string())?;
+                    Service::new(prepared.core, "in-process").map_err(|e| e.to_string())?;
                 for note in service.recover().await {
                     eprintln!("recovery: {note}");
                 }

@@ -68,6 +68,15 @@ pub struct Keyring {
     trusted: Vec<VerifyingKey>,
 }
 
+/// The keys of `repository.trusted_keys`; the error names the first bad one.
+fn trusted_keys(config: &Config) -> Result<Vec<VerifyingKey>, TrustError> {
+    let keys = config.repository.trusted_keys.iter().enumerate();
+    keys.map(|(index, line)| {
+        parse_public(line).map_err(|message| TrustError::TrustedKey { index, message })
+    })
+    .collect()
+}
+
 /// The signing key's path from config: `repository.signing_key`, else
 /// `state_dir/keys/signing.key`.
 pub fn key_path(config: &Config) -> PathBuf {
@@ -175,6 +184,16 @@ impl Keyring {
     /// This site's keyring from config: the signing key (generated on first use when the
     /// file does not exist, so a new site signs its first backup) and the trusted keys.
     pub fn load(config: &Config) -> Result<Keyring, TrustError> {
+        Keyring::build(config, true)
+    }
+
+    /// [`Keyring::load`] without generating a missing signing key (then there is none):
+    /// `splice-dr check` validates the key settings but writes nothing.
+    pub fn inspect(config: &Config) -> Result<Keyring, TrustError> {
+        Keyring::build(config, false)
+    }
+
+    fn build(config: &Config, generate_missing: bool) -> Result<Keyring, TrustError> {
         let path = key_path(config);
         if path.starts_with(&config.repository.path) {
             return Err(key_err(
@@ -182,6 +201,9 @@ impl Keyring {
                 "is inside the backup repository: the secret key must never be stored with \
                  the backups it vouches for; set repository.signing_key elsewhere",
             ));
+        }
+        if !path.exists() && !generate_missing {
+            return Ok(Keyring::from_keys(None, trusted_keys(config)?));
         }
         if !path.exists() {
             match generate(&path) {
@@ -197,16 +219,7 @@ impl Keyring {
             }
         }
         let signer = read_key(&path)?;
-        let mut trusted = vec![signer.verifying_key()];
-        for (index, line) in config.repository.trusted_keys.iter().enumerate() {
-            trusted.push(
-                parse_public(line).map_err(|message| TrustError::TrustedKey { index, message })?,
-            );
-        }
-        Ok(Keyring {
-            signer: Some(signer),
-            trusted,
-        })
+        Ok(Keyring::from_keys(Some(signer), trusted_keys(config)?))
     }
 
     /// A keyring from keys in memory (tests).
