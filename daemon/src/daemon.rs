@@ -78,14 +78,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bus.clone(),
         config.daemon.state_dir.clone(),
     ));
+    let runner = service.runner().clone();
+    let validators = move || {
+        let nodes = runner.nodes();
+        let with_api = nodes
+            .iter()
+            .filter_map(|(name, n)| Some((name.clone(), n.validator.clone()?)));
+        with_api.collect()
+    };
     tokio::spawn(crate::users::record_loop(
-        service.runner().clone(),
+        validators,
         config.daemon.state_dir.clone(),
         config.daemon.users_interval,
         shutdown.clone(),
     ));
     tokio::spawn(crate::repo_check::check_loop(
-        service.runner().clone(),
+        service.runner().repo().clone(),
         bus.clone(),
         config.daemon.repo_check_interval,
         shutdown.clone(),

@@ -4,13 +4,11 @@
 //! — an unreachable bucket is found before the backup that needed it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventBus};
-use crate::flows::Runner;
 use crate::repo::offsite::CheckReport;
 use crate::repo::Repository;
 
@@ -23,14 +21,14 @@ pub fn check_all(repo: &Repository) -> Vec<CheckReport> {
 
 /// Checks every `interval` until `shutdown`, recording metrics and publishing changes.
 pub async fn check_loop(
-    runner: Arc<Runner>,
+    repo: Repository,
     bus: EventBus,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
     let mut last: BTreeMap<String, bool> = BTreeMap::new();
     loop {
-        let repo = runner.repo().clone();
+        let repo = repo.clone();
         let reports = tokio::task::spawn_blocking(move || check_all(&repo))
             .await
             .unwrap_or_default();

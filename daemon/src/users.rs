@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::flows::Runner;
+use crate::validator::ValidatorClient;
 
 /// The last user list read from a node's validator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,18 +45,17 @@ pub fn save(state_dir: &Path, node: &str, record: &UserRecord) -> std::io::Resul
 
 /// Reads every node's user list every `interval` until `shutdown`. A node whose validator
 /// does not answer keeps its previous record: the list from before a disaster is exactly
-/// the one a restore needs.
+/// the one a restore needs. `validators` names the nodes with a validator API, asked each
+/// round so that reloads are seen.
 pub async fn record_loop(
-    runner: Arc<Runner>,
+    validators: impl Fn() -> Vec<(String, Arc<ValidatorClient>)> + Send,
     state_dir: PathBuf,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
     loop {
-        for (name, node) in runner.nodes().iter() {
-            let Some(client) = node.validator.clone() else {
-                continue;
-            };
+        for (name, client) in validators() {
+            let name = name.as_str();
             match client.users().await {
                 Ok(mut users) => {
                     users.sort();
