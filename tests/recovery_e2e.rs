@@ -1002,6 +1002,7 @@ async fn a_snapshot_the_node_cannot_make_ends_the_dr_with_the_reonboard_that_rec
     let f = PgFixture::start("pgdr400", &format!("--pruning-horizon {horizon}")).await;
     let out = f.cli(vec!["backup".into()]).await.unwrap();
     assert!(out.status.success(), "backup: {}", text(&out));
+    let before = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let out = f
         .cli(vec![
             "run".into(),
@@ -1073,6 +1074,29 @@ async fn a_snapshot_the_node_cannot_make_ends_the_dr_with_the_reonboard_that_rec
         .await
         .unwrap();
     assert!(dbs.iter().any(|d| !d.ends_with("_old")), "{dbs:?}");
+    // The backup from before is refused: it is of migration 0 (the node runs 1 although
+    // the config file still says 0) and of the burned participant id.
+    let out = f
+        .cli(vec![
+            "run".into(),
+            "restore".into(),
+            "--param".into(),
+            format!("backup={before}"),
+            "--yes".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the node is at migration id 1")
+            && err.contains(&format!(
+                "was taken when the node was participant {}",
+                f.node.hint
+            )),
+        "{err}"
+    );
+    assert_eq!(f.client.validator_user().await.unwrap().party_id, f.party);
     // A re-onboard to an older migration than the node's is refused before anything.
     let out = f
         .cli(vec![

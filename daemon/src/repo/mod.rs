@@ -597,15 +597,29 @@ pub fn is_backup_of(id: &str, node: &str) -> bool {
             .is_none_or(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The node a backup would be restored into, as it runs now (not as the config file last
+/// described it: a network DR or a re-onboard changes both ids before the operator edits
+/// the file).
+#[derive(Debug, Clone, Copy)]
+pub struct RunningNode<'a> {
+    /// The node's name.
+    pub name: &'a str,
+    /// The migration id it runs: the registry's after a network DR, else the config's.
+    pub migration_id: u64,
+    /// Its participant identifier since a re-onboard; `None` while it runs its original one.
+    pub participant: Option<&'a str>,
+    /// `repository.max_age`: older backups are past the sequencers' pruning window.
+    pub max_age: Duration,
+}
+
 /// Reasons a verified backup must still not be restored without `--force`
 /// (Splice's operator rules). Empty when it may be restored.
 pub fn restore_objections(
     manifest: &Manifest,
-    node: &str,
-    node_migration_id: u64,
-    max_age: Duration,
+    into: &RunningNode<'_>,
     now: DateTime<Utc>,
 ) -> Vec<String> {
+    let (node, node_migration_id, max_age) = (into.name, into.migration_id, into.max_age);
     let mut out = Vec::new();
     if manifest.node != node {
         out.push(format!(
@@ -630,6 +644,7 @@ pub fn restore_objections(
             humantime::format_duration(max_age)
         ));
     }
+    out.extend(identity_objection(manifest, into.participant));
     if manifest.dump("validator").is_none() || manifest.dump("participant").is_none() {
         out.push(format!(
             "backup {} lacks a validator or participant dump",
@@ -637,6 +652,23 @@ pub fn restore_objections(
         ));
     }
     out
+}
+
+/// A backup taken under another participant id than the one the node runs since a
+/// re-onboard: its data belongs to an id Splice has burned, and started next to the keys
+/// the node now runs with it would bring back a participant the network moved on from.
+fn identity_objection(manifest: &Manifest, current: Option<&str>) -> Option<String> {
+    let current = current?;
+    let taken_as =
+        crate::participants::identifier_of(&manifest.identities.as_ref()?.participant_id);
+    (taken_as != current).then(|| {
+        format!(
+            "backup {} was taken when the node was participant {taken_as}; it runs as participant \
+             {current} since a re-onboard, and {taken_as} is burned: restore a backup taken after \
+             the re-onboard",
+            manifest.id
+        )
+    })
 }
 
 /// A backup being written. Dropping it without sealing (a failed backup) removes its
@@ -880,12 +912,58 @@ mod tests {
         let repo = Repository::open(dir.path()).unwrap();
         let m = sealed(&repo);
         let day = Duration::from_secs(86_400);
-        assert!(restore_objections(&m, "n1", 0, 30 * day, Utc::now()).is_empty());
+        let mut into = RunningNode {
+            name: "n1",
+            migration_id: 0,
+            participant: None,
+            max_age: 30 * day,
+        };
+        assert!(restore_objections(&m, &into, Utc::now()).is_empty());
         let later = Utc::now() + chrono::Duration::days(31);
-        let o = restore_objections(&m, "n1", 1, 30 * day, later);
+        into.migration_id = 1;
+        let o = restore_objections(&m, &into, later);
         assert_eq!(o.len(), 2, "{o:?}");
         assert!(o[0].contains("migration id 0"));
         assert!(o[1].contains("older than repository.max_age"));
+    }
+
+    /// After a re-onboard the node runs under a new participant id: a backup holding the
+    /// old one is refused; one holding the current id, or one without identities, is not.
+    #[test]
+    fn a_backup_of_another_participant_id_is_objected_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let mut m = sealed(&repo);
+        let into = RunningNode {
+            name: "n1",
+            migration_id: 0,
+            participant: Some("acme-2"),
+            max_age: Duration::from_secs(86_400),
+        };
+        assert!(
+            restore_objections(&m, &into, Utc::now()).is_empty(),
+            "no identities: no claim"
+        );
+        m.identities = Some(IdentitiesEntry {
+            file: "identities.json.age".into(),
+            participant_id: "PAR::acme::1220ab".into(),
+            recipients: vec![],
+        });
+        let o = restore_objections(&m, &into, Utc::now());
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert!(
+            o[0].contains("participant acme;") && o[0].contains("acme-2 since a re-onboard"),
+            "{}",
+            o[0]
+        );
+        m.identities.as_mut().unwrap().participant_id = "acme-2::1220ab".into();
+        assert!(restore_objections(&m, &into, Utc::now()).is_empty());
+        let original = RunningNode {
+            participant: None,
+            ..into
+        };
+        m.identities.as_mut().unwrap().participant_id = "acme::1220ab".into();
+        assert!(restore_objections(&m, &original, Utc::now()).is_empty());
     }
 
     #[test]

@@ -15,9 +15,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::time::Duration;
 
-use super::{restore_objections, DrillResult, Manifest};
+use super::{restore_objections, DrillResult, Manifest, RunningNode};
 
 /// The backup chosen for a restore and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,16 +37,14 @@ fn drill_result(m: &Manifest) -> Option<DrillResult> {
 /// no backup at all.
 pub fn preferred_backup(
     backups: &[Manifest],
-    node: &str,
-    migration_id: u64,
-    max_age: Duration,
+    into: &RunningNode<'_>,
     now: DateTime<Utc>,
 ) -> Option<Preferred> {
+    let node = into.name;
     let mut mine: Vec<&Manifest> = backups.iter().filter(|m| m.node == node).collect();
     mine.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let newest = *mine.first()?;
-    let restorable =
-        |m: &Manifest| restore_objections(m, node, migration_id, max_age, now).is_empty();
+    let restorable = |m: &Manifest| restore_objections(m, into, now).is_empty();
     if let Some(pos) = mine
         .iter()
         .position(|m| restorable(m) && drill_result(m) == Some(DrillResult::Passed))
@@ -109,7 +106,7 @@ mod tests {
     use super::*;
     use crate::repo::DrillRecord;
 
-    const DAY: Duration = Duration::from_secs(86_400);
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
     fn backup(id: &str, days_ago: i64, drill: Option<&str>) -> Manifest {
         let at = Utc::now() - chrono::Duration::days(days_ago);
@@ -138,8 +135,17 @@ mod tests {
         }
     }
 
+    fn into(name: &str) -> RunningNode<'_> {
+        RunningNode {
+            name,
+            migration_id: 0,
+            participant: None,
+            max_age: 30 * DAY,
+        }
+    }
+
     fn pick(all: &[Manifest]) -> Preferred {
-        preferred_backup(all, "n1", 0, 30 * DAY, Utc::now()).unwrap()
+        preferred_backup(all, &into("n1"), Utc::now()).unwrap()
     }
 
     #[test]
@@ -174,6 +180,6 @@ mod tests {
     fn when_nothing_qualifies_the_newest_is_returned_for_restore_to_refuse() {
         let all = [backup("b1", 1, Some("failed"))];
         assert_eq!(pick(&all).id, "b1");
-        assert!(preferred_backup(&all, "other", 0, 30 * DAY, Utc::now()).is_none());
+        assert!(preferred_backup(&all, &into("other"), Utc::now()).is_none());
     }
 }

@@ -602,13 +602,14 @@ fn register_backups(engine: &mut Engine) {
             |b: &mut BackupsApi, id: &str| -> RResult<()> {
                 let env = &b.0;
                 let m = env.manifest(id)?;
-                let mut objections = restore_objections(
-                    &m,
-                    &env.node.name,
-                    env.node.migration_id,
-                    env.node.max_age,
-                    chrono::Utc::now(),
-                );
+                let (migration_id, participant) = super::host_recovery::running_ids(env)?;
+                let into = crate::repo::RunningNode {
+                    name: &env.node.name,
+                    migration_id,
+                    participant: participant.as_deref(),
+                    max_age: env.node.max_age,
+                };
+                let mut objections = restore_objections(&m, &into, chrono::Utc::now());
                 objections.extend(untrusted_objection(env, &m));
                 allow_if_forced(env, &objections, "restore")
             },

@@ -128,14 +128,14 @@ fn preferred(b: &mut BackupsApi) -> RResult<Dynamic> {
     }
     let all = trusted;
     let node = &env.node;
-    let chosen = preferred_backup(
-        &all,
-        &node.name,
-        node.migration_id,
-        node.max_age,
-        chrono::Utc::now(),
-    )
-    .ok_or_else(|| {
+    let (migration_id, participant) = super::host_recovery::running_ids(env)?;
+    let into = crate::repo::RunningNode {
+        name: &node.name,
+        migration_id,
+        participant: participant.as_deref(),
+        max_age: node.max_age,
+    };
+    let chosen = preferred_backup(&all, &into, chrono::Utc::now()).ok_or_else(|| {
         fail(format!(
             "node {} has no trusted backups ({} untrusted): take one with `splice-dr backup`, \
              or restore an untrusted one with --backup ID --force --reason",

@@ -36,6 +36,15 @@ fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
     Ok(reg)
 }
 
+/// The migration id and participant identifier the node runs now, from its registry: a
+/// network DR or a re-onboard changes them before the operator edits the config file.
+pub(super) fn running_ids(env: &FlowEnv) -> RResult<(u64, Option<String>)> {
+    let reg =
+        Registry::load(&env.node.state_dir, &env.node.name).map_err(|e| fail(e.to_string()))?;
+    let migration = reg.migration_id.unwrap_or(0).max(env.node.migration_id);
+    Ok((migration, reg.current))
+}
+
 /// Adds what every start must pass since a re-onboard (the same `-P`, Splice's rule) or a
 /// network DR (the new `-m`, and "migrating" until the node was seen healthy on it), even
 /// before the config says so. Refuses a plain start of a node a re-onboard started with a
