@@ -529,6 +529,15 @@ async fn dr_snapshot_copies_the_dump_into_the_validator_pod_and_redeploys_migrat
             && values.contains("\"id\": 1"),
         "{values}"
     );
+    // The runbook: migrating once, then set back. The release keeps its values, so the
+    // flow's last upgrade deploys migration 1 with migrating false (else the next pod
+    // restart would import the dump again).
+    let last = values.rfind("\"migrating\"").unwrap();
+    assert!(
+        values[last..].starts_with("\"migrating\": false"),
+        "{values}"
+    );
+    assert!(values[..last].rfind("\"id\": 1").is_some(), "{values}");
 }
 
 /// A kube client and backend for in-process checks against a fake.

@@ -86,6 +86,12 @@ pub struct DatabaseStorage {
 pub struct WorkloadCapabilities {
     /// Whether commands can run inside a component ([`crate::Backend::exec`]).
     pub exec: bool,
+    /// Whether values given to [`crate::Backend::set_values`] stay in force for every later
+    /// start (helm release values under `--reuse-values`). A one-time setting such as
+    /// `migrating` must then be set back explicitly, or the next pod restart acts on it
+    /// again; where each start gets its values anew (compose flags, a restart command),
+    /// nothing stays behind.
+    pub values_persist: bool,
 }
 
 impl Capabilities {

@@ -252,7 +252,10 @@ impl Backend for ComposeBackend {
                 file_targets: vec!["dump".into()],
                 file_owner_uid: owner,
             },
-            workloads: WorkloadCapabilities { exec: true },
+            workloads: WorkloadCapabilities {
+                exec: true,
+                values_persist: false,
+            },
         }
     }
 

@@ -257,7 +257,10 @@ impl Backend for K8sBackend {
                 file_targets: vec!["dump".into()],
                 file_owner_uid: None,
             },
-            workloads: WorkloadCapabilities { exec: true },
+            workloads: WorkloadCapabilities {
+                exec: true,
+                values_persist: true,
+            },
         }
     }
 
