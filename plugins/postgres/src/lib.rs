@@ -20,6 +20,7 @@ pub mod process;
 pub mod restore;
 pub mod sql;
 pub mod staging;
+pub mod toolkit;
 
 use std::path::Path;
 use std::time::Duration;
