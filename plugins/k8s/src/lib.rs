@@ -374,7 +374,7 @@ impl Backend for K8sBackend {
             ),
         )?;
         Ok(ExecOutput {
-            code: out.code,
+            code: out.code as i32,
             stdout: out.stdout,
             stderr: out.stderr,
         })
