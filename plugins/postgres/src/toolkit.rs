@@ -234,10 +234,13 @@ mod tests {
     use std::cell::RefCell;
     use std::path::PathBuf;
 
+    /// One call: argv, the file fed on stdin, the progress label.
+    type Call = (Vec<String>, Option<PathBuf>, Option<String>);
+
     /// Records what it was asked to run and answers with a canned result.
     struct Fake {
         answer: ExecResult,
-        seen: RefCell<Vec<(Vec<String>, Option<PathBuf>, Option<String>)>>,
+        seen: RefCell<Vec<Call>>,
     }
 
     impl Fake {
