@@ -5,16 +5,15 @@
 use std::path::Path;
 
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
-use splice_dr_postgres::dump::{into_fresh_dir, parse_list, SnapshotCounts};
+use splice_dr_postgres::dump::{find_dump_file, into_fresh_dir};
 use splice_dr_postgres::names::quote_ident;
-use splice_dr_postgres::restore::verify_counts;
 use splice_dr_postgres::sql::{database_exists, db_err, is_duplicate_database, user_tables};
+use splice_dr_postgres::toolkit::{verify_restored, ExecResult, Streams, Toolkit, Transport};
 use splice_dr_postgres::ConnSettings;
 
 use crate::engine::{env_value, id_of};
-use crate::exec::{self, ExecResult, Streams};
+use crate::exec;
 use crate::ComposeBackend;
-use splice_dr_postgres::dump::{find_dump_file, DumpFile, CUSTOM_DUMP_FILE};
 
 impl ComposeBackend {
     /// SQL connection settings for the postgres container as it runs now (its address can
@@ -90,34 +89,9 @@ impl ComposeBackend {
         Ok((id, vec![format!("PGPASSWORD={password}")]))
     }
 
-    /// Runs a Postgres tool inside the postgres container as user `postgres` with the
-    /// password in its environment. Returns its result and the command as an operator would
-    /// type it, for error messages.
-    pub(crate) fn run_in_postgres(
-        &self,
-        ctx: &OpContext,
-        argv: &[String],
-        streams: Streams<'_>,
-    ) -> Result<(ExecResult, String), BackendError> {
-        let (container, env) = self.pg_container(ctx)?;
-        let shown = match streams.stdin {
-            Some(p) => format!(
-                "docker exec -i {container:.12} {} < {}",
-                argv.join(" "),
-                p.display()
-            ),
-            None => format!("docker exec {container:.12} {}", argv.join(" ")),
-        };
-        let out = exec::run(
-            &self.engine,
-            ctx,
-            &container,
-            Some("postgres"),
-            argv,
-            &env,
-            streams,
-        )?;
-        Ok((out, shown))
+    /// The Postgres tools over `docker exec` into the postgres container.
+    pub(crate) fn tools(&self) -> Toolkit<'_, Self> {
+        Toolkit::new(self, &self.cfg.db_user, self.cfg.compress)
     }
 
     /// See [`splice_dr_plugin_api::Backend::dump`]: row counts in an exported snapshot,
@@ -131,50 +105,10 @@ impl ComposeBackend {
         let db = self.db_for_role(role)?;
         self.check_migration_matches(ctx)?;
 
-        into_fresh_dir(dest, || self.dump_into(ctx, role, &db, dest))
-    }
-
-    fn dump_into(
-        &self,
-        ctx: &OpContext,
-        role: &str,
-        db: &str,
-        dest: &Path,
-    ) -> Result<DumpInfo, BackendError> {
-        let mut client = self.conn(ctx)?.connect(db)?;
-        let pinned = SnapshotCounts::take(ctx, &mut client, db)?;
-        let snapshot = pinned.snapshot.clone();
-        let what = format!("dump {db}");
-        let argv: Vec<String> = vec![
-            "pg_dump".into(),
-            "--format=custom".into(),
-            format!("--compress={}", self.cfg.compress),
-            format!("--snapshot={snapshot}"),
-            format!("--username={}", self.cfg.db_user),
-            format!("--dbname={db}"),
-        ];
-        ctx.info(format!(
-            "dumping {db} ({} tables) inside the {} container with snapshot {snapshot}",
-            pinned.tables.len(),
-            self.cfg.services.postgres
-        ));
-        let file = dest.join(CUSTOM_DUMP_FILE);
-        let (out, shown) = self.run_in_postgres(
-            ctx,
-            &argv,
-            Streams {
-                stdin: None,
-                stdout: Some(&file),
-                progress: Some(&what),
-            },
-        )?;
-        let out = out.check(&shown)?;
-        let info = pinned.finish_into(role, db, "custom")?;
-        if !out.stderr.trim().is_empty() {
-            ctx.warn(format!("pg_dump said: {}", out.stderr.trim()));
-        }
-        ctx.progress(&what, out.bytes_out, Some(out.bytes_out), "bytes");
-        Ok(info)
+        into_fresh_dir(dest, || {
+            let conn = self.conn(ctx)?;
+            self.tools().dump_into(ctx, &conn, role, &db, dest)
+        })
     }
 
     /// Refuses to work on a node whose postgres container was created for another
@@ -208,31 +142,7 @@ impl ComposeBackend {
         if dump.format == "plain" {
             return check_plain(&dump.path);
         }
-        let argv: Vec<String> = vec!["pg_restore".into(), "--list".into()];
-        let (out, _) = self.run_in_postgres(
-            ctx,
-            &argv,
-            Streams {
-                stdin: Some(&dump.path),
-                stdout: None,
-                progress: None,
-            },
-        )?;
-        if out.code != 0 {
-            return Err(BackendError::Verification(format!(
-                "pg_restore cannot read the table of contents of {}: {}",
-                dump.path.display(),
-                out.stderr.trim()
-            )));
-        }
-        let check = parse_list(&out.stdout);
-        if check.entries == 0 {
-            return Err(BackendError::Verification(format!(
-                "{}: the table of contents lists no entries",
-                dump.path.display()
-            )));
-        }
-        Ok(check)
+        self.tools().list_contents(ctx, &dump.path)
     }
 
     /// See [`splice_dr_plugin_api::Backend::restore_into_empty`].
@@ -247,58 +157,8 @@ impl ComposeBackend {
         let dump = find_dump_file(src)?;
         let conn = self.conn(ctx)?;
         self.ensure_empty_database(ctx, &conn, &db)?;
-        self.stream_into(ctx, &dump, &db)?;
-        let mut client = conn.connect(&db)?;
-        verify_counts(ctx, &mut client, &db, expected)
-    }
-
-    /// Streams a dump into the existing database `db` inside the postgres container:
-    /// `pg_restore --exit-on-error` for custom dumps, `psql -v ON_ERROR_STOP=1` for plain ones.
-    pub(crate) fn stream_into(
-        &self,
-        ctx: &OpContext,
-        dump: &DumpFile,
-        db: &str,
-    ) -> Result<(), BackendError> {
-        let user = format!("--username={}", self.cfg.db_user);
-        let argv: Vec<String> = if dump.format == "custom" {
-            vec![
-                "pg_restore".into(),
-                "--exit-on-error".into(),
-                user,
-                format!("--dbname={db}"),
-            ]
-        } else {
-            vec![
-                "psql".into(),
-                "--quiet".into(),
-                "--no-psqlrc".into(),
-                "--set=ON_ERROR_STOP=1".into(),
-                "--output=/dev/null".into(),
-                user,
-                format!("--dbname={db}"),
-            ]
-        };
-        let what = format!("restore {db}");
-        ctx.info(format!(
-            "streaming {} into {db} ({})",
-            dump.path.display(),
-            argv[0]
-        ));
-        let (out, shown) = self.run_in_postgres(
-            ctx,
-            &argv,
-            Streams {
-                stdin: Some(&dump.path),
-                stdout: None,
-                progress: Some(&what),
-            },
-        )?;
-        let out = out.check(&shown)?;
-        if !out.stderr.trim().is_empty() {
-            ctx.warn(format!("{} said: {}", argv[0], out.stderr.trim()));
-        }
-        Ok(())
+        self.tools().stream_in(ctx, &dump, &db)?;
+        verify_restored(ctx, &conn, &db, expected)
     }
 
     /// Creates `db` when the entrypoint did not (a `MIGRATION_ID` that was unset when the
@@ -337,6 +197,41 @@ impl ComposeBackend {
             )));
         }
         Ok(())
+    }
+}
+
+/// The postgres container's tools, run as user `postgres` with the password in their
+/// environment; shown as the `docker exec` an operator would type.
+impl Transport for ComposeBackend {
+    fn run(
+        &self,
+        ctx: &OpContext,
+        argv: &[String],
+        streams: Streams<'_>,
+    ) -> Result<(ExecResult, String), BackendError> {
+        let (container, env) = self.pg_container(ctx)?;
+        let shown = match streams.stdin {
+            Some(p) => format!(
+                "docker exec -i {container:.12} {} < {}",
+                argv.join(" "),
+                p.display()
+            ),
+            None => format!("docker exec {container:.12} {}", argv.join(" ")),
+        };
+        let out = exec::run(
+            &self.engine,
+            ctx,
+            &container,
+            Some("postgres"),
+            argv,
+            &env,
+            streams,
+        )?;
+        Ok((out, shown))
+    }
+
+    fn place(&self) -> String {
+        format!("inside the {} container", self.cfg.services.postgres)
     }
 }
 

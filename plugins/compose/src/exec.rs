@@ -13,6 +13,7 @@ use splice_dr_plugin_api::{BackendError, OpContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::{engine_err, Engine};
+pub use splice_dr_postgres::toolkit::{ExecResult, Streams};
 
 /// Size of the chunks a dump is streamed in.
 const CHUNK: usize = 1 << 20;
@@ -20,46 +21,6 @@ const CHUNK: usize = 1 << 20;
 const STDERR_KEEP: usize = 16 << 10;
 /// Bytes of stdout kept when it is not written to a file.
 const STDOUT_KEEP: usize = 1 << 20;
-
-/// Where a command's stdin comes from and its stdout goes.
-pub struct Streams<'a> {
-    /// A file fed to stdin, then EOF.
-    pub stdin: Option<&'a Path>,
-    /// A file stdout is written to; otherwise stdout is kept (bounded) in the result.
-    pub stdout: Option<&'a Path>,
-    /// Progress label; progress is reported in bytes streamed (stdin, else stdout).
-    pub progress: Option<&'a str>,
-}
-
-/// What a finished command left.
-#[derive(Debug)]
-pub struct ExecResult {
-    /// Exit code (-1 when it could not be read).
-    pub code: i64,
-    /// Stdout when not written to a file (bounded).
-    pub stdout: String,
-    /// The end of stderr.
-    pub stderr: String,
-    /// Bytes written to stdin.
-    pub bytes_in: u64,
-    /// Bytes read from stdout.
-    pub bytes_out: u64,
-}
-
-impl ExecResult {
-    /// `Ok` on exit code 0, else a `Command` error naming `shown` with the end of stderr.
-    pub fn check(self, shown: &str) -> Result<ExecResult, BackendError> {
-        if self.code == 0 {
-            Ok(self)
-        } else {
-            Err(BackendError::Command {
-                command: shown.into(),
-                status: format!("exit code {}", self.code),
-                stderr: self.stderr.trim().to_string(),
-            })
-        }
-    }
-}
 
 /// A unique file in the container holding the PID of one exec, for cancellation.
 fn pid_file() -> String {
@@ -121,11 +82,7 @@ async fn simple_exec(
     container: &str,
     argv: &[String],
 ) -> Result<i64, BackendError> {
-    let streams = Streams {
-        stdin: None,
-        stdout: None,
-        progress: None,
-    };
+    let streams = Streams::default();
     let ctx = OpContext::detached(Default::default());
     stream_exec(engine, &ctx, container, Some("0"), argv, &[], &streams)
         .await

@@ -62,12 +62,7 @@ impl ComposeBackend {
         if cfg.project.is_empty() {
             return Err(BackendError::Config("`project` must not be empty".into()));
         }
-        if cfg.compress > 9 {
-            return Err(BackendError::Config(format!(
-                "`compress` must be 0 (none) to 9 (smallest), got {}",
-                cfg.compress
-            )));
-        }
+        splice_dr_postgres::config::check_compress(cfg.compress)?;
         if let Some(f) = &cfg.password_file {
             std::fs::metadata(f).map_err(|e| {
                 BackendError::Config(format!(

@@ -11,9 +11,10 @@ use std::path::Path;
 use splice_dr_plugin_api::{BackendError, DumpInfo, OpContext, StagedCheck, StagedDb, StagedQuery};
 use splice_dr_postgres::check::check_database;
 use splice_dr_postgres::dump::find_dump_file;
-use splice_dr_postgres::restore::{name_failing_table, verify_counts};
+use splice_dr_postgres::restore::name_failing_table;
 use splice_dr_postgres::sql::all_databases;
 use splice_dr_postgres::staging::{drop_scratch, is_scratch_of, restore_into_scratch};
+use splice_dr_postgres::toolkit::verify_restored;
 
 use crate::ComposeBackend;
 
@@ -31,10 +32,10 @@ impl ComposeBackend {
         let dump = find_dump_file(src)?;
         let conn = self.conn(ctx)?;
         restore_into_scratch(ctx, &conn, role, &live, expected, |_, staging| {
-            self.stream_into(ctx, &dump, staging)
+            self.tools()
+                .stream_in(ctx, &dump, staging)
                 .map_err(name_failing_table)?;
-            let mut client = conn.connect(staging)?;
-            verify_counts(ctx, &mut client, staging, expected)
+            verify_restored(ctx, &conn, staging, expected)
         })
     }
 

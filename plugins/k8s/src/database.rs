@@ -4,16 +4,14 @@
 //! dump`). Restores go into a staging database next to the live one, so the live data is
 //! untouched until the restored copy is verified and swapped in.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, StagedDb};
-use splice_dr_postgres::dump::{
-    find_dump_file, into_fresh_dir, parse_list, SnapshotCounts, CUSTOM_DUMP_FILE,
-};
-use splice_dr_postgres::restore::verify_counts;
+use splice_dr_postgres::dump::{find_dump_file, into_fresh_dir, DumpFile};
 use splice_dr_postgres::staging::restore_into_scratch;
+use splice_dr_postgres::toolkit::{self, verify_restored, ExecResult, Toolkit, Transport};
 
-use crate::exec::{self, ExecResult, Input, Streams};
+use crate::exec::{self, Input};
 use crate::K8sBackend;
 
 /// Shell wrapper for tools fed on stdin: the tool runs with the given arguments, then the
@@ -24,7 +22,7 @@ pub const DRAIN_STDIN: &str = r#""$0" "$@"; rc=$?; cat >/dev/null; exit $rc"#;
 
 /// The one custom-format dump in `src`: a pod gets it on pg_restore's stdin. Plain SQL
 /// dumps (the compose runbook's) are refused here with what to do.
-fn custom_dump_file(src: &Path) -> Result<PathBuf, BackendError> {
+fn custom_dump_file(src: &Path) -> Result<DumpFile, BackendError> {
     let dump = find_dump_file(src)?;
     if dump.format != "custom" {
         return Err(BackendError::Verification(format!(
@@ -33,22 +31,21 @@ fn custom_dump_file(src: &Path) -> Result<PathBuf, BackendError> {
             dump.path.display()
         )));
     }
-    Ok(dump.path)
+    Ok(dump)
 }
 
-impl K8sBackend {
-    /// Runs a Postgres tool in the postgres pod. Returns its result and the command as an
-    /// operator would type it, for error messages.
-    pub(crate) fn run_in_postgres(
+/// The postgres pod's tools over the exec websocket; shown as the `kubectl exec` an
+/// operator would type. A tool fed on stdin runs under [`DRAIN_STDIN`].
+impl Transport for K8sBackend {
+    fn run(
         &self,
         ctx: &OpContext,
         argv: &[String],
-        stdin: Option<&Path>,
-        stdout: Option<&Path>,
-        progress: Option<&str>,
+        streams: toolkit::Streams<'_>,
     ) -> Result<(ExecResult, String), BackendError> {
         let cfg = &self.cfg;
-        let redirect = stdin
+        let redirect = streams
+            .stdin
             .map(|p| format!(" < {}", p.display()))
             .unwrap_or_default();
         let shown = format!(
@@ -59,7 +56,7 @@ impl K8sBackend {
             argv.join(" ")
         );
         let pods = self.cluster.api();
-        let (input, argv) = match stdin {
+        let (input, argv) = match streams.stdin {
             Some(p) => {
                 let mut wrapped = vec!["sh".to_string(), "-c".into(), DRAIN_STDIN.into()];
                 wrapped.extend(argv.iter().cloned());
@@ -76,14 +73,25 @@ impl K8sBackend {
                 &cfg.postgres_pod,
                 Some(&cfg.postgres_container),
                 &argv,
-                Streams {
+                exec::Streams {
                     input,
-                    stdout,
-                    progress,
+                    stdout: streams.stdout,
+                    progress: streams.progress,
                 },
             ),
         )?;
         Ok((out, shown))
+    }
+
+    fn place(&self) -> String {
+        format!("in pod {}", self.cfg.postgres_pod)
+    }
+}
+
+impl K8sBackend {
+    /// The Postgres tools over the exec websocket into the postgres pod.
+    fn tools(&self) -> Toolkit<'_, Self> {
+        Toolkit::new(self, &self.cfg.db_user, self.cfg.compress)
     }
 
     /// See [`splice_dr_plugin_api::Backend::dump`]: row counts in an exported snapshot,
@@ -96,42 +104,9 @@ impl K8sBackend {
     ) -> Result<DumpInfo, BackendError> {
         let db = self.db_for_role(role)?;
 
-        into_fresh_dir(dest, || self.dump_into(ctx, role, &db, dest))
-    }
-
-    fn dump_into(
-        &self,
-        ctx: &OpContext,
-        role: &str,
-        db: &str,
-        dest: &Path,
-    ) -> Result<DumpInfo, BackendError> {
-        let mut client = self.conn.connect(db)?;
-        let pinned = SnapshotCounts::take(ctx, &mut client, db)?;
-        let snapshot = pinned.snapshot.clone();
-        let argv: Vec<String> = vec![
-            "pg_dump".into(),
-            "--format=custom".into(),
-            format!("--compress={}", self.cfg.compress),
-            format!("--snapshot={snapshot}"),
-            format!("--username={}", self.cfg.db_user),
-            format!("--dbname={db}"),
-        ];
-        ctx.info(format!(
-            "dumping {db} ({} tables) in pod {} with snapshot {snapshot}",
-            pinned.tables.len(),
-            self.cfg.postgres_pod
-        ));
-        let what = format!("dump {db}");
-        let file = dest.join(CUSTOM_DUMP_FILE);
-        let (out, shown) = self.run_in_postgres(ctx, &argv, None, Some(&file), Some(&what))?;
-        let out = out.check(&shown)?;
-        let info = pinned.finish_into(role, db, "custom")?;
-        if !out.stderr.trim().is_empty() {
-            ctx.warn(format!("pg_dump said: {}", out.stderr.trim()));
-        }
-        ctx.progress(&what, out.bytes_out, Some(out.bytes_out), "bytes");
-        Ok(info)
+        into_fresh_dir(dest, || {
+            self.tools().dump_into(ctx, &self.conn, role, &db, dest)
+        })
     }
 
     /// See [`splice_dr_plugin_api::Backend::check_dump`]: `pg_restore --list` in the pod
@@ -142,23 +117,7 @@ impl K8sBackend {
         src: &Path,
     ) -> Result<DumpCheck, BackendError> {
         let dump = custom_dump_file(src)?;
-        let argv: Vec<String> = vec!["pg_restore".into(), "--list".into()];
-        let (out, _) = self.run_in_postgres(ctx, &argv, Some(&dump), None, None)?;
-        if out.code != 0 {
-            return Err(BackendError::Verification(format!(
-                "pg_restore cannot read the table of contents of {}: {}",
-                dump.display(),
-                out.stderr.trim()
-            )));
-        }
-        let check = parse_list(&out.stdout);
-        if check.entries == 0 {
-            return Err(BackendError::Verification(format!(
-                "{}: the table of contents lists no entries",
-                dump.display()
-            )));
-        }
-        Ok(check)
+        self.tools().list_contents(ctx, &dump.path)
     }
 
     /// See [`splice_dr_plugin_api::Backend::restore_staged`]: a new database next to the
@@ -182,29 +141,13 @@ impl K8sBackend {
         &self,
         ctx: &OpContext,
         staging: &str,
-        dump: &Path,
+        dump: &DumpFile,
         expected: &DumpInfo,
     ) -> Result<(), BackendError> {
-        let argv: Vec<String> = vec![
-            "pg_restore".into(),
-            "--exit-on-error".into(),
-            format!("--username={}", self.cfg.db_user),
-            format!("--dbname={staging}"),
-        ];
         let what = format!("restore {staging}");
-        ctx.info(format!(
-            "streaming {} into {staging} in pod {}",
-            dump.display(),
-            self.cfg.postgres_pod
-        ));
-        let (out, shown) = self.run_in_postgres(ctx, &argv, Some(dump), None, Some(&what))?;
-        let out = out.check(&shown)?;
-        if !out.stderr.trim().is_empty() {
-            ctx.warn(format!("pg_restore said: {}", out.stderr.trim()));
-        }
+        let out = self.tools().stream_in(ctx, dump, staging)?;
         ctx.progress(&what, out.bytes_in, Some(out.bytes_in), "bytes");
         ctx.check_cancelled(&what)?;
-        let mut client = self.conn.connect(staging)?;
-        verify_counts(ctx, &mut client, staging, expected)
+        verify_restored(ctx, &self.conn, staging, expected)
     }
 }

@@ -13,6 +13,7 @@ use splice_dr_plugin_api::{BackendError, OpContext};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::kube_err;
+pub use splice_dr_postgres::toolkit::ExecResult;
 
 /// Most bytes of stdout (when not written to a file) and stderr kept for the caller.
 const KEEP_BYTES: usize = 1 << 20;
@@ -42,36 +43,6 @@ pub struct Streams<'a> {
     pub stdout: Option<&'a Path>,
     /// Progress label for the bytes streamed, e.g. `dump participant_0`.
     pub progress: Option<&'a str>,
-}
-
-/// The outcome of a command run in a pod.
-#[derive(Debug, Clone)]
-pub struct ExecResult {
-    /// Exit code (-1 when the API gave no code).
-    pub code: i32,
-    /// Stdout when it was not sent to a file (bounded).
-    pub stdout: String,
-    /// Stderr (bounded: its last bytes).
-    pub stderr: String,
-    /// Bytes written to stdin.
-    pub bytes_in: u64,
-    /// Bytes read from stdout.
-    pub bytes_out: u64,
-}
-
-impl ExecResult {
-    /// Turns a non-zero exit into a `Command` error showing `shown`.
-    pub fn check(self, shown: &str) -> Result<Self, BackendError> {
-        if self.code == 0 {
-            Ok(self)
-        } else {
-            Err(BackendError::Command {
-                command: shown.into(),
-                status: format!("exit code {}", self.code),
-                stderr: self.stderr.trim().to_string(),
-            })
-        }
-    }
 }
 
 /// Runs `argv` in `pod` (container `container`, or the pod's default one).
@@ -176,7 +147,7 @@ pub async fn run(
         let _ = join.await;
     }
     Ok(ExecResult {
-        code: exit_code(status.as_ref()),
+        code: exit_code(status.as_ref()).into(),
         stdout: String::from_utf8_lossy(&out).into_owned(),
         stderr: String::from_utf8_lossy(&err).into_owned(),
         bytes_in,

@@ -71,12 +71,7 @@ impl K8sBackend {
         if cfg.namespace.trim().is_empty() {
             return Err(BackendError::Config("`namespace` must not be empty".into()));
         }
-        if cfg.compress > 9 {
-            return Err(BackendError::Config(format!(
-                "`compress` must be 0 (none) to 9 (smallest), got {}",
-                cfg.compress
-            )));
-        }
+        splice_dr_postgres::config::check_compress(cfg.compress)?;
         if let Some(k) = &cfg.kubeconfig {
             std::fs::metadata(k).map_err(|e| {
                 BackendError::Config(format!("`kubeconfig` {} cannot be read: {e}", k.display()))
@@ -377,7 +372,7 @@ impl Backend for K8sBackend {
             ),
         )?;
         Ok(ExecOutput {
-            code: out.code,
+            code: out.code as i32,
             stdout: out.stdout,
             stderr: out.stderr,
         })

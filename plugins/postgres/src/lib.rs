@@ -20,6 +20,7 @@ pub mod process;
 pub mod restore;
 pub mod sql;
 pub mod staging;
+pub mod toolkit;
 
 use std::path::Path;
 use std::time::Duration;
@@ -77,12 +78,7 @@ impl PostgresBackend {
         if cfg.jobs == 0 {
             return Err(BackendError::Config("`jobs` must be at least 1".into()));
         }
-        if cfg.compress > 9 {
-            return Err(BackendError::Config(format!(
-                "`compress` must be 0 (none) to 9 (smallest), got {}",
-                cfg.compress
-            )));
-        }
+        config::check_compress(cfg.compress)?;
         let mem = &cfg.restore_maintenance_work_mem;
         if mem.is_empty() || !mem.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(BackendError::Config(format!(

@@ -50,7 +50,18 @@ pub fn is_in_use(e: &postgres::Error) -> bool {
 /// Whether the error is "database already exists": another session (a container's init
 /// script finishing late) created it between our existence check and our `CREATE`.
 pub fn is_duplicate_database(e: &postgres::Error) -> bool {
-    e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE)
+    let constraint = e.as_db_error().and_then(|d| d.constraint());
+    e.code()
+        .is_some_and(|code| names_existing_database(code, constraint))
+}
+
+/// `duplicate_database`, or the unique violation on `pg_database`'s name index that a
+/// `CREATE DATABASE` racing another one for the same name gets instead (both passed the
+/// name check before either committed).
+fn names_existing_database(code: &postgres::error::SqlState, constraint: Option<&str>) -> bool {
+    use postgres::error::SqlState;
+    *code == SqlState::DUPLICATE_DATABASE
+        || (*code == SqlState::UNIQUE_VIOLATION && constraint == Some("pg_database_datname_index"))
 }
 
 /// `(schema, table)` of every user table, sorted.
@@ -160,4 +171,26 @@ pub fn create_database_like(
         .batch_execute(&create)
         .map_err(db_err(format!("creating database {name}")))?;
     Ok(props.is_some())
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::names_existing_database;
+    use postgres::error::SqlState;
+
+    /// Seen in compose_e2e: the container's init script and the restore both create the
+    /// database; the loser gets a unique violation on pg_database, which means "exists".
+    #[test]
+    fn a_create_database_race_reads_as_already_exists() {
+        assert!(names_existing_database(&SqlState::DUPLICATE_DATABASE, None));
+        assert!(names_existing_database(
+            &SqlState::UNIQUE_VIOLATION,
+            Some("pg_database_datname_index")
+        ));
+        assert!(!names_existing_database(
+            &SqlState::UNIQUE_VIOLATION,
+            Some("items_pkey")
+        ));
+        assert!(!names_existing_database(&SqlState::UNIQUE_VIOLATION, None));
+    }
 }
