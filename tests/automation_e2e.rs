@@ -448,6 +448,17 @@ fn alertmanager_payload_triggers_a_rule_and_metrics_show_the_run() {
         body.contains("splice_dr_rule_breaker_tripped{rule=\"on-alert\"} 0"),
         "{body}"
     );
+    // Every backend call is measured by the layer on the call path (the health probes
+    // read the node's components every 300 ms).
+    let measured =
+        r#"splice_dr_backend_call_seconds_count{node="validator-1",op="components",outcome="ok"}"#;
+    wait_for(Duration::from_secs(10), "a measured backend call", || {
+        ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_body().read_to_string().ok())
+            .is_some_and(|b| b.contains(measured))
+    });
     stop(daemon);
 }
 

@@ -39,6 +39,16 @@ pub const LAST_DRILL_SUCCESS: &str = "splice_dr_last_drill_success";
 /// `gauge{node}`: Unix time the node's last restore drill ended.
 pub const LAST_DRILL_TIMESTAMP_SECONDS: &str = "splice_dr_last_drill_timestamp_seconds";
 
+/// `histogram{node,op,outcome}`: duration of one backend call (`dump`, `wait_ready`,
+/// `restore_staged`, …), in seconds; `outcome` is `ok` or the error's kind.
+pub const BACKEND_CALL_SECONDS: &str = "splice_dr_backend_call_seconds";
+
+/// Buckets of [`BACKEND_CALL_SECONDS`]: a status read takes milliseconds, a dump or a
+/// restore of a participant minutes to hours.
+pub const BACKEND_CALL_BUCKETS: &[f64] = &[
+    0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0,
+];
+
 /// Buckets of [`RUN_DURATION_SECONDS`]: a backup takes seconds to minutes, a participant
 /// restore minutes to hours.
 pub const RUN_DURATION_BUCKETS: &[f64] = &[
@@ -118,6 +128,12 @@ pub fn install_with(
             Matcher::Full(RUN_DURATION_SECONDS.to_string()),
             RUN_DURATION_BUCKETS,
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(BACKEND_CALL_SECONDS.to_string()),
+                BACKEND_CALL_BUCKETS,
+            )
+        })
         .map_err(|e| MetricsError::Exporter(e.to_string()))?
         .install_recorder()
         .map_err(|e: BuildError| MetricsError::Exporter(e.to_string()))?;
@@ -183,6 +199,11 @@ fn describe() {
         RUN_DURATION_SECONDS,
         metrics::Unit::Seconds,
         "Wall-clock duration of finished flow runs."
+    );
+    describe_histogram!(
+        BACKEND_CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of backend calls, by node, operation and outcome."
     );
     describe_gauge!(
         LAST_SUCCESSFUL_BACKUP_TIMESTAMP_SECONDS,
@@ -257,6 +278,17 @@ fn flag(on: bool) -> f64 {
 pub fn run_finished(flow: &str, result: &str, duration: Duration) {
     counter!(RUNS_TOTAL, "flow" => flow.to_string(), "result" => result.to_string()).increment(1);
     histogram!(RUN_DURATION_SECONDS, "flow" => flow.to_string()).record(duration.as_secs_f64());
+}
+
+/// One call of `node`'s backend ended with `outcome` after `elapsed`.
+pub fn backend_call(node: &str, op: &str, outcome: &str, elapsed: Duration) {
+    histogram!(
+        BACKEND_CALL_SECONDS,
+        "node" => node.to_string(),
+        "op" => op.to_string(),
+        "outcome" => outcome.to_string()
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 /// A backup of `node` taken `at` and `bytes` large was sealed and verified.

@@ -3,13 +3,16 @@
 //! value, so the flow runs to the end and the operator sees each step.
 //!
 //! It is a [`CallService`] layer: it looks at each [`BackendCall`] as data, so it holds no
-//! copy of the backend trait and a new read-only operation passes through untouched.
+//! copy of the backend trait. What passes through is decided by the operation's declared
+//! [`Effect`], not by a list here: a new read passes untouched, and a new write is recorded
+//! with its arguments and answered with nothing (a write whose result the flow needs gets
+//! a plausible answer below; without one the dry run stops at it, never performing it).
 
 use serde::Serialize;
 use serde_json::Value;
 use splice_dr_plugin_api::{
     Backend, BackendCall, BackendError, CallClient, CallService, Capabilities, DatabaseInfo,
-    Dispatch, DumpInfo, ExecOutput, KeptDb, KeptStorage, OpContext, StagedCheck, StagedDb,
+    Dispatch, DumpInfo, Effect, ExecOutput, KeptDb, KeptStorage, OpContext, StagedCheck, StagedDb,
 };
 use std::sync::Arc;
 
@@ -19,14 +22,17 @@ use crate::run_context::RunContext;
 pub fn recording_backend(inner: Arc<dyn Backend>, run: Arc<RunContext>) -> Arc<dyn Backend> {
     Arc::new(CallClient(Recorder {
         inner: Dispatch(inner),
-        run,
+        plan: Box::new(move |line: &str| run.plan(line)),
     }))
 }
+
+/// Where the recorder writes each plan line (the run's plan).
+type PlanSink = Box<dyn Fn(&str) + Send + Sync>;
 
 /// A [`CallService`] that changes nothing.
 pub struct Recorder<S> {
     inner: S,
-    run: Arc<RunContext>,
+    plan: PlanSink,
 }
 
 impl<S: CallService> CallService for Recorder<S> {
@@ -37,13 +43,12 @@ impl<S: CallService> CallService for Recorder<S> {
         self.inner.capabilities()
     }
     fn call(&self, ctx: &OpContext, call: BackendCall) -> Result<Value, BackendError> {
-        match self.planned(ctx, &call) {
-            Some((plan, answer)) => {
-                self.run.plan(&plan);
-                answer
-            }
-            None => self.inner.call(ctx, call),
+        if call.effect() == Effect::Read {
+            return self.inner.call(ctx, call);
         }
+        let (plan, answer) = self.planned(ctx, &call);
+        (self.plan)(&plan);
+        answer
     }
 }
 
@@ -53,25 +58,22 @@ fn answer<T: Serialize>(v: T) -> Result<Value, BackendError> {
 
 impl<S: CallService> Recorder<S> {
     /// For a call that would change the world: the plan line and the plausible answer.
-    /// `None` for reads, which reach the real backend.
     fn planned(
         &self,
         ctx: &OpContext,
         call: &BackendCall,
-    ) -> Option<(String, Result<Value, BackendError>)> {
+    ) -> (String, Result<Value, BackendError>) {
         use BackendCall as C;
-        Some(match call {
+        match call {
             C::Scale {
                 component,
                 replicas,
             } => (format!("would scale {component} to {replicas}"), answer(())),
-            C::WaitReady {
-                component,
-                timeout_ms,
-            } => (
+            // The wire carries the timeout in milliseconds.
+            C::WaitReady { component, timeout } => (
                 format!(
                     "would wait up to {}s for {component} to be ready",
-                    timeout_ms / 1000
+                    timeout / 1000
                 ),
                 answer(()),
             ),
@@ -158,26 +160,29 @@ impl<S: CallService> Recorder<S> {
                 ),
                 answer(()),
             ),
-            C::Kind
-            | C::Capabilities
-            | C::Components
-            | C::Databases
-            | C::CheckDump { .. }
-            | C::Leftovers
-            | C::KeptRemovalCommand { .. } => return None,
-        })
+            other => unplanned(other),
+        }
     }
 
     /// The physical name of the live database of `role`, read from the real backend.
     fn live_name(&self, ctx: &OpContext, role: &str) -> String {
         self.inner
-            .call(ctx, BackendCall::Databases)
+            .call(ctx, BackendCall::Databases {})
             .ok()
             .and_then(|v| serde_json::from_value::<Vec<DatabaseInfo>>(v).ok())
             .and_then(|dbs| dbs.into_iter().find(|d| d.role == role))
             .map(|d| d.name)
             .unwrap_or_else(|| role.to_string())
     }
+}
+
+/// A write with no plan of its own: recorded with its arguments, answered with nothing.
+fn unplanned(call: &BackendCall) -> (String, Result<Value, BackendError>) {
+    let mut args = serde_json::to_value(call).unwrap_or(Value::Null);
+    if let Some(fields) = args.as_object_mut() {
+        fields.remove("op");
+    }
+    (format!("would {} {args}", call.op()), answer(()))
 }
 
 fn empty_dump(role: &str, database: String) -> DumpInfo {
@@ -222,4 +227,61 @@ fn check_staged(staged: &StagedDb, queries: usize) -> (String, Result<Value, Bac
         ..StagedCheck::default()
     };
     (plan, answer(check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use splice_dr_plugin_api::StorageTarget;
+    use std::sync::Mutex;
+
+    /// Answers every call with `null` and remembers which operations reached it.
+    #[derive(Default)]
+    struct Seen(Arc<Mutex<Vec<&'static str>>>);
+
+    impl CallService for Seen {
+        fn kind(&self) -> String {
+            "seen".into()
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        fn call(&self, _: &OpContext, call: BackendCall) -> Result<Value, BackendError> {
+            self.0.lock().unwrap().push(call.op());
+            Ok(Value::Array(Vec::new()))
+        }
+    }
+
+    /// Reads reach the backend, writes reach only the plan, and a write without a plan of
+    /// its own is still recorded with its arguments rather than performed.
+    #[test]
+    fn only_reads_reach_the_backend_and_every_write_is_planned() {
+        let seen = Seen::default();
+        let reached = seen.0.clone();
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let recorder = Recorder {
+            inner: seen,
+            plan: Box::new(move |l: &str| sink.lock().unwrap().push(l.to_string())),
+        };
+        let ctx = OpContext::new(|| false, |_| {});
+        recorder.call(&ctx, BackendCall::Leftovers {}).unwrap();
+        let target = StorageTarget {
+            name: "pgdata".into(),
+            path: None,
+        };
+        recorder.call(&ctx, BackendCall::Wipe { target }).unwrap();
+        assert_eq!(*reached.lock().unwrap(), vec!["leftovers"]);
+        assert_eq!(*lines.lock().unwrap(), vec!["would wipe pgdata"]);
+
+        let (plan, answer) = unplanned(&BackendCall::Scale {
+            component: "validator".into(),
+            replicas: 0,
+        });
+        assert_eq!(
+            plan,
+            r#"would scale {"component":"validator","replicas":0}"#
+        );
+        assert_eq!(answer.unwrap(), Value::Null);
+    }
 }

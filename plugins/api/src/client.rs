@@ -3,25 +3,19 @@
 //!
 //! The shape is tower's `Service` + `Layer`: a loaded plugin library answers calls, any
 //! in-process backend answers them through [`dispatch`](crate::dispatch), and a layer
-//! (the dry-run recorder) wraps either by looking at the call as data. [`CallClient`] is
-//! the only place a trait method becomes a call, so a plugin, a recorder and a future
-//! deadline or metrics layer need no copy of the trait: adding an operation touches the
-//! trait, [`BackendCall`] with its dispatch arm, the one method here, and the backends
-//! that implement it.
+//! (the dry-run recorder, the daemon's metrics) wraps either by looking at the call as
+//! data: its [`BackendCall::op`] and [`BackendCall::effect`]. [`CallClient`] is the only
+//! place a trait method becomes a call; its methods, like the call type and dispatch, are
+//! written by [`backend_operations!`](crate::backend_operations) from the one definition
+//! of each operation in `backend.rs`.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::backend::BackendResult;
-use crate::{
-    Backend, BackendCall, BackendError, Capabilities, ComponentStatus, DatabaseInfo, DumpCheck,
-    DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext, StagedCheck, StagedDb,
-    StagedQuery, StorageTarget,
-};
+use crate::{Backend, BackendCall, BackendError, Capabilities, OpContext};
 
 /// Something that answers backend calls given as data.
 pub trait CallService: Send + Sync {
@@ -69,168 +63,16 @@ impl<S: CallService> CallClient<S> {
     }
 }
 
-impl<S: CallService> Backend for CallClient<S> {
-    fn kind(&self) -> String {
-        self.0.kind()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-    fn components(&self, ctx: &OpContext) -> BackendResult<Vec<ComponentStatus>> {
-        self.typed(ctx, BackendCall::Components)
-    }
-    fn scale(&self, ctx: &OpContext, component: &str, replicas: u32) -> BackendResult<()> {
-        let component = component.into();
-        self.typed(
-            ctx,
-            BackendCall::Scale {
-                component,
-                replicas,
-            },
-        )
-    }
-    fn wait_ready(&self, ctx: &OpContext, component: &str, timeout: Duration) -> BackendResult<()> {
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let component = component.into();
-        self.typed(
-            ctx,
-            BackendCall::WaitReady {
-                component,
-                timeout_ms,
-            },
-        )
-    }
-    fn databases(&self, ctx: &OpContext) -> BackendResult<Vec<DatabaseInfo>> {
-        self.typed(ctx, BackendCall::Databases)
-    }
-    fn dump(&self, ctx: &OpContext, role: &str, dest: &Path) -> BackendResult<DumpInfo> {
-        let (role, dest) = (role.into(), dest.into());
-        self.typed(ctx, BackendCall::Dump { role, dest })
-    }
-    fn check_dump(&self, ctx: &OpContext, src: &Path) -> BackendResult<DumpCheck> {
-        self.typed(ctx, BackendCall::CheckDump { src: src.into() })
-    }
-    fn restore_staged(
-        &self,
-        ctx: &OpContext,
-        role: &str,
-        src: &Path,
-        expected: &DumpInfo,
-    ) -> BackendResult<StagedDb> {
-        let (role, src, expected) = (role.into(), src.into(), expected.clone());
-        self.typed(
-            ctx,
-            BackendCall::RestoreStaged {
-                role,
-                src,
-                expected,
-            },
-        )
-    }
-    fn swap_in(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<Vec<KeptDb>> {
-        let staged = staged.to_vec();
-        self.typed(ctx, BackendCall::SwapIn { staged })
-    }
-    fn roll_back(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::RollBack {
-                kept: kept.to_vec(),
-            },
-        )
-    }
-    fn drop_kept(&self, ctx: &OpContext, kept: &[KeptDb]) -> BackendResult<()> {
-        self.typed(
-            ctx,
-            BackendCall::DropKept {
-                kept: kept.to_vec(),
-            },
-        )
-    }
-    fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> BackendResult<()> {
-        let staged = staged.to_vec();
-        self.typed(ctx, BackendCall::DropStaged { staged })
-    }
-    fn check_staged(
-        &self,
-        ctx: &OpContext,
-        staged: &StagedDb,
-        queries: &[StagedQuery],
-    ) -> BackendResult<StagedCheck> {
-        let (staged, queries) = (staged.clone(), queries.to_vec());
-        self.typed(ctx, BackendCall::CheckStaged { staged, queries })
-    }
-    fn leftovers(&self, ctx: &OpContext) -> BackendResult<Leftovers> {
-        self.typed(ctx, BackendCall::Leftovers)
-    }
-    fn exec(
-        &self,
-        ctx: &OpContext,
-        component: &str,
-        argv: &[String],
-        stdin: Option<&Path>,
-    ) -> BackendResult<ExecOutput> {
-        let (component, argv) = (component.into(), argv.to_vec());
-        let stdin = stdin.map(Into::into);
-        self.typed(
-            ctx,
-            BackendCall::Exec {
-                component,
-                argv,
-                stdin,
-            },
-        )
-    }
-    fn put_file(&self, ctx: &OpContext, target: &StorageTarget, src: &Path) -> BackendResult<()> {
-        let (target, src) = (target.clone(), src.into());
-        self.typed(ctx, BackendCall::PutFile { target, src })
-    }
-    fn wipe(&self, ctx: &OpContext, target: &StorageTarget) -> BackendResult<()> {
-        let target = target.clone();
-        self.typed(ctx, BackendCall::Wipe { target })
-    }
-    fn set_values(&self, ctx: &OpContext, values: &Value) -> BackendResult<()> {
-        let values = values.clone();
-        self.typed(ctx, BackendCall::SetValues { values })
-    }
-    fn keep_storage(&self, ctx: &OpContext, target: &StorageTarget) -> BackendResult<KeptStorage> {
-        let target = target.clone();
-        self.typed(ctx, BackendCall::KeepStorage { target })
-    }
-    fn restore_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::RestoreKeptStorage { kept: kept.clone() })
-    }
-    fn drop_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> BackendResult<()> {
-        self.typed(ctx, BackendCall::DropKeptStorage { kept: kept.clone() })
-    }
-    fn restore_into_empty(
-        &self,
-        ctx: &OpContext,
-        role: &str,
-        src: &Path,
-        expected: &DumpInfo,
-    ) -> BackendResult<()> {
-        let (role, src, expected) = (role.into(), src.into(), expected.clone());
-        self.typed(
-            ctx,
-            BackendCall::RestoreIntoEmpty {
-                role,
-                src,
-                expected,
-            },
-        )
-    }
-    fn kept_removal_command(&self, kept: &str) -> Option<String> {
-        let ctx = OpContext::new(|| false, |_| {});
-        let call = BackendCall::KeptRemovalCommand { kept: kept.into() };
-        self.typed(&ctx, call).ok().flatten()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage,
+        Leftovers, StagedCheck, StagedDb, StagedQuery, StorageTarget,
+    };
+    use std::path::Path;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     /// Answers only the operations whose trait bodies have a default, recording each.
     #[derive(Default)]

@@ -166,11 +166,11 @@ impl Plugin {
             capabilities: Capabilities::default(),
         };
         let ctx = OpContext::new(|| false, |_| {});
-        backend.kind = backend.typed(&ctx, BackendCall::Kind)?;
+        backend.kind = backend.typed(&ctx, BackendCall::Kind {})?;
         // Asked once: capabilities are fixed for an instance. A plugin built before the
         // call existed answers an error, which reads as the conservative default.
         backend.capabilities = backend
-            .typed(&ctx, BackendCall::Capabilities)
+            .typed(&ctx, BackendCall::Capabilities {})
             .unwrap_or_default();
         Ok(backend)
     }

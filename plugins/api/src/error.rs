@@ -76,6 +76,23 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// The variant's name as the wire spells it (`unsupported`, `timeout`, …): a bounded
+    /// label for metrics and logs, where the message itself would be unbounded.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            BackendError::Unsupported { .. } => "unsupported",
+            BackendError::Cancelled { .. } => "cancelled",
+            BackendError::Config(_) => "config",
+            BackendError::Command { .. } => "command",
+            BackendError::Database { .. } => "database",
+            BackendError::Timeout { .. } => "timeout",
+            BackendError::Verification(_) => "verification",
+            BackendError::NotFound(_) => "not_found",
+            BackendError::Io { .. } => "io",
+            BackendError::Plugin(_) => "plugin",
+        }
+    }
+
     /// Wraps an I/O error with the path or action it concerns.
     pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {
         BackendError::Io {
@@ -130,6 +147,8 @@ mod tests {
             let json = serde_json::to_string(&e).expect("serializes");
             let back: BackendError = serde_json::from_str(&json).expect("deserializes");
             assert_eq!(back, e, "{json}");
+            let kind = format!(r#""kind":"{}""#, e.kind_name());
+            assert!(json.contains(&kind), "{json} names its kind as {kind}");
         }
     }
 }

@@ -10,21 +10,21 @@ pub mod backend;
 pub mod capabilities;
 pub mod client;
 pub mod context;
-pub mod dispatch;
 pub mod drill;
 pub mod dynamic;
 pub mod error;
+pub mod operations;
 pub mod types;
 
-pub use backend::Backend;
+pub use backend::{dispatch, Backend, BackendCall};
 pub use capabilities::{
     Capabilities, DatabaseCapabilities, DatabaseStorage, RestoreShape, StorageCapabilities,
     WorkloadCapabilities,
 };
 pub use client::{CallClient, CallService, Dispatch};
 pub use context::{OpContext, OpEvent};
-pub use dispatch::{dispatch, BackendCall};
 pub use drill::{QueryOutcome, StagedCheck, StagedQuery};
 pub use dynamic::{DynamicBackend, Plugin};
 pub use error::BackendError;
+pub use operations::Effect;
 pub use types::*;

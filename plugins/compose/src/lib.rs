@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use splice_dr_plugin_api::{
     Backend, BackendError, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
-    DatabaseStorage, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext,
+    DatabaseStorage, DumpCheck, DumpInfo, ExecOutput, KeptStorage, Leftovers, OpContext,
     RestoreShape, StagedCheck, StagedDb, StagedQuery, StorageCapabilities, StorageTarget,
     WorkloadCapabilities,
 };
@@ -302,18 +302,6 @@ impl Backend for ComposeBackend {
         expected: &DumpInfo,
     ) -> Result<StagedDb, BackendError> {
         self.restore_staged_impl(ctx, role, src, expected)
-    }
-
-    fn swap_in(&self, _ctx: &OpContext, _staged: &[StagedDb]) -> Result<Vec<KeptDb>, BackendError> {
-        Err(self.unsupported("swap_in"))
-    }
-
-    fn roll_back(&self, _ctx: &OpContext, _kept: &[KeptDb]) -> Result<(), BackendError> {
-        Err(self.unsupported("roll_back"))
-    }
-
-    fn drop_kept(&self, _ctx: &OpContext, _kept: &[KeptDb]) -> Result<(), BackendError> {
-        Err(self.unsupported("drop_kept"))
     }
 
     fn drop_staged(&self, ctx: &OpContext, staged: &[StagedDb]) -> Result<(), BackendError> {

@@ -1,6 +1,10 @@
 //! Config-driven registration of backends: a node's `backend` key picks the
 //! implementation, built in (statically linked) or a site plugin loaded through the C ABI.
 
+mod metered;
+
+pub use metered::metered;
+
 use splice_dr_compose::ComposeBackend;
 use splice_dr_k8s::K8sBackend;
 use splice_dr_plugin_api::{Backend, BackendError, DynamicBackend};
@@ -13,7 +17,8 @@ use crate::config::{BackendKind, NodeConfig};
 /// The backend of `node` after a config reload: the previous one when everything it was
 /// built from is unchanged, else a new one. A plugin instance is never freed (the C ABI
 /// has no destructor), so rebuilding on every reload would leak one per reload and drop
-/// whatever state the plugin keeps between calls.
+/// whatever state the plugin keeps between calls. A new backend comes wrapped in the
+/// [`metered`] layer.
 pub fn build_or_reuse(
     node: &NodeConfig,
     state_dir: &Path,
@@ -23,7 +28,7 @@ pub fn build_or_reuse(
         Some((old, old_state, backend)) if old_state == state_dir && same_backend(old, node) => {
             Ok(backend.clone())
         }
-        _ => build(node, state_dir),
+        _ => build(node, state_dir).map(|backend| metered(&node.name, backend)),
     }
 }
 
