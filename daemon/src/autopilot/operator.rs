@@ -10,23 +10,27 @@ impl Autopilot {
     /// The pause outlives a restart of the daemon until `resume`.
     /// `by` (`uid N (pid M)`) is kept with the decision.
     pub fn pause(&self, by: &str) {
-        {
-            let mut st = self.state();
-            st.engine.pause();
-            st.operator_paused = Some(true);
-        }
-        self.record("*", &format!("operator {by}"), "paused".into());
-        self.persist();
+        self.set_paused(true, by);
     }
 
     /// Re-arms automatic triggers.
     pub fn resume(&self, by: &str) {
+        self.set_paused(false, by);
+    }
+
+    /// The operator's pause or resume: the engine, the remembered last word, a record.
+    fn set_paused(&self, paused: bool, by: &str) {
         {
             let mut st = self.state();
-            st.engine.resume();
-            st.operator_paused = Some(false);
+            if paused {
+                st.engine.pause();
+            } else {
+                st.engine.resume();
+            }
+            st.operator_paused = Some(paused);
         }
-        self.record("*", &format!("operator {by}"), "resumed".into());
+        let outcome = if paused { "paused" } else { "resumed" };
+        self.record("*", &format!("operator {by}"), outcome.into());
         self.persist();
     }
 
