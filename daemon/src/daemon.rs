@@ -6,8 +6,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::autopilot::{Autopilot, Context as AutopilotContext};
 use crate::config::{self, Config};
-use crate::service::Service;
+use crate::leader::Leadership;
+use crate::service::{Opened, Service};
 use crate::socket::server;
 
 /// Runs until SIGTERM or SIGINT.
@@ -20,7 +22,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // One build of everything the config implies, as `check` and reloads do.
     let prepared = crate::prepare::prepare(config.clone(), crate::prepare::Purpose::Start)
         .context("starting the daemon")?;
-    let service = Service::new(prepared.core, "daemon").context("starting the daemon")?;
+    // The runner, the autopilot's context and the service are built in that order, each
+    // from the one before: nothing is attached after construction.
+    let opened = Opened::open(prepared.core).context("starting the daemon")?;
+    let leadership = leadership(&config);
+    opened.runner.set_leadership(leadership.clone());
+    let bus = crate::events::EventBus::default();
+    let context = AutopilotContext::new(
+        &config,
+        opened.runner.clone(),
+        leadership.clone(),
+        bus.clone(),
+    );
+    let autopilot = Autopilot::new(context, prepared.automation);
+    let service = Service::over(opened, "daemon", Some(autopilot.clone()));
     // The first status round runs alongside recovery, and the socket answers only once
     // both are done: `status` never meets a daemon that has not probed yet.
     let (notes, ()) = tokio::join!(service.recover(), service.status_round(true));
@@ -34,8 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _watcher = config::watch(&config.source, tx).context("watching the config file")?;
     let listener = server::bind(&config.daemon.socket, config.daemon.socket_mode).await?;
     let shutdown = CancellationToken::new();
-    let election = start_election(&config, &service, shutdown.clone());
-    let bus = crate::events::EventBus::default();
+    let election = start_election(&config, leadership, shutdown.clone());
     if let Some(m) = &config.metrics {
         crate::metrics::install_with(
             m.listen,
@@ -62,13 +76,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let autopilot = crate::autopilot::Autopilot::new(
-        &config,
-        prepared.automation,
-        service.runner().clone(),
-        bus.clone(),
-    );
-    service.attach(autopilot.clone());
+    // Reads the guard memory once recovery marked the runs a dead daemon left
+    // interrupted: they count as failures of the rules that started them.
+    autopilot.recall_at_start();
     // After the autopilot settled the runs its memory names: retention never removes a
     // record it still has to read.
     service.runner().journal().apply_retention("at start-up");
@@ -136,16 +146,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// With `[daemon.leader_election]`, makes runs depend on holding the Lease and starts the
-/// election loop; it ends (releasing the lease) when `stop` is cancelled.
+/// The leadership runs depend on: a follower of `[daemon.leader_election]` until it wins,
+/// or always the leader without an election. Set on the runner before anything starts.
+fn leadership(config: &Config) -> Leadership {
+    match &config.daemon.leader_election {
+        Some(le) => Leadership::elected(&le.lease, &le.identity()),
+        None => Leadership::always(),
+    }
+}
+
+/// With `[daemon.leader_election]`, starts the election loop for `leadership` (which
+/// runs already depend on); it ends (releasing the lease) when `stop` is cancelled.
 fn start_election(
     config: &Config,
-    service: &std::sync::Arc<Service>,
+    leadership: Leadership,
     stop: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let le = config.daemon.leader_election.clone()?;
-    let leadership = crate::leader::Leadership::elected(&le.lease, &le.identity());
-    service.runner().set_leadership(leadership.clone());
     tracing::info!(lease = %le.lease, namespace = %le.namespace, identity = %le.identity(), "leader election: flows run only while this replica holds the lease");
     Some(tokio::spawn(async move {
         if let Err(e) = crate::leader::run(le, leadership, stop).await {

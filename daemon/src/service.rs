@@ -46,9 +46,42 @@ pub enum ServiceError {
     Storage(String),
 }
 
+/// The journal, repository and runner a built config opens, before any service exists:
+/// the daemon builds the autopilot's [`crate::autopilot::Context`] on this runner and
+/// then the service over both.
+pub struct Opened {
+    /// The config in force.
+    pub config: Config,
+    /// The runner over the config's flows and nodes.
+    pub runner: Arc<Runner>,
+}
+
+impl Opened {
+    /// Opens the state directory's journal and the repository, and builds the runner.
+    pub fn open(core: Core) -> Result<Self, ServiceError> {
+        let config = core.config;
+        let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
+        let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
+        journal.set_retention(Some(core.journal_retention));
+        let repo = Repository::open(&config.repository.path).map_err(|e| storage(&e))?;
+        repo.set_offsite(core.offsite);
+        repo.set_keyring(core.keyring);
+        let runner = Runner::new(
+            core.catalog,
+            core.nodes,
+            journal,
+            repo,
+            config.daemon.state_dir.clone(),
+            config.daemon.run_timeout,
+        );
+        Ok(Opened { config, runner })
+    }
+}
+
 /// The shared core.
 pub struct Service {
-    autopilot: std::sync::OnceLock<Arc<crate::autopilot::Autopilot>>,
+    /// The daemon's automatic side (rules, schedules, probes); none in-process.
+    autopilot: Option<Arc<crate::autopilot::Autopilot>>,
     /// The daemon's latest status probe of every node (`status` from state).
     board: Arc<StatusBoard>,
     /// Set once the daemon's status probe loop runs: `status` then serves the board.
@@ -120,43 +153,33 @@ fn backup_summary(m: &Manifest) -> Value {
 }
 
 impl Service {
-    /// Builds the service from what [`crate::prepare::prepare`] built for its config;
-    /// `mode` is `daemon` or `in-process` (shown in `status`).
+    /// Builds the service from what [`crate::prepare::prepare`] built for its config, with
+    /// no automatic side (the CLI in-process); `mode` is shown in `status`.
     pub fn new(core: Core, mode: &'static str) -> Result<Arc<Self>, ServiceError> {
-        let config = core.config;
-        let storage = |e: &dyn std::fmt::Display| ServiceError::Storage(e.to_string());
-        let journal = Journal::open(&config.daemon.state_dir).map_err(|e| storage(&e))?;
-        journal.set_retention(Some(core.journal_retention));
-        let repo = Repository::open(&config.repository.path).map_err(|e| storage(&e))?;
-        repo.set_offsite(core.offsite);
-        repo.set_keyring(core.keyring);
-        let runner = Runner::new(
-            core.catalog,
-            core.nodes,
-            journal,
-            repo,
-            config.daemon.state_dir.clone(),
-            config.daemon.run_timeout,
-        );
-        Ok(Arc::new(Service {
-            autopilot: std::sync::OnceLock::new(),
-            board: Arc::default(),
-            probing: Default::default(),
-            config: RwLock::new(Arc::new(config)),
-            config_error: RwLock::new(None),
-            runner,
-            mode,
-            started: Instant::now(),
-        }))
+        Ok(Service::over(Opened::open(core)?, mode, None))
     }
 
-    /// Attaches the daemon's automatic side (rules, schedules, probes).
-    pub fn attach(&self, autopilot: Arc<crate::autopilot::Autopilot>) {
-        let _ = self.autopilot.set(autopilot);
+    /// Builds the service over an opened runner and, in the daemon, the autopilot built
+    /// on the same runner: both are given here, so nothing is attached later.
+    pub fn over(
+        opened: Opened,
+        mode: &'static str,
+        autopilot: Option<Arc<crate::autopilot::Autopilot>>,
+    ) -> Arc<Self> {
+        Arc::new(Service {
+            autopilot,
+            board: Arc::default(),
+            probing: Default::default(),
+            config: RwLock::new(Arc::new(opened.config)),
+            config_error: RwLock::new(None),
+            runner: opened.runner,
+            mode,
+            started: Instant::now(),
+        })
     }
 
     fn autopilot(&self) -> Result<&Arc<crate::autopilot::Autopilot>, Reply> {
-        self.autopilot.get().ok_or_else(|| {
+        self.autopilot.as_ref().ok_or_else(|| {
             Reply::error(
                 ErrorCode::Failed,
                 "this needs the running daemon (rules and approvals live there): start it with `splice-dr daemon`",
@@ -329,7 +352,7 @@ impl Service {
         }
     }
 
-    /// Puts a prepared config in force in the service and the attached autopilot, one
+    /// Puts a prepared config in force in the service and its autopilot, one
     /// right after the other; nothing here can fail. Flows and nodes go first, so the new
     /// rules never start a flow the old catalog lacks.
     pub fn commit(&self, prepared: Prepared) {
@@ -345,7 +368,7 @@ impl Service {
         self.board.refresh();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(core.config);
         *self.config_error.write().unwrap_or_else(|p| p.into_inner()) = None;
-        if let Some(autopilot) = self.autopilot.get() {
+        if let Some(autopilot) = self.autopilot.as_ref() {
             autopilot.apply_plan(automation);
         }
     }
@@ -739,7 +762,7 @@ impl Service {
     /// The health probe's latest answers for `node`, when recent enough to serve as
     /// this round's (within two probe intervals plus the probe timeout).
     fn fresh_answers(&self, node: &str) -> NodeAnswers {
-        let Some(a) = self.autopilot.get() else {
+        let Some(a) = self.autopilot.as_ref() else {
             return NodeAnswers::default();
         };
         let answers = a.health().answers(node);
@@ -836,10 +859,10 @@ impl Service {
                 "pid": std::process::id(), "uptime_secs": self.started.elapsed().as_secs(),
                 "config": {"file": cfg.source, "error": *self.config_error.read().unwrap_or_else(|p| p.into_inner())},
                 "nodes": nodes, "active_runs": active, "flows": flows,
-                "automation": self.autopilot.get().map(|a| a.status()),
+                "automation": self.autopilot.as_ref().map(|a| a.status()),
                 "leader": self.runner.leadership().status(),
                 "journal": {"runs": runs.len(), "file_reads": journal.file_reads()},
-                "health": self.autopilot.get().map(|a| json!({
+                "health": self.autopilot.as_ref().map(|a| json!({
                     "current": a.health().snapshot(),
                     "history": a.health().history(),
                 })),

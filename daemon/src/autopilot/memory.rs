@@ -9,6 +9,7 @@ use chrono::Utc;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::state::State;
 use super::{blocking, Autopilot};
 use crate::journal::RunState;
 use crate::rules::GuardMemory;
@@ -21,18 +22,26 @@ struct Settled {
 }
 
 impl Autopilot {
+    /// The daemon's start: notes whether this replica leads now (a later win reads the
+    /// memory again) and reads the memory. Called once start-up recovery has marked the
+    /// runs a dead daemon left `interrupted`, so they count as failures here.
+    pub fn recall_at_start(&self) {
+        self.state().was_leader = self.ctx.leadership.is_leader();
+        self.recall();
+    }
+
     /// Reads the memory file and makes it the engine's state. A run a rule started that
     /// the journal shows finished while no daemon was watching is counted now (a run the
     /// daemon died in is `interrupted`: a failure for the breaker). An unreadable file is
     /// moved aside and automation starts paused, so nothing runs on guard state that is
     /// not known.
-    pub(super) fn recall(&self) {
-        let dir = self.runner.state_dir().to_path_buf();
+    fn recall(&self) {
+        let dir = self.ctx.state_dir.clone();
         let memory = match GuardMemory::load(&dir) {
             Ok(m) => m,
             Err(e) => return self.set_aside_unreadable(&dir, &e.to_string()),
         };
-        let journal = self.runner.journal();
+        let journal = &self.ctx.journal;
         let mut settled = Vec::new();
         let mut open = BTreeMap::new();
         for (run, rule) in &memory.in_flight {
@@ -114,7 +123,7 @@ impl Autopilot {
     /// A failed write is logged once and retried on the next change or tick; `status`
     /// shows it meanwhile.
     pub(super) fn persist(&self) {
-        if !self.runner.leadership().is_leader() {
+        if !self.ctx.leadership.is_leader() {
             return;
         }
         let _one_writer = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,8 +135,8 @@ impl Autopilot {
             }
             now
         };
-        let dir = self.runner.state_dir().to_path_buf();
-        let result = blocking(|| memory.save(&dir));
+        let dir = &self.ctx.state_dir;
+        let result = blocking(|| memory.save(dir));
         let mut st = self.state();
         match result {
             Ok(()) => {
@@ -148,7 +157,7 @@ impl Autopilot {
 
     /// A replica that just became the leader takes over what the last leader remembered.
     pub(super) fn on_leadership(&self) {
-        let leads = self.runner.leadership().is_leader();
+        let leads = self.ctx.leadership.is_leader();
         let became = {
             let mut st = self.state();
             let became = leads && !st.was_leader;
@@ -163,7 +172,7 @@ impl Autopilot {
 }
 
 /// The memory as the state holds it now.
-fn current(st: &super::State) -> GuardMemory {
+fn current(st: &State) -> GuardMemory {
     GuardMemory::new(
         st.operator_paused,
         st.engine.memory(),

@@ -1,0 +1,102 @@
+//! The autopilot's mutable state, behind one lock: the rule engine and scheduler, the
+//! queue, the decisions shown in `status` and the bookkeeping the guard memory keeps.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+
+use crate::config::{RetentionConfig, ScheduleConfig};
+use crate::flows::RunRequest;
+use crate::rules::{GuardMemory, RuleEngine};
+use crate::schedule::Scheduler;
+
+/// Decisions kept for `status`.
+const RECENT: usize = 50;
+
+/// One decision, as shown in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Rule (or `schedule:<name>`).
+    pub rule: String,
+    /// What triggered it.
+    pub trigger: String,
+    /// `started <run>`, `queued`, `pending approval <run>`, `suppressed: …`, `error: …`.
+    pub outcome: String,
+}
+
+/// A run a rule or schedule wants while its node is busy; started as soon as it is free.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Queued {
+    pub(super) since: DateTime<Utc>,
+    pub(super) rule: String,
+    pub(super) trigger: String,
+    #[serde(skip)]
+    pub(super) request: RunRequest,
+}
+
+/// Everything the loops change, guarded by the autopilot's one state lock.
+pub(super) struct State {
+    pub(super) engine: RuleEngine,
+    pub(super) scheduler: Scheduler,
+    pub(super) schedules: Vec<ScheduleConfig>,
+    pub(super) retention: Option<RetentionConfig>,
+    pub(super) queue: VecDeque<Queued>,
+    pub(super) recent: VecDeque<DecisionRecord>,
+    /// Automatic runs not finished yet → the rule that started them (kept in the memory).
+    pub(super) rule_of_run: HashMap<String, String>,
+    pub(super) flow_of_run: HashMap<String, (String, Option<String>)>,
+    /// The operator's last pause (true) or resume (false), kept across restarts.
+    pub(super) operator_paused: Option<bool>,
+    /// `[automation] paused` of the config: a remembered resume does not override it.
+    pub(super) config_paused: bool,
+    /// What the memory file holds (written only when this changes).
+    pub(super) saved: Option<GuardMemory>,
+    /// Why the last write of the memory failed, until one succeeds.
+    pub(super) memory_error: Option<String>,
+    /// Whether this replica led at the last check (a new leader reads the memory).
+    pub(super) was_leader: bool,
+    /// When the repository was last listed, and each node's newest backup then.
+    pub(super) newest_backups: Option<(std::time::Instant, HashMap<String, DateTime<Utc>>)>,
+}
+
+impl State {
+    /// A fresh state: nothing queued, remembered or decided yet.
+    pub(super) fn new(
+        engine: RuleEngine,
+        schedules: Vec<ScheduleConfig>,
+        retention: Option<RetentionConfig>,
+        config_paused: bool,
+    ) -> Self {
+        State {
+            engine,
+            scheduler: Scheduler::new(&schedules, Utc::now()),
+            schedules,
+            retention,
+            queue: VecDeque::new(),
+            recent: VecDeque::new(),
+            rule_of_run: HashMap::new(),
+            flow_of_run: HashMap::new(),
+            operator_paused: None,
+            config_paused,
+            saved: None,
+            memory_error: None,
+            was_leader: false,
+            newest_backups: None,
+        }
+    }
+
+    /// Keeps a decision for `status`, dropping the oldest past [`RECENT`].
+    pub(super) fn record(&mut self, rule: &str, trigger: &str, outcome: String) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(DecisionRecord {
+            at: Utc::now(),
+            rule: rule.into(),
+            trigger: trigger.into(),
+            outcome,
+        });
+    }
+}
