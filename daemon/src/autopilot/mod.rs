@@ -555,7 +555,7 @@ impl Autopilot {
                     st.newest_backups = None;
                     (st.rule_of_run.remove(run), st.flow_of_run.remove(run))
                 };
-                let ok = state == "succeeded";
+                let ok = *state == crate::journal::RunState::Succeeded;
                 if let Some(rule) = &rule {
                     self.state().engine.run_finished(rule, ok, Utc::now());
                     self.persist();
@@ -568,9 +568,14 @@ impl Autopilot {
                         .unwrap_or_default()
                 });
                 if let Some(d) = record.as_ref().and_then(|r| r.duration()) {
-                    crate::metrics::run_finished(&flow, state, d.to_std().unwrap_or_default());
+                    crate::metrics::run_finished(
+                        &flow,
+                        state.as_str(),
+                        d.to_std().unwrap_or_default(),
+                    );
                 }
-                if let (Some(n), Some(kind)) = (&self.notifier, NotifyKind::from_final_state(state))
+                if let (Some(n), Some(kind)) =
+                    (&self.notifier, NotifyKind::from_final_state(*state))
                 {
                     let mut summary = RunSummary::new(run.clone(), flow.clone(), node.clone());
                     if let Some(e) = error {
@@ -581,7 +586,7 @@ impl Autopilot {
                 // A dry run proves nothing about the backup: no event, no gauge.
                 let dry_run = record.as_ref().is_some_and(|r| r.dry_run);
                 if flow == "drill" && !dry_run {
-                    self.after_drill(run, state, error.as_deref(), node.as_deref());
+                    self.after_drill(run, *state, error.as_deref(), node.as_deref());
                 }
                 if ok && flow == "backup" {
                     self.after_backup(record.as_ref().and_then(|r| r.result.clone()), node);
@@ -613,7 +618,13 @@ impl Autopilot {
 
     /// A finished drill becomes a `drill.passed` / `drill.failed` event (rules may act on
     /// it) and the node's drill gauges.
-    fn after_drill(&self, run: &str, state: &str, error: Option<&str>, node: Option<&str>) {
+    fn after_drill(
+        &self,
+        run: &str,
+        state: crate::journal::RunState,
+        error: Option<&str>,
+        node: Option<&str>,
+    ) {
         let (backups, _) = self.runner.repo().list().unwrap_or_default();
         if let Some(o) = crate::drills::outcome(run, state, error, node, &backups) {
             crate::metrics::drill_finished(&o.node, o.passed, o.at);
