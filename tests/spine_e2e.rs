@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use splice_dr_protocol::{BackupList, RunDetail, RunState, RunSummary, StatusView};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -54,15 +55,10 @@ fn backup_then_restore_brings_back_every_table_exactly() {
     backup_restore_roundtrip(&site, &dbs);
 
     // The journal recorded both runs with their steps; `show` prints per-step results.
-    let runs = json_of(&site.cli(&["runs", "--json"]));
-    let states: Vec<&str> = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, ["succeeded", "succeeded"]);
-    let restore_id = runs[0]["id"].as_str().unwrap();
+    let runs: Vec<RunSummary> = view(&site.cli(&["runs", "--json"]));
+    let states: Vec<RunState> = runs.iter().map(|r| r.state).collect();
+    assert_eq!(states, [RunState::Succeeded, RunState::Succeeded]);
+    let restore_id = &runs[0].id;
     let show = site.cli(&["show", restore_id]);
     let shown = String::from_utf8_lossy(&show.stdout);
     for step in [
@@ -76,24 +72,19 @@ fn backup_then_restore_brings_back_every_table_exactly() {
     }
 
     // The manifest records what the issue asks for.
-    let backups = json_of(&site.cli(&["backups", "--json"]));
-    let b = &backups["backups"][0];
-    assert_eq!(b["migration_id"], 0);
-    assert_eq!(b["dumps"][0]["role"], "validator");
-    assert_eq!(b["dumps"][1]["role"], "participant");
-    let v_end = b["dumps"][0]["finished_at"].as_str().unwrap();
-    let p_start = b["dumps"][1]["started_at"].as_str().unwrap();
+    let backups: BackupList = view(&site.cli(&["backups", "--json"]));
+    let b = &backups.backups[0];
+    assert_eq!(b.migration_id, 0);
+    assert_eq!(b.dumps[0].role, "validator");
+    assert_eq!(b.dumps[1].role, "participant");
+    let v_end = b.dumps[0].finished_at;
+    let p_start = b.dumps[1].started_at;
     assert!(
         v_end < p_start,
         "validator dump must finish before the participant dump starts"
     );
     let manifest: Value = serde_json::from_slice(
-        &std::fs::read(
-            site.path("repo")
-                .join(b["id"].as_str().unwrap())
-                .join("manifest.json"),
-        )
-        .unwrap(),
+        &std::fs::read(site.path("repo").join(&b.id).join("manifest.json")).unwrap(),
     )
     .unwrap();
     assert!(manifest["files"]
@@ -222,9 +213,9 @@ fn restore_refuses_another_migration_id_unless_forced_with_a_reason() {
         "drill on staging",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let runs = json_of(&site.cli(&["runs", "--json"]));
-    let show = json_of(&site.cli(&["--json", "show", runs[0]["id"].as_str().unwrap()]));
-    assert_eq!(show["forced_reason"], "drill on staging");
+    let runs: Vec<RunSummary> = view(&site.cli(&["runs", "--json"]));
+    let show: RunDetail = view(&site.cli(&["--json", "show", &runs[0].id]));
+    assert_eq!(show.forced_reason.as_deref(), Some("drill on staging"));
 }
 
 #[test]
@@ -244,10 +235,10 @@ fn daemon_serves_the_cli_and_restores_through_the_socket() {
     let out = site.cli(&["restore", "--backup", "latest", "--yes"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(dbs.fingerprint(), before);
-    let status = json_of(&site.cli(&["--json", "status"]));
-    assert_eq!(status["mode"], "daemon");
-    assert_eq!(status["nodes"][0]["name"], "validator-1");
-    assert!(status["nodes"][0]["last_backup"]["id"].is_string());
+    let status: StatusView = view(&site.cli(&["--json", "status"]));
+    assert_eq!(status.mode, "daemon");
+    assert_eq!(status.nodes[0].name.as_deref(), Some("validator-1"));
+    assert!(status.nodes[0].last_backup().is_some());
     stop(daemon);
 }
 

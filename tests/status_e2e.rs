@@ -7,14 +7,14 @@ mod common;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use common::*;
-use serde_json::Value;
 use splice_dr::journal::{Journal, PendingApproval, RunRecord, RunState};
+use splice_dr_protocol::{RunDetail, RunSummary, StatusView};
 use std::time::Duration;
 
-fn status(site: &Site) -> Value {
+fn status(site: &Site) -> StatusView {
     let out = site.cli(&["--json", "status"]);
     assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    view(&out)
 }
 
 fn noop_site(dbs: &NodeDbs, extra_daemon: &str, extra: &str) -> Site {
@@ -44,16 +44,19 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
     let daemon = site.start_daemon();
     // The socket answers only after the first round: never "not probed yet" here.
     let first = status(&site);
-    let node = &first["nodes"][0];
-    assert!(node.get("probe").is_none(), "{node}");
-    assert!(node["checked_at"].is_string(), "{node}");
-    assert!(node["age_seconds"].as_f64().is_some(), "{node}");
-    assert_eq!(node["databases"][0]["exists"], true, "{node}");
+    let node = &first.nodes[0];
+    assert!(node.probe().is_none(), "{node:?}");
+    assert!(node.raw("checked_at").is_string(), "{node:?}");
+    assert!(node.age_seconds().is_some(), "{node:?}");
+    assert_eq!(node.raw("databases")[0]["exists"], true, "{node:?}");
     // A second full round follows start-up recovery; after it, nothing is probed for
     // an hour however often `status` is asked.
-    let stamps = |v: &Value| {
-        let n = &v["nodes"][0];
-        (n["checked_at"].clone(), n["leftovers_checked_at"].clone())
+    let stamps = |v: &StatusView| {
+        let n = &v.nodes[0];
+        (
+            n.raw("checked_at").clone(),
+            n.raw("leftovers_checked_at").clone(),
+        )
     };
     let mut last = stamps(&first);
     wait_for(Duration::from_secs(10), "the post-recovery round", || {
@@ -62,12 +65,12 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
         std::mem::replace(&mut last, now.clone()) == now
     });
     let stable = status(&site);
-    let node = &stable["nodes"][0];
+    let node = &stable.nodes[0];
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(200));
         let again = status(&site);
         assert_eq!(stamps(&again), stamps(&stable));
-        assert!(again["nodes"][0]["age_seconds"].as_f64() > node["age_seconds"].as_f64());
+        assert!(again.nodes[0].age_seconds() > node.age_seconds());
     }
     let human = site.cli(&["status"]);
     assert!(
@@ -79,13 +82,16 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
     // A run ending asks for a full round (leftovers asked again) at once, not an hour
     // later, and `status` right after the run waits for it (briefly): it shows the
     // state the run left, here the backup it made.
-    assert!(node["last_backup"].is_null(), "{node}");
+    assert!(node.last_backup().is_none(), "{node:?}");
     let out = site.cli(&["backup"]);
     assert!(out.status.success(), "{}", text(&out));
     let after = status(&site);
-    let fresh = &after["nodes"][0];
-    assert_ne!(fresh["leftovers_checked_at"], node["leftovers_checked_at"]);
-    assert!(fresh["last_backup"]["id"].is_string(), "{fresh}");
+    let fresh = &after.nodes[0];
+    assert_ne!(
+        fresh.raw("leftovers_checked_at"),
+        node.raw("leftovers_checked_at")
+    );
+    assert!(fresh.last_backup().is_some(), "{fresh:?}");
     stop(daemon);
 }
 
@@ -166,10 +172,7 @@ fn the_journal_keeps_the_newest_finished_runs_and_every_unfinished_one_and_ticks
     // After a run ends: still the newest three finished runs, the new one among them.
     let out = site.cli(&["--json", "run", "noop"]);
     assert!(out.status.success(), "{}", text(&out));
-    let new_id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let new_id = view::<RunDetail>(&out).id;
     let mut want: Vec<String> = finished[4..].to_vec();
     want.extend([running, pending, new_id]);
     want.sort();
@@ -177,16 +180,16 @@ fn the_journal_keeps_the_newest_finished_runs_and_every_unfinished_one_and_ticks
         run_ids(&site) == want
     });
     let listed = site.cli(&["--json", "runs"]);
-    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 5, "{listed}");
+    let listed: Vec<RunSummary> = view(&listed);
+    assert_eq!(listed.len(), 5, "{listed:?}");
 
     // Ticks (every 500 ms) and status answer from the index: no run file is read.
     // (Past the two-second window in which a fresh directory mtime is not trusted.)
     std::thread::sleep(Duration::from_secs(3));
-    let before = status(&site)["journal"]["file_reads"].as_u64().unwrap();
+    let before = status(&site).journal.file_reads;
     std::thread::sleep(Duration::from_secs(2));
-    let after = status(&site)["journal"].clone();
-    assert_eq!(after["file_reads"].as_u64().unwrap(), before, "{after}");
-    assert_eq!(after["runs"], 5);
+    let after = status(&site).journal;
+    assert_eq!(after.file_reads, before, "{after:?}");
+    assert_eq!(after.runs, 5);
     stop(daemon);
 }

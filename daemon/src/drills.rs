@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::events::Event;
 use crate::repo::Manifest;
+use splice_dr_protocol::RunState;
 
 /// A finished drill, ready to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,12 +25,12 @@ pub struct DrillOutcome {
     pub event: Event,
 }
 
-/// The outcome of drill run `run` that ended in `state` (`succeeded`, `failed`, …).
+/// The outcome of drill run `run` that ended in `state`.
 /// `None` for a cancelled or interrupted run that recorded nothing: it proved nothing
 /// either way.
 pub fn outcome(
     run: &str,
-    state: &str,
+    state: RunState,
     error: Option<&str>,
     node: Option<&str>,
     backups: &[Manifest],
@@ -48,7 +49,7 @@ pub fn outcome(
             Some(m.id.clone()),
             d.detail.clone(),
         ),
-        None if state == "failed" => (
+        None if state == RunState::Failed => (
             node?.to_string(),
             false,
             Utc::now(),
@@ -98,7 +99,7 @@ mod tests {
     fn a_recorded_failure_names_backup_and_detail() {
         let o = outcome(
             "r1",
-            "failed",
+            RunState::Failed,
             Some("x"),
             Some("n1"),
             &[manifest("r1", "failed")],
@@ -115,7 +116,7 @@ mod tests {
     fn a_pass_and_an_unrecorded_failure_and_a_cancel() {
         let o = outcome(
             "r1",
-            "succeeded",
+            RunState::Succeeded,
             None,
             Some("n1"),
             &[manifest("r1", "passed")],
@@ -125,7 +126,7 @@ mod tests {
         assert_eq!(o.event.name, "drill.passed");
         let o = outcome(
             "r2",
-            "failed",
+            RunState::Failed,
             Some("no backup"),
             Some("n1"),
             &[manifest("r1", "passed")],
@@ -133,6 +134,6 @@ mod tests {
         .unwrap();
         assert_eq!(o.event.name, "drill.failed");
         assert!(o.event.message.contains("no backup"));
-        assert!(outcome("r3", "cancelled", None, Some("n1"), &[]).is_none());
+        assert!(outcome("r3", RunState::Cancelled, None, Some("n1"), &[]).is_none());
     }
 }

@@ -2,7 +2,9 @@
 //! it in-process when no daemon answers. One code path means the same journal, the same
 //! node locks and the same flows whichever way an operator comes in.
 
+use serde::Serialize;
 use serde_json::{json, Value};
+use splice_dr_protocol as view;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -15,7 +17,7 @@ use crate::flows::{RunError, RunRequest, Runner};
 use crate::journal::{Journal, RunSummary};
 use crate::lock::NodeLock;
 use crate::prepare::{Core, Prepared};
-use crate::repo::{Manifest, Repository};
+use crate::repo::{Located, Manifest, Repository};
 use crate::run_context::RunEvent;
 use crate::socket::access::{self, Caller, Role};
 use crate::socket::protocol::{ErrorCode, Reply, Request, CRATE_VERSION, PROTOCOL_VERSION};
@@ -115,40 +117,100 @@ fn run_error(e: RunError) -> Reply {
     Reply::error(code, e.to_string())
 }
 
+/// The final reply carrying a typed answer (the views of `splice-dr-protocol`).
+fn ok(answer: impl Serialize) -> Reply {
+    match serde_json::to_value(answer) {
+        Ok(result) => Reply::Ok { result },
+        Err(e) => failed(format!("cannot encode the answer: {e}")),
+    }
+}
+
+/// The final reply of a handler: its typed answer, or the error reply it chose.
+fn reply<T: Serialize>(answer: Result<T, Reply>) -> Reply {
+    answer.map_or_else(|r| r, ok)
+}
+
 /// A one-line view of a run for lists.
-pub fn run_summary(r: &RunSummary) -> Value {
-    json!({
-        "id": r.id, "flow": r.flow, "node": r.node, "state": r.state, "trigger": r.trigger,
-        "dry_run": r.dry_run, "created_at": r.created_at,
-        "duration_ms": r.duration().map(|d| d.num_milliseconds()),
-        "current_step": r.current_step,
-        "error": r.error,
-    })
+pub fn run_summary(r: &RunSummary) -> view::RunSummary {
+    view::RunSummary {
+        id: r.id.clone(),
+        flow: r.flow.clone(),
+        node: r.node.clone(),
+        state: r.state,
+        trigger: r.trigger.clone(),
+        dry_run: r.dry_run,
+        created_at: r.created_at,
+        duration_ms: r.duration().map(|d| d.num_milliseconds()),
+        current_step: r.current_step.clone(),
+        error: r.error.clone(),
+    }
 }
 
 /// The node's most recent drill of any of its backups, with the backup's id.
-fn last_drill(backups: &[Manifest], node: &str) -> Option<Value> {
+fn last_drill(backups: &[Manifest], node: &str) -> Option<view::LastDrill> {
     backups
         .iter()
         .filter(|m| m.node == node)
         .filter_map(|m| m.last_drill.as_ref().map(|d| (m, d)))
         .max_by_key(|(_, d)| d.at)
-        .map(|(m, d)| json!({"backup": m.id, "at": d.at, "result": d.result, "detail": d.detail}))
+        .map(|(m, d)| view::LastDrill {
+            backup: m.id.clone(),
+            at: d.at,
+            result: d.result,
+            detail: d.detail.clone(),
+        })
 }
 
-fn backup_summary(m: &Manifest) -> Value {
-    json!({
-        "id": m.id, "node": m.node, "migration_id": m.migration_id,
-        "created_at": m.created_at, "completed_at": m.completed_at,
-        "age_secs": (chrono::Utc::now() - m.created_at).num_seconds(),
-        "bytes": m.total_bytes(), "server_version": m.server_version,
-        "last_drill": m.last_drill,
-        "dumps": m.dumps.iter().map(|d| json!({
-            "role": d.info.role, "database": d.info.database,
-            "started_at": d.info.started_at, "finished_at": d.info.finished_at,
-            "tables": d.info.tables.len(),
-            "rows": d.info.tables.iter().map(|t| t.rows).sum::<u64>(),
-        })).collect::<Vec<_>>(),
+/// A node's newest backup as `status` shows it.
+fn last_backup(m: &Manifest) -> view::LastBackup {
+    view::LastBackup {
+        id: m.id.clone(),
+        created_at: m.created_at,
+        age_secs: (chrono::Utc::now() - m.created_at).num_seconds(),
+        drill: m.last_drill.clone(),
+    }
+}
+
+/// One backup as `backups` lists it; `untrusted_because` says why this site does not
+/// trust it.
+fn backup_summary(l: &Located, untrusted_because: Option<String>) -> view::BackupSummary {
+    let m = &l.manifest;
+    view::BackupSummary {
+        id: m.id.clone(),
+        node: m.node.clone(),
+        migration_id: m.migration_id,
+        created_at: m.created_at,
+        completed_at: m.completed_at,
+        age_secs: (chrono::Utc::now() - m.created_at).num_seconds(),
+        bytes: m.total_bytes(),
+        server_version: m.server_version.clone(),
+        last_drill: m.last_drill.clone(),
+        dumps: m.dumps.iter().map(dump_summary).collect(),
+        locations: l.locations.clone(),
+        trusted: untrusted_because.is_none(),
+        untrusted_because,
+    }
+}
+
+fn dump_summary(d: &crate::repo::DumpEntry) -> view::DumpSummary {
+    view::DumpSummary {
+        role: d.info.role.clone(),
+        database: d.info.database.clone(),
+        started_at: d.info.started_at,
+        finished_at: d.info.finished_at,
+        tables: d.info.tables.len(),
+        rows: d.info.tables.iter().map(|t| t.rows).sum::<u64>(),
+    }
+}
+
+/// A node's status as the board or a probe holds it, typed; lossless, as every field
+/// the view does not name is kept as sent.
+fn node_view(v: Value) -> view::NodeStatus {
+    serde_json::from_value(v).unwrap_or_else(|e| view::NodeStatus {
+        name: None,
+        backend: None,
+        migration_id: None,
+        more: serde_json::Map::from_iter([("error".into(), json!(e.to_string()))]),
     })
 }
 
@@ -424,26 +486,23 @@ impl Service {
         events: &mpsc::UnboundedSender<Reply>,
     ) -> Reply {
         match req {
-            Request::Ping => Reply::Ok {
-                result: json!({"pong": true, "mode": self.mode,
-                    "daemon_version": CRATE_VERSION, "protocol": PROTOCOL_VERSION}),
-            },
-            Request::Status => self.status().await,
+            Request::Ping => ok(view::PingReply {
+                pong: true,
+                mode: self.mode.into(),
+                daemon_version: CRATE_VERSION.into(),
+                protocol: PROTOCOL_VERSION,
+            }),
+            Request::Status => ok(self.status().await),
             Request::Runs { limit } => match self.runner.journal().summaries() {
-                Ok(runs) => Reply::Ok {
-                    result: Value::Array(
-                        runs.iter()
-                            .take(limit.unwrap_or(50))
-                            .map(run_summary)
-                            .collect(),
-                    ),
-                },
+                Ok(runs) => ok(runs
+                    .iter()
+                    .take(limit.unwrap_or(50))
+                    .map(run_summary)
+                    .collect::<Vec<_>>()),
                 Err(e) => failed(e),
             },
             Request::Show { run } => match self.runner.journal().get(&run) {
-                Ok(r) => Reply::Ok {
-                    result: serde_json::to_value(r).unwrap_or(Value::Null),
-                },
+                Ok(r) => ok(r),
                 Err(crate::journal::JournalError::NotFound(id)) => Reply::error(
                     ErrorCode::Usage,
                     format!("no run `{id}` in the journal (list them with `splice-dr runs`)"),
@@ -456,14 +515,14 @@ impl Service {
                 }
                 // Off-site repositories are listed over the network: off the async threads.
                 let this = self.clone();
-                tokio::task::spawn_blocking(move || this.backups(node.as_deref()))
+                tokio::task::spawn_blocking(move || ok(this.backups(node.as_deref())))
                     .await
                     .unwrap_or_else(failed)
             }
             Request::Follow { run } => self.follow(run, events).await,
             Request::Prune { node, dry_run } => {
                 let this = self.clone();
-                tokio::task::spawn_blocking(move || this.prune(node.as_deref(), dry_run))
+                tokio::task::spawn_blocking(move || reply(this.prune(node.as_deref(), dry_run)))
                     .await
                     .unwrap_or_else(failed)
             }
@@ -476,9 +535,10 @@ impl Service {
                 for r in &reports {
                     crate::metrics::repository_checked(&r.repository, r.ok, r.free_bytes);
                 }
-                Reply::Ok {
-                    result: json!({"ok": reports.iter().all(|r| r.ok), "repositories": reports}),
-                }
+                reply(encoded(&reports).map(|repositories| view::RepoCheckReport {
+                    ok: reports.iter().all(|r| r.ok),
+                    repositories,
+                }))
             }
             Request::Trigger {
                 event,
@@ -493,52 +553,42 @@ impl Service {
                         return r;
                     }
                     a.trigger(&event, node, &message, &caller.describe());
-                    Reply::Ok {
-                        result: json!({"published": event}),
-                    }
+                    ok(view::Published { published: event })
                 }
                 Err(r) => r,
             },
             Request::Pause => match self.autopilot() {
                 Ok(a) => {
                     a.pause(&caller.describe());
-                    Reply::Ok {
-                        result: json!({"paused": true}),
-                    }
+                    ok(view::PauseState { paused: true })
                 }
                 Err(r) => r,
             },
             Request::Resume => match self.autopilot() {
                 Ok(a) => {
                     a.resume(&caller.describe());
-                    Reply::Ok {
-                        result: json!({"paused": false}),
-                    }
+                    ok(view::PauseState { paused: false })
                 }
                 Err(r) => r,
             },
             Request::Reset { rule } => match self.autopilot() {
                 Ok(a) => match a.reset(&rule, &caller.describe()) {
-                    Ok(()) => Reply::Ok {
-                        result: json!({"reset": rule}),
-                    },
+                    Ok(()) => ok(view::RuleReset { reset: rule }),
                     Err(e) => Reply::error(ErrorCode::Usage, e),
                 },
                 Err(r) => r,
             },
             Request::Approve { run } => match self.autopilot() {
                 Ok(a) => match a.approve(&run, &caller.describe()) {
-                    Ok(id) => Reply::Ok {
-                        result: json!({"started": id}),
-                    },
+                    Ok(id) => ok(view::Approved { started: id }),
                     Err(e) => Reply::error(ErrorCode::Failed, e),
                 },
                 Err(r) => r,
             },
             Request::Cancel { run } => match self.runner.cancel_by(&run, &caller.describe()) {
-                Ok(()) => Reply::Ok {
-                    result: json!({"cancel_requested": run}),
-                },
+                Ok(()) => ok(view::CancelRequested {
+                    cancel_requested: run,
+                }),
                 Err(RunError::Journal(crate::journal::JournalError::NotFound(id))) => {
                     Reply::error(ErrorCode::Usage, format!("no run `{id}` in the journal"))
                 }
@@ -591,9 +641,7 @@ impl Service {
             Err(e) => return run_error(e),
         };
         if !follow {
-            return Reply::Ok {
-                result: json!({"run": id}),
-            };
+            return ok(view::RunStarted { run: id });
         }
         let record = loop {
             tokio::select! {
@@ -611,9 +659,7 @@ impl Service {
             }
         }
         match record {
-            Ok(r) => Reply::Ok {
-                result: serde_json::to_value(r).unwrap_or(Value::Null),
-            },
+            Ok(r) => ok(r),
             Err(e) => failed(format!("run {id} panicked: {e}")),
         }
     }
@@ -639,11 +685,7 @@ impl Service {
         };
         loop {
             match journal.get(&id) {
-                Ok(r) if !r.state.is_active() => {
-                    return Reply::Ok {
-                        result: serde_json::to_value(r).unwrap_or(Value::Null),
-                    };
-                }
+                Ok(r) if !r.state.is_active() => return ok(r),
                 Ok(_) => {}
                 Err(crate::journal::JournalError::NotFound(id)) => {
                     return Reply::error(ErrorCode::Usage, format!("no run `{id}` in the journal"));
@@ -680,38 +722,32 @@ impl Service {
         }
     }
 
-    fn prune(&self, node: Option<&str>, dry_run: bool) -> Reply {
+    fn prune(&self, node: Option<&str>, dry_run: bool) -> Result<view::PruneReport, Reply> {
         let cfg = self.config();
-        if let Err(r) = self.configured_node(node) {
-            return r;
-        }
+        self.configured_node(node)?;
         let repo = self.runner.repo();
         let mut plans = crate::prune::plan(repo, cfg.retention.as_ref(), node, chrono::Utc::now());
         if !dry_run {
             crate::prune::apply(repo, &cfg.daemon.state_dir, &mut plans);
         }
-        let ok = plans.iter().all(|p| p.errors.is_empty());
-        Reply::Ok {
-            result: json!({"dry_run": dry_run, "ok": ok, "repositories": plans}),
-        }
+        Ok(view::PruneReport {
+            dry_run,
+            ok: plans.iter().all(|p| p.errors.is_empty()),
+            repositories: encoded(&plans)?,
+        })
     }
 
-    fn backups(&self, node: Option<&str>) -> Reply {
+    fn backups(&self, node: Option<&str>) -> view::BackupList {
         let (all, problems) = self.runner.repo().list_everywhere();
-        let backups: Vec<Value> = all
+        let backups = all
             .iter()
             .filter(|l| node.is_none_or(|n| l.manifest.node == n))
-            .map(|l| {
-                let mut v = backup_summary(&l.manifest);
-                v["locations"] = json!(l.locations);
-                let why = self.runner.repo().untrusted_because(&l.manifest);
-                v["trusted"] = json!(why.is_none());
-                v["untrusted_because"] = json!(why);
-                v
-            })
+            .map(|l| backup_summary(l, self.runner.repo().untrusted_because(&l.manifest)))
             .collect();
-        Reply::Ok {
-            result: json!({ "backups": backups, "problems": problems, "unreadable": [] }),
+        view::BackupList {
+            backups,
+            problems,
+            unreadable: Vec::new(),
         }
     }
 
@@ -831,7 +867,7 @@ impl Service {
             .unwrap_or_default()
     }
 
-    async fn status(self: &Arc<Self>) -> Reply {
+    async fn status(self: &Arc<Self>) -> view::StatusView {
         if self.probing.load(std::sync::atomic::Ordering::Relaxed) {
             self.board.settled(SETTLE_LIMIT).await;
         }
@@ -839,33 +875,49 @@ impl Service {
         let cfg = self.config();
         let journal = self.runner.journal();
         let runs = journal.summaries().unwrap_or_default();
-        let active: Vec<Value> = runs
-            .iter()
-            .filter(|r| r.state.is_active())
-            .map(run_summary)
-            .collect();
-        let flows: Vec<Value> = self
+        let flows = self
             .runner
             .catalog()
             .iter()
-            .map(|f| {
-                json!({"name": f.name, "source": f.source.to_string(), "destructive": f.destructive,
-                            "overrides_builtin": f.overrides_builtin, "description": f.description})
+            .map(|f| view::FlowView {
+                name: f.name.clone(),
+                source: f.source.to_string(),
+                destructive: f.destructive,
+                overrides_builtin: f.overrides_builtin,
+                description: f.description.clone(),
             })
             .collect();
-        Reply::Ok {
-            result: json!({
-                "mode": self.mode, "daemon_version": CRATE_VERSION, "protocol": PROTOCOL_VERSION,
-                "pid": std::process::id(), "uptime_secs": self.started.elapsed().as_secs(),
-                "config": {"file": cfg.source, "error": *self.config_error.read().unwrap_or_else(|p| p.into_inner())},
-                "nodes": nodes, "active_runs": active, "flows": flows,
-                "automation": self.autopilot.as_ref().map(|a| a.status()),
-                "leader": self.runner.leadership().status(),
-                "journal": {"runs": runs.len(), "file_reads": journal.file_reads()},
-                "health": self.autopilot.as_ref().map(|a| json!({
-                    "current": a.health().snapshot(),
-                    "history": a.health().history(),
-                })),
+        let config_error = self
+            .config_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        view::StatusView {
+            mode: self.mode.into(),
+            daemon_version: CRATE_VERSION.into(),
+            protocol: PROTOCOL_VERSION,
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            config: view::ConfigState {
+                file: cfg.source.display().to_string(),
+                error: config_error,
+            },
+            nodes: nodes.into_iter().map(node_view).collect(),
+            active_runs: runs
+                .iter()
+                .filter(|r| r.state.is_active())
+                .map(run_summary)
+                .collect(),
+            flows,
+            automation: self.autopilot.as_ref().map(|a| a.status()),
+            leader: self.runner.leadership().status(),
+            journal: view::JournalStats {
+                runs: runs.len(),
+                file_reads: journal.file_reads(),
+            },
+            health: self.autopilot.as_ref().map(|a| view::HealthView {
+                current: a.health().snapshot(),
+                history: a.health().history(),
             }),
         }
     }
@@ -908,9 +960,7 @@ impl Service {
         let last = backups.iter().find(|m| m.node == name);
         let mut v = json!({
             "name": name, "backend": node.backend.kind(), "migration_id": node.facts.migration_id,
-            "last_backup": last.map(|m| json!({"id": m.id, "created_at": m.created_at,
-                "age_secs": (chrono::Utc::now() - m.created_at).num_seconds(),
-                "drill": m.last_drill})),
+            "last_backup": last.map(last_backup),
             "last_drill": last_drill(backups, name),
         });
         // Since a re-onboard, every start must pass this id (Splice's rule).
@@ -965,6 +1015,15 @@ impl Service {
         add_removal_commands(node, &mut v);
         v
     }
+}
+
+/// Each item of `items` as JSON, for the reports whose shape the protocol leaves open.
+fn encoded<T: Serialize>(items: &[T]) -> Result<Vec<Value>, Reply> {
+    items
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| failed(format!("cannot encode the answer: {e}")))
 }
 
 /// `leftovers.remove_commands`: kept item → the command that removes it (the backend

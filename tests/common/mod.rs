@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A CLI `--json` answer read as its protocol view (`splice_dr_protocol`), so a renamed
+/// field fails the test instead of reading as null.
+pub fn view<T: serde::de::DeserializeOwned>(o: &Output) -> T {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not the expected --json answer ({e}): {}", text(o)))
+}
+
 /// Superuser URL for tests (see tests/pg-setup.sh).
 pub fn pg_url() -> String {
     std::env::var("SPLICE_DR_TEST_PG_URL").unwrap_or_else(|_| {

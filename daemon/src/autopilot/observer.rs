@@ -7,6 +7,7 @@ use chrono::Utc;
 use super::reactions::{self, Finished, Reaction};
 use super::Autopilot;
 use crate::config::NotifyKind;
+use crate::journal::RunState;
 use crate::notify::RunSummary;
 use crate::run_context::RunEvent;
 
@@ -21,7 +22,7 @@ impl Autopilot {
                 self.react(reactions::on_start(run, flow, node.as_deref()));
             }
             RunEvent::Finished { run, state, error } => {
-                let finished = self.gather(run, state, error.as_deref());
+                let finished = self.gather(run, *state, error.as_deref());
                 self.react(reactions::on_finish(&finished));
             }
             _ => {}
@@ -30,7 +31,7 @@ impl Autopilot {
 
     /// What is known of a run that just ended: the rule and flow noted when it started
     /// (forgotten now), the rest from its journal record.
-    fn gather(&self, run: &str, state: &str, error: Option<&str>) -> Finished {
+    fn gather(&self, run: &str, state: RunState, error: Option<&str>) -> Finished {
         let (rule, flow_node) = {
             let mut st = self.state();
             // A backup, a restore or retention may have changed the repository.
@@ -46,7 +47,7 @@ impl Autopilot {
         });
         Finished {
             run: run.into(),
-            state: state.into(),
+            state,
             error: error.map(str::to_string),
             rule,
             flow,
@@ -78,14 +79,14 @@ impl Autopilot {
                     flow,
                     state,
                     duration,
-                } => crate::metrics::run_finished(&flow, &state, duration),
+                } => crate::metrics::run_finished(&flow, state.as_str(), duration),
                 Reaction::Notify { kind, summary } => self.notify(kind, &summary),
                 Reaction::JudgeDrill {
                     run,
                     state,
                     error,
                     node,
-                } => self.judge_drill(&run, &state, error.as_deref(), node.as_deref()),
+                } => self.judge_drill(&run, state, error.as_deref(), node.as_deref()),
                 Reaction::BackupGauges { backup } => {
                     if let Ok(m) = self.ctx.repo.manifest(&backup) {
                         crate::metrics::backup_succeeded(&m.node, m.completed_at, m.total_bytes());
@@ -125,7 +126,7 @@ impl Autopilot {
 
     /// A finished drill becomes a `drill.passed` / `drill.failed` event (rules may act on
     /// it) and the node's drill gauges.
-    fn judge_drill(&self, run: &str, state: &str, error: Option<&str>, node: Option<&str>) {
+    fn judge_drill(&self, run: &str, state: RunState, error: Option<&str>, node: Option<&str>) {
         let (backups, _) = self.ctx.repo.list().unwrap_or_default();
         if let Some(o) = crate::drills::outcome(run, state, error, node, &backups) {
             crate::metrics::drill_finished(&o.node, o.passed, o.at);

@@ -7,15 +7,16 @@
 use std::time::Duration;
 
 use crate::config::NotifyKind;
+use crate::journal::RunState;
 use crate::notify::RunSummary;
 
 /// What the autopilot knows about a run that just ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Finished {
     /// Run id.
     pub(super) run: String,
-    /// Final state (`succeeded`, `failed`, `cancelled`, `interrupted`).
-    pub(super) state: String,
+    /// Final state.
+    pub(super) state: RunState,
     /// The run's error, when it failed.
     pub(super) error: Option<String>,
     /// The rule that started it, when a rule did.
@@ -47,7 +48,7 @@ pub(super) enum Reaction {
         /// Flow name.
         flow: String,
         /// Final state.
-        state: String,
+        state: RunState,
         /// How long it took.
         duration: Duration,
     },
@@ -63,7 +64,7 @@ pub(super) enum Reaction {
         /// Run id.
         run: String,
         /// Final state.
-        state: String,
+        state: RunState,
         /// The run's error.
         error: Option<String>,
         /// The node drilled.
@@ -92,7 +93,7 @@ pub(super) fn on_start(run: &str, flow: &str, node: Option<&str>) -> Vec<Reactio
 /// A run ended: count it for its rule, record its duration, notify, judge a drill, and
 /// after a good backup set the gauges and apply retention.
 pub(super) fn on_finish(f: &Finished) -> Vec<Reaction> {
-    let succeeded = f.state == "succeeded";
+    let succeeded = f.state == RunState::Succeeded;
     let mut out = Vec::new();
     if let Some(rule) = &f.rule {
         out.push(Reaction::CountForRule {
@@ -103,7 +104,7 @@ pub(super) fn on_finish(f: &Finished) -> Vec<Reaction> {
     if let Some(duration) = f.duration {
         out.push(Reaction::RecordDuration {
             flow: f.flow.clone(),
-            state: f.state.clone(),
+            state: f.state,
             duration,
         });
     }
@@ -112,7 +113,7 @@ pub(super) fn on_finish(f: &Finished) -> Vec<Reaction> {
     if f.flow == "drill" && !f.dry_run {
         out.push(Reaction::JudgeDrill {
             run: f.run.clone(),
-            state: f.state.clone(),
+            state: f.state,
             error: f.error.clone(),
             node: f.node.clone(),
         });
@@ -124,7 +125,7 @@ pub(super) fn on_finish(f: &Finished) -> Vec<Reaction> {
 }
 
 fn notification(f: &Finished) -> Option<Reaction> {
-    let kind = NotifyKind::from_final_state(&f.state)?;
+    let kind = NotifyKind::from_final_state(f.state)?;
     let mut summary = RunSummary::new(f.run.clone(), f.flow.clone(), f.node.clone());
     if let Some(e) = &f.error {
         summary = summary.with_error(e.clone());
@@ -151,14 +152,17 @@ fn after_backup(f: &Finished) -> Vec<Reaction> {
 mod tests {
     use super::*;
 
-    fn finished(flow: &str, state: &str) -> Finished {
+    fn finished(flow: &str, state: RunState) -> Finished {
         Finished {
             run: "r1".into(),
-            state: state.into(),
+            state,
+            error: None,
+            rule: None,
             flow: flow.into(),
             node: Some("n1".into()),
+            dry_run: false,
             duration: Some(Duration::from_secs(3)),
-            ..Finished::default()
+            backup: None,
         }
     }
 
@@ -182,7 +186,7 @@ mod tests {
         let f = Finished {
             rule: Some("nightly".into()),
             backup: Some("b1".into()),
-            ..finished("backup", "succeeded")
+            ..finished("backup", RunState::Succeeded)
         };
         assert_eq!(
             on_finish(&f),
@@ -193,7 +197,7 @@ mod tests {
                 },
                 Reaction::RecordDuration {
                     flow: "backup".into(),
-                    state: "succeeded".into(),
+                    state: RunState::Succeeded,
                     duration: Duration::from_secs(3),
                 },
                 Reaction::Notify {
@@ -214,7 +218,7 @@ mod tests {
             rule: Some("nightly".into()),
             error: Some("disk full".into()),
             backup: Some("b1".into()),
-            ..finished("backup", "failed")
+            ..finished("backup", RunState::Failed)
         };
         let r = on_finish(&f);
         assert_eq!(
@@ -236,13 +240,13 @@ mod tests {
 
     #[test]
     fn a_manual_run_is_charged_to_no_rule() {
-        let r = on_finish(&finished("backup", "succeeded"));
+        let r = on_finish(&finished("backup", RunState::Succeeded));
         assert!(!r.iter().any(|x| matches!(x, Reaction::CountForRule { .. })));
     }
 
     #[test]
     fn a_backup_without_an_id_or_node_applies_no_retention() {
-        let no_id = on_finish(&finished("backup", "succeeded"));
+        let no_id = on_finish(&finished("backup", RunState::Succeeded));
         assert!(!no_id.iter().any(|x| matches!(
             x,
             Reaction::Retention { .. } | Reaction::BackupGauges { .. }
@@ -250,7 +254,7 @@ mod tests {
         let no_node = on_finish(&Finished {
             node: None,
             backup: Some("b1".into()),
-            ..finished("backup", "succeeded")
+            ..finished("backup", RunState::Succeeded)
         });
         assert!(no_node.contains(&Reaction::BackupGauges {
             backup: "b1".into()
@@ -264,17 +268,17 @@ mod tests {
     fn a_drill_is_judged_whatever_its_state_unless_dry() {
         let failed = Finished {
             error: Some("rows differ".into()),
-            ..finished("drill", "failed")
+            ..finished("drill", RunState::Failed)
         };
         assert!(on_finish(&failed).contains(&Reaction::JudgeDrill {
             run: "r1".into(),
-            state: "failed".into(),
+            state: RunState::Failed,
             error: Some("rows differ".into()),
             node: Some("n1".into()),
         }));
         let dry = Finished {
             dry_run: true,
-            ..finished("drill", "succeeded")
+            ..finished("drill", RunState::Succeeded)
         };
         assert!(!on_finish(&dry)
             .iter()
@@ -285,7 +289,7 @@ mod tests {
     fn a_run_without_a_duration_or_final_state_records_and_notifies_nothing() {
         let f = Finished {
             duration: None,
-            ..finished("restore", "running")
+            ..finished("restore", RunState::Running)
         };
         assert!(on_finish(&f).is_empty());
     }

@@ -15,6 +15,7 @@ use crate::service::Service;
 use crate::socket::client;
 use crate::socket::protocol::{ErrorCode, Reply, Request};
 use render::EventPrinter;
+use splice_dr_protocol::{RunDetail, RunState};
 
 /// Process exit codes.
 pub mod exit {
@@ -349,10 +350,11 @@ fn exit_for(code: ErrorCode) -> u8 {
 }
 
 fn print_result(cli: &Cli, result: &Value) -> u8 {
-    let run_state = result
+    // A run record (it has steps) decides the exit code by its state.
+    let run: Option<RunDetail> = result
         .get("steps")
-        .and(result.get("state"))
-        .and_then(Value::as_str);
+        .and_then(|_| serde_json::from_value(result.clone()).ok());
+    let run_state = run.as_ref().map(|r| r.state);
     if cli.json {
         println!(
             "{}",
@@ -372,10 +374,10 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
             (Command::Resume, _) => println!("automatic triggers resumed"),
             (Command::Reset { rule }, _) => println!("breaker of rule {rule} reset: the rule is armed again"),
             (Command::Approve { .. }, _) => println!("approved: run {} started", result["started"].as_str().unwrap_or("?")),
-            (Command::Backup(a), Some("succeeded")) if !a.dry_run => {
+            (Command::Backup(a), Some(RunState::Succeeded)) if !a.dry_run => {
                 println!("{}", result["result"]["id"].as_str().unwrap_or("?"))
             }
-            (Command::Verify(_), Some("succeeded")) => {
+            (Command::Verify(_), Some(RunState::Succeeded)) => {
                 let r = &result["result"];
                 println!(
                     "backup {} verified: {} files, {} checked, every dump readable",
@@ -395,14 +397,16 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
     if run_state.is_none() && result.get("ok") == Some(&Value::Bool(false)) {
         return exit::FAILED;
     }
-    match run_state {
-        Some("succeeded") | None => exit::OK,
-        Some(state) => {
+    match run {
+        None => exit::OK,
+        Some(r) if r.state == RunState::Succeeded => exit::OK,
+        Some(r) => {
             if !cli.json {
                 eprintln!(
-                    "run {} {state}: {}",
-                    result["id"].as_str().unwrap_or("?"),
-                    result["error"].as_str().unwrap_or("")
+                    "run {} {}: {}",
+                    r.id,
+                    r.state.as_str(),
+                    r.error.as_deref().unwrap_or("")
                 );
             }
             exit::FAILED

@@ -8,6 +8,7 @@
 use super::load::{ConfigError, KeyPath, Locator};
 use super::schema::{Config, REDACTED};
 use serde::{Deserialize, Serialize};
+use splice_dr_protocol::RunState;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -57,14 +58,16 @@ impl NotifyKind {
         }
     }
 
-    /// The kind a run's final state (`RunState::as_str`, `RunEvent::Finished::state`) is
-    /// reported as: `succeeded` → [`NotifyKind::Succeeded`]; `failed`, `cancelled`,
-    /// `interrupted` → [`NotifyKind::Failed`]; anything else (`pending`, `running`) → `None`.
-    pub fn from_final_state(state: &str) -> Option<NotifyKind> {
+    /// The kind a run's final state (`RunEvent::Finished::state`) is reported as:
+    /// succeeded → [`NotifyKind::Succeeded`]; failed, cancelled, interrupted →
+    /// [`NotifyKind::Failed`]; a state that is not final (pending, running) → `None`.
+    pub fn from_final_state(state: RunState) -> Option<NotifyKind> {
         match state {
-            "succeeded" => Some(NotifyKind::Succeeded),
-            "failed" | "cancelled" | "interrupted" => Some(NotifyKind::Failed),
-            _ => None,
+            RunState::Succeeded => Some(NotifyKind::Succeeded),
+            RunState::Failed | RunState::Cancelled | RunState::Interrupted => {
+                Some(NotifyKind::Failed)
+            }
+            RunState::Pending | RunState::Running => None,
         }
     }
 }
@@ -527,13 +530,13 @@ token_file = "/etc/splice-dr/alertmanager-token"
         assert_eq!(webhook_host("nothing"), "nothing");
         assert_eq!(webhook_host("https:///x"), "-");
         assert_eq!(
-            NotifyKind::from_final_state("cancelled"),
+            NotifyKind::from_final_state(RunState::Cancelled),
             Some(NotifyKind::Failed)
         );
         assert_eq!(
-            NotifyKind::from_final_state("succeeded"),
+            NotifyKind::from_final_state(RunState::Succeeded),
             Some(NotifyKind::Succeeded)
         );
-        assert_eq!(NotifyKind::from_final_state("running"), None);
+        assert_eq!(NotifyKind::from_final_state(RunState::Running), None);
     }
 }

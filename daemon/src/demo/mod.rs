@@ -9,7 +9,6 @@
 mod cluster;
 
 use anyhow::{bail, Context};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use crate::cli::render::EventPrinter;
 use crate::socket::client;
 use crate::socket::protocol::{Reply, Request};
 use cluster::Cluster;
+use splice_dr_protocol::{RunDetail, RunState, RunSummary, StatusView};
 
 /// What the demo measured.
 #[derive(Debug, serde::Serialize)]
@@ -160,12 +160,17 @@ fn seed(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn request(sock: &Path, req: &Request, printer: &mut EventPrinter) -> anyhow::Result<Value> {
+/// Sends `req` and reads the answer as its protocol view `T`.
+async fn request<T: serde::de::DeserializeOwned>(
+    sock: &Path,
+    req: &Request,
+    printer: &mut EventPrinter,
+) -> anyhow::Result<T> {
     let mut c = client::connect(sock)
         .await?
         .context("the demo daemon is not answering")?;
     match c.request(req, &mut |ev| printer.print(&ev)).await? {
-        Reply::Ok { result } => Ok(result),
+        Reply::Ok { result } => Ok(serde_json::from_value(result)?),
         Reply::Error { message, .. } => bail!("{message}"),
         Reply::Event { .. } => bail!("unexpected event"),
     }
@@ -278,7 +283,7 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         move || seed(&url)
     })
     .await??;
-    let run = request(
+    let run: RunDetail = request(
         &sock,
         &Request::Run {
             flow: "backup".into(),
@@ -291,8 +296,9 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         &mut printer,
     )
     .await?;
-    if run["state"] != "succeeded" {
-        bail!("backup failed: {}", run["error"]);
+
+    if run.state != RunState::Succeeded {
+        bail!("backup failed: {}", run.error.unwrap_or_default());
     }
     let url = cluster.url("postgres");
     let (before, rows) = tokio::task::spawn_blocking({
@@ -302,7 +308,10 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
     .await??;
     eprintln!(
         "backup {} holds {} tables, {rows} rows",
-        run["result"]["id"].as_str().unwrap_or("?"),
+        run.result
+            .as_ref()
+            .and_then(|r| r["id"].as_str())
+            .unwrap_or("?"),
         before.len()
     );
 
@@ -337,19 +346,15 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
                 std::fs::read_to_string(root.join("daemon.log")).unwrap_or_default()
             );
         }
-        let runs = request(&sock, &Request::Runs { limit: Some(10) }, &mut printer).await?;
-        if let Some(r) = runs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["flow"] == "restore")
-        {
-            break r["id"].as_str().unwrap_or_default().to_string();
+        let runs: Vec<RunSummary> =
+            request(&sock, &Request::Runs { limit: Some(10) }, &mut printer).await?;
+        if let Some(r) = runs.into_iter().find(|r| r.flow == "restore") {
+            break r.id;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let reaction = broke.elapsed();
-    let record = request(
+    let record: RunDetail = request(
         &sock,
         &Request::Follow {
             run: Some(restore_id.clone()),
@@ -357,11 +362,11 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         &mut printer,
     )
     .await?;
-    if record["state"] != "succeeded" {
+    if record.state != RunState::Succeeded {
         bail!(
             "the automatic restore {restore_id} ended {}: {}",
-            record["state"],
-            record["error"]
+            record.state.as_str(),
+            record.error.as_deref().unwrap_or_default()
         );
     }
     while !ready(&readyz).await {
@@ -377,33 +382,21 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
     if after != before {
         bail!("restored data differs from the backup");
     }
-    let status = request(&sock, &Request::Status, &mut printer).await?;
-    let detected_at = status["health"]["history"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|h| h["component"] == "validator" && h["up"] == false)
-        .filter_map(|h| {
-            h["at"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        })
-        .map(|t| t.with_timezone(&chrono::Utc))
+    let status: StatusView = request(&sock, &Request::Status, &mut printer).await?;
+    let detected_at = status
+        .health
+        .iter()
+        .flat_map(|h| &h.history)
+        .filter(|h| h.component == "validator" && !h.up)
+        .map(|h| h.at)
         .find(|t| *t >= broke_at);
     let detection = detected_at
         .map(|t| (t - broke_at).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(f64::NAN);
-    let restore_secs = record["finished_at"]
-        .as_str()
-        .zip(record["started_at"].as_str())
-        .and_then(|(f, s)| {
-            Some(
-                (chrono::DateTime::parse_from_rfc3339(f).ok()?
-                    - chrono::DateTime::parse_from_rfc3339(s).ok()?)
-                .num_milliseconds() as f64
-                    / 1000.0,
-            )
-        })
+    let restore_secs = record
+        .finished_at
+        .zip(record.started_at)
+        .map(|(f, s)| (f - s).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(f64::NAN);
     drop(daemon);
     sim.shutdown().await;

@@ -4,29 +4,14 @@
 //! probe's error text — so a node that stays down does not flood the rules.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use splice_dr_plugin_api::{Backend, BackendError, ComponentStatus, DatabaseInfo, OpContext};
+pub use splice_dr_protocol::status::HealthChange;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, EventBus};
-
-/// One observed state change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HealthChange {
-    /// When it was observed.
-    pub at: DateTime<Utc>,
-    /// Node.
-    pub node: String,
-    /// `postgres` or a component name.
-    pub component: String,
-    /// New state.
-    pub up: bool,
-    /// Probe detail (the error when down).
-    pub detail: String,
-}
 
 /// `(node, component)` → `(up, detail, since)`.
 type StateMap = BTreeMap<(String, String), (bool, String, DateTime<Utc>)>;

@@ -325,4 +325,19 @@ mod tests {
             Err(JournalError::NotFound(_))
         ));
     }
+
+    /// `show` sends the journal's record; clients read it as the protocol's `RunDetail`,
+    /// which must keep every field as sent (`--json` prints it back).
+    #[test]
+    fn a_record_reads_as_a_run_detail_losslessly() {
+        let mut run = RunRecord::new("r1".into(), "restore", Some("n1".into()));
+        run.begin_step("stop", "d1");
+        run.stopped_components.push("validator".into());
+        run.requests.push("run by uid 0 (pid 1)".into());
+        let sent = serde_json::to_value(&run).unwrap();
+        let detail: splice_dr_protocol::RunDetail = serde_json::from_value(sent.clone()).unwrap();
+        assert_eq!(detail.state, RunState::Pending);
+        assert_eq!(detail.steps.len(), 1);
+        assert_eq!(serde_json::to_value(&detail).unwrap(), sent);
+    }
 }

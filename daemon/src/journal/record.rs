@@ -5,85 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Owner;
-
-/// Lifecycle of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    /// Accepted, waiting for the node lock.
-    Pending,
-    /// Executing.
-    Running,
-    /// Finished without error.
-    Succeeded,
-    /// Finished with an error (the world was left as the flow's rollback put it).
-    Failed,
-    /// Stopped by an operator's `cancel` or the wall-clock limit.
-    Cancelled,
-    /// Its owner died mid-run; found and marked by a later process.
-    Interrupted,
-}
-
-impl RunState {
-    /// Whether the run may still change the world.
-    pub fn is_active(self) -> bool {
-        matches!(self, RunState::Pending | RunState::Running)
-    }
-
-    /// Lower-case name as shown to operators.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Pending => "pending",
-            RunState::Running => "running",
-            RunState::Succeeded => "succeeded",
-            RunState::Failed => "failed",
-            RunState::Cancelled => "cancelled",
-            RunState::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// Lifecycle of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepState {
-    /// Started, not finished.
-    Running,
-    /// Finished without error.
-    Succeeded,
-    /// Threw an error.
-    Failed,
-    /// Its run died while it ran.
-    Interrupted,
-}
-
-/// One journaled step: every host call that changes the world runs inside one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    /// Human name given by the flow, e.g. `restore validator database`.
-    pub name: String,
-    /// Short digest of the step's name and inputs, to recognise the same step across runs.
-    pub args_digest: String,
-    /// Nesting depth (a step inside a step is 1).
-    #[serde(default)]
-    pub depth: u32,
-    /// State.
-    pub state: StepState,
-    /// Start time.
-    pub started_at: DateTime<Utc>,
-    /// End time.
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Summary of the value the step returned.
-    pub result: Option<String>,
-    /// Error text when it failed.
-    pub error: Option<String>,
-    /// Log lines emitted by the backend during the step.
-    #[serde(default)]
-    pub log: Vec<String>,
-    /// Last progress report, e.g. `restore validator: 1.2 GiB`.
-    #[serde(default)]
-    pub progress: Option<String>,
-}
+pub use splice_dr_protocol::run::{PendingApproval, RunState, StepRecord, StepState};
 
 /// One run of a flow, from request to end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,18 +68,6 @@ pub struct KeptNote {
     pub kept: splice_dr_plugin_api::KeptStorage,
     /// Set before the live storage is wiped; cleared once it was put back from the copy.
     pub live_replaced: bool,
-}
-
-/// A run that a rule requested and a human must approve before it starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingApproval {
-    /// The rule that asked for it.
-    pub rule: String,
-    /// When the request lapses (the run then ends `cancelled`).
-    pub expires_at: DateTime<Utc>,
-    /// Who approved it, once approved.
-    #[serde(default)]
-    pub approved_by: Option<String>,
 }
 
 impl RunRecord {

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use splice_dr_plugin_api::DumpInfo;
+pub use splice_dr_protocol::drill::{DrillRecord, DrillResult};
 
 /// Version of the manifest layout written by this build.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -68,44 +69,6 @@ pub struct Manifest {
     /// (`repo/trust.rs`); absent on backups made before splice-dr signed them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<super::trust::ManifestSignature>,
-}
-
-/// A drill's verdict. Typed, so a misspelt comparison is a compile error rather than a
-/// backup silently never "passed"; written as `passed` / `failed` (manifests, `--json`,
-/// scripts). Any other word in a manifest makes it unreadable, as any malformed field does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DrillResult {
-    /// Restored into scratch databases with every check passing.
-    Passed,
-    /// Did not restore, or a check failed (the record's `detail` says which).
-    Failed,
-}
-
-impl DrillResult {
-    /// `Passed` when `passed`.
-    pub fn from_passed(passed: bool) -> Self {
-        if passed {
-            DrillResult::Passed
-        } else {
-            DrillResult::Failed
-        }
-    }
-}
-
-/// Outcome of restoring a backup into scratch databases (`splice-dr drill`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DrillRecord {
-    /// When the drill ended.
-    pub at: DateTime<Utc>,
-    /// Whether the backup restored and passed its checks.
-    pub result: DrillResult,
-    /// How long it took.
-    pub duration_ms: u64,
-    /// What was checked, or what failed (the table, the tool's error).
-    pub detail: String,
-    /// The run that did it.
-    pub run: String,
 }
 
 /// Where a backup keeps its identities dump and what it is.

@@ -5,14 +5,13 @@
 //! API → backend callbacks), so it lives below all of them: the script layer reads it and
 //! never imports the runner.
 
-mod event;
 pub mod guard;
 pub mod progress;
 #[cfg(debug_assertions)]
 mod test_pause;
 
-pub use event::RunEvent;
 pub use guard::{Guard, StepKind, UNDO_CAP, UNDO_GRACE};
+pub use splice_dr_protocol::RunEvent;
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -344,7 +343,7 @@ impl RunContext {
     pub fn announce_finished(&self, record: &RunRecord) {
         self.emit(RunEvent::Finished {
             run: self.id.clone(),
-            state: record.state.as_str().into(),
+            state: record.state,
             error: record.error.clone(),
         });
     }

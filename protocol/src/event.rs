@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::RunState;
+
 /// One live update about a run. Sent on the daemon's broadcast bus and streamed over the
 /// socket as JSON lines; the journal keeps the durable version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,8 +68,8 @@ pub enum RunEvent {
     Finished {
         /// Run id.
         run: String,
-        /// Final state (`succeeded`, `failed`, ...).
-        state: String,
+        /// Final state.
+        state: RunState,
         /// Error text.
         error: Option<String>,
     },

@@ -1,0 +1,32 @@
+//! The splice-dr socket protocol, as one typed contract for the daemon, the CLI, the
+//! demo and the tests: requests ([`Request`]), reply lines ([`Reply`]), live run events
+//! ([`RunEvent`]) and the views answers carry (status, runs, backups...). `--json`
+//! prints these views, so what scripts read is what is defined here.
+//!
+//! Data types and their (de)serialization only, on purpose: a client needs nothing else
+//! to speak to a daemon. Views read leniently (a newer daemon may add fields); requests
+//! are read strictly by the daemon (see [`wire`]).
+
+pub mod answers;
+pub mod backup;
+pub mod drill;
+pub mod event;
+pub mod run;
+pub mod status;
+pub mod wire;
+
+pub use answers::{
+    Approved, CancelRequested, PauseState, PingReply, PruneReport, Published, RepoCheckReport,
+    RuleReset, RunStarted,
+};
+pub use backup::{BackupList, BackupSummary, DumpSummary, LastBackup, LastDrill};
+pub use drill::{DrillRecord, DrillResult};
+pub use event::RunEvent;
+pub use run::{PendingApproval, RunDetail, RunState, RunSummary, StepRecord, StepState};
+pub use status::{
+    ConfigState, FlowView, HealthChange, HealthView, JournalStats, NodeStatus, StatusView,
+};
+pub use wire::{
+    parse_reply, parse_request, read_request, request_line, BadRequest, ErrorCode, Reply, Request,
+    CRATE_VERSION, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+};
