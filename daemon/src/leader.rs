@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
-use serde_json::{json, Value};
+use splice_dr_protocol::automation::LeaderView;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LeaderElectionConfig;
@@ -146,14 +146,23 @@ impl Leadership {
         *h = holder;
     }
 
-    /// `status` output: `{enabled, leader, identity, lease, holder}`.
-    pub fn status(&self) -> Value {
+    /// What `status` shows of the election.
+    pub fn status(&self) -> LeaderView {
         match &self.inner.election {
-            None => json!({"enabled": false, "leader": true}),
-            Some((lease, me)) => json!({
-                "enabled": true, "leader": self.is_leader(), "identity": me,
-                "lease": lease, "holder": self.holder(),
-            }),
+            None => LeaderView {
+                enabled: false,
+                leader: true,
+                identity: None,
+                lease: None,
+                holder: None,
+            },
+            Some((lease, me)) => LeaderView {
+                enabled: true,
+                leader: self.is_leader(),
+                identity: Some(me.clone()),
+                lease: Some(lease.clone()),
+                holder: self.holder(),
+            },
         }
     }
 }

@@ -9,42 +9,13 @@
 //! `splice-dr prune --dry-run` prints the plan; the daemon applies it after each backup.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::path::Path;
 
 use crate::config::RetentionConfig;
 use crate::lock::NodeLock;
 use crate::repo::{Manifest, Repository};
 
-/// What retention does in one repository.
-#[derive(Debug, Clone, Serialize)]
-pub struct RepoPlan {
-    /// `local` or the off-site repository's name.
-    pub repository: String,
-    /// The policy in force (`None`: this repository keeps everything).
-    pub policy: Option<RetentionPolicyView>,
-    /// Backups to delete, oldest first.
-    pub delete: Vec<Candidate>,
-    /// How many backups it keeps.
-    pub keep: usize,
-    /// Why the repository could not be planned or a deletion failed.
-    pub errors: Vec<String>,
-    /// Backups actually deleted (empty for a dry run).
-    pub deleted: Vec<String>,
-}
-
-/// A retention policy as shown to operators.
-#[derive(Debug, Clone, Serialize)]
-pub struct RetentionPolicyView {
-    /// `keep_last`.
-    pub keep_last: Option<u32>,
-    /// `keep_days`.
-    pub keep_days: Option<u32>,
-    /// `keep_daily`.
-    pub keep_daily: Option<u32>,
-    /// `keep_weekly`.
-    pub keep_weekly: Option<u32>,
-}
+pub use splice_dr_protocol::answers::{Candidate, RepoPlan, RetentionPolicyView};
 
 impl From<&RetentionConfig> for RetentionPolicyView {
     fn from(r: &RetentionConfig) -> Self {
@@ -55,17 +26,6 @@ impl From<&RetentionConfig> for RetentionPolicyView {
             keep_weekly: r.keep_weekly,
         }
     }
-}
-
-/// One backup retention lets go.
-#[derive(Debug, Clone, Serialize)]
-pub struct Candidate {
-    /// Backup id.
-    pub id: String,
-    /// Its node.
-    pub node: String,
-    /// When it was taken.
-    pub created_at: DateTime<Utc>,
 }
 
 /// Expired backups of `backups` under `policy`, node by node (each node keeps its own

@@ -535,10 +535,10 @@ impl Service {
                 for r in &reports {
                     crate::metrics::repository_checked(&r.repository, r.ok, r.free_bytes);
                 }
-                reply(encoded(&reports).map(|repositories| view::RepoCheckReport {
+                ok(view::RepoCheckReport {
                     ok: reports.iter().all(|r| r.ok),
-                    repositories,
-                }))
+                    repositories: reports,
+                })
             }
             Request::Trigger {
                 event,
@@ -733,7 +733,7 @@ impl Service {
         Ok(view::PruneReport {
             dry_run,
             ok: plans.iter().all(|p| p.errors.is_empty()),
-            repositories: encoded(&plans)?,
+            repositories: plans,
         })
     }
 
@@ -1015,15 +1015,6 @@ impl Service {
         add_removal_commands(node, &mut v);
         v
     }
-}
-
-/// Each item of `items` as JSON, for the reports whose shape the protocol leaves open.
-fn encoded<T: Serialize>(items: &[T]) -> Result<Vec<Value>, Reply> {
-    items
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()
-        .map_err(|e| failed(format!("cannot encode the answer: {e}")))
 }
 
 /// `leftovers.remove_commands`: kept item → the command that removes it (the backend

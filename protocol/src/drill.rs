@@ -25,6 +25,14 @@ impl DrillResult {
             DrillResult::Failed
         }
     }
+
+    /// Lower-case name as shown to operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillResult::Passed => "passed",
+            DrillResult::Failed => "failed",
+        }
+    }
 }
 
 /// Outcome of restoring a backup into scratch databases (`splice-dr drill`).

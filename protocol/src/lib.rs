@@ -8,6 +8,7 @@
 //! are read strictly by the daemon (see [`wire`]).
 
 pub mod answers;
+pub mod automation;
 pub mod backup;
 pub mod drill;
 pub mod event;
@@ -16,8 +17,12 @@ pub mod status;
 pub mod wire;
 
 pub use answers::{
-    Approved, CancelRequested, PauseState, PingReply, PruneReport, Published, RepoCheckReport,
-    RuleReset, RunStarted,
+    Approved, CancelRequested, Candidate, CheckReport, PauseState, PingReply, PruneReport,
+    Published, RepoCheckReport, RepoPlan, RetentionPolicyView, RuleReset, RunStarted,
+};
+pub use automation::{
+    ApprovalWait, AutomationView, DecisionRecord, LeaderView, QueuedRun, RuleState, RuleStatus,
+    ScheduleStatus, Waiting,
 };
 pub use backup::{BackupList, BackupSummary, DumpSummary, LastBackup, LastDrill};
 pub use drill::{DrillRecord, DrillResult};

@@ -57,6 +57,18 @@ pub enum StepState {
     Interrupted,
 }
 
+impl StepState {
+    /// Lower-case name as shown to operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// One journaled step: every host call that changes the world runs inside one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {

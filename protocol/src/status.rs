@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::automation::{AutomationView, LeaderView};
 use crate::backup::{LastBackup, LastDrill};
 use crate::run::RunSummary;
 
@@ -30,9 +31,9 @@ pub struct StatusView {
     /// Flows in force.
     pub flows: Vec<FlowView>,
     /// Rules, schedules, queue and approvals; absent (null) without the daemon.
-    pub automation: Option<Value>,
-    /// Leader election: `enabled`, `leader`, `holder`...
-    pub leader: Value,
+    pub automation: Option<AutomationView>,
+    /// Leader election.
+    pub leader: LeaderView,
     /// The run journal's size and cost.
     pub journal: JournalStats,
     /// Health probes' current view and recent changes; null without the daemon.

@@ -29,7 +29,7 @@ pub use context::Context;
 pub use state::DecisionRecord;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use splice_dr_protocol::automation::{ApprovalWait, AutomationView};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -214,27 +214,33 @@ impl Autopilot {
     }
 
     /// The automatic side's state for `status`.
-    pub fn status(&self) -> Value {
+    pub fn status(&self) -> AutomationView {
         let now = Utc::now();
         let st = self.state();
-        let pending: Vec<Value> = self
+        let pending_approvals = self
             .ctx
             .journal
             .summaries()
             .unwrap_or_default()
             .into_iter()
             .filter(|r| r.awaits_approval())
-            .map(|r| json!({"run": r.id, "flow": r.flow, "node": r.node, "rule": r.approval.as_ref().map(|a| a.rule.clone()), "expires_at": r.approval.as_ref().map(|a| a.expires_at)}))
+            .map(|r| ApprovalWait {
+                rule: r.approval.as_ref().map(|a| a.rule.clone()),
+                expires_at: r.approval.as_ref().map(|a| a.expires_at),
+                run: r.id,
+                flow: r.flow,
+                node: r.node,
+            })
             .collect();
-        json!({
-            "paused": st.engine.is_paused(),
-            "memory_error": st.memory_error,
-            "rules": st.engine.status(now),
-            "schedules": st.scheduler.status(),
-            "queue": st.queue.iter().collect::<Vec<_>>(),
-            "pending_approvals": pending,
-            "recent_decisions": st.recent.iter().rev().collect::<Vec<_>>(),
-        })
+        AutomationView {
+            paused: st.engine.is_paused(),
+            memory_error: st.memory_error.clone(),
+            rules: st.engine.status(now),
+            schedules: st.scheduler.status(),
+            queue: st.queue.iter().map(|q| q.view()).collect(),
+            pending_approvals,
+            recent_decisions: st.recent.iter().rev().cloned().collect(),
+        }
     }
 }
 

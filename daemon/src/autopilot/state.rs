@@ -2,7 +2,6 @@
 //! queue, the decisions shown in `status` and the bookkeeping the guard memory keeps.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 
 use crate::config::{RetentionConfig, ScheduleConfig};
@@ -13,27 +12,27 @@ use crate::schedule::Scheduler;
 /// Decisions kept for `status`.
 const RECENT: usize = 50;
 
-/// One decision, as shown in `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecisionRecord {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Rule (or `schedule:<name>`).
-    pub rule: String,
-    /// What triggered it.
-    pub trigger: String,
-    /// `started <run>`, `queued`, `pending approval <run>`, `suppressed: …`, `error: …`.
-    pub outcome: String,
-}
+pub use splice_dr_protocol::automation::DecisionRecord;
+use splice_dr_protocol::automation::QueuedRun;
 
 /// A run a rule or schedule wants while its node is busy; started as soon as it is free.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub(super) struct Queued {
     pub(super) since: DateTime<Utc>,
     pub(super) rule: String,
     pub(super) trigger: String,
-    #[serde(skip)]
     pub(super) request: RunRequest,
+}
+
+impl Queued {
+    /// What `status` shows of it.
+    pub(super) fn view(&self) -> QueuedRun {
+        QueuedRun {
+            since: self.since,
+            rule: self.rule.clone(),
+            trigger: self.trigger.clone(),
+        }
+    }
 }
 
 /// Everything the loops change, guarded by the autopilot's one state lock.

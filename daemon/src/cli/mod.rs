@@ -15,7 +15,7 @@ use crate::service::Service;
 use crate::socket::client;
 use crate::socket::protocol::{ErrorCode, Reply, Request};
 use render::EventPrinter;
-use splice_dr_protocol::{RunDetail, RunState};
+use splice_dr_protocol::{Approved, RunDetail, RunState, RunSummary};
 
 /// Process exit codes.
 pub mod exit {
@@ -360,38 +360,15 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
             "{}",
             serde_json::to_string_pretty(result).unwrap_or_default()
         );
-    } else {
-        match (&cli.command, run_state) {
-            (Command::Ping, _) => println!("{}", render::ping_text(result)),
-            (Command::Status, _) => print!("{}", render::status_text(result)),
-            (Command::Runs(a), _) if !a.follow => print!("{}", render::runs_table(result)),
-            (Command::Backups(_), _) => print!("{}", render::backups_table(result)),
-            (Command::Prune(_), _) => print!("{}", render::prune_text(result)),
-            (Command::Repo(_), _) => print!("{}", render::repo_check_text(result)),
-            (Command::Cancel { run_id }, _) => println!("cancel requested for run {run_id}"),
-            (Command::Trigger { event, .. }, _) => println!("published {event}"),
-            (Command::Pause, _) => println!("automatic triggers paused (manual commands still work; `splice-dr resume` re-arms them)"),
-            (Command::Resume, _) => println!("automatic triggers resumed"),
-            (Command::Reset { rule }, _) => println!("breaker of rule {rule} reset: the rule is armed again"),
-            (Command::Approve { .. }, _) => println!("approved: run {} started", result["started"].as_str().unwrap_or("?")),
-            (Command::Backup(a), Some(RunState::Succeeded)) if !a.dry_run => {
-                println!("{}", result["result"]["id"].as_str().unwrap_or("?"))
-            }
-            (Command::Verify(_), Some(RunState::Succeeded)) => {
-                let r = &result["result"];
-                println!(
-                    "backup {} verified: {} files, {} checked, every dump readable",
-                    r["id"].as_str().unwrap_or("?"),
-                    r["files_checked"],
-                    crate::run_context::progress::human_bytes(r["bytes_checked"].as_u64().unwrap_or(0))
-                );
-            }
-            (_, Some(_)) => print!("{}", render::run_details(result)),
-            _ => println!(
-                "{}",
-                serde_json::to_string_pretty(result).unwrap_or_default()
-            ),
-        }
+    } else if let Err(e) = print_text(&cli.command, result, run.as_ref()) {
+        eprintln!(
+            "warning: the daemon's answer is not in the shape this CLI reads ({e}); \
+             printed as sent (a CLI of the daemon's version reads it)"
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        );
     }
     // `prune` and `repo check` answer ok with `ok: false` when something failed.
     if run_state.is_none() && result.get("ok") == Some(&Value::Bool(false)) {
@@ -412,6 +389,64 @@ fn print_result(cli: &Cli, result: &Value) -> u8 {
             exit::FAILED
         }
     }
+}
+
+/// An answer as text, read as the typed view of the command that asked for it.
+fn print_text(
+    command: &Command,
+    result: &Value,
+    run: Option<&RunDetail>,
+) -> Result<(), serde_json::Error> {
+    let succeeded = run.is_some_and(|r| r.state == RunState::Succeeded);
+    match (command, run) {
+        (Command::Ping, _) => println!("{}", render::ping_text(&decode(result)?)),
+        (Command::Status, _) => print!("{}", render::status_text(&decode(result)?)),
+        (Command::Runs(a), _) if !a.follow => {
+            print!("{}", render::runs_table(&decode::<Vec<RunSummary>>(result)?))
+        }
+        (Command::Backups(_), _) => print!("{}", render::backups_table(&decode(result)?)),
+        (Command::Prune(_), _) => print!("{}", render::prune_text(&decode(result)?)),
+        (Command::Repo(_), _) => print!("{}", render::repo_check_text(&decode(result)?)),
+        (Command::Cancel { run_id }, _) => println!("cancel requested for run {run_id}"),
+        (Command::Trigger { event, .. }, _) => println!("published {event}"),
+        (Command::Pause, _) => println!("automatic triggers paused (manual commands still work; `splice-dr resume` re-arms them)"),
+        (Command::Resume, _) => println!("automatic triggers resumed"),
+        (Command::Reset { rule }, _) => println!("breaker of rule {rule} reset: the rule is armed again"),
+        (Command::Approve { .. }, _) => {
+            println!("approved: run {} started", decode::<Approved>(result)?.started)
+        }
+        (Command::Backup(a), Some(r)) if succeeded && !a.dry_run => {
+            println!("{}", flow_result(r, "id").as_str().unwrap_or("?"))
+        }
+        (Command::Verify(_), Some(r)) if succeeded => println!(
+            "backup {} verified: {} files, {} checked, every dump readable",
+            flow_result(r, "id").as_str().unwrap_or("?"),
+            flow_result(r, "files_checked"),
+            crate::run_context::progress::human_bytes(
+                flow_result(r, "bytes_checked").as_u64().unwrap_or(0)
+            )
+        ),
+        (_, Some(r)) => print!("{}", render::run_details(r)),
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        ),
+    }
+    Ok(())
+}
+
+/// An answer read as the view `T` of the protocol.
+fn decode<T: serde::de::DeserializeOwned>(result: &Value) -> Result<T, serde_json::Error> {
+    T::deserialize(result)
+}
+
+/// A field of a run's result: what a flow returns is the flow's own (site scripts
+/// return what they like), so it stays JSON.
+fn flow_result<'a>(r: &'a RunDetail, key: &str) -> &'a Value {
+    r.result
+        .as_ref()
+        .and_then(|v| v.get(key))
+        .unwrap_or(&Value::Null)
 }
 
 #[cfg(test)]

@@ -1,6 +1,12 @@
 //! Human output: live run events on stderr, results on stdout.
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
 use serde_json::Value;
+use splice_dr_protocol::{
+    AutomationView, BackupList, DrillResult, LeaderView, NodeStatus, PingReply, PruneReport,
+    RepoCheckReport, RuleState, RunDetail, RunSummary, StatusView, StepRecord, StepState,
+};
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
@@ -102,108 +108,115 @@ pub fn fmt_ms(ms: u64) -> String {
     }
 }
 
+/// A raw field as text (`-` when absent or not a string): for the parts of a node's
+/// status a backend answers in its own shape.
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("-")
 }
 
+/// An optional text as shown in tables (`-` when absent).
+fn or_dash(v: Option<&str>) -> &str {
+    v.unwrap_or("-")
+}
+
+/// `2026-12-04T10:00:00`: a time to the second, as tables show it.
+fn to_second(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// A time as the journal writes it (RFC 3339, UTC).
+fn full_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
 /// `runs` as a table.
-pub fn runs_table(runs: &Value) -> String {
+pub fn runs_table(runs: &[RunSummary]) -> String {
     let mut out = format!(
         "{:<40} {:<12} {:<10} {:<14} {:>9}  {}\n",
         "RUN", "STATE", "FLOW", "NODE", "TOOK", "ERROR"
     );
-    for r in runs.as_array().into_iter().flatten() {
+    for r in runs {
         let took = r
-            .get("duration_ms")
-            .and_then(Value::as_u64)
+            .duration_ms
+            .and_then(|ms| u64::try_from(ms).ok())
             .map(fmt_ms)
             .unwrap_or_else(|| "-".into());
-        let err = s(r, "error").lines().next().unwrap_or("");
-        let state = if r.get("dry_run").and_then(Value::as_bool).unwrap_or(false) {
-            format!("{} (dry)", s(r, "state"))
+        let err = r
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .unwrap_or("");
+        let state = if r.dry_run {
+            format!("{} (dry)", r.state.as_str())
         } else {
-            s(r, "state").to_string()
+            r.state.as_str().to_string()
         };
         out.push_str(&format!(
             "{:<40} {:<12} {:<10} {:<14} {:>9}  {}\n",
-            s(r, "id"),
+            r.id,
             state,
-            s(r, "flow"),
-            s(r, "node"),
+            r.flow,
+            or_dash(r.node.as_deref()),
             took,
-            if err == "-" { "" } else { err }
+            err
         ));
     }
     out
 }
 
 /// `show` as text.
-pub fn run_details(r: &Value) -> String {
+pub fn run_details(r: &RunDetail) -> String {
     let mut out = format!(
         "run {}\n  flow: {}  node: {}  trigger: {}  state: {}{}\n  created: {}\n",
-        s(r, "id"),
-        s(r, "flow"),
-        s(r, "node"),
-        s(r, "trigger"),
-        s(r, "state"),
-        if r.get("dry_run").and_then(Value::as_bool).unwrap_or(false) {
-            " (dry run)"
-        } else {
-            ""
-        },
-        s(r, "created_at"),
+        r.id,
+        r.flow,
+        or_dash(r.node.as_deref()),
+        r.trigger,
+        r.state.as_str(),
+        if r.dry_run { " (dry run)" } else { "" },
+        full_time(r.created_at),
     );
-    if let Some(reason) = r.get("forced_reason").and_then(Value::as_str) {
+    if let Some(reason) = &r.forced_reason {
         out.push_str(&format!("  FORCED: {reason}\n"));
     }
-    if let Some(p) = r
-        .get("params")
-        .filter(|p| p.as_object().is_some_and(|o| !o.is_empty()))
-    {
-        out.push_str(&format!("  params: {p}\n"));
+    if !r.params.is_empty() {
+        out.push_str(&format!("  params: {}\n", Value::Object(r.params.clone())));
     }
     out.push_str("  steps:\n");
-    for st in items(r, "steps") {
-        let depth = st.get("depth").and_then(Value::as_u64).unwrap_or(0) as usize;
-        let mark = match s(st, "state") {
-            "succeeded" => "✓",
-            "failed" => "✗",
-            "interrupted" => "⚠",
-            _ => "…",
-        };
-        out.push_str(&format!(
-            "  {}{mark} {} [{}]",
-            "  ".repeat(depth),
-            s(st, "name"),
-            s(st, "state")
-        ));
-        if let Some(e) = st.get("error").and_then(Value::as_str) {
-            out.push_str(&format!(": {e}"));
-        }
-        out.push('\n');
-        for l in items(st, "log") {
-            out.push_str(&format!(
-                "  {}    {}\n",
-                "  ".repeat(depth),
-                l.as_str().unwrap_or("")
-            ));
-        }
+    for st in &r.steps {
+        out.push_str(&step_lines(st));
     }
-    if let Some(plan) = r
-        .get("plan")
-        .and_then(Value::as_array)
-        .filter(|p| !p.is_empty())
-    {
+    if !r.plan.is_empty() {
         out.push_str("  plan (nothing was changed):\n");
-        for l in plan {
-            out.push_str(&format!("    {}\n", l.as_str().unwrap_or("")));
+        for l in &r.plan {
+            out.push_str(&format!("    {l}\n"));
         }
     }
-    if let Some(e) = r.get("error").and_then(Value::as_str) {
+    if let Some(e) = &r.error {
         out.push_str(&format!("  error: {e}\n"));
     }
-    if let Some(res) = r.get("result").filter(|v| !v.is_null()) {
+    if let Some(res) = r.result.as_ref().filter(|v| !v.is_null()) {
         out.push_str(&format!("  result: {res}\n"));
+    }
+    out
+}
+
+/// One step of `show`: its mark, name and state, error, and log lines, indented by depth.
+fn step_lines(st: &StepRecord) -> String {
+    let indent = "  ".repeat(st.depth as usize);
+    let mark = match st.state {
+        StepState::Succeeded => "✓",
+        StepState::Failed => "✗",
+        StepState::Interrupted => "⚠",
+        StepState::Running => "…",
+    };
+    let mut out = format!("  {indent}{mark} {} [{}]", st.name, st.state.as_str());
+    if let Some(e) = &st.error {
+        out.push_str(&format!(": {e}"));
+    }
+    out.push('\n');
+    for l in &st.log {
+        out.push_str(&format!("  {indent}    {l}\n"));
     }
     out
 }
@@ -213,152 +226,130 @@ fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
     v.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
+/// `3h25m`: an age as tables show it, to the minute and in at most two units.
+fn short_age(secs: i64) -> String {
+    let age = secs.max(0).unsigned_abs();
+    humantime::format_duration(std::time::Duration::from_secs(age - age % 60))
+        .to_string()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("")
+}
+
 /// `backups` as a table.
-pub fn backups_table(v: &Value) -> String {
+pub fn backups_table(v: &BackupList) -> String {
     let mut out = format!(
         "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {:<16} {:<16} TRUST\n",
         "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE", "DRILL", "WHERE"
     );
     let mut untrusted = Vec::new();
-    for b in items(v, "backups") {
-        let age = b
-            .get("age_secs")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            .max(0) as u64;
-        let size = b.get("bytes").and_then(Value::as_u64).unwrap_or(0);
-        let drill = match b.get("last_drill").filter(|d| !d.is_null()) {
-            Some(d) => format!(
-                "{} {}",
-                s(d, "result"),
-                s(d, "at").chars().take(10).collect::<String>()
-            ),
+    for b in &v.backups {
+        let drill = match &b.last_drill {
+            Some(d) => format!("{} {}", d.result.as_str(), d.at.format("%Y-%m-%d")),
             None => "never".to_string(),
         };
-        let locations: Vec<&str> = items(b, "locations").filter_map(Value::as_str).collect();
-        let locations = if locations.is_empty() {
+        let locations = if b.locations.is_empty() {
             "local".to_string()
         } else {
-            locations.join(",")
+            b.locations.join(",")
         };
-        let trust = if b.get("trusted") == Some(&Value::Bool(false)) {
+        let trust = if b.trusted {
+            "signed"
+        } else {
             untrusted.push(format!(
                 "UNTRUSTED {}: {}\n",
-                s(b, "id"),
-                s(b, "untrusted_because")
+                b.id,
+                or_dash(b.untrusted_because.as_deref())
             ));
             "untrusted"
-        } else {
-            "signed"
         };
         out.push_str(&format!(
             "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {drill:<16} {locations:<16} {trust}\n",
-            s(b, "id"),
-            s(b, "node"),
-            b.get("migration_id").and_then(Value::as_u64).unwrap_or(0),
-            s(b, "created_at").chars().take(19).collect::<String>(),
-            humantime::format_duration(std::time::Duration::from_secs(age - age % 60))
-                .to_string()
-                .split(' ')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(""),
-            crate::run_context::progress::human_bytes(size),
+            b.id,
+            b.node,
+            b.migration_id,
+            to_second(b.created_at),
+            short_age(b.age_secs),
+            crate::run_context::progress::human_bytes(b.bytes),
         ));
     }
     out.extend(untrusted);
-    for e in items(v, "unreadable") {
-        out.push_str(&format!("UNREADABLE: {}\n", e.as_str().unwrap_or("")));
+    for e in &v.unreadable {
+        out.push_str(&format!("UNREADABLE: {e}\n"));
     }
-    for e in items(v, "problems") {
-        out.push_str(&format!("PROBLEM: {}\n", e.as_str().unwrap_or("")));
+    for e in &v.problems {
+        out.push_str(&format!("PROBLEM: {e}\n"));
     }
     out
 }
 
 /// `prune` (and `prune --dry-run`) as text, repository by repository.
-pub fn prune_text(v: &Value) -> String {
-    let dry = v.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+pub fn prune_text(v: &PruneReport) -> String {
     let mut out = String::new();
-    for r in items(v, "repositories") {
-        let policy = match r.get("policy").filter(|p| !p.is_null()) {
-            Some(p) => p
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+    for r in &v.repositories {
+        let policy = match &r.policy {
+            Some(p) => p.describe(),
             None => "no retention: keeps everything".into(),
         };
-        out.push_str(&format!("repository {} ({policy})\n", s(r, "repository")));
-        let delete = r
-            .get("delete")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let deleted: Vec<&str> = items(r, "deleted").filter_map(Value::as_str).collect();
-        for c in &delete {
-            let id = s(c, "id");
-            let verb = if dry {
+        out.push_str(&format!("repository {} ({policy})\n", r.repository));
+        for c in &r.delete {
+            let verb = if v.dry_run {
                 "would delete"
-            } else if deleted.contains(&id) {
+            } else if r.deleted.contains(&c.id) {
                 "deleted"
             } else {
                 "kept"
             };
             out.push_str(&format!(
-                "  {verb:<12} {id}  (node {}, taken {})\n",
-                s(c, "node"),
-                s(c, "created_at").chars().take(19).collect::<String>()
+                "  {verb:<12} {}  (node {}, taken {})\n",
+                c.id,
+                c.node,
+                to_second(c.created_at)
             ));
         }
         out.push_str(&format!(
             "  keeps {} backup(s){}\n",
-            r.get("keep").and_then(Value::as_u64).unwrap_or(0),
-            if delete.is_empty() {
+            r.keep,
+            if r.delete.is_empty() {
                 ", deletes none"
             } else {
                 ""
             }
         ));
-        for e in items(r, "errors") {
-            out.push_str(&format!("  ERROR: {}\n", e.as_str().unwrap_or("")));
+        for e in &r.errors {
+            out.push_str(&format!("  ERROR: {e}\n"));
         }
     }
-    if dry {
+    if v.dry_run {
         out.push_str("dry run: nothing was deleted (run without --dry-run to apply)\n");
     }
     out
 }
 
 /// `repo check` as text.
-pub fn repo_check_text(v: &Value) -> String {
+pub fn repo_check_text(v: &RepoCheckReport) -> String {
     let mut out = String::new();
-    for r in items(v, "repositories") {
-        let ok = r.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    for r in &v.repositories {
         let free = r
-            .get("free_bytes")
-            .and_then(Value::as_u64)
+            .free_bytes
             .map(|b| format!("{} free", crate::run_context::progress::human_bytes(b)))
             .unwrap_or_else(|| "free space not reported".into());
         out.push_str(&format!(
             "{} {} ({}): {} backups, {free}\n",
-            if ok { "OK    " } else { "FAILED" },
-            s(r, "repository"),
-            s(r, "location"),
-            r.get("backups").and_then(Value::as_u64).unwrap_or(0),
+            if r.ok { "OK    " } else { "FAILED" },
+            r.repository,
+            r.location,
+            r.backups,
         ));
-        for c in items(r, "checks") {
-            out.push_str(&format!("    {}\n", c.as_str().unwrap_or("")));
+        for c in &r.checks {
+            out.push_str(&format!("    {c}\n"));
         }
-        let incomplete: Vec<&str> = items(r, "incomplete").filter_map(Value::as_str).collect();
-        if !incomplete.is_empty() {
+        if !r.incomplete.is_empty() {
             out.push_str(&format!(
                 "    {} interrupted upload(s), never listed, removed by the node's next backup: {}\n",
-                incomplete.len(),
-                incomplete.join(", ")
+                r.incomplete.len(),
+                r.incomplete.join(", ")
             ));
         }
     }
@@ -366,32 +357,32 @@ pub fn repo_check_text(v: &Value) -> String {
 }
 
 /// `status` lines about drills: the newest backup's drill state and the node's last drill.
-fn drill_lines(n: &Value) -> String {
+fn drill_lines(n: &NodeStatus) -> String {
     let mut out = String::new();
-    let Some(b) = n.get("last_backup").filter(|b| !b.is_null()) else {
+    let Some(b) = n.last_backup() else {
         return out;
     };
-    match b.get("drill").filter(|d| !d.is_null()) {
+    match &b.drill {
         Some(d) => out.push_str(&format!(
             "  newest backup's drill: {} at {}\n",
-            s(d, "result"),
-            s(d, "at").chars().take(19).collect::<String>()
+            d.result.as_str(),
+            to_second(d.at)
         )),
         None => out.push_str(
             "  newest backup's drill: never — prove it restores with `splice-dr drill`\n",
         ),
     }
-    if let Some(d) = n.get("last_drill").filter(|d| !d.is_null()) {
-        if s(d, "backup") != s(b, "id") {
+    if let Some(d) = n.last_drill() {
+        if d.backup != b.id {
             out.push_str(&format!(
                 "  last drill: {} at {} (backup {})\n",
-                s(d, "result"),
-                s(d, "at").chars().take(19).collect::<String>(),
-                s(d, "backup")
+                d.result.as_str(),
+                to_second(d.at),
+                d.backup
             ));
         }
-        if s(d, "result") == "failed" {
-            out.push_str(&format!("  DRILL FAILED: {}\n", s(d, "detail")));
+        if d.result == DrillResult::Failed {
+            out.push_str(&format!("  DRILL FAILED: {}\n", d.detail));
         }
     }
     out
@@ -399,276 +390,279 @@ fn drill_lines(n: &Value) -> String {
 
 /// `ping` as text: the daemon's version first, since that is what an operator checks
 /// after an upgrade.
-pub fn ping_text(v: &Value) -> String {
+pub fn ping_text(v: &PingReply) -> String {
     format!(
         "pong: splice-dr {} ({}), protocol {}",
-        s(v, "daemon_version"),
-        s(v, "mode"),
-        v["protocol"]
+        v.daemon_version, v.mode, v.protocol
     )
+}
+
+/// The version stamp `ping` and `status` carry, read from any answer.
+#[derive(serde::Deserialize)]
+struct VersionStamp {
+    protocol: Option<u64>,
+    #[serde(default)]
+    daemon_version: Option<String>,
 }
 
 /// A one-line warning when the daemon's reply says it speaks another protocol than this
 /// CLI: commands one side does not know are refused (`version_skew`), so say it up front.
 /// `None` when they agree or the daemon (older than versioning) does not say.
 pub fn protocol_warning(v: &Value) -> Option<String> {
-    let theirs = v.get("protocol")?.as_u64()?;
+    let stamp = VersionStamp::deserialize(v).ok()?;
+    let theirs = stamp.protocol?;
     (theirs != PROTOCOL_VERSION).then(|| {
         format!(
             "the daemon speaks protocol {theirs} (splice-dr {}), this CLI protocol \
              {PROTOCOL_VERSION} (splice-dr {CRATE_VERSION}); commands one side does not know \
              are refused: use a CLI of the daemon's version",
-            s(v, "daemon_version")
+            or_dash(stamp.daemon_version.as_deref())
         )
     })
 }
 
 /// `status` as text.
-pub fn status_text(v: &Value) -> String {
+pub fn status_text(v: &StatusView) -> String {
     let mut out = format!(
-        "splice-dr {}({}) pid {} — config {}\n",
-        v.get("daemon_version")
-            .and_then(Value::as_str)
-            .map(|d| format!("{d} "))
-            .unwrap_or_default(),
-        s(v, "mode"),
-        v.get("pid").and_then(Value::as_u64).unwrap_or(0),
-        v["config"]["file"].as_str().unwrap_or("-"),
+        "splice-dr {} ({}) pid {} — config {}\n",
+        v.daemon_version, v.mode, v.pid, v.config.file,
     );
-    if let Some(e) = v["config"]["error"].as_str() {
+    if let Some(e) = &v.config.error {
         out.push_str(&format!(
             "  CONFIG CHANGE REJECTED (previous config in force): {e}\n"
         ));
     }
-    let le = &v["leader"];
-    if le["enabled"] == true {
-        let holder = le["holder"].as_str().unwrap_or("nobody yet");
-        out.push_str(&if le["leader"] == true {
-            format!(
-                "leader: yes — this replica ({}) holds Lease {} and runs flows\n",
-                s(le, "identity"),
-                s(le, "lease")
-            )
-        } else {
-            format!(
-                "leader: no — replica {holder} holds Lease {}; this one ({}) runs no flows\n",
-                s(le, "lease"),
-                s(le, "identity")
-            )
-        });
+    out.push_str(&leader_line(&v.leader));
+    for n in &v.nodes {
+        out.push_str(&node_lines(n));
     }
-    for n in items(v, "nodes") {
-        out.push_str(&format!(
-            "node {} ({}, migration id {})\n",
-            s(n, "name"),
-            s(n, "backend"),
-            n["migration_id"]
-        ));
-        if let Some(p) = n.get("probe").and_then(Value::as_str) {
-            out.push_str(&format!("  {p}\n"));
-            continue;
-        }
-        if let Some(age) = n.get("age_seconds").and_then(Value::as_f64) {
-            out.push_str(&format!("  as probed {age:.1}s ago\n"));
-        }
-        match n.get("last_backup").filter(|b| !b.is_null()) {
-            Some(b) => {
-                let age = b["age_secs"].as_i64().unwrap_or(0).max(0) as u64;
-                out.push_str(&format!(
-                    "  last backup: {} ({} ago)\n",
-                    s(b, "id"),
-                    humantime::format_duration(std::time::Duration::from_secs(age))
-                ));
-            }
-            None => out.push_str("  last backup: none — take one with `splice-dr backup`\n"),
-        }
-        out.push_str(&drill_lines(n));
-        if let Some(m) = n.get("running_migration_id").and_then(Value::as_u64) {
-            out.push_str(&format!(
-                "  runs migration {m} since a network DR: set migration_id = {m} in the config\n"
-            ));
-        }
-        if n.get("migration_unproven").and_then(Value::as_bool) == Some(true) {
-            out.push_str(
-                "  the migrating start was not yet seen healthy: every start migrates again; \
-                 run dr_snapshot again with the same migration_id to finish it\n",
-            );
-        }
-        if let Some(id) = n.get("reonboarding").and_then(Value::as_str) {
-            out.push_str(&format!(
-                "  a re-onboard as {id} did not finish: plain starts are refused; run reonboard again\n"
-            ));
-        }
-        if let Some(id) = n.get("participant_id").and_then(Value::as_str) {
-            out.push_str(&format!(
-                "  participant id: {id} (since a re-onboard; every start passes it)\n"
-            ));
-        }
-        for c in items(n, "components") {
-            out.push_str(&format!(
-                "  component {}: {} ready={} {}\n",
-                s(c, "name"),
-                s(c, "state"),
-                c["ready"],
-                s(c, "detail")
-            ));
-        }
-        for d in items(n, "databases") {
-            out.push_str(&format!(
-                "  database {} ({}): {}\n",
-                s(d, "name"),
-                s(d, "role"),
-                if d["exists"].as_bool().unwrap_or(false) {
-                    "present"
-                } else {
-                    "MISSING"
-                }
-            ));
-        }
-        for key in ["components_error", "databases_error", "leftovers_error"] {
-            if let Some(e) = n.get(key).and_then(Value::as_str) {
-                out.push_str(&format!("  {}: {e}\n", key.replace('_', " ")));
-            }
-        }
-        for k in n["leftovers"]["staged"].as_array().into_iter().flatten() {
-            out.push_str(&format!("  SCRATCH DATABASE {}: left by an interrupted restore or drill; the next daemon start drops it\n", k.as_str().unwrap_or("")));
-        }
-        for k in n["leftovers"]["kept"].as_array().into_iter().flatten() {
-            let k = k.as_str().unwrap_or("");
-            let how = match n["leftovers"]["remove_commands"][k].as_str() {
-                Some(cmd) => format!("remove it with: {cmd}"),
-                None => "drop it".into(),
-            };
-            out.push_str(&format!("  KEPT DATABASE {k}: previous data from an interrupted restore; once the node is verified, {how}\n"));
-        }
-    }
-    let active = v
-        .get("active_runs")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     out.push_str(&format!(
         "active runs: {}\n",
-        if active.is_empty() {
+        if v.active_runs.is_empty() {
             "none".to_string()
         } else {
-            active.len().to_string()
+            v.active_runs.len().to_string()
         }
     ));
-    for r in &active {
+    for r in &v.active_runs {
         out.push_str(&format!(
             "  {} {} on {} — {}\n",
-            s(r, "id"),
-            s(r, "flow"),
-            s(r, "node"),
-            s(r, "current_step")
+            r.id,
+            r.flow,
+            or_dash(r.node.as_deref()),
+            or_dash(r.current_step.as_deref())
         ));
     }
-    if let Some(a) = v.get("automation").filter(|a| !a.is_null()) {
-        let paused = a["paused"].as_bool().unwrap_or(false);
-        out.push_str(&format!(
-            "automation: {}\n",
-            if paused {
-                "PAUSED (`splice-dr resume` re-arms it)"
-            } else {
-                "armed"
-            }
-        ));
-        if let Some(e) = a["memory_error"].as_str() {
-            out.push_str(&format!(
-                "  RULES MEMORY NOT WRITTEN: {e} — a restart now would forget tripped breakers\n"
-            ));
-        }
-        for r in a["rules"].as_array().into_iter().flatten() {
-            let mut line = format!(
-                "  rule {:<24} {:<12} on {}",
-                s(r, "rule"),
-                s(r, "state"),
-                s(r, "on")
-            );
-            if let Some(u) = r.get("until").and_then(Value::as_str) {
-                line.push_str(&format!(" (until {u})"));
-            }
-            if r["failures"].as_u64().unwrap_or(0) > 0 {
-                line.push_str(&format!(
-                    " — {} failed run(s) of {}",
-                    r["failures"], r["breaker"]
-                ));
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        for sch in a["schedules"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  schedule {:<20} {} next {}{}\n",
-                s(sch, "name"),
-                s(sch, "cron"),
-                s(sch, "next_at"),
-                if sch["stale"].as_bool().unwrap_or(false) {
-                    " — LAST BACKUP TOO OLD"
-                } else {
-                    ""
-                }
-            ));
-        }
-        for p in a["pending_approvals"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  PENDING APPROVAL {} ({} by rule {}, expires {}): `splice-dr approve {}`\n",
-                s(p, "run"),
-                s(p, "flow"),
-                s(p, "rule"),
-                s(p, "expires_at"),
-                s(p, "run")
-            ));
-        }
-        for q in a["queue"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  queued (node busy) since {}: rule {}\n",
-                s(q, "since"),
-                s(q, "rule")
-            ));
-        }
-        for d in a["recent_decisions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .take(5)
-        {
-            out.push_str(&format!(
-                "  {} {}: {}\n",
-                s(d, "at").chars().take(19).collect::<String>(),
-                s(d, "rule"),
-                s(d, "outcome")
-            ));
-        }
+    if let Some(a) = &v.automation {
+        out.push_str(&automation_lines(a));
     }
-    if let Some(h) = v.get("health").filter(|h| !h.is_null()) {
-        for c in h["current"].as_array().into_iter().flatten() {
+    if let Some(h) = &v.health {
+        for c in &h.current {
             out.push_str(&format!(
                 "health {}/{}: {} since {} {}\n",
-                s(c, "node"),
-                s(c, "component"),
-                if c["up"].as_bool().unwrap_or(false) {
-                    "up"
-                } else {
-                    "DOWN"
-                },
-                s(c, "at").chars().take(19).collect::<String>(),
-                s(c, "detail")
+                c.node,
+                c.component,
+                if c.up { "up" } else { "DOWN" },
+                to_second(c.at),
+                c.detail
             ));
         }
     }
     out.push_str("flows:\n");
-    for f in items(v, "flows") {
+    for f in &v.flows {
         out.push_str(&format!(
             "  {:<12} {}{}\n",
-            s(f, "name"),
-            s(f, "source"),
-            if f["destructive"].as_bool().unwrap_or(false) {
-                " (destructive)"
+            f.name,
+            f.source,
+            if f.destructive { " (destructive)" } else { "" }
+        ));
+    }
+    out
+}
+
+/// Who leads, when leader election is on (nothing otherwise: every replica runs flows).
+fn leader_line(le: &LeaderView) -> String {
+    if !le.enabled {
+        return String::new();
+    }
+    let lease = or_dash(le.lease.as_deref());
+    let me = or_dash(le.identity.as_deref());
+    if le.leader {
+        format!("leader: yes — this replica ({me}) holds Lease {lease} and runs flows\n")
+    } else {
+        format!(
+            "leader: no — replica {} holds Lease {lease}; this one ({me}) runs no flows\n",
+            le.holder.as_deref().unwrap_or("nobody yet")
+        )
+    }
+}
+
+/// One node's part of `status`.
+fn node_lines(n: &NodeStatus) -> String {
+    let mut out = format!(
+        "node {} ({}, migration id {})\n",
+        or_dash(n.name.as_deref()),
+        or_dash(n.backend.as_deref()),
+        n.migration_id
+            .map_or_else(|| "-".to_string(), |m| m.to_string())
+    );
+    if let Some(p) = n.probe() {
+        out.push_str(&format!("  {p}\n"));
+        return out;
+    }
+    if let Some(age) = n.age_seconds() {
+        out.push_str(&format!("  as probed {age:.1}s ago\n"));
+    }
+    match n.last_backup() {
+        Some(b) => out.push_str(&format!(
+            "  last backup: {} ({} ago)\n",
+            b.id,
+            humantime::format_duration(std::time::Duration::from_secs(
+                b.age_secs.max(0).unsigned_abs()
+            ))
+        )),
+        None => out.push_str("  last backup: none — take one with `splice-dr backup`\n"),
+    }
+    out.push_str(&drill_lines(n));
+    out.push_str(&identity_lines(n));
+    out.push_str(&backend_lines(n));
+    out
+}
+
+/// A node's migration and participant id since a network DR or a re-onboard.
+fn identity_lines(n: &NodeStatus) -> String {
+    let mut out = String::new();
+    if let Some(m) = n.running_migration_id() {
+        out.push_str(&format!(
+            "  runs migration {m} since a network DR: set migration_id = {m} in the config\n"
+        ));
+    }
+    if n.migration_unproven() {
+        out.push_str(
+            "  the migrating start was not yet seen healthy: every start migrates again; \
+             run dr_snapshot again with the same migration_id to finish it\n",
+        );
+    }
+    if let Some(id) = n.reonboarding() {
+        out.push_str(&format!(
+            "  a re-onboard as {id} did not finish: plain starts are refused; run reonboard again\n"
+        ));
+    }
+    if let Some(id) = n.participant_id() {
+        out.push_str(&format!(
+            "  participant id: {id} (since a re-onboard; every start passes it)\n"
+        ));
+    }
+    out
+}
+
+/// What the node's backend answered: components, databases and leftovers, in the
+/// backend's own shapes.
+fn backend_lines(n: &NodeStatus) -> String {
+    let mut out = String::new();
+    for c in n.raw("components").as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  component {}: {} ready={} {}\n",
+            s(c, "name"),
+            s(c, "state"),
+            c["ready"],
+            s(c, "detail")
+        ));
+    }
+    for d in n.raw("databases").as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  database {} ({}): {}\n",
+            s(d, "name"),
+            s(d, "role"),
+            if d["exists"].as_bool().unwrap_or(false) {
+                "present"
+            } else {
+                "MISSING"
+            }
+        ));
+    }
+    for key in ["components_error", "databases_error", "leftovers_error"] {
+        if let Some(e) = n.raw(key).as_str() {
+            out.push_str(&format!("  {}: {e}\n", key.replace('_', " ")));
+        }
+    }
+    let leftovers = n.raw("leftovers");
+    for k in items(leftovers, "staged") {
+        out.push_str(&format!("  SCRATCH DATABASE {}: left by an interrupted restore or drill; the next daemon start drops it\n", k.as_str().unwrap_or("")));
+    }
+    for k in items(leftovers, "kept") {
+        let k = k.as_str().unwrap_or("");
+        let how = match leftovers["remove_commands"][k].as_str() {
+            Some(cmd) => format!("remove it with: {cmd}"),
+            None => "drop it".into(),
+        };
+        out.push_str(&format!("  KEPT DATABASE {k}: previous data from an interrupted restore; once the node is verified, {how}\n"));
+    }
+    out
+}
+
+/// The autopilot's part of `status`: pause, rules, schedules, approvals, queue, decisions.
+fn automation_lines(a: &AutomationView) -> String {
+    let mut out = format!(
+        "automation: {}\n",
+        if a.paused {
+            "PAUSED (`splice-dr resume` re-arms it)"
+        } else {
+            "armed"
+        }
+    );
+    if let Some(e) = &a.memory_error {
+        out.push_str(&format!(
+            "  RULES MEMORY NOT WRITTEN: {e} — a restart now would forget tripped breakers\n"
+        ));
+    }
+    for r in &a.rules {
+        let mut line = format!("  rule {:<24} {:<12} on {}", r.rule, r.state.as_str(), r.on);
+        if let RuleState::Cooling { until } = &r.state {
+            line.push_str(&format!(" (until {})", full_time(*until)));
+        }
+        if r.failures > 0 {
+            line.push_str(&format!(" — {} failed run(s) of {}", r.failures, r.breaker));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for sch in &a.schedules {
+        out.push_str(&format!(
+            "  schedule {:<20} {} next {}{}\n",
+            sch.name,
+            sch.cron,
+            sch.next_at.map_or_else(|| "-".to_string(), full_time),
+            if sch.stale {
+                " — LAST BACKUP TOO OLD"
             } else {
                 ""
             }
+        ));
+    }
+    for p in &a.pending_approvals {
+        out.push_str(&format!(
+            "  PENDING APPROVAL {} ({} by rule {}, expires {}): `splice-dr approve {}`\n",
+            p.run,
+            p.flow,
+            or_dash(p.rule.as_deref()),
+            p.expires_at.map_or_else(|| "-".to_string(), full_time),
+            p.run
+        ));
+    }
+    for q in &a.queue {
+        out.push_str(&format!(
+            "  queued (node busy) since {}: rule {}\n",
+            full_time(q.since),
+            q.rule
+        ));
+    }
+    for d in a.recent_decisions.iter().take(5) {
+        out.push_str(&format!(
+            "  {} {}: {}\n",
+            to_second(d.at),
+            d.rule,
+            d.outcome
         ));
     }
     out
@@ -679,12 +673,52 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn ping(version: &str, protocol: u64) -> PingReply {
+        PingReply {
+            pong: true,
+            mode: "daemon".into(),
+            daemon_version: version.into(),
+            protocol,
+        }
+    }
+
+    fn status(version: &str, pid: u32) -> StatusView {
+        StatusView {
+            mode: "daemon".into(),
+            daemon_version: version.into(),
+            protocol: PROTOCOL_VERSION,
+            pid,
+            uptime_secs: 1,
+            config: splice_dr_protocol::ConfigState {
+                file: "/etc/splice-dr.toml".into(),
+                error: None,
+            },
+            nodes: vec![],
+            active_runs: vec![],
+            flows: vec![],
+            automation: None,
+            leader: LeaderView {
+                enabled: false,
+                leader: true,
+                identity: None,
+                lease: None,
+                holder: None,
+            },
+            journal: splice_dr_protocol::JournalStats {
+                runs: 0,
+                file_reads: 0,
+            },
+            health: None,
+        }
+    }
+
     #[test]
     fn ping_shows_the_daemons_version() {
-        let v = json!({"pong": true, "mode": "daemon", "daemon_version": "9.8.7", "protocol": 1});
-        assert_eq!(ping_text(&v), "pong: splice-dr 9.8.7 (daemon), protocol 1");
-        let st = json!({"mode": "daemon", "daemon_version": "9.8.7", "pid": 4});
-        assert!(status_text(&st).starts_with("splice-dr 9.8.7 (daemon) pid 4"));
+        assert_eq!(
+            ping_text(&ping("9.8.7", 1)),
+            "pong: splice-dr 9.8.7 (daemon), protocol 1"
+        );
+        assert!(status_text(&status("9.8.7", 4)).starts_with("splice-dr 9.8.7 (daemon) pid 4"));
     }
 
     #[test]

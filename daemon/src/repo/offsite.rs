@@ -18,7 +18,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::store::{dir::DirStore, s3::S3Store, BackupStore, StoreError};
@@ -51,24 +50,7 @@ impl std::fmt::Debug for OffsiteRepo {
     }
 }
 
-/// What `repo check` found about one repository.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckReport {
-    /// Repository name (`local` for the `[repository] path`).
-    pub repository: String,
-    /// Where it is.
-    pub location: String,
-    /// True when it could be listed, written, read back and cleaned.
-    pub ok: bool,
-    /// Sealed backups listed.
-    pub backups: usize,
-    /// Backup directories without a manifest (interrupted uploads).
-    pub incomplete: Vec<String>,
-    /// Free bytes, where the storage reports them.
-    pub free_bytes: Option<u64>,
-    /// Each check and its outcome, e.g. `writable: ok`.
-    pub checks: Vec<String>,
-}
+pub use splice_dr_protocol::answers::CheckReport;
 
 fn store_err(repo: &str, e: StoreError) -> RepoError {
     match e {

@@ -94,78 +94,7 @@ pub enum Decision {
     },
 }
 
-/// A rule's state for `status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum RuleState {
-    /// Ready to fire.
-    Armed,
-    /// A `for` wait is running; the earliest fires at `fires_at`.
-    Waiting {
-        /// When the earliest wait ends.
-        fires_at: DateTime<Utc>,
-    },
-    /// In cooldown.
-    Cooling {
-        /// Until when.
-        until: DateTime<Utc>,
-    },
-    /// Breaker tripped; needs `splice-dr reset <rule>`.
-    Tripped {
-        /// Consecutive failed runs.
-        failures: u32,
-    },
-    /// Automatic runs are paused globally.
-    Paused,
-    /// `max_runs` reached in the current window.
-    RateLimited {
-        /// When the oldest run in the window leaves it.
-        next_allowed_at: DateTime<Utc>,
-    },
-}
-
-/// One `for` wait, for `status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Waiting {
-    /// The event's node.
-    pub node: Option<String>,
-    /// The triggering event name.
-    pub event: String,
-    /// When the condition was first seen.
-    pub since: DateTime<Utc>,
-    /// When the rule fires unless the recovery event comes first.
-    pub fires_at: DateTime<Utc>,
-}
-
-/// What `splice-dr status` shows about one rule.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RuleStatus {
-    /// Rule name.
-    pub rule: String,
-    /// Event pattern.
-    pub on: String,
-    /// Flow (`None` for script rules: the handler chooses).
-    pub flow: Option<String>,
-    /// Node filter.
-    pub node: Option<String>,
-    /// The most important state (paused > tripped > waiting > cooling > rate_limited > armed).
-    #[serde(flatten)]
-    pub state: RuleState,
-    /// Consecutive failed runs.
-    pub failures: u32,
-    /// Breaker threshold.
-    pub breaker: u32,
-    /// Runs in the current window.
-    pub runs_in_window: usize,
-    /// `max_runs`.
-    pub max_runs: u32,
-    /// `window`, as written back (`1h`).
-    pub window: String,
-    /// When the rule last started a run.
-    pub last_fired_at: Option<DateTime<Utc>>,
-    /// Running `for` waits.
-    pub waiting: Vec<Waiting>,
-}
+pub use splice_dr_protocol::automation::{RuleState, RuleStatus, Waiting};
 
 /// Errors of operator commands on rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

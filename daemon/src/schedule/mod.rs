@@ -67,20 +67,7 @@ pub struct Scheduler {
     entries: Vec<Entry>,
 }
 
-/// Status of one schedule, for `splice-dr status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScheduleStatus {
-    /// Schedule name.
-    pub name: String,
-    /// Flow.
-    pub flow: String,
-    /// Cron expression as written.
-    pub cron: String,
-    /// Next due time.
-    pub next_at: Option<DateTime<Utc>>,
-    /// Whether the last staleness check found the last good backup too old.
-    pub stale: bool,
-}
+pub use splice_dr_protocol::automation::ScheduleStatus;
 
 impl Scheduler {
     /// A scheduler whose first due times are the first after `now`. An empty list means
