@@ -7,7 +7,7 @@ pub use metered::metered;
 
 use splice_dr_compose::ComposeBackend;
 use splice_dr_k8s::K8sBackend;
-use splice_dr_plugin_api::{Backend, BackendError, DynamicBackend};
+use splice_dr_plugin_api::{Backend, BackendError};
 use splice_dr_postgres::PostgresBackend;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,7 +85,7 @@ pub fn build(node: &NodeConfig, state_dir: &Path) -> Result<Arc<dyn Backend>, Ba
                     node.name
                 ))
             })?;
-            Ok(Arc::new(DynamicBackend::load(
+            Ok(Arc::new(splice_dr_plugin_abi::load(
                 &plugin.path,
                 &plugin.config,
             )?))

@@ -139,6 +139,21 @@ fn default_stop_timeout() -> u32 {
 }
 
 impl ComposeConfig {
+    /// The participant ids the bundle's start parameters name: `-P` when set, and the
+    /// party hint (`-p`), from which the validator derives its id when `-P` is not set.
+    pub fn configured_participant_ids(&self) -> Vec<String> {
+        self.bundle
+            .as_ref()
+            .map(|b| {
+                b.participant_id
+                    .iter()
+                    .chain(std::iter::once(&b.party_hint))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The config with every default, for tests and examples.
     pub fn with_project(project: &str) -> Self {
         ComposeConfig {

@@ -33,7 +33,7 @@ use splice_dr_plugin_api::{
 pub use config::{ComponentConfig, PostgresConfig};
 pub use connection::ConnSettings;
 
-splice_dr_plugin_api::export_backend!(crate::PostgresBackend::from_json);
+splice_dr_plugin_abi::export_backend!(crate::PostgresBackend::from_json);
 
 /// The bare-Postgres backend: one node's two databases on one Postgres server, plus the
 /// stop/start commands of the processes using them.

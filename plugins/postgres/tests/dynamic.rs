@@ -6,7 +6,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::TestDbs;
-use splice_dr_plugin_api::{Backend, BackendError, DynamicBackend};
+use splice_dr_plugin_abi::load;
+use splice_dr_plugin_api::{Backend, BackendError};
 
 /// `<target>/<profile>/libsplice_dr_postgres.so`: the test binary runs from
 /// `<target>/<profile>/deps`, and cargo builds the package's cdylib for its integration tests.
@@ -26,7 +27,7 @@ fn plugin_path() -> PathBuf {
 #[test]
 fn cdylib_runs_the_full_cycle() {
     let dbs = TestDbs::new("dylib");
-    let b = DynamicBackend::load(&plugin_path(), &dbs.config()).expect("load plugin");
+    let b = load(&plugin_path(), &dbs.config()).expect("load plugin");
     assert_eq!(b.kind(), "postgres");
     common::full_cycle(&b, &dbs, 2000);
 }
@@ -35,20 +36,19 @@ fn cdylib_runs_the_full_cycle() {
 fn plugin_errors_cross_the_abi() {
     let path = plugin_path();
     // The plugin's own config validation comes back as a typed error.
-    match DynamicBackend::load(
+    match load(
         &path,
         &serde_json::json!({"url": "postgresql://u@h/db", "jobs": 0}),
     ) {
         Err(BackendError::Config(m)) => assert!(m.contains("jobs"), "{m}"),
         other => panic!("expected a config error: {other:?}"),
     }
-    match DynamicBackend::load(&path, &serde_json::json!({"nope": 1})) {
+    match load(&path, &serde_json::json!({"nope": 1})) {
         Err(BackendError::Config(m)) => assert!(m.contains("url") || m.contains("nope"), "{m}"),
         other => panic!("expected a config error: {other:?}"),
     }
     // A backend error from a call (unknown role) keeps its kind.
-    let b =
-        DynamicBackend::load(&path, &serde_json::json!({"url": common::pg_url()})).expect("load");
+    let b = load(&path, &serde_json::json!({"url": common::pg_url()})).expect("load");
     let ctx = common::Recorder::new();
     let r = b.dump(
         &ctx.ctx,
@@ -83,11 +83,11 @@ fn a_library_that_is_not_a_plugin_is_refused() {
         eprintln!("no libc.so.6 found; skipping");
         return;
     };
-    match DynamicBackend::load(&libc, &serde_json::json!({})) {
+    match load(&libc, &serde_json::json!({})) {
         Err(BackendError::Plugin(m)) => assert!(m.contains("not a splice-dr plugin"), "{m}"),
         other => panic!("expected a plugin error: {other:?}"),
     }
-    match DynamicBackend::load(
+    match load(
         std::path::Path::new("/nonexistent/libx.so"),
         &serde_json::json!({}),
     ) {

@@ -1,5 +1,5 @@
 //! Host side of the C ABI: a loaded plugin library answering [`BackendCall`]s, and
-//! [`DynamicBackend`], the typed [`crate::Backend`] over it.
+//! [`DynamicBackend`], the typed `Backend` over it.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -11,26 +11,21 @@ use std::sync::{LazyLock, Mutex};
 use libloading::Library;
 use serde::de::DeserializeOwned;
 
+use splice_dr_plugin_api::backend::BackendResult;
+use splice_dr_plugin_api::{
+    BackendCall, BackendError, CallClient, CallService, Capabilities, OpContext, OpEvent,
+};
+
 use crate::abi::{ByteBuf, HostCallbacks, PluginVTable, ABI_VERSION, ENTRY_SYMBOL};
-use crate::backend::BackendResult;
-use crate::client::{CallClient, CallService};
-use crate::{BackendCall, BackendError, Capabilities, OpContext, OpEvent};
 
 /// A backend implemented by a dynamically loaded library: the typed [`Backend`] over the
 /// library's [`Plugin`] calls.
 pub type DynamicBackend = CallClient<Plugin>;
 
-impl DynamicBackend {
-    /// Loads the library at `path`, checks its ABI version, and creates an instance from
-    /// `config` (the node's `[node.plugin.config]` table as JSON).
-    pub fn load(path: &Path, config: &serde_json::Value) -> Result<Self, BackendError> {
-        Plugin::load(path, config).map(CallClient)
-    }
-
-    /// Where the library was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.0.path
-    }
+/// Loads the library at `path`, checks its ABI version, and creates an instance from
+/// `config` (the node's `[node.plugin.config]` table as JSON).
+pub fn load(path: &Path, config: &serde_json::Value) -> Result<DynamicBackend, BackendError> {
+    Plugin::load(path, config).map(CallClient)
 }
 
 /// A loaded plugin library, answering [`BackendCall`]s over the C ABI.

@@ -8,14 +8,14 @@
 //! [`PluginVTable`] whose first field is the ABI version; the host reads it before using
 //! anything else and never unloads a library it has loaded.
 //!
-//! Plugin authors do not write any of this by hand: they implement [`crate::Backend`] and
-//! invoke [`crate::export_backend!`].
+//! Plugin authors do not write any of this by hand: they implement `Backend` (of
+//! `splice-dr-plugin-api`) and invoke [`crate::export_backend!`].
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::{dispatch, Backend, BackendCall, BackendError, OpContext, OpEvent};
+use splice_dr_plugin_api::{dispatch, Backend, BackendCall, BackendError, OpContext, OpEvent};
 
 /// Version of the layout below; bumped on any incompatible change.
 pub const ABI_VERSION: u32 = 1;

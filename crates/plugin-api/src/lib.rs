@@ -3,15 +3,14 @@
 //! Every backend (bare Postgres, docker-compose, Kubernetes, or a site plugin loaded at
 //! run time) implements [`Backend`]. The trait is deliberately synchronous and speaks in
 //! plain serde types: flows run on a blocking thread, and the same calls must cross the
-//! C ABI of [`abi`] as JSON without any Rust trait object crossing the boundary.
+//! C ABI of `splice-dr-plugin-abi` as JSON without any Rust trait object crossing the
+//! boundary. A contract crate, like kube-core: no I/O, no loader, no unsafe code.
 
-pub mod abi;
 pub mod backend;
 pub mod capabilities;
 pub mod client;
 pub mod context;
 pub mod drill;
-pub mod dynamic;
 pub mod error;
 pub mod operations;
 pub mod types;
@@ -24,7 +23,6 @@ pub use capabilities::{
 pub use client::{CallClient, CallService, Dispatch};
 pub use context::{OpContext, OpEvent};
 pub use drill::{QueryOutcome, StagedCheck, StagedQuery};
-pub use dynamic::{DynamicBackend, Plugin};
 pub use error::BackendError;
 pub use operations::Effect;
 pub use types::*;
