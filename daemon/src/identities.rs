@@ -10,7 +10,6 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::str::FromStr;
 use thiserror::Error;
 
 /// What can go wrong with an identities dump.
@@ -60,11 +59,7 @@ pub fn parse_recipients(list: &[String]) -> Result<Vec<age::x25519::Recipient>, 
         ));
     }
     list.iter()
-        .map(|r| {
-            age::x25519::Recipient::from_str(r.trim()).map_err(|e| {
-                IdentitiesError::Recipients(format!("`{r}` is not an age recipient: {e}"))
-            })
-        })
+        .map(|r| crate::config::keys::age_recipient(r).map_err(IdentitiesError::Recipients))
         .collect()
 }
 

@@ -166,18 +166,7 @@ pub fn rebuild_nodes(
             max_age: config.repository.max_age,
             identities_recipients: config.repository.identities_recipients.clone(),
             state_dir: config.daemon.state_dir.clone(),
-            configured_participant_ids: node
-                .compose
-                .as_ref()
-                .and_then(|c| c.bundle.as_ref())
-                .map(|b| {
-                    b.participant_id
-                        .iter()
-                        .chain(std::iter::once(&b.party_hint))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default(),
+            configured_participant_ids: node.configured_participant_ids(),
             drill_checks: node.drill_checks.clone(),
         };
         nodes.insert(

@@ -20,6 +20,7 @@ mod automation;
 mod drill;
 pub mod duration;
 mod integrations;
+pub mod keys;
 mod leader;
 mod load;
 mod offsite;

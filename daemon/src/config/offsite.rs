@@ -150,7 +150,7 @@ pub(super) fn check(
         }
         check_kind(o, &at, local, loc)?;
         for (j, r) in o.encrypt_to.iter().enumerate() {
-            if let Err(e) = crate::identities::parse_recipients(std::slice::from_ref(r)) {
+            if let Err(e) = super::keys::age_recipient(r) {
                 return Err(loc
                     .error_at_value(&at.key("encrypt_to").index(j), e.to_string())
                     .with_hint("an age public key looks like age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"));

@@ -275,6 +275,17 @@ pub struct NodeConfig {
     pub drill_checks: Vec<super::drill::DrillCheckConfig>,
 }
 
+impl NodeConfig {
+    /// Participant ids the config shows the node started with, which seed the registry
+    /// of used ids (compose: the bundle's `-P` and party hint; other backends name none).
+    pub fn configured_participant_ids(&self) -> Vec<String> {
+        self.compose
+            .as_ref()
+            .map(|c| c.configured_participant_ids())
+            .unwrap_or_default()
+    }
+}
+
 impl fmt::Debug for NodeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeConfig")

@@ -76,7 +76,7 @@ pub fn check_resolved(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigEr
 /// The signing key must live apart from every repository it vouches for: a key stored
 /// with the backups lets whoever can write the bucket or directory sign forgeries.
 fn check_signing_key_place(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
-    let key = lexical(&crate::repo::trust::key_path(config));
+    let key = lexical(&super::keys::signing_key_path(config));
     let repo = KeyPath::root().key("repository");
     let mut stores = vec![(config.repository.path.clone(), repo.key("path"))];
     for (i, o) in config.repository.offsite.iter().enumerate() {
@@ -230,14 +230,14 @@ fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigErro
     super::offsite::check(&config.repository.offsite, &config.repository.path, loc)?;
     let recipients = &config.repository.identities_recipients;
     for (i, r) in recipients.iter().enumerate() {
-        if let Err(e) = crate::identities::parse_recipients(std::slice::from_ref(r)) {
+        if let Err(e) = super::keys::age_recipient(r) {
             return Err(loc
                 .error_at_value(&repo.key("identities_recipients").index(i), e.to_string())
                 .with_hint("an age public key looks like age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"));
         }
     }
     for (i, k) in config.repository.trusted_keys.iter().enumerate() {
-        if let Err(e) = crate::repo::trust::parse_public(k) {
+        if let Err(e) = super::keys::public_key(k) {
             return Err(loc
                 .error_at_value(&repo.key("trusted_keys").index(i), e)
                 .with_hint(

@@ -24,8 +24,12 @@ use thiserror::Error;
 use super::Manifest;
 use crate::config::Config;
 
+/// Parses a public key line; the config parses `trusted_keys` with it.
+pub use crate::config::keys::public_key as parse_public;
+/// Where this site's signing key lives.
+pub use crate::config::keys::signing_key_path as key_path;
 /// Prefix of a public key line (`ed25519:<64 hex>`), as `keys public` prints it.
-const KEY_PREFIX: &str = "ed25519:";
+use crate::config::keys::SIGNING_KEY_PREFIX as KEY_PREFIX;
 
 /// How far in the future a manifest's dates may be (clocks of two sites disagree a
 /// little); beyond it the manifest is untrusted.
@@ -77,31 +81,9 @@ fn trusted_keys(config: &Config) -> Result<Vec<VerifyingKey>, TrustError> {
     .collect()
 }
 
-/// The signing key's path from config: `repository.signing_key`, else
-/// `state_dir/keys/signing.key`.
-pub fn key_path(config: &Config) -> PathBuf {
-    config
-        .repository
-        .signing_key
-        .clone()
-        .unwrap_or_else(|| config.daemon.state_dir.join("keys").join("signing.key"))
-}
-
 /// The public key line for `key` (`ed25519:<hex>`), what `trusted_keys` lists.
 pub fn public_line(key: &VerifyingKey) -> String {
     format!("{KEY_PREFIX}{}", hex::encode(key.to_bytes()))
-}
-
-/// Parses a public key line (`ed25519:<64 hex>`).
-pub fn parse_public(line: &str) -> Result<VerifyingKey, String> {
-    let hex_part = line.trim().strip_prefix(KEY_PREFIX).ok_or_else(|| {
-        format!("`{line}` does not start with `{KEY_PREFIX}` (copy the line `splice-dr keys public` prints)")
-    })?;
-    let bytes: [u8; 32] = hex::decode(hex_part)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("`{line}`: expected 64 hex digits after `{KEY_PREFIX}`"))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("`{line}`: not an ed25519 key: {e}"))
 }
 
 fn key_err(path: &Path, message: impl std::fmt::Display) -> TrustError {
