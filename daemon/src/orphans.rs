@@ -7,7 +7,7 @@
 //! `child_env`, inherited by the child's own children); at start-up the daemon ends the
 //! marked processes of its state directory whose owner is gone, before anything else.
 
-use splice_dr_postgres::child_env::{set_owner, OWNER_VAR};
+use splice_dr_pg_toolkit::child_env::{set_owner, OWNER_VAR};
 use std::path::Path;
 
 /// Marks every child this process starts from now on as owned by it and `state_dir`.

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use splice_dr_pg_toolkit::{child_env, process};
 use splice_dr_plugin_api::{BackendError, OpContext};
-use splice_dr_postgres::{child_env, process};
 
 use crate::config::BundleConfig;
 

@@ -43,7 +43,7 @@ pub struct ComposeConfig {
     #[serde(default)]
     pub db_address: Option<String>,
     /// `pg_dump` compression level for the custom-format dumps (0–9).
-    #[serde(default = "splice_dr_postgres::config::default_compress")]
+    #[serde(default = "splice_dr_pg_toolkit::dump::default_compress")]
     pub compress: u32,
     /// Seconds `docker stop` waits before killing a container.
     #[serde(default = "default_stop_timeout")]
@@ -166,7 +166,7 @@ impl ComposeConfig {
             participant_db: None,
             docker_host: None,
             db_address: None,
-            compress: splice_dr_postgres::config::default_compress(),
+            compress: splice_dr_pg_toolkit::dump::default_compress(),
             stop_timeout: default_stop_timeout(),
             bundle: None,
         }

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
+use splice_dr_pg_toolkit::dump::{find_dump_file, into_fresh_dir};
+use splice_dr_pg_toolkit::names::quote_ident;
+use splice_dr_pg_toolkit::sql::{database_exists, db_err, is_duplicate_database, user_tables};
+use splice_dr_pg_toolkit::toolkit::{verify_restored, ExecResult, Streams, Toolkit, Transport};
+use splice_dr_pg_toolkit::ConnSettings;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
-use splice_dr_postgres::dump::{find_dump_file, into_fresh_dir};
-use splice_dr_postgres::names::quote_ident;
-use splice_dr_postgres::sql::{database_exists, db_err, is_duplicate_database, user_tables};
-use splice_dr_postgres::toolkit::{verify_restored, ExecResult, Streams, Toolkit, Transport};
-use splice_dr_postgres::ConnSettings;
 
 use crate::engine::{env_value, id_of};
 use crate::exec;

@@ -13,7 +13,7 @@ use splice_dr_plugin_api::{BackendError, OpContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::{engine_err, Engine};
-pub use splice_dr_postgres::toolkit::{ExecResult, Streams};
+pub use splice_dr_pg_toolkit::toolkit::{ExecResult, Streams};
 
 /// Size of the chunks a dump is streamed in.
 const CHUNK: usize = 1 << 20;

@@ -18,14 +18,14 @@ pub mod storage;
 use std::path::Path;
 use std::time::Duration;
 
+use splice_dr_pg_toolkit::names::{derived_name, ensure_kept_of, new_suffix};
+use splice_dr_pg_toolkit::sql::database_exists;
 use splice_dr_plugin_api::{
     Backend, BackendError, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
     DatabaseStorage, DumpCheck, DumpInfo, ExecOutput, KeptStorage, Leftovers, OpContext,
     RestoreShape, StagedCheck, StagedDb, StagedQuery, StorageCapabilities, StorageTarget,
     WorkloadCapabilities,
 };
-use splice_dr_postgres::names::{derived_name, ensure_kept_of, new_suffix};
-use splice_dr_postgres::sql::database_exists;
 
 pub use config::{BundleConfig, ComposeConfig};
 use engine::{env_value, volume_at, Engine};
@@ -62,7 +62,7 @@ impl ComposeBackend {
         if cfg.project.is_empty() {
             return Err(BackendError::Config("`project` must not be empty".into()));
         }
-        splice_dr_postgres::config::check_compress(cfg.compress)?;
+        splice_dr_pg_toolkit::dump::check_compress(cfg.compress)?;
         if let Some(f) = &cfg.password_file {
             std::fs::metadata(f).map_err(|e| {
                 BackendError::Config(format!(
@@ -319,7 +319,7 @@ impl Backend for ComposeBackend {
 
     /// Kept copies are Docker volumes.
     fn kept_removal_command(&self, kept: &str) -> Option<String> {
-        splice_dr_postgres::names::shell_quotable(kept)
+        splice_dr_pg_toolkit::names::shell_quotable(kept)
             .then(|| format!("docker volume rm '{kept}'"))
     }
 

@@ -8,13 +8,13 @@
 
 use std::path::Path;
 
+use splice_dr_pg_toolkit::check::check_database;
+use splice_dr_pg_toolkit::dump::find_dump_file;
+use splice_dr_pg_toolkit::sql::all_databases;
+use splice_dr_pg_toolkit::staging::{drop_scratch, is_scratch_of, restore_into_scratch};
+use splice_dr_pg_toolkit::toolkit::verify_restored;
+use splice_dr_pg_toolkit::verify::name_failing_table;
 use splice_dr_plugin_api::{BackendError, DumpInfo, OpContext, StagedCheck, StagedDb, StagedQuery};
-use splice_dr_postgres::check::check_database;
-use splice_dr_postgres::dump::find_dump_file;
-use splice_dr_postgres::restore::name_failing_table;
-use splice_dr_postgres::sql::all_databases;
-use splice_dr_postgres::staging::{drop_scratch, is_scratch_of, restore_into_scratch};
-use splice_dr_postgres::toolkit::verify_restored;
 
 use crate::ComposeBackend;
 

@@ -21,7 +21,7 @@ use splice_dr_plugin_api::BackendError;
 use crate::engine::{engine_err, Engine};
 
 /// Marker in the names of kept copies; nothing else is ever deleted by `drop_kept`.
-pub const KEPT_MARKER: &str = splice_dr_postgres::names::KEPT_MARKER;
+pub const KEPT_MARKER: &str = splice_dr_pg_toolkit::names::KEPT_MARKER;
 /// Label on kept copies naming the volume they were copied from.
 pub const KEPT_FROM_LABEL: &str = "io.splice-dr.kept-from";
 /// Label on helper containers, so leftovers of a killed daemon can be found.

@@ -53,7 +53,7 @@ pub struct K8sConfig {
     #[serde(default)]
     pub participant_db: Option<String>,
     /// `pg_dump` compression level for the custom-format dumps (0–9).
-    #[serde(default = "splice_dr_postgres::config::default_compress")]
+    #[serde(default = "splice_dr_pg_toolkit::dump::default_compress")]
     pub compress: u32,
     /// Seconds a scale-down waits for the pods to be gone.
     #[serde(default = "default_scale_timeout")]
@@ -204,7 +204,7 @@ impl Default for K8sConfig {
             password_file: None,
             validator_db: default_validator_db(),
             participant_db: None,
-            compress: splice_dr_postgres::config::default_compress(),
+            compress: splice_dr_pg_toolkit::dump::default_compress(),
             scale_timeout: default_scale_timeout(),
             helm: default_helm(),
             releases: Releases::default(),

@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
+use splice_dr_pg_toolkit::dump::{find_dump_file, into_fresh_dir, DumpFile};
+use splice_dr_pg_toolkit::staging::restore_into_scratch;
+use splice_dr_pg_toolkit::toolkit::{self, verify_restored, ExecResult, Toolkit, Transport};
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext, StagedDb};
-use splice_dr_postgres::dump::{find_dump_file, into_fresh_dir, DumpFile};
-use splice_dr_postgres::staging::restore_into_scratch;
-use splice_dr_postgres::toolkit::{self, verify_restored, ExecResult, Toolkit, Transport};
 
 use crate::exec::{self, Input};
 use crate::K8sBackend;

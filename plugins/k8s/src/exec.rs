@@ -13,7 +13,7 @@ use splice_dr_plugin_api::{BackendError, OpContext};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::kube_err;
-pub use splice_dr_postgres::toolkit::ExecResult;
+pub use splice_dr_pg_toolkit::toolkit::ExecResult;
 
 /// Most bytes of stdout (when not written to a file) and stderr kept for the caller.
 const KEEP_BYTES: usize = 1 << 20;

@@ -71,7 +71,7 @@ impl K8sBackend {
         if cfg.namespace.trim().is_empty() {
             return Err(BackendError::Config("`namespace` must not be empty".into()));
         }
-        splice_dr_postgres::config::check_compress(cfg.compress)?;
+        splice_dr_pg_toolkit::dump::check_compress(cfg.compress)?;
         if let Some(k) = &cfg.kubeconfig {
             std::fs::metadata(k).map_err(|e| {
                 BackendError::Config(format!("`kubeconfig` {} cannot be read: {e}", k.display()))

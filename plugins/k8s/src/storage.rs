@@ -6,13 +6,13 @@
 //! A [`KeptStorage`] lists the databases comma-separated in `live` and `kept`, pairwise
 //! (an empty kept name: that database did not exist).
 
-use splice_dr_plugin_api::{BackendError, KeptStorage, OpContext, StorageTarget};
-use splice_dr_postgres::names::{
+use splice_dr_pg_toolkit::names::{
     derived_name, ensure_kept_of, new_suffix, quote_ident, FAILED_MARKER, KEPT_MARKER,
 };
-use splice_dr_postgres::sql::{
+use splice_dr_pg_toolkit::sql::{
     database_exists, db_err, drop_database, terminate_sessions, user_tables,
 };
+use splice_dr_plugin_api::{BackendError, KeptStorage, OpContext, StorageTarget};
 
 use crate::K8sBackend;
 

@@ -171,7 +171,7 @@ pub fn run_helm(
 ) -> Result<(), BackendError> {
     let shown = format!("{} {}", helm.display(), args.join(" "));
     ctx.info(format!("running {shown}"));
-    let out = splice_dr_postgres::child_env::command(helm, splice_dr_postgres::child_env::HELM)
+    let out = splice_dr_pg_toolkit::child_env::command(helm, splice_dr_pg_toolkit::child_env::HELM)
         .args(args)
         .output()
         .map_err(|e| {

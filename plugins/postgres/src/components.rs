@@ -13,8 +13,8 @@ use splice_dr_plugin_api::{BackendError, ComponentStatus, OpContext};
 
 use crate::config::ComponentConfig;
 
-use crate::process;
 use crate::PostgresBackend;
+use splice_dr_pg_toolkit::{child_env, process};
 
 /// Interval between readiness probes in `wait_ready`.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -125,7 +125,7 @@ impl PostgresBackend {
             ))
         })?;
         ctx.info(format!("{verb} {name}: {command}"));
-        let mut cmd = crate::child_env::command("sh", crate::child_env::POSTGRES);
+        let mut cmd = child_env::command("sh", child_env::POSTGRES);
         cmd.arg("-c").arg(command);
         let out = process::run(ctx, cmd, command, &format!("{verb} {name}"), &mut || {})?;
         if !out.stderr.is_empty() {

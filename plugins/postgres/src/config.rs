@@ -1,7 +1,6 @@
 //! Configuration of the bare-Postgres backend: the `[node.postgres]` table.
 
 use serde::{Deserialize, Serialize};
-use splice_dr_plugin_api::BackendError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -29,7 +28,7 @@ pub struct PostgresConfig {
     /// gzip level of dumps, 0 (none) to 9. Level 1 is the default: on a 2-core machine
     /// it restored 1 GB about a third faster than pg_dump's default (level 6) for a
     /// repository only ~6% larger (see the README's benchmarks).
-    #[serde(default = "default_compress")]
+    #[serde(default = "splice_dr_pg_toolkit::dump::default_compress")]
     pub compress: u32,
     /// Directory holding `pg_dump`, `pg_restore` and `psql` when they are not on PATH,
     /// e.g. `/usr/lib/postgresql/15/bin`.
@@ -77,43 +76,9 @@ fn default_validator_db() -> String {
 fn default_participant_db() -> String {
     "participant-0".into()
 }
-/// The gzip level of dumps when `compress` is not set: shared by every backend that runs
-/// `pg_dump` (bare, compose, k8s), so the same key means the same thing everywhere.
-pub fn default_compress() -> u32 {
-    1
-}
-
-/// Refuses a `compress` level `pg_dump` does not take, when the config loads rather than
-/// at the first backup.
-pub fn check_compress(level: u32) -> Result<(), BackendError> {
-    if level > 9 {
-        return Err(BackendError::Config(format!(
-            "`compress` must be 0 (none) to 9 (smallest), got {level}"
-        )));
-    }
-    Ok(())
-}
 fn default_jobs() -> u32 {
     2
 }
 fn default_restore_mem() -> String {
     "512MB".into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The one compress check compose, k8s and bare Postgres all run at load.
-    #[test]
-    fn compress_levels_past_9_are_refused_with_the_key() {
-        assert!(check_compress(0).is_ok());
-        assert!(check_compress(9).is_ok());
-        let e = check_compress(10).expect_err("10");
-        assert_eq!(
-            e.to_string(),
-            BackendError::Config("`compress` must be 0 (none) to 9 (smallest), got 10".into())
-                .to_string()
-        );
-    }
 }

@@ -8,19 +8,10 @@
 //! The crate is both a library (linked into the daemon) and a `cdylib` exporting the
 //! splice-dr plugin ABI, which proves the dynamic-plugin path with a real backend.
 
-pub mod check;
-pub mod child_env;
 pub mod components;
 pub mod config;
-pub mod connection;
-pub mod dump;
-pub mod handshake;
-pub mod names;
-pub mod process;
-pub mod restore;
-pub mod sql;
-pub mod staging;
-pub mod toolkit;
+mod dump;
+mod restore;
 
 use std::path::Path;
 use std::time::Duration;
@@ -31,7 +22,8 @@ use splice_dr_plugin_api::{
 };
 
 pub use config::{ComponentConfig, PostgresConfig};
-pub use connection::ConnSettings;
+pub use splice_dr_pg_toolkit::ConnSettings;
+use splice_dr_pg_toolkit::{child_env, dump::check_compress, names, process, sql};
 
 splice_dr_plugin_abi::export_backend!(crate::PostgresBackend::from_json);
 
@@ -78,7 +70,7 @@ impl PostgresBackend {
         if cfg.jobs == 0 {
             return Err(BackendError::Config("`jobs` must be at least 1".into()));
         }
-        config::check_compress(cfg.compress)?;
+        check_compress(cfg.compress)?;
         let mem = &cfg.restore_maintenance_work_mem;
         if mem.is_empty() || !mem.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(BackendError::Config(format!(
@@ -212,7 +204,7 @@ impl Backend for PostgresBackend {
                     .into(),
             )
         })?;
-        let mut cmd = crate::child_env::command("sh", child_env::POSTGRES);
+        let mut cmd = child_env::command("sh", child_env::POSTGRES);
         cmd.arg("-c")
             .arg(command)
             .env("SPLICE_DR_VALUES", values.to_string());
@@ -255,7 +247,9 @@ impl Backend for PostgresBackend {
 
     /// `psql` on the admin URL (password removed; read from the password file when set).
     fn kept_removal_command(&self, kept: &str) -> Option<String> {
-        names::shell_quotable(kept).then(|| names::drop_database_command(&self.cfg, kept))
+        names::shell_quotable(kept).then(|| {
+            names::drop_database_command(&self.cfg.url, self.cfg.password_file.as_deref(), kept)
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
 
 use crate::dump::{parse_list, DumpFile, SnapshotCounts, CUSTOM_DUMP_FILE};
-use crate::restore::verify_counts;
+use crate::verify::verify_counts;
 use crate::ConnSettings;
 
 /// Where a command's stdin comes from and its stdout goes.

@@ -118,15 +118,16 @@ pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
-/// The `psql` command that drops `name` on the server of `cfg`, for an operator to run.
+/// The `psql` command that drops `name` on the server at `url`, for an operator to run.
 /// The URL's password is removed: the command is shown by `status` and may be logged; a
-/// password file is read by the shell instead.
-pub fn drop_database_command(cfg: &crate::PostgresConfig, name: &str) -> String {
-    let url = without_password(&cfg.url);
-    let password = cfg
-        .password_file
-        .as_ref()
-        .map(|f| format!("PGPASSWORD=\"$(head -n1 '{}')\" ", f.display()));
+/// `password_file` is read by the shell instead.
+pub fn drop_database_command(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    name: &str,
+) -> String {
+    let url = without_password(url);
+    let password = password_file.map(|f| format!("PGPASSWORD=\"$(head -n1 '{}')\" ", f.display()));
     format!(
         "{}psql '{url}' -c 'DROP DATABASE \"{name}\"'",
         password.unwrap_or_default()
