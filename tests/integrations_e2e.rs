@@ -57,7 +57,7 @@ async fn start_receiver() -> Receiver {
 
 fn client() -> reqwest::Client {
     // reqwest is built without a rustls provider: plain-HTTP clients need one too.
-    splice_dr::validator::ensure_crypto_provider();
+    splice_dr::tls::ensure_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -5,6 +5,7 @@
 //! objects → a backend plugin ([`backends`]) → the world; results come back through the
 //! [`journal`] and run events. See `docs/ARCHITECTURE.md` for the map.
 
+pub mod access;
 pub mod autopilot;
 pub mod backends;
 pub mod check;
@@ -20,6 +21,8 @@ pub mod http_limits;
 pub mod identities;
 pub mod interrupted;
 pub mod journal;
+#[cfg(test)]
+mod layering;
 pub mod leader;
 pub mod lock;
 pub mod logging;
@@ -40,6 +43,7 @@ pub mod script;
 pub mod service;
 pub mod socket;
 pub mod status_state;
+pub mod tls;
 pub mod users;
 pub mod util;
 pub mod validator;

@@ -122,7 +122,7 @@ impl Notifier {
     pub fn new(config: &NotifyConfig) -> Result<Notifier, NotifyError> {
         let url = config.webhook_url().map_err(NotifyError)?;
         // reqwest is built without a rustls provider (shared/RUST-NOTES.md trap 1).
-        crate::validator::ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)

@@ -11,6 +11,7 @@ use std::time::Instant;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::access::{self, Caller, Role};
 use crate::config::{Config, ConfigError};
 use crate::events::health::{bounded_error, NodeAnswers};
 use crate::flows::{RunError, RunRequest, Runner};
@@ -19,9 +20,8 @@ use crate::lock::NodeLock;
 use crate::prepare::{Core, Prepared};
 use crate::repo::{Located, Manifest, Repository};
 use crate::run_context::RunEvent;
-use crate::socket::access::{self, Caller, Role};
-use crate::socket::protocol::{ErrorCode, Reply, Request, CRATE_VERSION, PROTOCOL_VERSION};
 use crate::status_state::StatusBoard;
+use splice_dr_protocol::wire::{ErrorCode, Reply, Request, CRATE_VERSION, PROTOCOL_VERSION};
 
 pub use crate::flows::runner::NodeRuntime;
 

@@ -71,7 +71,7 @@ impl Moto {
 
     /// A signed client (moto refuses anonymous object reads).
     fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
-        splice_dr::validator::ensure_crypto_provider();
+        splice_dr::tls::ensure_crypto_provider();
         object_store::aws::AmazonS3Builder::new()
             .with_endpoint(self.url())
             .with_allow_http(true)

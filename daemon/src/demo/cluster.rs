@@ -24,7 +24,7 @@ pub struct Cluster {
 }
 
 fn is_root() -> bool {
-    crate::socket::server::own_uid() == 0
+    crate::access::own_uid() == 0
 }
 
 /// The newest `/usr/lib/postgresql/*/bin` holding `initdb`.

@@ -1,6 +1,5 @@
 //! The Unix socket: the daemon's control interface and the CLI's way in.
 
-pub mod access;
 pub mod client;
 pub mod protocol;
 pub mod server;

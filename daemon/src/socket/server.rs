@@ -5,7 +5,7 @@
 //! disconnected.
 
 use futures_util::StreamExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
-use super::access::{role_of, Caller};
 use super::protocol::{read_request, ErrorCode, Reply, MAX_REQUEST_BYTES};
+use crate::access::{role_of, Caller};
 use crate::service::Service;
 
 /// Why the socket could not be opened.
@@ -33,13 +33,6 @@ pub enum SocketError {
         /// OS error.
         source: std::io::Error,
     },
-}
-
-/// The uid this process runs as (owner of `/proc/self`).
-pub fn own_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
 }
 
 /// Binds the socket with `mode`, replacing a stale socket file nobody answers on.
@@ -126,7 +119,7 @@ async fn connection(stream: UnixStream, service: Arc<Service>, allowed: Arc<Acce
             }
         }
     });
-    let me = own_uid();
+    let me = crate::access::own_uid();
     let role = peer_uid.and_then(|uid| role_of(uid, me, &allowed.operators, &allowed.viewers));
     match (peer_uid, role) {
         (Some(uid), Some(role)) => {

@@ -400,7 +400,7 @@ mod tests {
     use crate::config::{SelfSignedAuth, TokenFileAuth};
 
     fn test_http() -> reqwest::Client {
-        super::super::ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         reqwest::Client::new()
     }
 

@@ -16,7 +16,6 @@ use crate::config::ValidatorConfig;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use std::fmt;
-use std::sync::Once;
 use std::time::Duration;
 
 /// Longest wait between two attempts, whatever `retry_backoff` and the attempt number say.
@@ -25,18 +24,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The API prefix appended to the configured base URL.
 pub const API_PREFIX: &str = "/api/validator";
-
-static CRYPTO_PROVIDER: Once = Once::new();
-
-/// Installs rustls' `ring` provider as the process default, once. reqwest is built with
-/// `rustls-no-provider`, so every HTTPS client needs this; calling it again is free, and a
-/// provider installed earlier by someone else is kept.
-pub fn ensure_crypto_provider() {
-    CRYPTO_PROVIDER.call_once(|| {
-        // Err means a provider is already installed: fine, it is used.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
 
 /// A client of one node's validator admin API, built from its `[node.validator]` table.
 /// Cheap to share (`&self` methods); the OAuth2 token cache is inside.
@@ -127,7 +114,7 @@ impl ValidatorClient {
                 cfg.url
             )));
         }
-        ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))

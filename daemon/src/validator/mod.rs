@@ -35,9 +35,7 @@ pub use auth::{
     mint_hs256, Token, OAUTH2_DEFAULT_LIFETIME, OAUTH2_MAX_LIFETIME, OAUTH2_REFRESH_MARGIN,
     SELF_SIGNED_LIFETIME,
 };
-pub use client::{
-    ensure_crypto_provider, ValidatorClient, API_PREFIX, CONNECT_TIMEOUT, MAX_BACKOFF,
-};
+pub use client::{ValidatorClient, API_PREFIX, CONNECT_TIMEOUT, MAX_BACKOFF};
 pub use error::ValidatorError;
 pub use types::{
     parse_identities, Dar, DataSnapshotResponse, DomainMigrationDump, ListUsersResponse,

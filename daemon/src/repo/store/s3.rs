@@ -69,7 +69,7 @@ impl S3Store {
     /// Prepares a client from the repository's config. Nothing is contacted yet; a wrong
     /// endpoint or key shows up in `repo check` and in runs.
     pub fn new(cfg: &OffsiteConfig) -> Result<Self, StoreError> {
-        crate::validator::ensure_crypto_provider();
+        crate::tls::ensure_crypto_provider();
         let bucket = cfg.bucket.clone().unwrap_or_default();
         let (key_id, secret) = match (&cfg.access_key_id_file, &cfg.secret_access_key_file) {
             (Some(k), Some(s)) => (

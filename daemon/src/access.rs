@@ -1,11 +1,20 @@
-//! Who may do what on the socket: a peer's uid (SO_PEERCRED) makes it an operator, a
+//! Who may do what through the socket: a peer's uid (SO_PEERCRED) makes it an operator, a
 //! viewer, or nobody; viewers only read; file parameters come only from operators and only
 //! from under `[daemon] input_dirs`.
 
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
-use super::protocol::Request;
+use splice_dr_protocol::wire::Request;
+
+/// The uid this process runs as (owner of `/proc/self`): it is always an operator of its
+/// own socket.
+pub fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
 
 /// What a peer may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +42,7 @@ impl Caller {
     /// The current process (the CLI running a request in-process, with its own rights).
     pub fn this_process() -> Self {
         Caller {
-            uid: super::server::own_uid(),
+            uid: own_uid(),
             pid: i32::try_from(std::process::id()).ok(),
             role: Role::Operator,
             remote: false,
