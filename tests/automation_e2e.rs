@@ -8,7 +8,7 @@ mod common;
 mod sim;
 
 use common::*;
-use serde_json::Value;
+use splice_dr_protocol::{BackupList, RuleState, RuleStatus, RunState, RunSummary, StatusView};
 use std::time::Duration;
 
 const FLOWS: &[(&str, &str)] = &[
@@ -38,41 +38,30 @@ fn automation_site(dbs: &NodeDbs, rules: &str) -> Site {
     site
 }
 
-fn runs(site: &Site) -> Vec<Value> {
-    let out = site.cli(&["--json", "runs", "--limit", "100"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+fn runs(site: &Site) -> Vec<RunSummary> {
+    site.json(&["runs", "--limit", "100"])
 }
 
-fn runs_of(site: &Site, flow: &str) -> Vec<Value> {
-    runs(site)
-        .into_iter()
-        .filter(|r| r["flow"] == flow)
-        .collect()
+fn runs_of(site: &Site, flow: &str) -> Vec<RunSummary> {
+    runs(site).into_iter().filter(|r| r.flow == flow).collect()
 }
 
-fn status(site: &Site) -> Value {
-    let out = site.cli(&["--json", "status"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+fn status(site: &Site) -> StatusView {
+    site.json(&["status"])
+}
+
+/// `status`'s automation part (the daemon answers, so it is present).
+fn automation(site: &Site) -> splice_dr_protocol::AutomationView {
+    status(site)
+        .automation
+        .expect("the daemon shows its automation")
 }
 
 fn decisions(site: &Site) -> Vec<String> {
-    status(site)["automation"]["recent_decisions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            format!(
-                "{}: {}",
-                d["rule"].as_str().unwrap_or(""),
-                d["outcome"].as_str().unwrap_or("")
-            )
-        })
+    automation(site)
+        .recent_decisions
+        .iter()
+        .map(|d| format!("{}: {}", d.rule, d.outcome))
         .collect()
 }
 
@@ -84,7 +73,7 @@ fn trigger(site: &Site, event: &str) {
 fn wait_runs(site: &Site, flow: &str, n: usize, what: &str) {
     wait_for(Duration::from_secs(20), what, || {
         let done = runs_of(site, flow);
-        done.len() >= n && done.iter().all(|r| r["state"] != "running")
+        done.len() >= n && done.iter().all(|r| r.state != RunState::Running)
     });
 }
 
@@ -133,8 +122,8 @@ window = "1h"
         "1 cooled + 2 rate-limited runs"
     );
     let triggers: Vec<String> = runs_of(&site, "noop")
-        .iter()
-        .map(|r| r["trigger"].as_str().unwrap().to_string())
+        .into_iter()
+        .map(|r| r.trigger)
         .collect();
     assert!(
         triggers.iter().all(|t| t.starts_with("rule:")),
@@ -154,7 +143,10 @@ fn breaker_trips_after_failures_and_reset_rearms_it() {
         wait_runs(&site, "fail", n, "a failed run");
     }
     wait_for(Duration::from_secs(5), "breaker tripped in status", || {
-        status(&site)["automation"]["rules"][0]["state"] == "tripped"
+        automation(&site)
+            .rules
+            .first()
+            .is_some_and(|r| matches!(r.state, RuleState::Tripped { .. }))
     });
     trigger(&site, "operator.go");
     wait_for(Duration::from_secs(10), "breaker suppression", || {
@@ -197,15 +189,10 @@ max_runs = 10
     let daemon = site.start_daemon();
     trigger(&site, "operator.careful");
     wait_for(Duration::from_secs(10), "a pending approval", || {
-        status(&site)["automation"]["pending_approvals"]
-            .as_array()
-            .is_some_and(|p| p.len() == 1)
+        automation(&site).pending_approvals.len() == 1
     });
-    let pending = status(&site)["automation"]["pending_approvals"][0]["run"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(runs_of(&site, "noop")[0]["state"], "pending");
+    let pending = automation(&site).pending_approvals[0].run.clone();
+    assert_eq!(runs_of(&site, "noop")[0].state, RunState::Pending);
     let out = site.cli(&["approve", &pending]);
     assert!(out.status.success(), "{}", text(&out));
     wait_for(
@@ -214,7 +201,7 @@ max_runs = 10
         || {
             runs_of(&site, "noop")
                 .iter()
-                .any(|r| r["id"] == pending.as_str() && r["state"] == "succeeded")
+                .any(|r| r.id == pending && r.state == RunState::Succeeded)
         },
     );
     let out = site.cli(&["approve", &pending]);
@@ -228,9 +215,9 @@ max_runs = 10
     trigger(&site, "operator.lapse");
     wait_for(Duration::from_secs(10), "the approval to expire", || {
         runs_of(&site, "noop").iter().any(|r| {
-            r["state"] == "cancelled"
-                && r["error"]
-                    .as_str()
+            r.state == RunState::Cancelled
+                && r.error
+                    .as_deref()
                     .is_some_and(|e| e.contains("approval expired"))
         })
     });
@@ -246,7 +233,7 @@ fn pause_stops_automatic_runs_but_not_manual_ones() {
     );
     let daemon = site.start_daemon();
     assert!(site.cli(&["pause"]).status.success());
-    assert_eq!(status(&site)["automation"]["paused"], true);
+    assert!(automation(&site).paused);
     trigger(&site, "operator.go");
     wait_for(Duration::from_secs(10), "paused suppression", || {
         decisions(&site)
@@ -302,7 +289,7 @@ fn a_busy_node_queues_the_automatic_run_instead_of_dropping_it() {
     wait_for(Duration::from_secs(10), "the slow run", || {
         runs_of(&site, "slow")
             .iter()
-            .any(|r| r["state"] == "running")
+            .any(|r| r.state == RunState::Running)
     });
     trigger(&site, "operator.go");
     wait_for(Duration::from_secs(10), "queued decision", || {
@@ -314,7 +301,7 @@ fn a_busy_node_queues_the_automatic_run_instead_of_dropping_it() {
     );
     assert!(slow.wait().unwrap().success());
     wait_runs(&site, "noop", 1, "the queued run once the node is free");
-    assert_eq!(runs_of(&site, "noop")[0]["state"], "succeeded");
+    assert_eq!(runs_of(&site, "noop")[0].state, RunState::Succeeded);
     stop(daemon);
 }
 
@@ -355,12 +342,12 @@ fn an_unhealthy_validator_is_detected_and_its_rule_fires() {
         1,
         "the rule reacting to health.validator.down",
     );
-    let st = status(&site);
-    let history = st["health"]["history"].as_array().unwrap();
+    let history = status(&site)
+        .health
+        .expect("the daemon probes health")
+        .history;
     assert!(
-        history
-            .iter()
-            .any(|h| h["component"] == "validator" && h["up"] == false),
+        history.iter().any(|h| h.component == "validator" && !h.up),
         "{history:?}"
     );
     assert!(
@@ -375,11 +362,11 @@ fn an_unhealthy_validator_is_detected_and_its_rule_fires() {
         ..Default::default()
     });
     wait_for(Duration::from_secs(10), "recovery observed", || {
-        status(&site)["health"]["current"]
-            .as_array()
+        status(&site)
+            .health
             .into_iter()
-            .flatten()
-            .any(|h| h["component"] == "validator" && h["up"] == true)
+            .flat_map(|h| h.current)
+            .any(|h| h.component == "validator" && h.up)
     });
     assert_eq!(runs_of(&site, "noop").len(), 1);
     stop(daemon);
@@ -473,32 +460,20 @@ fn scheduled_backup_fires_and_retention_deletes_the_oldest() {
     assert!(out.status.success(), "{}", text(&out));
     let manual = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let daemon = site.start_daemon();
-    let st = status(&site);
-    assert_eq!(
-        st["automation"]["schedules"][0]["cron"], "* * * * *",
-        "{st}"
-    );
+    let st = automation(&site);
+    assert_eq!(st.schedules[0].cron, "* * * * *", "{st:?}");
     // The schedule fires at the next minute boundary.
     wait_for(Duration::from_secs(75), "the scheduled backup", || {
-        runs_of(&site, "backup").iter().any(|r| {
-            r["trigger"]
-                .as_str()
-                .is_some_and(|t| t.contains("schedule"))
-                && r["state"] == "succeeded"
-        })
+        runs_of(&site, "backup")
+            .iter()
+            .any(|r| r.trigger.contains("schedule") && r.state == RunState::Succeeded)
     });
     wait_for(
         Duration::from_secs(10),
         "retention to delete the older backup",
         || {
-            let out = site.cli(&["--json", "backups"]);
-            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            let ids: Vec<&str> = v["backups"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b["id"].as_str().unwrap())
-                .collect();
+            let list: BackupList = view(&site.cli(&["--json", "backups"]));
+            let ids: Vec<&str> = list.backups.iter().map(|b| b.id.as_str()).collect();
             ids.len() == 1 && ids[0] != manual
         },
     );
@@ -513,14 +488,13 @@ fn scheduled_backup_fires_and_retention_deletes_the_oldest() {
 }
 
 /// The memory of the guard rails after the daemon restarted.
-fn rule_state(site: &Site, rule: &str) -> Value {
-    status(site)["automation"]["rules"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["rule"] == rule)
-        .cloned()
-        .unwrap_or(Value::Null)
+fn rule_state(site: &Site, rule: &str) -> Option<RuleStatus> {
+    automation(site).rules.into_iter().find(|r| r.rule == rule)
+}
+
+/// Whether `rule` is listed with its breaker tripped.
+fn tripped(site: &Site, rule: &str) -> bool {
+    rule_state(site, rule).is_some_and(|r| matches!(r.state, RuleState::Tripped { .. }))
 }
 
 #[test]
@@ -557,18 +531,13 @@ max_runs = 10
     wait_for(
         Duration::from_secs(15),
         "tripped before the restart",
-        || rule_state(&site, "flaky")["state"] == "tripped",
+        || tripped(&site, "flaky"),
     );
     stop(daemon);
 
     // A clean restart: the breaker stays tripped and the rate window stays full.
     let daemon = site.start_daemon();
-    assert_eq!(
-        rule_state(&site, "flaky")["state"],
-        "tripped",
-        "{}",
-        site.daemon_log()
-    );
+    assert!(tripped(&site, "flaky"), "{}", site.daemon_log());
     trigger(&site, "operator.go");
     trigger(&site, "operator.rate");
     wait_for(
@@ -591,14 +560,14 @@ max_runs = 10
     wait_for(Duration::from_secs(15), "the slow run", || {
         runs_of(&site, "slow")
             .iter()
-            .any(|r| r["state"] == "running")
+            .any(|r| r.state == RunState::Running)
     });
     drop(daemon); // SIGKILL
     let daemon = site.start_daemon();
     wait_for(
         Duration::from_secs(5),
         "the interrupted run counted",
-        || rule_state(&site, "held")["state"] == "tripped",
+        || tripped(&site, "held"),
     );
     assert!(
         decisions(&site).iter().any(|d| d.starts_with("held: run ")
@@ -607,29 +576,29 @@ max_runs = 10
         "{:?}",
         decisions(&site)
     );
-    assert_eq!(runs_of(&site, "slow")[0]["state"], "interrupted");
+    assert_eq!(runs_of(&site, "slow")[0].state, RunState::Interrupted);
 
     // The operator's pause outlives a restart; so does the resume. A reset is remembered.
     assert!(site.cli(&["pause"]).status.success());
     assert!(site.cli(&["reset", "flaky"]).status.success());
     stop(daemon);
     let daemon = site.start_daemon();
-    assert_eq!(status(&site)["automation"]["paused"], true);
-    let flaky = rule_state(&site, "flaky");
+    assert!(automation(&site).paused);
+    let flaky = rule_state(&site, "flaky").expect("rule flaky listed");
     assert_eq!(
-        (flaky["state"].as_str(), flaky["failures"].as_u64()),
-        (Some("paused"), Some(0)),
-        "{flaky}"
+        (&flaky.state, flaky.failures),
+        (&RuleState::Paused, 0),
+        "{flaky:?}"
     );
     assert_eq!(
-        rule_state(&site, "rate")["runs_in_window"],
-        1,
+        rule_state(&site, "rate").map(|r| r.runs_in_window),
+        Some(1),
         "the window is remembered"
     );
     assert!(site.cli(&["resume"]).status.success());
     stop(daemon);
     let daemon = site.start_daemon();
-    assert_eq!(status(&site)["automation"]["paused"], false);
+    assert!(!automation(&site).paused);
     trigger(&site, "operator.go");
     wait_runs(&site, "fail", 2, "a run after the remembered reset");
 
@@ -639,8 +608,8 @@ max_runs = 10
     std::fs::create_dir(&file).unwrap();
     assert!(site.cli(&["pause"]).status.success());
     wait_for(Duration::from_secs(15), "the write error in status", || {
-        status(&site)["automation"]["memory_error"]
-            .as_str()
+        automation(&site)
+            .memory_error
             .is_some_and(|e| e.contains("rules-memory.json"))
     });
     let shown = site.cli(&["status"]);
@@ -651,7 +620,7 @@ max_runs = 10
     );
     std::fs::remove_dir(&file).unwrap();
     wait_for(Duration::from_secs(15), "the memory written again", || {
-        status(&site)["automation"]["memory_error"].is_null()
+        automation(&site).memory_error.is_none()
     });
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.contains("\"operator_paused\": true"), "{written}");
@@ -660,8 +629,8 @@ max_runs = 10
     // An unreadable memory is moved aside and automation starts paused, saying why.
     std::fs::write(&file, "{ half a file").unwrap();
     let daemon = site.start_daemon();
-    let st = status(&site);
-    assert_eq!(st["automation"]["paused"], true, "{st}");
+    let st = automation(&site);
+    assert!(st.paused, "{st:?}");
     assert!(
         decisions(&site)
             .iter()

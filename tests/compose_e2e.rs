@@ -11,6 +11,7 @@ use common::text;
 use compose::{backup, cli, last_run, step_names, ComposeNode};
 use splice_dr_compose::{ComposeBackend, ComposeConfig};
 use splice_dr_plugin_api::{Backend, OpContext, StorageTarget};
+use splice_dr_protocol::RunState;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -66,7 +67,7 @@ fn backup_and_restore_bring_back_every_row_the_runbook_way() {
     );
 
     let run = last_run(&config, "restore");
-    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
     let steps = step_names(&run).join("\n");
     for expected in [
         "stop validator and participant",
@@ -133,7 +134,7 @@ fn a_restore_failing_midway_puts_the_old_volume_back() {
         "the copy goes once the node is back on it"
     );
     let run = last_run(&config, "restore");
-    assert_eq!(run["state"], "failed");
+    assert_eq!(run.state, RunState::Failed);
     let steps = step_names(&run).join("\n");
     assert!(
         steps.contains("put ") && steps.contains(" back from "),
@@ -317,7 +318,7 @@ fn cancel_during_the_database_restore_puts_the_old_volume_back() {
     assert!(node.validator_ready());
     assert!(node.kept_volumes().is_empty(), "{:?}", node.kept_volumes());
     let run = last_run(&config, "restore");
-    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(run.state, RunState::Cancelled, "{run:?}");
 }
 
 /// Issue #12 item 3 on compose: a restore whose `run_timeout` passes in the middle of the
@@ -336,17 +337,14 @@ fn a_restore_past_run_timeout_puts_the_old_volume_back() {
     let out = cli(&config, &["restore", "--backup", &id, "--yes"]);
     assert!(out.status.success(), "measuring restore: {}", text(&out));
     let measured = last_run(&config, "restore");
-    let at = |v: &serde_json::Value| {
-        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).unwrap()
-    };
-    let started = at(&measured["started_at"]);
-    let steps = measured["steps"].as_array().unwrap();
+    let started = measured.started_at.expect("the measured run started");
     let step_start = |prefix: &str| {
-        let step = steps
+        let step = measured
+            .steps
             .iter()
-            .find(|s| s["name"].as_str().unwrap_or_default().starts_with(prefix))
-            .unwrap_or_else(|| panic!("a step `{prefix}…` in {measured}"));
-        at(&step["started_at"]) - started
+            .find(|s| s.name.starts_with(prefix))
+            .unwrap_or_else(|| panic!("a step `{prefix}…` in {measured:?}"));
+        step.started_at - started
     };
     // Between wiping the live volume and restoring into it: only the kept copy holds the
     // node's data, and forward work has most of the restore still to do.
@@ -369,13 +367,13 @@ fn a_restore_past_run_timeout_puts_the_old_volume_back() {
     let out = cli(&config, &["restore", "--backup", &id, "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let run = last_run(&config, "restore");
-    assert_eq!(run["state"], "cancelled", "{run}");
+    assert_eq!(run.state, RunState::Cancelled, "{run:?}");
     assert!(
-        run["error"]
-            .as_str()
+        run.error
+            .as_deref()
             .unwrap_or_default()
             .contains("run_timeout"),
-        "{run}"
+        "{run:?}"
     );
     assert!(
         step_names(&run).iter().any(|s| s.starts_with("put ")),

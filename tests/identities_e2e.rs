@@ -183,10 +183,10 @@ async fn identities_404_fails_the_backup_loudly_and_lists_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("404"), "{}", text(&out));
     assert!(text(&out).contains("identities"), "{}", text(&out));
-    let listed: Value = serde_json::from_slice(&site.cli(&["--json", "backups"]).stdout).unwrap();
+    let listed: splice_dr_protocol::BackupList = view(&site.cli(&["--json", "backups"]));
     assert!(
-        listed["backups"].as_array().unwrap().is_empty(),
-        "a failed backup is never listed: {listed}"
+        listed.backups.is_empty(),
+        "a failed backup is never listed: {listed:?}"
     );
     node.shutdown().await;
 }

@@ -15,6 +15,7 @@ use common::*;
 use k8s_fake::{ExecEnv, FakeApi};
 use serde_json::Value;
 use splice_dr_plugin_api::{Backend, OpContext};
+use splice_dr_protocol::{LeaderView, RunDetail, RunState, RunSummary, StatusView};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -150,25 +151,16 @@ impl K8sSite {
     }
 }
 
-fn last_run(site: &K8sSite, flow: &str) -> Value {
-    let out = site.cli(&["--json", "runs"]);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("runs --json");
-    let id = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["flow"] == flow)
-        .filter_map(|r| {
-            Some((
-                r["created_at"].as_str()?.to_string(),
-                r["id"].as_str()?.to_string(),
-            ))
-        })
+fn last_run(site: &K8sSite, flow: &str) -> RunDetail {
+    let runs: Vec<RunSummary> = view(&site.cli(&["--json", "runs"]));
+    let id = runs
+        .into_iter()
+        .filter(|r| r.flow == flow)
+        .map(|r| (r.created_at, r.id))
         .max()
         .expect("a run")
         .1;
-    let out = site.cli(&["--json", "show", &id]);
-    serde_json::from_slice(&out.stdout).expect("show --json")
+    view(&site.cli(&["--json", "show", &id]))
 }
 
 /// Index of the first action equal to `what` at or after `from`, or a panic showing all.
@@ -316,13 +308,11 @@ fn reonboard_creates_the_bootstrap_secret_and_applies_the_overlay_with_helm() {
     ]);
     assert!(out.status.success(), "reonboard: {}", text(&out));
     let run = last_run(&site, "reonboard");
-    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
     // The first unused `<hint>-N` (the hint itself counts as used: it was the default id).
-    let new_id = run["result"]["participant_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(new_id.starts_with("hint-"), "{run}");
+    let result = run.result.clone().unwrap_or_default();
+    let new_id = result["participant_id"].as_str().unwrap().to_string();
+    assert!(new_id.starts_with("hint-"), "{run:?}");
 
     // The Secret holds the dump under `content`, as `kubectl create secret generic
     // participant-bootstrap-dump --from-file=content=…` would.
@@ -485,7 +475,8 @@ async fn dr_snapshot_copies_the_dump_into_the_validator_pod_and_redeploys_migrat
         let s = &site;
         last_run(s, "dr_snapshot")
     };
-    let snap = PathBuf::from(run["result"]["snapshot"].as_str().unwrap());
+    let result = run.result.unwrap_or_default();
+    let snap = PathBuf::from(result["snapshot"].as_str().unwrap());
 
     // Copied with tar over exec into the validator app's pod, byte for byte.
     let a = site.actions();
@@ -721,16 +712,29 @@ fn start_daemon(site: &K8sSite) -> DaemonProcess {
     d
 }
 
-fn automation_paused(site: &K8sSite) -> bool {
-    let out = site.cli(&["--json", "status"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["automation"]["paused"] == true
+/// `status`, or `None` while the replica does not answer it (polled while starting).
+fn status_of(site: &K8sSite) -> Option<StatusView> {
+    serde_json::from_slice(&site.cli(&["--json", "status"]).stdout).ok()
 }
 
-fn leader_status(site: &K8sSite) -> Value {
-    let out = site.cli(&["--json", "status"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["leader"].clone()
+fn automation_paused(site: &K8sSite) -> bool {
+    status_of(site)
+        .and_then(|s| s.automation)
+        .is_some_and(|a| a.paused)
+}
+
+fn leader_status(site: &K8sSite) -> Option<LeaderView> {
+    status_of(site).map(|s| s.leader)
+}
+
+/// Whether the replica says it leads (`None`: no answer).
+fn leads(site: &K8sSite) -> Option<bool> {
+    leader_status(site).map(|l| l.leader)
+}
+
+/// The Lease holder the replica names.
+fn holder(site: &K8sSite) -> Option<String> {
+    leader_status(site).and_then(|l| l.holder)
 }
 
 #[test]
@@ -746,16 +750,16 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
     std::fs::write(&b.config, shared).unwrap();
     let mut da = start_daemon(&a);
     wait_for(Duration::from_secs(10), "replica-a to lead", || {
-        leader_status(&a)["leader"] == true
+        leads(&a) == Some(true)
     });
     // The leader's operator pauses automation before the second replica starts: the
     // follower reads the shared memory at its start.
     assert!(a.cli(&["pause"]).status.success());
     let db = start_daemon(&b);
     wait_for(Duration::from_secs(10), "replica-b to follow", || {
-        leader_status(&b)["holder"] == "replica-a"
+        holder(&b).as_deref() == Some("replica-a")
     });
-    assert_eq!(leader_status(&b)["leader"], false);
+    assert_eq!(leads(&b), Some(false));
     assert_eq!(
         a.fake.lease_holder("splice-dr").as_deref(),
         Some("replica-a")
@@ -783,7 +787,7 @@ fn only_the_lease_holder_runs_flows_and_a_follower_takes_over_when_it_dies() {
     let _ = da.wait();
     let died = Instant::now();
     wait_for(Duration::from_secs(15), "replica-b to take over", || {
-        leader_status(&b)["leader"] == true
+        leads(&b) == Some(true)
     });
     let took = died.elapsed();
     assert!(
@@ -812,7 +816,7 @@ fn a_replica_that_loses_the_lease_mid_run_starts_no_further_step() {
     let a = leader_site(&dbs, None, "replica-a");
     let _da = start_daemon(&a);
     wait_for(Duration::from_secs(10), "replica-a to lead", || {
-        leader_status(&a)["leader"] == true
+        leads(&a) == Some(true)
     });
     // Each dump now takes 3 s to start: the run is caught in its first dump.
     a.fake.set_exec_delay(Duration::from_secs(3));
@@ -830,7 +834,7 @@ fn a_replica_that_loses_the_lease_mid_run_starts_no_further_step() {
     wait_for(
         Duration::from_secs(10),
         "replica-a to see it lost the lease",
-        || leader_status(&a)["leader"] == false,
+        || leads(&a) == Some(false),
     );
     let out = {
         let status = run.wait().unwrap();
@@ -840,13 +844,13 @@ fn a_replica_that_loses_the_lease_mid_run_starts_no_further_step() {
     };
     assert_eq!(out.0.code(), Some(1), "{}", out.1);
     let rec = last_run(&a, "backup");
-    assert_eq!(rec["state"], "failed", "{rec}");
+    assert_eq!(rec.state, RunState::Failed, "{rec:?}");
     assert!(
-        rec["error"]
-            .as_str()
+        rec.error
+            .as_deref()
             .unwrap_or_default()
             .contains("lost the leader lease"),
-        "{rec}"
+        "{rec:?}"
     );
     // The participant dump never started.
     let dumps = a
@@ -856,7 +860,7 @@ fn a_replica_that_loses_the_lease_mid_run_starts_no_further_step() {
         .filter(|s| s.path.ends_with("/exec") && s.body.starts_with("pg_dump"))
         .count();
     assert_eq!(dumps, 1, "only the first dump was attempted");
-    assert!(leader_status(&a)["holder"] == "replica-b");
+    assert!(holder(&a).as_deref() == Some("replica-b"));
 }
 
 #[test]

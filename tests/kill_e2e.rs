@@ -12,6 +12,7 @@ mod common;
 use common::kill::*;
 use common::*;
 use serde_json::Value;
+use splice_dr_protocol::StatusView;
 use std::path::Path;
 use std::time::Duration;
 
@@ -46,10 +47,10 @@ fn diverge(dbs: &NodeDbs, backup: &[(String, String)]) -> Vec<(String, String)> 
     before
 }
 
-fn status_json(site: &Site) -> Value {
-    let out = site.cli(&["--json", "status"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+/// The first node's leftovers as `status` shows them: the backend's answer, which stays
+/// JSON (docs/PROTOCOL.md).
+fn leftovers(status: &StatusView) -> Value {
+    status.nodes[0].raw("leftovers").clone()
 }
 
 /// Every database left next to the live ones must be kept data that `status` lists with
@@ -63,8 +64,7 @@ fn remove_listed_leftovers(site: &Site, dbs: &NodeDbs, point: KillPoint) -> usiz
     if extra.is_empty() {
         return 0;
     }
-    let status = status_json(site);
-    let left = &status["nodes"][0]["leftovers"];
+    let left = &leftovers(&site.json(&["status"]));
     for db in &extra {
         assert!(
             left["kept"]
@@ -247,9 +247,7 @@ fn remove_listed_volumes(config: &Path, node: &compose::ComposeNode, point: Kill
         return 0;
     }
     let out = compose::cli(config, &["--json", "status"]);
-    let status: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
-    let left = &status["nodes"][0]["leftovers"];
+    let left = &leftovers(&view(&out));
     for v in &kept {
         let cmd = left["remove_commands"][v.as_str()]
             .as_str()
@@ -588,9 +586,10 @@ fn compose_reonboard_killed_at_every_step_is_finished_by_running_it_again() {
         assert_eq!(reg["current"], current.as_str(), "{at}: {reg}");
         if let Some(started) = reg["reonboarding"].as_str() {
             let out = target.binary().args(["--json", "status"]).output().unwrap();
-            let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let status: StatusView = view(&out);
             assert_eq!(
-                status["nodes"][0]["reonboarding"], started,
+                status.nodes[0].reonboarding().as_deref(),
+                Some(started),
                 "{at}: status says so"
             );
             assert!(

@@ -13,14 +13,17 @@ mod moto;
 mod s3;
 
 use common::*;
-use serde_json::Value;
+use splice_dr_protocol::{DrillRecord, DrillResult};
 use std::process::Command;
 
-fn manifest(site: &Site, id: &str) -> Value {
-    serde_json::from_slice(
+/// The last drill the backup's manifest records.
+fn last_drill(site: &Site, id: &str) -> DrillRecord {
+    let m: splice_dr::repo::Manifest = serde_json::from_slice(
         &std::fs::read(site.path("repo").join(id).join("manifest.json")).unwrap(),
     )
-    .unwrap()
+    .unwrap();
+    m.last_drill
+        .unwrap_or_else(|| panic!("backup {id} records no drill"))
 }
 
 fn backup(site: &Site) -> String {
@@ -43,9 +46,9 @@ fn a_good_backup_passes_its_drill_and_the_live_databases_are_untouched() {
 
     let out = site.cli(&["drill", "--backup", &id]);
     assert!(out.status.success(), "drill: {}", text(&out));
-    let drill = &manifest(&site, &id)["last_drill"];
-    assert_eq!(drill["result"], "passed", "{drill}");
-    assert!(drill["duration_ms"].as_u64().is_some());
+    let drill = last_drill(&site, &id);
+    assert_eq!(drill.result, DrillResult::Passed, "{drill:?}");
+    // `duration_ms` is typed (`u64`): reading the record is the check that it is there.
     let listed = site.cli(&["backups"]);
     assert!(
         String::from_utf8_lossy(&listed.stdout).contains("passed"),
@@ -122,15 +125,9 @@ fn a_damaged_table_fails_the_drill_with_the_table_named() {
         err.contains("public.contracts: expected 3000 rows, found 15"),
         "{err}"
     );
-    let drill = &manifest(&site, &id)["last_drill"];
-    assert_eq!(drill["result"], "failed", "{drill}");
-    assert!(
-        drill["detail"]
-            .as_str()
-            .unwrap()
-            .contains("public.contracts"),
-        "{drill}"
-    );
+    let drill = last_drill(&site, &id);
+    assert_eq!(drill.result, DrillResult::Failed, "{drill:?}");
+    assert!(drill.detail.contains("public.contracts"), "{drill:?}");
     let listed = site.cli(&["backups"]);
     assert!(
         String::from_utf8_lossy(&listed.stdout).contains("failed"),

@@ -16,6 +16,7 @@ use compose::{ago, backup, cli as cli_at, cli_restarting, last_run, validator_si
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sim::*;
+use splice_dr_protocol::{RunDetail, RunState, RunSummary};
 use std::process::Command;
 use std::time::Duration;
 
@@ -66,10 +67,9 @@ async fn users_onboarded_after_the_backup_come_back_after_a_restore() {
 
     let out = cli(&site, &["--json", "restore", "--backup", &id, "--yes"]).await;
     assert!(out.status.success(), "restore: {}", text(&out));
-    let result: Value = serde_json::from_slice(&out.stdout).expect("restore --json");
-    let reonboarded = result["result"]["reonboarded_users"]
+    let result = flow_result(&out);
+    let reonboarded = result["reonboarded_users"]
         .as_array()
-        .or_else(|| result["reonboarded_users"].as_array())
         .unwrap_or_else(|| panic!("reonboarded_users in {result}"));
     assert_eq!(reonboarded, &vec![Value::from("bob"), Value::from("carol")]);
 
@@ -82,24 +82,17 @@ async fn users_onboarded_after_the_backup_come_back_after_a_restore() {
 
     // Each re-onboarding is a journaled step.
     let out = cli(&site, &["--json", "runs"]).await;
-    let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs: Vec<RunSummary> = view(&out);
     let run_id = runs
-        .as_array()
-        .unwrap()
         .iter()
-        .filter(|r| r["flow"] == "restore")
-        .filter_map(|r| r["id"].as_str())
+        .filter(|r| r.flow == "restore")
+        .map(|r| r.id.as_str())
         .max()
         .unwrap()
         .to_string();
     let out = cli(&site, &["--json", "show", &run_id]).await;
-    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let steps: Vec<&str> = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let run: RunDetail = view(&out);
+    let steps: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
     assert!(steps.contains(&"onboard user bob"), "{steps:?}");
     assert!(steps.contains(&"onboard user carol"), "{steps:?}");
     assert!(!steps.contains(&"onboard user alice"), "{steps:?}");
@@ -195,14 +188,9 @@ async fn a_restore_with_the_validator_down_uses_the_recorded_list_and_says_what_
         "the data restore itself succeeds: {}",
         text(&out)
     );
-    let result: Value = serde_json::from_slice(&out.stdout).expect("restore --json");
-    let r = if result["result"].is_object() {
-        &result["result"]
-    } else {
-        &result
-    };
+    let result = flow_result(&out);
     assert_eq!(
-        r["users_not_reonboarded"],
+        result["users_not_reonboarded"],
         serde_json::json!(["administrator", "frank", "grace"]),
         "{result}"
     );
@@ -233,10 +221,11 @@ fn users_onboarded_after_the_backup_come_back_after_a_compose_restore() {
     users.sort();
     assert_eq!(users, ["administrator", "alice", "bob"]);
     let run = last_run(&config, "restore");
+    let result = run.result.clone().unwrap_or_default();
     assert_eq!(
-        run["result"]["reonboarded_users"],
+        result["reonboarded_users"],
         serde_json::json!(["bob"]),
-        "{run}"
+        "{run:?}"
     );
 }
 
@@ -299,23 +288,17 @@ fn reonboard_recovers_the_balance_under_a_new_participant_id_that_every_restart_
         );
     }
     let run = last_run(&config, "reonboard");
-    assert_eq!(run["state"], "succeeded", "{run}");
-    let new_id = run["result"]["participant_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    let result = run.result.unwrap_or_default();
+    let new_id = result["participant_id"].as_str().unwrap().to_string();
     assert_eq!(
         new_id,
         format!("{}-2", node.party_hint),
         "the first id never used"
     );
+    assert_eq!(result["party"], party.as_str(), "same validator party");
     assert_eq!(
-        run["result"]["party"],
-        party.as_str(),
-        "same validator party"
-    );
-    assert_eq!(
-        run["result"]["balance"], "1234.5000000000",
+        result["balance"], "1234.5000000000",
         "the balance came back"
     );
     assert_eq!(
@@ -576,10 +559,11 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
         "says it cannot check health: {err}"
     );
     let run = last_run(&config, "dr_snapshot");
-    assert_eq!(run["result"]["migration_id"], 1, "{run}");
+    let result = run.result.clone().unwrap_or_default();
+    assert_eq!(result["migration_id"], 1, "{run:?}");
     // The snapshot is kept in the repository encrypted (it holds the node's keys), with
     // the checksum of its plaintext; the plaintext the node started from is gone.
-    let snap = std::path::PathBuf::from(run["result"]["snapshot"].as_str().unwrap());
+    let snap = std::path::PathBuf::from(result["snapshot"].as_str().unwrap());
     assert!(
         snap.starts_with(site.path().join("repo/snapshots/validator-1"))
             && snap.to_string_lossy().ends_with(".json.age"),
@@ -863,12 +847,7 @@ async fn reonboard_and_dr_snapshot_on_the_postgres_backend_through_restart_comma
         text(&out),
         std::fs::read_to_string(node.dir.path().join("sim.log")).unwrap_or_default()
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = if v["result"].is_object() {
-        &v["result"]
-    } else {
-        &v
-    };
+    let r = flow_result(&out);
     assert_eq!(r["participant_id"], format!("{}-2", node.hint));
     assert_eq!(r["party"], party.as_str());
     assert_eq!(r["balance"], "77.0000000000");
@@ -1048,13 +1027,8 @@ async fn a_snapshot_the_node_cannot_make_ends_the_dr_with_the_reonboard_that_rec
         text(&out),
         std::fs::read_to_string(f.node.dir.path().join("sim.log")).unwrap_or_default()
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = if v["result"].is_object() {
-        &v["result"]
-    } else {
-        &v
-    };
-    assert_eq!(r["migration_id"], 1, "{v}");
+    let r = flow_result(&out);
+    assert_eq!(r["migration_id"], 1, "{r}");
     assert_eq!(r["party"], f.party.as_str());
     assert_eq!(r["balance"], "77.0000000000");
     // Later starts keep migration 1: a restart comes up on participant-1.

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use splice_dr_protocol::{RunState, RunSummary};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -81,20 +81,16 @@ fn a_restore_past_run_timeout_rolls_back_completely_on_bare_postgres() {
         "the stalled pg_restore must be stopped at the deadline, took {took:?}"
     );
 
-    let runs = site.cli(&["--json", "runs"]);
-    let listed: Value = serde_json::from_slice(&runs.stdout)
-        .unwrap_or_else(|e| panic!("runs --json: {e}: {}", text(&runs)));
+    let listed: Vec<RunSummary> = view(&site.cli(&["--json", "runs"]));
     let run = listed
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["flow"] == "restore"))
-        .unwrap_or_else(|| panic!("a restore run in {listed}"))
-        .clone();
-    let state = run["state"].as_str().unwrap_or_default();
+        .iter()
+        .find(|r| r.flow == "restore")
+        .unwrap_or_else(|| panic!("a restore run in {listed:?}"));
     assert!(
-        state == "cancelled" || state == "failed",
-        "stopped run state: {run}"
+        matches!(run.state, RunState::Cancelled | RunState::Failed),
+        "stopped run state: {run:?}"
     );
-    let shown = site.cli(&["--json", "show", run["id"].as_str().unwrap()]);
+    let shown = site.cli(&["--json", "show", &run.id]);
     let shown_text = text(&shown);
     assert!(
         shown_text.contains("run_timeout"),

@@ -7,21 +7,26 @@ mod sim;
 
 use common::*;
 use serde_json::Value;
+use splice_dr_protocol::{
+    ErrorCode, PingReply, Reply, RunDetail, RunEvent, RunStarted, RunState, RunSummary, StatusView,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Sends one request line and returns the first reply line.
-fn ask(sock: &Path, request: &Value) -> Value {
-    let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+/// Sends one request line and returns the first reply line. Requests are written as raw
+/// JSON on purpose: these tests are about what the socket accepts from any peer.
+fn ask(sock: &Path, request: &Value) -> Reply {
     let mut line = serde_json::to_vec(request).unwrap();
     line.push(b'\n');
-    s.write_all(&line).unwrap();
-    let mut reply = String::new();
-    BufReader::new(s).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply}"))
+    socket_reply(sock, &line)
+}
+
+/// The daemon's `status` over the socket, automation included.
+fn automation(sock: &Path) -> splice_dr_protocol::AutomationView {
+    let st: StatusView = answer(&ask(sock, &serde_json::json!({"cmd": "status"})));
+    st.automation.expect("the daemon shows its automation")
 }
 
 #[test]
@@ -36,8 +41,8 @@ fn trigger_with_a_hostile_node_name_creates_nothing() {
         &sock,
         &serde_json::json!({"cmd": "trigger", "event": "health.validator.down", "node": hostile}),
     );
-    assert_eq!(reply["code"], "usage", "{reply}");
-    let message = reply["message"].as_str().unwrap();
+    let (code, message) = refusal(&reply);
+    assert_eq!(code, ErrorCode::Usage, "{reply:?}");
     assert!(
         message.contains("no node") && message.contains("validator-1"),
         "{message}"
@@ -47,7 +52,7 @@ fn trigger_with_a_hostile_node_name_creates_nothing() {
         &sock,
         &serde_json::json!({"cmd": "trigger", "event": "health.validator.down", "node": "validator-1"}),
     );
-    assert_eq!(ok["type"], "ok", "{ok}");
+    assert!(is_ok(&ok), "{ok:?}");
     wait_for(Duration::from_secs(10), "health log of validator-1", || {
         site.path("state/health/validator-1.jsonl").exists()
     });
@@ -58,12 +63,12 @@ fn trigger_with_a_hostile_node_name_creates_nothing() {
         &sock,
         &serde_json::json!({"cmd": "backups", "node": "nope"}),
     );
-    assert_eq!(backups["code"], "usage", "{backups}");
+    assert_eq!(refusal(&backups).0, ErrorCode::Usage, "{backups:?}");
     let show = ask(
         &sock,
         &serde_json::json!({"cmd": "show", "run": "../../etc/passwd"}),
     );
-    assert_eq!(show["code"], "usage", "{show}");
+    assert_eq!(refusal(&show).0, ErrorCode::Usage, "{show:?}");
     stop(daemon);
 }
 
@@ -118,12 +123,16 @@ fn a_viewer_reads_but_changes_nothing() {
         &site.path("splice-dr.sock"),
         &serde_json::json!({"cmd": "status"}),
     );
-    assert_eq!(st["result"]["automation"]["paused"], false, "{st}");
+    let st: StatusView = answer(&st);
+    assert!(
+        !st.automation.as_ref().expect("automation shown").paused,
+        "{st:?}"
+    );
     let runs = ask(
         &site.path("splice-dr.sock"),
         &serde_json::json!({"cmd": "runs"}),
     );
-    assert_eq!(runs["result"], serde_json::json!([]), "{runs}");
+    assert!(answer::<Vec<RunSummary>>(&runs).is_empty(), "{runs:?}");
     stop(daemon);
 }
 
@@ -141,19 +150,13 @@ fn file_parameters_outside_input_dirs_are_refused() {
         )
     };
     let reply = run("/etc/shadow");
-    assert_eq!(reply["code"], "denied", "{reply}");
-    assert!(
-        reply["message"]
-            .as_str()
-            .unwrap()
-            .contains("[daemon] input_dirs"),
-        "{reply}"
-    );
+    let (code, message) = refusal(&reply);
+    assert_eq!(code, ErrorCode::Denied, "{reply:?}");
+    assert!(message.contains("[daemon] input_dirs"), "{reply:?}");
     let runs = ask(&sock, &serde_json::json!({"cmd": "runs"}));
-    assert_eq!(
-        runs["result"],
-        serde_json::json!([]),
-        "nothing may start: {runs}"
+    assert!(
+        answer::<Vec<RunSummary>>(&runs).is_empty(),
+        "nothing may start: {runs:?}"
     );
     stop(daemon);
 
@@ -166,13 +169,19 @@ fn file_parameters_outside_input_dirs_are_refused() {
     std::fs::write(&site.config, text_cfg).unwrap();
     let daemon = site.start_daemon();
     let outside = run("/etc/shadow");
-    assert!(
-        outside["message"].as_str().unwrap().contains("not under"),
-        "{outside}"
-    );
+    assert!(refusal(&outside).1.contains("not under"), "{outside:?}");
     std::fs::write(inputs.join("ids.json"), b"{}").unwrap();
     let inside = run(inputs.join("ids.json").to_str().unwrap());
-    assert_ne!(inside["code"], "denied", "{inside}");
+    assert!(
+        !matches!(
+            inside,
+            Reply::Error {
+                code: ErrorCode::Denied,
+                ..
+            }
+        ),
+        "{inside:?}"
+    );
     stop(daemon);
 }
 
@@ -189,18 +198,16 @@ fn a_run_requested_on_the_socket_journals_the_peer_uid_and_pid() {
     let mut saw_event = false;
     let mut lines = BufReader::new(s).lines();
     let record = loop {
-        let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        if line["type"] != "event" {
-            break line;
+        match reply_of(&lines.next().unwrap().unwrap()) {
+            Reply::Event {
+                event: RunEvent::Log { message, .. },
+            } => saw_event |= message == me,
+            Reply::Event { .. } => {}
+            last => break last,
         }
-        saw_event |= line["event"]["message"] == me.as_str();
     };
-    assert_eq!(record["type"], "ok", "{record}");
-    assert_eq!(
-        record["result"]["requests"],
-        serde_json::json!([me]),
-        "{record}"
-    );
+    let record: RunDetail = answer(&record);
+    assert_eq!(record.requests(), std::slice::from_ref(&me), "{record:?}");
     assert!(saw_event, "the run's events must say who asked");
     stop(daemon);
 }
@@ -215,12 +222,19 @@ fn the_protocol_version_is_reported_and_skew_is_named() {
     let daemon = site.start_daemon();
     let sock = site.path("splice-dr.sock");
     let version = env!("CARGO_PKG_VERSION");
-    for cmd in ["ping", "status"] {
-        let reply = ask(&sock, &serde_json::json!({"cmd": cmd, "protocol": 1}));
-        assert_eq!(reply["type"], "ok", "{reply}");
-        assert_eq!(reply["result"]["daemon_version"], version, "{reply}");
-        assert_eq!(reply["result"]["protocol"], 1, "{reply}");
-    }
+    let ping: PingReply = answer(&ask(
+        &sock,
+        &serde_json::json!({"cmd": "ping", "protocol": 1}),
+    ));
+    assert_eq!((ping.daemon_version.as_str(), ping.protocol), (version, 1));
+    let status: StatusView = answer(&ask(
+        &sock,
+        &serde_json::json!({"cmd": "status", "protocol": 1}),
+    ));
+    assert_eq!(
+        (status.daemon_version.as_str(), status.protocol),
+        (version, 1)
+    );
     let ours = format!("this daemon speaks protocol 1 (splice-dr {version})");
     for (request, what) in [
         (
@@ -237,8 +251,8 @@ fn the_protocol_version_is_reported_and_skew_is_named() {
         ),
     ] {
         let reply = ask(&sock, &request);
-        assert_eq!(reply["code"], "version_skew", "{reply}");
-        let message = reply["message"].as_str().unwrap();
+        let (code, message) = refusal(&reply);
+        assert_eq!(code, ErrorCode::VersionSkew, "{reply:?}");
         assert!(message.contains(&ours), "{message}");
         assert!(message.contains("the client speaks 99"), "{message}");
         assert!(
@@ -251,20 +265,11 @@ fn the_protocol_version_is_reported_and_skew_is_named() {
         serde_json::json!({"cmd": "pause", "node": "validator-1", "protocol": 1}),
     ] {
         let reply = ask(&sock, &request);
-        assert_eq!(reply["code"], "usage", "{reply}");
-        assert!(
-            reply["message"]
-                .as_str()
-                .unwrap()
-                .contains("unknown field `node`"),
-            "{reply}"
-        );
+        let (code, message) = refusal(&reply);
+        assert_eq!(code, ErrorCode::Usage, "{reply:?}");
+        assert!(message.contains("unknown field `node`"), "{reply:?}");
     }
-    let st = ask(&sock, &serde_json::json!({"cmd": "status"}));
-    assert_eq!(
-        st["result"]["automation"]["paused"], false,
-        "nothing paused: {st}"
-    );
+    assert!(!automation(&sock).paused, "nothing paused");
     // The CLI shows the version, and warns about nothing when the protocols agree.
     let ping = site.cli(&["ping"]);
     assert_eq!(ping.status.code(), Some(0), "{}", text(&ping));
@@ -419,13 +424,16 @@ fn webhook_checks_the_token_before_the_body_and_caps_the_body() {
 }
 
 /// Polls `show RUN` until `done` holds for the record.
-fn wait_record(sock: &Path, run: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
+fn wait_record(sock: &Path, run: &str, what: &str, done: impl Fn(&RunDetail) -> bool) -> RunDetail {
+    let mut last = None;
     wait_for(Duration::from_secs(30), what, || {
-        last = ask(sock, &serde_json::json!({"cmd": "show", "run": run}))["result"].clone();
-        done(&last)
+        last = match ask(sock, &serde_json::json!({"cmd": "show", "run": run})) {
+            ok @ Reply::Ok { .. } => Some(answer::<RunDetail>(&ok)),
+            _ => None,
+        };
+        last.as_ref().is_some_and(&done)
     });
-    last
+    last.expect("the record")
 }
 
 #[test]
@@ -458,68 +466,62 @@ fn approve_and_cancel_journal_who_asked() {
         &sock,
         &serde_json::json!({"cmd": "trigger", "event": "operator.careful"}),
     );
-    assert_eq!(t["type"], "ok", "{t}");
+    assert!(is_ok(&t), "{t:?}");
     let mut pending = String::new();
     wait_for(Duration::from_secs(15), "a pending approval", || {
-        let st = ask(&sock, &serde_json::json!({"cmd": "status"}));
-        pending = st["result"]["automation"]["pending_approvals"][0]["run"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        pending = automation(&sock)
+            .pending_approvals
+            .first()
+            .map(|p| p.run.clone())
+            .unwrap_or_default();
         !pending.is_empty()
     });
     let a = ask(
         &sock,
         &serde_json::json!({"cmd": "approve", "run": pending}),
     );
-    assert_eq!(a["type"], "ok", "{a}");
+    assert!(is_ok(&a), "{a:?}");
     let approved = wait_record(&sock, &pending, "the approved run to end", |r| {
-        r["state"] == "succeeded"
+        r.state == RunState::Succeeded
     });
     assert_eq!(
-        approved["approval"]["approved_by"],
-        me.as_str(),
-        "{approved}"
+        approved
+            .approval
+            .as_ref()
+            .and_then(|a| a.approved_by.as_deref()),
+        Some(me.as_str()),
+        "{approved:?}"
     );
     assert!(
-        approved["requests"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from(format!("approve by {me}"))),
-        "{approved}"
+        approved.requests().contains(&format!("approve by {me}")),
+        "{approved:?}"
     );
 
     // Pausing is kept with its decision, naming the caller.
-    assert_eq!(
-        ask(&sock, &serde_json::json!({"cmd": "pause"}))["type"],
-        "ok"
-    );
-    let st = ask(&sock, &serde_json::json!({"cmd": "status"}));
-    let decisions = st["result"]["automation"]["recent_decisions"]
-        .as_array()
-        .unwrap();
+    assert!(is_ok(&ask(&sock, &serde_json::json!({"cmd": "pause"}))));
+    let decisions = automation(&sock).recent_decisions;
     assert!(
         decisions
             .iter()
-            .any(|d| d["outcome"] == "paused" && d["trigger"] == format!("operator {me}").as_str()),
-        "{st}"
+            .any(|d| d.outcome == "paused" && d.trigger == format!("operator {me}")),
+        "{decisions:?}"
     );
 
     let started = ask(&sock, &serde_json::json!({"cmd": "run", "flow": "slow"}));
-    let run = started["result"]["run"].as_str().unwrap().to_string();
+    let run = answer::<RunStarted>(&started).run;
     wait_record(&sock, &run, "the slow run to start", |r| {
-        r["state"] == "running"
+        r.state == RunState::Running
     });
     let c = ask(&sock, &serde_json::json!({"cmd": "cancel", "run": run}));
-    assert_eq!(c["type"], "ok", "{c}");
+    assert!(is_ok(&c), "{c:?}");
     // Journaled through the run's owner at once, whenever the flow notices the cancel.
     let cancelled = wait_record(&sock, &run, "the cancel to be journaled", |r| {
-        r["requests"].as_array().is_some_and(|q| q.len() == 2)
+        r.requests().len() == 2
     });
     assert_eq!(
-        cancelled["requests"],
-        serde_json::json!([format!("slow by {me}"), format!("cancel by {me}")]),
-        "{cancelled}"
+        cancelled.requests(),
+        [format!("slow by {me}"), format!("cancel by {me}")],
+        "{cancelled:?}"
     );
     stop(daemon);
 }

@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use splice_dr_protocol::{BackupList, RunDetail, RunState, RunSummary, StatusView};
+use splice_dr_protocol::{
+    BackupList, ErrorCode, PingReply, RunDetail, RunState, RunSummary, StatusView,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -21,10 +23,6 @@ fn backup_id(site: &Site) -> String {
         text(&out)
     );
     id
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
 
 fn backup_restore_roundtrip(site: &Site, dbs: &NodeDbs) {
@@ -242,13 +240,9 @@ fn daemon_serves_the_cli_and_restores_through_the_socket() {
     stop(daemon);
 }
 
-fn socket_request(sock: &std::path::Path, line: &[u8]) -> Value {
-    let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(line).unwrap();
-    let mut reply = String::new();
-    BufReader::new(s).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap()
+/// The daemon's `status`, asked on its socket.
+fn socket_status(sock: &std::path::Path) -> StatusView {
+    answer(&socket_reply(sock, b"{\"cmd\":\"status\"}\n"))
 }
 
 #[test]
@@ -264,25 +258,22 @@ fn socket_answers_bad_input_with_errors_and_keeps_serving() {
     let mut s = UnixStream::connect(&sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut ask = |line: &[u8]| -> Value {
+    // The requests are raw bytes on purpose (malformed ones); the replies are typed.
+    let mut ask = |line: &[u8]| {
         s.write_all(line).unwrap();
         let mut reply = String::new();
         r.read_line(&mut reply).unwrap();
-        serde_json::from_str(&reply).unwrap()
+        reply_of(&reply)
     };
     let bad = ask(b"{this is not json\n");
-    assert_eq!(bad["type"], "error");
-    assert_eq!(bad["code"], "usage");
-    assert!(bad["message"]
-        .as_str()
-        .unwrap()
-        .contains("malformed request"));
+    let (code, message) = refusal(&bad);
+    assert_eq!(code, ErrorCode::Usage);
+    assert!(message.contains("malformed request"));
     let unknown = ask(b"{\"cmd\":\"format_disk\"}\n");
-    assert_eq!(unknown["code"], "usage");
+    assert_eq!(refusal(&unknown).0, ErrorCode::Usage);
     // Same connection still works after malformed requests.
-    let pong = ask(b"{\"cmd\":\"ping\"}\n");
-    assert_eq!(pong["type"], "ok");
-    assert_eq!(pong["result"]["mode"], "daemon");
+    let pong: PingReply = answer(&ask(b"{\"cmd\":\"ping\"}\n"));
+    assert_eq!(pong.mode, "daemon");
 
     // An oversized request is answered with an error, then that connection is closed
     // (the rest of the line is never read); the daemon keeps serving others.
@@ -296,13 +287,10 @@ fn socket_answers_bad_input_with_errors_and_keeps_serving() {
     });
     let mut reply = String::new();
     BufReader::new(s).read_line(&mut reply).unwrap();
-    let big: Value = serde_json::from_str(&reply).unwrap();
-    assert!(
-        big["message"].as_str().unwrap().contains("longer than"),
-        "{big}"
-    );
+    let big = reply_of(&reply);
+    assert!(refusal(&big).1.contains("longer than"), "{big:?}");
     writer.join().unwrap();
-    assert_eq!(socket_request(&sock, b"{\"cmd\":\"ping\"}\n")["type"], "ok");
+    assert!(is_ok(&socket_reply(&sock, b"{\"cmd\":\"ping\"}\n")));
     stop(daemon);
 }
 
@@ -345,7 +333,7 @@ fn socket_refuses_a_peer_with_another_uid() {
         text(&out)
     );
     // The daemon is still serving its own uid.
-    assert_eq!(socket_request(&sock, b"{\"cmd\":\"ping\"}\n")["type"], "ok");
+    assert!(is_ok(&socket_reply(&sock, b"{\"cmd\":\"ping\"}\n")));
     stop(daemon);
 }
 
@@ -375,9 +363,9 @@ fn wait_for_rejection(sock: &std::path::Path, what: &str) {
         Duration::from_secs(10),
         "reload rejection in status",
         || {
-            let st = socket_request(sock, b"{\"cmd\":\"status\"}\n");
-            st["result"]["config"]["error"]
-                .as_str()
+            socket_status(sock)
+                .config
+                .error
                 .is_some_and(|e| e.contains(what))
         },
     );
@@ -405,26 +393,26 @@ fn daemon_rejects_a_bad_config_edit_and_keeps_the_old_one() {
         text(&out)
     );
     // ...while the daemon keeps working on the previous config.
-    let done = socket_request(
+    let done = socket_reply(
         &sock,
         b"{\"cmd\":\"run\",\"flow\":\"backup\",\"follow\":false}\n",
     );
-    assert_eq!(done["type"], "ok", "{done}");
+    assert!(is_ok(&done), "{done:?}");
     // Fixing the file clears the error.
     std::fs::write(&site.config, &good).unwrap();
     wait_for(Duration::from_secs(10), "reload acceptance", || {
-        socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["config"]["error"].is_null()
+        socket_status(&sock).config.error.is_none()
     });
     stop(daemon);
 }
 
 /// The names of the rules the daemon's autopilot runs, from `status`.
 fn rule_names(sock: &std::path::Path) -> Vec<String> {
-    socket_request(sock, b"{\"cmd\":\"status\"}\n")["result"]["automation"]["rules"]
-        .as_array()
+    socket_status(sock)
+        .automation
         .into_iter()
-        .flatten()
-        .filter_map(|r| r["rule"].as_str().map(str::to_string))
+        .flat_map(|a| a.rules)
+        .map(|r| r.rule)
         .collect()
 }
 
@@ -456,17 +444,11 @@ fn reload_whose_nodes_cannot_be_built_keeps_the_old_rules_too() {
         Duration::from_secs(20),
         "keeper-a to start a backup",
         || {
-            socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["automation"]
-                ["recent_decisions"]
-                .as_array()
+            socket_status(&sock)
+                .automation
                 .into_iter()
-                .flatten()
-                .any(|d| {
-                    d["rule"] == "keeper-a"
-                        && d["outcome"]
-                            .as_str()
-                            .is_some_and(|o| o.starts_with("started"))
-                })
+                .flat_map(|a| a.recent_decisions)
+                .any(|d| d.rule == "keeper-a" && d.outcome.starts_with("started"))
         },
     );
     // B without the broken node is taken whole: the rule change was observable all along.
@@ -474,9 +456,7 @@ fn reload_whose_nodes_cannot_be_built_keeps_the_old_rules_too() {
     wait_for(Duration::from_secs(10), "reload of B's rules", || {
         rule_names(&sock) == ["keeper-b"]
     });
-    assert!(
-        socket_request(&sock, b"{\"cmd\":\"status\"}\n")["result"]["config"]["error"].is_null()
-    );
+    assert!(socket_status(&sock).config.error.is_none());
     stop(daemon);
 }
 
@@ -600,22 +580,17 @@ fn daemon_killed_mid_restore_leaves_the_original_intact_and_the_run_interrupted(
 
     // A new daemon marks the run interrupted and drops the half-restored database.
     let daemon = site.start_daemon();
-    let runs = json_of(&site.cli(&["runs", "--json"]));
-    let run = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["flow"] == "restore")
-        .unwrap();
-    assert_eq!(run["state"], "interrupted", "{run}");
+    let runs: Vec<RunSummary> = view(&site.cli(&["runs", "--json"]));
+    let run = runs.iter().find(|r| r.flow == "restore").unwrap();
+    assert_eq!(run.state, RunState::Interrupted, "{run:?}");
     assert!(
-        run["error"]
-            .as_str()
+        run.error
+            .as_deref()
             .unwrap()
             .contains("restore participant database"),
-        "{run}"
+        "{run:?}"
     );
-    let show = site.cli(&["show", run["id"].as_str().unwrap()]);
+    let show = site.cli(&["show", &run.id]);
     assert!(
         String::from_utf8_lossy(&show.stdout).contains("[interrupted]"),
         "{}",
@@ -666,9 +641,10 @@ fn a_second_destructive_run_on_the_same_node_is_refused_visibly() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("is busy"), "{}", text(&out));
     assert!(first.wait().unwrap().success());
-    let runs = json_of(&site.cli(&["runs", "--json"]));
-    assert!(runs.as_array().unwrap().iter().any(|r| r["error"]
-        .as_str()
+    let runs: Vec<RunSummary> = view(&site.cli(&["runs", "--json"]));
+    assert!(runs.iter().any(|r| r
+        .error
+        .as_deref()
         .is_some_and(|e| e.starts_with("refused: node `validator-1` is busy"))));
 }
 
@@ -714,8 +690,8 @@ fn cancel_stops_a_restore_and_rolls_back() {
     assert!(out.status.success(), "{}", text(&out));
     let mut restore = restore;
     assert_eq!(restore.wait().unwrap().code(), Some(1));
-    let show = json_of(&site.cli(&["--json", "show", &run_id]));
-    assert_eq!(show["state"], "cancelled", "{show}");
+    let show: RunDetail = view(&site.cli(&["--json", "show", &run_id]));
+    assert_eq!(show.state, RunState::Cancelled, "{show:?}");
     assert_eq!(
         dbs.fingerprint(),
         live,
@@ -776,15 +752,20 @@ fn a_postgres_that_accepts_but_never_answers_hangs_nothing() {
         "{:?}",
         started.elapsed()
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let node = &v["nodes"][0];
-    let errors = format!("{} {}", node["databases_error"], node["leftovers_error"]);
+    let v: StatusView = view(&out);
+    // The probe's errors are the backend's answers, sent as JSON (docs/PROTOCOL.md).
+    let node = &v.nodes[0];
+    let errors = format!(
+        "{} {}",
+        node.raw("databases_error"),
+        node.raw("leftovers_error")
+    );
     let server = format!("127.0.0.1:{port}");
-    assert!(errors.contains(&server), "{node}");
+    assert!(errors.contains(&server), "{node:?}");
     assert!(
         errors.contains("did not complete the startup handshake")
             || errors.contains("has not answered it yet"),
-        "{node}"
+        "{node:?}"
     );
 
     let started = std::time::Instant::now();
@@ -877,15 +858,14 @@ fn a_hung_docker_engine_bounds_status_and_probes_and_leaks_no_threads() {
     let took = started.elapsed();
     eprintln!("status answered in {took:?}");
     assert!(took < Duration::from_secs(18), "node after node: {took:?}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let nodes = v["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 2);
-    for node in nodes {
+    let v: StatusView = view(&out);
+    assert_eq!(v.nodes.len(), 2);
+    for node in &v.nodes {
         assert!(
-            node["components_error"]
+            node.raw("components_error")
                 .as_str()
                 .is_some_and(|e| e.contains("no answer within 10s")),
-            "{node}"
+            "{node:?}"
         );
     }
 
@@ -897,8 +877,13 @@ fn a_hung_docker_engine_bounds_status_and_probes_and_leaks_no_threads() {
     eprintln!("daemon threads: {before} -> {after}");
     assert!(after <= before + 4, "threads grew from {before} to {after}");
     let health = site.cli(&["--json", "status"]);
-    let v: Value = serde_json::from_slice(&health.stdout).unwrap();
-    let current = v["health"]["current"].to_string();
-    assert!(current.contains("no answer within 1s"), "{current}");
+    let v: StatusView = view(&health);
+    let current = v.health.expect("the daemon probes health").current;
+    assert!(
+        current
+            .iter()
+            .any(|h| h.detail.contains("no answer within 1s")),
+        "{current:?}"
+    );
     stop(daemon);
 }

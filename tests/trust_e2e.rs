@@ -10,6 +10,7 @@ mod moto;
 
 use common::*;
 use serde_json::{json, Value};
+use splice_dr_protocol::{BackupList, BackupSummary, DrillResult};
 use std::path::Path;
 
 /// A site whose node also copies backups to the directory `offsite` (repository `dr`).
@@ -158,11 +159,9 @@ fn an_oversize_manifest_and_one_under_another_id_are_refused() {
     let copied = forged_manifest("real-1", "2026-01-01T00:00:00Z", &["a"]);
     write_json(&site.path("offsite/copy-1/manifest.json"), &copied);
 
-    let out = site.cli(&["--json", "backups"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["backups"], json!([]), "neither is listed: {v}");
-    let problems = v["problems"].to_string();
+    let v: BackupList = site.json(&["backups"]);
+    assert!(v.backups.is_empty(), "neither is listed: {v:?}");
+    let problems = v.problems.join("\n");
     assert!(
         problems.contains("big-1") && problems.contains("16 MiB"),
         "{problems}"
@@ -184,16 +183,12 @@ fn backup(site: &Site) -> String {
 }
 
 /// `backups --json`, the entry of backup `id`.
-fn listed(site: &Site, id: &str) -> Value {
-    let out = site.cli(&["--json", "backups"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["backups"]
-        .as_array()
-        .unwrap()
+fn listed(site: &Site, id: &str) -> BackupSummary {
+    let v: BackupList = site.json(&["backups"]);
+    v.backups
         .iter()
-        .find(|b| b["id"] == id)
-        .unwrap_or_else(|| panic!("{id} not listed: {v}"))
+        .find(|b| b.id == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {v:?}"))
         .clone()
 }
 
@@ -212,15 +207,16 @@ fn a_forged_future_drilled_backup_is_never_latest_and_restores_only_forced() {
     );
 
     let entry = listed(&site, forged_id);
-    assert_eq!(entry["trusted"], false, "{entry}");
+    assert!(!entry.trusted, "{entry:?}");
     assert!(
-        entry["untrusted_because"]
-            .as_str()
+        entry
+            .untrusted_because
+            .as_deref()
             .unwrap()
             .contains("future"),
-        "{entry}"
+        "{entry:?}"
     );
-    assert_eq!(listed(&site, &real)["trusted"], true);
+    assert!(listed(&site, &real).trusted);
     let table = text(&site.cli(&["backups"]));
     assert!(table.contains(&format!("UNTRUSTED {forged_id}")), "{table}");
 
@@ -287,16 +283,14 @@ fn a_backup_signed_by_another_site_is_trusted_only_once_its_key_is_listed() {
     resign(&mpath, &site.path("other-site.key"));
 
     let entry = listed(&site, &id);
-    assert_eq!(
-        entry["trusted"], false,
-        "an unknown key is not trusted: {entry}"
-    );
+    assert!(!entry.trusted, "an unknown key is not trusted: {entry:?}");
     assert!(
-        entry["untrusted_because"]
-            .as_str()
+        entry
+            .untrusted_because
+            .as_deref()
             .unwrap()
             .contains("trusted_keys"),
-        "{entry}"
+        "{entry:?}"
     );
 
     let config = std::fs::read_to_string(&site.config).unwrap().replace(
@@ -304,7 +298,7 @@ fn a_backup_signed_by_another_site_is_trusted_only_once_its_key_is_listed() {
         &format!("max_age = \"30d\"\ntrusted_keys = [\"{other_public}\"]\n"),
     );
     std::fs::write(&site.config, config).unwrap();
-    assert_eq!(listed(&site, &id)["trusted"], true);
+    assert!(listed(&site, &id).trusted);
 }
 
 #[test]
@@ -332,10 +326,14 @@ fn drill_refuses_an_untrusted_backup_unless_forced_and_only_keys_sign_makes_it_t
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let entry = listed(&site, &id);
-    assert_eq!(entry["last_drill"]["result"], "passed", "{entry}");
     assert_eq!(
-        entry["trusted"], false,
-        "a forced drill does not vouch for it: {entry}"
+        entry.last_drill.as_ref().map(|d| d.result),
+        Some(DrillResult::Passed),
+        "{entry:?}"
+    );
+    assert!(
+        !entry.trusted,
+        "a forced drill does not vouch for it: {entry:?}"
     );
 }
 
@@ -348,10 +346,8 @@ fn a_listing_entry_that_is_not_a_backup_id_is_skipped() {
         &site.path("offsite").join(id).join("manifest.json"),
         &forged_manifest(id, "2026-01-01T00:00:00Z", &["a"]),
     );
-    let out = site.cli(&["--json", "backups"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["backups"], json!([]), "{v}");
+    let v: BackupList = site.json(&["backups"]);
+    assert!(v.backups.is_empty(), "{v:?}");
     let out = site.cli(&["repo", "check"]);
     assert!(
         !text(&out).contains("bad id"),

@@ -4,7 +4,7 @@
 //! the postgres container. Everything is removed on drop, volumes included.
 #![allow(dead_code)]
 
-use serde_json::Value;
+use splice_dr_protocol::{RunDetail, RunSummary};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
@@ -399,34 +399,24 @@ pub fn backup(config: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The journal record of the newest run of `flow`.
-pub fn last_run(config: &Path, flow: &str) -> Value {
+/// The journal record of the newest run of `flow`, as `show` answers it.
+pub fn last_run(config: &Path, flow: &str) -> RunDetail {
     let out = cli(config, &["--json", "runs"]);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("runs --json");
-    let id = v
-        .as_array()
-        .expect("an array of runs")
-        .iter()
-        .filter(|r| r["flow"] == flow)
+    let runs: Vec<RunSummary> = super::common::view(&out);
+    let id = runs
+        .into_iter()
+        .filter(|r| r.flow == flow)
         // Newest by creation time (ids of runs in the same second end in a random suffix).
-        .filter_map(|r| {
-            let at = chrono::DateTime::parse_from_rfc3339(r["created_at"].as_str()?).ok()?;
-            Some((at, r["id"].as_str()?.to_string()))
-        })
+        .map(|r| (r.created_at, r.id))
         .max()
         .expect("a run")
         .1;
-    let out = cli(config, &["--json", "show", &id]);
-    serde_json::from_slice(&out.stdout).expect("show --json")
+    super::common::view(&cli(config, &["--json", "show", &id]))
 }
 
-pub fn step_names(run: &Value) -> Vec<String> {
-    run["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| s["name"].as_str().unwrap_or_default().to_string())
-        .collect()
+/// The names of a run's steps, in order.
+pub fn step_names(run: &RunDetail) -> Vec<String> {
+    run.steps.iter().map(|s| s.name.clone()).collect()
 }
 
 /// A node config with the validator API and an age key for identities; returns the

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use super::{wait_for, DaemonProcess};
-use serde_json::Value;
+use splice_dr_protocol::{RunDetail, RunState, StepState};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,20 +43,14 @@ pub fn kill_points(steps: &[String], long: &[&str]) -> Vec<KillPoint> {
     points
 }
 
-/// Names of the steps of run `id`, in journal order.
-pub fn step_names(run: &Value) -> Vec<String> {
-    run["steps"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .map(|s| s["name"].as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Names of the steps of a run, in journal order.
+pub fn step_names(run: &RunDetail) -> Vec<String> {
+    run.steps.iter().map(|s| s.name.clone()).collect()
 }
 
-/// The journal record of run `id`.
-pub fn run_record(state_dir: &Path, id: &str) -> Value {
+/// The journal record of run `id`, read as `show` sends it (the journal keeps runs in
+/// the protocol's shape).
+pub fn run_record(state_dir: &Path, id: &str) -> RunDetail {
     let path = state_dir.join("runs").join(format!("{id}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -64,17 +58,17 @@ pub fn run_record(state_dir: &Path, id: &str) -> Value {
 }
 
 /// The newest run of `flow` in the journal.
-pub fn newest_run(state_dir: &Path, flow: &str) -> Option<Value> {
-    let mut runs: Vec<Value> = std::fs::read_dir(state_dir.join("runs"))
+pub fn newest_run(state_dir: &Path, flow: &str) -> Option<RunDetail> {
+    let mut runs: Vec<RunDetail> = std::fs::read_dir(state_dir.join("runs"))
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
-        .filter(|r| r["flow"] == flow)
+        .filter_map(|t| serde_json::from_str::<RunDetail>(&t).ok())
+        .filter(|r| r.flow == flow)
         .collect();
-    runs.sort_by_key(|r| r["created_at"].as_str().unwrap_or_default().to_string());
+    runs.sort_by_key(|r| r.created_at);
     runs.pop()
 }
 
@@ -218,8 +212,9 @@ impl Target {
         let Some(at) = self.kill_at(point, args, limit) else {
             match newest_run(&self.dir.join("state"), flow) {
                 Some(run) => eprintln!(
-                    "{point:?}: the run finished before reaching it: {} {}",
-                    run["state"], run["error"]
+                    "{point:?}: the run finished before reaching it: {} {:?}",
+                    run.state.as_str(),
+                    run.error
                 ),
                 None => eprintln!(
                     "{point:?}: no {flow} run was journaled (refused at the socket?); daemon log:\n{}",
@@ -240,14 +235,17 @@ impl Target {
             eprintln!("{point:?}: start-up ended what the killed daemon left running: {left:?}");
         }
         let run = newest_run(&self.dir.join("state"), flow).unwrap();
-        assert_eq!(run["state"], "interrupted", "{point:?} ({at}): {run}");
+        assert_eq!(
+            run.state,
+            RunState::Interrupted,
+            "{point:?} ({at}): {run:?}"
+        );
         // A run that took another path than the reference one (e.g. a failed wait under
         // load) is still a valid kill point; say why, so the log explains the step names.
-        let steps = run["steps"].as_array().cloned().unwrap_or_default();
-        for s in steps.iter().filter(|s| s["state"] == "failed") {
+        for s in run.steps.iter().filter(|s| s.state == StepState::Failed) {
             eprintln!(
-                "{point:?}: step {} failed before the kill: {}",
-                s["name"], s["error"]
+                "{point:?}: step {} failed before the kill: {:?}",
+                s.name, s.error
             );
         }
         Some((at, daemon))

@@ -8,11 +8,65 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use splice_dr_protocol::{ErrorCode, Reply, RunDetail};
+
 /// A CLI `--json` answer read as its protocol view (`splice_dr_protocol`), so a renamed
 /// field fails the test instead of reading as null.
 pub fn view<T: serde::de::DeserializeOwned>(o: &Output) -> T {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not the expected --json answer ({e}): {}", text(o)))
+}
+
+/// Like [`view`], for a command that must have succeeded (the output is shown when not).
+pub fn ok_view<T: serde::de::DeserializeOwned>(o: &Output) -> T {
+    assert!(o.status.success(), "{}", text(o));
+    view(o)
+}
+
+/// One reply line of the daemon's socket read as the protocol's [`Reply`].
+pub fn reply_of(line: &str) -> Reply {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not a reply line ({e}): {line}"))
+}
+
+/// Sends one request line (newline included) on a fresh connection to the daemon's
+/// socket and reads the first reply line.
+pub fn socket_reply(sock: &Path, line: &[u8]) -> Reply {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(line).unwrap();
+    let mut reply = String::new();
+    std::io::BufReader::new(s).read_line(&mut reply).unwrap();
+    reply_of(&reply)
+}
+
+/// The `result` of an `ok` reply read as its protocol view (see [`view`]); fails the test
+/// on an error reply.
+pub fn answer<T: serde::de::DeserializeOwned>(reply: &Reply) -> T {
+    match reply {
+        Reply::Ok { result } => T::deserialize(result)
+            .unwrap_or_else(|e| panic!("not the expected result ({e}): {result}")),
+        other => panic!("expected an ok reply: {other:?}"),
+    }
+}
+
+/// The code and message of an `error` reply; fails the test on any other reply.
+pub fn refusal(reply: &Reply) -> (ErrorCode, &str) {
+    match reply {
+        Reply::Error { code, message } => (*code, message.as_str()),
+        other => panic!("expected an error reply: {other:?}"),
+    }
+}
+
+/// What the flow of a `--json` run returned: the `result` of the [`RunDetail`] it prints
+/// (null when none). It stays JSON: flows return what they like (docs/PROTOCOL.md).
+pub fn flow_result(o: &Output) -> serde_json::Value {
+    view::<RunDetail>(o).result.unwrap_or_default()
+}
+
+/// Whether the reply is a final `ok`.
+pub fn is_ok(reply: &Reply) -> bool {
+    matches!(reply, Reply::Ok { .. })
 }
 
 /// Superuser URL for tests (see tests/pg-setup.sh).
@@ -251,6 +305,14 @@ impl Site {
     /// Runs the CLI and returns its output.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs `splice-dr --json ARGS`, which must succeed, and reads its answer as the
+    /// protocol view `T` (`StatusView`, `Vec<RunSummary>`, `BackupList`...).
+    pub fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        ok_view(&self.cli(&all))
     }
 
     /// Starts the daemon and waits until it answers on its socket. The process is killed

@@ -5,7 +5,8 @@
 //! Real binary, real Postgres, real Docker engine.
 
 use super::common::{self, *};
-use serde_json::Value;
+use splice_dr::repo::Manifest;
+use splice_dr_protocol::{DrillRecord, DrillResult, RunState, RunSummary};
 use std::time::Duration;
 
 #[path = "../common/compose.rs"]
@@ -13,8 +14,15 @@ mod compose;
 
 use compose::{cli, last_run, ComposeNode};
 
-fn manifest_of(repo: &std::path::Path, id: &str) -> Value {
+fn manifest_of(repo: &std::path::Path, id: &str) -> Manifest {
     serde_json::from_slice(&std::fs::read(repo.join(id).join("manifest.json")).unwrap()).unwrap()
+}
+
+/// The last drill a backup's manifest records.
+fn last_drill(repo: &std::path::Path, id: &str) -> DrillRecord {
+    manifest_of(repo, id)
+        .last_drill
+        .unwrap_or_else(|| panic!("backup {id} records no drill"))
 }
 
 /// Every database of the compose node's cluster, sorted.
@@ -49,16 +57,16 @@ fn a_compose_drill_passes_checks_every_index_and_leaves_the_live_node_untouched(
 
     let out = cli(&config, &["drill", "--backup", &id]);
     assert!(out.status.success(), "drill: {}", text(&out));
-    let drill = &manifest_of(&site.path().join("repo"), &id)["last_drill"];
-    assert_eq!(drill["result"], "passed", "{drill}");
-    let detail = drill["detail"].as_str().unwrap();
+    let drill = last_drill(&site.path().join("repo"), &id);
+    assert_eq!(drill.result, DrillResult::Passed, "{drill:?}");
+    let detail = &drill.detail;
     assert!(detail.contains("indexes checked with amcheck"), "{detail}");
     assert!(detail.contains("1 site checks passed"), "{detail}");
     let run = last_run(&config, "drill");
+    let result = run.result.unwrap_or_default();
     assert!(
-        run["result"]["indexes_checked"].as_u64().unwrap_or(0) >= 2,
-        "both app.items primary keys were checked: {}",
-        run["result"]
+        result["indexes_checked"].as_u64().unwrap_or(0) >= 2,
+        "both app.items primary keys were checked: {result}"
     );
 
     assert_eq!(node.fingerprint(), live, "the live databases are untouched");
@@ -97,14 +105,11 @@ fn a_compose_drill_of_a_damaged_dump_fails_naming_the_table() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("table items does not restore"), "{err}");
     assert!(err.contains("COPY items, line 250"), "{err}");
-    let drill = &manifest_of(&repo, &id)["last_drill"];
-    assert_eq!(drill["result"], "failed", "{drill}");
+    let drill = last_drill(&repo, &id);
+    assert_eq!(drill.result, DrillResult::Failed, "{drill:?}");
     assert!(
-        drill["detail"]
-            .as_str()
-            .unwrap()
-            .contains("table items does not restore"),
-        "{drill}"
+        drill.detail.contains("table items does not restore"),
+        "{drill:?}"
     );
 
     assert_eq!(node.fingerprint(), live, "the live databases are untouched");
@@ -145,10 +150,8 @@ fn a_failing_site_check_fails_the_drill_naming_the_check() {
         !err.contains("users exist"),
         "the passing check is not blamed: {err}"
     );
-    let m = manifest_of(&site.path("repo"), &id);
-    assert!(m["last_drill"]["detail"]
-        .as_str()
-        .unwrap()
+    assert!(last_drill(&site.path("repo"), &id)
+        .detail
         .contains("few contracts"));
     assert_eq!(dbs.fingerprint(), live);
     assert_eq!(
@@ -191,11 +194,11 @@ fn a_failed_drill_is_an_event_a_rule_reacts_to_and_a_zero_metric() {
 
     wait_for(Duration::from_secs(20), "the rule's run", || {
         let out = site.cli(&["--json", "runs"]);
-        let runs: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        runs.as_array().into_iter().flatten().any(|r| {
-            r["flow"] == "noop"
-                && r["trigger"] == "rule:on-drill-failure"
-                && r["state"] == "succeeded"
+        let runs: Vec<RunSummary> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        runs.iter().any(|r| {
+            r.flow == "noop"
+                && r.trigger == "rule:on-drill-failure"
+                && r.state == RunState::Succeeded
         })
     });
     let body = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
@@ -241,16 +244,13 @@ fn restore_of_latest_takes_the_newest_backup_a_drill_proved_and_says_so() {
         at_proven,
         "the proven backup was restored"
     );
-    let runs: Value = serde_json::from_slice(&site.cli(&["--json", "runs"]).stdout).unwrap();
+    let runs: Vec<RunSummary> = view(&site.cli(&["--json", "runs"]));
     let run_id = runs
-        .as_array()
-        .unwrap()
         .iter()
-        .find(|r| r["flow"] == "restore")
-        .unwrap()["id"]
-        .as_str()
+        .find(|r| r.flow == "restore")
         .unwrap()
-        .to_string();
+        .id
+        .clone();
     let shown = String::from_utf8_lossy(&site.cli(&["--json", "show", &run_id]).stdout).to_string();
     assert!(
         shown.contains(&format!(

@@ -12,6 +12,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
 use std::time::Duration;
 
+use splice_dr_protocol::{BackupList, RepoCheckReport, RunDetail, RunSummary};
+
 /// A loopback TCP proxy that slows uploads to about `bytes_per_sec`, so a test can kill
 /// the daemon while an upload is under way.
 fn slow_proxy(target: u16, bytes_per_sec: u64) -> u16 {
@@ -74,10 +76,8 @@ fn backup(site: &Site) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn backups_json(site: &Site) -> serde_json::Value {
-    let out = site.cli(&["--json", "backups"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+fn backups_json(site: &Site) -> BackupList {
+    site.json(&["backups"])
 }
 
 #[test]
@@ -123,28 +123,20 @@ fn a_backup_goes_to_s3_encrypted_and_restores_after_the_local_copy_is_lost() {
         );
     }
     let listed = backups_json(&site);
-    assert_eq!(
-        listed["backups"][0]["locations"],
-        serde_json::json!(["local", "s3"])
-    );
+    assert_eq!(listed.backups[0].locations, ["local", "s3"]);
 
     // The machine is lost: the local repository is gone. The backup is still listed, from
     // S3, and restores from there.
     std::fs::remove_dir_all(site.path("repo")).unwrap();
     let listed = backups_json(&site);
-    assert_eq!(listed["backups"][0]["id"], id.as_str(), "{listed}");
-    assert_eq!(listed["backups"][0]["locations"], serde_json::json!(["s3"]));
+    assert_eq!(listed.backups[0].id, id, "{listed:?}");
+    assert_eq!(listed.backups[0].locations, ["s3"]);
     dbs.damage();
     assert_ne!(dbs.fingerprint(), before);
     let out = site.cli(&["--json", "restore", "--backup", "latest", "-y"]);
     assert!(out.status.success(), "restore: {}", text(&out));
-    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let steps: Vec<String> = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let run: RunDetail = view(&out);
+    let steps: Vec<String> = run.steps.into_iter().map(|s| s.name).collect();
     assert!(
         steps
             .iter()
@@ -195,7 +187,7 @@ fn a_corrupted_object_is_caught_on_download_and_nothing_is_restored() {
         "no half-downloaded backup is listed"
     );
     let listed = backups_json(&site);
-    assert_eq!(listed["backups"][0]["locations"], serde_json::json!(["s3"]));
+    assert_eq!(listed.backups[0].locations, ["s3"]);
 }
 
 #[test]
@@ -216,13 +208,13 @@ fn an_upload_cut_short_by_killing_the_daemon_is_never_listed() {
         .unwrap();
     wait_for(Duration::from_secs(60), "the upload step", || {
         let runs = site.cli(&["--json", "runs"]);
-        let v: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_default();
-        let id = v[0]["id"].as_str().unwrap_or_default().to_string();
-        if id.is_empty() {
+        let runs: Vec<RunSummary> = serde_json::from_slice(&runs.stdout).unwrap_or_default();
+        let Some(newest) = runs.first() else {
             return false;
-        }
-        let show = site.cli(&["--json", "show", &id]);
-        String::from_utf8_lossy(&show.stdout).contains("\"copy backup")
+        };
+        let show = site.cli(&["--json", "show", &newest.id]);
+        serde_json::from_slice::<RunDetail>(&show.stdout)
+            .is_ok_and(|r| r.steps.iter().any(|s| s.name.starts_with("copy backup")))
             && moto.keys("sdr-bk").len() >= 2
     });
     let mut daemon = daemon;
@@ -237,8 +229,7 @@ fn an_upload_cut_short_by_killing_the_daemon_is_never_listed() {
         "the manifest is written last: {uploaded:?}"
     );
     let listed = backups_json(&site);
-    let locations = &listed["backups"][0]["locations"];
-    assert_eq!(locations, &serde_json::json!(["local"]), "{listed}");
+    assert_eq!(listed.backups[0].locations, ["local"], "{listed:?}");
     let check = site.cli(&["repo", "check"]);
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("1 interrupted upload(s)"),
@@ -290,29 +281,24 @@ fn prune_applies_each_repository_s_retention_and_dry_run_deletes_nothing() {
     assert!(out.contains(&format!("would delete {}", ids[0])), "{out}");
     assert!(out.contains(&format!("would delete {}", ids[1])), "{out}");
     assert!(out.contains("nothing was deleted"), "{out}");
-    assert_eq!(backups_json(&site)["backups"].as_array().unwrap().len(), 3);
+    assert_eq!(backups_json(&site).backups.len(), 3);
 
     let done = site.cli(&["--json", "prune"]);
     assert!(done.status.success(), "{}", text(&done));
     let listed = backups_json(&site);
     let where_of = |id: &str| {
-        listed["backups"]
-            .as_array()
-            .unwrap()
+        listed
+            .backups
             .iter()
-            .find(|b| b["id"] == id)
-            .map(|b| b["locations"].clone())
+            .find(|b| b.id == id)
+            .map(|b| b.locations.clone())
     };
-    assert_eq!(where_of(&ids[0]), None, "{listed}");
-    assert_eq!(
-        where_of(&ids[1]),
-        Some(serde_json::json!(["s3"])),
-        "{listed}"
-    );
+    assert_eq!(where_of(&ids[0]), None, "{listed:?}");
+    assert_eq!(where_of(&ids[1]), Some(vec!["s3".into()]), "{listed:?}");
     assert_eq!(
         where_of(&ids[2]),
-        Some(serde_json::json!(["local", "s3"])),
-        "{listed}"
+        Some(vec!["local".into(), "s3".into()]),
+        "{listed:?}"
     );
 }
 
@@ -339,18 +325,16 @@ fn repo_check_reports_an_unreachable_repository_with_exit_1() {
     let bad = s3_site(&dbs, &format!("http://127.0.0.1:{closed}"), "sdr-bk", "");
     let out = bad.cli(&["--json", "repo", "check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s3 = v["repositories"]
-        .as_array()
-        .unwrap()
+    let v: RepoCheckReport = view(&out);
+    let s3 = v
+        .repositories
         .iter()
-        .find(|r| r["repository"] == "s3")
-        .unwrap()
-        .clone();
-    assert_eq!(s3["ok"], false, "{s3}");
+        .find(|r| r.repository == "s3")
+        .unwrap();
+    assert!(!s3.ok, "{s3:?}");
     assert!(
-        s3["checks"].to_string().contains("listable: FAILED"),
-        "{s3}"
+        s3.checks.iter().any(|c| c.contains("listable: FAILED")),
+        "{s3:?}"
     );
 }
 

@@ -184,4 +184,14 @@ impl RunDetail {
     pub fn duration(&self) -> Option<chrono::Duration> {
         Some(self.finished_at? - self.started_at.unwrap_or(self.created_at))
     }
+
+    /// Who asked for what on this run, in order (`run by uid 0 (pid 42)`, `cancel by
+    /// uid 1000 (pid 77)`): the socket peers' credentials the journal records. Empty when
+    /// absent (no request came over the socket) or of another shape.
+    pub fn requests(&self) -> Vec<String> {
+        self.more
+            .get("requests")
+            .and_then(|v| Vec::<String>::deserialize(v).ok())
+            .unwrap_or_default()
+    }
 }
