@@ -419,16 +419,22 @@ fn alertmanager_payload_triggers_a_rule_and_metrics_show_the_run() {
     assert_eq!(ok.status().as_u16(), 200);
     wait_runs(&site, "noop", 1, "the alert's rule");
 
-    let body = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    assert!(
-        body.contains("splice_dr_runs_total{flow=\"noop\",result=\"succeeded\"} 1"),
-        "{body}"
-    );
+    // The run is counted by the autopilot's reaction to its end, which follows the
+    // journal's record of it: wait for the count, then read the rest of that scrape.
+    let scrape = || {
+        ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    let counted = "splice_dr_runs_total{flow=\"noop\",result=\"succeeded\"} 1";
+    wait_for(Duration::from_secs(10), "the run counted", || {
+        scrape().contains(counted)
+    });
+    let body = scrape();
+    assert!(body.contains(counted), "{body}");
     assert!(body.contains("splice_dr_run_duration_seconds"), "{body}");
     assert!(body.contains("splice_dr_pending_approvals 0"), "{body}");
     assert!(

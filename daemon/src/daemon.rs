@@ -36,12 +36,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let autopilot = Autopilot::new(context, prepared.automation);
     let service = Service::over(opened, "daemon", Some(autopilot.clone()));
-    // The first status round runs alongside recovery, and the socket answers only once
-    // both are done: `status` never meets a daemon that has not probed yet.
-    let (notes, ()) = tokio::join!(service.recover(), service.status_round(true));
-    for note in notes {
+    // The first status round follows recovery, and the socket answers only once both are
+    // done: `status` never meets a daemon that has not probed yet, nor one whose probe saw
+    // the node halfway through recovery (containers restarting, a kept volume not yet
+    // listed).
+    for note in service.recover().await {
         tracing::warn!("start-up recovery: {note}");
     }
+    service.status_round(true).await;
     crate::private_tmp::recover(&config.daemon.state_dir);
     // Watch the config before the socket answers: an edit made once the daemon is seen
     // up must be seen too (the events wait in the channel until the reloader runs).
@@ -63,6 +65,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .token()
             .map_err(|e| anyhow::anyhow!("[alertmanager] token_file: {e}"))?;
         let (listen, bus, stop) = (am.listen, bus.clone(), shutdown.clone());
+        let listener = crate::events::alertmanager::bind(listen)
+            .await
+            .context("starting the Alertmanager receiver ([alertmanager] listen)")?;
         let limits = crate::http_limits::HttpLimits::from_config(&config.daemon);
         // Alerts select nodes of the config in force (reloads included), nothing else.
         let svc = service.clone();
@@ -70,7 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             std::sync::Arc::new(move |n: &str| svc.config().node(n).is_some());
         tokio::spawn(async move {
             if let Err(e) =
-                crate::events::alertmanager::serve(listen, token, bus, nodes, limits, stop).await
+                crate::events::alertmanager::serve(listener, token, bus, nodes, limits, stop).await
             {
                 tracing::error!("Alertmanager receiver on {listen} stopped: {e}");
             }

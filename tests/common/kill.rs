@@ -109,8 +109,8 @@ impl Target {
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
         let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         let sock = self.dir.join("splice-dr.sock");
-        wait_for(Duration::from_secs(120), "the daemon's socket", || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        wait_for(Duration::from_secs(120), "the daemon to answer", || {
+            super::daemon_answers(&sock)
         });
         DaemonProcess::from_child(child)
     }

@@ -327,8 +327,8 @@ impl Site {
             .spawn()
             .unwrap();
         let sock = self.path("splice-dr.sock");
-        wait_for(Duration::from_secs(20), "daemon socket", || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        wait_for(Duration::from_secs(20), "the daemon to answer", || {
+            daemon_answers(&sock)
         });
         DaemonProcess {
             child,
@@ -340,6 +340,22 @@ impl Site {
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
     }
+}
+
+/// Whether a daemon answers `ping` on `sock`. The socket accepts connections from the
+/// moment it is bound, before start-up recovery, retention and the listeners are done;
+/// only the answer says the daemon is ready, so a test never races its start-up.
+pub fn daemon_answers(sock: &Path) -> bool {
+    use std::io::{BufRead, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"{\"cmd\":\"ping\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).is_ok() && line.contains("\"ok\"")
 }
 
 /// Polls `cond` until it holds or `limit` passes (then panics naming `what`).

@@ -191,25 +191,30 @@ pub fn router_for(token: impl AsRef<str>, bus: EventBus, nodes: Option<NodeFilte
         .with_state(state)
 }
 
-/// Binds `listen` and serves [`router_for`] (alerts select only nodes `nodes` accepts)
-/// until `shutdown` is cancelled.
+/// Binds the receiver's address. The daemon binds before its socket answers, so a taken
+/// port stops the start-up with the address in the message, and a daemon seen up is
+/// already receiving alerts.
+pub async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for Alertmanager webhooks on {listen}: {e}"),
+        )
+    })
+}
+
+/// Serves [`router_for`] on the listener [`bind`] returned (alerts select only nodes
+/// `nodes` accepts) until `shutdown` is cancelled.
 ///
-/// An empty token is refused (it would let anyone in). Errors are bind errors (with the
-/// address in the message) and server I/O errors.
+/// An empty token is refused (it would let anyone in). Errors are server I/O errors.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: TcpListener,
     token: String,
     bus: EventBus,
     nodes: NodeFilter,
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen for Alertmanager webhooks on {listen}: {e}"),
-        )
-    })?;
     serve_with(listener, token, bus, Some(nodes), limits, shutdown).await
 }
 
