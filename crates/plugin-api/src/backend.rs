@@ -181,3 +181,93 @@ crate::backend_operations! {
         ) -> () = RestoreIntoEmpty;
     }
 }
+
+#[cfg(test)]
+mod wire_format {
+    use super::BackendCall;
+    use crate::Effect::{Read, Write};
+    use serde_json::{json, Value};
+
+    fn dump_info() -> Value {
+        json!({
+            "role": "validator", "database": "validator", "format": "directory",
+            "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:01:00Z",
+            "server_version": "16.4",
+            "tables": [{"schema": "public", "table": "t", "rows": 3}]
+        })
+    }
+
+    fn staged() -> Value {
+        json!({"role": "validator", "live": "v", "staging": "v__sdr_staging_1"})
+    }
+
+    fn kept_db() -> Value {
+        json!({"role": "validator", "live": "v", "kept": "v__sdr_kept_1", "existed": true})
+    }
+
+    fn kept_storage() -> Value {
+        json!({"target": "postgres", "live": "pg", "kept": "pg__sdr_kept_1", "bytes": 9})
+    }
+
+    fn target() -> Value {
+        json!({"name": "dump", "path": "/x.json"})
+    }
+
+    /// Every request that only looks, as a plugin built against an earlier contract reads
+    /// it: the C ABI's format is this JSON, so how the traits are organised in Rust must
+    /// never show here.
+    fn reads() -> Vec<Value> {
+        vec![
+            json!({"op": "kind"}),
+            json!({"op": "capabilities"}),
+            json!({"op": "kept_removal_command", "kept": "k"}),
+            json!({"op": "components"}),
+            json!({"op": "databases"}),
+            json!({"op": "check_dump", "src": "/d"}),
+            json!({"op": "leftovers"}),
+        ]
+    }
+
+    /// Every request that changes the node (or reads what only a write creates), as above.
+    fn writes() -> Vec<Value> {
+        let dump = dump_info();
+        vec![
+            json!({"op": "scale", "component": "validator", "replicas": 0}),
+            json!({"op": "wait_ready", "component": "validator", "timeout_ms": 1500}),
+            json!({"op": "dump", "role": "validator", "dest": "/d"}),
+            json!({"op": "restore_staged", "role": "validator", "src": "/d", "expected": dump}),
+            json!({"op": "swap_in", "staged": [staged()]}),
+            json!({"op": "roll_back", "kept": [kept_db()]}),
+            json!({"op": "drop_kept", "kept": [kept_db()]}),
+            json!({"op": "drop_staged", "staged": [staged()]}),
+            json!({
+                "op": "check_staged", "staged": staged(), "queries": [{"name": "n", "sql": "1"}]
+            }),
+            json!({"op": "exec", "component": "postgres", "argv": ["true"], "stdin": "/in"}),
+            json!({"op": "exec", "component": "postgres", "argv": [], "stdin": null}),
+            json!({"op": "put_file", "target": target(), "src": "/f"}),
+            json!({"op": "wipe", "target": target()}),
+            json!({"op": "set_values", "values": {"migrating": true}}),
+            json!({"op": "keep_storage", "target": target()}),
+            json!({"op": "restore_kept_storage", "kept": kept_storage()}),
+            json!({"op": "drop_kept_storage", "kept": kept_storage()}),
+            json!({
+                "op": "restore_into_empty", "role": "participant", "src": "/d", "expected": dump
+            }),
+        ]
+    }
+
+    /// Each request reads into a call and writes back as the same JSON, and the call
+    /// names the same operation and effect: plugins built before still load and answer.
+    #[test]
+    fn every_request_keeps_its_json_op_and_effect() {
+        let reads = reads().into_iter().map(|w| (w, Read));
+        for (wire, effect) in reads.chain(writes().into_iter().map(|w| (w, Write))) {
+            let call: BackendCall =
+                serde_json::from_value(wire.clone()).unwrap_or_else(|e| panic!("{wire}: {e}"));
+            assert_eq!(serde_json::to_value(&call).unwrap(), wire);
+            assert_eq!(Some(call.op()), wire["op"].as_str(), "{wire}");
+            assert_eq!(call.effect(), effect, "{wire}");
+        }
+    }
+}
