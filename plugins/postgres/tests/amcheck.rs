@@ -5,7 +5,7 @@
 mod common;
 
 use common::{connect, Recorder, TestDbs};
-use splice_dr_plugin_api::{Backend, BackendError, StagedDb, StagedQuery};
+use splice_dr_plugin_api::{BackendError, Databases, StagedDb, StagedQuery};
 use splice_dr_postgres::check::check_database;
 
 /// A B-tree index made inconsistent on purpose: built with one comparison, which is then
