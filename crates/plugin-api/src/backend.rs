@@ -30,8 +30,10 @@ crate::backend_operations! {
     /// (`Arc<dyn Backend>`, [`dispatch`]).
     ///
     /// Never implemented by hand: a type implementing [`BackendInfo`] and every concern is
-    /// a `Backend` (blanket impl), so a backend cannot forget a concern and still load, and
-    /// a host needs no concern trait in scope to call an operation on a `dyn Backend`.
+    /// a `Backend` (blanket impl). A type missing a concern is therefore no backend, even
+    /// where that concern's operations are all optional (write an empty impl to offer none
+    /// of them), and a host needs no concern trait in scope to call an operation on a
+    /// `dyn Backend`.
     union Backend;
 
     /// What a backend is, as opposed to what it does: its kind, its capabilities and how an
@@ -97,10 +99,11 @@ crate::backend_operations! {
     /// The node's running components: observed, stopped and started, waited for, and
     /// configured for their next start.
     ///
-    /// Every flow stops and starts components, so observing and scaling them is required;
-    /// a command inside one ([`Workloads::exec`]) and new start values
-    /// ([`Workloads::set_values`]) are optional and announced by
-    /// [`Capabilities::workloads`](crate::WorkloadCapabilities) (`exec`, `values_persist`).
+    /// Observing, scaling and waiting are required: `status` probes every node's
+    /// components and every restore stops and starts them. A command inside one
+    /// ([`Workloads::exec`]) and new start values ([`Workloads::set_values`]) are optional
+    /// and announced by [`Capabilities::workloads`](crate::WorkloadCapabilities) (`exec`,
+    /// `values_persist`).
     /// Values belong here, not to storage, because they reach the node only when a
     /// component starts (helm overlay, compose start flags, a restart command).
     concern Workloads {
@@ -141,8 +144,9 @@ crate::backend_operations! {
     /// around it differ.
     ///
     /// Listing, dumping, checking a dump and [`Databases::leftovers`] are required: every
-    /// backend backs up, and start-up recovery asks every backend what interrupted runs
-    /// left (a backend with storage adds its kept copies to the same answer).
+    /// backend backs up, and start-up recovery and `status` ask every backend what
+    /// interrupted runs left (a backend with storage adds its kept copies to the same
+    /// answer).
     concern Databases {
         /// The node's databases by role, with their physical names.
         [read] fn databases() -> Vec<DatabaseInfo> = Databases;
