@@ -10,7 +10,7 @@ mod compose;
 use common::text;
 use compose::{backup, cli, last_run, step_names, ComposeNode};
 use splice_dr_compose::{ComposeBackend, ComposeConfig};
-use splice_dr_plugin_api::{Backend, OpContext, StorageTarget};
+use splice_dr_plugin_api::{Databases, OpContext, Storage, StorageTarget, Workloads};
 use splice_dr_protocol::RunState;
 use std::path::Path;
 use std::process::{Command, Stdio};

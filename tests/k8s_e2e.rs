@@ -14,7 +14,7 @@ mod sim;
 use common::*;
 use k8s_fake::{ExecEnv, FakeApi};
 use serde_json::Value;
-use splice_dr_plugin_api::{Backend, OpContext};
+use splice_dr_plugin_api::{Databases, OpContext, Storage, Workloads};
 use splice_dr_protocol::{LeaderView, RunDetail, RunState, RunSummary, StatusView};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -223,7 +223,8 @@ pub unsafe extern "C" fn plugin_free_buf(buf: ByteBuf) {
     }
 }
 
-/// Exports a [`Backend`] implementation as a splice-dr plugin library.
+/// Exports a [`Backend`] as a splice-dr plugin library: any type implementing
+/// `BackendInfo` and the three concern traits (`Workloads`, `Databases`, `Storage`) is one.
 ///
 /// Call once at the root of a `cdylib` crate with a constructor
 /// `fn(serde_json::Value) -> Result<YourBackend, BackendError>` given by absolute path

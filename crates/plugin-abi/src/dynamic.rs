@@ -18,7 +18,8 @@ use splice_dr_plugin_api::{
 
 use crate::abi::{ByteBuf, HostCallbacks, PluginVTable, ABI_VERSION, ENTRY_SYMBOL};
 
-/// A backend implemented by a dynamically loaded library: the typed [`Backend`] over the
+/// A backend implemented by a dynamically loaded library: the typed
+/// [`Backend`](splice_dr_plugin_api::Backend) over the
 /// library's [`Plugin`] calls.
 pub type DynamicBackend = CallClient<Plugin>;
 

@@ -1,4 +1,13 @@
-//! The [`Backend`] trait: everything a flow may ask of the system holding a node.
+//! The backend contract: [`BackendInfo`] (what a backend is) and one trait per concern it
+//! serves — [`Workloads`], [`Databases`], [`Storage`] — joined in [`Backend`].
+//!
+//! Split by concern because backends differ by concern, not by operation: the bare-Postgres
+//! backend has databases and hand-run components but no storage it can reach, compose and
+//! k8s have all three, and a site plugin may add any mix. A backend writes one `impl` per
+//! concern, so what it offers reads off its impl blocks, and the grouping is the one
+//! [`Capabilities`] already uses: a capability and the operations it announces live in the
+//! same concern. Hosts still hold one `Arc<dyn Backend>`, and the wire does not change: the
+//! C ABI's [`BackendCall`] is one flat enum whatever trait declares an operation.
 //!
 //! Each operation is defined once, below, and [`backend_operations!`](crate::backend_operations)
 //! derives from it the trait method, the [`BackendCall`] request of the C ABI, its arm of
@@ -16,68 +25,88 @@ use crate::{
 pub type BackendResult<T> = Result<T, BackendError>;
 
 crate::backend_operations! {
-    /// One node's infrastructure, seen through the operations the recovery runbook uses.
+    /// One node's infrastructure, seen through every operation the recovery runbook uses:
+    /// what flows, the dry-run recorder, the metrics layer and the C ABI hold
+    /// (`Arc<dyn Backend>`, [`dispatch`]).
     ///
-    /// Restores are split into stage → swap → keep/rollback so that every backend can honour
-    /// the safety invariant "the state being replaced is kept until the new state is
-    /// verified": [`Backend::restore_staged`] never touches live data, [`Backend::swap_in`]
-    /// replaces it atomically while keeping the old state, and only [`Backend::drop_kept`]
-    /// destroys anything. A backend whose restore shape is volume-level (see
-    /// [`Capabilities`]) offers the storage operations instead.
+    /// Never implemented by hand: a type implementing [`BackendInfo`] and every concern is
+    /// a `Backend` (blanket impl). A type missing a concern is therefore no backend, even
+    /// where that concern's operations are all optional (write an empty impl to offer none
+    /// of them), and a host needs no concern trait in scope to call an operation on a
+    /// `dyn Backend`.
+    union Backend;
+
+    /// What a backend is, as opposed to what it does: its kind, its capabilities and how an
+    /// operator removes what it kept.
     ///
-    /// Operations a backend cannot perform return [`BackendError::Unsupported`] (the default
-    /// bodies of the operations marked `optional`), which flows report verbatim.
-    trait {
-        /// Short kind name for logs and status, e.g. `postgres`.
-        fn kind(&self) -> String;
+    /// The supertrait of every concern, because an operation a backend does not offer (the
+    /// default body of an `optional` one) answers [`BackendError::Unsupported`] naming the
+    /// backend, and because these answers need no call into the node: a plugin is asked
+    /// its kind and capabilities once, at load.
+    info BackendInfo {
+        trait {
+            /// Short kind name for logs and status, e.g. `postgres`.
+            fn kind(&self) -> String;
 
-        /// What this backend can do, grouped by concern. Flows choose their path from it
-        /// (volume-level or staged restore, which storage to empty for a fresh node, where a
-        /// file may be placed), never from [`Backend::kind`]. The default is the conservative
-        /// shape: staged restore, no storage operations, no exec.
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::default()
-        }
+            /// What this backend can do, grouped by concern. Flows choose their path from it
+            /// (volume-level or staged restore, which storage to empty for a fresh node, where
+            /// a file may be placed), never from [`BackendInfo::kind`]. The default is the
+            /// conservative shape: staged restore, no storage operations, no exec.
+            fn capabilities(&self) -> Capabilities {
+                Capabilities::default()
+            }
 
-        /// The one-line shell command an operator runs to remove `kept` (a kept database or
-        /// volume that start-up recovery left because it could not prove the node), shown by
-        /// `status`; `None` when there is no such command or the name could break out of the
-        /// quoting. Never carries a password.
-        fn kept_removal_command(&self, _kept: &str) -> Option<String> {
-            None
-        }
+            /// The one-line shell command an operator runs to remove `kept` (a kept database
+            /// or volume that start-up recovery left because it could not prove the node),
+            /// shown by `status`; `None` when there is no such command or the name could break
+            /// out of the quoting. Never carries a password.
+            fn kept_removal_command(&self, _kept: &str) -> Option<String> {
+                None
+            }
 
-        /// The error for an operation this backend does not offer.
-        fn unsupported(&self, op: &str) -> BackendError {
-            BackendError::Unsupported {
-                op: op.into(),
-                backend: self.kind(),
+            /// The error for an operation this backend does not offer.
+            fn unsupported(&self, op: &str) -> BackendError {
+                BackendError::Unsupported {
+                    op: op.into(),
+                    backend: self.kind(),
+                }
             }
         }
-    }
-    client {
-        fn kind(&self) -> String {
-            self.0.kind()
+        client {
+            fn kind(&self) -> String {
+                self.0.kind()
+            }
+            fn capabilities(&self) -> Capabilities {
+                self.0.capabilities()
+            }
+            fn kept_removal_command(&self, kept: &str) -> Option<String> {
+                let ctx = crate::OpContext::new(|| false, |_| {});
+                let call = BackendCall::KeptRemovalCommand { kept: kept.into() };
+                self.typed(&ctx, call).ok().flatten()
+            }
         }
-        fn capabilities(&self) -> Capabilities {
-            self.0.capabilities()
-        }
-        fn kept_removal_command(&self, kept: &str) -> Option<String> {
-            let ctx = crate::OpContext::new(|| false, |_| {});
-            let call = BackendCall::KeptRemovalCommand { kept: kept.into() };
-            self.typed(&ctx, call).ok().flatten()
+        calls {
+            /// The backend's kind; a plugin is asked once, at load.
+            kind = Kind {} => |b| b.kind();
+            /// What the backend can do; a plugin is asked once, at load.
+            capabilities = Capabilities {} => |b| b.capabilities();
+            /// See [`BackendInfo::kept_removal_command`].
+            kept_removal_command = KeptRemovalCommand { kept: String }
+                => |b| b.kept_removal_command(&kept);
         }
     }
-    calls {
-        /// The backend's kind; a plugin is asked once, at load.
-        kind = Kind {} => |b| b.kind();
-        /// What the backend can do; a plugin is asked once, at load.
-        capabilities = Capabilities {} => |b| b.capabilities();
-        /// See [`Backend::kept_removal_command`].
-        kept_removal_command = KeptRemovalCommand { kept: String }
-            => |b| b.kept_removal_command(&kept);
-    }
-    operations {
+
+    /// The node's running components: observed, stopped and started, waited for, and
+    /// configured for their next start.
+    ///
+    /// Observing, scaling and waiting are required: `status` probes every node's
+    /// components and every restore stops and starts them. A command inside one
+    /// ([`Workloads::exec`]) and new start values ([`Workloads::set_values`]) are optional
+    /// and announced by [`Capabilities::workloads`](crate::WorkloadCapabilities) (`exec`,
+    /// `values_persist`).
+    /// Values belong here, not to storage, because they reach the node only when a
+    /// component starts (helm overlay, compose start flags, a restart command).
+    concern Workloads {
         /// The node's components and their observed state.
         [read] fn components() -> Vec<ComponentStatus> = Components;
 
@@ -90,6 +119,35 @@ crate::backend_operations! {
             #[serde(rename = "timeout_ms")] timeout: Duration => u64
         ) -> () = WaitReady;
 
+        /// Runs a command inside a component, feeding it `stdin` from a file when given.
+        [write, optional] fn exec(
+            component: &str => String,
+            argv: &[String] => Vec<String>,
+            stdin: Option<&Path> => Option<PathBuf>
+        ) -> ExecOutput = Exec;
+
+        /// Applies configuration values (helm overlay, compose start flags).
+        [write, optional] fn set_values(values: &serde_json::Value => serde_json::Value) -> ()
+            = SetValues;
+    }
+
+    /// The node's databases, dumped and restored as databases: what a backup is made of.
+    ///
+    /// Restores are split into stage → swap → keep/rollback so that every backend can
+    /// honour the safety invariant "the state being replaced is kept until the new state is
+    /// verified": [`Databases::restore_staged`] never touches live data,
+    /// [`Databases::swap_in`] replaces it atomically while keeping the old state, and only
+    /// [`Databases::drop_kept`] destroys anything. A backend whose restore shape is
+    /// volume-level (see [`Capabilities`]) keeps the invariant with [`Storage`] instead and
+    /// fills the emptied databases with [`Databases::restore_into_empty`], which is here
+    /// because it is the same dump-and-verify work as a staged restore; only the steps
+    /// around it differ.
+    ///
+    /// Listing, dumping, checking a dump and [`Databases::leftovers`] are required: every
+    /// backend backs up, and start-up recovery and `status` ask every backend what
+    /// interrupted runs left (a backend with storage adds its kept copies to the same
+    /// answer).
+    concern Databases {
         /// The node's databases by role, with their physical names.
         [read] fn databases() -> Vec<DatabaseInfo> = Databases;
 
@@ -113,11 +171,11 @@ crate::backend_operations! {
         [write, optional] fn swap_in(staged: &[StagedDb] => Vec<StagedDb>) -> Vec<KeptDb>
             = SwapIn;
 
-        /// Undoes [`Backend::swap_in`]: the kept databases become live again and the
+        /// Undoes [`Databases::swap_in`]: the kept databases become live again and the
         /// restored ones are dropped.
         [write, optional] fn roll_back(kept: &[KeptDb] => Vec<KeptDb>) -> () = RollBack;
 
-        /// Drops databases kept by [`Backend::swap_in`] once the restored state is proven.
+        /// Drops databases kept by [`Databases::swap_in`] once the restored state is proven.
         [write, optional] fn drop_kept(kept: &[KeptDb] => Vec<KeptDb>) -> () = DropKept;
 
         /// Drops staged databases that will not be swapped in (failed or cancelled restore).
@@ -137,39 +195,6 @@ crate::backend_operations! {
             queries: &[StagedQuery] => Vec<StagedQuery>
         ) -> StagedCheck = CheckStaged;
 
-        /// Runs a command inside a component, feeding it `stdin` from a file when given.
-        [write, optional] fn exec(
-            component: &str => String,
-            argv: &[String] => Vec<String>,
-            stdin: Option<&Path> => Option<PathBuf>
-        ) -> ExecOutput = Exec;
-
-        /// Copies a local file into a storage target (volume, PVC, directory).
-        [write, optional] fn put_file(target: &StorageTarget => StorageTarget, src: &Path => PathBuf)
-            -> () = PutFile;
-
-        /// Removes a storage target's contents.
-        [write, optional] fn wipe(target: &StorageTarget => StorageTarget) -> () = Wipe;
-
-        /// Applies configuration values (helm overlay, compose start flags).
-        [write, optional] fn set_values(values: &serde_json::Value => serde_json::Value) -> ()
-            = SetValues;
-
-        /// Copies a storage target (a Postgres volume) aside, with its owners and modes, so a
-        /// restore that wipes it can still put it back. The component using it must be
-        /// stopped.
-        [write, optional] fn keep_storage(target: &StorageTarget => StorageTarget) -> KeptStorage
-            = KeepStorage;
-
-        /// Undoes a wipe: the live storage gets the kept copy's contents back. The copy
-        /// itself stays until [`Backend::drop_kept_storage`].
-        [write, optional] fn restore_kept_storage(kept: &KeptStorage => KeptStorage) -> ()
-            = RestoreKeptStorage;
-
-        /// Deletes a kept copy once the restored state is proven.
-        [write, optional] fn drop_kept_storage(kept: &KeptStorage => KeptStorage) -> ()
-            = DropKeptStorage;
-
         /// Restores a dump straight into the live database of `role`, which must exist and
         /// hold no tables (the runbook's `psql < dump` after the volume was wiped), then
         /// verifies it against `expected`. Refuses a database that holds data: that would
@@ -179,5 +204,128 @@ crate::backend_operations! {
             src: &Path => PathBuf,
             expected: &DumpInfo => DumpInfo
         ) -> () = RestoreIntoEmpty;
+    }
+
+    /// The storage under the node (volumes, PVCs, Secrets, the database server's data):
+    /// kept aside, emptied, put back, and given files.
+    ///
+    /// Every operation is optional: a backend that cannot reach the node's storage (bare
+    /// Postgres) writes an empty impl, and flows learn what exists from
+    /// [`Capabilities::storage`](crate::StorageCapabilities) (`database_storage`,
+    /// `file_targets`) before calling. Keeping, wiping and putting back are the volume-level
+    /// restore's and the fresh node's way of honouring "the state being replaced is kept
+    /// until the new state is verified".
+    concern Storage {
+        /// Copies a local file into a storage target (volume, PVC, directory).
+        [write, optional] fn put_file(target: &StorageTarget => StorageTarget, src: &Path => PathBuf)
+            -> () = PutFile;
+
+        /// Removes a storage target's contents.
+        [write, optional] fn wipe(target: &StorageTarget => StorageTarget) -> () = Wipe;
+
+        /// Copies a storage target (a Postgres volume) aside, with its owners and modes, so a
+        /// restore that wipes it can still put it back. The component using it must be
+        /// stopped.
+        [write, optional] fn keep_storage(target: &StorageTarget => StorageTarget) -> KeptStorage
+            = KeepStorage;
+
+        /// Undoes a wipe: the live storage gets the kept copy's contents back. The copy
+        /// itself stays until [`Storage::drop_kept_storage`].
+        [write, optional] fn restore_kept_storage(kept: &KeptStorage => KeptStorage) -> ()
+            = RestoreKeptStorage;
+
+        /// Deletes a kept copy once the restored state is proven.
+        [write, optional] fn drop_kept_storage(kept: &KeptStorage => KeptStorage) -> ()
+            = DropKeptStorage;
+    }
+}
+
+#[cfg(test)]
+mod wire_format {
+    use super::BackendCall;
+    use crate::Effect::{Read, Write};
+    use serde_json::{json, Value};
+
+    fn dump_info() -> Value {
+        json!({
+            "role": "validator", "database": "validator", "format": "directory",
+            "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:01:00Z",
+            "server_version": "16.4",
+            "tables": [{"schema": "public", "table": "t", "rows": 3}]
+        })
+    }
+
+    fn staged() -> Value {
+        json!({"role": "validator", "live": "v", "staging": "v__sdr_staging_1"})
+    }
+
+    fn kept_db() -> Value {
+        json!({"role": "validator", "live": "v", "kept": "v__sdr_kept_1", "existed": true})
+    }
+
+    fn kept_storage() -> Value {
+        json!({"target": "postgres", "live": "pg", "kept": "pg__sdr_kept_1", "bytes": 9})
+    }
+
+    fn target() -> Value {
+        json!({"name": "dump", "path": "/x.json"})
+    }
+
+    /// Every request that only looks, as a plugin built against an earlier contract reads
+    /// it: the C ABI's format is this JSON, so how the traits are organised in Rust must
+    /// never show here.
+    fn reads() -> Vec<Value> {
+        vec![
+            json!({"op": "kind"}),
+            json!({"op": "capabilities"}),
+            json!({"op": "kept_removal_command", "kept": "k"}),
+            json!({"op": "components"}),
+            json!({"op": "databases"}),
+            json!({"op": "check_dump", "src": "/d"}),
+            json!({"op": "leftovers"}),
+        ]
+    }
+
+    /// Every request that changes the node (or reads what only a write creates), as above.
+    fn writes() -> Vec<Value> {
+        let dump = dump_info();
+        vec![
+            json!({"op": "scale", "component": "validator", "replicas": 0}),
+            json!({"op": "wait_ready", "component": "validator", "timeout_ms": 1500}),
+            json!({"op": "dump", "role": "validator", "dest": "/d"}),
+            json!({"op": "restore_staged", "role": "validator", "src": "/d", "expected": dump}),
+            json!({"op": "swap_in", "staged": [staged()]}),
+            json!({"op": "roll_back", "kept": [kept_db()]}),
+            json!({"op": "drop_kept", "kept": [kept_db()]}),
+            json!({"op": "drop_staged", "staged": [staged()]}),
+            json!({
+                "op": "check_staged", "staged": staged(), "queries": [{"name": "n", "sql": "1"}]
+            }),
+            json!({"op": "exec", "component": "postgres", "argv": ["true"], "stdin": "/in"}),
+            json!({"op": "exec", "component": "postgres", "argv": [], "stdin": null}),
+            json!({"op": "put_file", "target": target(), "src": "/f"}),
+            json!({"op": "wipe", "target": target()}),
+            json!({"op": "set_values", "values": {"migrating": true}}),
+            json!({"op": "keep_storage", "target": target()}),
+            json!({"op": "restore_kept_storage", "kept": kept_storage()}),
+            json!({"op": "drop_kept_storage", "kept": kept_storage()}),
+            json!({
+                "op": "restore_into_empty", "role": "participant", "src": "/d", "expected": dump
+            }),
+        ]
+    }
+
+    /// Each request reads into a call and writes back as the same JSON, and the call
+    /// names the same operation and effect: plugins built before still load and answer.
+    #[test]
+    fn every_request_keeps_its_json_op_and_effect() {
+        let reads = reads().into_iter().map(|w| (w, Read));
+        for (wire, effect) in reads.chain(writes().into_iter().map(|w| (w, Write))) {
+            let call: BackendCall =
+                serde_json::from_value(wire.clone()).unwrap_or_else(|e| panic!("{wire}: {e}"));
+            assert_eq!(serde_json::to_value(&call).unwrap(), wire);
+            assert_eq!(Some(call.op()), wire["op"].as_str(), "{wire}");
+            assert_eq!(call.effect(), effect, "{wire}");
+        }
     }
 }

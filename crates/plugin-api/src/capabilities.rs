@@ -62,7 +62,7 @@ pub struct StorageCapabilities {
     /// The storage holding the node's databases, when the backend can keep it aside and
     /// empty it (a fresh node for re-onboarding, a volume-level restore).
     pub database_storage: Option<DatabaseStorage>,
-    /// Targets [`crate::Backend::put_file`] accepts, e.g. `dump` (where a validator reads
+    /// Targets [`crate::Storage::put_file`] accepts, e.g. `dump` (where a validator reads
     /// its migration dump at start).
     pub file_targets: Vec<String>,
     /// The uid that files handed to the node must belong to, when the node's processes
@@ -84,9 +84,9 @@ pub struct DatabaseStorage {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkloadCapabilities {
-    /// Whether commands can run inside a component ([`crate::Backend::exec`]).
+    /// Whether commands can run inside a component ([`crate::Workloads::exec`]).
     pub exec: bool,
-    /// Whether values given to [`crate::Backend::set_values`] stay in force for every later
+    /// Whether values given to [`crate::Workloads::set_values`] stay in force for every later
     /// start (helm release values under `--reuse-values`). A one-time setting such as
     /// `migrating` must then be set back explicitly, or the next pod restart acts on it
     /// again; where each start gets its values anew (compose flags, a restart command),

@@ -67,8 +67,9 @@ impl<S: CallService> CallClient<S> {
 mod tests {
     use super::*;
     use crate::{
-        ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage,
-        Leftovers, StagedCheck, StagedDb, StagedQuery, StorageTarget,
+        BackendInfo, ComponentStatus, DatabaseInfo, Databases, DumpCheck, DumpInfo, ExecOutput,
+        KeptDb, KeptStorage, Leftovers, StagedCheck, StagedDb, StagedQuery, Storage, StorageTarget,
+        Workloads,
     };
     use std::path::Path;
     use std::sync::Mutex;
@@ -85,7 +86,7 @@ mod tests {
     }
 
     #[rustfmt::skip]
-    impl Backend for Optional {
+    impl BackendInfo for Optional {
         fn kind(&self) -> String { "optional".into() }
         fn capabilities(&self) -> Capabilities {
             self.saw("capabilities");
@@ -93,9 +94,23 @@ mod tests {
             c.workloads.exec = true;
             c
         }
+        fn kept_removal_command(&self, kept: &str) -> Option<String> { self.saw("kept_removal_command"); Some(format!("rm {kept}")) }
+    }
+
+    #[rustfmt::skip]
+    impl Workloads for Optional {
         fn components(&self, _: &OpContext) -> BackendResult<Vec<ComponentStatus>> { Err(self.unsupported("components")) }
         fn scale(&self, _: &OpContext, _: &str, _: u32) -> BackendResult<()> { Err(self.unsupported("scale")) }
         fn wait_ready(&self, _: &OpContext, _: &str, _: Duration) -> BackendResult<()> { Err(self.unsupported("wait_ready")) }
+        fn exec(&self, _: &OpContext, _: &str, _: &[String], _: Option<&Path>) -> BackendResult<ExecOutput> {
+            self.saw("exec");
+            Ok(ExecOutput { code: 7, stdout: String::new(), stderr: String::new() })
+        }
+        fn set_values(&self, _: &OpContext, _: &Value) -> BackendResult<()> { self.saw("set_values"); Ok(()) }
+    }
+
+    #[rustfmt::skip]
+    impl Databases for Optional {
         fn databases(&self, _: &OpContext) -> BackendResult<Vec<DatabaseInfo>> { Err(self.unsupported("databases")) }
         fn dump(&self, _: &OpContext, _: &str, _: &Path) -> BackendResult<DumpInfo> { Err(self.unsupported("dump")) }
         fn check_dump(&self, _: &OpContext, _: &Path) -> BackendResult<DumpCheck> { Err(self.unsupported("check_dump")) }
@@ -109,21 +124,19 @@ mod tests {
             self.saw("check_staged");
             Ok(StagedCheck { database: s.staging.clone(), ..StagedCheck::default() })
         }
-        fn exec(&self, _: &OpContext, _: &str, _: &[String], _: Option<&Path>) -> BackendResult<ExecOutput> {
-            self.saw("exec");
-            Ok(ExecOutput { code: 7, stdout: String::new(), stderr: String::new() })
-        }
+        fn restore_into_empty(&self, _: &OpContext, _: &str, _: &Path, _: &DumpInfo) -> BackendResult<()> { self.saw("restore_into_empty"); Ok(()) }
+    }
+
+    #[rustfmt::skip]
+    impl Storage for Optional {
         fn put_file(&self, _: &OpContext, _: &StorageTarget, _: &Path) -> BackendResult<()> { self.saw("put_file"); Ok(()) }
         fn wipe(&self, _: &OpContext, _: &StorageTarget) -> BackendResult<()> { self.saw("wipe"); Ok(()) }
-        fn set_values(&self, _: &OpContext, _: &Value) -> BackendResult<()> { self.saw("set_values"); Ok(()) }
         fn keep_storage(&self, _: &OpContext, t: &StorageTarget) -> BackendResult<KeptStorage> {
             self.saw("keep_storage");
             Ok(KeptStorage { target: t.name.clone(), live: t.name.clone(), kept: "k".into(), bytes: 1 })
         }
         fn restore_kept_storage(&self, _: &OpContext, _: &KeptStorage) -> BackendResult<()> { self.saw("restore_kept_storage"); Ok(()) }
         fn drop_kept_storage(&self, _: &OpContext, _: &KeptStorage) -> BackendResult<()> { self.saw("drop_kept_storage"); Ok(()) }
-        fn restore_into_empty(&self, _: &OpContext, _: &str, _: &Path, _: &DumpInfo) -> BackendResult<()> { self.saw("restore_into_empty"); Ok(()) }
-        fn kept_removal_command(&self, kept: &str) -> Option<String> { self.saw("kept_removal_command"); Some(format!("rm {kept}")) }
     }
 
     /// Every operation with a default body must be forwarded by the client: one that is

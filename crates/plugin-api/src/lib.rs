@@ -1,10 +1,11 @@
 //! The contract between splice-dr and the systems it drives.
 //!
 //! Every backend (bare Postgres, docker-compose, Kubernetes, or a site plugin loaded at
-//! run time) implements [`Backend`]. The trait is deliberately synchronous and speaks in
-//! plain serde types: flows run on a blocking thread, and the same calls must cross the
-//! C ABI of `splice-dr-plugin-abi` as JSON without any Rust trait object crossing the
-//! boundary. A contract crate, like kube-core: no I/O, no loader, no unsafe code.
+//! run time) is a [`Backend`]: it implements [`BackendInfo`] and the three concerns,
+//! [`Workloads`], [`Databases`] and [`Storage`]. The traits are deliberately synchronous
+//! and speak in plain serde types: flows run on a blocking thread, and the same calls must
+//! cross the C ABI of `splice-dr-plugin-abi` as JSON without any Rust trait object crossing
+//! the boundary. A contract crate, like kube-core: no I/O, no loader, no unsafe code.
 
 pub mod backend;
 pub mod capabilities;
@@ -15,7 +16,7 @@ pub mod error;
 pub mod operations;
 pub mod types;
 
-pub use backend::{dispatch, Backend, BackendCall};
+pub use backend::{dispatch, Backend, BackendCall, BackendInfo, Databases, Storage, Workloads};
 pub use capabilities::{
     Capabilities, DatabaseCapabilities, DatabaseStorage, RestoreShape, StorageCapabilities,
     WorkloadCapabilities,

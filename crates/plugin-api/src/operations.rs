@@ -1,8 +1,10 @@
 //! How a backend operation is defined once.
 //!
 //! [`backend_operations!`] takes the list of operations (name, arguments with their wire
-//! types, result, effect) and writes every place that used to mirror it by hand: the
-//! [`Backend`](crate::Backend) trait method, its [`BackendCall`](crate::BackendCall)
+//! types, result, effect), grouped by the concern trait that declares them, and writes
+//! every place that used to mirror it by hand: the trait method (in
+//! [`Workloads`](crate::Workloads), [`Databases`](crate::Databases) or
+//! [`Storage`](crate::Storage)), its [`BackendCall`](crate::BackendCall)
 //! variant (the C ABI's request format), the arm of [`dispatch`](crate::dispatch), the
 //! method of [`CallClient`](crate::CallClient) that turns a trait call into a request, and
 //! the operation's [`Effect`], which the dry-run recorder and other layers read instead
@@ -124,53 +126,79 @@ impl<'a> FromWire<'a, u64> for Duration {
     }
 }
 
-/// Writes the trait, the call type, dispatch and the client from one list of operations.
+/// Writes the traits, the call type, dispatch and the client from one list of operations.
 ///
-/// Each operation reads
+/// The input names the union trait (`union Backend;`), then the identity trait every
+/// concern builds on (`info BackendInfo { .. }`), then each concern with its operations
+/// (`concern Workloads { .. }`). Each operation reads
 /// `[read|write] fn name(arg: TraitType => WireType, ...) -> Result = Variant;` (an
 /// argument may carry serde attributes for its wire field), with
 /// `[write, optional]` (or `[read, optional]`) for an operation whose trait method has a
-/// default body answering [`BackendError::Unsupported`](crate::BackendError). The
-/// `trait { .. }` block adds trait items that are not calls (the backend's kind, its
+/// default body answering [`BackendError::Unsupported`](crate::BackendError). Inside
+/// `info`, `trait { .. }` holds the identity trait's items (the backend's kind, its
 /// capabilities), `client { .. }` their [`CallClient`](crate::CallClient) bodies, and
 /// `calls { .. }` the read-only call variants behind them with their dispatch.
+///
+/// The union is a supertrait of the identity trait and every concern, implemented for
+/// every type that has them all, so a backend implements the concerns and never the union.
+/// All concerns share one flat [`BackendCall`](crate::BackendCall): which trait declares
+/// an operation is invisible on the wire.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! backend_operations {
     (
-        $(#[$trait_meta:meta])*
-        trait { $($trait_items:tt)* }
-        client { $($client_items:tt)* }
-        calls {
-            $( $(#[$xmeta:meta])* $xname:ident = $xvariant:ident { $($xfield:ident : $xty:ty),* }
-                => |$xb:ident| $xdispatch:expr; )*
+        $(#[$union_meta:meta])*
+        union $union:ident;
+        $(#[$info_meta:meta])*
+        info $info:ident {
+            trait { $($info_items:tt)* }
+            client { $($client_items:tt)* }
+            calls {
+                $( $(#[$xmeta:meta])* $xname:ident = $xvariant:ident { $($xfield:ident : $xty:ty),* }
+                    => |$xb:ident| $xdispatch:expr; )*
+            }
         }
-        operations {
-            $( $(#[$meta:meta])*
-               [$effect:ident $(, $optional:ident)?]
-               fn $name:ident ( $( $(#[$ameta:meta])* $arg:ident : $aty:ty => $wty:ty ),* ) -> $ret:ty
-               = $variant:ident; )*
-        }
+        $(
+            $(#[$concern_meta:meta])*
+            concern $concern:ident {
+                $( $(#[$meta:meta])*
+                   [$effect:ident $(, $optional:ident)?]
+                   fn $name:ident ( $( $(#[$ameta:meta])* $arg:ident : $aty:ty => $wty:ty ),* )
+                       -> $ret:ty
+                   = $variant:ident; )*
+            }
+        )*
     ) => {
-        $(#[$trait_meta])*
-        pub trait Backend: Send + Sync {
-            $($trait_items)*
-            $(
-                $crate::backend_operations! {
-                    @method [$($optional)?] $(#[$meta])* fn $name($($arg: $aty),*) -> $ret
-                }
-            )*
+        $(#[$info_meta])*
+        pub trait $info: Send + Sync {
+            $($info_items)*
         }
 
-        /// One call of the [`Backend`] trait, serialized: the C ABI's request format.
+        $(
+            $(#[$concern_meta])*
+            pub trait $concern: $info {
+                $(
+                    $crate::backend_operations! {
+                        @method [$($optional)?] $(#[$meta])* fn $name($($arg: $aty),*) -> $ret
+                    }
+                )*
+            }
+        )*
+
+        $(#[$union_meta])*
+        pub trait $union: $info $(+ $concern)* {}
+
+        impl<T: $info $(+ $concern)* + ?Sized> $union for T {}
+
+        /// One call of a backend operation, serialized: the C ABI's request format.
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(tag = "op", rename_all = "snake_case")]
         #[allow(missing_docs)] // fields are the trait method's arguments, documented there
         pub enum BackendCall {
             $( $(#[$xmeta])* $xvariant { $($xfield: $xty),* }, )*
-            $(
+            $( $(
                 $variant { $( $(#[$ameta])* $arg: $wty ),* },
-            )*
+            )* )*
         }
 
         impl BackendCall {
@@ -178,8 +206,8 @@ macro_rules! backend_operations {
             pub fn effect(&self) -> $crate::Effect {
                 match self {
                     $( BackendCall::$xvariant { .. } => $crate::Effect::Read, )*
-                    $( BackendCall::$variant { .. } =>
-                        $crate::backend_operations!(@effect $effect), )*
+                    $( $( BackendCall::$variant { .. } =>
+                        $crate::backend_operations!(@effect $effect), )* )*
                 }
             }
 
@@ -187,7 +215,7 @@ macro_rules! backend_operations {
             pub fn op(&self) -> &'static str {
                 match self {
                     $( BackendCall::$xvariant { .. } => stringify!($xname), )*
-                    $( BackendCall::$variant { .. } => stringify!($name), )*
+                    $( $( BackendCall::$variant { .. } => stringify!($name), )* )*
                 }
             }
         }
@@ -196,7 +224,7 @@ macro_rules! backend_operations {
         /// request becomes a trait call, for plugins across the C ABI and in-process
         /// layers alike.
         pub fn dispatch(
-            backend: &dyn Backend,
+            backend: &dyn $union,
             ctx: &$crate::OpContext,
             call: BackendCall,
         ) -> Result<serde_json::Value, $crate::BackendError> {
@@ -205,23 +233,28 @@ macro_rules! backend_operations {
                     let $xb = backend;
                     $crate::operations::to_value($xdispatch)
                 } )*
-                $( BackendCall::$variant { $($arg),* } => $crate::operations::to_value(
+                $( $( BackendCall::$variant { $($arg),* } => $crate::operations::to_value(
                     backend.$name(ctx $(, $crate::operations::FromWire::from_wire(&$arg))*)?,
-                ), )*
+                ), )* )*
             }
         }
 
-        impl<S: $crate::CallService> Backend for $crate::CallClient<S> {
+        impl<S: $crate::CallService> $info for $crate::CallClient<S> {
             $($client_items)*
-            $(
-                fn $name(&self, ctx: &$crate::OpContext $(, $arg: $aty)*)
-                    -> $crate::backend::BackendResult<$ret> {
-                    self.typed(ctx, BackendCall::$variant {
-                        $($arg: $crate::operations::IntoWire::into_wire($arg)),*
-                    })
-                }
-            )*
         }
+
+        $(
+            impl<S: $crate::CallService> $concern for $crate::CallClient<S> {
+                $(
+                    fn $name(&self, ctx: &$crate::OpContext $(, $arg: $aty)*)
+                        -> $crate::backend::BackendResult<$ret> {
+                        self.typed(ctx, BackendCall::$variant {
+                            $($arg: $crate::operations::IntoWire::into_wire($arg)),*
+                        })
+                    }
+                )*
+            }
+        )*
     };
     (@method [optional] $(#[$meta:meta])* fn $name:ident($($arg:ident: $aty:ty),*) -> $ret:ty) => {
         $(#[$meta])*

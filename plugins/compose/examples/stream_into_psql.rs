@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use splice_dr_compose::{ComposeBackend, ComposeConfig};
-use splice_dr_plugin_api::{Backend, OpContext};
+use splice_dr_plugin_api::{OpContext, Workloads};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -94,7 +94,7 @@ impl ComposeBackend {
         Toolkit::new(self, &self.cfg.db_user, self.cfg.compress)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::dump`]: row counts in an exported snapshot,
+    /// See [`splice_dr_plugin_api::Databases::dump`]: row counts in an exported snapshot,
     /// then `pg_dump -Fc --snapshot` inside the container streamed into `dest`.
     pub(crate) fn dump_impl(
         &self,
@@ -130,7 +130,7 @@ impl ComposeBackend {
         }
     }
 
-    /// See [`splice_dr_plugin_api::Backend::check_dump`]: `pg_restore --list` inside the
+    /// See [`splice_dr_plugin_api::Databases::check_dump`]: `pg_restore --list` inside the
     /// container for custom dumps; plain dumps must carry pg_dump's end marker (a
     /// truncated file does not).
     pub(crate) fn check_dump_impl(
@@ -145,7 +145,7 @@ impl ComposeBackend {
         self.tools().list_contents(ctx, &dump.path)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::restore_into_empty`].
+    /// See [`splice_dr_plugin_api::Databases::restore_into_empty`].
     pub(crate) fn restore_into_empty_impl(
         &self,
         ctx: &OpContext,

@@ -21,10 +21,10 @@ use std::time::Duration;
 use splice_dr_pg_toolkit::names::{derived_name, ensure_kept_of, new_suffix};
 use splice_dr_pg_toolkit::sql::database_exists;
 use splice_dr_plugin_api::{
-    Backend, BackendError, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
-    DatabaseStorage, DumpCheck, DumpInfo, ExecOutput, KeptStorage, Leftovers, OpContext,
-    RestoreShape, StagedCheck, StagedDb, StagedQuery, StorageCapabilities, StorageTarget,
-    WorkloadCapabilities,
+    BackendError, BackendInfo, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
+    DatabaseStorage, Databases, DumpCheck, DumpInfo, ExecOutput, KeptStorage, Leftovers, OpContext,
+    RestoreShape, StagedCheck, StagedDb, StagedQuery, Storage, StorageCapabilities, StorageTarget,
+    WorkloadCapabilities, Workloads,
 };
 
 pub use config::{BundleConfig, ComposeConfig};
@@ -223,7 +223,7 @@ impl ComposeBackend {
     }
 }
 
-impl Backend for ComposeBackend {
+impl BackendInfo for ComposeBackend {
     fn kind(&self) -> String {
         "compose".into()
     }
@@ -254,6 +254,14 @@ impl Backend for ComposeBackend {
         }
     }
 
+    /// Kept copies are Docker volumes.
+    fn kept_removal_command(&self, kept: &str) -> Option<String> {
+        splice_dr_pg_toolkit::names::shell_quotable(kept)
+            .then(|| format!("docker volume rm '{kept}'"))
+    }
+}
+
+impl Workloads for ComposeBackend {
     fn components(&self, ctx: &OpContext) -> Result<Vec<ComponentStatus>, BackendError> {
         self.components_impl(ctx)
     }
@@ -271,6 +279,59 @@ impl Backend for ComposeBackend {
         self.wait_ready_impl(ctx, component, timeout)
     }
 
+    fn exec(
+        &self,
+        ctx: &OpContext,
+        component: &str,
+        argv: &[String],
+        stdin: Option<&Path>,
+    ) -> Result<ExecOutput, BackendError> {
+        let service = self.service_of(component)?;
+        let c = self
+            .engine
+            .block(ctx, "inspecting", self.engine.inspect(&service))?;
+        let id = engine::id_of(&c, &service)?;
+        let out = exec::run(
+            &self.engine,
+            ctx,
+            &id,
+            None,
+            argv,
+            &[],
+            exec::Streams {
+                stdin,
+                stdout: None,
+                progress: None,
+            },
+        )?;
+        Ok(ExecOutput {
+            code: out.code as i32,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
+        let values: bundle::StartValues = serde_json::from_value(values.clone()).map_err(|e| {
+            BackendError::Config(format!(
+                "set_values: {e} (known keys: migration_id, migrating, identities_dump, participant_id, wait)"
+            ))
+        })?;
+        let b = self.cfg.bundle.as_ref().ok_or_else(|| {
+            BackendError::Config(
+                "restarting with new start flags needs [node.compose.bundle] (dir, sponsor_sv, party_hint)"
+                    .into(),
+            )
+        })?;
+        let migration_id = values.migration_id.unwrap_or(self.migration_id);
+        let args = bundle::start_args(b, &values, self.migration_id)?;
+        bundle::restart(ctx, b, &self.cfg.project, &args, migration_id)
+    }
+}
+
+/// A compose restore is volume-level (the databases are refilled after [`Storage::wipe`]),
+/// so nothing is swapped in: the staged operations serve drills only.
+impl Databases for ComposeBackend {
     fn databases(&self, ctx: &OpContext) -> Result<Vec<DatabaseInfo>, BackendError> {
         let mut admin = self.conn(ctx)?.connect_admin()?;
         let mut out = Vec::new();
@@ -317,12 +378,6 @@ impl Backend for ComposeBackend {
         self.check_staged_impl(ctx, staged, queries)
     }
 
-    /// Kept copies are Docker volumes.
-    fn kept_removal_command(&self, kept: &str) -> Option<String> {
-        splice_dr_pg_toolkit::names::shell_quotable(kept)
-            .then(|| format!("docker volume rm '{kept}'"))
-    }
-
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
         let lives = self.own_volumes(ctx);
         let kept = self.engine.block(
@@ -336,38 +391,18 @@ impl Backend for ComposeBackend {
         })
     }
 
-    fn exec(
+    fn restore_into_empty(
         &self,
         ctx: &OpContext,
-        component: &str,
-        argv: &[String],
-        stdin: Option<&Path>,
-    ) -> Result<ExecOutput, BackendError> {
-        let service = self.service_of(component)?;
-        let c = self
-            .engine
-            .block(ctx, "inspecting", self.engine.inspect(&service))?;
-        let id = engine::id_of(&c, &service)?;
-        let out = exec::run(
-            &self.engine,
-            ctx,
-            &id,
-            None,
-            argv,
-            &[],
-            exec::Streams {
-                stdin,
-                stdout: None,
-                progress: None,
-            },
-        )?;
-        Ok(ExecOutput {
-            code: out.code as i32,
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+        role: &str,
+        src: &Path,
+        expected: &DumpInfo,
+    ) -> Result<(), BackendError> {
+        self.restore_into_empty_impl(ctx, role, src, expected)
     }
+}
 
+impl Storage for ComposeBackend {
     fn put_file(
         &self,
         ctx: &OpContext,
@@ -404,23 +439,6 @@ impl Backend for ComposeBackend {
         self.wipe_volume(&image, &volume)?;
         ctx.info(format!("wiped volume {volume}"));
         Ok(())
-    }
-
-    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
-        let values: bundle::StartValues = serde_json::from_value(values.clone()).map_err(|e| {
-            BackendError::Config(format!(
-                "set_values: {e} (known keys: migration_id, migrating, identities_dump, participant_id, wait)"
-            ))
-        })?;
-        let b = self.cfg.bundle.as_ref().ok_or_else(|| {
-            BackendError::Config(
-                "restarting with new start flags needs [node.compose.bundle] (dir, sponsor_sv, party_hint)"
-                    .into(),
-            )
-        })?;
-        let migration_id = values.migration_id.unwrap_or(self.migration_id);
-        let args = bundle::start_args(b, &values, self.migration_id)?;
-        bundle::restart(ctx, b, &self.cfg.project, &args, migration_id)
     }
 
     fn keep_storage(
@@ -521,16 +539,6 @@ impl Backend for ComposeBackend {
         )?;
         ctx.info(format!("deleted the kept copy {}", kept.kept));
         Ok(())
-    }
-
-    fn restore_into_empty(
-        &self,
-        ctx: &OpContext,
-        role: &str,
-        src: &Path,
-        expected: &DumpInfo,
-    ) -> Result<(), BackendError> {
-        self.restore_into_empty_impl(ctx, role, src, expected)
     }
 }
 

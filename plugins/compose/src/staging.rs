@@ -19,7 +19,7 @@ use splice_dr_plugin_api::{BackendError, DumpInfo, OpContext, StagedCheck, Stage
 use crate::ComposeBackend;
 
 impl ComposeBackend {
-    /// See [`splice_dr_plugin_api::Backend::restore_staged`]: the dump streamed into a
+    /// See [`splice_dr_plugin_api::Databases::restore_staged`]: the dump streamed into a
     /// new database inside the container, row counts verified; dropped again on failure.
     pub(crate) fn restore_staged_impl(
         &self,
@@ -51,7 +51,7 @@ impl ComposeBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::drop_staged`].
+    /// See [`splice_dr_plugin_api::Databases::drop_staged`].
     pub(crate) fn drop_staged_impl(
         &self,
         ctx: &OpContext,
@@ -66,7 +66,7 @@ impl ComposeBackend {
         drop_scratch(ctx, &self.conn(ctx)?, staged)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::check_staged`].
+    /// See [`splice_dr_plugin_api::Databases::check_staged`].
     pub(crate) fn check_staged_impl(
         &self,
         ctx: &OpContext,

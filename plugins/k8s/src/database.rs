@@ -94,7 +94,7 @@ impl K8sBackend {
         Toolkit::new(self, &self.cfg.db_user, self.cfg.compress)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::dump`]: row counts in an exported snapshot,
+    /// See [`splice_dr_plugin_api::Databases::dump`]: row counts in an exported snapshot,
     /// then `pg_dump -Fc --snapshot` in the pod streamed into `dest/database.pgdump`.
     pub(crate) fn dump_impl(
         &self,
@@ -109,7 +109,7 @@ impl K8sBackend {
         })
     }
 
-    /// See [`splice_dr_plugin_api::Backend::check_dump`]: `pg_restore --list` in the pod
+    /// See [`splice_dr_plugin_api::Databases::check_dump`]: `pg_restore --list` in the pod
     /// reading the dump on stdin.
     pub(crate) fn check_dump_impl(
         &self,
@@ -120,7 +120,7 @@ impl K8sBackend {
         self.tools().list_contents(ctx, &dump.path)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::restore_staged`]: a new database next to the
+    /// See [`splice_dr_plugin_api::Databases::restore_staged`]: a new database next to the
     /// live one, filled by `pg_restore` in the pod from the dump streamed on stdin, then
     /// verified table by table. Dropped again when anything fails.
     pub(crate) fn restore_staged_impl(

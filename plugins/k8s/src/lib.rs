@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use splice_dr_plugin_api::{
-    Backend, BackendError, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
-    DatabaseStorage, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, OpContext,
-    RestoreShape, StagedDb, StorageCapabilities, StorageTarget, WorkloadCapabilities,
+    BackendError, BackendInfo, Capabilities, ComponentStatus, DatabaseCapabilities, DatabaseInfo,
+    DatabaseStorage, Databases, DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers,
+    OpContext, RestoreShape, StagedDb, Storage, StorageCapabilities, StorageTarget,
+    WorkloadCapabilities, Workloads,
 };
 use splice_dr_postgres::{ConnSettings, PostgresBackend, PostgresConfig};
 
@@ -231,7 +232,7 @@ impl K8sBackend {
     }
 }
 
-impl Backend for K8sBackend {
+impl BackendInfo for K8sBackend {
     fn kind(&self) -> String {
         "k8s".into()
     }
@@ -258,7 +259,9 @@ impl Backend for K8sBackend {
             },
         }
     }
+}
 
+impl Workloads for K8sBackend {
     fn components(&self, ctx: &OpContext) -> Result<Vec<ComponentStatus>, BackendError> {
         let all = workloads::all(&self.cfg.workloads);
         self.cluster.block(ctx, "reading workloads", async {
@@ -299,6 +302,87 @@ impl Backend for K8sBackend {
         )
     }
 
+    fn exec(
+        &self,
+        ctx: &OpContext,
+        component: &str,
+        argv: &[String],
+        stdin: Option<&Path>,
+    ) -> Result<ExecOutput, BackendError> {
+        if argv.is_empty() {
+            return Err(BackendError::Config("exec: the command is empty".into()));
+        }
+        let w = self.workload(component)?;
+        let (pod, container) = self.exec_target(ctx, &w)?;
+        let pods = self.cluster.api();
+        let input = stdin.map_or(Input::None, |p| Input::File(p.to_path_buf()));
+        let out = self.cluster.block(
+            ctx,
+            &format!("exec in pod {pod}"),
+            exec::run(
+                &pods,
+                ctx,
+                &pod,
+                container.as_deref(),
+                argv,
+                Streams {
+                    input,
+                    stdout: None,
+                    progress: None,
+                },
+            ),
+        )?;
+        Ok(ExecOutput {
+            code: out.code as i32,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
+        let v: values::FlowValues = serde_json::from_value(values.clone()).map_err(|e| {
+            BackendError::Config(format!(
+                "set_values: {e} (known keys: migration_id, migrating, identities_dump, \
+                 participant_id, migration_dump, wait)"
+            ))
+        })?;
+        if let Some(dump) = &v.migration_dump {
+            self.put_into_dump_volume(ctx, Path::new(DUMP_FILE), dump)?;
+        }
+        if let Some(ids) = &v.identities_dump {
+            if v.participant_id.is_none() {
+                return Err(BackendError::Config(
+                    "set_values: an identities dump needs the new participant_id".into(),
+                ));
+            }
+            let secret = self.cfg.bootstrap_secret.clone();
+            self.put_secret(ctx, &secret, ids)?;
+        }
+        let overlays = values::overlays(&self.cfg, &v, self.migration_id);
+        let wait = v.wait.unwrap_or(false);
+        if overlays.is_empty() {
+            ctx.info("no helm values change: restarting validator and participant");
+            return self.restart_apps(ctx, wait);
+        }
+        let dir = self.overlay_dir();
+        for o in &overlays {
+            let path = values::write_overlay(&dir, o)?;
+            ctx.info(format!(
+                "values overlay for release {} written to {}: {}",
+                o.release.name,
+                path.display(),
+                o.values
+            ));
+            let args = values::helm_args(&self.cfg, o, &path, wait)?;
+            values::run_helm(ctx, &self.cfg.helm, &args, &path)?;
+        }
+        self.start_apps(ctx, wait)
+    }
+}
+
+/// Restores are staged next to the live databases in `postgres-0` and swapped in by the
+/// bare-Postgres backend's SQL; nothing is restored into emptied storage.
+impl Databases for K8sBackend {
     fn databases(&self, ctx: &OpContext) -> Result<Vec<DatabaseInfo>, BackendError> {
         self.sql.databases(ctx)
     }
@@ -340,44 +424,9 @@ impl Backend for K8sBackend {
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
         self.sql.leftovers(ctx)
     }
+}
 
-    fn exec(
-        &self,
-        ctx: &OpContext,
-        component: &str,
-        argv: &[String],
-        stdin: Option<&Path>,
-    ) -> Result<ExecOutput, BackendError> {
-        if argv.is_empty() {
-            return Err(BackendError::Config("exec: the command is empty".into()));
-        }
-        let w = self.workload(component)?;
-        let (pod, container) = self.exec_target(ctx, &w)?;
-        let pods = self.cluster.api();
-        let input = stdin.map_or(Input::None, |p| Input::File(p.to_path_buf()));
-        let out = self.cluster.block(
-            ctx,
-            &format!("exec in pod {pod}"),
-            exec::run(
-                &pods,
-                ctx,
-                &pod,
-                container.as_deref(),
-                argv,
-                Streams {
-                    input,
-                    stdout: None,
-                    progress: None,
-                },
-            ),
-        )?;
-        Ok(ExecOutput {
-            code: out.code as i32,
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
-    }
-
+impl Storage for K8sBackend {
     /// Targets: `dump` (the validator app's migration PVC, through its pod; default file
     /// `domain_migration_dump.json`) and `secret:NAME` (a Secret with the file under key
     /// `content`, created or replaced).
@@ -400,46 +449,6 @@ impl Backend for K8sBackend {
                  migration PVC at {DUMP_MOUNT}) and `secret:NAME` (a Secret, key `content`)"
             ))),
         }
-    }
-
-    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
-        let v: values::FlowValues = serde_json::from_value(values.clone()).map_err(|e| {
-            BackendError::Config(format!(
-                "set_values: {e} (known keys: migration_id, migrating, identities_dump, \
-                 participant_id, migration_dump, wait)"
-            ))
-        })?;
-        if let Some(dump) = &v.migration_dump {
-            self.put_into_dump_volume(ctx, Path::new(DUMP_FILE), dump)?;
-        }
-        if let Some(ids) = &v.identities_dump {
-            if v.participant_id.is_none() {
-                return Err(BackendError::Config(
-                    "set_values: an identities dump needs the new participant_id".into(),
-                ));
-            }
-            let secret = self.cfg.bootstrap_secret.clone();
-            self.put_secret(ctx, &secret, ids)?;
-        }
-        let overlays = values::overlays(&self.cfg, &v, self.migration_id);
-        let wait = v.wait.unwrap_or(false);
-        if overlays.is_empty() {
-            ctx.info("no helm values change: restarting validator and participant");
-            return self.restart_apps(ctx, wait);
-        }
-        let dir = self.overlay_dir();
-        for o in &overlays {
-            let path = values::write_overlay(&dir, o)?;
-            ctx.info(format!(
-                "values overlay for release {} written to {}: {}",
-                o.release.name,
-                path.display(),
-                o.values
-            ));
-            let args = values::helm_args(&self.cfg, o, &path, wait)?;
-            values::run_helm(ctx, &self.cfg.helm, &args, &path)?;
-        }
-        self.start_apps(ctx, wait)
     }
 
     /// Target `postgres`: the node's databases are renamed aside (see [`storage`]).

@@ -109,7 +109,7 @@ impl K8sBackend {
         ))
     }
 
-    /// See [`splice_dr_plugin_api::Backend::keep_storage`].
+    /// See [`splice_dr_plugin_api::Storage::keep_storage`].
     pub(crate) fn keep_storage_impl(
         &self,
         ctx: &OpContext,
@@ -159,7 +159,7 @@ impl K8sBackend {
         Ok(kept)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::wipe`]: the live databases are (re)created
+    /// See [`splice_dr_plugin_api::Storage::wipe`]: the live databases are (re)created
     /// empty. Refuses one that still holds tables: keep it aside first.
     pub(crate) fn wipe_impl(
         &self,
@@ -189,7 +189,7 @@ impl K8sBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::restore_kept_storage`]: the kept databases
+    /// See [`splice_dr_plugin_api::Storage::restore_kept_storage`]: the kept databases
     /// take their names back in one transaction; the ones they replace are dropped after.
     pub(crate) fn restore_kept_storage_impl(
         &self,
@@ -223,7 +223,7 @@ impl K8sBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::drop_kept_storage`].
+    /// See [`splice_dr_plugin_api::Storage::drop_kept_storage`].
     pub(crate) fn drop_kept_storage_impl(
         &self,
         ctx: &OpContext,

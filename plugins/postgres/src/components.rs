@@ -68,7 +68,7 @@ impl PostgresBackend {
         })
     }
 
-    /// See [`splice_dr_plugin_api::Backend::components`].
+    /// See [`splice_dr_plugin_api::Workloads::components`].
     pub(crate) fn components_impl(
         &self,
         _ctx: &OpContext,
@@ -105,7 +105,7 @@ impl PostgresBackend {
             .collect())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::scale`]: `0` runs `stop_command`, anything
+    /// See [`splice_dr_plugin_api::Workloads::scale`]: `0` runs `stop_command`, anything
     /// else `start_command`, through `sh -c`.
     pub(crate) fn scale_impl(
         &self,
@@ -134,7 +134,7 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::wait_ready`].
+    /// See [`splice_dr_plugin_api::Workloads::wait_ready`].
     pub(crate) fn wait_ready_impl(
         &self,
         ctx: &OpContext,

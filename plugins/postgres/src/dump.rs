@@ -12,7 +12,7 @@ use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
 use crate::PostgresBackend;
 
 impl PostgresBackend {
-    /// See [`splice_dr_plugin_api::Backend::dump`].
+    /// See [`splice_dr_plugin_api::Databases::dump`].
     pub(crate) fn dump_impl(
         &self,
         ctx: &OpContext,
@@ -67,7 +67,7 @@ impl PostgresBackend {
         Ok(info)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::check_dump`].
+    /// See [`splice_dr_plugin_api::Databases::check_dump`].
     pub(crate) fn check_dump_impl(
         &self,
         ctx: &OpContext,

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use splice_dr_plugin_api::{
-    Backend, BackendError, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, KeptDb, Leftovers,
-    OpContext, StagedCheck, StagedDb, StagedQuery,
+    BackendError, BackendInfo, ComponentStatus, DatabaseInfo, Databases, DumpCheck, DumpInfo,
+    KeptDb, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, Storage, Workloads,
 };
 
 pub use config::{ComponentConfig, PostgresConfig};
@@ -124,11 +124,20 @@ impl PostgresBackend {
     }
 }
 
-impl Backend for PostgresBackend {
+impl BackendInfo for PostgresBackend {
     fn kind(&self) -> String {
         "postgres".into()
     }
 
+    /// `psql` on the admin URL (password removed; read from the password file when set).
+    fn kept_removal_command(&self, kept: &str) -> Option<String> {
+        names::shell_quotable(kept).then(|| {
+            names::drop_database_command(&self.cfg.url, self.cfg.password_file.as_deref(), kept)
+        })
+    }
+}
+
+impl Workloads for PostgresBackend {
     fn components(&self, ctx: &OpContext) -> Result<Vec<ComponentStatus>, BackendError> {
         self.components_impl(ctx)
     }
@@ -146,6 +155,44 @@ impl Backend for PostgresBackend {
         self.wait_ready_impl(ctx, component, timeout)
     }
 
+    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
+        let command = self.cfg.restart_command.as_deref().ok_or_else(|| {
+            BackendError::Config(
+                "this flow restarts the node with new settings, which a hand-run node does through \
+                 [node.postgres] restart_command (see docs/CONFIG.md); it is not set"
+                    .into(),
+            )
+        })?;
+        let mut cmd = child_env::command("sh", child_env::POSTGRES);
+        cmd.arg("-c")
+            .arg(command)
+            .env("SPLICE_DR_VALUES", values.to_string());
+        let text = |k: &str| match &values[k] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        for (key, var) in [
+            ("participant_id", "SPLICE_DR_PARTICIPANT_ID"),
+            ("identities_dump", "SPLICE_DR_IDENTITIES_DUMP"),
+            ("migration_id", "SPLICE_DR_MIGRATION_ID"),
+            ("migrating", "SPLICE_DR_MIGRATING"),
+            ("migration_dump", "SPLICE_DR_MIGRATION_DUMP"),
+        ] {
+            if let Some(v) = text(key) {
+                cmd.env(var, v);
+            }
+        }
+        ctx.info(format!("running restart_command with {values}"));
+        let out = process::run(ctx, cmd, command, "restart_command", &mut || {})?;
+        if !out.stderr.trim().is_empty() {
+            ctx.info(format!("restart_command: {}", out.stderr.trim()));
+        }
+        Ok(())
+    }
+}
+
+impl Databases for PostgresBackend {
     fn databases(&self, _ctx: &OpContext) -> Result<Vec<DatabaseInfo>, BackendError> {
         let mut admin = self.conn.connect_admin()?;
         splice_dr_plugin_api::DB_ROLES
@@ -196,42 +243,6 @@ impl Backend for PostgresBackend {
         self.drop_staged_impl(ctx, staged)
     }
 
-    fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
-        let command = self.cfg.restart_command.as_deref().ok_or_else(|| {
-            BackendError::Config(
-                "this flow restarts the node with new settings, which a hand-run node does through \
-                 [node.postgres] restart_command (see docs/CONFIG.md); it is not set"
-                    .into(),
-            )
-        })?;
-        let mut cmd = child_env::command("sh", child_env::POSTGRES);
-        cmd.arg("-c")
-            .arg(command)
-            .env("SPLICE_DR_VALUES", values.to_string());
-        let text = |k: &str| match &values[k] {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Null => None,
-            other => Some(other.to_string()),
-        };
-        for (key, var) in [
-            ("participant_id", "SPLICE_DR_PARTICIPANT_ID"),
-            ("identities_dump", "SPLICE_DR_IDENTITIES_DUMP"),
-            ("migration_id", "SPLICE_DR_MIGRATION_ID"),
-            ("migrating", "SPLICE_DR_MIGRATING"),
-            ("migration_dump", "SPLICE_DR_MIGRATION_DUMP"),
-        ] {
-            if let Some(v) = text(key) {
-                cmd.env(var, v);
-            }
-        }
-        ctx.info(format!("running restart_command with {values}"));
-        let out = process::run(ctx, cmd, command, "restart_command", &mut || {})?;
-        if !out.stderr.trim().is_empty() {
-            ctx.info(format!("restart_command: {}", out.stderr.trim()));
-        }
-        Ok(())
-    }
-
     fn check_staged(
         &self,
         ctx: &OpContext,
@@ -244,14 +255,12 @@ impl Backend for PostgresBackend {
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
         self.leftovers_impl(ctx)
     }
-
-    /// `psql` on the admin URL (password removed; read from the password file when set).
-    fn kept_removal_command(&self, kept: &str) -> Option<String> {
-        names::shell_quotable(kept).then(|| {
-            names::drop_database_command(&self.cfg.url, self.cfg.password_file.as_deref(), kept)
-        })
-    }
 }
+
+/// The storage under a hand-run Postgres is the operator's: none of it is reachable from
+/// here, so every storage operation answers `Unsupported` (the capabilities say so), and a
+/// fresh node comes from `restart_command`.
+impl Storage for PostgresBackend {}
 
 #[cfg(test)]
 mod tests {

@@ -57,7 +57,7 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::restore_staged`].
+    /// See [`splice_dr_plugin_api::Databases::restore_staged`].
     pub(crate) fn restore_staged_impl(
         &self,
         ctx: &OpContext,
@@ -207,7 +207,7 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::swap_in`].
+    /// See [`splice_dr_plugin_api::Databases::swap_in`].
     pub(crate) fn swap_in_impl(
         &self,
         ctx: &OpContext,
@@ -261,7 +261,7 @@ impl PostgresBackend {
         self.rename_atomically(ctx, "swap_in", &involved, &plan)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::roll_back`].
+    /// See [`splice_dr_plugin_api::Databases::roll_back`].
     pub(crate) fn roll_back_impl(
         &self,
         ctx: &OpContext,
@@ -315,7 +315,7 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::drop_kept`].
+    /// See [`splice_dr_plugin_api::Databases::drop_kept`].
     pub(crate) fn drop_kept_impl(
         &self,
         ctx: &OpContext,
@@ -333,7 +333,7 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// See [`splice_dr_plugin_api::Backend::drop_staged`]. Also accepts the
+    /// See [`splice_dr_plugin_api::Databases::drop_staged`]. Also accepts the
     /// `__sdr_failed_` names that [`Self::leftovers_impl`] reports as staged.
     pub(crate) fn drop_staged_impl(
         &self,
@@ -346,7 +346,7 @@ impl PostgresBackend {
         drop_scratch(ctx, &self.conn, staged)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::check_staged`]: only staging databases of
+    /// See [`splice_dr_plugin_api::Databases::check_staged`]: only staging databases of
     /// this node's live ones are checked, never a live database.
     pub(crate) fn check_staged_impl(
         &self,
@@ -365,7 +365,7 @@ impl PostgresBackend {
         check_database(ctx, &mut client, &staged.staging, queries)
     }
 
-    /// See [`splice_dr_plugin_api::Backend::leftovers`]. Rolled-back `__sdr_failed_`
+    /// See [`splice_dr_plugin_api::Databases::leftovers`]. Rolled-back `__sdr_failed_`
     /// databases count as staged: like half-restored ones they hold nothing to keep.
     pub(crate) fn leftovers_impl(&self, _ctx: &OpContext) -> Result<Leftovers, BackendError> {
         let mut admin = self.conn.connect_admin()?;

@@ -6,7 +6,7 @@ mod common;
 
 use common::{connect, Recorder, TestDbs};
 use splice_dr_pg_toolkit::check::check_database;
-use splice_dr_plugin_api::{Backend, BackendError, StagedDb, StagedQuery};
+use splice_dr_plugin_api::{BackendError, Databases, StagedDb, StagedQuery};
 
 /// A B-tree index made inconsistent on purpose: built with one comparison, which is then
 /// reversed (what a changed collation does to a real index).

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use splice_dr_plugin_api::{Backend, BackendError};
+use splice_dr_plugin_api::{BackendError, Workloads};
 use splice_dr_postgres::PostgresBackend;
 
 mod common;

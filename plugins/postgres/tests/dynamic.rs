@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use common::TestDbs;
 use splice_dr_plugin_abi::load;
-use splice_dr_plugin_api::{Backend, BackendError};
+use splice_dr_plugin_api::{BackendError, BackendInfo, Databases, Storage};
 
 /// `<target>/<profile>/libsplice_dr_postgres.so`: the test binary runs from
 /// `<target>/<profile>/deps`, and cargo builds the package's cdylib for its integration tests.

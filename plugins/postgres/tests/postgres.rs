@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{create_fixture, exists, fingerprint, modify, Recorder, TestDbs};
-use splice_dr_plugin_api::{Backend, BackendError, OpEvent, TableCount};
+use splice_dr_plugin_api::{BackendError, Databases, OpEvent, TableCount};
 use splice_dr_postgres::PostgresBackend;
 
 /// (1) Data, indexes and sequences come back exactly; the kept database holds the replaced
