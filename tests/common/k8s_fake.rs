@@ -781,10 +781,23 @@ async fn serve_exec(socket: WebSocket, env: ExecEnv, pod: String, argv: Vec<Stri
     };
     let _ = tx.send(frame(3, &status)).await;
     let _ = tx.close().await;
-    // Like the API server, the connection closes once the command's status is sent:
-    // stdin the command did not read is not read any more.
-    feeder.abort();
+    // The connection closes once the command's status is sent. As RFC 6455 asks of a
+    // server, it first reads until the client's Close: dropping the socket at once resets
+    // a client whose Close (or last stdin frame) is in flight, and that reset can reach it
+    // before the status does — a spurious "connection reset" on a command that exited
+    // cleanly. Stdin the command did not read is discarded, and a client still streaming
+    // it after the grace is cut off.
+    let mut feeder = feeder;
+    if tokio::time::timeout(CLOSE_GRACE, &mut feeder)
+        .await
+        .is_err()
+    {
+        feeder.abort();
+    }
 }
+
+/// How long an exec stream waits for the client's Close after its own.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn failure(message: &str, code: i32) -> Vec<u8> {
     let s = Status {

@@ -133,7 +133,12 @@ pub async fn run(
                 let grace = if j.is_ok() { OUTPUT_GRACE } else { BROKEN_GRACE };
                 match tokio::time::timeout(grace, &mut outputs).await {
                     Ok(o) => break o,
-                    Err(_) => return Err(connection_lost(what, j.err().map(|e| e.to_string()))),
+                    Err(_) => {
+                        // Input still being sent when the stream broke: the reset may show
+                        // on the sending or on the receiving side, whichever saw it first.
+                        let feeding = has_stdin && fed.is_none();
+                        return Err(connection_lost(what, j.err().map(|e| e.to_string()), feeding));
+                    }
                 }
             }
         }
@@ -156,14 +161,15 @@ pub async fn run(
 }
 
 /// The error for an exec stream that ended without its outputs closing or its exit code.
-/// A failure while sending stdin is what the API server's close looks like when the command
-/// exits before reading all its input (the exit code it sent is lost with the connection),
-/// so the message says that instead of only "connection reset".
-fn connection_lost(what: String, loop_error: Option<String>) -> BackendError {
+/// A stream that breaks while stdin is still being sent (`feeding`, or a failure sending
+/// it) is what the API server's close looks like when the command exits before reading all
+/// its input (the exit code it sent is lost with the connection), so the message says that
+/// instead of only "connection reset". Which side sees the reset first is a race.
+fn connection_lost(what: String, loop_error: Option<String>, feeding: bool) -> BackendError {
     let hint = "the command most likely exited before reading all its input, and its exit \
                 code was lost with the connection";
     let stderr = match loop_error {
-        Some(e) if e.contains("stdin") => format!("{e} ({hint})"),
+        Some(e) if feeding || e.contains("stdin") => format!("{e} ({hint})"),
         Some(e) => e,
         None => format!("the exec stream ended without closing its output ({hint})"),
     };
@@ -286,11 +292,20 @@ mod tests {
         let e = connection_lost(
             "exec `true` in pod postgres-0".into(),
             Some("failed to send a stdin data: IO error: Connection reset by peer".into()),
+            false,
         );
         let shown = e.to_string();
         assert!(shown.contains("Connection reset by peer"), "{shown}");
         assert!(shown.contains("before reading all its input"), "{shown}");
-        let other = connection_lost("x".into(), Some("failed to receive a message".into()));
+        // The same close seen first by the receiving side, while input was still going out.
+        let read_side = "failed to read from WebSocket: IO error: Connection reset by peer";
+        let e = connection_lost("x".into(), Some(read_side.into()), true);
+        assert!(
+            e.to_string().contains("before reading all its input"),
+            "{e}"
+        );
+        // A break with no input in flight says only what broke.
+        let other = connection_lost("x".into(), Some(read_side.into()), false);
         assert!(!other.to_string().contains("before reading"), "{other}");
     }
 }
