@@ -3,7 +3,7 @@
 use crate::config::Config;
 
 /// Builds everything the config implies exactly as start-up and reloads do
-/// ([`crate::prepare::prepare`]: flows, backends with their plugins, rules script,
+/// (`prepare::prepare`: flows, backends with their plugins, rules script,
 /// off-site repositories, keyring), except that a missing signing key is not generated:
 /// check writes nothing. Returns the report to print, or the error found.
 pub fn check(config: &Config) -> Result<String, String> {

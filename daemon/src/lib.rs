@@ -1,49 +1,54 @@
 //! splice-dr: keeps Splice validator nodes alive.
 //!
 //! The library behind the `splice-dr` binary. Data flows one way: a request (CLI,
-//! socket) → [`service::Service`] → [`flows::Runner`] → a Rhai flow ([`script`]) → host
-//! objects → a backend plugin ([`backends`]) → the world; results come back through the
-//! [`journal`] and run events. See `docs/ARCHITECTURE.md` for the map.
+//! socket) → the service → the runner → a Rhai flow (the script host) → host objects → a
+//! backend plugin → the world; results come back through the [`journal`] and run events.
+//! See `docs/ARCHITECTURE.md` for the map and `layering.rs` for the layers a test holds
+//! every module to.
+//!
+//! Modules are private unless the binary's `main` or the end-to-end tests (which drive the
+//! real binary and read its files) need them: the automation, the runner, the script
+//! host and the service are reached only through the CLI and the socket.
 
-pub mod access;
-pub mod autopilot;
-pub mod backends;
+mod access;
+mod autopilot;
+mod backends;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod drills;
+mod drills;
 pub mod events;
-pub mod flows;
-pub mod http_limits;
+mod flows;
+mod http_limits;
 pub mod identities;
-pub mod interrupted;
+mod interrupted;
 pub mod journal;
 #[cfg(test)]
 mod layering;
 pub mod leader;
-pub mod lock;
+mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod notify;
 pub mod orphans;
 pub mod participants;
-pub mod prepare;
-pub mod private_tmp;
-pub mod prune;
+mod prepare;
+mod private_tmp;
+mod prune;
 pub mod repo;
-pub mod repo_check;
-pub mod rules;
-pub mod run_context;
-pub mod schedule;
-pub mod script;
-pub mod service;
+mod repo_check;
+mod rules;
+mod run_context;
+mod schedule;
+mod script;
+mod service;
 pub mod socket;
-pub mod status_state;
+mod status_state;
 pub mod tls;
-pub mod users;
-pub mod util;
+mod users;
+mod util;
 pub mod validator;

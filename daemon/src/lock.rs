@@ -37,7 +37,6 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct NodeLock {
     file: File,
-    node: String,
 }
 
 impl NodeLock {
@@ -78,15 +77,7 @@ impl NodeLock {
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         writeln!(file, "{holder} (pid {})", std::process::id()).map_err(io)?;
-        Ok(NodeLock {
-            file,
-            node: node.into(),
-        })
-    }
-
-    /// The node this lock protects.
-    pub fn node(&self) -> &str {
-        &self.node
+        Ok(NodeLock { file })
     }
 }
 

@@ -26,7 +26,6 @@ mod schedules;
 mod state;
 
 pub use context::Context;
-pub use state::DecisionRecord;
 
 use chrono::{DateTime, Utc};
 use splice_dr_protocol::automation::{ApprovalWait, AutomationView};

@@ -256,7 +256,9 @@ impl RuleEngine {
     }
 
     /// The engine for a loaded config: its rules, pause flag and rules script (read and
-    /// compiled here; errors are `file:line:col`, for `splice-dr check` and reloads).
+    /// compiled here; errors are `file:line:col`). Tests build engines this way; the
+    /// daemon builds its plan in `prepare`.
+    #[cfg(test)]
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let engine = RuleEngine::new(&config.rules, &config.automation);
         Ok(match load_script(config)? {
@@ -440,7 +442,9 @@ impl RuleEngine {
         out
     }
 
-    /// The earliest time [`Self::tick`] has something to do, for the caller's timer.
+    /// The earliest time [`Self::tick`] has something to do (the daemon ticks every
+    /// 500 ms instead; tests check the engine's notion of "next").
+    #[cfg(test)]
     pub fn next_wakeup(&self) -> Option<DateTime<Utc>> {
         self.slots
             .iter()

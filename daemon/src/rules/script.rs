@@ -137,11 +137,6 @@ impl RuleScript {
         })
     }
 
-    /// The file the script came from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The registered patterns, in registration order (duplicates kept).
     pub fn patterns(&self) -> Vec<&str> {
         self.handlers.iter().map(|(p, _, _)| p.as_str()).collect()

@@ -85,6 +85,7 @@ impl Guard {
     }
 
     /// The same guard with a different undo budget (tests use short ones).
+    #[cfg(test)]
     pub fn with_undo_budget(mut self, grace: Duration, cap: Duration) -> Self {
         self.grace = grace;
         self.cap = cap;

@@ -10,7 +10,7 @@ pub mod progress;
 #[cfg(debug_assertions)]
 mod test_pause;
 
-pub use guard::{Guard, StepKind, UNDO_CAP, UNDO_GRACE};
+pub use guard::{Guard, StepKind};
 pub use splice_dr_protocol::RunEvent;
 
 use chrono::Utc;

@@ -15,7 +15,6 @@ use crate::config::{duration, RetentionConfig, ScheduleConfig};
 use crate::events::Event;
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One configured schedule with its parsed cron expression.
@@ -136,7 +135,9 @@ impl Scheduler {
         out
     }
 
-    /// The earliest next due time, for the caller's timer.
+    /// The earliest next due time (the daemon ticks every 500 ms instead; tests check
+    /// the scheduler's notion of "next").
+    #[cfg(test)]
     pub fn next_wakeup(&self) -> Option<DateTime<Utc>> {
         self.entries.iter().filter_map(|e| e.next).min()
     }
@@ -280,16 +281,4 @@ fn newest_per_period<I>(
         }
     }
     out
-}
-
-/// `(name → next due time)` of a set of schedules, for tests and `check` output.
-pub fn next_due_times(
-    schedules: &[ScheduleConfig],
-    now: DateTime<Utc>,
-) -> BTreeMap<String, Option<DateTime<Utc>>> {
-    Scheduler::new(schedules, now)
-        .status()
-        .into_iter()
-        .map(|s| (s.name, s.next_at))
-        .collect()
 }

@@ -7,6 +7,6 @@ mod host_drill;
 mod host_offsite;
 mod host_recovery;
 
-pub use catalog::{Flow, FlowCatalog, FlowSource, ScriptError, BUILTIN_FLOWS};
+pub use catalog::{Flow, FlowCatalog, ScriptError};
 pub use engine::{hardened_engine, Limits};
 pub use host::{execute, FlowEnv, NodeFacts};

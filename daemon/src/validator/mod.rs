@@ -14,7 +14,7 @@
 //! ```
 //!
 //! * [`ValidatorClient`] (`client.rs`): reqwest with rustls on the `ring` provider
-//!   ([`ensure_crypto_provider`]); retries with a doubling backoff on connection errors and
+//!   ([`crate::tls::ensure_crypto_provider`]); retries with a doubling backoff on connection errors and
 //!   HTTP 503; per-request timeout.
 //! * `auth.rs`: the three auth modes (`token_file`, `oauth2`, `self_signed`); HS256 minting
 //!   with `hmac` + `sha2` ([`mint_hs256`]).
