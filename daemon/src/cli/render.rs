@@ -83,7 +83,8 @@ impl EventPrinter {
                 let line = describe_with_rate(what, *done, *total, unit, started.elapsed());
                 if self.tty {
                     let gauge = total.map(|t| format!("{} ", bar(*done, t, 24)));
-                    eprint!("\r\x1b[2K    {}{line}", gauge.unwrap_or_default());
+                    let full = format!("    {}{line}", gauge.unwrap_or_default());
+                    eprint!("\r\x1b[2K{}", fit_line(&full, terminal_columns()));
                     let _ = std::io::stderr().flush();
                     self.progress_shown = true;
                 } else if self
@@ -97,6 +98,28 @@ impl EventPrinter {
             RunEvent::Finished { .. } => self.clear_progress(),
         }
     }
+}
+
+/// Columns of the terminal stderr is on, or 80 when it cannot say.
+fn terminal_columns() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stderr())
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|&c| c > 0)
+        .unwrap_or(80)
+}
+
+/// `line` cut to fewer characters than the terminal has columns, the cut marked `…`. A
+/// progress line is redrawn in place with `\r\x1b[2K`, which clears only the cursor's row:
+/// a line that wrapped would leave its first rows behind on every redraw.
+pub fn fit_line(line: &str, columns: usize) -> String {
+    let room = columns.saturating_sub(1).max(1);
+    if line.chars().count() <= room {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(room - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// `1.2s`, `3m04s`.
@@ -736,5 +759,20 @@ mod tests {
             "{w}"
         );
         assert!(!w.contains('\n'), "one line: {w}");
+    }
+
+    #[test]
+    fn a_progress_line_never_wraps_an_80_column_terminal() {
+        let gauge = bar(512 << 20, 1 << 30, 24);
+        let what = "restore participant-0 from validator-1-20261206-041331";
+        let nine = std::time::Duration::from_secs(9);
+        let rate = describe_with_rate(what, 512 << 20, Some(1 << 30), "bytes", nine);
+        let line = format!("    {gauge} {rate}");
+        assert!(line.chars().count() > 80, "the case of the issue: {line}");
+        let fitted = fit_line(&line, 80);
+        assert_eq!(fitted.chars().count(), 79, "{fitted}");
+        assert!(fitted.ends_with('…') && line.starts_with(fitted.trim_end_matches('…')));
+        assert_eq!(fit_line("short", 80), "short");
+        assert_eq!(fit_line(&line, 0).chars().count(), 1);
     }
 }
