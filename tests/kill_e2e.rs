@@ -247,12 +247,15 @@ fn remove_listed_volumes(config: &Path, node: &compose::ComposeNode, point: Kill
         return 0;
     }
     let out = compose::cli(config, &["--json", "status"]);
-    let left = &leftovers(&view(&out));
+    let status: StatusView = view(&out);
+    let left = &leftovers(&status);
+    // Why the leftovers are missing, when they are: the probe's error for them.
+    let why = status.nodes[0].raw("leftovers_error");
     for v in &kept {
         let cmd = left["remove_commands"][v.as_str()]
             .as_str()
             .unwrap_or_else(|| {
-                panic!("{point:?}: `status` gives no command removing volume {v}: {left}")
+                panic!("{point:?}: `status` gives no command removing volume {v}: {left} (error: {why})")
             });
         sh(cmd);
     }
