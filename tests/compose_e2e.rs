@@ -273,7 +273,7 @@ fn cancel_during_the_database_restore_puts_the_old_volume_back() {
     );
     let current = node.fingerprint();
 
-    let restore = Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+    let restore = Command::new(common::bin())
         .arg("--config")
         .arg(&config)
         .args(["restore", "--backup", &id, "--yes"])

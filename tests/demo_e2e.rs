@@ -25,7 +25,7 @@ fn check_report(out: &std::process::Output) {
 
 #[test]
 fn demo_runs_end_to_end() {
-    let out = Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+    let out = Command::new(common::bin())
         .args(["demo", "--json"])
         .output()
         .unwrap();
@@ -45,7 +45,7 @@ fn demo_works_for_an_unprivileged_user() {
         .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = dir.path().join("splice-dr");
-    std::fs::copy(env!("CARGO_BIN_EXE_splice-dr"), &bin).unwrap();
+    std::fs::copy(common::bin(), &bin).unwrap();
     let out = Command::new(&bin)
         .args(["demo", "--json"])
         .env("HOME", "/tmp")

@@ -85,7 +85,7 @@ impl K8sSite {
 
     /// The CLI with the fake helm first on PATH.
     fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_splice-dr"));
+        let mut c = Command::new(common::bin());
         let path = format!(
             "{}:{}",
             self.path("bin").display(),

@@ -11,7 +11,7 @@ python3 -c 'import moto.server' 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1'
 # `demo`: the binary the tests run carries the simulator (`splice-dr demo`, demo_e2e); an
 # installed production build does not.
-features=(--features splice-dr/demo)
+features=(--features splice-dr/demo,splice-dr-e2e/demo)
 cargo build --workspace --all-targets "${features[@]}"
 # The compose tests' images (Debian + Postgres 15, and splice-sim): built once, cached by
 # tag and rebuilt only when their recipe or the splice-sim binary changes.

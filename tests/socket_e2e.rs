@@ -86,7 +86,7 @@ fn cli_as(site: &Site, uid: u32, args: &[&str]) -> std::process::Output {
     open(site.dir.path(), 0o755).unwrap();
     open(&site.config, 0o644).unwrap();
     let bin = shared.path().join("splice-dr");
-    std::fs::copy(env!("CARGO_BIN_EXE_splice-dr"), &bin).unwrap();
+    std::fs::copy(common::bin(), &bin).unwrap();
     open(&bin, 0o755).unwrap();
     std::process::Command::new(&bin)
         .arg("--config")

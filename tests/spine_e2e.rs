@@ -313,7 +313,7 @@ fn socket_refuses_a_peer_with_another_uid() {
     std::fs::set_permissions(site.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&site.config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let bin = shared.path().join("splice-dr");
-    std::fs::copy(env!("CARGO_BIN_EXE_splice-dr"), &bin).unwrap();
+    std::fs::copy(common::bin(), &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = {
         use std::os::unix::process::CommandExt;

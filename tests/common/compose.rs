@@ -363,7 +363,7 @@ impl Drop for ComposeNode {
 
 /// Runs the CLI against `config`.
 pub fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+    Command::new(super::common::bin())
         .arg("--config")
         .arg(config)
         .args(args)
@@ -375,7 +375,7 @@ pub fn cli(config: &Path, args: &[&str]) -> Output {
 /// Runs the CLI for a flow that restarts `node` through its start.sh: the bundle reads
 /// the project's published port from the environment, as an operator's shell would have it.
 pub fn cli_restarting(node: &ComposeNode, config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_splice-dr"))
+    Command::new(super::common::bin())
         .arg("--config")
         .arg(config)
         .args(args)

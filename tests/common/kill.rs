@@ -93,7 +93,7 @@ impl Target {
 
     /// The binary with `--config`.
     pub fn binary(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_splice-dr"));
+        let mut c = Command::new(super::bin());
         c.arg("--config").arg(&self.config).stdin(Stdio::null());
         c
     }

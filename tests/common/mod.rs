@@ -297,7 +297,7 @@ impl Site {
 
     /// The splice-dr binary with `--config` set.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_splice-dr"));
+        let mut c = Command::new(bin());
         c.arg("--config").arg(&self.config).stdin(Stdio::null());
         c
     }
@@ -461,6 +461,47 @@ pub mod url_parts {
             port: port.into(),
         }
     }
+}
+
+/// The `splice-dr` binary these tests drive: `target/<profile>/splice-dr`, next to the test
+/// binary's `deps/` directory. The tests live in their own crate, so cargo does not build
+/// the binary for them: tests/run.sh builds the workspace first.
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = profile_dir.join("splice-dr");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    let Ok(built) = built else {
+        panic!(
+            "{} is missing: build it with `cargo build -p splice-dr` (tests/run.sh does)",
+            bin.display()
+        )
+    };
+    // The library these tests link was rebuilt after the binary: the daemon changed and
+    // the binary under test is the old one.
+    if let Some(lib) = newest_daemon_lib(&profile_dir.join("deps")) {
+        assert!(
+            lib <= built,
+            "{} is older than the splice-dr library the tests were built with: rebuild it \
+             with `cargo build -p splice-dr` (tests/run.sh does)",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// When the newest build of the splice-dr library (`libsplice_dr-*.rlib`) was written.
+fn newest_daemon_lib(deps: &Path) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(deps)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libsplice_dr-") && name.ends_with(".rlib")
+        })
+        .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .max()
 }
 
 /// The postgres backend's cdylib, built by cargo for this test run.
