@@ -467,6 +467,12 @@ pub mod url_parts {
 /// binary's `deps/` directory. The tests live in their own crate, so cargo does not build
 /// the binary for them: tests/run.sh builds the workspace first.
 pub fn bin() -> PathBuf {
+    // Looked up and checked once per test binary, not on every CLI call.
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_bin).clone()
+}
+
+fn find_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = profile_dir.join("splice-dr");

@@ -38,6 +38,18 @@ pub struct ExecResult {
     pub bytes_out: u64,
 }
 
+/// What the backend contract's `exec` answers: the same command's end, without the byte
+/// counts only the toolkit uses. A code outside `i32` (no real exit code is) reads as -1.
+impl From<ExecResult> for splice_dr_plugin_api::ExecOutput {
+    fn from(out: ExecResult) -> Self {
+        splice_dr_plugin_api::ExecOutput {
+            code: i32::try_from(out.code).unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+}
+
 impl ExecResult {
     /// `Ok` on exit code 0, else a `Command` error naming `shown` (the command as an
     /// operator would type it) with the end of stderr, so a failed step says what to rerun.

@@ -304,11 +304,7 @@ impl Workloads for ComposeBackend {
                 progress: None,
             },
         )?;
-        Ok(ExecOutput {
-            code: out.code as i32,
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+        Ok(out.into())
     }
 
     fn set_values(&self, ctx: &OpContext, values: &serde_json::Value) -> Result<(), BackendError> {
