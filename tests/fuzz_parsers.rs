@@ -14,7 +14,7 @@
 //! run, with the per-property counts printed:
 //!
 //! ```text
-//! SPLICE_DR_FUZZ_CASES=100000 cargo nextest run -p splice-dr --test fuzz_parsers --no-capture
+//! SPLICE_DR_FUZZ_CASES=100000 cargo nextest run -p splice-dr-e2e --test fuzz_parsers --no-capture
 //! ```
 
 use proptest::prelude::*;
