@@ -12,7 +12,7 @@ mod common;
 use common::kill::*;
 use common::*;
 use serde_json::Value;
-use splice_dr_protocol::StatusView;
+use splice_dr_protocol::{LeftoversView, StatusView};
 use std::path::Path;
 use std::time::Duration;
 
@@ -47,10 +47,10 @@ fn diverge(dbs: &NodeDbs, backup: &[(String, String)]) -> Vec<(String, String)> 
     before
 }
 
-/// The first node's leftovers as `status` shows them: the backend's answer, which stays
-/// JSON (docs/PROTOCOL.md).
-fn leftovers(status: &StatusView) -> Value {
-    status.nodes[0].raw("leftovers").clone()
+/// The first node's leftovers as `status` shows them (none when the backend did not
+/// answer).
+fn leftovers(status: &StatusView) -> LeftoversView {
+    status.nodes[0].leftovers.clone().unwrap_or_default()
 }
 
 /// Every database left next to the live ones must be kept data that `status` lists with
@@ -67,16 +67,12 @@ fn remove_listed_leftovers(site: &Site, dbs: &NodeDbs, point: KillPoint) -> usiz
     let left = &leftovers(&site.json(&["status"]));
     for db in &extra {
         assert!(
-            left["kept"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == db.as_str())),
-            "{point:?}: {db} is left behind and `status` does not list it as kept: {left}"
+            left.found.kept.iter().any(|k| k == db),
+            "{point:?}: {db} is left behind and `status` does not list it as kept: {left:?}"
         );
-        let cmd = left["remove_commands"][db.as_str()]
-            .as_str()
-            .unwrap_or_else(|| {
-                panic!("{point:?}: `status` gives no command removing {db}: {left}")
-            });
+        let cmd = left.remove_commands.get(db).unwrap_or_else(|| {
+            panic!("{point:?}: `status` gives no command removing {db}: {left:?}")
+        });
         sh(cmd);
     }
     assert_eq!(
@@ -250,13 +246,11 @@ fn remove_listed_volumes(config: &Path, node: &compose::ComposeNode, point: Kill
     let status: StatusView = view(&out);
     let left = &leftovers(&status);
     // Why the leftovers are missing, when they are: the probe's error for them.
-    let why = status.nodes[0].raw("leftovers_error");
+    let why = &status.nodes[0].leftovers_error;
     for v in &kept {
-        let cmd = left["remove_commands"][v.as_str()]
-            .as_str()
-            .unwrap_or_else(|| {
-                panic!("{point:?}: `status` gives no command removing volume {v}: {left} (error: {why})")
-            });
+        let cmd = left.remove_commands.get(v).unwrap_or_else(|| {
+            panic!("{point:?}: `status` gives no command removing volume {v}: {left:?} (error: {why:?})")
+        });
         sh(cmd);
     }
     assert!(
@@ -591,7 +585,7 @@ fn compose_reonboard_killed_at_every_step_is_finished_by_running_it_again() {
             let out = target.binary().args(["--json", "status"]).output().unwrap();
             let status: StatusView = view(&out);
             assert_eq!(
-                status.nodes[0].reonboarding().as_deref(),
+                status.nodes[0].reonboarding.as_deref(),
                 Some(started),
                 "{at}: status says so"
             );

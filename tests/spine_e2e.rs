@@ -236,7 +236,7 @@ fn daemon_serves_the_cli_and_restores_through_the_socket() {
     let status: StatusView = view(&site.cli(&["--json", "status"]));
     assert_eq!(status.mode, "daemon");
     assert_eq!(status.nodes[0].name.as_deref(), Some("validator-1"));
-    assert!(status.nodes[0].last_backup().is_some());
+    assert!(status.nodes[0].last_backup.is_some());
     stop(daemon);
 }
 
@@ -753,13 +753,10 @@ fn a_postgres_that_accepts_but_never_answers_hangs_nothing() {
         started.elapsed()
     );
     let v: StatusView = view(&out);
-    // The probe's errors are the backend's answers, sent as JSON (docs/PROTOCOL.md).
     let node = &v.nodes[0];
-    let errors = format!(
-        "{} {}",
-        node.raw("databases_error"),
-        node.raw("leftovers_error")
-    );
+    let errors = [&node.databases_error, &node.leftovers_error]
+        .map(|e| e.as_deref().unwrap_or_default())
+        .join(" ");
     let server = format!("127.0.0.1:{port}");
     assert!(errors.contains(&server), "{node:?}");
     assert!(
@@ -862,8 +859,8 @@ fn a_hung_docker_engine_bounds_status_and_probes_and_leaks_no_threads() {
     assert_eq!(v.nodes.len(), 2);
     for node in &v.nodes {
         assert!(
-            node.raw("components_error")
-                .as_str()
+            node.components_error
+                .as_deref()
                 .is_some_and(|e| e.contains("no answer within 10s")),
             "{node:?}"
         );

@@ -45,18 +45,15 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
     // The socket answers only after the first round: never "not probed yet" here.
     let first = status(&site);
     let node = &first.nodes[0];
-    assert!(node.probe().is_none(), "{node:?}");
-    assert!(node.raw("checked_at").is_string(), "{node:?}");
-    assert!(node.age_seconds().is_some(), "{node:?}");
-    assert_eq!(node.raw("databases")[0]["exists"], true, "{node:?}");
+    assert!(node.probe.is_none(), "{node:?}");
+    assert!(node.checked_at.is_some(), "{node:?}");
+    assert!(node.age_seconds.is_some(), "{node:?}");
+    assert!(node.databases.as_ref().unwrap()[0].exists, "{node:?}");
     // A second full round follows start-up recovery; after it, nothing is probed for
     // an hour however often `status` is asked.
     let stamps = |v: &StatusView| {
         let n = &v.nodes[0];
-        (
-            n.raw("checked_at").clone(),
-            n.raw("leftovers_checked_at").clone(),
-        )
+        (n.checked_at, n.leftovers_checked_at)
     };
     let mut last = stamps(&first);
     wait_for(Duration::from_secs(10), "the post-recovery round", || {
@@ -70,7 +67,7 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
         std::thread::sleep(Duration::from_millis(200));
         let again = status(&site);
         assert_eq!(stamps(&again), stamps(&stable));
-        assert!(again.nodes[0].age_seconds() > node.age_seconds());
+        assert!(again.nodes[0].age_seconds > node.age_seconds);
     }
     let human = site.cli(&["status"]);
     assert!(
@@ -82,16 +79,13 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
     // A run ending asks for a full round (leftovers asked again) at once, not an hour
     // later, and `status` right after the run waits for it (briefly): it shows the
     // state the run left, here the backup it made.
-    assert!(node.last_backup().is_none(), "{node:?}");
+    assert!(node.last_backup.is_none(), "{node:?}");
     let out = site.cli(&["backup"]);
     assert!(out.status.success(), "{}", text(&out));
     let after = status(&site);
     let fresh = &after.nodes[0];
-    assert_ne!(
-        fresh.raw("leftovers_checked_at"),
-        node.raw("leftovers_checked_at")
-    );
-    assert!(fresh.last_backup().is_some(), "{fresh:?}");
+    assert_ne!(fresh.leftovers_checked_at, node.leftovers_checked_at);
+    assert!(fresh.last_backup.is_some(), "{fresh:?}");
     stop(daemon);
 }
 

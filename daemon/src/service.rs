@@ -3,7 +3,6 @@
 //! node locks and the same flows whichever way an operator comes in.
 
 use serde::Serialize;
-use serde_json::{json, Value};
 use splice_dr_protocol as view;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -21,6 +20,7 @@ use crate::prepare::{Core, Prepared};
 use crate::repo::{Located, Manifest, Repository};
 use crate::run_context::RunEvent;
 use crate::status_state::StatusBoard;
+use splice_dr_plugin_api::{BackendError, Leftovers};
 use splice_dr_protocol::wire::{ErrorCode, Reply, Request, CRATE_VERSION, PROTOCOL_VERSION};
 
 pub use crate::flows::runner::NodeRuntime;
@@ -205,15 +205,6 @@ fn dump_summary(d: &crate::repo::DumpEntry) -> view::DumpSummary {
 
 /// A node's status as the board or a probe holds it, typed; lossless, as every field
 /// the view does not name is kept as sent.
-fn node_view(v: Value) -> view::NodeStatus {
-    serde_json::from_value(v).unwrap_or_else(|e| view::NodeStatus {
-        name: None,
-        backend: None,
-        migration_id: None,
-        more: serde_json::Map::from_iter([("error".into(), json!(e.to_string()))]),
-    })
-}
-
 impl Service {
     /// Builds the service from what [`crate::prepare::prepare`] built for its config, with
     /// no automatic side (the CLI in-process); `mode` is shown in `status`.
@@ -786,7 +777,7 @@ impl Service {
                 let now = chrono::Utc::now();
                 let checked_at = reuse.at.map_or(now, |at| at.min(now));
                 let mut v = this.one_node_status(&name, &node, &backups, reuse, leftovers.clone());
-                v["leftovers_checked_at"] = json!(leftovers.map_or(now, |(_, at)| at));
+                v.leftovers_checked_at = Some(leftovers.map_or(now, |(_, at)| at));
                 this.board.record(&name, checked_at, v);
             }));
         }
@@ -847,18 +838,14 @@ impl Service {
 
     /// Every node's part of `status`: from the board once the daemon probes (with each
     /// probe's age), probed here otherwise (the CLI in-process).
-    async fn nodes_status(self: &Arc<Self>) -> Vec<Value> {
+    async fn nodes_status(self: &Arc<Self>) -> Vec<view::NodeStatus> {
         if self.probing.load(std::sync::atomic::Ordering::Relaxed) {
             let now = chrono::Utc::now();
             return self
                 .runner
                 .nodes()
                 .iter()
-                .map(|(name, node)| {
-                    let facts = json!({"name": name, "backend": node.backend.kind(),
-                                       "migration_id": node.facts.migration_id});
-                    self.board.node(name, facts, now)
-                })
+                .map(|(name, node)| self.board.node(name, node_facts(name, node), now))
                 .collect();
         }
         let this = self.clone();
@@ -902,7 +889,7 @@ impl Service {
                 file: cfg.source.display().to_string(),
                 error: config_error,
             },
-            nodes: nodes.into_iter().map(node_view).collect(),
+            nodes,
             active_runs: runs
                 .iter()
                 .filter(|r| r.state.is_active())
@@ -922,7 +909,7 @@ impl Service {
         }
     }
 
-    fn node_status(&self) -> Vec<Value> {
+    fn node_status(&self) -> Vec<view::NodeStatus> {
         let (backups, _) = self.runner.repo().list().unwrap_or_default();
         let nodes = self.runner.nodes();
         // Nodes in parallel: a hung one costs its own limit, not everyone's.
@@ -939,8 +926,10 @@ impl Service {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| json!({"error": "status of a node panicked"}))
+                    h.join().unwrap_or_else(|_| view::NodeStatus {
+                        error: Some("status of a node panicked".into()),
+                        ..view::NodeStatus::default()
+                    })
                 })
                 .collect()
         })
@@ -955,81 +944,73 @@ impl Service {
         node: &NodeRuntime,
         backups: &[Manifest],
         reuse: NodeAnswers,
-        leftovers: Option<(Value, chrono::DateTime<chrono::Utc>)>,
-    ) -> Value {
+        leftovers: Option<(Leftovers, chrono::DateTime<chrono::Utc>)>,
+    ) -> view::NodeStatus {
         let last = backups.iter().find(|m| m.node == name);
-        let mut v = json!({
-            "name": name, "backend": node.backend.kind(), "migration_id": node.facts.migration_id,
-            "last_backup": last.map(last_backup),
-            "last_drill": last_drill(backups, name),
-        });
+        let mut v = view::NodeStatus {
+            last_backup: last.map(last_backup),
+            last_drill: last_drill(backups, name),
+            ..node_facts(name, node)
+        };
         // Since a re-onboard, every start must pass this id (Splice's rule).
         match crate::participants::Registry::load(&node.facts.state_dir, name) {
             Ok(reg) => {
-                v["participant_id"] = json!(reg.current);
+                v.participant_id = reg.current;
                 // After a network DR and before the config is updated.
                 if let Some(m) = reg.migration_id.filter(|m| *m > node.facts.migration_id) {
-                    v["running_migration_id"] = json!(m);
-                    if reg.migration_unproven {
-                        v["migration_unproven"] = json!(true);
-                    }
+                    v.running_migration_id = Some(m);
+                    v.migration_unproven = reg.migration_unproven;
                 }
-                if let Some(id) = &reg.reonboarding {
-                    v["reonboarding"] = json!(id);
-                }
+                v.reonboarding = reg.reonboarding;
             }
-            Err(e) => v["participant_id_error"] = json!(e.to_string()),
+            Err(e) => v.participant_id_error = Some(e.to_string()),
         }
         // `status` answers even when a node's engine or API server hangs. What the
         // health probe just answered is reused, not asked a second time.
         let ctx = splice_dr_plugin_api::OpContext::with_deadline(STATUS_LIMIT);
-        let fields = [
-            (
-                "components",
-                match reuse.components {
-                    Some(c) => Ok(json!(c)),
-                    None => node.backend.components(&ctx).map(|c| json!(c)),
-                },
-            ),
-            (
-                "databases",
-                match reuse.databases {
-                    Some(d) => Ok(json!(d)),
-                    None => node.backend.databases(&ctx).map(|d| json!(d)),
-                },
-            ),
-            (
-                "leftovers",
-                match leftovers {
-                    Some((l, _)) => Ok(l),
-                    None => node.backend.leftovers(&ctx).map(|l| json!(l)),
-                },
-            ),
-        ];
-        for (key, res) in fields {
-            match res {
-                Ok(val) => v[key] = val,
-                Err(e) => v[format!("{key}_error")] = json!(bounded_error(&e, STATUS_LIMIT)),
-            }
+        let error = |e: BackendError| Some(bounded_error(&e, STATUS_LIMIT));
+        match reuse
+            .components
+            .map_or_else(|| node.backend.components(&ctx), Ok)
+        {
+            Ok(c) => v.components = Some(c),
+            Err(e) => v.components_error = error(e),
         }
-        add_removal_commands(node, &mut v);
+        match reuse
+            .databases
+            .map_or_else(|| node.backend.databases(&ctx), Ok)
+        {
+            Ok(d) => v.databases = Some(d),
+            Err(e) => v.databases_error = error(e),
+        }
+        match leftovers.map_or_else(|| node.backend.leftovers(&ctx), |(l, _)| Ok(l)) {
+            Ok(found) => v.leftovers = Some(leftovers_view(node, found)),
+            Err(e) => v.leftovers_error = error(e),
+        }
         v
     }
 }
 
-/// `leftovers.remove_commands`: kept item → the command that removes it (the backend
+/// A node's facts from the config: what `status` shows even before its first probe.
+fn node_facts(name: &str, node: &NodeRuntime) -> view::NodeStatus {
+    view::NodeStatus {
+        name: Some(name.into()),
+        backend: Some(node.backend.kind().into()),
+        migration_id: Some(node.facts.migration_id),
+        ..view::NodeStatus::default()
+    }
+}
+
+/// The leftovers with, for each kept item, the command that removes it (the backend
 /// knows how its kept copies are removed by hand).
-fn add_removal_commands(node: &NodeRuntime, v: &mut Value) {
-    let kept = v["leftovers"]["kept"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let commands: serde_json::Map<String, Value> = kept
+fn leftovers_view(node: &NodeRuntime, found: Leftovers) -> view::LeftoversView {
+    let remove_commands = found
+        .kept
         .iter()
-        .filter_map(Value::as_str)
-        .filter_map(|k| Some((k.to_string(), json!(node.backend.kept_removal_command(k)?))))
+        .filter_map(|k| Some((k.clone(), node.backend.kept_removal_command(k)?)))
         .collect();
-    if !commands.is_empty() {
-        v["leftovers"]["remove_commands"] = Value::Object(commands);
+    view::LeftoversView {
+        found,
+        remove_commands,
     }
 }

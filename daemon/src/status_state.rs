@@ -5,7 +5,8 @@
 //! `health_interval` costs the nodes the same whatever the number of callers.
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use splice_dr_plugin_api::Leftovers;
+use splice_dr_protocol::NodeStatus;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -16,7 +17,7 @@ use tokio::sync::{watch, Notify};
 #[derive(Debug, Clone)]
 struct Snapshot {
     checked_at: DateTime<Utc>,
-    value: Value,
+    value: NodeStatus,
 }
 
 /// The latest status probe of every node, and the bookkeeping of the rounds.
@@ -52,18 +53,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl StatusBoard {
     /// Records `node`'s probe result, taken at `checked_at`.
-    pub fn record(&self, node: &str, checked_at: DateTime<Utc>, value: Value) {
+    pub fn record(&self, node: &str, checked_at: DateTime<Utc>, value: NodeStatus) {
         lock(&self.snapshots).insert(node.into(), Snapshot { checked_at, value });
     }
 
     /// `node`'s last leftovers answer and when it was taken (not an error: those are
     /// asked again).
-    pub fn leftovers(&self, node: &str) -> Option<(Value, DateTime<Utc>)> {
+    pub fn leftovers(&self, node: &str) -> Option<(Leftovers, DateTime<Utc>)> {
         let snapshots = lock(&self.snapshots);
         let v = &snapshots.get(node)?.value;
-        let at = v["leftovers_checked_at"].as_str()?;
-        let at = DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
-        Some((v.get("leftovers").filter(|l| !l.is_null())?.clone(), at))
+        Some((v.leftovers.as_ref()?.found.clone(), v.leftovers_checked_at?))
     }
 
     /// Forgets nodes that are no longer configured.
@@ -123,24 +122,21 @@ impl StatusBoard {
     /// `node`'s status as last probed, with `checked_at` and `age_seconds` (and the last
     /// backup's age as of `now`); before the first probe of the node, its static `facts`
     /// (name, backend, migration id) and `probe: "not probed yet"`.
-    pub fn node(&self, node: &str, facts: Value, now: DateTime<Utc>) -> Value {
+    pub fn node(&self, node: &str, facts: NodeStatus, now: DateTime<Utc>) -> NodeStatus {
         let Some(s) = lock(&self.snapshots).get(node).cloned() else {
-            let mut v = facts;
-            v["checked_at"] = Value::Null;
-            v["age_seconds"] = Value::Null;
-            v["probe"] = json!(
-                "not probed yet: the daemon's first status round for this node has not finished"
-            );
-            return v;
+            return NodeStatus {
+                probe: Some(
+                    "not probed yet: the daemon's first status round for this node has not finished"
+                        .into(),
+                ),
+                ..facts
+            };
         };
         let mut v = s.value;
-        v["checked_at"] = json!(s.checked_at);
-        v["age_seconds"] = json!((now - s.checked_at).num_milliseconds() as f64 / 1000.0);
-        let created = v["last_backup"]["created_at"]
-            .as_str()
-            .and_then(|c| DateTime::parse_from_rfc3339(c).ok());
-        if let Some(c) = created {
-            v["last_backup"]["age_secs"] = json!((now - c.with_timezone(&Utc)).num_seconds());
+        v.checked_at = Some(s.checked_at);
+        v.age_seconds = Some((now - s.checked_at).num_milliseconds() as f64 / 1000.0);
+        if let Some(b) = v.last_backup.as_mut() {
+            b.age_secs = (now - b.created_at).num_seconds();
         }
         v
     }
@@ -154,27 +150,38 @@ mod tests {
     fn a_node_is_served_with_its_age_or_as_not_probed_yet() {
         let b = StatusBoard::default();
         let now = Utc::now();
-        let facts = || json!({"name": "n1", "backend": "postgres"});
+        let facts = || NodeStatus {
+            name: Some("n1".into()),
+            backend: Some("postgres".into()),
+            ..NodeStatus::default()
+        };
         let v = b.node("n1", facts(), now);
-        assert_eq!(v["name"], "n1");
-        assert!(v["probe"].as_str().unwrap().contains("not probed yet"));
+        assert_eq!(v.name.as_deref(), Some("n1"));
+        assert!(v.probe.as_deref().unwrap().contains("not probed yet"));
         b.record(
             "n1",
             now - chrono::Duration::seconds(3),
-            json!({"name": "n1", "databases": []}),
+            NodeStatus {
+                databases: Some(vec![]),
+                ..facts()
+            },
         );
         let v = b.node("n1", facts(), now);
-        assert_eq!(v["age_seconds"], 3.0);
-        assert!(v.get("probe").is_none());
+        assert_eq!(v.age_seconds, Some(3.0));
+        assert!(v.probe.is_none());
         assert!(b.leftovers("n1").is_none(), "never answered");
         b.record(
             "n1",
             now,
-            json!({"leftovers": {"staged": []}, "leftovers_checked_at": now}),
+            NodeStatus {
+                leftovers: Some(splice_dr_protocol::LeftoversView::default()),
+                leftovers_checked_at: Some(now),
+                ..NodeStatus::default()
+            },
         );
         assert_eq!(b.leftovers("n1").unwrap().1, now);
         b.retain(&BTreeSet::new());
-        assert!(b.node("n1", facts(), now)["probe"].is_string());
+        assert!(b.node("n1", facts(), now).probe.is_some());
     }
 
     #[tokio::test]

@@ -29,7 +29,8 @@ pub use drill::{DrillRecord, DrillResult};
 pub use event::RunEvent;
 pub use run::{PendingApproval, RunDetail, RunState, RunSummary, StepRecord, StepState};
 pub use status::{
-    ConfigState, FlowView, HealthChange, HealthView, JournalStats, NodeStatus, StatusView,
+    ConfigState, FlowView, HealthChange, HealthView, JournalStats, LeftoversView, NodeStatus,
+    StatusView,
 };
 pub use wire::{
     parse_reply, parse_request, read_request, request_line, BadRequest, ErrorCode, Reply, Request,

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use splice_dr_plugin_api::{ComponentStatus, DatabaseInfo, Leftovers};
+use std::collections::BTreeMap;
 
 use crate::automation::{AutomationView, LeaderView};
 use crate::backup::{LastBackup, LastDrill};
@@ -97,11 +98,11 @@ pub struct HealthChange {
     pub detail: String,
 }
 
-/// One node's part of `status`. Which fields are present depends on the probe (before the
-/// first one only the node's facts and `probe`; a backend that did not answer gives
-/// `components_error` instead of `components`...), so the node's identity is typed and
-/// the rest is read through accessors over the fields as sent: printed back unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One node's part of `status`: its facts, newest backup and drill, identity state, and
+/// what its backend answered in the backend contract's own shapes. A backend that did
+/// not answer in time gives `<field>_error` instead of the field, so one hung engine never
+/// hides the rest. Absent fields are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// Node name (absent only when probing the node panicked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,62 +113,115 @@ pub struct NodeStatus {
     /// The migration id the config gives the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration_id: Option<u64>,
-    /// Everything else the probe answered.
-    #[serde(flatten)]
-    pub more: Map<String, Value>,
+    /// Why the node's status could not be assembled at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why the node has not been probed yet (the daemon's first round is still running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// When the probe shown was taken (absent when answered in-process or not probed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Seconds since the probe shown was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<f64>,
+    /// The node's newest backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<LastBackup>,
+    /// The node's most recent drill of any backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<LastDrill>,
+    /// The participant id every start must pass since a re-onboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_id: Option<String>,
+    /// Why the participant-id registry could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant_id_error: Option<String>,
+    /// The migration id the node runs after a network DR, past the config's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_migration_id: Option<u64>,
+    /// Whether the running migration id is not yet proven by a healthy start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub migration_unproven: bool,
+    /// The participant id a re-onboard in progress will take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reonboarding: Option<String>,
+    /// The node's components as its backend sees them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<ComponentStatus>>,
+    /// Why the backend did not list the components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components_error: Option<String>,
+    /// The node's databases and whether each exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub databases: Option<Vec<DatabaseInfo>>,
+    /// Why the backend did not list the databases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub databases_error: Option<String>,
+    /// State left by runs that did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leftovers: Option<LeftoversView>,
+    /// Why the backend did not list the leftovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leftovers_error: Option<String>,
+    /// When the leftovers shown were listed (they are listed less often than the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leftovers_checked_at: Option<DateTime<Utc>>,
 }
 
-impl NodeStatus {
-    /// A field read as `T`; `None` when absent, null or of another shape.
-    fn field<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        self.more
-            .get(key)
-            .filter(|v| !v.is_null())
-            .and_then(|v| T::deserialize(v).ok())
-    }
+/// A node's leftovers with, for each kept copy, the command that removes it by hand (the
+/// backend knows how its kept copies are removed; the operator should not have to).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftoversView {
+    /// What the backend found.
+    #[serde(flatten)]
+    pub found: Leftovers,
+    /// Kept item → the command removing it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remove_commands: BTreeMap<String, String>,
+}
 
-    /// The node's newest backup.
-    pub fn last_backup(&self) -> Option<LastBackup> {
-        self.field("last_backup")
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// The node's most recent drill of any backup.
-    pub fn last_drill(&self) -> Option<LastDrill> {
-        self.field("last_drill")
-    }
-
-    /// Why the node has not been probed yet.
-    pub fn probe(&self) -> Option<String> {
-        self.field("probe")
-    }
-
-    /// The participant id every start must pass since a re-onboard.
-    pub fn participant_id(&self) -> Option<String> {
-        self.field("participant_id")
-    }
-
-    /// The migration id the node runs after a network DR, past the config's.
-    pub fn running_migration_id(&self) -> Option<u64> {
-        self.field("running_migration_id")
-    }
-
-    /// Whether the running migration id is not yet proven by a start.
-    pub fn migration_unproven(&self) -> bool {
-        self.field("migration_unproven").unwrap_or(false)
-    }
-
-    /// The participant id a re-onboard in progress will take.
-    pub fn reonboarding(&self) -> Option<String> {
-        self.field("reonboarding")
-    }
-
-    /// Seconds since the probe shown was taken.
-    pub fn age_seconds(&self) -> Option<f64> {
-        self.field("age_seconds")
-    }
-
-    /// A raw field as sent (components, databases, leftovers and their `_error`s).
-    pub fn raw(&self, key: &str) -> &Value {
-        self.more.get(key).unwrap_or(&Value::Null)
+    /// A node as the daemon sends it reads back into the same value; fields with nothing
+    /// to say are not sent; a field from a newer daemon is tolerated.
+    #[test]
+    fn a_node_status_round_trips_and_sends_only_what_it_knows() {
+        let node = NodeStatus {
+            name: Some("validator-1".into()),
+            backend: Some("compose".into()),
+            migration_id: Some(3),
+            databases: Some(vec![DatabaseInfo {
+                role: "validator".into(),
+                name: "validator".into(),
+                exists: true,
+            }]),
+            leftovers: Some(LeftoversView {
+                found: Leftovers {
+                    staged: vec![],
+                    kept: vec!["vol_kept".into()],
+                },
+                remove_commands: BTreeMap::from([(
+                    "vol_kept".into(),
+                    "docker volume rm vol_kept".into(),
+                )]),
+            }),
+            components_error: Some("no answer within 10s".into()),
+            ..NodeStatus::default()
+        };
+        let mut wire = serde_json::to_value(&node).expect("serializes");
+        assert_eq!(wire["leftovers"]["kept"][0], "vol_kept");
+        assert_eq!(
+            wire["leftovers"]["remove_commands"]["vol_kept"],
+            "docker volume rm vol_kept"
+        );
+        for absent in ["components", "probe", "last_backup", "migration_unproven"] {
+            assert!(wire.get(absent).is_none(), "{absent} sent: {wire}");
+        }
+        wire["from_a_newer_daemon"] = serde_json::json!(true);
+        let back: NodeStatus = serde_json::from_value(wire).expect("reads back");
+        assert_eq!(back, node);
     }
 }

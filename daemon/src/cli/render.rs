@@ -131,12 +131,6 @@ pub fn fmt_ms(ms: u64) -> String {
     }
 }
 
-/// A raw field as text (`-` when absent or not a string): for the parts of a node's
-/// status a backend answers in its own shape.
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("-")
-}
-
 /// An optional text as shown in tables (`-` when absent).
 fn or_dash(v: Option<&str>) -> &str {
     v.unwrap_or("-")
@@ -242,11 +236,6 @@ fn step_lines(st: &StepRecord) -> String {
         out.push_str(&format!("  {indent}    {l}\n"));
     }
     out
-}
-
-/// The elements of the array at `key` (none when it is missing or not an array).
-fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    v.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
 /// `3h25m`: an age as tables show it, to the minute and in at most two units.
@@ -382,7 +371,7 @@ pub fn repo_check_text(v: &RepoCheckReport) -> String {
 /// `status` lines about drills: the newest backup's drill state and the node's last drill.
 fn drill_lines(n: &NodeStatus) -> String {
     let mut out = String::new();
-    let Some(b) = n.last_backup() else {
+    let Some(b) = &n.last_backup else {
         return out;
     };
     match &b.drill {
@@ -395,7 +384,7 @@ fn drill_lines(n: &NodeStatus) -> String {
             "  newest backup's drill: never — prove it restores with `splice-dr drill`\n",
         ),
     }
-    if let Some(d) = n.last_drill() {
+    if let Some(d) = &n.last_drill {
         if d.backup != b.id {
             out.push_str(&format!(
                 "  last drill: {} at {} (backup {})\n",
@@ -529,14 +518,14 @@ fn node_lines(n: &NodeStatus) -> String {
         n.migration_id
             .map_or_else(|| "-".to_string(), |m| m.to_string())
     );
-    if let Some(p) = n.probe() {
+    if let Some(p) = n.probe.as_ref().or(n.error.as_ref()) {
         out.push_str(&format!("  {p}\n"));
         return out;
     }
-    if let Some(age) = n.age_seconds() {
+    if let Some(age) = n.age_seconds {
         out.push_str(&format!("  as probed {age:.1}s ago\n"));
     }
-    match n.last_backup() {
+    match &n.last_backup {
         Some(b) => out.push_str(&format!(
             "  last backup: {} ({} ago)\n",
             b.id,
@@ -555,23 +544,23 @@ fn node_lines(n: &NodeStatus) -> String {
 /// A node's migration and participant id since a network DR or a re-onboard.
 fn identity_lines(n: &NodeStatus) -> String {
     let mut out = String::new();
-    if let Some(m) = n.running_migration_id() {
+    if let Some(m) = n.running_migration_id {
         out.push_str(&format!(
             "  runs migration {m} since a network DR: set migration_id = {m} in the config\n"
         ));
     }
-    if n.migration_unproven() {
+    if n.migration_unproven {
         out.push_str(
             "  the migrating start was not yet seen healthy: every start migrates again; \
              run dr_snapshot again with the same migration_id to finish it\n",
         );
     }
-    if let Some(id) = n.reonboarding() {
+    if let Some(id) = &n.reonboarding {
         out.push_str(&format!(
             "  a re-onboard as {id} did not finish: plain starts are refused; run reonboard again\n"
         ));
     }
-    if let Some(id) = n.participant_id() {
+    if let Some(id) = &n.participant_id {
         out.push_str(&format!(
             "  participant id: {id} (since a re-onboard; every start passes it)\n"
         ));
@@ -583,39 +572,34 @@ fn identity_lines(n: &NodeStatus) -> String {
 /// backend's own shapes.
 fn backend_lines(n: &NodeStatus) -> String {
     let mut out = String::new();
-    for c in n.raw("components").as_array().into_iter().flatten() {
+    for c in n.components.iter().flatten() {
         out.push_str(&format!(
             "  component {}: {} ready={} {}\n",
-            s(c, "name"),
-            s(c, "state"),
-            c["ready"],
-            s(c, "detail")
+            c.name, c.state, c.ready, c.detail
         ));
     }
-    for d in n.raw("databases").as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "  database {} ({}): {}\n",
-            s(d, "name"),
-            s(d, "role"),
-            if d["exists"].as_bool().unwrap_or(false) {
-                "present"
-            } else {
-                "MISSING"
-            }
-        ));
+    for d in n.databases.iter().flatten() {
+        let present = if d.exists { "present" } else { "MISSING" };
+        out.push_str(&format!("  database {} ({}): {present}\n", d.name, d.role));
     }
-    for key in ["components_error", "databases_error", "leftovers_error"] {
-        if let Some(e) = n.raw(key).as_str() {
-            out.push_str(&format!("  {}: {e}\n", key.replace('_', " ")));
+    let errors = [
+        ("components error", &n.components_error),
+        ("databases error", &n.databases_error),
+        ("leftovers error", &n.leftovers_error),
+    ];
+    for (what, e) in errors {
+        if let Some(e) = e {
+            out.push_str(&format!("  {what}: {e}\n"));
         }
     }
-    let leftovers = n.raw("leftovers");
-    for k in items(leftovers, "staged") {
-        out.push_str(&format!("  SCRATCH DATABASE {}: left by an interrupted restore or drill; the next daemon start drops it\n", k.as_str().unwrap_or("")));
+    let Some(leftovers) = &n.leftovers else {
+        return out;
+    };
+    for k in &leftovers.found.staged {
+        out.push_str(&format!("  SCRATCH DATABASE {k}: left by an interrupted restore or drill; the next daemon start drops it\n"));
     }
-    for k in items(leftovers, "kept") {
-        let k = k.as_str().unwrap_or("");
-        let how = match leftovers["remove_commands"][k].as_str() {
+    for k in &leftovers.found.kept {
+        let how = match leftovers.remove_commands.get(k) {
             Some(cmd) => format!("remove it with: {cmd}"),
             None => "drop it".into(),
         };
