@@ -726,7 +726,12 @@ impl Service {
         let cfg = self.config();
         self.configured_node(node)?;
         let repo = self.runner.repo();
-        let mut plans = crate::prune::plan(repo, cfg.retention.as_ref(), node, chrono::Utc::now());
+        let mut plans = crate::prune::plan(
+            repo,
+            &crate::prune::Policies::of(&cfg),
+            node,
+            chrono::Utc::now(),
+        );
         if !dry_run {
             crate::prune::apply(repo, &cfg.daemon.state_dir, &mut plans);
         }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::store::{dir::DirStore, s3::S3Store, BackupStore, StoreError};
 use super::{DrillRecord, Manifest, RepoError, Repository};
-use crate::config::{OffsiteConfig, OffsiteKind, RetentionConfig};
+use crate::config::{OffsiteConfig, OffsiteKind};
 
 /// Name of the manifest object; its presence commits a backup.
 const MANIFEST: &str = "manifest.json";
@@ -38,7 +38,6 @@ pub struct OffsiteRepo {
     store: Box<dyn BackupStore>,
     recipients: Vec<age::x25519::Recipient>,
     identity_file: Option<PathBuf>,
-    retention: Option<RetentionConfig>,
 }
 
 impl std::fmt::Debug for OffsiteRepo {
@@ -63,7 +62,8 @@ fn store_err(repo: &str, e: StoreError) -> RepoError {
 }
 
 impl OffsiteRepo {
-    /// Builds the repository's store from config. Contacts nothing.
+    /// Builds the repository's store from config. Contacts nothing. (Its `retention` is
+    /// the daemon's to apply and is not read here.)
     pub fn from_config(cfg: &OffsiteConfig) -> Result<Self, RepoError> {
         let store: Box<dyn BackupStore> = match cfg.kind {
             OffsiteKind::Directory => {
@@ -85,7 +85,6 @@ impl OffsiteRepo {
             store,
             recipients,
             identity_file: cfg.identity_file.clone(),
-            retention: cfg.retention.clone(),
         })
     }
 
@@ -97,7 +96,6 @@ impl OffsiteRepo {
             store,
             recipients: Vec::new(),
             identity_file: None,
-            retention: None,
         }
     }
 
@@ -109,11 +107,6 @@ impl OffsiteRepo {
     /// Where it is, for operators.
     pub fn location(&self) -> String {
         self.store.location()
-    }
-
-    /// Its retention policy, if any.
-    pub fn retention(&self) -> Option<&RetentionConfig> {
-        self.retention.as_ref()
     }
 
     fn encrypted(&self) -> bool {
