@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::config::{Config, RetentionConfig};
 use crate::lock::NodeLock;
-use crate::repo::{Manifest, Repository};
+use splice_dr_repo::{Manifest, Repository};
 
 pub use splice_dr_protocol::answers::{Candidate, RepoPlan, RetentionPolicyView};
 
@@ -73,7 +73,7 @@ fn expired(backups: &[Manifest], policy: &RetentionConfig, now: DateTime<Utc>) -
                 let good = m
                     .last_drill
                     .as_ref()
-                    .is_none_or(|d| d.result != crate::repo::DrillResult::Failed);
+                    .is_none_or(|d| d.result != splice_dr_repo::DrillResult::Failed);
                 (i, m.created_at, good)
             })
             .collect();
