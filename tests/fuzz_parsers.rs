@@ -428,8 +428,8 @@ fn manifest_sample() -> Value {
 
 #[test]
 fn manifest_from_untrusted() {
-    use splice_dr::repo::untrusted::check_relative_path;
-    use splice_dr::repo::Manifest;
+    use splice_dr_repo::untrusted::check_relative_path;
+    use splice_dr_repo::Manifest;
     let sample = manifest_sample();
     let bytes = serde_json::to_vec(&sample).unwrap();
     Manifest::from_untrusted(&bytes, "n1-20261124-101500").expect("the sample is valid");
@@ -930,8 +930,8 @@ fn identities_dumps() {
 #[test]
 fn signatures_and_key_lines() {
     use ed25519_dalek::SigningKey;
-    use splice_dr::repo::trust::{canonical_bytes, parse_public, public_line, Keyring};
-    use splice_dr::repo::Manifest;
+    use splice_dr_repo::trust::{canonical_bytes, parse_public, public_line, Keyring};
+    use splice_dr_repo::Manifest;
     let key = SigningKey::from_bytes(&[7; 32]);
     let ring = Keyring::from_keys(Some(key.clone()), vec![]);
     let now = chrono::Utc::now();
@@ -990,7 +990,7 @@ fn names() {
             }
             Err(e) => prop_assert!(e.to_string().starts_with("node name "), "{e}"),
         }
-        if let Ok(()) = splice_dr::repo::untrusted::check_name(&name) {
+        if let Ok(()) = splice_dr_repo::untrusted::check_name(&name) {
             prop_assert!(splice_dr::names::check("backup", &name).is_ok(), "{name:?}");
         }
         Ok(())
@@ -1231,7 +1231,7 @@ fn regression_config_durations_are_bounded() {
 /// refused at `files[i].size`, and `total_bytes` saturates.
 #[test]
 fn regression_manifest_sizes_that_overflow() {
-    use splice_dr::repo::Manifest;
+    use splice_dr_repo::Manifest;
     let mut sample = manifest_sample();
     sample["files"][0]["size"] = json!(u64::MAX);
     let e = Manifest::from_untrusted(sample.to_string().as_bytes(), "n1-20261124-101500")

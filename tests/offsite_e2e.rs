@@ -18,7 +18,7 @@ use std::process::Command;
 
 /// The last drill the backup's manifest records.
 fn last_drill(site: &Site, id: &str) -> DrillRecord {
-    let m: splice_dr::repo::Manifest = serde_json::from_slice(
+    let m: splice_dr_repo::Manifest = serde_json::from_slice(
         &std::fs::read(site.path("repo").join(id).join("manifest.json")).unwrap(),
     )
     .unwrap();

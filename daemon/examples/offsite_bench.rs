@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use splice_dr::config::{OffsiteConfig, OffsiteKind};
-use splice_dr::repo::offsite::OffsiteRepo;
-use splice_dr::repo::store::{dir::DirStore, s3::S3Store};
-use splice_dr::repo::Repository;
+use splice_dr_repo::offsite::OffsiteRepo;
+use splice_dr_repo::store::{dir::DirStore, s3::S3Store};
+use splice_dr_repo::Repository;
 
 fn fill(path: &Path, bytes: u64, seed: u64) -> std::io::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);

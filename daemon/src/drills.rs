@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::events::Event;
-use crate::repo::Manifest;
 use splice_dr_protocol::RunState;
+use splice_dr_repo::Manifest;
 
 /// A finished drill, ready to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +44,7 @@ pub fn outcome(
     let (node, passed, at, backup, detail) = match recorded {
         Some((m, d)) => (
             m.node.clone(),
-            d.result == crate::repo::DrillResult::Passed,
+            d.result == splice_dr_repo::DrillResult::Passed,
             d.at,
             Some(m.id.clone()),
             d.detail.clone(),

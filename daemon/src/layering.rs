@@ -36,8 +36,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("backends", 20),
     ("run_context", 20),
     ("users", 20),
-    ("repo", 20),
-    // The world: journal, repository pieces, the validator API, events.
+    // The world: journal, the validator API, events (the repository is its own crate,
+    // splice-dr-repo, below all of these).
     ("identities", 15),
     ("journal", 10),
     ("leader", 10),

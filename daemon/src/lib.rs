@@ -39,7 +39,6 @@ pub mod participants;
 mod prepare;
 mod private_tmp;
 mod prune;
-pub mod repo;
 mod repo_check;
 mod rules;
 mod run_context;

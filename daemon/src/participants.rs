@@ -58,12 +58,9 @@ pub enum RegistryError {
     },
 }
 
-/// The participant identifier in a participant uid: `acme-1` in `acme-1::1220ab…` or
-/// `PAR::acme-1::1220ab…` (identities dumps carry the uid; `-P` takes the identifier).
-pub fn identifier_of(uid: &str) -> &str {
-    let rest = uid.strip_prefix("PAR::").unwrap_or(uid);
-    rest.split("::").next().unwrap_or(rest)
-}
+/// The participant identifier in a participant uid (`acme-1` in `acme-1::1220ab…`); the
+/// repository's, which compares it when judging a restore.
+pub use splice_dr_repo::identifier_of;
 
 /// Where a node's registry lives.
 pub fn registry_path(state_dir: &Path, node: &str) -> PathBuf {
@@ -132,13 +129,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_come_out_of_uids() {
-        assert_eq!(identifier_of("acme-1::1220ab"), "acme-1");
-        assert_eq!(identifier_of("PAR::acme-1::1220ab"), "acme-1");
-        assert_eq!(identifier_of("acme-1"), "acme-1");
-    }
 
     #[test]
     fn burned_ids_survive_a_reload_and_are_never_proposed() {

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::autopilot::{AutomationPlan, Autopilot};
+use crate::config::keys;
 use crate::config::{Config, ConfigError};
 use crate::flows::runner::NodeRuntime;
 use crate::journal::Retention;
-use crate::repo::offsite::Offsite;
-use crate::repo::trust::{self, Keyring};
-use crate::repo::RepoError;
 use crate::script::{FlowCatalog, NodeFacts, ScriptError};
+use splice_dr_repo::offsite::Offsite;
+use splice_dr_repo::trust::Keyring;
+use splice_dr_repo::{RepoError, Repository};
 
 /// The pieces of a config the service runs with (flows, nodes, repositories, keys).
 pub struct Core {
@@ -105,14 +106,7 @@ pub fn prepare(config: Config, purpose: Purpose<'_>) -> Result<Prepared, Prepare
     crate::rules::check_flows(&config, |f| catalog.get(f).is_some())
         .map_err(PrepareError::Flows)?;
     let offsite = Offsite::from_config(&config.repository.offsite)?;
-    let keyring = match purpose {
-        Purpose::Check => Keyring::inspect(&config),
-        Purpose::Start | Purpose::Reload(_) => Keyring::load(&config),
-    };
-    let keyring = keyring.map_err(|e| RepoError::Io {
-        path: trust::key_path(&config),
-        message: e.to_string(),
-    })?;
+    let keyring = keyring(&config, !matches!(purpose, Purpose::Check))?;
     let journal_retention = Retention {
         keep_runs: config.journal.keep_runs,
         keep_for: config.journal.keep_for,
@@ -184,4 +178,29 @@ pub fn rebuild_nodes(
 /// Compiles the flows in force for a config.
 pub fn load_catalog(config: &Config) -> Result<FlowCatalog, PrepareError> {
     FlowCatalog::load(config.daemon.scripts_dir.as_deref()).map_err(PrepareError::Scripts)
+}
+
+/// This site's keyring as `config` sets it; a missing signing key is generated when
+/// `generate_missing` (starting, reloading), not for `splice-dr check`, which writes nothing.
+fn keyring(config: &Config, generate_missing: bool) -> Result<Keyring, RepoError> {
+    let sources = keys::key_sources(config);
+    let keyring = if generate_missing {
+        Keyring::load(&sources)
+    } else {
+        Keyring::inspect(&sources)
+    };
+    keyring.map_err(|e| RepoError::Io {
+        path: sources.signing_key.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Opens the configured repository with its off-site repositories and this site's
+/// keyring (the signing key is generated on first use), for the CLI commands that work
+/// on the repository without a daemon (`keys sign`, `identities export`).
+pub fn open_repository(config: &Config) -> Result<Repository, RepoError> {
+    let repo = Repository::open(&config.repository.path)?;
+    repo.set_offsite(Offsite::from_config(&config.repository.offsite)?);
+    repo.set_keyring(keyring(config, true)?);
+    Ok(repo)
 }

@@ -9,11 +9,12 @@
 //! `splice-dr prune --dry-run` prints the plan; the daemon applies it after each backup.
 
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::config::RetentionConfig;
+use crate::config::{Config, RetentionConfig};
 use crate::lock::NodeLock;
-use crate::repo::{Manifest, Repository};
+use splice_dr_repo::{Manifest, Repository};
 
 pub use splice_dr_protocol::answers::{Candidate, RepoPlan, RetentionPolicyView};
 
@@ -25,6 +26,34 @@ impl From<&RetentionConfig> for RetentionPolicyView {
             keep_daily: r.keep_daily,
             keep_weekly: r.keep_weekly,
         }
+    }
+}
+
+/// The retention policy of every repository, as a config sets it: `[retention]` for the
+/// local one, each `[[repository.offsite]]` table's own `retention` by repository name.
+/// Taken from the config (the repository does not carry policies: which backups to keep
+/// is the automation's decision, not the storage's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policies {
+    local: Option<RetentionConfig>,
+    offsite: BTreeMap<String, RetentionConfig>,
+}
+
+impl Policies {
+    /// The policies `config` sets.
+    pub fn of(config: &Config) -> Self {
+        let offsite = config.repository.offsite.iter();
+        Policies {
+            local: config.retention.clone(),
+            offsite: offsite
+                .filter_map(|o| Some((o.name.clone(), o.retention.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// The policy of the off-site repository `name`, if it has one.
+    fn offsite(&self, name: &str) -> Option<&RetentionConfig> {
+        self.offsite.get(name)
     }
 }
 
@@ -44,7 +73,7 @@ fn expired(backups: &[Manifest], policy: &RetentionConfig, now: DateTime<Utc>) -
                 let good = m
                     .last_drill
                     .as_ref()
-                    .is_none_or(|d| d.result != crate::repo::DrillResult::Failed);
+                    .is_none_or(|d| d.result != splice_dr_repo::DrillResult::Failed);
                 (i, m.created_at, good)
             })
             .collect();
@@ -91,15 +120,16 @@ fn plan_one(
 /// What retention would delete in every repository (only `node`'s backups when given).
 pub fn plan(
     repo: &Repository,
-    local_policy: Option<&RetentionConfig>,
+    policies: &Policies,
     node: Option<&str>,
     now: DateTime<Utc>,
 ) -> Vec<RepoPlan> {
     let local = repo.list().map(|(good, _)| good).map_err(|e| e.to_string());
-    let mut plans = vec![plan_one("local", local, local_policy, node, now)];
+    let mut plans = vec![plan_one("local", local, policies.local.as_ref(), node, now)];
     for r in repo.offsite().repos() {
         let listed = r.list().map(|l| l.backups).map_err(|e| e.to_string());
-        plans.push(plan_one(r.name(), listed, r.retention(), node, now));
+        let policy = policies.offsite(r.name());
+        plans.push(plan_one(r.name(), listed, policy, node, now));
     }
     plans
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventBus};
-use crate::repo::offsite::CheckReport;
-use crate::repo::Repository;
+use splice_dr_repo::offsite::CheckReport;
+use splice_dr_repo::Repository;
 
 /// Checks the local repository and every off-site one.
 pub fn check_all(repo: &Repository) -> Vec<CheckReport> {

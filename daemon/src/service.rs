@@ -17,11 +17,11 @@ use crate::flows::{RunError, RunRequest, Runner};
 use crate::journal::{Journal, RunSummary};
 use crate::lock::NodeLock;
 use crate::prepare::{Core, Prepared};
-use crate::repo::{Located, Manifest, Repository};
 use crate::run_context::RunEvent;
 use crate::status_state::StatusBoard;
 use splice_dr_plugin_api::{BackendError, Leftovers};
 use splice_dr_protocol::wire::{ErrorCode, Reply, Request, CRATE_VERSION, PROTOCOL_VERSION};
+use splice_dr_repo::{Located, Manifest, Repository};
 
 pub use crate::flows::runner::NodeRuntime;
 
@@ -192,7 +192,7 @@ fn backup_summary(l: &Located, untrusted_because: Option<String>) -> view::Backu
     }
 }
 
-fn dump_summary(d: &crate::repo::DumpEntry) -> view::DumpSummary {
+fn dump_summary(d: &splice_dr_repo::DumpEntry) -> view::DumpSummary {
     view::DumpSummary {
         role: d.info.role.clone(),
         database: d.info.database.clone(),
@@ -717,7 +717,12 @@ impl Service {
         let cfg = self.config();
         self.configured_node(node)?;
         let repo = self.runner.repo();
-        let mut plans = crate::prune::plan(repo, cfg.retention.as_ref(), node, chrono::Utc::now());
+        let mut plans = crate::prune::plan(
+            repo,
+            &crate::prune::Policies::of(&cfg),
+            node,
+            chrono::Utc::now(),
+        );
         if !dry_run {
             crate::prune::apply(repo, &cfg.daemon.state_dir, &mut plans);
         }

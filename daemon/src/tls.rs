@@ -1,4 +1,6 @@
-//! The TLS setup every HTTPS client of the daemon shares (validator API, webhooks, S3).
+//! The TLS setup every HTTPS client of the daemon shares (validator API, webhooks). The
+//! S3 store of `splice-dr-repo` installs the same provider itself, the repository crate
+//! depending on nothing of the daemon.
 
 use std::sync::Once;
 

@@ -546,10 +546,10 @@ pub fn replace_and_reseal(backup_dir: &Path, rel: &str, bytes: &[u8]) {
 /// Signs a hand-edited manifest again with a site's signing key (test sites keep it at
 /// `state/keys/signing.key`, beside `repo/`), as the daemon signs what it writes.
 pub fn resign(manifest_path: &Path, key_path: &Path) {
-    let mut m: splice_dr::repo::Manifest =
+    let mut m: splice_dr_repo::Manifest =
         serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
-    let key = splice_dr::repo::trust::read_key(key_path).unwrap();
-    splice_dr::repo::trust::Keyring::from_keys(Some(key), vec![]).sign(&mut m);
+    let key = splice_dr_repo::trust::read_key(key_path).unwrap();
+    splice_dr_repo::trust::Keyring::from_keys(Some(key), vec![]).sign(&mut m);
     std::fs::write(manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
 

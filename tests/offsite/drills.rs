@@ -5,8 +5,8 @@
 //! Real binary, real Postgres, real Docker engine.
 
 use super::common::{self, *};
-use splice_dr::repo::Manifest;
 use splice_dr_protocol::{DrillRecord, DrillResult, RunState, RunSummary};
+use splice_dr_repo::Manifest;
 use std::time::Duration;
 
 #[path = "../common/compose.rs"]

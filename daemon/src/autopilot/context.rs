@@ -13,7 +13,7 @@ use crate::flows::Runner;
 use crate::journal::Journal;
 use crate::leader::Leadership;
 use crate::notify::Notifier;
-use crate::repo::Repository;
+use splice_dr_repo::Repository;
 
 /// Everything the rule, schedule, reaction and memory loops need, built before the
 /// autopilot so the service and the autopilot can be built from the same handles.

@@ -33,9 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{
-    AutomationConfig, Config, ConfigError, RetentionConfig, RuleConfig, ScheduleConfig,
-};
+use crate::config::{AutomationConfig, Config, ConfigError, RuleConfig, ScheduleConfig};
 use crate::events::health::{run_probes, HealthBoard};
 use crate::rules::RuleEngine;
 use state::State;
@@ -51,7 +49,7 @@ pub struct AutomationPlan {
     rules: Vec<RuleConfig>,
     automation: AutomationConfig,
     schedules: Vec<ScheduleConfig>,
-    retention: Option<RetentionConfig>,
+    retention: crate::prune::Policies,
 }
 
 /// The automatic side of one daemon.
@@ -73,7 +71,7 @@ impl Autopilot {
             rules: config.rules.clone(),
             automation: config.automation.clone(),
             schedules: config.schedules.clone(),
-            retention: config.retention.clone(),
+            retention: crate::prune::Policies::of(config),
         })
     }
 

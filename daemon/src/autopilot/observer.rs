@@ -117,7 +117,7 @@ impl Autopilot {
             if let Some(d) = last {
                 crate::metrics::drill_finished(
                     node,
-                    d.result == crate::repo::DrillResult::Passed,
+                    d.result == splice_dr_repo::DrillResult::Passed,
                     d.at,
                 );
             }

@@ -78,7 +78,7 @@ impl Autopilot {
         let (repo, state_dir) = (&self.ctx.repo, &self.ctx.state_dir);
         // Off-site repositories answer over the network: do not hold an async worker.
         let plans = blocking(|| {
-            let mut plans = crate::prune::plan(repo, policy.as_ref(), Some(node), Utc::now());
+            let mut plans = crate::prune::plan(repo, &policy, Some(node), Utc::now());
             crate::prune::apply(repo, state_dir, &mut plans);
             plans
         });

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 
-use crate::config::{RetentionConfig, ScheduleConfig};
+use crate::config::ScheduleConfig;
 use crate::flows::RunRequest;
 use crate::rules::{GuardMemory, RuleEngine};
 use crate::schedule::Scheduler;
@@ -40,7 +40,7 @@ pub(super) struct State {
     pub(super) engine: RuleEngine,
     pub(super) scheduler: Scheduler,
     pub(super) schedules: Vec<ScheduleConfig>,
-    pub(super) retention: Option<RetentionConfig>,
+    pub(super) retention: crate::prune::Policies,
     pub(super) queue: VecDeque<Queued>,
     pub(super) recent: VecDeque<DecisionRecord>,
     /// Automatic runs not finished yet → the rule that started them (kept in the memory).
@@ -65,7 +65,7 @@ impl State {
     pub(super) fn new(
         engine: RuleEngine,
         schedules: Vec<ScheduleConfig>,
-        retention: Option<RetentionConfig>,
+        retention: crate::prune::Policies,
         config_paused: bool,
     ) -> Self {
         State {

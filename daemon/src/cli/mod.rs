@@ -128,13 +128,15 @@ fn insert_force(p: &mut serde_json::Map<String, Value>, force: bool, reason: &Op
 
 /// `keys generate` and `keys public`: local, no daemon (the secret key stays on the host).
 pub fn keys(cli: &Cli, config: &Config) -> u8 {
-    use crate::repo::trust;
+    use splice_dr_repo::trust;
     let Command::Keys(cmd) = &cli.command else {
         return exit::USAGE;
     };
     let result = match cmd {
         args::KeysCommand::Generate { out } => {
-            let path = out.clone().unwrap_or_else(|| trust::key_path(config));
+            let path = out
+                .clone()
+                .unwrap_or_else(|| crate::config::keys::signing_key_path(config));
             trust::generate(&path)
                 .map_err(|e| e.to_string())
                 .map(|public| {
@@ -146,10 +148,12 @@ pub fn keys(cli: &Cli, config: &Config) -> u8 {
                     trust::public_line(&public)
                 })
         }
-        args::KeysCommand::Public => trust::read_key(&trust::key_path(config))
-            .map(|k| trust::public_line(&k.verifying_key()))
-            .map_err(|e| e.to_string()),
-        args::KeysCommand::Sign { backup } => crate::repo::Repository::open_configured(config)
+        args::KeysCommand::Public => {
+            trust::read_key(&crate::config::keys::signing_key_path(config))
+                .map(|k| trust::public_line(&k.verifying_key()))
+                .map_err(|e| e.to_string())
+        }
+        args::KeysCommand::Sign { backup } => crate::prepare::open_repository(config)
             .and_then(|repo| repo.sign_backup(backup))
             .map(|places| format!("backup {backup} signed in: {}", places.join(", ")))
             .map_err(|e| e.to_string()),
@@ -252,7 +256,7 @@ pub fn export_identities(cli: &Cli, config: &Config) -> u8 {
         return exit::USAGE;
     };
     let run = || -> Result<std::path::PathBuf, String> {
-        let repo = crate::repo::Repository::open_configured(config).map_err(|e| e.to_string())?;
+        let repo = crate::prepare::open_repository(config).map_err(|e| e.to_string())?;
         let node = match node.node.clone() {
             Some(n) => n,
             None if config.nodes.len() == 1 => config.nodes[0].name.clone(),

@@ -1,40 +1,14 @@
 //! Keys a config names: age recipients (identities dumps, off-site encryption), trusted
-//! signing keys, and where this site's own signing key lives. Parsed here, where the
-//! config is validated, so the config depends on nothing above it and the modules that
-//! encrypt or verify take keys already known to be well formed.
+//! signing keys, and where this site's own signing key lives. The parsers are the
+//! repository's (`splice_dr_repo::keys`), re-exported so the config validates keys with
+//! the very functions that later use them; the config depends on nothing above it.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use ed25519_dalek::VerifyingKey;
+pub use splice_dr_repo::keys::{age_recipient, public_key};
+use splice_dr_repo::trust::KeySources;
 
 use super::Config;
-
-/// How a public signing key is written: `ed25519:<64 hex>`.
-pub const SIGNING_KEY_PREFIX: &str = "ed25519:";
-
-/// Parses one age recipient (`age1…`).
-pub fn age_recipient(r: &str) -> Result<age::x25519::Recipient, String> {
-    age::x25519::Recipient::from_str(r.trim())
-        .map_err(|e| format!("`{r}` is not an age recipient: {e}"))
-}
-
-/// Parses a public key line (`ed25519:<64 hex>`).
-pub fn public_key(line: &str) -> Result<VerifyingKey, String> {
-    let hex_part = line
-        .trim()
-        .strip_prefix(SIGNING_KEY_PREFIX)
-        .ok_or_else(|| {
-            format!(
-                "`{line}` does not start with `{SIGNING_KEY_PREFIX}` (copy the line `splice-dr keys public` prints)"
-            )
-        })?;
-    let bytes: [u8; 32] = hex::decode(hex_part)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("`{line}`: expected 64 hex digits after `{SIGNING_KEY_PREFIX}`"))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("`{line}`: not an ed25519 key: {e}"))
-}
 
 /// Where this site's signing key lives: `repository.signing_key`, else
 /// `<state_dir>/keys/signing.key`.
@@ -44,4 +18,13 @@ pub fn signing_key_path(config: &Config) -> PathBuf {
         .signing_key
         .clone()
         .unwrap_or_else(|| config.daemon.state_dir.join("keys").join("signing.key"))
+}
+
+/// What the repository's keyring is built from, as this config sets it.
+pub fn key_sources(config: &Config) -> KeySources<'_> {
+    KeySources {
+        signing_key: signing_key_path(config),
+        repository: &config.repository.path,
+        trusted_keys: &config.repository.trusted_keys,
+    }
 }

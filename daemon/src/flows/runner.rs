@@ -15,9 +15,9 @@ use super::recording_backend;
 use crate::journal::{Journal, JournalError, PendingApproval, RunRecord, RunState};
 use crate::leader::Leadership;
 use crate::lock::{LockError, NodeLock};
-use crate::repo::Repository;
 use crate::run_context::{Guard, RunContext, RunEvent};
 use crate::script::{execute, FlowCatalog, FlowEnv, Limits, NodeFacts};
+use splice_dr_repo::Repository;
 
 /// A request to run a flow.
 #[derive(Debug, Clone, Default)]

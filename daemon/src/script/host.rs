@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use super::catalog::{Flow, FlowSource};
 use super::engine::{hardened_engine, Limits};
-use crate::repo::{restore_objections, BackupWriter, Manifest, Repository};
 use crate::run_context::RunContext;
 use crate::run_context::StepKind;
 use crate::validator::{ValidatorClient, ValidatorError};
+use splice_dr_repo::{restore_objections, BackupWriter, Manifest, Repository};
 
 pub(super) type RResult<T> = Result<T, Box<EvalAltResult>>;
 pub(super) type BoxFuture<T> =
@@ -603,7 +603,7 @@ fn register_backups(engine: &mut Engine) {
                 let env = &b.0;
                 let m = env.manifest(id)?;
                 let (migration_id, participant) = super::host_recovery::running_ids(env)?;
-                let into = crate::repo::RunningNode {
+                let into = splice_dr_repo::RunningNode {
                     name: &env.node.name,
                     migration_id,
                     participant: participant.as_deref(),
@@ -624,7 +624,7 @@ fn register_backups(engine: &mut Engine) {
         );
 }
 
-/// The objection to an untrusted backup (see `repo::trust`), if it is one.
+/// The objection to an untrusted backup (see `splice_dr_repo::trust`), if it is one.
 fn untrusted_objection(env: &FlowEnv, m: &Manifest) -> Option<String> {
     env.repo
         .untrusted_because(m)

@@ -7,8 +7,8 @@ use splice_dr_plugin_api::{BackendError, StagedCheck, StagedDb, StagedQuery};
 
 use super::host::{fail, from_dyn, to_dyn, BackupsApi, PgApi, RResult};
 use crate::config::DrillCheckConfig;
-use crate::repo::preferred_backup;
 use crate::run_context::StepKind;
+use splice_dr_repo::preferred_backup;
 
 /// Registers the drill functions on `pg` and `backups`.
 pub(super) fn register(engine: &mut Engine) {
@@ -101,11 +101,11 @@ fn failures(found: &StagedCheck, checks: &[&DrillCheckConfig]) -> Vec<String> {
 }
 
 /// `backups.preferred()`: the backup a restore takes when none is named (see
-/// `repo::prefer` for the rule), with the reason to log and the newer ones skipped.
+/// `splice_dr_repo::preferred_backup` for the rule), with the reason to log and the newer ones skipped.
 fn preferred(b: &mut BackupsApi) -> RResult<Dynamic> {
     let env = &b.0;
     // Every repository: after losing the machine the local one may be empty.
-    let all: Vec<crate::repo::Manifest> = if env.repo.offsite().is_empty() {
+    let all: Vec<splice_dr_repo::Manifest> = if env.repo.offsite().is_empty() {
         env.repo.list().map_err(|e| fail(e.to_string()))?.0
     } else {
         let (located, problems) = env.repo.list_everywhere();
@@ -129,7 +129,7 @@ fn preferred(b: &mut BackupsApi) -> RResult<Dynamic> {
     let all = trusted;
     let node = &env.node;
     let (migration_id, participant) = super::host_recovery::running_ids(env)?;
-    let into = crate::repo::RunningNode {
+    let into = splice_dr_repo::RunningNode {
         name: &node.name,
         migration_id,
         participant: participant.as_deref(),

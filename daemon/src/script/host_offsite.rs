@@ -42,7 +42,7 @@ pub(super) fn register(engine: &mut Engine) {
                 let repo = env.repo.clone();
                 let node = env.node.name.clone();
                 env.in_step(&label, StepKind::Forward, |ctx| {
-                    let to_err = |e: crate::repo::RepoError| BackendError::Io {
+                    let to_err = |e: splice_dr_repo::RepoError| BackendError::Io {
                         context: format!("off-site repository {}", r.name()),
                         message: e.to_string(),
                     };

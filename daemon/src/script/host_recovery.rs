@@ -460,7 +460,7 @@ fn store_snapshot(
     crate::util::write_atomic(&plain, bytes)
         .map_err(|e| format!("writing {}: {e}", plain.display()))?;
     let dir = crate::private_tmp::private_dirs(
-        &env.repo.root().join(crate::repo::SNAPSHOTS_DIR),
+        &env.repo.root().join(splice_dr_repo::SNAPSHOTS_DIR),
         &env.node.name,
     )
     .map_err(|e| format!("creating the snapshot directory: {e}"))?;
@@ -569,9 +569,9 @@ pub(super) fn register_drill(engine: &mut Engine) {
                 return Ok(());
             }
             let m = env.manifest(id)?;
-            let drill = crate::repo::DrillRecord {
+            let drill = splice_dr_repo::DrillRecord {
                 at: chrono::Utc::now(),
-                result: crate::repo::DrillResult::from_passed(passed),
+                result: splice_dr_repo::DrillResult::from_passed(passed),
                 duration_ms: u64::try_from(millis).unwrap_or_default(),
                 detail: detail.to_string(),
                 run: env.run.id().to_string(),

@@ -22,14 +22,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::Manifest;
-use crate::config::Config;
 
 /// Parses a public key line; the config parses `trusted_keys` with it.
-pub use crate::config::keys::public_key as parse_public;
-/// Where this site's signing key lives.
-pub use crate::config::keys::signing_key_path as key_path;
+pub use crate::keys::public_key as parse_public;
 /// Prefix of a public key line (`ed25519:<64 hex>`), as `keys public` prints it.
-use crate::config::keys::SIGNING_KEY_PREFIX as KEY_PREFIX;
+use crate::keys::SIGNING_KEY_PREFIX as KEY_PREFIX;
 
 /// How far in the future a manifest's dates may be (clocks of two sites disagree a
 /// little); beyond it the manifest is untrusted.
@@ -72,9 +69,21 @@ pub struct Keyring {
     trusted: Vec<VerifyingKey>,
 }
 
+/// Where a site's keyring comes from, as its config sets it (the daemon builds this from
+/// `[repository]`), so this crate needs no daemon config type.
+#[derive(Debug, Clone)]
+pub struct KeySources<'a> {
+    /// This site's secret signing key file (`repository.signing_key` or its default).
+    pub signing_key: PathBuf,
+    /// The local repository's root: the signing key must never be inside it.
+    pub repository: &'a Path,
+    /// `repository.trusted_keys`: public key lines of other sites.
+    pub trusted_keys: &'a [String],
+}
+
 /// The keys of `repository.trusted_keys`; the error names the first bad one.
-fn trusted_keys(config: &Config) -> Result<Vec<VerifyingKey>, TrustError> {
-    let keys = config.repository.trusted_keys.iter().enumerate();
+fn trusted_keys(sources: &KeySources<'_>) -> Result<Vec<VerifyingKey>, TrustError> {
+    let keys = sources.trusted_keys.iter().enumerate();
     keys.map(|(index, line)| {
         parse_public(line).map_err(|message| TrustError::TrustedKey { index, message })
     })
@@ -165,30 +174,30 @@ pub fn canonical_bytes(m: &Manifest) -> Vec<u8> {
 impl Keyring {
     /// This site's keyring from config: the signing key (generated on first use when the
     /// file does not exist, so a new site signs its first backup) and the trusted keys.
-    pub fn load(config: &Config) -> Result<Keyring, TrustError> {
-        Keyring::build(config, true)
+    pub fn load(sources: &KeySources<'_>) -> Result<Keyring, TrustError> {
+        Keyring::build(sources, true)
     }
 
     /// [`Keyring::load`] without generating a missing signing key (then there is none):
     /// `splice-dr check` validates the key settings but writes nothing.
-    pub fn inspect(config: &Config) -> Result<Keyring, TrustError> {
-        Keyring::build(config, false)
+    pub fn inspect(sources: &KeySources<'_>) -> Result<Keyring, TrustError> {
+        Keyring::build(sources, false)
     }
 
-    fn build(config: &Config, generate_missing: bool) -> Result<Keyring, TrustError> {
-        let path = key_path(config);
-        if path.starts_with(&config.repository.path) {
+    fn build(sources: &KeySources<'_>, generate_missing: bool) -> Result<Keyring, TrustError> {
+        let path = &sources.signing_key;
+        if path.starts_with(sources.repository) {
             return Err(key_err(
-                &path,
+                path,
                 "is inside the backup repository: the secret key must never be stored with \
                  the backups it vouches for; set repository.signing_key elsewhere",
             ));
         }
         if !path.exists() && !generate_missing {
-            return Ok(Keyring::from_keys(None, trusted_keys(config)?));
+            return Ok(Keyring::from_keys(None, trusted_keys(sources)?));
         }
         if !path.exists() {
-            match generate(&path) {
+            match generate(path) {
                 Ok(public) => tracing::warn!(
                     "generated this site's backup signing key at {} (public key {}); put the \
                      public key in other sites' repository.trusted_keys",
@@ -200,8 +209,8 @@ impl Keyring {
                 Err(e) => return Err(e),
             }
         }
-        let signer = read_key(&path)?;
-        Ok(Keyring::from_keys(Some(signer), trusted_keys(config)?))
+        let signer = read_key(path)?;
+        Ok(Keyring::from_keys(Some(signer), trusted_keys(sources)?))
     }
 
     /// A keyring from keys in memory (tests).
@@ -303,9 +312,9 @@ mod tests {
     fn any_change_after_signing_breaks_the_signature_last_drill_included() {
         let ring = Keyring::from_keys(Some(key(1)), vec![]);
         let mut m = signed_by(&key(1));
-        m.last_drill = Some(crate::repo::DrillRecord {
+        m.last_drill = Some(crate::DrillRecord {
             at: Utc::now(),
-            result: crate::repo::DrillResult::Passed,
+            result: crate::DrillResult::Passed,
             duration_ms: 1,
             detail: String::new(),
             run: "r".into(),

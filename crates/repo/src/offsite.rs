@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::store::{dir::DirStore, s3::S3Store, BackupStore, StoreError};
 use super::{DrillRecord, Manifest, RepoError, Repository};
-use crate::config::{OffsiteConfig, OffsiteKind, RetentionConfig};
+use crate::config::{OffsiteConfig, OffsiteKind};
 
 /// Name of the manifest object; its presence commits a backup.
 const MANIFEST: &str = "manifest.json";
@@ -38,7 +38,6 @@ pub struct OffsiteRepo {
     store: Box<dyn BackupStore>,
     recipients: Vec<age::x25519::Recipient>,
     identity_file: Option<PathBuf>,
-    retention: Option<RetentionConfig>,
 }
 
 impl std::fmt::Debug for OffsiteRepo {
@@ -63,8 +62,9 @@ fn store_err(repo: &str, e: StoreError) -> RepoError {
 }
 
 impl OffsiteRepo {
-    /// Builds the repository's store from config. Contacts nothing.
-    pub fn from_config(cfg: &OffsiteConfig) -> Result<Self, RepoError> {
+    /// Builds the repository's store from config. Contacts nothing. (Its `retention` is
+    /// the daemon's to apply and is not read here.)
+    pub fn from_config<R>(cfg: &OffsiteConfig<R>) -> Result<Self, RepoError> {
         let store: Box<dyn BackupStore> = match cfg.kind {
             OffsiteKind::Directory => {
                 Box::new(DirStore::new(cfg.path.as_deref().unwrap_or(Path::new(""))))
@@ -74,10 +74,13 @@ impl OffsiteRepo {
         let recipients = if cfg.encrypt_to.is_empty() {
             Vec::new()
         } else {
-            crate::identities::parse_recipients(&cfg.encrypt_to).map_err(|e| RepoError::Io {
-                path: PathBuf::from(&cfg.name),
-                message: e.to_string(),
-            })?
+            let parsed = cfg.encrypt_to.iter().map(|r| crate::keys::age_recipient(r));
+            parsed
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RepoError::Io {
+                    path: PathBuf::from(&cfg.name),
+                    message: format!("repository.identities_recipients: {e}"),
+                })?
         };
         Ok(OffsiteRepo {
             name: cfg.name.clone(),
@@ -85,7 +88,6 @@ impl OffsiteRepo {
             store,
             recipients,
             identity_file: cfg.identity_file.clone(),
-            retention: cfg.retention.clone(),
         })
     }
 
@@ -97,7 +99,6 @@ impl OffsiteRepo {
             store,
             recipients: Vec::new(),
             identity_file: None,
-            retention: None,
         }
     }
 
@@ -109,11 +110,6 @@ impl OffsiteRepo {
     /// Where it is, for operators.
     pub fn location(&self) -> String {
         self.store.location()
-    }
-
-    /// Its retention policy, if any.
-    pub fn retention(&self) -> Option<&RetentionConfig> {
-        self.retention.as_ref()
     }
 
     fn encrypted(&self) -> bool {
@@ -283,7 +279,7 @@ impl OffsiteRepo {
             path: staging.clone(),
             message: e.to_string(),
         })?;
-        crate::util::write_atomic(&staging.join(MANIFEST), &bytes).map_err(|e| RepoError::Io {
+        crate::fs::write_atomic(&staging.join(MANIFEST), &bytes).map_err(|e| RepoError::Io {
             path: staging.clone(),
             message: e.to_string(),
         })?;
@@ -421,7 +417,7 @@ impl OffsiteRepo {
                 report.checks.push(format!("listable: FAILED: {e}"));
             }
         }
-        let probe = format!(".splice-dr-check-{}", crate::util::short_tag());
+        let probe = format!(".splice-dr-check-{}", crate::fs::short_tag());
         let payload = format!("splice-dr repo check {}", chrono::Utc::now());
         let round_trip = self
             .store
@@ -467,7 +463,7 @@ pub struct Offsite {
 
 impl Offsite {
     /// Builds every `[[repository.offsite]]`; contacts nothing.
-    pub fn from_config(list: &[OffsiteConfig]) -> Result<Self, RepoError> {
+    pub fn from_config<R>(list: &[OffsiteConfig<R>]) -> Result<Self, RepoError> {
         let mut repos = list
             .iter()
             .map(|c| OffsiteRepo::from_config(c).map(Arc::new))

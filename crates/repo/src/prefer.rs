@@ -104,13 +104,13 @@ pub fn preferred_backup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::DrillRecord;
+    use crate::DrillRecord;
 
     const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
     fn backup(id: &str, days_ago: i64, drill: Option<&str>) -> Manifest {
         let at = Utc::now() - chrono::Duration::days(days_ago);
-        let dump = |role: &str| crate::repo::DumpEntry {
+        let dump = |role: &str| crate::DumpEntry {
             dir: role.into(),
             info: splice_dr_plugin_api::DumpInfo {
                 role: role.into(),

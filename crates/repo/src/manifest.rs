@@ -66,7 +66,7 @@ pub struct Manifest {
     #[serde(default)]
     pub last_drill: Option<DrillRecord>,
     /// This site's (or a trusted site's) signature over everything above
-    /// (`repo/trust.rs`); absent on backups made before splice-dr signed them.
+    /// (`trust.rs`); absent on backups made before splice-dr signed them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<super::trust::ManifestSignature>,
 }
@@ -97,6 +97,15 @@ impl Manifest {
     }
 }
 
+/// The participant identifier in a participant uid: `acme-1` in `acme-1::1220ab…` or
+/// `PAR::acme-1::1220ab…` (identities dumps carry the uid; `-P` takes the identifier).
+/// Here because a manifest records the uid and restore compares identifiers
+/// ([`crate::restore_objections`]); the daemon's participant registry uses it too.
+pub fn identifier_of(uid: &str) -> &str {
+    let rest = uid.strip_prefix("PAR::").unwrap_or(uid);
+    rest.split("::").next().unwrap_or(rest)
+}
+
 #[cfg(test)]
 impl Manifest {
     /// A minimal manifest of node `n1` created at `at`, for unit tests.
@@ -118,5 +127,17 @@ impl Manifest {
             last_drill: None,
             signature: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identifier_of;
+
+    #[test]
+    fn identifiers_come_out_of_uids() {
+        assert_eq!(identifier_of("acme-1::1220ab"), "acme-1");
+        assert_eq!(identifier_of("PAR::acme-1::1220ab"), "acme-1");
+        assert_eq!(identifier_of("acme-1"), "acme-1");
     }
 }

@@ -3,7 +3,7 @@
 //! ([`s3::S3Store`]).
 //!
 //! A store is a flat namespace of keys (`<backup-id>/<file>`) holding bytes. It knows
-//! nothing of manifests, checksums or encryption: `repo::offsite` builds those on top, so
+//! nothing of manifests, checksums or encryption: `crate::offsite` builds those on top, so
 //! both kinds get the same commit rule (manifest last) and the same checks on download.
 //!
 //! Calls block; they must be made from a thread that may block (a flow's thread, a CLI

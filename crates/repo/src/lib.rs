@@ -12,8 +12,16 @@
 //! A backup is sealed by checksumming every file into the manifest and renaming its
 //! directory out of `.incomplete/` in one atomic rename, so a crash leaves either no
 //! backup or a complete one.
+//!
+//! A crate of its own, below the daemon: the repository is what a site trusts its
+//! recovery to, so it is kept pure of the daemon's runs, automation and config machinery.
+//! It takes its settings as values (an off-site table, [`trust::KeySources`]) and owns
+//! the file-system helpers ([`fs`]) and key parsers ([`keys`]) the daemon shares with it.
 
 mod checksum;
+pub mod config;
+pub mod fs;
+pub mod keys;
 mod manifest;
 pub mod offsite;
 mod prefer;
@@ -23,7 +31,8 @@ pub mod untrusted;
 
 pub use checksum::sha256_file;
 pub use manifest::{
-    DrillRecord, DrillResult, DumpEntry, FileEntry, IdentitiesEntry, Manifest, MANIFEST_FORMAT,
+    identifier_of, DrillRecord, DrillResult, DumpEntry, FileEntry, IdentitiesEntry, Manifest,
+    MANIFEST_FORMAT,
 };
 pub use prefer::{preferred_backup, Preferred};
 
@@ -34,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
-use crate::util::{sync_dir, write_atomic};
+use crate::fs::{sync_dir, write_atomic};
 
 /// Directory under the repository root where network-DR data snapshots are kept (not a
 /// backup: it has no manifest, and `repo check` must not call it an interrupted upload).
@@ -135,18 +144,6 @@ impl Repository {
             offsite: Default::default(),
             keys: Default::default(),
         })
-    }
-
-    /// Opens the configured repository with its off-site repositories and this site's
-    /// keyring (the signing key is generated on first use).
-    pub fn open_configured(config: &crate::config::Config) -> Result<Self, RepoError> {
-        let repo = Repository::open(&config.repository.path)?;
-        repo.set_offsite(offsite::Offsite::from_config(&config.repository.offsite)?);
-        repo.set_keyring(trust::Keyring::load(config).map_err(|e| RepoError::Io {
-            path: trust::key_path(config),
-            message: e.to_string(),
-        })?);
-        Ok(repo)
     }
 
     /// Installs the keyring that signs new manifests and judges every manifest read.
@@ -293,7 +290,7 @@ impl Repository {
         let stamp = Utc::now().format("%Y%m%d-%H%M%S");
         let mut id = format!("{node}-{stamp}");
         while self.backup_dir(&id).exists() || self.root.join(".incomplete").join(&id).exists() {
-            id = format!("{node}-{stamp}-{}", crate::util::short_tag());
+            id = format!("{node}-{stamp}-{}", crate::fs::short_tag());
         }
         self.check_free_space(node)?;
         let dir = self.root.join(".incomplete").join(&id);
@@ -328,7 +325,7 @@ impl Repository {
             return Ok(());
         };
         let needed = last.saturating_add(last / 4);
-        match crate::util::free_bytes(&self.root) {
+        match crate::fs::free_bytes(&self.root) {
             Some(available) if available < needed => Err(RepoError::NoSpace {
                 dir: self.root.clone(),
                 needed,
@@ -659,8 +656,7 @@ pub fn restore_objections(
 /// the node now runs with it would bring back a participant the network moved on from.
 fn identity_objection(manifest: &Manifest, current: Option<&str>) -> Option<String> {
     let current = current?;
-    let taken_as =
-        crate::participants::identifier_of(&manifest.identities.as_ref()?.participant_id);
+    let taken_as = identifier_of(&manifest.identities.as_ref()?.participant_id);
     (taken_as != current).then(|| {
         format!(
             "backup {} was taken when the node was participant {taken_as}; it runs as participant \

@@ -68,8 +68,11 @@ fn is_not_found(e: &object_store::Error) -> bool {
 impl S3Store {
     /// Prepares a client from the repository's config. Nothing is contacted yet; a wrong
     /// endpoint or key shows up in `repo check` and in runs.
-    pub fn new(cfg: &OffsiteConfig) -> Result<Self, StoreError> {
-        crate::tls::ensure_crypto_provider();
+    pub fn new<R>(cfg: &OffsiteConfig<R>) -> Result<Self, StoreError> {
+        // reqwest is built without a crypto provider: install rustls' ring provider as the
+        // process default (kept when the daemon, or anyone, installed one first). The
+        // daemon's `tls::ensure_crypto_provider` does the same for its other clients.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let bucket = cfg.bucket.clone().unwrap_or_default();
         let (key_id, secret) = match (&cfg.access_key_id_file, &cfg.secret_access_key_file) {
             (Some(k), Some(s)) => (

@@ -8,7 +8,7 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use super::{BackupStore, Fill, ObjectInfo, StoreError};
-use crate::util::{short_tag, sync_dir};
+use crate::fs::{short_tag, sync_dir};
 
 /// A store rooted at a directory.
 #[derive(Debug, Clone)]
@@ -144,6 +144,6 @@ impl BackupStore for DirStore {
     }
 
     fn free_bytes(&self) -> Option<u64> {
-        crate::util::free_bytes(&self.root)
+        crate::fs::free_bytes(&self.root)
     }
 }

@@ -184,7 +184,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::FileEntry;
+    use crate::FileEntry;
 
     fn manifest(id: &str, paths: &[&str]) -> Manifest {
         let files = paths
@@ -258,7 +258,7 @@ mod tests {
         m.node = "../../tmp/x".into();
         assert_eq!(parse(&m, "b1").unwrap_err().field, "node");
         let mut m = manifest("b1", &[]);
-        m.dumps = vec![crate::repo::DumpEntry {
+        m.dumps = vec![crate::DumpEntry {
             dir: "/var/lib".into(),
             info: splice_dr_plugin_api::DumpInfo {
                 role: "validator".into(),
