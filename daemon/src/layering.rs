@@ -28,8 +28,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("prune", 60),
     ("repo_check", 60),
     ("notify", 60),
-    ("rules", 50),
-    ("schedule", 40),
     // A run: the runner, its flow script, the host API the script calls.
     ("flows", 30),
     ("script", 25),

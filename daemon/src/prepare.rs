@@ -103,7 +103,7 @@ pub fn prepare(config: Config, purpose: Purpose<'_>) -> Result<Prepared, Prepare
     };
     let nodes = rebuild_nodes(&config, previous)?;
     let automation = Autopilot::prepare(&config)?;
-    crate::rules::check_flows(&config, |f| catalog.get(f).is_some())
+    crate::config::check_flows(&config, |f| catalog.get(f).is_some())
         .map_err(PrepareError::Flows)?;
     let offsite = Offsite::from_config(&config.repository.offsite)?;
     let keyring = keyring(&config, !matches!(purpose, Purpose::Check))?;

@@ -16,18 +16,7 @@ use crate::config::{Config, RetentionConfig};
 use crate::lock::NodeLock;
 use splice_dr_repo::{Manifest, Repository};
 
-pub use splice_dr_protocol::answers::{Candidate, RepoPlan, RetentionPolicyView};
-
-impl From<&RetentionConfig> for RetentionPolicyView {
-    fn from(r: &RetentionConfig) -> Self {
-        RetentionPolicyView {
-            keep_last: r.keep_last,
-            keep_days: r.keep_days,
-            keep_daily: r.keep_daily,
-            keep_weekly: r.keep_weekly,
-        }
-    }
-}
+pub use splice_dr_protocol::answers::{Candidate, RepoPlan};
 
 /// The retention policy of every repository, as a config sets it: `[retention]` for the
 /// local one, each `[[repository.offsite]]` table's own `retention` by repository name.
@@ -77,7 +66,7 @@ fn expired(backups: &[Manifest], policy: &RetentionConfig, now: DateTime<Utc>) -
                 (i, m.created_at, good)
             })
             .collect();
-        for i in crate::schedule::select_expired(&list, policy, now) {
+        for i in splice_dr_automation::schedule::select_expired(&list, policy, now) {
             out.push(Candidate {
                 id: backups[i].id.clone(),
                 node: backups[i].node.clone(),

@@ -9,10 +9,10 @@ use chrono::Utc;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::guard_memory::GuardMemory;
 use super::state::State;
 use super::{blocking, Autopilot};
 use crate::journal::RunState;
-use crate::rules::GuardMemory;
 
 /// What a start-up read found, for the log and `status`.
 struct Settled {

@@ -4,19 +4,21 @@
 //! is silently dropped. It also feeds metrics and notifications from run events, and
 //! applies retention after each good backup.
 //!
-//! The rule and schedule logic is the pure [`crate::rules`] / [`crate::schedule`]
-//! library; this module is the control loop around it (a kube-rs-style reconcile tick),
+//! The rule and schedule logic is the pure `splice-dr-automation` crate (`rules`,
+//! `schedule`); this module is the control loop around it (a kube-rs-style reconcile tick),
 //! one concern per module, all working from one explicit [`Context`]:
 //! - `rules_loop`: events → rule decisions → runs, the queue, approvals and their expiry;
 //! - `operator`: pause, resume, reset, trigger and approve from the socket;
 //! - `schedules`: due schedules, backup staleness, retention after a good backup;
 //! - `reactions`: what a run's start or end sets off, as pure decisions (like rules);
 //! - `observer`: gathers a finished run's facts and carries the reactions out;
-//! - `memory`: the guard state surviving restarts and leader changes.
+//! - `memory`: the guard state surviving restarts and leader changes (`guard_memory`:
+//!   its file).
 // Config errors (ConfigError) are rare and cold; boxing them buys nothing.
 #![allow(clippy::result_large_err)]
 
 mod context;
+mod guard_memory;
 mod memory;
 mod observer;
 mod operator;
@@ -35,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AutomationConfig, Config, ConfigError, RuleConfig, ScheduleConfig};
 use crate::events::health::{run_probes, HealthBoard};
-use crate::rules::RuleEngine;
+use splice_dr_automation::rules::RuleEngine;
 use state::State;
 
 /// How often rules' `for` timers, schedules, the queue and approval expiry are checked.
@@ -45,7 +47,7 @@ const TICK: Duration = Duration::from_millis(500);
 /// [`Autopilot::new`] or [`Autopilot::apply_plan`]: kept apart so a reload can build it,
 /// fail elsewhere, and drop it with nothing changed.
 pub struct AutomationPlan {
-    script: Option<crate::rules::RuleScript>,
+    script: Option<splice_dr_automation::rules::RuleScript>,
     rules: Vec<RuleConfig>,
     automation: AutomationConfig,
     schedules: Vec<ScheduleConfig>,
@@ -67,7 +69,7 @@ impl Autopilot {
     /// does not compile is rejected before anything changes.
     pub fn prepare(config: &Config) -> Result<AutomationPlan, ConfigError> {
         Ok(AutomationPlan {
-            script: crate::rules::load_script(config)?,
+            script: crate::config::load_rules_script(config)?,
             rules: config.rules.clone(),
             automation: config.automation.clone(),
             schedules: config.schedules.clone(),
@@ -200,7 +202,10 @@ impl Autopilot {
         for r in st.engine.status(now) {
             crate::metrics::breaker_state(
                 &r.rule,
-                matches!(r.state, crate::rules::RuleState::Tripped { .. }),
+                matches!(
+                    r.state,
+                    splice_dr_automation::rules::RuleState::Tripped { .. }
+                ),
             );
         }
     }

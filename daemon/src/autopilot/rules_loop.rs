@@ -12,7 +12,7 @@ use crate::events::Event;
 use crate::flows::{RunError, RunRequest};
 use crate::journal::{PendingApproval, RunState};
 use crate::notify::RunSummary;
-use crate::rules::Decision;
+use splice_dr_automation::rules::Decision;
 
 fn params_map(v: &Value) -> serde_json::Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::state::State;
 use super::{blocking, Autopilot};
-use crate::rules::Decision;
+use splice_dr_automation::rules::Decision;
 
 /// How long the tick trusts its listing of the repository (backups made by another
 /// process, e.g. the CLI in-process, are seen within this; the daemon's own at once).
@@ -60,7 +60,10 @@ impl Autopilot {
             let last = node.as_ref().and_then(|n| newest.get(n)).copied();
             if let Some(node) = &node {
                 if let Some(max) = s.max_age {
-                    crate::metrics::backup_stale(node, crate::schedule::stale(last, max, now));
+                    crate::metrics::backup_stale(
+                        node,
+                        splice_dr_automation::schedule::stale(last, max, now),
+                    );
                 }
             }
             if let Some(ev) = st.scheduler.check_staleness(&s.name, last, now) {

@@ -4,10 +4,11 @@
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 
+use super::guard_memory::GuardMemory;
 use crate::config::ScheduleConfig;
 use crate::flows::RunRequest;
-use crate::rules::{GuardMemory, RuleEngine};
-use crate::schedule::Scheduler;
+use splice_dr_automation::rules::RuleEngine;
+use splice_dr_automation::schedule::Scheduler;
 
 /// Decisions kept for `status`.
 const RECENT: usize = 50;

@@ -124,7 +124,8 @@ mod schedule_tests {
         let saturday = chrono::Utc
             .with_ymd_and_hms(2026, 11, 28, 23, 0, 0)
             .unwrap();
-        let mut scheduler = crate::schedule::Scheduler::new(&config.schedules, saturday);
+        let mut scheduler =
+            splice_dr_automation::schedule::Scheduler::new(&config.schedules, saturday);
         let sunday = chrono::Utc
             .with_ymd_and_hms(2026, 11, 29, 3, 0, 30)
             .unwrap();

@@ -18,7 +18,6 @@
 
 mod automation;
 mod drill;
-pub mod duration;
 mod integrations;
 pub mod keys;
 mod leader;
@@ -29,12 +28,10 @@ mod validate;
 mod validator;
 mod watch;
 
-pub use automation::{
-    check_event_pattern, default_schedules, recovery_of, Approval, AutomationConfig, CronExpr,
-    RetentionConfig, RuleConfig, ScheduleConfig, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_BACKUP_CRON,
-    DEFAULT_BACKUP_MAX_AGE, DEFAULT_RULE_BREAKER, DEFAULT_RULE_MAX_RUNS, DEFAULT_RULE_WINDOW,
-};
+pub use automation::{check_flows, load_rules_script};
 pub use drill::DrillCheckConfig;
+// The automation tables and the duration helper are the automation crate's (its engines
+// read them); re-exported so `config::X` paths and the TOML format stay one place.
 pub use integrations::{
     webhook_host, AlertmanagerConfig, MetricsConfig, NotifyConfig, NotifyKind,
     DEFAULT_NOTIFY_TIMEOUT,
@@ -47,6 +44,12 @@ pub use schema::{
     NodeConfig, PluginConfig, RepositoryConfig, DEFAULT_MAX_AGE, DEFAULT_RUN_TIMEOUT,
     DEFAULT_SOCKET, DEFAULT_SOCKET_MODE, DEFAULT_STATE_DIR, REDACTED,
 };
+pub use splice_dr_automation::config::{
+    check_event_pattern, default_schedules, recovery_of, Approval, AutomationConfig, CronExpr,
+    RetentionConfig, RuleConfig, ScheduleConfig, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_BACKUP_CRON,
+    DEFAULT_BACKUP_MAX_AGE, DEFAULT_RULE_BREAKER, DEFAULT_RULE_MAX_RUNS, DEFAULT_RULE_WINDOW,
+};
+pub use splice_dr_automation::duration;
 pub use validate::{MAX_DB_NAME, MAX_NODE_NAME, MAX_SOCKET_PATH};
 pub use validator::{
     OAuth2Auth, SelfSignedAuth, TokenFileAuth, ValidatorAuth, ValidatorConfig,

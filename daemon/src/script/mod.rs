@@ -8,5 +8,5 @@ mod host_offsite;
 mod host_recovery;
 
 pub use catalog::{Flow, FlowCatalog, ScriptError};
-pub use engine::{hardened_engine, Limits};
+pub use engine::Limits;
 pub use host::{execute, FlowEnv, NodeFacts};

@@ -12,15 +12,48 @@
 //! `message`, `at` as RFC 3339 text) and may call `run(flow)`, `run(flow, params)` or
 //! `run(flow, params, node)` to request runs; nothing else of the host is reachable. The
 //! engine is [`hardened_engine`]'s, so an endless loop in a handler stops at the operation
-//! limit with an error instead of hanging the daemon.
+//! limit with an error instead of hanging the daemon. The daemon reads the file and
+//! hands the text to [`RuleScript::compile`].
 
-use crate::config::{check_event_pattern, ConfigError};
-use crate::events::Event;
-use crate::script::{hardened_engine, Limits};
+use crate::config::check_event_pattern;
+use crate::event::{matches, Event};
+use crate::hardening::{hardened_engine, Limits};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext, Position, AST};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Why a rules script did not compile or its top level failed, located in the script
+/// (`file:line:col: message`); the daemon reports it as a config error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", Located(file, *line, *col))]
+pub struct ScriptError {
+    /// The script (the `origin` given to [`RuleScript::compile`]).
+    pub file: PathBuf,
+    /// 1-based line, when Rhai knows it.
+    pub line: Option<usize>,
+    /// 1-based column, when Rhai knows it.
+    pub col: Option<usize>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// `file`, `file:line` or `file:line:col`.
+struct Located<'a>(&'a Path, Option<usize>, Option<usize>);
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())?;
+        if let Some(line) = self.1 {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.2 {
+                write!(f, ":{col}")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A run a handler asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,26 +97,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn located(path: &Path, pos: Position, message: impl Into<String>) -> ConfigError {
-    let err = ConfigError::new(path, message);
-    match (pos.line(), pos.position()) {
-        (Some(l), Some(c)) => err.with_position((l, c)),
-        (Some(l), None) => err.with_position((l, 1)),
-        _ => err,
+fn located(path: &Path, pos: Position, message: impl Into<String>) -> ScriptError {
+    ScriptError {
+        file: path.to_path_buf(),
+        line: pos.line(),
+        // A line without a column reads as its first column.
+        col: pos.line().map(|_| pos.position().unwrap_or(1)),
+        message: message.into(),
     }
 }
 
 impl RuleScript {
-    /// Reads, compiles and runs the top level of the script at `path` (registering its
-    /// handlers). Errors are located `file:line:col`.
-    pub fn load(path: &Path) -> Result<RuleScript, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, e))?;
-        RuleScript::compile(&text, path)
-    }
-
-    /// Like [`RuleScript::load`] with the text given (`origin` names it in errors).
-    pub fn compile(text: &str, origin: &Path) -> Result<RuleScript, ConfigError> {
-        let mut engine = hardened_engine(&Limits::default(), None);
+    /// Compiles `text` and runs its top level (registering its handlers); `origin` (the
+    /// script's path, which the caller read) names it in errors, located `file:line:col`.
+    pub fn compile(text: &str, origin: &Path) -> Result<RuleScript, ScriptError> {
+        let mut engine = hardened_engine(&Limits::default());
         let handlers: Handlers = Arc::default();
         let requests: Requests = Arc::default();
         let in_handler = Arc::new(AtomicBool::new(false));
@@ -148,7 +176,7 @@ impl RuleScript {
         let arg = event_map(ev);
         let mut out = Vec::new();
         for (pattern, f, registered_at) in &self.handlers {
-            if !crate::events::matches(pattern, &ev.name) {
+            if !matches(pattern, &ev.name) {
                 continue;
             }
             lock(&self.requests).clear();
@@ -181,11 +209,7 @@ impl RuleScript {
         if !own.is_none() {
             pos = own;
         }
-        let at = match (pos.line(), pos.position()) {
-            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.path.display()),
-            (Some(l), None) => format!("{}:{l}", self.path.display()),
-            _ => self.path.display().to_string(),
-        };
+        let at = Located(&self.path, pos.line(), pos.position());
         format!("{at}: handler of on(\"{pattern}\") failed: {root}")
     }
 }

@@ -11,8 +11,9 @@
 #[cfg(test)]
 mod tests;
 
-use crate::config::{duration, RetentionConfig, ScheduleConfig};
-use crate::events::Event;
+use crate::config::{RetentionConfig, ScheduleConfig};
+use crate::duration;
+use crate::event::Event;
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use serde::Serialize;
 use std::time::Duration;

@@ -7,11 +7,12 @@
 //! in `<state_dir>/rules-memory.json` and read back on start. `for` waits are not kept: a
 //! restart restarts them, which only delays an automatic run.
 //!
-//! This module is the data and its file; [`super::RuleEngine::memory`] and
-//! [`super::RuleEngine::remember`] move it in and out of the engine.
+//! This module is the data and its file; `RuleEngine::memory` and `RuleEngine::remember`
+//! (splice-dr-automation) move each rule's [`RuleMemory`] in and out of the engine, which
+//! stays free of file I/O.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+pub use splice_dr_automation::rules::RuleMemory;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -19,19 +20,6 @@ use std::path::{Path, PathBuf};
 pub const FILE_NAME: &str = "rules-memory.json";
 /// Format version written; a file with another version is refused, not guessed at.
 const VERSION: u32 = 1;
-
-/// One rule's guard state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RuleMemory {
-    /// Consecutive failed runs (the breaker trips at the rule's `breaker`).
-    pub failures: u32,
-    /// When the rule started runs, oldest first (for `max_runs` per window).
-    pub fired: Vec<DateTime<Utc>>,
-    /// End of the current cooldown.
-    pub cooling_until: Option<DateTime<Utc>>,
-    /// Last start, for `status`.
-    pub last_fired: Option<DateTime<Utc>>,
-}
 
 /// Everything the automatic side remembers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -135,6 +123,7 @@ impl GuardMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     #[test]
     fn a_missing_file_is_an_empty_memory_and_a_saved_one_reads_back() {

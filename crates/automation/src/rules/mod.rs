@@ -3,7 +3,7 @@
 //! A pure, deterministic state machine: the caller feeds events ([`RuleEngine::on_event`]),
 //! clock ticks ([`RuleEngine::tick`]) and run results ([`RuleEngine::run_finished`]), always
 //! with the current time, and gets [`Decision`]s back. Nothing here spawns, sleeps or
-//! touches files (except [`RuleEngine::from_config`], which reads the rules script).
+//! touches files (the daemon reads the rules script and persists [`RuleMemory`]).
 //!
 //! Guards, checked in this order when a rule would fire (safety invariant 4):
 //!
@@ -28,29 +28,39 @@
 //! Scheduled runs pass through [`RuleEngine::admit_scheduled`] (rule `schedule:<name>`),
 //! which applies the pause only.
 
-// Script loading returns the config module's `ConfigError` (128 bytes by design, see
-// `config/mod.rs`): it is reported by `splice-dr check` and on reload, never on a hot path.
-#![allow(clippy::result_large_err)]
-
-pub mod memory;
 pub mod script;
 
 #[cfg(test)]
 mod tests;
 
 use crate::config::{
-    duration, recovery_of, Approval, AutomationConfig, Config, ConfigError, RuleConfig,
-    DEFAULT_APPROVAL_TIMEOUT, DEFAULT_RULE_BREAKER, DEFAULT_RULE_MAX_RUNS, DEFAULT_RULE_WINDOW,
+    recovery_of, Approval, AutomationConfig, RuleConfig, DEFAULT_APPROVAL_TIMEOUT,
+    DEFAULT_RULE_BREAKER, DEFAULT_RULE_MAX_RUNS, DEFAULT_RULE_WINDOW,
 };
-use crate::events::{matches, Event};
+use crate::duration;
+use crate::event::{matches, Event};
 use crate::schedule::ScheduledRun;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-pub use memory::{GuardMemory, RuleMemory};
-pub use script::{RuleScript, RunRequest};
+pub use script::{RuleScript, RunRequest, ScriptError};
+
+/// One rule's guard state, as it leaves and re-enters the engine
+/// ([`RuleEngine::memory`], [`RuleEngine::remember`]): a breaker that a daemon restart
+/// clears is no breaker, so the daemon keeps this in its state directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleMemory {
+    /// Consecutive failed runs (the breaker trips at the rule's `breaker`).
+    pub failures: u32,
+    /// When the rule started runs, oldest first (for `max_runs` per window).
+    pub fired: Vec<DateTime<Utc>>,
+    /// End of the current cooldown.
+    pub cooling_until: Option<DateTime<Utc>>,
+    /// Last start, for `status`.
+    pub last_fired: Option<DateTime<Utc>>,
+}
 
 /// What the engine decided about one would-be automatic run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -255,18 +265,6 @@ impl RuleEngine {
         self.script = script;
     }
 
-    /// The engine for a loaded config: its rules, pause flag and rules script (read and
-    /// compiled here; errors are `file:line:col`). Tests build engines this way; the
-    /// daemon builds its plan in `prepare`.
-    #[cfg(test)]
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let engine = RuleEngine::new(&config.rules, &config.automation);
-        Ok(match load_script(config)? {
-            Some(s) => engine.with_script(s),
-            None => engine,
-        })
-    }
-
     /// Applies a reloaded config: rules keep their state (breaker, cooldown, runs, waits)
     /// by name, so a reload never resets a tripped breaker; the pause flag is the
     /// operator's and is kept too.
@@ -293,7 +291,7 @@ impl RuleEngine {
         }
     }
 
-    /// Each rule's guard state, by name, for [`GuardMemory`] (rules never fired and
+    /// Each rule's guard state, by name, for the daemon to keep (rules never fired and
     /// never failed are left out).
     pub fn memory(&self) -> BTreeMap<String, RuleMemory> {
         self.slots
@@ -526,39 +524,6 @@ impl RuleEngine {
             })
             .collect()
     }
-}
-
-/// Reads and compiles `[automation] rules_script`, if set.
-pub fn load_script(config: &Config) -> Result<Option<RuleScript>, ConfigError> {
-    config
-        .automation
-        .rules_script_path(&config.source)
-        .map(|p| RuleScript::load(&p))
-        .transpose()
-}
-
-/// Checks that every `[[rule]]` and `[[schedule]]` names a flow for which `is_flow`
-/// holds (the caller passes the flow catalog); the error names the rule.
-pub fn check_flows(config: &Config, is_flow: impl Fn(&str) -> bool) -> Result<(), String> {
-    let named = config
-        .rules
-        .iter()
-        .map(|r| ("rule", &r.name, &r.flow))
-        .chain(
-            config
-                .schedules
-                .iter()
-                .map(|s| ("schedule", &s.name, &s.flow)),
-        );
-    for (what, name, flow) in named {
-        if !is_flow(flow) {
-            return Err(format!(
-                "{}: {what} \"{name}\" starts flow \"{flow}\", which does not exist",
-                config.source.display()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Applies the guards to one firing of `slot`; records it when it starts.
