@@ -1000,7 +1000,7 @@ impl Service {
 fn node_facts(name: &str, node: &NodeRuntime) -> view::NodeStatus {
     view::NodeStatus {
         name: Some(name.into()),
-        backend: Some(node.backend.kind().into()),
+        backend: Some(node.backend.kind()),
         migration_id: Some(node.facts.migration_id),
         ..view::NodeStatus::default()
     }
