@@ -59,7 +59,7 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
     wait_for(Duration::from_secs(10), "the post-recovery round", || {
         std::thread::sleep(Duration::from_millis(300));
         let now = stamps(&status(&site));
-        std::mem::replace(&mut last, now.clone()) == now
+        std::mem::replace(&mut last, now) == now
     });
     let stable = status(&site);
     let node = &stable.nodes[0];
