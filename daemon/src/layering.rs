@@ -56,6 +56,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("status_state", 0),
     ("orphans", 0),
     ("tls", 0),
+    ("build_info", 0),
 ];
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 mod access;
 mod autopilot;
 mod backends;
+pub mod build_info;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 ///
 /// Exit codes: 0 ok, 1 the operation failed, 2 usage or configuration error.
 #[derive(Debug, Parser)]
-#[command(name = "splice-dr", version, propagate_version = true)]
+#[command(
+    name = "splice-dr",
+    version = crate::build_info::LONG_VERSION,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Configuration file (TOML; reference: docs/CONFIG.md).
     #[arg(
