@@ -1,14 +1,18 @@
 //! The `splice-dr` binary: parse the command line, load the config, dispatch.
 
 use clap::Parser;
-use splice_dr::cli::{exit, run_client, Cli, Command, LogFormatArg};
+use splice_dr::cli::{completions, exit, man, run_client, Cli, Command, LogFormatArg};
 use splice_dr::config::{self, LogFormat};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Demo { keep } = cli.command {
-        return demo(keep, cli.json);
+    // What needs no config file and no daemon: it runs before the config is read.
+    match cli.command {
+        Command::Demo { keep } => return demo(keep, cli.json),
+        Command::Completions { shell } => return ExitCode::from(completions(shell)),
+        Command::Man => return ExitCode::from(man()),
+        _ => {}
     }
     let config = match config::load(&cli.config) {
         Ok(c) => c,

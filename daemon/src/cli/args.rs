@@ -146,6 +146,42 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print the shell completion script for SHELL (generated from this binary's own
+    /// command definitions, so it always matches it). Needs no config file and no daemon.
+    ///
+    /// Install it where the shell looks for completions, e.g.:
+    ///
+    ///   splice-dr completions bash > /etc/bash_completion.d/splice-dr
+    ///   splice-dr completions zsh > /usr/local/share/zsh/site-functions/_splice-dr
+    ///   splice-dr completions fish > /etc/fish/completions/splice-dr.fish
+    ///
+    /// A new shell picks it up.
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell to complete for.
+        shell: ShellArg,
+    },
+    /// Print the man page (roff), generated from this binary's own command definitions.
+    /// Needs no config file and no daemon.
+    ///
+    /// Install it, then read it with `man splice-dr`:
+    ///
+    ///   splice-dr man > /usr/share/man/man1/splice-dr.1
+    ///
+    /// Or read it without installing: splice-dr man | man -l -
+    #[command(verbatim_doc_comment)]
+    Man,
+}
+
+/// `completions` shells.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ShellArg {
+    /// Bash (with the bash-completion package).
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 /// `identities` subcommands.

@@ -2,9 +2,11 @@
 //! in-process when no daemon answers), and renders the answer.
 
 pub mod args;
+mod generate;
 pub mod render;
 
 pub use args::{Cli, Command, LogFormatArg};
+pub use generate::{completions, man};
 
 use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
@@ -49,7 +51,9 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         | Command::Daemon
         | Command::Identities(_)
         | Command::Keys(_)
-        | Command::Demo { .. } => return None,
+        | Command::Demo { .. }
+        | Command::Completions { .. }
+        | Command::Man => return None,
         Command::Ping => Request::Ping,
         Command::Status => Request::Status,
         Command::Prune(a) => Request::Prune {
