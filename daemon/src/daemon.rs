@@ -58,6 +58,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             crate::http_limits::HttpLimits::from_config(&config.daemon),
         )
         .context("starting the Prometheus listener ([metrics] listen)")?;
+        crate::metrics::build_info(crate::build_info::VERSION, crate::build_info::COMMIT);
         tracing::info!(listen = %m.listen, "Prometheus metrics on /metrics");
     }
     if let Some(am) = &config.alertmanager {

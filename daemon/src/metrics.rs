@@ -39,6 +39,9 @@ pub const LAST_DRILL_SUCCESS: &str = "splice_dr_last_drill_success";
 /// `gauge{node}`: Unix time the node's last restore drill ended.
 pub const LAST_DRILL_TIMESTAMP_SECONDS: &str = "splice_dr_last_drill_timestamp_seconds";
 
+/// `gauge{version,commit}`: always 1; its labels say which build runs.
+pub const BUILD_INFO: &str = "splice_dr_build_info";
+
 /// `histogram{node,op,outcome}`: duration of one backend call (`dump`, `wait_ready`,
 /// `restore_staged`, …), in seconds; `outcome` is `ok` or the error's kind.
 pub const BACKEND_CALL_SECONDS: &str = "splice_dr_backend_call_seconds";
@@ -237,6 +240,10 @@ fn describe() {
         "Unix time the node's last restore drill ended."
     );
     describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels name the running build's version and git commit."
+    );
+    describe_gauge!(
         BACKUP_STALE,
         "1 when the node's newest backup is older than the staleness threshold."
     );
@@ -254,6 +261,12 @@ fn describe_repositories() {
         metrics::Unit::Bytes,
         "Free bytes where the repository's storage reports them (directories)."
     );
+}
+
+/// Which build runs (`splice_dr_build_info{version,commit} 1`): set once at daemon start,
+/// so a fleet's dashboards can tell which nodes run which build and see an upgrade land.
+pub fn build_info(version: &str, commit: &str) {
+    gauge!(BUILD_INFO, "version" => version.to_string(), "commit" => commit.to_string()).set(1.0);
 }
 
 /// The outcome of checking `repository` (`local` or an off-site name).
@@ -339,6 +352,7 @@ mod tests {
         pending_approvals(0);
         backup_stale("validator-1", false);
         drill_finished("validator-1", true, Utc::now());
+        build_info("0.1.0", "3f2a1bc");
         assert_eq!(installed_at(), None);
     }
 
