@@ -6,8 +6,9 @@
 //! `SOURCE_DATE_EPOCH`, when set, fixes the date (reproducible builds).
 //!
 //! The script reruns when HEAD, the branch it points to or the index move (a commit, a
-//! checkout, a `git add`), not on every build; an edit that is not staged yet marks the
-//! tree dirty at the next rerun.
+//! checkout, a `git add`) and when this crate's own sources change (which rebuilds it
+//! anyway), not on every build. An unstaged edit of another crate marks the tree dirty
+//! only at the next rerun.
 
 use std::process::Command;
 
@@ -59,8 +60,9 @@ fn rerun_on_git_changes() {
             }
         }
     }
-    // Outside git nothing above is printed, and cargo would rerun on any change in the
-    // package: watch this script only.
+    // An edit of this crate recompiles it anyway: rerun so `-dirty` says so. (Without any
+    // `rerun-if-changed` cargo would watch the whole package, tests and docs included.)
+    println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=build.rs");
 }
 
