@@ -1,5 +1,6 @@
-//! Prometheus metrics: the `/metrics` listener (`[metrics] listen`) and one typed function
-//! per thing the daemon measures, so metric names and labels live in this file only.
+//! Prometheus metrics: the `/metrics` listener (`[metrics] listen`, which also answers the
+//! probes' `/healthz`) and one typed function per thing the daemon measures, so metric
+//! names and labels live in this file only.
 //!
 //! The recorder is process-global. Before [`install`] (or when `[metrics]` is absent) every
 //! recording function is a cheap no-op, so callers never check whether metrics are on.
@@ -148,21 +149,29 @@ pub fn install_with(
     Ok(())
 }
 
-/// Serves `GET /metrics` on `listener` for the life of the process: on the current Tokio
-/// runtime when there is one, else on a thread of its own.
+/// Liveness and readiness path on the metrics listener (Kubernetes probes): answers `200
+/// ok` while the daemon's runtime serves requests. The listener starts only after start-up
+/// recovery and the first status round, so an answer also means the daemon finished
+/// starting.
+pub const HEALTHZ: &str = "/healthz";
+
+/// Serves `GET /metrics` and `GET /healthz` on `listener` for the life of the process: on
+/// the current Tokio runtime when there is one, else on a thread of its own.
 fn serve_scrapes(
     listener: std::net::TcpListener,
     handle: metrics_exporter_prometheus::PrometheusHandle,
     limits: crate::http_limits::HttpLimits,
 ) -> Result<(), MetricsError> {
     let upkeep = handle.clone();
-    let router = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let handle = handle.clone();
-            async move { handle.render() }
-        }),
-    );
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move { handle.render() }
+            }),
+        )
+        .route(HEALTHZ, axum::routing::get(|| async { "ok\n" }));
     let run = move || async move {
         // What the exporter's own listener did: keep histogram buffers from growing
         // between scrapes.
