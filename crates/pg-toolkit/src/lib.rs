@@ -7,6 +7,7 @@
 //! the names of staged and kept databases mean is written here once, so the three restore
 //! paths cannot drift apart. No backend plugin depends on another.
 
+pub mod certs;
 pub mod check;
 pub mod child_env;
 pub mod connection;

@@ -70,7 +70,35 @@ pub fn check_resolved(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigEr
             )
             .with_hint("use a shorter absolute path, e.g. /run/splice-dr/splice-dr.sock"));
     }
+    check_health_ca_files(config, loc)?;
     check_signing_key_place(config, loc)
+}
+
+/// Every component's `health_ca_file` is read and parsed now: a wrong path or a file that
+/// holds no CA would otherwise only show when a restore waits for the component.
+fn check_health_ca_files(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    for (i, node) in config.nodes.iter().enumerate() {
+        let Some(pg) = &node.postgres else { continue };
+        for (name, c) in &pg.components {
+            let (Some(url), Some(file)) = (&c.health_url, &c.health_ca_file) else {
+                continue;
+            };
+            let at = KeyPath::root()
+                .key("node")
+                .index(i)
+                .key("postgres")
+                .key("components")
+                .key(name)
+                .key("health_ca_file");
+            if let Err(e) = splice_dr_postgres::components::HealthCheck::new(url, Some(file)) {
+                return Err(loc.error_at_value(&at, e).with_hint(
+                    "name a readable PEM file of the CA(s) that signed the health endpoint's \
+                     certificate, with an https:// health_url",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The signing key must live apart from every repository it vouches for: a key stored
@@ -413,6 +441,17 @@ fn check_postgres(
     }
     for (name, component) in &pg.components {
         let cpath = path.key("components").key(name);
+        if component.health_ca_file.is_some() && component.health_url.is_none() {
+            return Err(loc
+                .error_at_value(
+                    &cpath.key("health_ca_file"),
+                    "health_ca_file is set without a health_url",
+                )
+                .with_hint("set health_url to the component's https:// readiness URL, or remove health_ca_file"));
+        }
+        if let Some(f) = &component.health_ca_file {
+            check_non_empty_path(f, cpath.key("health_ca_file"), loc)?;
+        }
         if let Some(url) = &component.health_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(loc
