@@ -17,6 +17,7 @@ pub mod names;
 pub mod process;
 pub mod sql;
 pub mod staging;
+pub mod tls;
 pub mod toolkit;
 pub mod verify;
 

@@ -830,3 +830,32 @@ fn health_ca_file_is_resolved_and_read_at_load() {
         Some("node[0].postgres.components.validator.health_ca_file")
     );
 }
+
+/// The URL's TLS settings are libpq's (`verify-full` is not the driver's) and their files
+/// are read at load: a missing `sslrootcert` is an error at `url` saying which.
+#[test]
+fn postgres_url_tls_settings_are_checked_at_load() {
+    let node = |params: &str| {
+        format!("{HEAD}{}", pg_node("a")).replace(
+            "127.0.0.1:5432/postgres\"",
+            &format!("127.0.0.1:5432/postgres?{params}\""),
+        )
+    };
+    let e = parse_err(&node(
+        "sslmode=verify-full&sslrootcert=/nonexistent/pg-ca.pem",
+    ));
+    assert_eq!(e.key.as_deref(), Some("node[0].postgres.url"), "{e}");
+    assert!(
+        e.message.contains("sslrootcert") && e.message.contains("/nonexistent/pg-ca.pem"),
+        "{e}"
+    );
+    let e = parse_err(&node("sslmode=verify-full"));
+    assert!(e.message.contains("needs sslrootcert"), "{e}");
+    let e = parse_err(&node("sslmode=verify"));
+    assert!(e.message.contains("verify-ca"), "{e}");
+    parse(
+        &node("sslmode=verify-ca&sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+        &origin(),
+    )
+    .expect("a readable CA file loads");
+}

@@ -10,7 +10,6 @@ use super::schema::{BackendKind, Config, NodeConfig};
 use splice_dr_postgres::PostgresConfig;
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 
 /// Longest Postgres identifier (NAMEDATALEN - 1), in bytes.
 pub const MAX_DB_NAME: usize = 63;
@@ -385,21 +384,20 @@ fn check_postgres(
 ) -> Result<(), ConfigError> {
     let example = "e.g. url = \"postgresql://cnadmin@127.0.0.1:5432/postgres\"";
     let url_path = path.key("url");
-    let parsed = postgres::Config::from_str(&pg.url).map_err(|e| {
-        loc.error_at_value(
-            &url_path,
-            format!("url is not a valid Postgres connection string: {e}"),
-        )
-        .with_hint(example)
+    let (tls, parsed) = splice_dr_pg_toolkit::connection::parse_url(&pg.url).map_err(|e| {
+        loc.error_at_value(&url_path, e).with_hint(format!(
+            "{example}, or \"postgresql:///postgres?host=/var/run/postgresql\" for a Unix \
+             socket; TLS: ?sslmode=verify-full&sslrootcert=/etc/splice-dr/pg-ca.pem"
+        ))
     })?;
-    if parsed.get_hosts().is_empty() {
-        return Err(loc
-            .error_at_value(&url_path, "url names no host")
-            .with_hint(format!(
-                "give a TCP host or a Unix socket directory, {example} or \
-                 \"postgresql:///postgres?host=/var/run/postgresql\""
-            )));
-    }
+    // The TLS files are read now: a wrong path is a config error, not a failed backup.
+    tls.connector().map_err(|e| {
+        loc.error_at_value(&url_path, format!("url: {e}"))
+            .with_hint(
+                "sslrootcert/sslcert/sslkey name absolute paths of readable PEM files; the key \
+             mode 0600",
+            )
+    })?;
     if parsed.get_password().is_some() && pg.password_file.is_some() {
         return Err(loc
             .error_at_value(
