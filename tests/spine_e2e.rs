@@ -357,6 +357,27 @@ fn config_with_an_unknown_key_is_exit_2_with_key_and_line() {
     }
 }
 
+/// A `health_ca_file` that cannot be read is a config error at its key: `check` exits 2.
+#[test]
+fn an_unreadable_health_ca_file_is_exit_2_at_its_key() {
+    let dbs = NodeDbs::create("sdr_cafile", 1);
+    let site = Site::new(&dbs, BackendChoice::Builtin, "");
+    let mut cfg = std::fs::read_to_string(&site.config).unwrap();
+    cfg.push_str(
+        "\n[node.postgres.components.validator]\nhealth_url = \"https://127.0.0.1:9/readyz\"\n\
+         health_ca_file = \"missing-ca.pem\"\n",
+    );
+    std::fs::write(&site.config, cfg).unwrap();
+    let out = site.cli(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node[0].postgres.components.validator.health_ca_file")
+            && err.contains("missing-ca.pem"),
+        "{err}"
+    );
+}
+
 /// Waits until the daemon's `status` reports a rejected reload whose error names `what`.
 fn wait_for_rejection(sock: &std::path::Path, what: &str) {
     wait_for(

@@ -3,7 +3,10 @@
 //!
 //! The URL is parsed once; the tools receive a `--dbname=` conninfo string without the
 //! password and the password through `PGPASSWORD`, so it never appears on a command line
-//! (visible in `ps`), in a log line or in an error.
+//! (visible in `ps`), in a log line or in an error. The TLS settings (`sslmode`,
+//! `sslrootcert`, `sslcert`, `sslkey`, with libpq's meanings: see [`crate::tls`]) apply to
+//! splice-dr's own sessions and reach the tools as `PGSSLMODE`, `PGSSLROOTCERT`,
+//! `PGSSLCERT` and `PGSSLKEY`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -12,6 +15,8 @@ use std::time::Duration;
 use postgres::config::{Host, SslMode};
 use postgres::Client;
 use splice_dr_plugin_api::BackendError;
+
+use crate::tls::{RustlsConnect, TlsParams};
 
 /// Database the admin connection uses when the URL names none.
 const DEFAULT_ADMIN_DB: &str = "postgres";
@@ -24,6 +29,9 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConnSettings {
     base: postgres::Config,
     password: Option<String>,
+    tls: TlsParams,
+    /// Built from `tls` once; `None` for `sslmode=disable`.
+    connector: Option<RustlsConnect>,
 }
 
 impl std::fmt::Debug for ConnSettings {
@@ -36,21 +44,19 @@ impl std::fmt::Debug for ConnSettings {
 }
 
 /// Quotes a libpq conninfo value: single quotes, with `\` and `'` backslash-escaped.
-fn conninfo_value(v: &str) -> String {
+pub(crate) fn conninfo_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 impl ConnSettings {
-    /// Parses `url` (a `postgresql://` URL or a key=value conninfo) and reads the password
-    /// from `password_file` when given, which overrides any password in the URL.
+    /// Parses `url` (a `postgresql://` URL or a key=value conninfo), reads the TLS files it
+    /// names, and reads the password from `password_file` when given, which overrides any
+    /// password in the URL.
     pub fn new(url: &str, password_file: Option<&Path>) -> Result<Self, BackendError> {
-        let mut base = postgres::Config::from_str(url)
-            .map_err(|e| BackendError::Config(format!("`url` is not a valid Postgres URL: {e}")))?;
-        if base.get_hosts().is_empty() {
-            return Err(BackendError::Config(
-                "`url` names no host: give a TCP host or a Unix socket directory".into(),
-            ));
-        }
+        let (tls, mut base) = parse_url(url).map_err(BackendError::Config)?;
+        let connector = tls
+            .connector()
+            .map_err(|e| BackendError::Config(format!("`url`: {e}")))?;
         if base.get_connect_timeout().is_none() {
             base.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
@@ -73,7 +79,12 @@ impl ConnSettings {
             }
             password = Some(line);
         }
-        Ok(ConnSettings { base, password })
+        Ok(ConnSettings {
+            base,
+            password,
+            tls,
+            connector,
+        })
     }
 
     /// The database the URL names, where administrative statements (CREATE/ALTER/DROP
@@ -85,7 +96,8 @@ impl ConnSettings {
             .to_string()
     }
 
-    /// Opens an SQL session on `dbname` (plain TCP or Unix socket; TLS is not supported).
+    /// Opens an SQL session on `dbname` (TCP with or without TLS as `sslmode` says, or a
+    /// Unix socket).
     /// The whole handshake is bounded by the connect timeout, per host, as libpq's
     /// `connect_timeout` is for the tools (see [`crate::handshake`]).
     pub fn connect(&self, dbname: &str) -> Result<Client, BackendError> {
@@ -103,6 +115,7 @@ impl ConnSettings {
         let hosts = self.base.get_hosts().len().max(1) as u32;
         crate::handshake::connect(
             cfg,
+            self.connector.clone(),
             &self.server(),
             per_host * hosts,
             &format!("connecting to database {dbname}"),
@@ -154,11 +167,6 @@ impl ConnSettings {
             parts.push(format!("user={}", conninfo_value(user)));
         }
         parts.push(format!("dbname={}", conninfo_value(dbname)));
-        match self.base.get_ssl_mode() {
-            SslMode::Disable => parts.push("sslmode=disable".into()),
-            SslMode::Require => parts.push("sslmode=require".into()),
-            _ => {}
-        }
         if let Some(t) = self.base.get_connect_timeout() {
             parts.push(format!("connect_timeout={}", t.as_secs().max(1)));
         }
@@ -166,13 +174,44 @@ impl ConnSettings {
         parts.join(" ")
     }
 
-    /// Environment for a libpq tool: the password, if any, as `PGPASSWORD`.
+    /// Environment for a libpq tool: the password, if any, as `PGPASSWORD`, and the TLS
+    /// settings (`PGSSLMODE`, and `PGSSLROOTCERT`/`PGSSLCERT`/`PGSSLKEY` when set).
     pub fn child_env(&self) -> Vec<(String, String)> {
-        self.password
+        let mut env: Vec<(String, String)> = self
+            .password
             .iter()
             .map(|p| ("PGPASSWORD".to_string(), p.clone()))
-            .collect()
+            .collect();
+        env.extend(self.tls.child_env());
+        env
     }
+
+    /// The `sslmode` in force.
+    pub fn ssl_mode(&self) -> crate::tls::SslMode {
+        self.tls.mode
+    }
+}
+
+/// Parses a connection string as libpq would: the TLS keys apart (the driver knows only
+/// some of them), the rest by the driver. Errs with a sentence naming `url`. Does not read
+/// any file.
+pub fn parse_url(url: &str) -> Result<(TlsParams, postgres::Config), String> {
+    let (tls, rest) = TlsParams::split(url).map_err(|e| format!("`url`: {e}"))?;
+    let mut base = postgres::Config::from_str(&rest)
+        .map_err(|e| format!("`url` is not a valid Postgres URL: {e}"))?;
+    if base.get_hosts().is_empty() {
+        return Err("`url` names no host: give a TCP host or a Unix socket directory".into());
+    }
+    // The driver negotiates (disable, prefer, require); the certificate checks are the
+    // connector's. Over Unix sockets libpq never uses TLS, whatever sslmode says.
+    let unix_only = base.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+    base.ssl_mode(match tls.mode {
+        _ if unix_only => SslMode::Disable,
+        crate::tls::SslMode::Disable => SslMode::Disable,
+        crate::tls::SslMode::Prefer => SslMode::Prefer,
+        _ => SslMode::Require,
+    });
+    Ok((tls, base))
 }
 
 #[cfg(test)]
@@ -193,7 +232,10 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(
             c.child_env(),
-            vec![("PGPASSWORD".to_string(), "s3cret".to_string())]
+            vec![
+                ("PGPASSWORD".to_string(), "s3cret".to_string()),
+                ("PGSSLMODE".to_string(), "prefer".to_string())
+            ]
         );
         assert_eq!(c.admin_db(), "postgres");
     }
@@ -206,7 +248,10 @@ mod tests {
         assert!(info.starts_with("host='/var/run/postgresql' "), "{info}");
         assert!(info.contains("user='cn admin'"), "{info}");
         assert!(info.contains(r"dbname='it\'s'"), "{info}");
-        assert!(c.child_env().is_empty());
+        assert_eq!(
+            c.child_env(),
+            vec![("PGSSLMODE".to_string(), "prefer".to_string())]
+        );
     }
 
     #[test]
@@ -216,8 +261,8 @@ mod tests {
         std::fs::write(&f, "  from-file \nignored\n").expect("write");
         let c = ConnSettings::new("postgresql://u:from-url@h/db", Some(&f)).expect("parse");
         assert_eq!(
-            c.child_env(),
-            vec![("PGPASSWORD".to_string(), "from-file".to_string())]
+            c.child_env()[0],
+            ("PGPASSWORD".to_string(), "from-file".to_string())
         );
         let missing = ConnSettings::new("postgresql://u@h/db", Some(&dir.path().join("nope")));
         assert!(matches!(missing, Err(BackendError::Config(m)) if m.contains("password_file")));

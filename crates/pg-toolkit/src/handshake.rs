@@ -19,6 +19,7 @@ use postgres::{Client, Config, NoTls};
 use splice_dr_plugin_api::BackendError;
 
 use crate::sql::pg_message;
+use crate::tls::RustlsConnect;
 
 /// Servers with a connect attempt still hanging → since when.
 fn hanging() -> &'static Mutex<HashMap<String, Instant>> {
@@ -30,11 +31,13 @@ fn lock() -> std::sync::MutexGuard<'static, HashMap<String, Instant>> {
     hanging().lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Connects with `cfg`, giving up after `deadline`. `server` names the target in errors
+/// Connects with `cfg` (over TLS through `tls` when the config's mode asks for it),
+/// giving up after `deadline`. `server` names the target in errors
 /// (`host:port`) and keys the one-hanging-attempt-per-server rule; `what` says what the
 /// session was for (`connecting to database x`).
 pub fn connect(
     cfg: Config,
+    tls: Option<RustlsConnect>,
     server: &str,
     deadline: Duration,
     what: &str,
@@ -54,7 +57,10 @@ pub fn connect(
     let spawned = std::thread::Builder::new()
         .name("sdr-pg-connect".into())
         .spawn(move || {
-            let result = cfg.connect(NoTls);
+            let result = match tls {
+                Some(tls) => cfg.connect(tls),
+                None => cfg.connect(NoTls),
+            };
             // Once it answers (or gives up), the server is no longer known to hang.
             lock().remove(&key);
             let _ = tx.send(result);
@@ -105,9 +111,15 @@ mod tests {
         let cfg = Config::from_str(&format!("postgresql://u@127.0.0.1:{port}/db")).unwrap();
         let server = format!("127.0.0.1:{port}");
         let started = Instant::now();
-        let e = connect(cfg.clone(), &server, Duration::from_millis(700), "probing")
-            .err()
-            .unwrap();
+        let e = connect(
+            cfg.clone(),
+            None,
+            &server,
+            Duration::from_millis(700),
+            "probing",
+        )
+        .err()
+        .unwrap();
         assert!(started.elapsed() < Duration::from_secs(3));
         let shown = e.to_string();
         assert!(
@@ -117,7 +129,7 @@ mod tests {
         assert!(shown.contains(&server), "{shown}");
 
         let started = Instant::now();
-        let again = connect(cfg, &server, Duration::from_secs(10), "probing")
+        let again = connect(cfg, None, &server, Duration::from_secs(10), "probing")
             .err()
             .unwrap()
             .to_string();

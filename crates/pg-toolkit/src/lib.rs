@@ -7,6 +7,7 @@
 //! the names of staged and kept databases mean is written here once, so the three restore
 //! paths cannot drift apart. No backend plugin depends on another.
 
+pub mod certs;
 pub mod check;
 pub mod child_env;
 pub mod connection;
@@ -16,6 +17,7 @@ pub mod names;
 pub mod process;
 pub mod sql;
 pub mod staging;
+pub mod tls;
 pub mod toolkit;
 pub mod verify;
 

@@ -32,7 +32,18 @@ pub fn pg_message(e: &postgres::Error) -> String {
             }
             m
         }
-        None => e.to_string(),
+        // The driver's own text is generic ("error performing TLS handshake"): the
+        // causes say what went wrong.
+        None => {
+            let mut m = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                m.push_str(": ");
+                m.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            m
+        }
     }
 }
 

@@ -456,6 +456,11 @@ fn resolve_paths(config: &mut Config, base: &Path) {
             if let Some(b) = pg.bin_dir.as_mut() {
                 resolve(base, b);
             }
+            for c in pg.components.values_mut() {
+                if let Some(f) = c.health_ca_file.as_mut() {
+                    resolve(base, f);
+                }
+            }
         }
         if let Some(c) = node.compose.as_mut() {
             if let Some(f) = c.password_file.as_mut() {

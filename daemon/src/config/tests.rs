@@ -788,3 +788,74 @@ fn journal_retention_defaults_parses_and_refuses_zero() {
     let e = parse_err(&format!("[journal]\nkeep = 3\n{HEAD}{}", pg_node("a")));
     assert!(e.message.contains("keep"), "{e}");
 }
+
+/// `health_ca_file` is resolved against the config's directory and read at load: a
+/// missing file is an error at that key; a real CA file loads.
+#[test]
+fn health_ca_file_is_resolved_and_read_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = dir.path().join("splice-dr.toml");
+    let text = format!("{HEAD}{}", pg_node("a"))
+        + "\n[node.postgres.components.validator]\nhealth_url = \"https://127.0.0.1:5003/readyz\"\nhealth_ca_file = \"health-ca.pem\"\n";
+    let e = parse(&text, &origin).expect_err("missing CA file");
+    assert_at(
+        &e,
+        14,
+        18,
+        "node[0].postgres.components.validator.health_ca_file",
+    );
+    assert!(
+        e.message.contains("cannot read") && e.message.contains("health-ca.pem"),
+        "{e}"
+    );
+
+    // Any real PEM file of CAs does: the system's bundle.
+    std::fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        dir.path().join("health-ca.pem"),
+    )
+    .expect("copy the system CA bundle");
+    let c = parse(&text, &origin).expect("CA file loads");
+    let component = &c.nodes[0].postgres.as_ref().expect("postgres").components["validator"];
+    assert_eq!(
+        component.health_ca_file.as_deref(),
+        Some(dir.path().join("health-ca.pem").as_path())
+    );
+
+    let without_url = format!("{HEAD}{}", pg_node("a"))
+        + "\n[node.postgres.components.validator]\nhealth_ca_file = \"health-ca.pem\"\n";
+    let e = parse(&without_url, &origin).expect_err("no health_url");
+    assert_eq!(
+        e.key.as_deref(),
+        Some("node[0].postgres.components.validator.health_ca_file")
+    );
+}
+
+/// The URL's TLS settings are libpq's (`verify-full` is not the driver's) and their files
+/// are read at load: a missing `sslrootcert` is an error at `url` saying which.
+#[test]
+fn postgres_url_tls_settings_are_checked_at_load() {
+    let node = |params: &str| {
+        format!("{HEAD}{}", pg_node("a")).replace(
+            "127.0.0.1:5432/postgres\"",
+            &format!("127.0.0.1:5432/postgres?{params}\""),
+        )
+    };
+    let e = parse_err(&node(
+        "sslmode=verify-full&sslrootcert=/nonexistent/pg-ca.pem",
+    ));
+    assert_eq!(e.key.as_deref(), Some("node[0].postgres.url"), "{e}");
+    assert!(
+        e.message.contains("sslrootcert") && e.message.contains("/nonexistent/pg-ca.pem"),
+        "{e}"
+    );
+    let e = parse_err(&node("sslmode=verify-full"));
+    assert!(e.message.contains("needs sslrootcert"), "{e}");
+    let e = parse_err(&node("sslmode=verify"));
+    assert!(e.message.contains("verify-ca"), "{e}");
+    parse(
+        &node("sslmode=verify-ca&sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+        &origin(),
+    )
+    .expect("a readable CA file loads");
+}

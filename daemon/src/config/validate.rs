@@ -10,7 +10,6 @@ use super::schema::{BackendKind, Config, NodeConfig};
 use splice_dr_postgres::PostgresConfig;
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 
 /// Longest Postgres identifier (NAMEDATALEN - 1), in bytes.
 pub const MAX_DB_NAME: usize = 63;
@@ -70,7 +69,35 @@ pub fn check_resolved(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigEr
             )
             .with_hint("use a shorter absolute path, e.g. /run/splice-dr/splice-dr.sock"));
     }
+    check_health_ca_files(config, loc)?;
     check_signing_key_place(config, loc)
+}
+
+/// Every component's `health_ca_file` is read and parsed now: a wrong path or a file that
+/// holds no CA would otherwise only show when a restore waits for the component.
+fn check_health_ca_files(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    for (i, node) in config.nodes.iter().enumerate() {
+        let Some(pg) = &node.postgres else { continue };
+        for (name, c) in &pg.components {
+            let (Some(url), Some(file)) = (&c.health_url, &c.health_ca_file) else {
+                continue;
+            };
+            let at = KeyPath::root()
+                .key("node")
+                .index(i)
+                .key("postgres")
+                .key("components")
+                .key(name)
+                .key("health_ca_file");
+            if let Err(e) = splice_dr_postgres::components::HealthCheck::new(url, Some(file)) {
+                return Err(loc.error_at_value(&at, e).with_hint(
+                    "name a readable PEM file of the CA(s) that signed the health endpoint's \
+                     certificate, with an https:// health_url",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The signing key must live apart from every repository it vouches for: a key stored
@@ -357,21 +384,20 @@ fn check_postgres(
 ) -> Result<(), ConfigError> {
     let example = "e.g. url = \"postgresql://cnadmin@127.0.0.1:5432/postgres\"";
     let url_path = path.key("url");
-    let parsed = postgres::Config::from_str(&pg.url).map_err(|e| {
-        loc.error_at_value(
-            &url_path,
-            format!("url is not a valid Postgres connection string: {e}"),
-        )
-        .with_hint(example)
+    let (tls, parsed) = splice_dr_pg_toolkit::connection::parse_url(&pg.url).map_err(|e| {
+        loc.error_at_value(&url_path, e).with_hint(format!(
+            "{example}, or \"postgresql:///postgres?host=/var/run/postgresql\" for a Unix \
+             socket; TLS: ?sslmode=verify-full&sslrootcert=/etc/splice-dr/pg-ca.pem"
+        ))
     })?;
-    if parsed.get_hosts().is_empty() {
-        return Err(loc
-            .error_at_value(&url_path, "url names no host")
-            .with_hint(format!(
-                "give a TCP host or a Unix socket directory, {example} or \
-                 \"postgresql:///postgres?host=/var/run/postgresql\""
-            )));
-    }
+    // The TLS files are read now: a wrong path is a config error, not a failed backup.
+    tls.connector().map_err(|e| {
+        loc.error_at_value(&url_path, format!("url: {e}"))
+            .with_hint(
+                "sslrootcert/sslcert/sslkey name absolute paths of readable PEM files; the key \
+             mode 0600",
+            )
+    })?;
     if parsed.get_password().is_some() && pg.password_file.is_some() {
         return Err(loc
             .error_at_value(
@@ -413,6 +439,17 @@ fn check_postgres(
     }
     for (name, component) in &pg.components {
         let cpath = path.key("components").key(name);
+        if component.health_ca_file.is_some() && component.health_url.is_none() {
+            return Err(loc
+                .error_at_value(
+                    &cpath.key("health_ca_file"),
+                    "health_ca_file is set without a health_url",
+                )
+                .with_hint("set health_url to the component's https:// readiness URL, or remove health_ca_file"));
+        }
+        if let Some(f) = &component.health_ca_file {
+            check_non_empty_path(f, cpath.key("health_ca_file"), loc)?;
+        }
         if let Some(url) = &component.health_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(loc

@@ -1,20 +1,24 @@
 //! Components the operator runs by hand: stopped and started through configured shell
-//! commands, observed through an optional HTTP readiness URL.
+//! commands, observed through an optional HTTP(S) readiness URL.
 //!
 //! Readiness without a `health_url` cannot be observed: such a component is reported with
 //! state `unknown` and `ready = false` (claiming readiness we cannot see would let a flow
 //! continue blindly), and `wait_ready` returns at once with a warning in the journal so
 //! that a restore on a node without health checks still completes.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use splice_dr_plugin_api::{BackendError, ComponentStatus, OpContext};
 
 use crate::config::ComponentConfig;
 
 use crate::PostgresBackend;
-use splice_dr_pg_toolkit::{child_env, process};
+use splice_dr_pg_toolkit::{certs, child_env, process};
 
 /// Interval between readiness probes in `wait_ready`.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -34,21 +38,136 @@ pub enum Probe {
     Failed(String),
 }
 
-/// GETs `url` once (plain HTTP) and classifies the answer.
-pub fn probe(url: &str, timeout: Duration) -> Probe {
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
-    match agent.get(url).call() {
-        Ok(resp) if resp.status().as_u16() == 200 => Probe::Ready,
-        Ok(resp) => Probe::NotReady(resp.status().as_u16()),
-        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Probe::Refused(e.to_string())
+/// A component's readiness endpoint and the client that asks it: plain HTTP, or HTTPS
+/// (rustls with the `ring` provider) trusting the system roots plus the component's
+/// `health_ca_file`. Built once when the backend is, so the roots are read once and a bad
+/// CA file is a config error.
+pub struct HealthCheck {
+    url: String,
+    ca_file: Option<PathBuf>,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthCheck")
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl HealthCheck {
+    /// The check of `url`; `ca_file` is a PEM file of CAs trusted besides the system's,
+    /// only meaningful for an `https://` URL. Errs with a sentence naming the problem.
+    pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Self, String> {
+        let https = url.starts_with("https://");
+        if !https && !url.starts_with("http://") {
+            return Err(format!(
+                "`health_url` must be an http:// or https:// URL (got `{url}`)"
+            ));
         }
-        Err(ureq::Error::ConnectionFailed) => Probe::Refused("connection failed".into()),
-        Err(e) => Probe::Failed(e.to_string()),
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if https {
+            let mut roots: Vec<Certificate<'static>> = certs::system_roots()
+                .iter()
+                .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+            if let Some(file) = ca_file {
+                let extra =
+                    certs::load_ca_file(file).map_err(|e| format!("`health_ca_file`: {e}"))?;
+                roots.extend(
+                    extra
+                        .iter()
+                        .map(|c| Certificate::from_der(c.as_ref()).to_owned()),
+                );
+            }
+            let tls = TlsConfig::builder()
+                .provider(TlsProvider::Rustls)
+                .root_certs(RootCerts::Specific(Arc::new(roots)))
+                .unversioned_rustls_crypto_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .build();
+            config = config.tls_config(tls);
+        } else if let Some(file) = ca_file {
+            return Err(format!(
+                "`health_ca_file` ({}) is set but `health_url` is plain http (`{url}`): \
+                 use an https:// URL or remove `health_ca_file`",
+                file.display()
+            ));
+        }
+        Ok(HealthCheck {
+            url: url.to_string(),
+            ca_file: ca_file.map(Path::to_path_buf),
+            agent: ureq::Agent::new_with_config(config.build()),
+        })
+    }
+
+    /// The URL probed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// GETs the URL once, giving up after `timeout`, and classifies the answer.
+    pub fn probe(&self, timeout: Duration) -> Probe {
+        let request = self
+            .agent
+            .get(&self.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build();
+        match request.call() {
+            Ok(resp) if resp.status().as_u16() == 200 => Probe::Ready,
+            Ok(resp) => Probe::NotReady(resp.status().as_u16()),
+            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Probe::Refused(e.to_string())
+            }
+            Err(ureq::Error::ConnectionFailed) => Probe::Refused("connection failed".into()),
+            Err(e) => Probe::Failed(match tls_error(&e) {
+                Some(tls) => self.explain_tls(tls),
+                None => e.to_string(),
+            }),
+        }
+    }
+
+    /// A TLS failure in the operator's terms: what is wrong with the certificate and
+    /// which setting fixes it.
+    fn explain_tls(&self, e: &rustls::Error) -> String {
+        use rustls::CertificateError as C;
+        let trusted_by = match &self.ca_file {
+            Some(f) => format!("the system roots nor health_ca_file {}", f.display()),
+            None => "the system roots".to_string(),
+        };
+        match e {
+            rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+                let fix = match &self.ca_file {
+                    Some(_) => "check that health_ca_file holds the CA that signed the server's certificate",
+                    None => "set health_ca_file to the CA that signed the server's certificate",
+                };
+                format!("TLS: certificate not trusted (issuer unknown to {trusted_by}): {fix}")
+            }
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => format!(
+                "TLS: certificate not valid for the host of {} ({e}): use the name the \
+                 certificate was issued for in health_url",
+                self.url
+            ),
+            rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+                format!("TLS: the server's certificate has expired ({e})")
+            }
+            other => format!("TLS handshake failed: {other}"),
+        }
+    }
+}
+
+/// The rustls error behind a failed request, if TLS is what failed.
+fn tls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        _ => None,
     }
 }
 
@@ -79,19 +198,21 @@ impl PostgresBackend {
             .iter()
             .map(|(name, c)| {
                 let managed = c.stop_command.is_some() && c.start_command.is_some();
-                let (state, ready, detail) = match &c.health_url {
+                let (state, ready, detail) = match self.health.get(name) {
                     None => (
                         "unknown",
                         false,
                         "no `health_url` configured: readiness cannot be observed".to_string(),
                     ),
-                    Some(url) => match probe(url, PROBE_TIMEOUT) {
-                        Probe::Ready => ("running", true, format!("{url} answered 200")),
-                        Probe::NotReady(code) => {
+                    Some(check) => match (check.url(), check.probe(PROBE_TIMEOUT)) {
+                        (url, Probe::Ready) => ("running", true, format!("{url} answered 200")),
+                        (url, Probe::NotReady(code)) => {
                             ("running", false, format!("{url} answered {code}"))
                         }
-                        Probe::Refused(e) => ("stopped", false, format!("{url} refused: {e}")),
-                        Probe::Failed(e) => ("unknown", false, format!("{url} failed: {e}")),
+                        (url, Probe::Refused(e)) => {
+                            ("stopped", false, format!("{url} refused: {e}"))
+                        }
+                        (url, Probe::Failed(e)) => ("unknown", false, format!("{url} failed: {e}")),
                     },
                 };
                 ComponentStatus {
@@ -141,20 +262,21 @@ impl PostgresBackend {
         name: &str,
         timeout: Duration,
     ) -> Result<(), BackendError> {
-        let c = self.component(name)?;
-        let Some(url) = &c.health_url else {
+        self.component(name)?;
+        let Some(check) = self.health.get(name) else {
             ctx.warn(format!(
                 "component `{name}` has no `health_url`: its readiness cannot be checked, continuing"
             ));
             return Ok(());
         };
+        let url = check.url();
         let what = format!("{name} to be ready");
         let start = Instant::now();
         let deadline = start + timeout;
         loop {
             ctx.check_cancelled(&what)?;
             let left = deadline.saturating_duration_since(Instant::now());
-            let last = match probe(url, PROBE_TIMEOUT.min(left.max(Duration::from_millis(100)))) {
+            let last = match check.probe(PROBE_TIMEOUT.min(left.max(Duration::from_millis(100)))) {
                 Probe::Ready => {
                     ctx.info(format!(
                         "{name} ready after {:.1}s",

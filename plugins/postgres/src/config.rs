@@ -65,9 +65,14 @@ pub struct ComponentConfig {
     /// Shell command that starts it.
     #[serde(default)]
     pub start_command: Option<String>,
-    /// URL answering 200 when it is ready, e.g. `http://127.0.0.1:5003/api/validator/readyz`.
+    /// URL answering 200 when it is ready, e.g. `http://127.0.0.1:5003/api/validator/readyz`,
+    /// or an `https://` one.
     #[serde(default)]
     pub health_url: Option<String>,
+    /// PEM file of the CA(s) that signed an `https://` `health_url`'s certificate, trusted
+    /// besides the system roots: a health endpoint behind a private CA is common.
+    #[serde(default)]
+    pub health_ca_file: Option<PathBuf>,
 }
 
 fn default_validator_db() -> String {

@@ -13,6 +13,7 @@ pub mod config;
 mod dump;
 mod restore;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use splice_dr_plugin_api::{
     KeptDb, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, Storage, Workloads,
 };
 
+use components::HealthCheck;
 pub use config::{ComponentConfig, PostgresConfig};
 pub use splice_dr_pg_toolkit::ConnSettings;
 use splice_dr_pg_toolkit::{child_env, dump::check_compress, names, process, sql};
@@ -32,6 +34,8 @@ splice_dr_plugin_abi::export_backend!(crate::PostgresBackend::from_json);
 pub struct PostgresBackend {
     cfg: PostgresConfig,
     conn: ConnSettings,
+    /// The readiness check of each component that has a `health_url`.
+    health: BTreeMap<String, HealthCheck>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -77,6 +81,7 @@ impl PostgresBackend {
                 "`restore_maintenance_work_mem` must look like `512MB`, got `{mem}`"
             )));
         }
+        let mut health = BTreeMap::new();
         for (name, c) in &cfg.components {
             for (key, v) in [
                 ("stop_command", &c.stop_command),
@@ -88,16 +93,22 @@ impl PostgresBackend {
                     )));
                 }
             }
-            if let Some(url) = &c.health_url {
-                if !url.starts_with("http://") {
-                    return Err(BackendError::Config(format!(
-                        "component `{name}`: `health_url` must be a plain http:// URL (got `{url}`)"
-                    )));
+            match (&c.health_url, &c.health_ca_file) {
+                (Some(url), ca_file) => {
+                    let check = HealthCheck::new(url, ca_file.as_deref())
+                        .map_err(|e| BackendError::Config(format!("component `{name}`: {e}")))?;
+                    health.insert(name.clone(), check);
                 }
+                (None, Some(_)) => {
+                    return Err(BackendError::Config(format!(
+                        "component `{name}`: `health_ca_file` is set without a `health_url`"
+                    )))
+                }
+                (None, None) => {}
             }
         }
         let conn = ConnSettings::new(&cfg.url, cfg.password_file.as_deref())?;
-        Ok(PostgresBackend { cfg, conn })
+        Ok(PostgresBackend { cfg, conn, health })
     }
 
     /// Builds the backend from its JSON config (the plugin ABI's `create`).

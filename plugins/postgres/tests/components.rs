@@ -1,48 +1,92 @@
 //! (6) Components run by hand: stop/start through shell commands, readiness through a
 //! health URL (served here by a tiny HTTP server answering 200 only while a marker file,
-//! created by the start command, exists).
+//! created by the start command, exists), over plain HTTP or HTTPS with a test CA.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use splice_dr_plugin_api::{BackendError, Workloads};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use splice_dr_plugin_api::{BackendError, ComponentStatus, Workloads};
+use splice_dr_postgres::components::{HealthCheck, Probe};
 use splice_dr_postgres::PostgresBackend;
 
 mod common;
+use common::tls::{Issued, TestCa};
 use common::Recorder;
 
-/// Serves `200` while `marker` exists, `503` otherwise, forever (the thread dies with the
-/// test process). Returns the URL.
+/// Reads one request's head, then answers `200` while `marker` exists, `503` otherwise.
+/// Whether the client hung up (or failed a TLS handshake) does not matter to the caller.
+fn answer(s: &mut (impl Read + Write), marker: &Path) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk)? {
+            0 => return Ok(()),
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let (code, text) = if marker.exists() {
+        (200, "OK")
+    } else {
+        (503, "Service Unavailable")
+    };
+    write!(
+        s,
+        "HTTP/1.1 {code} {text}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    )?;
+    s.flush()
+}
+
+/// Serves [`answer`] forever (the thread dies with the test process). Returns the URL.
 fn health_server(marker: PathBuf) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let (code, text) = if marker.exists() {
-                (200, "OK")
-            } else {
-                (503, "Service Unavailable")
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {code} {text}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
+            let _ = answer(&mut s, &marker);
         }
     });
     format!("http://127.0.0.1:{port}/readyz")
+}
+
+/// The same over TLS with `server`'s certificate (a real rustls server). Returns the URL.
+fn https_health_server(server: &Issued, marker: PathBuf) -> String {
+    let certs = CertificateDer::pem_file_iter(&server.cert)
+        .expect("open cert")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("server cert");
+    let key = PrivateKeyDer::from_pem_file(&server.key).expect("server key");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(tcp) = stream else { continue };
+            let conn = rustls::ServerConnection::new(config.clone()).expect("server connection");
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            if answer(&mut tls, &marker).is_ok() {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        }
+    });
+    format!("https://127.0.0.1:{port}/readyz")
 }
 
 /// A port nothing listens on.
@@ -84,12 +128,7 @@ fn stop_start_and_readiness() {
     let ctx = &rec.ctx;
 
     let status = b.components(ctx).expect("components");
-    let get = |st: &[splice_dr_plugin_api::ComponentStatus], n: &str| {
-        st.iter()
-            .find(|c| c.name == n)
-            .cloned()
-            .expect("component listed")
-    };
+    let get = status_of;
     assert_eq!(status.len(), 3);
     let v = get(&status, "validator");
     assert!(v.managed);
@@ -175,11 +214,124 @@ fn stop_start_and_readiness() {
     canceller.join().expect("join");
 }
 
+/// The status of component `n` in `st`.
+fn status_of(st: &[ComponentStatus], n: &str) -> ComponentStatus {
+    st.iter()
+        .find(|c| c.name == n)
+        .cloned()
+        .expect("component listed")
+}
+
+/// An `https://` health URL works against a real TLS server whose certificate a test CA
+/// signed: with the CA in `health_ca_file` the component is ready; without it (or with
+/// another CA) the probe fails saying the certificate is not trusted and what to set.
 #[test]
-fn https_health_url_is_a_config_error() {
-    let r = PostgresBackend::from_json(serde_json::json!({
+fn https_health_url_with_a_ca_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path(), "health-ca");
+    let other = TestCa::new(dir.path(), "other-ca");
+    let server = ca.issue("health", "127.0.0.1", &["IP:127.0.0.1", "DNS:localhost"]);
+    let marker = dir.path().join("running");
+    std::fs::write(&marker, "").expect("marker");
+    let url = https_health_server(&server, marker.clone());
+
+    // Trusted through health_ca_file: ready, through the backend as the flows use it.
+    let b = PostgresBackend::from_json(serde_json::json!({
         "url": common::pg_url(),
-        "components": { "v": { "health_url": "https://x/readyz" } }
-    }));
-    assert!(matches!(r, Err(BackendError::Config(m)) if m.contains("health_url")));
+        "components": {
+            "validator": { "health_url": url, "health_ca_file": ca.cert },
+            "untrusted": { "health_url": url },
+            "wrong-ca": { "health_url": url, "health_ca_file": other.cert },
+        }
+    }))
+    .expect("backend");
+    let rec = Recorder::new();
+    let st = b.components(&rec.ctx).expect("components");
+    let v = status_of(&st, "validator");
+    assert_eq!((v.state.as_str(), v.ready), ("running", true), "{v:?}");
+    b.wait_ready(&rec.ctx, "validator", Duration::from_secs(5))
+        .expect("ready over https");
+    // The server answers 503 over TLS too: up, not ready.
+    std::fs::remove_file(&marker).expect("rm marker");
+    let v = status_of(&b.components(&rec.ctx).expect("components"), "validator");
+    assert_eq!((v.state.as_str(), v.ready), ("running", false), "{v:?}");
+    assert!(v.detail.contains("503"), "{}", v.detail);
+    std::fs::write(&marker, "").expect("marker");
+
+    // Not trusted without the CA file: a clear error naming the fix, and a restore's wait
+    // ends with that error, not a bare timeout.
+    let u = status_of(&st, "untrusted");
+    assert_eq!((u.state.as_str(), u.ready), ("unknown", false), "{u:?}");
+    assert!(
+        u.detail.contains("certificate not trusted") && u.detail.contains("set health_ca_file"),
+        "{}",
+        u.detail
+    );
+    match b.wait_ready(&rec.ctx, "untrusted", Duration::from_secs(1)) {
+        Err(BackendError::Timeout { what, .. }) => {
+            assert!(what.contains("certificate not trusted"), "{what}")
+        }
+        other => panic!("expected a timeout naming the certificate: {other:?}"),
+    }
+    let w = status_of(&st, "wrong-ca");
+    assert!(
+        w.detail.contains("certificate not trusted") && w.detail.contains("other-ca.crt"),
+        "{}",
+        w.detail
+    );
+
+    // The same check used directly: the certificate names 127.0.0.1 and localhost only.
+    let check = HealthCheck::new(&url, Some(&ca.cert)).expect("check");
+    assert_eq!(check.probe(Duration::from_secs(2)), Probe::Ready);
+    let stranger = ca.issue("stranger", "db.example", &["DNS:db.example"]);
+    let url2 = https_health_server(&stranger, marker);
+    match HealthCheck::new(&url2, Some(&ca.cert))
+        .expect("check")
+        .probe(Duration::from_secs(2))
+    {
+        Probe::Failed(e) => assert!(e.contains("not valid for the host"), "{e}"),
+        other => panic!("expected a name mismatch: {other:?}"),
+    }
+}
+
+/// A bad `health_ca_file` is refused when the backend is built, naming the key.
+#[test]
+fn bad_health_ca_file_is_a_config_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_pem = dir.path().join("notes.txt");
+    std::fs::write(&not_pem, "not a certificate\n").expect("write");
+    let ca = TestCa::new(dir.path(), "ca");
+    for (component, expect) in [
+        (
+            serde_json::json!({ "health_url": "https://h/readyz", "health_ca_file": dir.path().join("missing.pem") }),
+            "cannot read",
+        ),
+        (
+            serde_json::json!({ "health_url": "https://h/readyz", "health_ca_file": not_pem }),
+            "holds no certificate",
+        ),
+        (
+            serde_json::json!({ "health_url": "http://h/readyz", "health_ca_file": ca.cert }),
+            "plain http",
+        ),
+        (
+            serde_json::json!({ "health_ca_file": ca.cert }),
+            "without a `health_url`",
+        ),
+        (
+            serde_json::json!({ "health_url": "ftp://h/readyz" }),
+            "http:// or https://",
+        ),
+    ] {
+        let r = PostgresBackend::from_json(serde_json::json!({
+            "url": common::pg_url(),
+            "components": { "v": component }
+        }));
+        match r {
+            Err(BackendError::Config(m)) => {
+                assert!(m.contains("component `v`") && m.contains(expect), "{m}")
+            }
+            other => panic!("expected a config error with {expect:?}: {other:?}"),
+        }
+    }
 }
