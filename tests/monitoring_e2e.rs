@@ -529,3 +529,22 @@ fn the_k8s_deployment_reloads_probes_and_stops_as_the_daemon_needs() {
         assert!(resources.contains(file), "{file} missing in {resources:?}");
     }
 }
+
+/// systemd kills a daemon that is still rolling back once `TimeoutStopSec` runs out, as
+/// Kubernetes does after the grace period: the unit must wait as long as the pod does.
+#[test]
+fn the_systemd_unit_waits_for_a_rollback_at_stop() {
+    let unit = read("deploy/splice-dr.service");
+    let timeout: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("TimeoutStopSec= in deploy/splice-dr.service")
+        .trim()
+        .parse()
+        .expect("TimeoutStopSec in plain seconds");
+    assert!(
+        timeout >= undo_cap_seconds(),
+        "TimeoutStopSec={timeout} would kill a rollback the daemon may still run for {} s",
+        undo_cap_seconds()
+    );
+}

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The project's test command (README "Quick start"): starts Postgres with the test role
-# when needed, builds everything (including the postgres backend's cdylib that the
-# plugin test loads), and runs every test of the workspace with nextest.
+# The project's test command (README "Quick start"): installs and starts what the tests
+# need (tests/setup.sh: Debian packages, moto, Postgres with the test role), builds
+# everything (including the postgres backend's cdylib that the plugin test loads), and
+# runs every test of the workspace with nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/splice-dr-target}"
-sh tests/pg-setup.sh >/dev/null
-# The off-site repository tests run moto, a real S3-compatible server, on loopback.
-python3 -c 'import moto.server' 2>/dev/null \
-    || python3 -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1'
+# Debian packages, moto in its virtual environment, Postgres and the test role.
+bash tests/setup.sh >/dev/null
+# packaging_e2e packages and installs a production binary (no `demo`): built first and
+# copied aside, so that the demo build below leaves the binary the other tests run newest.
+cargo build -p splice-dr --bin splice-dr
+install -D -m 0755 "$CARGO_TARGET_DIR/debug/splice-dr" "$CARGO_TARGET_DIR/package/splice-dr"
 # `demo`: the binary the tests run carries the simulator (`splice-dr demo`, demo_e2e); an
 # installed production build does not.
 features=(--features splice-dr/demo,splice-dr-e2e/demo)

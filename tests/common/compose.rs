@@ -331,9 +331,27 @@ impl ComposeNode {
     }
 }
 
+/// `docker compose` (the v2 plugin) when the engine's CLI has it, else `docker-compose`
+/// (v1), as the bundle's start.sh and stop.sh choose.
+pub fn compose_command() -> Command {
+    let plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if plugin {
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose");
+        cmd
+    } else {
+        Command::new("docker-compose")
+    }
+}
+
 impl Drop for ComposeNode {
     fn drop(&mut self) {
-        let mut cmd = Command::new("docker-compose");
+        let mut cmd = compose_command();
         cmd.args(["-p", &self.project, "-f"])
             .arg(bundle_dir().join("compose.yaml"))
             .args(["down", "-v", "--remove-orphans", "-t", "2"])

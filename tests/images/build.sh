@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Docker images of the docker-compose tests, with no registry (nothing is pulled):
 #
-#   splice-dr-test/pg-rootfs:15        Debian bookworm minbase + postgresql-15, made with
+#   splice-dr-test/pg-rootfs:15        Debian bookworm minbase + postgresql-15 + procps, made with
 #                                      mmdebstrap and `docker import`ed (intermediate)
 #   splice-dr-test/pg:15               + docker-entrypoint.sh, http-probe (tests/images/pg)
 #   splice-dr-test/splice-sim:latest   + the splice-sim binary (docker create/cp/commit)
@@ -61,7 +61,9 @@ exec 9>"$cache/build.lock"
 flock 9
 
 # ---- 1. rootfs: Debian bookworm minbase + postgresql-15 --------------------------------------
-packages=postgresql-15
+# procps: `kill`, which splice-dr uses to end a cancelled tool's process group; the daemon
+# image (deploy/image) installs the splice-dr package, which depends on it, on this rootfs.
+packages=postgresql-15,procps
 # Hooks run by mmdebstrap on the host with the rootfs in "$1".
 # Before the packages: the `postgres` account gets the official image's fixed uid/gid 999
 # (postgresql-common then keeps it), and no default `main` cluster is created.

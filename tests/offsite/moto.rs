@@ -1,10 +1,27 @@
-//! A moto S3 server (from PyPI, `python3 -m moto.server`) per test on a loopback port,
+//! A moto S3 server (from PyPI, `python -m moto.server` in tests/setup.sh's venv) per test on a loopback port,
 //! shared by the S3 tests of `offsite_e2e` and `trust_e2e`.
 
 use super::common::*;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// The python that has moto: `SPLICE_DR_MOTO_PYTHON`, else the virtual environment that
+/// tests/setup.sh makes (`SPLICE_DR_VENV`, default /var/tmp/splice-dr-venv), else `python3`
+/// on PATH (a host where moto is installed system-wide).
+fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("SPLICE_DR_MOTO_PYTHON") {
+        return p.into();
+    }
+    let venv =
+        std::env::var_os("SPLICE_DR_VENV").unwrap_or_else(|| "/var/tmp/splice-dr-venv".into());
+    let venv_python = std::path::Path::new(&venv).join("bin/python");
+    if venv_python.is_file() {
+        venv_python
+    } else {
+        "python3".into()
+    }
+}
 
 /// A moto S3 server on a free loopback port, killed on drop.
 pub struct Moto {
@@ -18,7 +35,7 @@ impl Moto {
     }
 
     pub fn start_on(port: u16) -> Moto {
-        let child = Command::new("python3")
+        let child = Command::new(python())
             .args([
                 "-m",
                 "moto.server",
@@ -30,7 +47,12 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 -m moto.server (pip install 'moto[server]'; .ci/run does)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} -m moto.server: {e} (tests/setup.sh installs moto)",
+                    python().display()
+                )
+            });
         let moto = Moto { child, port };
         wait_for(Duration::from_secs(30), "moto server", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()

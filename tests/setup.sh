@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs and starts what the tests need on a fresh Debian 12 with Rust and Docker, as
+# root; idempotent and quick when everything is there. Called by tests/run.sh (the README's
+# test command) and .ci/run, so the list lives here only:
+#
+#   Debian packages  postgresql-15 + client (the Postgres-backed tests), util-linux
+#                    (runuser, flock), docker-compose when the engine has no `docker compose`
+#                    plugin (the compose tests' start.sh), python3-venv (moto's venv),
+#                    systemd (systemd-analyze checks the packaged unit), prometheus
+#                    (promtool checks the alert rules and the dashboard's queries)
+#   moto             moto[server] (an S3 server, from PyPI) in a virtual environment,
+#                    SPLICE_DR_VENV or /var/tmp/splice-dr-venv: Debian's Python refuses
+#                    `pip install` outside one (PEP 668). The tests run its python.
+#   Postgres         the 15/main cluster started and the test role (tests/pg-setup.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v pg_ctlcluster >/dev/null || need+=(postgresql-15 postgresql-client-15)
+command -v runuser >/dev/null || need+=(util-linux)
+command -v flock >/dev/null || need+=(util-linux)
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+# promtool checks the shipped alert rules and dashboard queries (tests/monitoring_e2e.rs).
+command -v promtool >/dev/null || need+=(prometheus)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "setup: apt-get install ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+venv="${SPLICE_DR_VENV:-/var/tmp/splice-dr-venv}"
+if ! "$venv/bin/python" -c 'import moto.server' 2>/dev/null; then
+    echo "setup: moto[server] into the virtual environment $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check 'moto[server]==5.2.1'
+fi
+"$venv/bin/python" -c 'import moto; print("setup: moto", moto.__version__, "in", __import__("sys").prefix)'
+
+sh tests/pg-setup.sh
