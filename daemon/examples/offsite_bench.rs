@@ -99,6 +99,8 @@ fn main() -> anyhow::Result<()> {
         path_style: true,
         access_key_id_file: None,
         secret_access_key_file: None,
+        session_token_file: None,
+        ca_file: None,
         primary: false,
         encrypt_to: Vec::new(),
         identity_file: None,

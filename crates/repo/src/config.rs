@@ -48,13 +48,22 @@ pub struct OffsiteConfig<Retention> {
     /// S3: path-style requests (`endpoint/bucket/key`), which self-hosted servers need.
     #[serde(default)]
     pub path_style: bool,
-    /// S3: file holding the access key id. Absent: `AWS_ACCESS_KEY_ID` from the
-    /// environment (kept out of the config file so the file can be shared).
+    /// S3: file holding the access key id (kept out of the config file so the file can be
+    /// shared). Absent: the standard AWS credential chain in the daemon's environment
+    /// (`store::s3_auth`). Set, it wins over anything in the environment.
     #[serde(default)]
     pub access_key_id_file: Option<PathBuf>,
-    /// S3: file holding the secret access key. Absent: `AWS_SECRET_ACCESS_KEY`.
+    /// S3: file holding the secret access key (with `access_key_id_file`).
     #[serde(default)]
     pub secret_access_key_file: Option<PathBuf>,
+    /// S3: file holding the session token that temporary keys (from STS, `aws sts
+    /// assume-role`, a vault) come with; only with the two key files.
+    #[serde(default)]
+    pub session_token_file: Option<PathBuf>,
+    /// S3: PEM file of CA certificates trusted for the endpoint and for STS, besides the
+    /// system's roots: a self-hosted MinIO or Ceph behind a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Reads (listing, `latest`, downloads for a restore) try this repository before the
     /// other off-site ones. At most one may be primary; the local directory is always
     /// read first when it holds the backup.
