@@ -87,6 +87,30 @@ fn default_region() -> String {
 }
 
 impl<Retention> OffsiteConfig<Retention> {
+    /// An S3 repository on `bucket` with every other key at its default (AWS, the
+    /// credential chain, no prefix, no encryption): for code that configures a repository
+    /// without a config file (benchmarks, tests), setting what differs afterwards.
+    pub fn s3(name: &str, bucket: &str) -> Self {
+        OffsiteConfig {
+            name: name.into(),
+            kind: OffsiteKind::S3,
+            path: None,
+            endpoint: None,
+            bucket: Some(bucket.into()),
+            prefix: String::new(),
+            region: default_region(),
+            path_style: false,
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            session_token_file: None,
+            ca_file: None,
+            primary: false,
+            encrypt_to: Vec::new(),
+            identity_file: None,
+            retention: None,
+        }
+    }
+
     /// Where the repository is, for operators: `s3://bucket/prefix` or the directory.
     pub fn location(&self) -> String {
         match self.kind {

@@ -316,27 +316,12 @@ impl CredentialProvider for Explained {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::OffsiteKind;
     use std::collections::HashMap;
 
     fn cfg() -> OffsiteConfig<()> {
         OffsiteConfig {
-            name: "s3".into(),
-            kind: OffsiteKind::S3,
-            path: None,
-            endpoint: None,
-            bucket: Some("b".into()),
-            prefix: String::new(),
             region: "eu-west-1".into(),
-            path_style: false,
-            access_key_id_file: None,
-            secret_access_key_file: None,
-            session_token_file: None,
-            ca_file: None,
-            primary: false,
-            encrypt_to: Vec::new(),
-            identity_file: None,
-            retention: None,
+            ..OffsiteConfig::s3("s3", "b")
         }
     }
 
