@@ -1,5 +1,6 @@
 //! A moto S3 server (from PyPI, `python3 -m moto.server`) per test on a loopback port,
-//! shared by the S3 tests of `offsite_e2e` and `trust_e2e`.
+//! shared by the S3 tests of `offsite_e2e` and `trust_e2e`; and moto's STS over HTTPS
+//! (`MotoSts`) for web identity credentials.
 
 use super::common::*;
 use std::net::{TcpListener, TcpStream};

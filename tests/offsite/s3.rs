@@ -2,7 +2,9 @@
 //! per test on a loopback port; `.ci/run` installs it). Backups are written to the bucket
 //! manifest last, listed, restored after the local copy is gone, pruned per repository;
 //! an upload cut short by killing the daemon is never listed; a corrupted object is caught
-//! on download before anything is restored.
+//! on download before anything is restored. Credentials come from key files, a session
+//! token, web identity through moto's STS, or moto's instance metadata, and the S3
+//! requests moto recorded show which credentials signed them.
 
 use super::common::*;
 use super::moto::{free_port, Moto, MotoSts};
@@ -543,6 +545,17 @@ fn web_identity_from_sts_backs_up_and_restores_with_no_static_keys() {
         !site.daemon_log().contains(token),
         "the web identity token is never logged"
     );
+
+    // STS that cannot be reached (its CA not trusted): the error names the source, the
+    // role and STS — and not the token, though the request carried it in its URL.
+    let untrusting = keyless_s3_site(&dbs, &moto.url(), "sdr-bk", "");
+    let out = cli_env(&untrusting, &daemon_env, &["repo", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    for part in ["web identity", role, sts_url.as_str(), token_file.as_str()] {
+        assert!(all.contains(part), "{part} not in {all}");
+    }
+    assert!(!all.contains(token), "the token leaked: {all}");
 }
 
 #[test]
