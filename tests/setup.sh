@@ -19,6 +19,8 @@ need=()
 command -v pg_ctlcluster >/dev/null || need+=(postgresql-15 postgresql-client-15)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v flock >/dev/null || need+=(util-linux)
+# test CAs (plugins/postgres tls, offsite_e2e: moto's STS over HTTPS).
+command -v openssl >/dev/null || need+=(openssl)
 command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v systemd-analyze >/dev/null || need+=(systemd)

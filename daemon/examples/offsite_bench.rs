@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use splice_dr::config::{OffsiteConfig, OffsiteKind};
+use splice_dr::config::OffsiteConfig;
 use splice_dr_repo::offsite::OffsiteRepo;
 use splice_dr_repo::store::{dir::DirStore, s3::S3Store};
 use splice_dr_repo::Repository;
@@ -89,20 +89,10 @@ fn main() -> anyhow::Result<()> {
     );
 
     let s3_cfg = OffsiteConfig {
-        name: "s3".into(),
-        kind: OffsiteKind::S3,
-        path: None,
         endpoint: Some(endpoint.clone()),
-        bucket: Some(bucket.clone()),
         prefix: "bench".into(),
-        region: "us-east-1".into(),
         path_style: true,
-        access_key_id_file: None,
-        secret_access_key_file: None,
-        primary: false,
-        encrypt_to: Vec::new(),
-        identity_file: None,
-        retention: None,
+        ..OffsiteConfig::s3("s3", bucket)
     };
     let s3 = OffsiteRepo::with_store("s3", Box::new(S3Store::new(&s3_cfg)?));
     let local = OffsiteRepo::with_store("dir", Box::new(DirStore::new(&work.join("offsite-dir"))));

@@ -1,5 +1,6 @@
-//! A moto S3 server (from PyPI, `python -m moto.server` in tests/setup.sh's venv) per test on a loopback port,
-//! shared by the S3 tests of `offsite_e2e` and `trust_e2e`.
+//! A moto S3 server (from PyPI, `python -m moto.server` with the python of tests/setup.sh's
+//! venv) per test on a loopback port, shared by the S3 tests of `offsite_e2e` and `trust_e2e`;
+//! and moto's STS over HTTPS (`MotoSts`) for web identity credentials.
 
 use super::common::*;
 use std::net::{TcpListener, TcpStream};
@@ -27,6 +28,8 @@ fn python() -> std::path::PathBuf {
 pub struct Moto {
     child: Child,
     pub port: u16,
+    /// Where moto's recorder writes every request it serves (`start_recording`).
+    recording: Option<tempfile::TempDir>,
 }
 
 impl Moto {
@@ -35,15 +38,30 @@ impl Moto {
     }
 
     pub fn start_on(port: u16) -> Moto {
-        let child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+        Moto::spawn(port, None)
+    }
+
+    /// A server that records every request (headers included) with moto's own recorder,
+    /// so a test can see which credentials signed them: [`Moto::recorded`].
+    pub fn start_recording() -> Moto {
+        Moto::spawn(free_port(), Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn spawn(port: u16, recording: Option<tempfile::TempDir>) -> Moto {
+        let mut cmd = Command::new(python());
+        cmd.args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ]);
+        if let Some(dir) = &recording {
+            cmd.env("MOTO_ENABLE_RECORDING", "True")
+                .env("MOTO_RECORDER_FILEPATH", dir.path().join("requests.jsonl"));
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -53,11 +71,25 @@ impl Moto {
                     python().display()
                 )
             });
-        let moto = Moto { child, port };
+        let moto = Moto {
+            child,
+            port,
+            recording,
+        };
         wait_for(Duration::from_secs(30), "moto server", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         moto
+    }
+
+    /// Every request recorded so far (`start_recording`), as moto wrote them: `method`,
+    /// `url`, `headers`, `body`.
+    pub fn recorded(&self) -> Vec<serde_json::Value> {
+        recorded_in(
+            self.recording
+                .as_ref()
+                .expect("started with start_recording"),
+        )
     }
 
     pub fn url(&self) -> String {
@@ -141,4 +173,140 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+fn recorded_in(dir: &tempfile::TempDir) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.path().join("requests.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// moto's STS over HTTPS (object_store exchanges a web identity token over HTTPS only),
+/// with a certificate from a throwaway CA the test trusts through `ca_file`, recording
+/// every request. Served by `moto_sts.py`: moto's own server application, whose
+/// dispatcher finds STS by an unsigned request's form body while object_store sends
+/// `AssumeRoleWithWebIdentity`'s parameters in the query (as AWS also accepts).
+pub struct MotoSts {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl MotoSts {
+    pub fn start() -> MotoSts {
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=splice-dr test CA",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "sts.key",
+                    "-out",
+                    "sts.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.path().join("ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "sts.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "sts.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        let port = free_port();
+        let child = Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/offsite/moto_sts.py"))
+            .args(["127.0.0.1", &port.to_string(), "sts.pem", "sts.key"])
+            .current_dir(dir.path())
+            .env("MOTO_ENABLE_RECORDING", "True")
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("requests.jsonl"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} offsite/moto_sts.py: {e} (tests/setup.sh installs moto)",
+                    python().display()
+                )
+            });
+        let sts = MotoSts { child, port, dir };
+        wait_for(Duration::from_secs(30), "moto STS", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        sts
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+
+    /// The CA that signed the server's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Every request STS served.
+    pub fn recorded(&self) -> Vec<serde_json::Value> {
+        recorded_in(&self.dir)
+    }
+}
+
+impl Drop for MotoSts {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

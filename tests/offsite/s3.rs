@@ -2,14 +2,16 @@
 //! per test on a loopback port; `.ci/run` installs it). Backups are written to the bucket
 //! manifest last, listed, restored after the local copy is gone, pruned per repository;
 //! an upload cut short by killing the daemon is never listed; a corrupted object is caught
-//! on download before anything is restored.
+//! on download before anything is restored. Credentials come from key files, a session
+//! token, web identity through moto's STS, or moto's instance metadata, and the S3
+//! requests moto recorded show which credentials signed them.
 
 use super::common::*;
-use super::moto::{free_port, Moto};
+use super::moto::{free_port, Moto, MotoSts};
 use age::secrecy::ExposeSecret;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use splice_dr_protocol::{BackupList, RepoCheckReport, RunDetail, RunSummary};
@@ -378,4 +380,302 @@ fn the_daemon_checks_repositories_periodically_metric_and_events() {
         site.daemon_log()
             .contains("repository s3 (s3://sdr-bk/site-a) is reachable again")
     });
+}
+
+// ---- Credentials: the AWS chain besides the repository's key files -----------------------
+
+/// The site of `s3_site` without its key files: credentials must come from the
+/// environment's AWS chain.
+fn keyless_s3_site(dbs: &NodeDbs, endpoint: &str, bucket: &str, extra: &str) -> Site {
+    let site = s3_site(dbs, endpoint, bucket, extra);
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    let text = text.replace(
+        "access_key_id_file = \"s3-key-id\"\nsecret_access_key_file = \"s3-secret\"\n",
+        "",
+    );
+    std::fs::write(&site.config, text).unwrap();
+    site
+}
+
+/// `cmd` with no `AWS_*` variable from the test's own environment, then `vars`.
+fn aws_env<'a>(cmd: &'a mut Command, vars: &[(&str, &str)]) -> &'a mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(vars.iter().copied())
+}
+
+fn cli_env(site: &Site, vars: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    aws_env(&mut site.cmd(), vars).args(args).output().unwrap()
+}
+
+/// A header of a request moto recorded (header names as the client sent them).
+fn header<'a>(req: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    req["headers"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// The signed S3 requests moto recorded (the instance metadata calls are not signed).
+fn signed(moto: &Moto) -> Vec<serde_json::Value> {
+    let all = moto.recorded();
+    let signed: Vec<_> = all
+        .into_iter()
+        .filter(|r| header(r, "Authorization").is_some())
+        .collect();
+    assert!(!signed.is_empty(), "moto recorded no signed request");
+    signed
+}
+
+/// Each signed request's access key id and session token.
+fn credentials_used(moto: &Moto) -> std::collections::BTreeSet<(String, Option<String>)> {
+    signed(moto)
+        .iter()
+        .map(|r| {
+            let auth = header(r, "Authorization").unwrap();
+            let key = auth
+                .split("Credential=")
+                .nth(1)
+                .and_then(|c| c.split('/').next())
+                .unwrap_or_else(|| panic!("no Credential in {auth}"));
+            (
+                key.to_string(),
+                header(r, "X-Amz-Security-Token").map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn web_identity_from_sts_backs_up_and_restores_with_no_static_keys() {
+    let moto = Moto::start_recording();
+    moto.create_bucket("sdr-bk");
+    let sts = MotoSts::start();
+    let dbs = NodeDbs::create("sdr_s3_webid", 500);
+    let site = keyless_s3_site(
+        &dbs,
+        &moto.url(),
+        "sdr-bk",
+        &format!("ca_file = \"{}\"\n", sts.ca_file().display()),
+    );
+    let token = "web-identity-token-from-the-projected-volume";
+    std::fs::write(site.path("web-identity-token"), token).unwrap();
+    let token_file = site.path("web-identity-token").display().to_string();
+    let role = "arn:aws:iam::123456789012:role/splice-dr-backup";
+    let sts_url = sts.url();
+    let closed = free_port().to_string();
+    let elsewhere = format!("http://127.0.0.1:{closed}");
+    // What an IRSA pod has, plus variables meant for other tools that must not redirect
+    // the repository's requests: its endpoint, bucket and region are the config's.
+    let daemon_env = [
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+        ("AWS_ROLE_ARN", role),
+        ("AWS_ENDPOINT_URL_STS", sts_url.as_str()),
+        ("AWS_ENDPOINT", elsewhere.as_str()),
+        ("AWS_ENDPOINT_URL_S3", elsewhere.as_str()),
+        ("AWS_BUCKET", "another-bucket"),
+        ("AWS_DEFAULT_REGION", "ap-south-2"),
+        ("AWS_METADATA_ENDPOINT", elsewhere.as_str()),
+    ];
+    let log = std::fs::File::create(site.path("daemon.log")).unwrap();
+    let child = aws_env(&mut site.cmd(), &daemon_env)
+        .arg("daemon")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _daemon = DaemonProcess::from_child(child);
+    wait_for(Duration::from_secs(20), "the daemon to answer", || {
+        daemon_answers(&site.path("splice-dr.sock"))
+    });
+
+    // The CLI has no credentials at all: the daemon does the S3 work.
+    let out = cli_env(&site, &[], &["backup"]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        moto.keys("sdr-bk")
+            .iter()
+            .any(|(k, _)| *k == format!("site-a/{id}/manifest.json")),
+        "{:?}",
+        moto.keys("sdr-bk")
+    );
+
+    // The token went to STS once with the role, and every S3 request was signed with the
+    // temporary credentials STS issued (an ASIA… key and its session token).
+    let exchanges: Vec<String> = sts
+        .recorded()
+        .iter()
+        .filter_map(|r| r["url"].as_str().map(str::to_string))
+        .filter(|u| u.contains("Action=AssumeRoleWithWebIdentity"))
+        .collect();
+    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+    let exchange = &exchanges[0];
+    for part in [
+        format!("WebIdentityToken={token}"),
+        "RoleSessionName=splice-dr".to_string(),
+        format!("RoleArn={role}"),
+    ] {
+        assert!(exchange.contains(&part), "{part} not in {exchange}");
+    }
+    let used = credentials_used(&moto);
+    assert_eq!(used.len(), 1, "one credential for every request: {used:?}");
+    let (key, session) = used.into_iter().next().unwrap();
+    assert!(
+        key.starts_with("ASIA"),
+        "an STS key, not a static one: {key}"
+    );
+    assert!(
+        session.is_some(),
+        "temporary credentials carry a session token"
+    );
+
+    // The machine is lost: the backup is listed from S3 and restores from there.
+    std::fs::remove_dir_all(site.path("repo")).unwrap();
+    let before = dbs.fingerprint();
+    dbs.damage();
+    let out = cli_env(&site, &[], &["restore", "--backup", "latest", "-y"]);
+    assert!(out.status.success(), "restore: {}", text(&out));
+    assert_eq!(dbs.fingerprint(), before, "restored from S3");
+    assert!(
+        !site.daemon_log().contains(token),
+        "the web identity token is never logged"
+    );
+
+    // STS that cannot be reached (its CA not trusted): the error names the source, the
+    // role and STS — and not the token, though the request carried it in its URL.
+    let untrusting = keyless_s3_site(&dbs, &moto.url(), "sdr-bk", "");
+    let out = cli_env(&untrusting, &daemon_env, &["repo", "check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    for part in ["web identity", role, sts_url.as_str(), token_file.as_str()] {
+        assert!(all.contains(part), "{part} not in {all}");
+    }
+    assert!(!all.contains(token), "the token leaked: {all}");
+}
+
+#[test]
+fn a_session_token_goes_with_static_keys_from_the_files_or_the_environment() {
+    let moto = Moto::start_recording();
+    moto.create_bucket("sdr-bk");
+    let dbs = NodeDbs::create("sdr_s3_session", 10);
+    let site = s3_site(
+        &dbs,
+        &moto.url(),
+        "sdr-bk",
+        "session_token_file = \"s3-session-token\"\n",
+    );
+    std::fs::write(
+        site.path("s3-session-token"),
+        "session-token-from-the-file\n",
+    )
+    .unwrap();
+    // The key files win over the environment, its session token included.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ("AWS_SESSION_TOKEN", "session-token-from-the-environment"),
+    ];
+    let out = cli_env(&site, &env, &["backup"]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    assert_eq!(
+        credentials_used(&moto).into_iter().collect::<Vec<_>>(),
+        [(
+            "testing".to_string(),
+            Some("session-token-from-the-file".to_string())
+        )]
+    );
+    assert!(!text(&out).contains("session-token-from"), "{}", text(&out));
+
+    // Without key files, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+    let moto = Moto::start_recording();
+    moto.create_bucket("sdr-bk");
+    let site = keyless_s3_site(&dbs, &moto.url(), "sdr-bk", "");
+    let out = cli_env(&site, &env, &["backup"]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    assert_eq!(
+        credentials_used(&moto).into_iter().collect::<Vec<_>>(),
+        [(
+            "AKIAENVIRONMENT".to_string(),
+            Some("session-token-from-the-environment".to_string())
+        )]
+    );
+}
+
+#[test]
+fn instance_metadata_is_the_last_resort() {
+    // moto also serves the instance metadata service's token and role credentials.
+    let moto = Moto::start_recording();
+    moto.create_bucket("sdr-bk");
+    let dbs = NodeDbs::create("sdr_s3_imds", 10);
+    let site = keyless_s3_site(&dbs, &moto.url(), "sdr-bk", "");
+    let url = moto.url();
+    let out = cli_env(&site, &[("AWS_METADATA_ENDPOINT", &url)], &["backup"]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    assert_eq!(
+        credentials_used(&moto).into_iter().collect::<Vec<_>>(),
+        [(
+            "test-key".to_string(),
+            Some("test-session-token".to_string())
+        )],
+        "the instance role's credentials from moto's metadata service"
+    );
+}
+
+#[test]
+fn with_no_credentials_anywhere_the_error_names_every_source_and_comes_quickly() {
+    let moto = Moto::start();
+    moto.create_bucket("sdr-bk");
+    let dbs = NodeDbs::create("sdr_s3_nocreds", 10);
+    let site = keyless_s3_site(&dbs, &moto.url(), "sdr-bk", "");
+    let sources = [
+        "access_key_id_file",
+        "secret_access_key_file",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "instance metadata",
+    ];
+    // Off AWS the instance metadata service does not answer; here it is a closed
+    // loopback port (refused at once) instead of 169.254.169.254, which may or may not
+    // answer on the machine running the tests.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let out = cli_env(
+        &site,
+        &[("AWS_METADATA_ENDPOINT", &closed)],
+        &["repo", "check"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains(&closed), "{all}");
+    for s in sources {
+        assert!(all.contains(s), "{s} is not named: {all}");
+    }
+    // A refused connection is retried 3 times with sub-second backoff; the bound only
+    // catches a hang (the default retry budget is 30 s per request).
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // With the metadata service disabled, the error comes before anything is contacted.
+    let out = cli_env(&site, &[("AWS_EC2_METADATA_DISABLED", "true")], &["backup"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("AWS_EC2_METADATA_DISABLED"), "{all}");
+    for s in sources {
+        assert!(all.contains(s), "{s} is not named: {all}");
+    }
+    assert!(moto.keys("sdr-bk").is_empty());
 }

@@ -48,13 +48,22 @@ pub struct OffsiteConfig<Retention> {
     /// S3: path-style requests (`endpoint/bucket/key`), which self-hosted servers need.
     #[serde(default)]
     pub path_style: bool,
-    /// S3: file holding the access key id. Absent: `AWS_ACCESS_KEY_ID` from the
-    /// environment (kept out of the config file so the file can be shared).
+    /// S3: file holding the access key id (kept out of the config file so the file can be
+    /// shared). Absent: the standard AWS credential chain in the daemon's environment
+    /// (`store::s3_auth`). Set, it wins over anything in the environment.
     #[serde(default)]
     pub access_key_id_file: Option<PathBuf>,
-    /// S3: file holding the secret access key. Absent: `AWS_SECRET_ACCESS_KEY`.
+    /// S3: file holding the secret access key (with `access_key_id_file`).
     #[serde(default)]
     pub secret_access_key_file: Option<PathBuf>,
+    /// S3: file holding the session token that temporary keys (from STS, `aws sts
+    /// assume-role`, a vault) come with; only with the two key files.
+    #[serde(default)]
+    pub session_token_file: Option<PathBuf>,
+    /// S3: PEM file of CA certificates trusted for the endpoint and for STS, besides the
+    /// system's roots: a self-hosted MinIO or Ceph behind a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Reads (listing, `latest`, downloads for a restore) try this repository before the
     /// other off-site ones. At most one may be primary; the local directory is always
     /// read first when it holds the backup.
@@ -78,6 +87,30 @@ fn default_region() -> String {
 }
 
 impl<Retention> OffsiteConfig<Retention> {
+    /// An S3 repository on `bucket` with every other key at its default (AWS, the
+    /// credential chain, no prefix, no encryption): for code that configures a repository
+    /// without a config file (benchmarks, tests), setting what differs afterwards.
+    pub fn s3(name: &str, bucket: &str) -> Self {
+        OffsiteConfig {
+            name: name.into(),
+            kind: OffsiteKind::S3,
+            path: None,
+            endpoint: None,
+            bucket: Some(bucket.into()),
+            prefix: String::new(),
+            region: default_region(),
+            path_style: false,
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            session_token_file: None,
+            ca_file: None,
+            primary: false,
+            encrypt_to: Vec::new(),
+            identity_file: None,
+            retention: None,
+        }
+    }
+
     /// Where the repository is, for operators: `s3://bucket/prefix` or the directory.
     pub fn location(&self) -> String {
         match self.kind {

@@ -29,6 +29,8 @@ pub(super) fn resolve_paths(list: &mut [OffsiteConfig], resolve: &dyn Fn(&mut Pa
             o.path.as_mut(),
             o.access_key_id_file.as_mut(),
             o.secret_access_key_file.as_mut(),
+            o.session_token_file.as_mut(),
+            o.ca_file.as_mut(),
             o.identity_file.as_mut(),
         ]
         .into_iter()
@@ -104,6 +106,8 @@ fn check_kind(
         ("bucket", o.bucket.is_some()),
         ("access_key_id_file", o.access_key_id_file.is_some()),
         ("secret_access_key_file", o.secret_access_key_file.is_some()),
+        ("session_token_file", o.session_token_file.is_some()),
+        ("ca_file", o.ca_file.is_some()),
     ];
     match o.kind {
         OffsiteKind::Directory => {
@@ -149,7 +153,12 @@ fn check_kind(
             if o.access_key_id_file.is_some() != o.secret_access_key_file.is_some() {
                 return Err(loc
                     .error_at_value(&at.key("kind"), "set both access_key_id_file and secret_access_key_file, or neither")
-                    .with_hint("with neither, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY come from the environment"));
+                    .with_hint("with neither, credentials come from the AWS chain in the daemon's environment (docs/CONFIG.md)"));
+            }
+            if o.session_token_file.is_some() && o.access_key_id_file.is_none() {
+                return Err(loc
+                    .error_at_key(&at.key("session_token_file"), "session_token_file without access_key_id_file and secret_access_key_file")
+                    .with_hint("a session token belongs to a key pair: set the two key files too, or remove it (AWS_SESSION_TOKEN goes with AWS_ACCESS_KEY_ID)"));
             }
         }
     }

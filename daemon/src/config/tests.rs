@@ -654,6 +654,45 @@ fn offsite_repository_errors_name_the_key() {
 
     let e = parse_err(&offsite("name = \"a\"\nkind = \"ftp\"\n"));
     assert!(e.to_string().contains("ftp"), "{e}");
+
+    // A session token belongs to a key pair; S3 keys are refused on a directory.
+    let e = parse_err(&offsite(
+        "name = \"a\"\nkind = \"s3\"\nbucket = \"b\"\nsession_token_file = \"t\"\n",
+    ));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("repository.offsite[0].session_token_file"),
+        "{e}"
+    );
+    let e = parse_err(&offsite(
+        "name = \"a\"\nkind = \"directory\"\npath = \"/mnt/x\"\nca_file = \"ca.pem\"\n",
+    ));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("repository.offsite[0].ca_file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn offsite_session_token_and_ca_files_resolve_against_the_config_directory() {
+    let c = parse(
+        &offsite(
+            "name = \"a\"\nkind = \"s3\"\nbucket = \"b\"\naccess_key_id_file = \"id\"\n\
+             secret_access_key_file = \"secret\"\nsession_token_file = \"token\"\nca_file = \"ca.pem\"\n",
+        ),
+        &origin(),
+    )
+    .expect("parses");
+    let o = &c.repository.offsite[0];
+    assert_eq!(
+        o.session_token_file.as_deref(),
+        Some(Path::new("/etc/splice-dr/token"))
+    );
+    assert_eq!(
+        o.ca_file.as_deref(),
+        Some(Path::new("/etc/splice-dr/ca.pem"))
+    );
 }
 
 /// The config shipped in deploy/k8s/configmap.yaml (indented under `splice-dr.toml: |`).

@@ -11,6 +11,7 @@
 
 pub mod dir;
 pub mod s3;
+pub mod s3_auth;
 
 use std::io::{Read, Write};
 use thiserror::Error;

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use splice_dr_bridge::PrivateRuntime;
 
-use super::{BackupStore, Fill, ObjectInfo, StoreError};
+use super::{s3_auth, BackupStore, Fill, ObjectInfo, StoreError};
 use crate::config::OffsiteConfig;
 
 /// Size of one multipart part (S3 needs at least 5 MiB for all but the last).
@@ -39,22 +39,17 @@ pub struct S3Store {
     location: String,
 }
 
-fn read_secret(path: &std::path::Path, what: &str) -> Result<String, StoreError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| StoreError::Failed(format!("{what} file {}: {e}", path.display())))?;
-    Ok(text.trim().to_string())
-}
-
-fn from_env(name: &str) -> Result<String, StoreError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            StoreError::Failed(format!(
-                "no S3 credentials: set {name} in the daemon's environment, or \
-                 access_key_id_file and secret_access_key_file in the repository's config"
-            ))
-        })
+/// The certificates of a PEM file (`ca_file`): at least one, or an error naming the file.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<object_store::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    match object_store::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err(format!(
+            "ca_file {}: no PEM certificate in it",
+            path.display()
+        )),
+        Err(e) => Err(format!("ca_file {}: {e}", path.display())),
+    }
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -66,24 +61,19 @@ fn is_not_found(e: &object_store::Error) -> bool {
 }
 
 impl S3Store {
-    /// Prepares a client from the repository's config. Nothing is contacted yet; a wrong
-    /// endpoint or key shows up in `repo check` and in runs.
+    /// Prepares a client from the repository's config, with credentials from its key files
+    /// or the AWS chain in the environment (`s3_auth`). Nothing is contacted yet; a wrong
+    /// endpoint or key, or temporary credentials that cannot be had, show up in `repo
+    /// check` and in runs.
     pub fn new<R>(cfg: &OffsiteConfig<R>) -> Result<Self, StoreError> {
         // reqwest is built without a crypto provider: install rustls' ring provider as the
         // process default (kept when the daemon, or anyone, installed one first). The
         // daemon's `tls::ensure_crypto_provider` does the same for its other clients.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bucket = cfg.bucket.clone().unwrap_or_default();
-        let (key_id, secret) = match (&cfg.access_key_id_file, &cfg.secret_access_key_file) {
-            (Some(k), Some(s)) => (
-                read_secret(k, "access_key_id")?,
-                read_secret(s, "secret_access_key")?,
-            ),
-            _ => (
-                from_env("AWS_ACCESS_KEY_ID")?,
-                from_env("AWS_SECRET_ACCESS_KEY")?,
-            ),
-        };
+        let repository = format!("S3 repository {}", cfg.name);
+        let chosen = s3_auth::choose(cfg, &|name| std::env::var(name).ok())
+            .map_err(|e| failed(&repository, e))?;
         // Fail within seconds when the endpoint is down (the default retries for minutes):
         // a backup run then says so, and `repo check` answers before the operator gives up.
         let retry = object_store::RetryConfig {
@@ -91,22 +81,29 @@ impl S3Store {
             retry_timeout: std::time::Duration::from_secs(30),
             ..Default::default()
         };
-        let options = object_store::ClientOptions::new()
+        let mut options = object_store::ClientOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(5));
+        if let Some(path) = &cfg.ca_file {
+            for cert in read_ca_file(path).map_err(|e| failed(&repository, e))? {
+                options = options.with_root_certificate(cert);
+            }
+        }
+        // Everything but the credentials comes from the config alone (not `from_env`):
+        // see `s3_auth` for why no AWS_ENDPOINT or AWS_REGION may redirect backups.
         let mut b = AmazonS3Builder::new()
             .with_retry(retry)
             .with_client_options(options)
             .with_bucket_name(&bucket)
             .with_region(&cfg.region)
-            .with_access_key_id(key_id)
-            .with_secret_access_key(secret)
             .with_virtual_hosted_style_request(!cfg.path_style);
         if let Some(e) = &cfg.endpoint {
             b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
         }
+        let credentials = chosen.provider(&b, &cfg.name)?;
         let store = b
+            .with_credentials(credentials)
             .build()
-            .map_err(|e| failed(&format!("S3 repository {}", cfg.name), e))?;
+            .map_err(|e| failed(&repository, e))?;
         let rt = PrivateRuntime::start("S3", 2).map_err(|e| failed("S3 client", e))?;
         Ok(S3Store {
             rt,
