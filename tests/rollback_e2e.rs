@@ -32,7 +32,8 @@ fn slow_restore_bin_dir(root: &Path, stall_secs: u64) -> std::path::PathBuf {
         std::os::unix::fs::symlink(real(tool), dir.join(tool)).unwrap();
     }
     let script = format!(
-        "#!/bin/sh\ncase \"$*\" in\n  *--dbname=*/participant) sleep {stall_secs};;\nesac\nexec {} \"$@\"\n",
+        "#!/bin/sh\ncase \"$*\" in\n  *--dbname=*/participant) touch {}; sleep {stall_secs};;\nesac\nexec {} \"$@\"\n",
+        stalled_marker(&dir).display(),
         real("pg_restore")
     );
     let wrapper = dir.join("pg_restore");
@@ -41,26 +42,86 @@ fn slow_restore_bin_dir(root: &Path, stall_secs: u64) -> std::path::PathBuf {
     dir
 }
 
+/// The file the slow `pg_restore` creates when it starts stalling.
+fn stalled_marker(bin_dir: &Path) -> std::path::PathBuf {
+    bin_dir.join("stalled")
+}
+
+/// Processes whose command line names `needle` (the slow wrapper runs as `sh DIR/pg_restore`).
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// A bare-Postgres node with a backup taken, then damaged, whose `pg_restore` stalls
+/// `stall_secs` on the participant database.
+struct StalledRestore {
+    dbs: NodeDbs,
+    /// The node's database name prefix (staging and kept databases start with it).
+    prefix: String,
+    /// Holds the slow `bin_dir`.
+    _root: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    site: Site,
+    /// The backup to restore.
+    id: String,
+    /// The damaged databases' fingerprint: what a rolled-back restore must leave.
+    before: Vec<(String, String)>,
+}
+
+impl StalledRestore {
+    fn new(name: &str, stall_secs: u64, extra_daemon: &str) -> StalledRestore {
+        let dbs = NodeDbs::create(name, 3000);
+        let prefix = dbs.validator.trim_end_matches("_v").to_string();
+        let root = tempfile::tempdir().unwrap();
+        let bin = slow_restore_bin_dir(root.path(), stall_secs);
+        let site = Site::with(
+            &dbs.validator,
+            &dbs.participant,
+            BackendChoice::Builtin,
+            extra_daemon,
+            "",
+            &format!("bin_dir = \"{}\"", bin.display()),
+        );
+        let out = site.cli(&["backup"]);
+        assert!(out.status.success(), "backup: {}", text(&out));
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        dbs.damage();
+        let before = dbs.fingerprint();
+        StalledRestore {
+            dbs,
+            prefix,
+            _root: root,
+            bin,
+            site,
+            id,
+            before,
+        }
+    }
+}
+
 #[test]
 fn a_restore_past_run_timeout_rolls_back_completely_on_bare_postgres() {
-    let dbs = NodeDbs::create("rbto", 3000);
-    let prefix = dbs.validator.trim_end_matches("_v").to_string();
-    let root = tempfile::tempdir().unwrap();
-    let bin = slow_restore_bin_dir(root.path(), 120);
-    let site = Site::with(
-        &dbs.validator,
-        &dbs.participant,
-        BackendChoice::Builtin,
-        "run_timeout = \"1h\"",
-        "",
-        &format!("bin_dir = \"{}\"", bin.display()),
-    );
-    let out = site.cli(&["backup"]);
-    assert!(out.status.success(), "backup: {}", text(&out));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-
-    dbs.damage();
-    let before = dbs.fingerprint();
+    let StalledRestore {
+        dbs,
+        prefix,
+        site,
+        id,
+        before,
+        _root,
+        ..
+    } = StalledRestore::new("rbto", 120, "run_timeout = \"1h\"");
     let config = std::fs::read_to_string(&site.config).unwrap();
     std::fs::write(
         &site.config,
@@ -105,6 +166,91 @@ fn a_restore_past_run_timeout_rolls_back_completely_on_bare_postgres() {
         "the undo work was not terminated: {shown_text}"
     );
 
+    assert_eq!(
+        databases_like(&prefix),
+        vec![dbs.participant.clone(), dbs.validator.clone()],
+        "no staging or kept database may be left"
+    );
+    assert_eq!(
+        dbs.fingerprint(),
+        before,
+        "the live databases are untouched"
+    );
+}
+
+/// Ctrl-C on a restore the CLI runs in-process (no daemon): the terminal's SIGINT reaches
+/// only the CLI (its tools run in their own process groups). The run must be cancelled
+/// and rolled back, and the stalled `pg_restore` ended, instead of the CLI dying and
+/// leaving the tool writing into a half-staged node.
+#[test]
+fn ctrl_c_on_an_in_process_restore_rolls_back_and_ends_its_tools() {
+    let StalledRestore {
+        dbs,
+        prefix,
+        _root,
+        bin,
+        site,
+        id,
+        before,
+    } = StalledRestore::new("rbint", 300, "");
+
+    let mut cli = site
+        .cmd()
+        .args(["restore", "--backup", &id, "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let marker = stalled_marker(&bin);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !marker.exists() {
+        assert!(
+            cli.try_wait().unwrap().is_none(),
+            "the restore ended before its participant pg_restore started"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "pg_restore never reached the participant"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = cli.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "a cancelled restore fails: {err}");
+    assert!(
+        err.contains("interrupt: cancelling"),
+        "says what Ctrl-C did: {err}"
+    );
+
+    // The tool is gone as soon as the run has ended: its group was killed before the
+    // run's undo steps ran, and the CLI waited for them.
+    let bin_path = bin.display().to_string();
+    assert_eq!(
+        processes_naming(&bin_path),
+        Vec::<String>::new(),
+        "no pg_restore left running"
+    );
+
+    let listed: Vec<RunSummary> = view(&site.cli(&["--json", "runs"]));
+    let run = listed
+        .iter()
+        .find(|r| r.flow == "restore")
+        .unwrap_or_else(|| panic!("a restore run in {listed:?}"));
+    assert_eq!(run.state, RunState::Cancelled, "stopped run: {run:?}");
+    let shown = text(&site.cli(&["--json", "show", &run.id]));
+    assert!(
+        shown.contains("Ctrl-C on the in-process CLI"),
+        "who cancelled: {shown}"
+    );
+    assert!(
+        shown.contains("drop staged databases"),
+        "the undo step ran: {shown}"
+    );
     assert_eq!(
         databases_like(&prefix),
         vec![dbs.participant.clone(), dbs.validator.clone()],

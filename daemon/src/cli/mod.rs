@@ -202,6 +202,7 @@ impl Target {
                 for note in service.recover().await {
                     eprintln!("recovery: {note}");
                 }
+                watch_interrupts(service.clone())?;
                 Ok(Target::InProcess(service))
             }
             Err(e) => Err(format!(
@@ -235,6 +236,49 @@ impl Target {
             }
         }
     }
+}
+
+/// Ctrl-C while this process runs a flow itself. The tools a flow starts (`pg_restore`,
+/// `pg_dump`, helm) run in their own process groups, so a terminal's SIGINT reaches only
+/// this process, and its default action would kill it and leave `pg_restore` writing into
+/// a half-staged node. Instead the first Ctrl-C cancels this process's runs: each rolls
+/// back (its `catch` steps run, its tools' groups are killed) and the command then ends
+/// as usual with the run's state. A Ctrl-C while no run is active (a listing, the
+/// confirmation prompt) ends the process at once, as a terminal user expects.
+fn watch_interrupts(service: std::sync::Arc<Service>) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupts = signal(SignalKind::interrupt())
+        .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
+    tokio::spawn(async move {
+        let mut cancelled: Vec<String> = Vec::new();
+        while interrupts.recv().await.is_some() {
+            let runner = service.runner();
+            let active = runner.active_runs();
+            if active.is_empty() {
+                eprintln!("\ninterrupted");
+                std::process::exit(i32::from(exit::FAILED));
+            }
+            if active.iter().all(|id| cancelled.contains(id)) {
+                eprintln!(
+                    "\ninterrupt: still rolling back {}; the rollback has its own deadline",
+                    active.join(", ")
+                );
+                continue;
+            }
+            eprintln!(
+                "\ninterrupt: cancelling {}: rolling back before exiting",
+                active.join(", ")
+            );
+            let by = format!("Ctrl-C on the in-process CLI (pid {})", std::process::id());
+            for id in active {
+                if let Err(e) = runner.cancel_by(&id, &by) {
+                    eprintln!("interrupt: cannot cancel {id}: {e}");
+                }
+                cancelled.push(id);
+            }
+        }
+    });
+    Ok(())
 }
 
 fn confirm_on_tty(message: &str) -> bool {
