@@ -45,8 +45,8 @@ pub struct Report {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
-    /// When the node was last seen healthy during the run: the end of the last successful
-    /// step that waited for health or readiness.
+    /// When the node was healthy again: the end of the last successful step that waited
+    /// for health or readiness, in a run that succeeded.
     pub healthy_at: Option<DateTime<Utc>>,
     /// The backup the run restored, from the flow's result.
     pub backup: Option<String>,
@@ -159,12 +159,15 @@ impl Report {
     pub fn from_run(run: &RunDetail) -> Report {
         let rule = run.trigger.strip_prefix("rule:").map(str::to_string);
         let detection = run.detection.clone();
+        // Only a run that succeeded brought the node back on the restored data: a failed
+        // one may have passed a health wait before it rolled back.
         let healthy_at = run
             .steps
             .iter()
             .filter(|s| s.state == StepState::Succeeded && waits_for_health(&s.name))
             .filter_map(|s| s.finished_at)
-            .max();
+            .max()
+            .filter(|_| run.state == RunState::Succeeded);
         let result = run.result.as_ref().filter(|v| v.is_object());
         let field = |k: &str| result.and_then(|r| r.get(k));
         let backup = field("backup").and_then(Value::as_str).map(str::to_string);

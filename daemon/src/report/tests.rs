@@ -118,7 +118,8 @@ fn without_detection_or_backup_time_the_figures_say_so() {
 fn a_failed_run_has_no_rto_and_shows_its_failed_step() {
     let mut run = rule_restore();
     run.state = RunState::Failed;
-    run.steps.truncate(3);
+    // It passed a health wait, then failed and rolled back: not healthy on restored data.
+    run.steps.truncate(5);
     run.steps[2] = serde_json::from_value(step(
         "restore validator database",
         0,
@@ -130,6 +131,8 @@ fn a_failed_run_has_no_rto_and_shows_its_failed_step() {
     run.error = Some("it broke".into());
     let r = Report::from_run(&run);
     assert_eq!(r.rto, None, "never healthy again");
+    assert_eq!(r.healthy_at, None);
+    assert!(r.timeline.iter().all(|p| p.kind != PhaseKind::Healthy));
     let step = r
         .timeline
         .iter()
