@@ -21,6 +21,25 @@ fn check_report(out: &std::process::Output) {
     let detection = report["detection_secs"].as_f64().unwrap();
     assert!(detection > 0.0 && detection < rto, "{report}");
     assert!(report["restore_secs"].as_f64().unwrap() > 0.0, "{report}");
+    // The restore's incident report outlives the demo: a private page that starts at the
+    // health probe's detection and shows the rule's steps.
+    let page_path = std::path::PathBuf::from(report["incident_report"].as_str().unwrap());
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    let mode = std::fs::metadata(&page_path).unwrap().permissions().mode() & 0o777;
+    std::fs::remove_file(&page_path).unwrap();
+    assert_eq!(mode, 0o600);
+    for expected in [
+        "detected: health.validator.down",
+        "rule restore-when-validator-down decided",
+        "restore validator database",
+        "healthy again",
+    ] {
+        assert!(
+            page.contains(expected),
+            "`{expected}` not in the report page"
+        );
+    }
+    assert!(page.matches(" data-step=\"").count() >= 5);
 }
 
 #[test]

@@ -96,6 +96,16 @@ async fn users_onboarded_after_the_backup_come_back_after_a_restore() {
     assert!(steps.contains(&"onboard user bob"), "{steps:?}");
     assert!(steps.contains(&"onboard user carol"), "{steps:?}");
     assert!(!steps.contains(&"onboard user alice"), "{steps:?}");
+    // The incident report names the re-onboarded users and the databases it dropped.
+    let out = cli(&site, &["--json", "report", &run_id]).await;
+    assert!(out.status.success(), "report: {}", text(&out));
+    let report: splice_dr::report::Report = view(&out);
+    assert_eq!(
+        report.users_reonboarded,
+        Some(vec!["bob".to_string(), "carol".into()])
+    );
+    assert_eq!(report.dropped.as_ref().map(Vec::len), Some(2), "{report:?}");
+    assert!(report.rpo.is_some() && report.rto.is_some(), "{report:?}");
     node.shutdown().await;
 }
 

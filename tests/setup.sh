@@ -7,7 +7,8 @@
 #                    (runuser, flock), docker-compose when the engine has no `docker compose`
 #                    plugin (the compose tests' start.sh), python3-venv (moto's venv),
 #                    systemd (systemd-analyze checks the packaged unit), prometheus
-#                    (promtool checks the alert rules and the dashboard's queries)
+#                    (promtool checks the alert rules and the dashboard's queries),
+#                    chromium (renders the incident report page headless)
 #   moto             moto[server] (an S3 server, from PyPI) in a virtual environment,
 #                    SPLICE_DR_VENV or /var/tmp/splice-dr-venv: Debian's Python refuses
 #                    `pip install` outside one (PEP 668). The tests run its python.
@@ -26,6 +27,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # promtool checks the shipped alert rules and dashboard queries (tests/monitoring_e2e.rs).
 command -v promtool >/dev/null || need+=(prometheus)
+# report_e2e renders the incident report's HTML page in a real headless browser.
+command -v chromium >/dev/null || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "setup: apt-get install ${need[*]}"
     apt-get update -qq

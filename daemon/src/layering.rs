@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("daemon", 110),
     ("check", 100),
     ("socket", 100),
+    ("report", 100),
     // The service every front end talks to, and what builds it from a config.
     ("service", 90),
     ("prepare", 80),

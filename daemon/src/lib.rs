@@ -41,6 +41,7 @@ mod prepare;
 mod private_tmp;
 mod prune;
 mod repo_check;
+pub mod report;
 mod run_context;
 mod script;
 mod service;

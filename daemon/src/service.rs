@@ -601,6 +601,7 @@ impl Service {
                         trigger: self.mode.into(),
                         dry_run,
                         requested_by: Some(caller.describe()),
+                        detection: None,
                     },
                     follow,
                     confirmed,

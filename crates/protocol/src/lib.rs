@@ -27,7 +27,7 @@ pub use automation::{
 pub use backup::{BackupList, BackupSummary, DumpSummary, LastBackup, LastDrill};
 pub use drill::{DrillRecord, DrillResult};
 pub use event::RunEvent;
-pub use run::{PendingApproval, RunDetail, RunState, RunSummary, StepRecord, StepState};
+pub use run::{Detection, PendingApproval, RunDetail, RunState, RunSummary, StepRecord, StepState};
 pub use status::{
     ConfigState, FlowView, HealthChange, HealthView, JournalStats, LeftoversView, NodeStatus,
     StatusView,

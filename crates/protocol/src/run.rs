@@ -109,6 +109,22 @@ pub struct PendingApproval {
     pub approved_by: Option<String>,
 }
 
+/// What set off a run a rule started: the event and the guards it passed. Journaled
+/// with the run so its incident report (`splice-dr report`) starts at the detection,
+/// not at the run's request (absent for runs of older versions, by hand or scheduled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// The triggering event, e.g. `health.validator.down`.
+    pub event: String,
+    /// When it was first observed (the start of the rule's `for` wait).
+    pub at: DateTime<Utc>,
+    /// The rule that decided.
+    pub rule: String,
+    /// The guards the decision passed, in operator words.
+    #[serde(default)]
+    pub guards: String,
+}
+
 /// A run as lists show it (`runs`, `status`'s `active_runs`): one line per run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -174,6 +190,9 @@ pub struct RunDetail {
     /// The approval it waits for (or got).
     #[serde(default)]
     pub approval: Option<PendingApproval>,
+    /// What set it off, when a rule started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Detection>,
     /// The rest of the record, as sent.
     #[serde(flatten)]
     pub more: Map<String, Value>,

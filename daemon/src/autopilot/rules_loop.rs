@@ -10,7 +10,7 @@ use super::Autopilot;
 use crate::config::NotifyKind;
 use crate::events::Event;
 use crate::flows::{RunError, RunRequest};
-use crate::journal::{PendingApproval, RunState};
+use crate::journal::{Detection, PendingApproval, RunState};
 use crate::notify::RunSummary;
 use splice_dr_automation::rules::Decision;
 
@@ -43,7 +43,15 @@ impl Autopilot {
                     approval_required,
                     approval_expires_at,
                     trigger,
+                    detected_at,
+                    guards,
                 } => {
+                    let detection = detected_at.map(|at| Detection {
+                        event: trigger.clone(),
+                        at,
+                        rule: rule.clone(),
+                        guards,
+                    });
                     let request = RunRequest {
                         flow,
                         node,
@@ -51,6 +59,7 @@ impl Autopilot {
                         trigger: format!("rule:{rule}"),
                         dry_run: false,
                         requested_by: None,
+                        detection,
                     };
                     if approval_required {
                         self.request_approval(&rule, &trigger, request, approval_expires_at);

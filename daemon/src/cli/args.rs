@@ -88,6 +88,11 @@ pub enum Command {
         /// Run id (from `splice-dr runs`).
         run_id: String,
     },
+    /// The incident report of a run: detection, decision, each step, healthy again on a
+    /// timeline, and RPO, RTO, rows verified, users re-onboarded, kept and dropped, who
+    /// approved. Text by default; `--json` the typed report; `--html FILE` a
+    /// self-contained page (no external resource), written mode 0600.
+    Report(ReportArgs),
     /// Run any flow by name (built-in or from daemon.scripts_dir).
     Run(RunArgs),
     /// Cancel a running flow: it stops moving forward and runs its rollback.
@@ -335,6 +340,17 @@ pub struct RunsArgs {
     /// The run to follow.
     #[arg(requires = "follow")]
     pub run_id: Option<String>,
+}
+
+/// `report` options.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run id (from `splice-dr runs`).
+    pub run_id: String,
+    /// Write the report as a self-contained HTML page to FILE (replaced atomically,
+    /// mode 0600; a symlink at FILE is replaced, not followed).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// `run` options.

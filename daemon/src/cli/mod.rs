@@ -4,6 +4,7 @@
 pub mod args;
 mod generate;
 pub mod render;
+mod report;
 
 pub use args::{Cli, Command, LogFormatArg};
 pub use generate::{completions, man};
@@ -69,6 +70,9 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         },
         Command::Show { run_id } => Request::Show {
             run: run_id.clone(),
+        },
+        Command::Report(a) => Request::Show {
+            run: a.run_id.clone(),
         },
         Command::Cancel { run_id } => Request::Cancel {
             run: run_id.clone(),
@@ -402,6 +406,9 @@ fn exit_for(code: ErrorCode) -> u8 {
 }
 
 fn print_result(cli: &Cli, result: &Value) -> u8 {
+    if let Command::Report(a) = &cli.command {
+        return report::print(a, cli.json, result);
+    }
     // A run record (it has steps) decides the exit code by its state.
     let run: Option<RunDetail> = result
         .get("steps")

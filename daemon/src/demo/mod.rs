@@ -34,6 +34,8 @@ pub struct Report {
     pub rows_verified: u64,
     /// Tables compared.
     pub tables_verified: usize,
+    /// The restore run's incident report (`splice-dr report`), a self-contained page.
+    pub incident_report: PathBuf,
 }
 
 impl std::fmt::Display for Report {
@@ -59,10 +61,15 @@ impl std::fmt::Display for Report {
             "  RTO       (break → validator ready again): {:>7.1}s",
             self.rto_secs
         )?;
-        write!(
+        writeln!(
             f,
             "  verified: {} rows in {} tables identical to the backup",
             self.rows_verified, self.tables_verified
+        )?;
+        write!(
+            f,
+            "  incident report of the restore: {}",
+            self.incident_report.display()
         )
     }
 }
@@ -398,6 +405,19 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         .zip(record.started_at)
         .map(|(f, s)| (f - s).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(f64::NAN);
+    say("8. the incident report of the restore");
+    // Inside the demo's directory when it is kept, else next to it in /tmp (the
+    // directory goes away): the report outlives the demo either way.
+    let incident_report = if keep {
+        root.join("incident-report.html")
+    } else {
+        root.with_file_name(format!("splice-dr-demo-{restore_id}.html"))
+    };
+    let report = crate::report::Report::from_run(&record);
+    crate::report::file::write_page(&incident_report, &crate::report::html::render(&report))
+        .map_err(anyhow::Error::msg)?;
+    eprint!("{}", crate::report::text::summary(&report));
+    eprintln!("written to {}", incident_report.display());
     drop(daemon);
     sim.shutdown().await;
     drop(cluster);
@@ -412,5 +432,6 @@ pub async fn run(keep: bool) -> anyhow::Result<Report> {
         rto_secs: rto.as_secs_f64(),
         rows_verified: rows_after,
         tables_verified: after.len(),
+        incident_report,
     })
 }

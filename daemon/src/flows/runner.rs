@@ -35,6 +35,8 @@ pub struct RunRequest {
     /// Who asked (`uid 0 (pid 42)`), journaled in the run's `requests`; `None` for the
     /// daemon's own runs (rules, schedules).
     pub requested_by: Option<String>,
+    /// What set it off, when a rule started it; journaled for the incident report.
+    pub detection: Option<crate::journal::Detection>,
 }
 
 /// Why a run could not be started (or cancelled).
@@ -248,6 +250,7 @@ impl Runner {
         record.trigger = req.trigger.clone();
         record.params = req.params.clone();
         record.dry_run = req.dry_run;
+        record.detection = req.detection.clone();
         if let Some(by) = &req.requested_by {
             record.requests.push(format!("{} by {by}", req.flow));
         }
@@ -296,6 +299,7 @@ impl Runner {
             trigger: record.trigger.clone(),
             dry_run: record.dry_run,
             requested_by: None,
+            detection: record.detection.clone(),
         };
         record.requests.push(format!("approve by {approved_by}"));
         let (flow, node_name, node, _) = self.new_record(&req)?;

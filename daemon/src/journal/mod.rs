@@ -12,7 +12,9 @@ mod record;
 
 pub use index::{Retention, RunSummary};
 pub use owner::Owner;
-pub use record::{KeptNote, PendingApproval, RunRecord, RunState, StepRecord, StepState};
+pub use record::{
+    Detection, KeptNote, PendingApproval, RunRecord, RunState, StepRecord, StepState,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -334,10 +336,30 @@ mod tests {
         run.begin_step("stop", "d1");
         run.stopped_components.push("validator".into());
         run.requests.push("run by uid 0 (pid 1)".into());
+        run.detection = Some(Detection {
+            event: "health.validator.down".into(),
+            at: chrono::Utc::now(),
+            rule: "r".into(),
+            guards: "held for 3s".into(),
+        });
         let sent = serde_json::to_value(&run).unwrap();
         let detail: splice_dr_protocol::RunDetail = serde_json::from_value(sent.clone()).unwrap();
         assert_eq!(detail.state, RunState::Pending);
         assert_eq!(detail.steps.len(), 1);
         assert_eq!(serde_json::to_value(&detail).unwrap(), sent);
+    }
+
+    /// Records of versions before `detection` existed read as runs without one, and a
+    /// run without one is written without the key (older readers see what they knew).
+    #[test]
+    fn detection_is_optional_both_ways() {
+        let run = RunRecord::new("r1".into(), "restore", None);
+        let mut old = serde_json::to_value(&run).unwrap();
+        assert!(old.get("detection").is_none(), "not written when absent");
+        old.as_object_mut().unwrap().remove("detection");
+        let back: RunRecord = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(back.detection, None);
+        let detail: splice_dr_protocol::RunDetail = serde_json::from_value(old).unwrap();
+        assert_eq!(detail.detection, None);
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Owner;
-pub use splice_dr_protocol::run::{PendingApproval, RunState, StepRecord, StepState};
+pub use splice_dr_protocol::run::{Detection, PendingApproval, RunState, StepRecord, StepState};
 
 /// One run of a flow, from request to end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,9 @@ pub struct RunRecord {
     /// Set while the run waits for `splice-dr approve` (rules with `approval = "required"`).
     #[serde(default)]
     pub approval: Option<PendingApproval>,
+    /// What set it off, when a rule started it (the report starts its timeline there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Detection>,
     /// Who asked for what on this run, in order: `run by uid 0 (pid 42)`,
     /// `cancel by uid 1000 (pid 77)`; the socket's peer credentials (SO_PEERCRED).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -91,6 +94,7 @@ impl RunRecord {
             result: None,
             error: None,
             approval: None,
+            detection: None,
             requests: Vec::new(),
             stopped_components: Vec::new(),
             kept_storage: Vec::new(),

@@ -83,6 +83,12 @@ pub enum Decision {
         approval_expires_at: Option<DateTime<Utc>>,
         /// What triggered it: the event name, or `schedule.<name>`.
         trigger: String,
+        /// When the triggering event was first observed (the start of a `for` wait);
+        /// `None` for a scheduled run. Journaled with the run for its incident report.
+        detected_at: Option<DateTime<Utc>>,
+        /// The guards the firing passed, in operator words (`held for 3s, breaker 0 of 2
+        /// failures, ...`), journaled with the run.
+        guards: String,
     },
     /// A firing that a guard stopped.
     Suppressed {
@@ -391,7 +397,15 @@ impl RuleEngine {
                             fires_at: now + delta(d),
                         });
                 }
-                None => out.push(fire(slot, paused, ev.node.clone(), &ev.name, None, now)),
+                None => out.push(fire(
+                    slot,
+                    paused,
+                    ev.node.clone(),
+                    &ev.name,
+                    None,
+                    now,
+                    now,
+                )),
             }
         }
         if let Some(script) = &self.script {
@@ -410,7 +424,7 @@ impl RuleEngine {
                         };
                         for r in requests {
                             let node = r.node.clone().or_else(|| ev.node.clone());
-                            out.push(fire(slot, paused, node, &ev.name, Some(r), now));
+                            out.push(fire(slot, paused, node, &ev.name, Some(r), now, now));
                         }
                     }
                 }
@@ -432,9 +446,9 @@ impl RuleEngine {
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in due {
-                slot.rt.pending.remove(&key);
+                let since = slot.rt.pending.remove(&key).map_or(now, |w| w.since);
                 let (node, trigger) = key;
-                out.push(fire(slot, paused, node, &trigger, None, now));
+                out.push(fire(slot, paused, node, &trigger, None, since, now));
             }
         }
         out
@@ -469,6 +483,8 @@ impl RuleEngine {
             approval_required: false,
             approval_expires_at: None,
             trigger,
+            detected_at: None,
+            guards: "not paused".into(),
         }
     }
 
@@ -533,6 +549,7 @@ fn fire(
     node: Option<String>,
     trigger: &str,
     request: Option<RunRequest>,
+    since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Decision {
     let p = &slot.policy;
@@ -567,6 +584,20 @@ fn fire(
             at(next)
         ));
     }
+    let mut guards = Vec::new();
+    if let Some(d) = p.sustain {
+        guards.push(format!("held for {}", duration::format(d)));
+    }
+    guards.push(format!("breaker {} of {} failures", rt.failures, p.breaker));
+    if let Some(c) = p.cooldown {
+        guards.push(format!("cooldown {} clear", duration::format(c)));
+    }
+    guards.push(format!(
+        "{} of max_runs {} per {}",
+        rt.fired.len() + 1,
+        p.max_runs,
+        duration::format(p.window)
+    ));
     rt.fired.push_back(now);
     rt.last_fired = Some(now);
     rt.cooling_until = p.cooldown.map(|c| now + delta(c));
@@ -586,5 +617,7 @@ fn fire(
         approval_required: p.approval_required,
         approval_expires_at: p.approval_required.then(|| now + delta(p.approval_timeout)),
         trigger: trigger.to_string(),
+        detected_at: Some(since),
+        guards: guards.join(", "),
     }
 }

@@ -79,6 +79,8 @@ fn immediate_rule_starts_the_flow_with_params_and_node() {
             approval_required: false,
             approval_expires_at: None,
             trigger: "health.postgres.down".into(),
+            detected_at: Some(t0()),
+            guards: "breaker 0 of 2 failures, 1 of max_runs 3 per 1h".into(),
         }]
     );
     // Another node's event and a non-matching event do nothing.
@@ -135,6 +137,18 @@ fn sustain_fires_only_after_for() {
     let d = e.tick(mins(2));
     assert_eq!(d.len(), 1);
     assert!(is_start(&d[0]), "{d:?}");
+    // The run is journaled with the first observation, not the firing, and the guards.
+    match &d[0] {
+        Decision::Start {
+            detected_at,
+            guards,
+            ..
+        } => {
+            assert_eq!(*detected_at, Some(t0()), "detected when the wait began");
+            assert!(guards.starts_with("held for 2m, breaker 0 of"), "{guards}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Fired once: the wait is gone.
     assert!(e.tick(mins(3)).is_empty());
     assert_eq!(state_of(&e, "sustained", mins(3)), RuleState::Armed);
@@ -497,6 +511,8 @@ fn rhai_rule_fires_with_params() {
             approval_required: false,
             approval_expires_at: None,
             trigger: "health.postgres.down".into(),
+            detected_at: Some(t0()),
+            guards: "breaker 0 of 2 failures, 1 of max_runs 3 per 1h".into(),
         }]
     );
     // The handler decided not to run for validator-2.
