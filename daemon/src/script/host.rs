@@ -215,6 +215,7 @@ fn manifest_summary(m: &Manifest) -> RResult<Dynamic> {
                 "role": d.info.role, "database": d.info.database,
                 "started_at": d.info.started_at, "finished_at": d.info.finished_at,
                 "tables": d.info.tables.len(),
+                "rows": d.info.tables.iter().map(|t| t.rows).sum::<u64>(),
             })
         })
         .collect();
