@@ -111,6 +111,21 @@ impl StalledRestore {
     }
 }
 
+/// The node exactly as before the restore: its two live databases with their damaged
+/// content, and no staging or kept database beside them.
+fn assert_rolled_back(dbs: &NodeDbs, prefix: &str, before: &[(String, String)]) {
+    assert_eq!(
+        databases_like(prefix),
+        vec![dbs.participant.clone(), dbs.validator.clone()],
+        "no staging or kept database may be left"
+    );
+    assert_eq!(
+        dbs.fingerprint(),
+        before,
+        "the live databases are untouched"
+    );
+}
+
 #[test]
 fn a_restore_past_run_timeout_rolls_back_completely_on_bare_postgres() {
     let StalledRestore {
@@ -166,16 +181,7 @@ fn a_restore_past_run_timeout_rolls_back_completely_on_bare_postgres() {
         "the undo work was not terminated: {shown_text}"
     );
 
-    assert_eq!(
-        databases_like(&prefix),
-        vec![dbs.participant.clone(), dbs.validator.clone()],
-        "no staging or kept database may be left"
-    );
-    assert_eq!(
-        dbs.fingerprint(),
-        before,
-        "the live databases are untouched"
-    );
+    assert_rolled_back(&dbs, &prefix, &before);
 }
 
 /// Ctrl-C on a restore the CLI runs in-process (no daemon): the terminal's SIGINT reaches
@@ -251,14 +257,5 @@ fn ctrl_c_on_an_in_process_restore_rolls_back_and_ends_its_tools() {
         shown.contains("drop staged databases"),
         "the undo step ran: {shown}"
     );
-    assert_eq!(
-        databases_like(&prefix),
-        vec![dbs.participant.clone(), dbs.validator.clone()],
-        "no staging or kept database may be left"
-    );
-    assert_eq!(
-        dbs.fingerprint(),
-        before,
-        "the live databases are untouched"
-    );
+    assert_rolled_back(&dbs, &prefix, &before);
 }
