@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use splice_dr_protocol::{RunState, RunSummary};
+use splice_dr_protocol::{Reply, RunDetail, RunEvent, RunState, RunSummary};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -45,6 +45,23 @@ fn slow_restore_bin_dir(root: &Path, stall_secs: u64) -> std::path::PathBuf {
 /// The file the slow `pg_restore` creates when it starts stalling.
 fn stalled_marker(bin_dir: &Path) -> std::path::PathBuf {
     bin_dir.join("stalled")
+}
+
+/// Waits until the restore `cli` runs has reached its stalled participant `pg_restore`.
+fn wait_until_stalled(bin_dir: &Path, cli: &mut std::process::Child) {
+    let marker = stalled_marker(bin_dir);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !marker.exists() {
+        assert!(
+            cli.try_wait().unwrap().is_none(),
+            "the restore ended before its participant pg_restore started"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "pg_restore never reached the participant"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Processes whose command line names `needle` (the slow wrapper runs as `sh DIR/pg_restore`).
@@ -108,6 +125,26 @@ impl StalledRestore {
             id,
             before,
         }
+    }
+
+    /// Starts `restore --backup ID --yes` (through the daemon when one runs) and returns
+    /// once it stalls in the participant's `pg_restore`.
+    fn spawn_restore(&self, output: impl Fn() -> std::process::Stdio) -> std::process::Child {
+        let mut cli = self
+            .site
+            .cmd()
+            .args(["restore", "--backup", &self.id, "--yes"])
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .unwrap();
+        wait_until_stalled(&self.bin, &mut cli);
+        cli
+    }
+
+    /// See [`assert_rolled_back`].
+    fn assert_rolled_back(&self) {
+        assert_rolled_back(&self.dbs, &self.prefix, &self.before);
     }
 }
 
@@ -190,36 +227,9 @@ fn a_restore_past_run_timeout_rolls_back_completely_on_bare_postgres() {
 /// leaving the tool writing into a half-staged node.
 #[test]
 fn ctrl_c_on_an_in_process_restore_rolls_back_and_ends_its_tools() {
-    let StalledRestore {
-        dbs,
-        prefix,
-        _root,
-        bin,
-        site,
-        id,
-        before,
-    } = StalledRestore::new("rbint", 300, "");
-
-    let mut cli = site
-        .cmd()
-        .args(["restore", "--backup", &id, "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let marker = stalled_marker(&bin);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !marker.exists() {
-        assert!(
-            cli.try_wait().unwrap().is_none(),
-            "the restore ended before its participant pg_restore started"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "pg_restore never reached the participant"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let node = StalledRestore::new("rbint", 300, "");
+    let StalledRestore { site, bin, .. } = &node;
+    let cli = node.spawn_restore(std::process::Stdio::piped);
     let sent = std::process::Command::new("kill")
         .args(["-INT", &cli.id().to_string()])
         .status()
@@ -257,5 +267,89 @@ fn ctrl_c_on_an_in_process_restore_rolls_back_and_ends_its_tools() {
         shown.contains("drop staged databases"),
         "the undo step ran: {shown}"
     );
-    assert_rolled_back(&dbs, &prefix, &before);
+    node.assert_rolled_back();
+}
+
+/// `--json runs --follow RUN`: a program following a run reads each event as one JSON line
+/// while the run goes on (the socket protocol's `{"type":"event",…}` line), and the run's
+/// end as the last line (`{"type":"ok","result":<run record>}`), exiting as a text follow
+/// does.
+#[test]
+fn json_follow_streams_a_runs_events_as_lines_until_its_end() {
+    let node = StalledRestore::new("rbfol", 300, "");
+    let site = &node.site;
+    let daemon = site.start_daemon();
+    let mut restore = node.spawn_restore(std::process::Stdio::null);
+    let runs: Vec<RunSummary> = view(&site.cli(&["--json", "runs"]));
+    let run = runs
+        .iter()
+        .find(|r| r.flow == "restore" && r.state.is_active())
+        .unwrap_or_else(|| panic!("an active restore in {runs:?}"))
+        .id
+        .clone();
+
+    let mut follow = site
+        .cmd()
+        .args(["--json", "runs", "--follow", &run])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The stalled pg_restore reports progress every half second: one line arrives while
+    // the run is still going, so the stream is live (and the follower subscribed).
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an event line while the run goes on");
+    let first: Reply = serde_json::from_str(&first).unwrap();
+    assert!(
+        matches!(first, Reply::Event { .. }),
+        "first line is an event: {first:?}"
+    );
+    assert!(follow.try_wait().unwrap().is_none(), "still following");
+
+    let out = site.cli(&["cancel", &run]);
+    assert!(out.status.success(), "cancel: {}", text(&out));
+    let mut replies = vec![first];
+    for line in lines.iter() {
+        replies.push(
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a reply line ({e}): {line}")),
+        );
+    }
+    let status = follow.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled run's follow exits 1");
+
+    let (last, events) = replies.split_last().unwrap();
+    let Reply::Ok { result } = last else {
+        panic!("the last line is the run's end: {last:?}")
+    };
+    let record: RunDetail = serde_json::from_value(result.clone()).unwrap();
+    assert_eq!(
+        (record.id.as_str(), record.state),
+        (run.as_str(), RunState::Cancelled)
+    );
+    assert!(
+        events.iter().all(|r| matches!(r, Reply::Event { .. })),
+        "every line before the last is an event: {events:?}"
+    );
+    assert!(
+        events.iter().any(|r| matches!(
+            r,
+            Reply::Event { event: RunEvent::StepStarted { name, .. } } if name == "drop staged databases"
+        )),
+        "the rollback's steps are in the stream: {events:?}"
+    );
+    let _ = restore.wait();
+    stop(daemon);
+    node.assert_rolled_back();
 }

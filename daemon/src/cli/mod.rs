@@ -358,7 +358,12 @@ pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
             return exit::FAILED;
         }
     };
-    let mut printer = EventPrinter::default();
+    let json_lines = cli.json && matches!(&cli.command, Command::Runs(a) if a.follow);
+    let mut printer = if json_lines {
+        EventPrinter::json_lines()
+    } else {
+        EventPrinter::default()
+    };
     let mut reply = target.send(&req, &mut printer).await;
     if let Ok(Reply::Error {
         code: ErrorCode::Confirm,
@@ -374,6 +379,9 @@ pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
             eprintln!("error: {message}");
             return exit::USAGE;
         }
+    }
+    if json_lines {
+        return end_json_lines(reply);
     }
     match reply {
         Err(e) => {
@@ -391,6 +399,27 @@ pub async fn run_client(cli: &Cli, config: &Config) -> u8 {
             print_result(cli, &result)
         }
         Ok(Reply::Event { .. }) => exit::FAILED,
+    }
+}
+
+/// The last line of a `--json runs --follow` stream: the daemon's final reply as it was
+/// sent (`ok` with the run record, or `error`), and the exit code a text follow gives.
+fn end_json_lines(reply: Result<Reply, String>) -> u8 {
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(e) => Reply::error(ErrorCode::Failed, e),
+    };
+    render::print_json_line(&reply);
+    match &reply {
+        Reply::Ok { result } => {
+            let run: Option<RunDetail> = serde_json::from_value(result.clone()).ok();
+            match run {
+                Some(r) if r.state != RunState::Succeeded => exit::FAILED,
+                _ => exit::OK,
+            }
+        }
+        Reply::Error { code, .. } => exit_for(*code),
+        Reply::Event { .. } => exit::FAILED,
     }
 }
 

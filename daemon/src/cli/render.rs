@@ -1,4 +1,5 @@
-//! Human output: live run events on stderr, results on stdout.
+//! Human output: live run events on stderr, results on stdout (and, for `--json runs
+//! --follow`, the events as JSON lines on stdout).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -12,11 +13,13 @@ use std::time::Instant;
 
 use crate::run_context::progress::{bar, describe_with_rate};
 use crate::run_context::RunEvent;
-use crate::socket::protocol::{CRATE_VERSION, PROTOCOL_VERSION};
+use crate::socket::protocol::{Reply, CRATE_VERSION, PROTOCOL_VERSION};
 
 /// Prints live events of a run to stderr; progress overwrites one line on a terminal and
 /// is throttled otherwise.
 pub struct EventPrinter {
+    /// `--json runs --follow`: every event as one wire line on stdout instead of text.
+    json_lines: bool,
     tty: bool,
     last_progress: Option<Instant>,
     progress_shown: bool,
@@ -27,6 +30,7 @@ pub struct EventPrinter {
 impl Default for EventPrinter {
     fn default() -> Self {
         EventPrinter {
+            json_lines: false,
             tty: std::io::stderr().is_terminal(),
             last_progress: None,
             progress_shown: false,
@@ -36,6 +40,16 @@ impl Default for EventPrinter {
 }
 
 impl EventPrinter {
+    /// A printer for `--json runs --follow`: a program following a run reads each event
+    /// as it happens, one `{"type":"event","event":{…}}` line (the socket protocol's own
+    /// line, docs/PROTOCOL.md) on stdout, flushed at once; the answer is the last line.
+    pub fn json_lines() -> Self {
+        EventPrinter {
+            json_lines: true,
+            ..EventPrinter::default()
+        }
+    }
+
     fn clear_progress(&mut self) {
         if self.progress_shown {
             eprint!("\r\x1b[2K");
@@ -45,6 +59,10 @@ impl EventPrinter {
 
     /// Prints one event.
     pub fn print(&mut self, ev: &RunEvent) {
+        if self.json_lines {
+            print_json_line(&Reply::Event { event: ev.clone() });
+            return;
+        }
         match ev {
             RunEvent::Started { run, flow, node } => {
                 eprintln!("run {run}: {flow} on {}", node.as_deref().unwrap_or("-"));
@@ -673,6 +691,14 @@ fn automation_lines(a: &AutomationView) -> String {
         ));
     }
     out
+}
+
+/// Prints one reply as a compact JSON line on stdout and flushes it, so a reader of a
+/// pipe sees it now, not when the buffer fills.
+pub fn print_json_line(reply: &Reply) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", serde_json::to_string(reply).unwrap_or_default());
+    let _ = out.flush();
 }
 
 #[cfg(test)]
