@@ -5,6 +5,15 @@
 #                                      mmdebstrap and `docker import`ed (intermediate)
 #   splice-dr-test/pg:15               + docker-entrypoint.sh, http-probe (tests/images/pg)
 #   splice-dr-test/splice-sim:latest   + the splice-sim binary (docker create/cp/commit)
+# and the stand-ins for the real Splice bundle's images (tests/compose/README.md), each a
+# commit of splice-sim:latest or pg-rootfs with its own entrypoint:
+#   splice-dr-test/validator-app:sim   splice-sim as the validator app, configured from the
+#                                      environment the real compose.yaml gives the validator
+#                                      (tests/images/validator-app/validator-app)
+#   splice-dr-test/canton-participant:sim  `splice-sim participant`: the gRPC health service
+#   splice-dr-test/web-ui:sim          an idle process for wallet-web-ui and ans-web-ui
+#   splice-dr-test/nginx:sim           Debian bookworm minbase + nginx-light (mmdebstrap, imported),
+#                                      nginx in the foreground (config mounted by the bundle)
 #
 # Usage: tests/images/build.sh [SPLICE_SIM_BINARY]
 #   binary: first argument, else $SPLICE_SIM_BIN, else $CARGO_TARGET_DIR/debug/splice-sim
@@ -102,10 +111,20 @@ sources=(
     "deb $mirror bookworm-updates main"
     "deb $security_mirror bookworm-security main"
 )
-rootfs_sha="$(printf '%s\n' v1 "${mm_args[@]}" "${sources[@]}" | sha256_of_stdin)"
-tarball="$cache/pg15-bookworm-${rootfs_sha:0:16}.tar"
-
-if [ "$(label_of "$ROOTFS_TAG" splice-dr.rootfs-sha256)" != "$rootfs_sha" ]; then
+# import_rootfs TAG NAME SHA MM_ARGS... -- SOURCES... -- IMPORT_CHANGES...: the mmdebstrap
+# tarball NAME-<sha> (cached in $cache), imported as TAG labelled with the recipe's sha256,
+# unless TAG already carries that label.
+import_rootfs() {
+    local tag="$1" name="$2" sha="$3"
+    shift 3
+    local mm=() srcs=() changes=()
+    while [ "$1" != -- ]; do mm+=("$1"); shift; done
+    shift
+    while [ "$1" != -- ]; do srcs+=("$1"); shift; done
+    shift
+    for c in "$@"; do changes+=(--change "$c"); done
+    local tarball="$cache/$name-${sha:0:16}.tar"
+    [ "$(label_of "$tag" splice-dr.rootfs-sha256)" != "$sha" ] || return 0
     if [ ! -s "$tarball" ]; then
         if ! command -v mmdebstrap >/dev/null; then
             [ "$(id -u)" = 0 ] || die "mmdebstrap is missing and this is not root: apt-get install mmdebstrap"
@@ -114,23 +133,25 @@ if [ "$(label_of "$ROOTFS_TAG" splice-dr.rootfs-sha256)" != "$rootfs_sha" ]; the
             run_logged apt-get-install env DEBIAN_FRONTEND=noninteractive \
                 apt-get install -y -qq --no-install-recommends mmdebstrap
         fi
-        log "building the bookworm + $packages rootfs with mmdebstrap (about a minute)"
-        start=$SECONDS
-        rm -f "$cache"/pg15-bookworm-*.tar "$cache"/pg15-bookworm-*.tar.tmp
-        run_logged mmdebstrap mmdebstrap "${mm_args[@]}" "$tarball.tmp.tar" "${sources[@]}"
+        log "building the $name rootfs with mmdebstrap (about a minute)"
+        local start=$SECONDS
+        rm -f "$cache/$name"-*.tar "$cache/$name"-*.tar.tmp
+        run_logged "mmdebstrap-$name" mmdebstrap "${mm[@]}" "$tarball.tmp.tar" "${srcs[@]}"
         mv "$tarball.tmp.tar" "$tarball"
         log "rootfs tarball $tarball ($(du -m "$tarball" | cut -f1) MiB) in $((SECONDS - start)) s"
     fi
-    log "importing $tarball as $ROOTFS_TAG"
-    start=$SECONDS
-    run_logged docker-import docker import \
-        --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'ENV LANG=C.UTF-8' \
-        --change "LABEL splice-dr.rootfs-sha256=$rootfs_sha" \
-        --change 'CMD ["bash"]' \
-        "$tarball" "$ROOTFS_TAG"
-    log "imported $ROOTFS_TAG in $((SECONDS - start)) s"
-fi
+    log "importing $tarball as $tag"
+    local start=$SECONDS
+    run_logged "docker-import-$name" docker import "${changes[@]}" \
+        --change "LABEL splice-dr.rootfs-sha256=$sha" "$tarball" "$tag"
+    log "imported $tag in $((SECONDS - start)) s"
+}
+
+rootfs_sha="$(printf '%s\n' v1 "${mm_args[@]}" "${sources[@]}" | sha256_of_stdin)"
+import_rootfs "$ROOTFS_TAG" pg15-bookworm "$rootfs_sha" "${mm_args[@]}" -- "${sources[@]}" -- \
+    'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENV LANG=C.UTF-8' \
+    'CMD ["bash"]'
 
 # ---- 2. splice-dr-test/pg:15 ---------------------------------------------------------------
 pg_sha="$(cat <(echo "$rootfs_sha") "$here/pg/Dockerfile" "$here/pg/docker-entrypoint.sh" \
@@ -176,4 +197,108 @@ if [ "$(label_of "$SIM_TAG" splice-dr.sim-sha256)" != "$sim_sha" ] ||
     docker image prune -f --filter "label=splice-dr.sim-sha256" >/dev/null 2>&1 || true
 fi
 
-printf '%s\n' "$PG_TAG" "$SIM_TAG"
+# ---- 4. stand-ins for the real bundle's images ------------------------------------------------
+# commit_image TAG BASE RECIPE_SHA [SRC DEST_DIR OWNER]... -- CHANGE...: a container of BASE
+# (never started), each SRC copied into DEST_DIR owned by OWNER (uid = gid; through a tar
+# stream, which keeps the owner), committed with the Dockerfile-style CHANGEs and a label
+# holding the recipe's sha256 and the base image id, so it is rebuilt only when one changed.
+commit_image() {
+    local tag="$1" base="$2" recipe="$3" base_id ctr
+    shift 3
+    local files=()
+    while [ "$1" != -- ]; do
+        files+=("$1" "$2" "$3")
+        shift 3
+    done
+    shift
+    base_id="$(docker image inspect --format '{{.Id}}' "$base")"
+    if [ "$(label_of "$tag" splice-dr.recipe-sha256)" = "$recipe" ] &&
+        [ "$(label_of "$tag" splice-dr.base-id)" = "$base_id" ]; then
+        return 0
+    fi
+    log "building $tag"
+    ctr="$(docker create "$base")"
+    trap 'docker rm -f "$ctr" >/dev/null 2>&1 || true' EXIT
+    local i name="${tag//[\/:]/-}"
+    for ((i = 0; i < ${#files[@]}; i += 3)); do
+        tar --owner="${files[i + 2]}" --group="${files[i + 2]}" --numeric-owner \
+            -C "$(dirname "${files[i]}")" -cf - "$(basename "${files[i]}")" |
+            run_logged "docker-cp-$name" docker cp - "$ctr:${files[i + 1]}"
+    done
+    local changes=()
+    for c in "$@"; do changes+=(--change "$c"); done
+    run_logged "docker-commit-$name" docker commit "${changes[@]}" \
+        --change "LABEL splice-dr.recipe-sha256=$recipe splice-dr.base-id=$base_id" "$ctr" "$tag"
+    docker rm -f "$ctr" >/dev/null
+    trap - EXIT
+}
+
+VALIDATOR_TAG=splice-dr-test/validator-app:sim
+PARTICIPANT_TAG=splice-dr-test/canton-participant:sim
+WEBUI_TAG=splice-dr-test/web-ui:sim
+NGINX_TAG=splice-dr-test/nginx:sim
+
+# The validator app: its entrypoint reads the real compose.yaml's environment. The dump
+# directory is owned by 1001 in the image, so a fresh domain-upgrade-dump volume is too (as
+# newer Splice bundles chown it before the validator starts).
+# NO_COLOR: plain log lines (the tests read them), as a container's log is not a terminal.
+validator_changes=(
+    'USER 1001:1001'
+    'ENV NO_COLOR=1'
+    'ENTRYPOINT ["validator-app"]'
+    'CMD []'
+)
+recipe="$(cat <(printf '%s\n' v2 "${validator_changes[@]}") "$here/validator-app/validator-app" |
+    sha256_of_stdin)"
+dump_dir="$(mktemp -d)"
+mkdir -m 0755 "$dump_dir/domain-upgrade-dump"
+commit_image "$VALIDATOR_TAG" "$SIM_TAG" "$recipe" \
+    "$here/validator-app/validator-app" /usr/local/bin 0 \
+    "$dump_dir/domain-upgrade-dump" / 1001 -- "${validator_changes[@]}"
+rm -rf "$dump_dir"
+
+participant_changes=(
+    'USER 1001:1001'
+    'ENV NO_COLOR=1'
+    'ENTRYPOINT ["splice-sim", "participant"]'
+    'CMD []'
+)
+recipe="$(printf '%s\n' v1 "${participant_changes[@]}" | sha256_of_stdin)"
+commit_image "$PARTICIPANT_TAG" "$SIM_TAG" "$recipe" -- "${participant_changes[@]}"
+
+# The web UIs serve static pages the tests never load: an idle process that ends on SIGTERM.
+webui_changes=(
+    'USER 1001:1001'
+    'ENTRYPOINT ["bash", "-c", "trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
+    'CMD []'
+)
+recipe="$(printf '%s\n' v1 "${webui_changes[@]}" | sha256_of_stdin)"
+commit_image "$WEBUI_TAG" "$PG_TAG" "$recipe" -- "${webui_changes[@]}"
+
+# nginx as the official image runs it: in the foreground (`docker stop`'s SIGTERM is its fast
+# shutdown; `docker commit` cannot set STOPSIGNAL), on
+# its own minbase rootfs (the pg rootfs is also the daemon image's base: no nginx there).
+NGINX_ROOTFS_TAG=splice-dr-test/nginx-rootfs:bookworm
+nginx_mm_args=(
+    --variant=minbase
+    --include=nginx-light
+    --aptopt='APT::Install-Recommends "false"'
+    --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/locale/*'
+    bookworm
+)
+nginx_sha="$(printf '%s\n' v1 "${nginx_mm_args[@]}" "${sources[@]}" | sha256_of_stdin)"
+import_rootfs "$NGINX_ROOTFS_TAG" nginx-bookworm "$nginx_sha" "${nginx_mm_args[@]}" -- \
+    "${sources[@]}" -- 'ENV LANG=C.UTF-8' 'CMD ["bash"]'
+nginx_changes=(
+    'ENTRYPOINT []'
+    'CMD ["nginx", "-g", "daemon off;"]'
+    'EXPOSE 80'
+)
+recipe="$(printf '%s\n' v1 "${nginx_changes[@]}" | sha256_of_stdin)"
+commit_image "$NGINX_TAG" "$NGINX_ROOTFS_TAG" "$recipe" -- "${nginx_changes[@]}"
+docker image prune -f --filter "label=splice-dr.recipe-sha256" >/dev/null 2>&1 || true
+
+printf '%s\n' "$PG_TAG" "$SIM_TAG" "$VALIDATOR_TAG" "$PARTICIPANT_TAG" "$WEBUI_TAG" "$NGINX_TAG"
