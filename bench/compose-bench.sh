@@ -17,7 +17,9 @@
 #         BENCH_SIZE_MB=100 bench/compose-bench.sh  (quick)
 # Env: BENCH_SIZE_MB (default 1024), BENCH_ROUNDS (stream rounds, default 2),
 #      CARGO_TARGET_DIR (default /var/tmp/splice-dr-target), BENCH_TMPDIR (default /var/tmp)
-# Needs root, the Docker engine and docker-compose; builds the test images itself.
+# Needs root, the Docker engine and Docker Compose v2 (tests/install-compose-v2.sh); builds
+# the test images itself and runs the real Splice bundle (tests/compose/assemble.sh), whose
+# nginx takes port 80.
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
@@ -25,10 +27,13 @@ ROOT="$(cd "$BENCH_DIR/.." && pwd)"
 SIZE_MB="${BENCH_SIZE_MB:-1024}"
 ROUNDS="${BENCH_ROUNDS:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/splice-dr-target}"
-BUNDLE="$ROOT/tests/compose/bundle"
 PROJECT="sdr-bench-$$"
-export COMPOSE_PROJECT_NAME="$PROJECT" SPLICE_SIM_LOG=warn MIGRATION_ID=0
+export COMPOSE_PROJECT_NAME="$PROJECT" MIGRATION_ID=0 IMAGE_TAG=sim
 SCRATCH="$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/sdr-compose-bench.XXXXXX")"
+BUNDLE="$SCRATCH/bundle"
+bash "$ROOT/tests/compose/assemble.sh" "$BUNDLE"
+exec 8>/var/tmp/splice-dr-port80.lock
+flock 8
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 now() { date +%s.%N; }
@@ -36,7 +41,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
 min() { printf '%s\n' "$@" | sort -g | head -1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])'; }
-compose() { (cd "$BUNDLE" && docker-compose -p "$PROJECT" -f compose.yaml "$@"); }
+compose() { (cd "$BUNDLE" && docker compose "$@"); }
 pg() { docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=postgres-splice; }
 psql_in() { docker exec -u postgres "$(pg)" psql -X -q -U cnadmin -v ON_ERROR_STOP=1 -At -d "$1" -c "$2"; }
 settle() { psql_in postgres "CHECKPOINT" >/dev/null; sync; }
@@ -63,8 +68,10 @@ SV_PORT="$(free_port)"
     --pg-url "postgresql://splice_dr_test:splice_dr_test@127.0.0.1:5432/postgres" --sv-db "sv_bench_$$" \
     >"$SCRATCH/sv.log" 2>&1 &
 SV_PID=$!
-export VALIDATOR_HOST_PORT="$(free_port)"
-START=(-s "http://host.docker.internal:$SV_PORT" -o "" -p bench-validator -m 0 -w)
+GATEWAY="$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')"
+[ -n "$GATEWAY" ] || GATEWAY="$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Subnet}}{{end}}' |
+    awk -F'[./]' '{ print $1 "." $2 "." $3 "." $4 + 1 }')"
+START=(-s "http://$GATEWAY:$SV_PORT" -o "" -p bench-validator -m 0 -w)
 log "starting compose project $PROJECT"
 bash "$BUNDLE/start.sh" "${START[@]}" >/dev/null
 

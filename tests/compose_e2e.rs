@@ -413,3 +413,54 @@ fn a_command_that_leaves_its_input_unread_ends_normally() {
         );
     }
 }
+
+/// The runbook's catastrophic case: the operator ran `./stop.sh` (`docker compose down`), so
+/// no container of the node exists, only its volumes. The restore creates postgres from the
+/// bundle's own files, refills it, and starts the node with its start.sh: every row is back
+/// and the validator answers through nginx as `wallet.localhost`.
+#[test]
+fn a_node_stopped_with_stop_sh_is_restored_with_every_row() {
+    require_docker!();
+    let node = ComposeNode::start("stopped");
+    node.seed(20_000);
+    let before = node.fingerprint();
+    let site = tempfile::tempdir().unwrap();
+    let config = node.site_config(site.path(), "");
+    let id = backup(&config);
+    node.psql("validator", "DELETE FROM app.items WHERE id % 2 = 0");
+
+    let out = node.stop_sh();
+    assert!(out.status.success(), "stop.sh: {}", text(&out));
+    let listed = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=com.docker.compose.project={}", node.project))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).trim().is_empty(),
+        "stop.sh removed every container"
+    );
+    assert!(!node.validator_ready());
+
+    let out = compose::cli_restarting(&node, &config, &["restore", "--backup", &id, "--yes"]);
+    assert!(out.status.success(), "restore: {}", text(&out));
+    assert!(
+        node.validator_ready(),
+        "the node runs again and answers through nginx"
+    );
+    assert_eq!(node.fingerprint(), before, "every row of the backup");
+    assert!(node.kept_volumes().is_empty(), "the copy is gone once proven");
+    let run = last_run(&config, "restore");
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    let log = run
+        .steps
+        .iter()
+        .flat_map(|s| s.log.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        log.contains("docker compose up --no-start postgres-splice"),
+        "postgres came from the bundle's files:\n{log}"
+    );
+    assert!(log.contains("./start.sh"), "the node started with start.sh:\n{log}");
+}

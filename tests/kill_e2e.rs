@@ -342,15 +342,11 @@ fn running(node: &compose::ComposeNode, service: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "true"
 }
 
-/// The daemon of a compose site whose flows run the bundle's start.sh: it needs the
-/// node's published port, and a start that cannot succeed fails in 20 s, not 600.
-fn bundle_target(node: &compose::ComposeNode, config: &Path, dir: &Path) -> Target {
+/// The daemon of a compose site whose flows run the bundle's start.sh: a start that cannot
+/// succeed fails in 20 s, not 600.
+fn bundle_target(_node: &compose::ComposeNode, config: &Path, dir: &Path) -> Target {
     let mut target = Target::new(config, dir);
-    target.env = vec![
-        ("VALIDATOR_HOST_PORT".into(), node.port.to_string()),
-        ("SPLICE_SIM_LOG".into(), "warn".into()),
-        ("START_WAIT_TIMEOUT".into(), "20".into()),
-    ];
+    target.env = vec![("START_WAIT_TIMEOUT".into(), "20".into())];
     target
 }
 
@@ -526,8 +522,7 @@ fn compose_dr_snapshot_killed_at_every_step_is_finished_by_running_it_again() {
         assert_eq!(reg["migration_id"], next, "{at}: {reg}");
         assert!(reg["migration_unproven"].is_null(), "{at}: {reg}");
         assert_eq!(
-            node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
-                .as_deref(),
+            node.validator_migration_id().as_deref(),
             Some(next.to_string().as_str()),
             "{at}"
         );

@@ -372,6 +372,102 @@ fn reonboard_recovers_the_balance_under_a_new_participant_id_that_every_restart_
     );
 }
 
+/// The runbook's "catastrophic failure": the first host is gone (its node stopped with
+/// stop.sh, its disks lost to splice-dr: only the off-site copy of its backups is left). A
+/// second bundle directory and project on the same engine is the new host: a fresh state
+/// directory, the off-site repository, the backup's identities — `reonboard` brings the
+/// validator party and its balance back under a new participant id, and the first host's
+/// id is refused.
+#[test]
+fn a_new_host_reonboards_from_the_first_hosts_offsite_backup() {
+    require_docker!();
+    let old = ComposeNode::start("oldhost");
+    let offsite = tempfile::tempdir().unwrap();
+    let offsite_table = format!(
+        "[[repository.offsite]]\nname = \"vault\"\nkind = \"directory\"\npath = \"{}\"\n",
+        offsite.path().display()
+    );
+    let with_offsite = |config: &std::path::Path| {
+        let text = std::fs::read_to_string(config).unwrap();
+        let text = text.replacen(
+            "\n[[node]]",
+            &format!("\n{offsite_table}\n[[node]]"),
+            1,
+        );
+        std::fs::write(config, text).unwrap();
+    };
+    let old_site = tempfile::tempdir().unwrap();
+    let (old_config, key_file, client) = validator_site(&old, old_site.path());
+    with_offsite(&old_config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let party = rt.block_on(client.validator_user()).unwrap().party_id;
+    let set = ureq::post(&format!("{}/sv/parties/{party}/balance", old.sv_host_url))
+        .header("content-type", "application/json")
+        .send(r#"{"effective_unlocked_qty": "777.25"}"#)
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let id = backup(&old_config);
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(offsite.path().join(&id).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let old_participant = manifest["identities"]["participant_id"]
+        .as_str()
+        .unwrap()
+        .split("::")
+        .next()
+        .unwrap()
+        .to_string();
+    // The first host is lost: its node is down, its machine (state, local repository) gone.
+    let out = old.stop_sh();
+    assert!(out.status.success(), "stop.sh: {}", text(&out));
+    drop(old_site);
+
+    // The new host: only the bundle, the config and the age key (kept off the node).
+    let new = ComposeNode::new_host_of(&old, "newhost");
+    let new_site = tempfile::tempdir().unwrap();
+    let (new_config, _, _) = validator_site(&new, new_site.path());
+    with_offsite(&new_config);
+    let kept_key = new_site.path().join("identity.key");
+    std::fs::copy(&key_file, &kept_key).unwrap();
+    let key = format!("identity_key={}", kept_key.display());
+    let backup_param = format!("backup={id}");
+
+    // The first host's id is refused before anything changes.
+    let reuse = format!("participant_id={old_participant}");
+    let out = cli_restarting(
+        &new,
+        &new_config,
+        &["run", "reonboard", "--param", &backup_param, "--param", &key, "--param", &reuse, "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was already used by this node"),
+        "{}",
+        text(&out)
+    );
+
+    let out = cli_restarting(
+        &new,
+        &new_config,
+        &["--json", "run", "reonboard", "--param", &backup_param, "--param", &key, "--yes"],
+    );
+    assert!(out.status.success(), "reonboard on the new host: {}", text(&out));
+    let run = last_run(&new_config, "reonboard");
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    let result = run.result.unwrap_or_default();
+    let new_id = result["participant_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old_participant, "a never used id");
+    assert_eq!(result["party"], party.as_str(), "the same validator party");
+    assert_eq!(result["balance"], "777.2500000000", "the balance came back");
+    assert!(new.validator_ready(), "the new host answers through its nginx");
+    assert_eq!(
+        new.container_env("validator", "SPLICE_APP_VALIDATOR_PARTICIPANT_IDENTIFIER")
+            .as_deref(),
+        Some(new_id.as_str())
+    );
+}
+
 #[test]
 fn a_reonboard_failing_midway_burns_the_id_and_stops_with_instructions() {
     require_docker!();
@@ -598,8 +694,7 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
     assert!(left.is_empty(), "plaintext left in state/tmp: {left:?}");
     // The node runs migration 1 on participant-1, same party.
     assert_eq!(
-        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
-            .as_deref(),
+        node.validator_migration_id().as_deref(),
         Some("1")
     );
     assert_eq!(node.psql("participant-1", "SELECT 1"), "1");
@@ -611,13 +706,10 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
     let out = cli_restarting(&node, &config, &["run", "restart"]);
     assert!(out.status.success(), "restart: {}", text(&out));
     assert_eq!(
-        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
-            .as_deref(),
+        node.validator_migration_id().as_deref(),
         Some("1")
     );
-    assert!(node
-        .container_env("validator", "SPLICE_SIM_RESTORE_FROM_MIGRATION_DUMP")
-        .is_none());
+    assert!(!node.validator_migrating());
     assert!(node.validator_ready());
     // Backups refuse to run on the stale config (it still says migration 0).
     let out = cli_at(&config, &["backup"]);
@@ -657,8 +749,7 @@ fn dr_snapshot_of_a_pruned_moment_stops_and_points_to_reonboard() {
     );
     assert!(node.validator_ready(), "nothing was changed");
     assert_eq!(
-        node.container_env("validator", "SPLICE_SIM_MIGRATION_ID")
-            .as_deref(),
+        node.validator_migration_id().as_deref(),
         Some("0")
     );
 }

@@ -1,7 +1,11 @@
-//! A real docker-compose validator node per test: the test bundle in tests/compose/bundle
-//! started with its start.sh under a unique project name and port, a simulated SV on the
-//! host (outside the volumes tests wipe), and helpers to read and change the data inside
-//! the postgres container. Everything is removed on drop, volumes included.
+//! A real docker-compose validator node per test: the real Splice bundle's compose files,
+//! unchanged, assembled with the stand-ins of tests/compose/bundle into a directory of the
+//! test's own (tests/compose/assemble.sh), started with its start.sh under a unique project
+//! name; a simulated SV on the host (outside the volumes tests wipe), and helpers to read and
+//! change the data inside the postgres container. The validator is reached as the runbook
+//! reaches it, through the bundle's nginx on port 80 as `wallet.localhost`; port 80 is one
+//! per host, so one node runs at a time (a lock across test processes, and the nextest
+//! group `compose`). Everything is removed on drop, volumes included.
 #![allow(dead_code)]
 
 use splice_dr_protocol::{RunDetail, RunSummary};
@@ -17,9 +21,107 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The test bundle directory.
-pub fn bundle_dir() -> PathBuf {
+/// The stand-ins' directory (start.sh, stop.sh, nginx config, the test images' override).
+pub fn standins_dir() -> PathBuf {
     root().join("tests/compose/bundle")
+}
+
+/// A bundle directory for one node: the real Splice compose files and the stand-ins, with
+/// `sim_args` as the validator's extra splice-sim flags (a `command:` in the override).
+pub fn assemble_bundle(sim_args: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("sdr-bundle-")
+        .tempdir()
+        .unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("tests/compose/assemble.sh"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "assembling the bundle failed:\n{}",
+        super::common::text(&out)
+    );
+    if !sim_args.is_empty() {
+        let path = dir.path().join("compose.override.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let image = "    image: splice-dr-test/validator-app:sim\n";
+        assert!(text.contains(image), "the override names the validator image");
+        let args: Vec<String> = sim_args
+            .split_whitespace()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        let text = text.replace(
+            image,
+            &format!("{image}    command: [{}]\n", args.join(", ")),
+        );
+        std::fs::write(&path, text).unwrap();
+    }
+    dir
+}
+
+/// The host's address on Docker's default bridge (docker0): containers of any compose
+/// network reach the host there (the real bundle has no `host.docker.internal` entry). The
+/// network's gateway, or the subnet's first address where the engine reports no gateway.
+pub fn docker_host_address() -> String {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut words = text.split_whitespace();
+    let (first, second) = (words.next(), words.next());
+    let ip = match (first, second) {
+        (Some(gw), Some(_)) => gw.to_string(),
+        (Some(subnet), None) => {
+            let net: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+            std::net::Ipv4Addr::from(u32::from(net) + 1).to_string()
+        }
+        _ => panic!("docker's bridge network has no gateway or subnet: `{text}`"),
+    };
+    ip
+}
+
+/// The validator admin API as the runbook names it on compose: nginx on port 80.
+pub const WALLET_URL: &str = "http://wallet.localhost";
+
+/// Holds port 80 (the bundle's nginx) for one test process at a time; the nodes of one
+/// test (an old and a new host) share it.
+struct Port80Lock(std::fs::File);
+
+/// The process's hold on port 80, while any of its nodes lives.
+static PORT80: std::sync::Mutex<std::sync::Weak<Port80Lock>> =
+    std::sync::Mutex::new(std::sync::Weak::new());
+
+impl Port80Lock {
+    fn shared() -> std::sync::Arc<Port80Lock> {
+        let mut held = PORT80.lock().unwrap();
+        if let Some(lock) = held.upgrade() {
+            return lock;
+        }
+        let lock = std::sync::Arc::new(Port80Lock::take());
+        *held = std::sync::Arc::downgrade(&lock);
+        lock
+    }
+
+    fn take() -> Port80Lock {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/var/tmp/splice-dr-port80.lock")
+            .unwrap();
+        // flock(2): the kernel releases it when the test process dies.
+        f.lock().unwrap();
+        Port80Lock(f)
+    }
 }
 
 /// Whether a Docker engine answers. Tests skip (loudly) only when it does not.
@@ -95,16 +197,19 @@ fn free_port() -> u16 {
 /// One compose-deployed node.
 pub struct ComposeNode {
     pub project: String,
-    pub port: u16,
     pub party_hint: String,
     pub sv_url: String,
     /// The SV as the host reaches it (for tests that read or set SV-held balances).
     pub sv_host_url: String,
-    /// Extra splice-sim flags of the validator (`SPLICE_SIM_EXTRA_ARGS`).
+    /// Extra splice-sim flags of the validator (a `command:` in its override).
     pub sim_args: String,
+    /// This node's bundle directory (real compose files + stand-ins).
+    bundle: tempfile::TempDir,
     sv: Option<RunningSv>,
     sv_db: String,
     rt: tokio::runtime::Runtime,
+    /// Last field: released after `Drop::drop` removed the project.
+    _port80: std::sync::Arc<Port80Lock>,
 }
 
 impl ComposeNode {
@@ -115,7 +220,22 @@ impl ComposeNode {
 
     /// Like [`ComposeNode::start`], with extra splice-sim flags for the validator (faults).
     pub fn start_with(test: &str, sim_args: &str) -> ComposeNode {
+        let node = Self::create(test, sim_args);
+        let out = node.start_sh(&[]);
+        assert!(
+            out.status.success(),
+            "start.sh failed:\n{}",
+            super::common::text(&out)
+        );
+        node.wait_validator_ready(std::time::Duration::from_secs(120));
+        node
+    }
+
+    /// A node whose bundle is unpacked and whose SV runs, but which was never started: a
+    /// fresh host (tests start it, or recover onto it).
+    pub fn create(test: &str, sim_args: &str) -> ComposeNode {
         ensure_images();
+        let port80 = Port80Lock::shared();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -137,38 +257,56 @@ impl ComposeNode {
                 sv_db: sv_db.clone(),
             }))
             .expect("start the simulated SV");
-        let node = ComposeNode {
+        ComposeNode {
             project,
-            port: free_port(),
             party_hint: format!("{}-validator", test.replace('_', "-")),
-            sv_url: format!("http://host.docker.internal:{sv_port}"),
+            sv_url: format!("http://{}:{sv_port}", docker_host_address()),
             sv_host_url: format!("http://127.0.0.1:{sv_port}"),
             sim_args: sim_args.to_string(),
+            bundle: assemble_bundle(sim_args),
             sv: Some(sv),
             sv_db,
             rt,
-        };
-        let out = node.start_sh(&[]);
-        assert!(
-            out.status.success(),
-            "start.sh failed:\n{}",
-            super::common::text(&out)
-        );
-        node
+            _port80: port80,
+        }
+    }
+
+    /// A second host on the same network as `other` (its SV): a bundle of its own, a
+    /// project of its own, never started.
+    pub fn new_host_of(other: &ComposeNode, test: &str) -> ComposeNode {
+        let port80 = Port80Lock::shared();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        ComposeNode {
+            project: format!("{}-{test}", other.project),
+            party_hint: other.party_hint.clone(),
+            sv_url: other.sv_url.clone(),
+            sv_host_url: other.sv_host_url.clone(),
+            sim_args: String::new(),
+            bundle: assemble_bundle(""),
+            sv: None,
+            sv_db: String::new(),
+            rt,
+            _port80: port80,
+        }
+    }
+
+    /// This node's bundle directory.
+    pub fn bundle_dir(&self) -> PathBuf {
+        self.bundle.path().to_path_buf()
     }
 
     /// Environment every bundle script gets.
     fn env(&self, cmd: &mut Command) {
-        cmd.env("COMPOSE_PROJECT_NAME", &self.project)
-            .env("VALIDATOR_HOST_PORT", self.port.to_string())
-            .env("SPLICE_SIM_LOG", "warn")
-            .env("SPLICE_SIM_EXTRA_ARGS", &self.sim_args);
+        cmd.env("COMPOSE_PROJECT_NAME", &self.project);
     }
 
     /// Runs start.sh with the standard flags plus `extra`, waiting for health.
     pub fn start_sh(&self, extra: &[&str]) -> Output {
         let mut cmd = Command::new("bash");
-        cmd.arg(bundle_dir().join("start.sh"))
+        cmd.arg(self.bundle.path().join("start.sh"))
             .args([
                 "-s",
                 &self.sv_url,
@@ -189,7 +327,8 @@ impl ComposeNode {
     /// Runs stop.sh (containers removed, volumes kept).
     pub fn stop_sh(&self) -> Output {
         let mut cmd = Command::new("bash");
-        cmd.arg(bundle_dir().join("stop.sh")).stdin(Stdio::null());
+        cmd.arg(self.bundle.path().join("stop.sh"))
+            .stdin(Stdio::null());
         self.env(&mut cmd);
         cmd.output().unwrap()
     }
@@ -260,14 +399,56 @@ impl ComposeNode {
             .collect()
     }
 
-    /// Whether the validator API answers readyz with 200.
+    /// Whether the validator API answers readyz with 200, asked as the runbook asks it:
+    /// `http://wallet.localhost/api/validator/readyz` through the bundle's nginx.
     pub fn validator_ready(&self) -> bool {
-        ureq::get(&format!(
-            "http://127.0.0.1:{}/api/validator/readyz",
-            self.port
-        ))
-        .call()
-        .is_ok()
+        ureq::get("http://127.0.0.1:80/api/validator/readyz")
+            .header("Host", "wallet.localhost")
+            .call()
+            .is_ok()
+    }
+
+    /// Waits until [`ComposeNode::validator_ready`], or panics with the containers' state.
+    pub fn wait_validator_ready(&self, timeout: std::time::Duration) {
+        let until = std::time::Instant::now() + timeout;
+        while !self.validator_ready() {
+            if std::time::Instant::now() > until {
+                let ps = Command::new("docker")
+                    .args(["ps", "-a", "--filter"])
+                    .arg(format!("label=com.docker.compose.project={}", self.project))
+                    .output()
+                    .unwrap();
+                let logs = Command::new("docker")
+                    .args(["logs", "--tail", "30"])
+                    .arg(self.container("validator"))
+                    .output()
+                    .unwrap();
+                panic!(
+                    "the validator does not answer readyz through nginx after {timeout:?}:\n{}\n{}",
+                    String::from_utf8_lossy(&ps.stdout),
+                    super::common::text(&logs)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+
+    /// The migration id the validator container was started with (the real compose file
+    /// passes it as `domain-migration-id = N` in ADDITIONAL_CONFIG_MIGRATION_ID).
+    pub fn validator_migration_id(&self) -> Option<String> {
+        let hocon = self.container_env("validator", "ADDITIONAL_CONFIG_MIGRATION_ID")?;
+        hocon.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("domain-migration-id")
+                .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+        })
+    }
+
+    /// Whether the validator container was started migrating (compose-migrate.yaml: a
+    /// non-empty ADDITIONAL_CONFIG_VALIDATOR_MIGRATION_RESTORE).
+    pub fn validator_migrating(&self) -> bool {
+        self.container_env("validator", "ADDITIONAL_CONFIG_VALIDATOR_MIGRATION_RESTORE")
+            .is_some_and(|v| !v.trim().is_empty())
     }
 
     /// Stops the simulated SV (the network becomes unreachable for the node).
@@ -321,7 +502,7 @@ impl ComposeNode {
              [node.compose]\nproject = \"{}\"\n{extra_node}\n\n\
              [node.compose.bundle]\ndir = \"{}\"\nsponsor_sv = \"{}\"\nparty_hint = \"{}\"\n",
             self.project,
-            bundle_dir().display(),
+            self.bundle.path().display(),
             self.sv_url,
             self.party_hint
         );
@@ -331,31 +512,15 @@ impl ComposeNode {
     }
 }
 
-/// `docker compose` (the v2 plugin) when the engine's CLI has it, else `docker-compose`
-/// (v1), as the bundle's start.sh and stop.sh choose.
-pub fn compose_command() -> Command {
-    let plugin = Command::new("docker")
-        .args(["compose", "version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if plugin {
-        let mut cmd = Command::new("docker");
-        cmd.arg("compose");
-        cmd
-    } else {
-        Command::new("docker-compose")
-    }
-}
-
 impl Drop for ComposeNode {
     fn drop(&mut self) {
-        let mut cmd = compose_command();
-        cmd.args(["-p", &self.project, "-f"])
-            .arg(bundle_dir().join("compose.yaml"))
+        let mut cmd = Command::new("docker");
+        cmd.arg("compose")
+            .args(["-f", "compose.yaml", "-f", "compose.override.yaml"])
             .args(["down", "-v", "--remove-orphans", "-t", "2"])
-            .current_dir(bundle_dir())
+            .current_dir(self.bundle.path())
+            .env("MIGRATION_ID", "0")
+            .env("IMAGE_TAG", "sim")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.env(&mut cmd);
@@ -369,6 +534,9 @@ impl Drop for ComposeNode {
             self.rt.block_on(sv.shutdown());
         }
         let db = self.sv_db.clone();
+        if db.is_empty() {
+            return;
+        }
         let _ = std::thread::spawn(move || {
             let mut admin = super::common::connect("postgres");
             let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
@@ -390,15 +558,12 @@ pub fn cli(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Runs the CLI for a flow that restarts `node` through its start.sh: the bundle reads
-/// the project's published port from the environment, as an operator's shell would have it.
-pub fn cli_restarting(node: &ComposeNode, config: &Path, args: &[&str]) -> Output {
+/// Runs the CLI for a flow that restarts `node` through its start.sh.
+pub fn cli_restarting(_node: &ComposeNode, config: &Path, args: &[&str]) -> Output {
     Command::new(super::common::bin())
         .arg("--config")
         .arg(config)
         .args(args)
-        .env("VALIDATOR_HOST_PORT", node.port.to_string())
-        .env("SPLICE_SIM_LOG", "warn")
         // A start that cannot succeed should fail in tests, not after the bundle's 600 s.
         .env("START_WAIT_TIMEOUT", "20")
         .stdin(Stdio::null())
@@ -449,8 +614,7 @@ pub fn validator_site(
 ) {
     use age::secrecy::ExposeSecret;
     let validator = format!(
-        "\n[node.validator]\nurl = \"http://127.0.0.1:{}\"\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
-        node.port
+        "\n[node.validator]\nurl = \"{WALLET_URL}\"\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n"
     );
     let config = node.site_config(dir, &validator);
     let key = age::x25519::Identity::generate();
@@ -466,7 +630,7 @@ pub fn validator_site(
     std::fs::write(&config, text_cfg).unwrap();
     let client =
         splice_dr::validator::ValidatorClient::from_config(&splice_dr::config::ValidatorConfig {
-            url: format!("http://127.0.0.1:{}", node.port),
+            url: WALLET_URL.to_string(),
             timeout: std::time::Duration::from_secs(10),
             snapshot_timeout: std::time::Duration::from_secs(60),
             retries: 3,

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Smoke test of the docker-compose test environment (tests/compose/README.md):
-#   build the images → start a simulated SV on the host → bundle/start.sh -w → the validator
-#   API answers on the published port → stop.sh → start.sh again on the same volumes (same
-#   party, start=restarted) → stop.sh → remove the volumes, stop the SV, drop its database.
+#   build the images → assemble the real Splice bundle with the stand-ins (assemble.sh) →
+#   start a simulated SV on the host → start.sh -w → the validator API answers through the
+#   bundle's nginx as http://wallet.localhost/api/validator (port 80) → stop.sh → start.sh
+#   again on the same volumes (same party, start=restarted) → stop.sh → remove the volumes,
+#   stop the SV, drop its database.
 # Exits non-zero on the first failure; cleans up everything it created in any case.
 #
 # Env: SPLICE_SIM_BIN (else `cargo build -p splice-sim` into CARGO_TARGET_DIR, default
@@ -12,7 +14,6 @@ set -Eeuo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-bundle="$here/bundle"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/splice-dr-target}"
 pg_url="${SPLICE_DR_TEST_PG_URL:-postgresql://splice_dr_test:splice_dr_test@127.0.0.1:5432/postgres}"
 
@@ -25,25 +26,11 @@ for tool in docker curl psql; do
     command -v "$tool" >/dev/null || fail "$tool is not installed"
 done
 
-# A free TCP port on 127.0.0.1 (nothing answers there now).
-free_port() {
-    local p
-    for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 20000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
-
 export COMPOSE_PROJECT_NAME="sdt-smoke-$$"
-VALIDATOR_HOST_PORT="$(free_port)"
-export VALIDATOR_HOST_PORT
 project="$COMPOSE_PROJECT_NAME"
 sv_db="sv_smoke_$$"
 work="$(mktemp -d)"
+bundle="$work/bundle"
 sv_pid=
 
 cleanup() {
@@ -77,7 +64,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- images --------------------------------------------------------------------------------
+# ---- the bundle and the images ------------------------------------------------------------
+# The bundle's nginx publishes port 80: one node at a time on a host (the tests' lock too).
+exec 8>/var/tmp/splice-dr-port80.lock
+flock 8
+bash "$here/assemble.sh" "$bundle"
 sim_bin="${SPLICE_SIM_BIN:-}"
 if [ -z "$sim_bin" ]; then
     step "cargo build -p splice-sim"
@@ -101,21 +92,32 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [ -n "$sv_port" ] || fail "the SV did not report its port"
-sv_url="http://host.docker.internal:$sv_port"
+# The real bundle has no host.docker.internal entry: the host's address on docker0.
+gateway="$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')"
+# Engines that report no gateway: the subnet's first address (docker0's).
+[ -n "$gateway" ] || gateway="$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Subnet}}{{end}}' |
+    awk -F'[./]' '{ print $1 "." $2 "." $3 "." $4 + 1 }')"
+sv_url="http://$gateway:$sv_port"
 printf '   SV on port %s, containers use %s\n' "$sv_port" "$sv_url" >&2
 
-api="http://127.0.0.1:$VALIDATOR_HOST_PORT/api/validator"
-check_api() { # check_api -> prints the party id
+# The runbook's address, without /etc/hosts: curl sends the name, connects to the loopback.
+api="http://wallet.localhost/api/validator"
+resolve=(--resolve wallet.localhost:80:127.0.0.1)
+check_api() { # check_api -> prints the party id, once readyz answers 200 (up to 120 s)
     local code body
-    code="$(curl -s -o /dev/null -w '%{http_code}' "$api/readyz")"
+    for _ in $(seq 240); do
+        code="$(curl -s "${resolve[@]}" -o /dev/null -w '%{http_code}' "$api/readyz")"
+        [ "$code" = 200 ] && break
+        sleep 0.5
+    done
     [ "$code" = 200 ] || fail "readyz answered $code"
-    body="$(curl -sf "$api/v0/validator-user")" || fail "validator-user failed"
+    body="$(curl -sf "${resolve[@]}" "$api/v0/validator-user")" || fail "validator-user failed"
     [[ "$body" == *'"party_id":"smoke::'* ]] || fail "unexpected validator-user answer: $body"
     sed -n 's/.*"party_id":"\([^"]*\)".*/\1/p' <<<"$body"
 }
 
 # ---- first start ---------------------------------------------------------------------------
-step "start.sh -w (project $project, port $VALIDATOR_HOST_PORT)"
+step "start.sh -w (project $project)"
 t0=$SECONDS
 "$bundle/start.sh" -s "$sv_url" -o "" -p smoke -m 0 -w 2>"$work/start1.log" ||
     { cat "$work/start1.log" >&2; fail "start.sh failed"; }
@@ -124,7 +126,7 @@ party="$(check_api)"
 printf '   party %s\n' "$party" >&2
 participants="$(curl -sf "http://127.0.0.1:$sv_port/sv/participants")" || fail "the SV did not answer"
 grep -q '"participant_id":"smoke"' <<<"$participants" ||
-    fail "the validator did not register with the SV through host.docker.internal"
+    fail "the validator did not register with the SV at $sv_url"
 owner="$(docker run --rm --entrypoint stat -v "${project}_domain-upgrade-dump:/d" \
     splice-dr-test/pg:15 -c %u:%g /d)"
 [ "$owner" = 1001:1001 ] || fail "the dump volume is owned by $owner, not 1001:1001"

@@ -38,7 +38,7 @@ pub const POSTGRES: &[&str] = &["PG*"];
 pub const COMPOSE: &[&str] = &[
     "DOCKER_*",
     "COMPOSE_*",
-    "VALIDATOR_HOST_PORT",
+    // How long the test bundle's start.sh -w waits (tests/compose/bundle).
     "START_WAIT_TIMEOUT",
     // The Splice docs have operators `export IMAGE_TAG=…` before running start.sh.
     "IMAGE_TAG",

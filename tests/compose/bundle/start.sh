@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# Test double of the Splice bundle's start.sh: accepts the real flags, validates them, exports
-# what the compose files read and runs
-#   docker compose -p PROJECT -f compose.yaml [overlays] up -d
-# (the v2 plugin when present, else docker-compose v1). Works from any directory.
+# Test double of the Splice bundle's start.sh (own code, same flags and behaviour as the
+# release's script, see /work/shared/splice/README.md): validates the flags, exports what the
+# real compose files read and runs
+#   docker compose -f compose.yaml [overlays] -f compose.override.yaml up -d
+# with the real compose.yaml and overlays of the bundle directory (tests/compose/assemble.sh)
+# plus the test images (compose.override.yaml). Works from any directory. Needs Docker
+# Compose v2: the real compose.yaml's top-level `name:` is refused by v1.
 #
-#   -s URL   sponsor SV URL (required); tests: http://host.docker.internal:PORT
+#   -s URL   sponsor SV URL (required); tests: http://<docker0 gateway>:PORT
 #   -o SECRET onboarding secret (required, may be "")
 #   -p HINT  party hint (required); also the default participant id
 #   -P ID    participant id (required with -i; pass the same -P on every later start)
 #   -m N     migration id (required, digits)
-#   -M       migrating: import /domain-upgrade-dump/domain_migration_dump.json (compose-migrate.yaml)
+#   -M       migrating: the validator imports /domain-upgrade-dump/domain_migration_dump.json
+#            (compose-migrate.yaml)
 #   -i FILE  identities dump to re-onboard from (needs -P; compose-restore-from-id.yaml)
-#   -w       wait until every service with a healthcheck is healthy (up to 600 s)
+#   -w       wait until the containers run and every healthcheck of the bundle's first-start
+#            path passes (postgres-splice), up to START_WAIT_TIMEOUT (600 s)
 #   -a       enable auth (otherwise compose-disable-auth.yaml: tokens signed with `unsafe`)
-#   -c URL / -C URL  scan URL · -q URL sequencer · -n NET docker network: accepted, recorded
+#   -c URL / -C URL  scan URL · -q URL sequencer · -n NET docker network (DOCKER_NETWORK)
 #   -b / -l  trust a single SV / local SV: accepted, no effect here
 #
-# Environment: COMPOSE_PROJECT_NAME (default splice-validator), VALIDATOR_HOST_PORT (default
-# 5003), START_WAIT_TIMEOUT (seconds for -w, default 600), anything from .env.
+# Environment: COMPOSE_PROJECT_NAME (default: the compose file's `name:`, splice-validator),
+# START_WAIT_TIMEOUT (seconds for -w, default 600), IMAGE_TAG (default `sim`), anything
+# from .env (the bundle's env.defaults).
 set -Eeuo pipefail
 
 usage() {
@@ -76,13 +82,20 @@ fi
 
 cd "$(dirname "$(realpath "${BASH_SOURCE[0]}")")"
 
+[ -z "${COMPOSE_PROJECT_NAME:-}" ] || export COMPOSE_PROJECT_NAME
 project="${COMPOSE_PROJECT_NAME:-splice-validator}"
-export COMPOSE_PROJECT_NAME="$project"
 export SPONSOR_SV_ADDRESS="$sponsor" ONBOARDING_SECRET="$secret" PARTY_HINT="$party_hint"
 export PARTICIPANT_IDENTIFIER="${participant_id:-$party_hint}"
 export MIGRATION_ID="$migration_id"
 export SCAN_ADDRESS="${scan:-${host_scan:-}}" SEQUENCER_ADDRESS="$sequencer"
-[ -z "$network" ] || printf 'start.sh: note: -n %s is accepted but the test bundle uses its own network\n' "$network" >&2
+export IMAGE_TAG="${IMAGE_TAG:-sim}"
+[ -z "$network" ] || export DOCKER_NETWORK="$network"
+# The UI settings the release's script sets per network; the UIs are idle stand-ins here.
+for v in SPLICE_APP_UI_NETWORK_NAME SPLICE_APP_UI_NETWORK_FAVICON_URL SPLICE_APP_UI_AMULET_NAME \
+    SPLICE_APP_UI_AMULET_NAME_ACRONYM SPLICE_APP_UI_NAME_SERVICE_NAME \
+    SPLICE_APP_UI_NAME_SERVICE_NAME_ACRONYM; do
+    export "$v=${!v:-}"
+done
 
 files=(-f compose.yaml)
 "$migrating" && files+=(-f compose-migrate.yaml)
@@ -92,39 +105,40 @@ if [ -n "$identities" ]; then
     files+=(-f compose-restore-from-id.yaml)
 fi
 "$auth" || files+=(-f compose-disable-auth.yaml)
+[ ! -f compose.override.yaml ] || files+=(-f compose.override.yaml)
 
-if docker compose version >/dev/null 2>&1; then
-    compose=(docker compose)
-elif command -v docker-compose >/dev/null; then
-    compose=(docker-compose)
-else
-    die "neither 'docker compose' nor 'docker-compose' is available"
-fi
+docker compose version >/dev/null 2>&1 ||
+    die "'docker compose' (Compose v2) is not available: tests/install-compose-v2.sh installs it"
+compose=(docker compose)
 
-"${compose[@]}" -p "$project" "${files[@]}" up -d
+"${compose[@]}" "${files[@]}" up -d
 
 "$wait" || exit 0
 
-# -w: every container of the project that has a healthcheck must report healthy.
+# -w: every container of the project runs (one-shot containers may have exited 0) and
+# postgres-splice's healthcheck passes — the only application container of the real bundle
+# with one besides nginx, whose first check comes only after 30 s. Whether the validator and
+# participant answer is for the caller to ask (readyz, gRPC health): the real bundle gives
+# them no healthcheck.
 timeout="${START_WAIT_TIMEOUT:-600}"
 start=$SECONDS
-printf 'start.sh: waiting up to %s s for the services of %s to be healthy\n' "$timeout" "$project" >&2
+printf 'start.sh: waiting up to %s s for the services of %s\n' "$timeout" "$project" >&2
 while :; do
     mapfile -t ids < <(docker ps -aq --filter "label=com.docker.compose.project=$project")
     [ "${#ids[@]}" -gt 0 ] || die "no containers found for project $project"
     states="$(docker inspect --format \
-        '{{index .Config.Labels "com.docker.compose.service"}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}} {{.State.Status}}' \
+        '{{index .Config.Labels "com.docker.compose.service"}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}} {{.State.Status}} {{.State.ExitCode}}' \
         "${ids[@]}")"
-    pending="$(awk '$2 != "-" && $2 != "healthy" { print $1 " (" $2 ", " $3 ")" }' <<<"$states")"
+    pending="$(awk '($1 == "postgres-splice" && $2 != "healthy") || ($3 != "running" && !($3 == "exited" && $4 == 0)) { print $1 " (" $2 ", " $3 ")" }' <<<"$states")"
     if [ -z "$pending" ]; then
-        printf 'start.sh: all services healthy after %s s\n' "$((SECONDS - start))" >&2
+        printf 'start.sh: the services run after %s s\n' "$((SECONDS - start))" >&2
         exit 0
     fi
     if [ $((SECONDS - start)) -ge "$timeout" ]; then
-        printf 'start.sh: error: not healthy after %s s: %s\n' "$timeout" "$(tr '\n' ' ' <<<"$pending")" >&2
+        printf 'start.sh: error: not up after %s s: %s\n' "$timeout" "$(tr '\n' ' ' <<<"$pending")" >&2
         while read -r svc _; do
             printf -- '--- last log lines of %s ---\n' "$svc" >&2
-            "${compose[@]}" -p "$project" "${files[@]}" logs --no-color --tail 20 "$svc" >&2 || true
+            "${compose[@]}" "${files[@]}" logs --no-color --tail 20 "$svc" >&2 || true
         done <<<"$pending"
         exit 1
     fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Test double of the Splice bundle's stop.sh: `docker compose -p PROJECT down` — removes the
-# project's containers and network, keeps its volumes (postgres-splice, domain-upgrade-dump).
-# Works from any directory. Environment: COMPOSE_PROJECT_NAME (default splice-validator).
+# Test double of the Splice bundle's stop.sh: `docker compose down` — removes the project's
+# containers and network, keeps its volumes (postgres-splice, domain-upgrade-dump). Works from
+# any directory. Environment: COMPOSE_PROJECT_NAME (default: compose.yaml's `name:`).
 set -Eeuo pipefail
 
 die() {
@@ -21,16 +21,17 @@ shift $((OPTIND - 1))
 [ "$#" -eq 0 ] || die "unexpected argument(s): $*"
 
 cd "$(dirname "$(realpath "${BASH_SOURCE[0]}")")"
-project="${COMPOSE_PROJECT_NAME:-splice-validator}"
+[ -z "${COMPOSE_PROJECT_NAME:-}" ] || export COMPOSE_PROJECT_NAME
 # `down` does not use these, but compose interpolates the whole file: avoid "not set" noise.
-export MIGRATION_ID="${MIGRATION_ID:-0}" SPONSOR_SV_ADDRESS="${SPONSOR_SV_ADDRESS:-}"
-export ONBOARDING_SECRET="${ONBOARDING_SECRET:-}" SCAN_ADDRESS="${SCAN_ADDRESS:-}"
+export MIGRATION_ID="${MIGRATION_ID:-0}" IMAGE_TAG="${IMAGE_TAG:-sim}"
+for v in SPONSOR_SV_ADDRESS ONBOARDING_SECRET SCAN_ADDRESS SPLICE_APP_UI_NETWORK_NAME \
+    SPLICE_APP_UI_NETWORK_FAVICON_URL SPLICE_APP_UI_AMULET_NAME SPLICE_APP_UI_AMULET_NAME_ACRONYM \
+    SPLICE_APP_UI_NAME_SERVICE_NAME SPLICE_APP_UI_NAME_SERVICE_NAME_ACRONYM; do
+    export "$v=${!v:-}"
+done
 
-if docker compose version >/dev/null 2>&1; then
-    compose=(docker compose)
-elif command -v docker-compose >/dev/null; then
-    compose=(docker-compose)
-else
-    die "neither 'docker compose' nor 'docker-compose' is available"
-fi
-exec "${compose[@]}" -p "$project" -f compose.yaml down
+docker compose version >/dev/null 2>&1 ||
+    die "'docker compose' (Compose v2) is not available: tests/install-compose-v2.sh installs it"
+files=(-f compose.yaml)
+[ ! -f compose.override.yaml ] || files+=(-f compose.override.yaml)
+exec docker compose "${files[@]}" down
