@@ -578,10 +578,24 @@ fn register_backups(engine: &mut Engine) {
                 let total = m.total_bytes();
                 let report = env.in_step(&label, StepKind::UNDO, |ctx| {
                     let mut done = 0u64;
-                    repo.verify(&m.id, &|p| backend.check_dump(ctx, p), &mut |n| {
+                    // A dump check that could not run (no container, a timeout) says nothing
+                    // about the backup: that is not reported as damage.
+                    let unable = std::cell::RefCell::new(None);
+                    let check = |p: &std::path::Path| {
+                        backend.check_dump(ctx, p).inspect_err(|e| {
+                            if could_not_check(e) {
+                                unable.borrow_mut().get_or_insert_with(|| e.clone());
+                            }
+                        })
+                    };
+                    let verified = repo.verify(&m.id, &check, &mut |n| {
                         done += n;
                         ctx.progress("verify checksums", done, Some(total), "bytes");
-                    })
+                    });
+                    if let Some(e) = unable.into_inner() {
+                        return Err(e);
+                    }
+                    verified
                     .map_err(|e| BackendError::Verification(e.to_string()))
                     .and_then(|r| {
                         if r.ok {
@@ -826,4 +840,18 @@ pub fn execute(
         .eval_ast_with_scope(&mut scope, &flow.ast)
         .map_err(|e| describe_error(&e, flow))?;
     Ok(rhai::serde::from_dynamic::<serde_json::Value>(&value).unwrap_or(serde_json::Value::Null))
+}
+
+/// Whether a backend error means a check could not run at all (the container or server it
+/// runs in is missing, the call timed out or was cancelled), as opposed to a check that ran
+/// and found the input bad.
+fn could_not_check(e: &BackendError) -> bool {
+    matches!(
+        e,
+        BackendError::NotFound(_)
+            | BackendError::Unsupported { .. }
+            | BackendError::Timeout { .. }
+            | BackendError::Cancelled { .. }
+            | BackendError::Config(_)
+    )
 }

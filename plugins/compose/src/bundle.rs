@@ -138,6 +138,40 @@ pub fn restart(
     Ok(())
 }
 
+/// Creates the container of `service` from the bundle's compose files without starting
+/// it — the runbook's `docker compose up -d postgres-splice` (with `MIGRATION_ID` exported,
+/// so the participant database is `participant-<id>`, never `participant-`), minus the
+/// start: a node whose containers are gone (after `stop.sh`, or on a new host with only the
+/// bundle unpacked) gets its postgres container back over its existing volume, and the
+/// flow starts it when it is ready to. Compose reads `compose.yaml` and the bundle's
+/// `compose.override.yaml`, as for the operator's own command.
+pub fn create_service(
+    ctx: &OpContext,
+    b: &BundleConfig,
+    project: &str,
+    service: &str,
+    migration_id: u64,
+) -> Result<(), BackendError> {
+    if !b.dir.join("compose.yaml").is_file() {
+        return Err(BackendError::Config(format!(
+            "{} has no compose.yaml: `bundle.dir` must be the Splice release's docker-compose directory",
+            b.dir.display()
+        )));
+    }
+    let mut cmd = child_env::command("docker", child_env::COMPOSE);
+    cmd.args(["compose", "up", "--no-start", service])
+        .current_dir(&b.dir)
+        .env("MIGRATION_ID", migration_id.to_string())
+        .env("COMPOSE_PROJECT_NAME", project);
+    let shown = format!("MIGRATION_ID={migration_id} docker compose up --no-start {service}");
+    ctx.info(format!(
+        "the {service} container does not exist: creating it from the bundle in {} ({shown})",
+        b.dir.display()
+    ));
+    process::run(ctx, cmd, &shown, "docker compose", &mut || {})?;
+    Ok(())
+}
+
 /// Takes `-o VALUE` out of `args`: the value (possibly empty) and the other arguments.
 fn split_secret(args: &[String]) -> (Option<&str>, Vec<&str>) {
     let mut secret = None;

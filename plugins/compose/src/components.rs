@@ -113,10 +113,29 @@ impl ComposeBackend {
         }
         let service = self.service_of(component)?;
         let engine = &self.engine;
+        let c = match engine.block(ctx, "inspecting containers", engine.inspect(&service)) {
+            Ok(c) => c,
+            // A node whose containers are gone (`stop.sh`, a new host): nothing runs to stop.
+            Err(BackendError::NotFound(_)) if replicas == 0 => {
+                ctx.info(format!("{service} has no container: nothing to stop"));
+                return Ok(());
+            }
+            // Postgres alone comes back the runbook's way, from the bundle's files.
+            Err(BackendError::NotFound(_)) if service == self.cfg.services.postgres => {
+                self.postgres_container(ctx)?
+            }
+            Err(BackendError::NotFound(why)) => {
+                return Err(BackendError::NotFound(format!(
+                    "{why}. The node's containers are gone (stop.sh, or a new host): the \
+                     {component} starts with the node's start.sh and its start flags (the \
+                     `restart` flow), not on its own"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
         let stop_timeout = self.cfg.stop_timeout as i32;
         let what = format!("scale {component} to {replicas}");
         engine.block_uncancellable(&what, async {
-            let c = engine.inspect(&service).await?;
             let id = id_of(&c, &service)?;
             let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
             match (replicas, running) {

@@ -100,8 +100,20 @@ impl ComposeBackend {
     }
 
     /// The Docker volume behind a storage target (`postgres` or `dump`, or a volume name
-    /// given in full) and the image helper containers run from.
+    /// given in full) and the image helper containers run from. A storage step on a node
+    /// whose postgres container is gone creates it from the bundle first.
     fn volume(&self, ctx: &OpContext, target: &str) -> Result<(String, String), BackendError> {
+        self.volume_of(ctx, target, true)
+    }
+
+    /// [`Self::volume`]; `create` = false only looks (status and leftovers never create a
+    /// container).
+    fn volume_of(
+        &self,
+        ctx: &OpContext,
+        target: &str,
+        create: bool,
+    ) -> Result<(String, String), BackendError> {
         let (service, mount, configured) = match target {
             "postgres" => (
                 &self.cfg.services.postgres,
@@ -120,11 +132,15 @@ impl ComposeBackend {
                 )))
             }
         };
-        let pg = self.engine.block(
-            ctx,
-            "inspecting postgres",
-            self.engine.inspect(&self.cfg.services.postgres),
-        )?;
+        let pg = if create {
+            self.postgres_container(ctx)?
+        } else {
+            self.engine.block(
+                ctx,
+                "inspecting postgres",
+                self.engine.inspect(&self.cfg.services.postgres),
+            )?
+        };
         let image = pg
             .config
             .as_ref()
@@ -154,11 +170,40 @@ impl ComposeBackend {
         Ok((volume, image))
     }
 
+    /// The postgres container, created from the bundle (never started here) when the node
+    /// has none: after `stop.sh`, or on a new host, the volumes are all that is left, and
+    /// every storage step needs the container's image and mounts. Without a bundle the
+    /// missing container is an error saying how to get one.
+    pub(crate) fn postgres_container(
+        &self,
+        ctx: &OpContext,
+    ) -> Result<bollard::models::ContainerInspectResponse, BackendError> {
+        let service = &self.cfg.services.postgres;
+        match self
+            .engine
+            .block(ctx, "inspecting postgres", self.engine.inspect(service))
+        {
+            Err(BackendError::NotFound(why)) => {
+                let Some(b) = self.cfg.bundle.as_ref() else {
+                    return Err(BackendError::NotFound(format!(
+                        "{why}. Without the postgres container splice-dr needs the bundle to \
+                         create it: set [node.compose.bundle] dir (the Splice release's \
+                         docker-compose directory)"
+                    )));
+                };
+                bundle::create_service(ctx, b, &self.cfg.project, service, self.migration_id)?;
+                self.engine
+                    .block(ctx, "inspecting postgres", self.engine.inspect(service))
+            }
+            other => other,
+        }
+    }
+
     /// The volumes whose kept copies belong to this node.
     fn own_volumes(&self, ctx: &OpContext) -> Vec<String> {
         ["postgres", "dump"]
             .iter()
-            .filter_map(|t| self.volume(ctx, t).ok().map(|(v, _)| v))
+            .filter_map(|t| self.volume_of(ctx, t, false).ok().map(|(v, _)| v))
             .collect()
     }
 
