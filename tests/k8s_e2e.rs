@@ -713,8 +713,21 @@ fn start_daemon(site: &K8sSite) -> DaemonProcess {
 }
 
 /// `status`, or `None` while the replica does not answer it (polled while starting).
+/// The replica daemon's own status. A CLI that finds no daemon answering yet (one still
+/// starting, on a loaded machine) answers in-process, without automation or the daemon's
+/// view of the lease: such an answer is not the replica's, so it is asked again (up to 5 s)
+/// and otherwise counts as no answer.
 fn status_of(site: &K8sSite) -> Option<StatusView> {
-    serde_json::from_slice(&site.cli(&["--json", "status"]).stdout).ok()
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer: Option<StatusView> =
+            serde_json::from_slice(&site.cli(&["--json", "status"]).stdout).ok();
+        match answer {
+            Some(s) if s.mode == "daemon" => return Some(s),
+            _ if Instant::now() >= until => return None,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 fn automation_paused(site: &K8sSite) -> bool {
