@@ -172,6 +172,41 @@ fn find_from(actions: &[String], from: usize, what: &str) -> usize {
         .unwrap_or_else(|| panic!("no `{what}` after position {from} in {actions:#?}"))
 }
 
+/// Issue #14 item 3 on k8s: a node whose workloads are gone (a release uninstalled, a new
+/// cluster) cannot be restored into. The restore stops before anything changes — no
+/// Deployment scaled, no database touched — and names the helm command that installs the
+/// missing release; once it exists the flow can run again.
+#[test]
+fn a_restore_into_a_node_that_is_not_installed_stops_with_the_helm_command() {
+    let dbs = NodeDbs::create("k8sgone", 500);
+    let site = K8sSite::new(&dbs.validator, &dbs.participant, "");
+    let id = site.backup();
+    dbs.damage();
+    let damaged = dbs.fingerprint();
+    site.fake.uninstall("participant");
+    site.fake.clear_seen();
+    let out = site.cli(&["run", "restore", "--param", &format!("backup={id}"), "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not installed")
+            && err.contains("Deployment participant does not exist")
+            && err.contains("helm install participant")
+            && err.contains("splice-participant"),
+        "{err}"
+    );
+    let scaled: Vec<_> = site
+        .fake
+        .seen()
+        .into_iter()
+        .map(|s| s.line())
+        .filter(|l| l.contains("scale") || l.contains("exec"))
+        .collect();
+    assert!(scaled.is_empty(), "nothing was scaled or run: {scaled:?}");
+    assert_eq!(site.fake.replicas("validator-app"), 1, "the validator still runs");
+    assert_eq!(dbs.fingerprint(), damaged, "no database was touched");
+}
+
 #[test]
 fn restore_scales_the_apps_down_streams_into_postgres_0_and_scales_them_back_up() {
     let dbs = NodeDbs::create("k8srestore", 3000);

@@ -251,6 +251,11 @@ impl FakeApi {
         self.state.lock().expect("state").workloads[name].replicas
     }
 
+    /// Removes a workload, as `helm uninstall` does (its data stays in Postgres).
+    pub fn uninstall(&self, name: &str) {
+        self.state.lock().expect("state").workloads.remove(name);
+    }
+
     /// The local directory standing for `path` in pod `pod`.
     pub fn pod_path(&self, pod: &str, path: &str) -> PathBuf {
         pod_dir(&self.exec_env.pods_root, pod).join(path.trim_start_matches('/'))

@@ -267,7 +267,8 @@ impl Workloads for K8sBackend {
         self.cluster.block(ctx, "reading workloads", async {
             let mut out = Vec::new();
             for w in &all {
-                out.push(workloads::status(&self.cluster, w).await);
+                let install = values::install_command(&self.cfg, w.role);
+                out.push(workloads::status(&self.cluster, w, &install).await);
             }
             Ok(out)
         })

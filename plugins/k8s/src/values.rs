@@ -203,6 +203,44 @@ pub fn run_helm(
     Ok(())
 }
 
+/// The chart each role's release installs when the config names none: the Splice charts.
+const SPLICE_CHARTS: &str = "oci://ghcr.io/digital-asset/decentralized-canton-sync/helm";
+
+/// The `helm install` that brings a role's workload back (the node's release, chart,
+/// version and values files from the config; placeholders where the config has none), for
+/// a node whose Deployment is gone: splice-dr does not install releases.
+pub fn install_command(cfg: &K8sConfig, role: &str) -> String {
+    let (release, chart) = match role {
+        "validator" => (&cfg.releases.validator, "splice-validator"),
+        "participant" => (&cfg.releases.participant, "splice-participant"),
+        _ => {
+            return format!(
+                "helm install postgres {SPLICE_CHARTS}/splice-postgres --version <the node's chart version> -n {} -f <your postgres values>",
+                cfg.namespace
+            )
+        }
+    };
+    let chart_ref = release
+        .chart
+        .clone()
+        .unwrap_or_else(|| format!("{SPLICE_CHARTS}/{chart}"));
+    let version = release
+        .version
+        .clone()
+        .unwrap_or_else(|| "<the node's chart version>".into());
+    let mut cmd = format!(
+        "helm install {} {chart_ref} --version {version} -n {}",
+        release.name, cfg.namespace
+    );
+    if release.values.is_empty() {
+        cmd.push_str(&format!(" -f <your {role} values>"));
+    }
+    for v in &release.values {
+        cmd.push_str(&format!(" -f {}", v.display()));
+    }
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

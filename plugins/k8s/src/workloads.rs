@@ -147,7 +147,14 @@ pub fn pod_ready(p: &Pod) -> bool {
 }
 
 /// Observed state of one component.
-pub async fn status(cluster: &Cluster, w: &Workload) -> ComponentStatus {
+/// State of a component whose workload does not exist: splice-dr cannot bring it back (a
+/// helm release installs it), so flows stop before anything destructive and the detail
+/// gives the install command.
+pub const NOT_INSTALLED: &str = "not installed";
+
+/// A workload's state; `install` is the helm command that installs it, shown when it
+/// does not exist.
+pub async fn status(cluster: &Cluster, w: &Workload, install: &str) -> ComponentStatus {
     let managed = w.role != "postgres";
     let observed = async {
         let (replicas, selector) = spec(cluster, w).await?;
@@ -160,6 +167,15 @@ pub async fn status(cluster: &Cluster, w: &Workload) -> ComponentStatus {
             "running",
             ready >= want as usize,
             format!("{}: {ready}/{want} pods ready", w.shown()),
+        ),
+        Err(BackendError::NotFound(_)) => (
+            NOT_INSTALLED,
+            false,
+            format!(
+                "{} does not exist in namespace {}: install it, then run the flow again: {install}",
+                w.shown(),
+                cluster.namespace()
+            ),
         ),
         Err(e) => ("unknown", false, e.to_string()),
     };
