@@ -366,3 +366,218 @@ async fn client_ready(url: &str) -> bool {
     let c = ValidatorClient::from_config(&validator_config(url, no_auth())).unwrap();
     c.ready().await.unwrap_or(false)
 }
+
+/// `docker …`, asserting success; stdout trimmed.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes the test's containers and image at the end, even on panic.
+struct DockerGuard {
+    project: String,
+    image: String,
+}
+
+impl Drop for DockerGuard {
+    fn drop(&mut self) {
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+/// Starts a container of `service` in compose project `project` (the compose labels are
+/// all the backend looks at): the splice-sim binary of this build, no healthcheck.
+fn run_service(project: &str, service: &str, image: &str, docker_args: &[&str], sim_args: &[&str]) {
+    let mut args = vec![
+        "run".to_string(),
+        "-d".into(),
+        "--label".into(),
+        format!("com.docker.compose.project={project}"),
+        "--label".into(),
+        format!("com.docker.compose.service={service}"),
+        "--entrypoint".into(),
+        "/usr/local/bin/splice-sim".into(),
+    ];
+    args.extend(docker_args.iter().map(|a| a.to_string()));
+    args.push(image.into());
+    args.extend(sim_args.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker(&args);
+}
+
+fn component(
+    backend: &splice_dr_compose::ComposeBackend,
+    name: &str,
+) -> splice_dr_plugin_api::ComponentStatus {
+    use splice_dr_plugin_api::Workloads as _;
+    let ctx = splice_dr_plugin_api::OpContext::with_deadline(Duration::from_secs(20));
+    backend
+        .components(&ctx)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap()
+}
+
+/// Real containers without a healthcheck, as the real bundle runs validator and
+/// participant: running is not ready; the participant is asked at its container address by
+/// default, the validator at a configured `.localhost` URL.
+#[test]
+fn running_containers_without_healthchecks_are_ready_only_when_the_applications_say_so() {
+    use splice_dr_plugin_api::Workloads as _;
+    if !compose::docker_available() {
+        eprintln!("\n!!!!! SKIPPED: no Docker engine reachable (`docker version` failed) !!!!!\n");
+        return;
+    }
+    let base = "splice-dr-test/pg:15";
+    if Command::new("docker")
+        .args(["image", "inspect", base])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        compose::ensure_images();
+    }
+    let project = common::unique("sdr-ready").replace('_', "-");
+    let image = format!("splice-dr-test/readiness-sim:{project}");
+    let _guard = DockerGuard {
+        project: project.clone(),
+        image: image.clone(),
+    };
+    // This build's splice-sim on the test Postgres image (as tests/images/build.sh does,
+    // under a tag of this test's own, so no other test's image changes).
+    let builder = docker(&["create", base, "true"]);
+    let bin = compose::sim_binary();
+    docker(&[
+        "cp",
+        bin.to_str().unwrap(),
+        &format!("{builder}:/usr/local/bin/splice-sim"),
+    ]);
+    docker(&["commit", &builder, &image]);
+    docker(&["rm", "-f", &builder]);
+
+    // A participant whose database does not answer, on the default bridge network.
+    run_service(
+        &project,
+        "participant",
+        &image,
+        &[
+            "-e",
+            "CANTON_PARTICIPANT_POSTGRES_SERVER=127.0.0.1",
+            "-e",
+            "CANTON_PARTICIPANT_POSTGRES_PORT=1",
+            "-e",
+            "CANTON_PARTICIPANT_POSTGRES_USER=cnadmin",
+            "-e",
+            "CANTON_PARTICIPANT_POSTGRES_PASSWORD=supersafe",
+            "-e",
+            "CANTON_PARTICIPANT_POSTGRES_DB=participant-0",
+        ],
+        &["participant"],
+    );
+    // A validator on the host network (its Postgres is the test server), asked through a
+    // configured wallet.localhost URL.
+    let dbs = common::unique("rdy_docker");
+    let _dbs_guard = (DbGuard(format!("{dbs}_v")), DbGuard(format!("{dbs}_p")));
+    let api_port = closed_port();
+    let listen = format!("127.0.0.1:{api_port}");
+    let pg = common::pg_url();
+    run_service(
+        &project,
+        "validator",
+        &image,
+        &[
+            "--network",
+            "host",
+            "-e",
+            &format!("SPLICE_SIM_PG_URL={pg}"),
+        ],
+        &[
+            "--listen",
+            &listen,
+            "--validator-db",
+            &format!("{dbs}_v"),
+            "--participant-db",
+            &format!("{dbs}_p"),
+        ],
+    );
+
+    let mut cfg = splice_dr_compose::ComposeConfig::with_project(&project);
+    cfg.readiness.validator_url = Some(format!(
+        "http://wallet.localhost:{api_port}/api/validator/readyz"
+    ));
+    let backend = splice_dr_compose::ComposeBackend::new(cfg, 0).unwrap();
+    let ctx = splice_dr_plugin_api::OpContext::with_deadline(Duration::from_secs(120));
+
+    // The validator answers readyz 200 once started: ready.
+    backend
+        .wait_ready(&ctx, "validator", Duration::from_secs(90))
+        .unwrap();
+    let v = component(&backend, "validator");
+    assert!(v.ready, "{v:?}");
+    assert_eq!(v.detail, "service validator: running, readyz 200");
+
+    // Running, no healthcheck, gRPC health NOT_SERVING at its container address: not ready.
+    let ip = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        "label=com.docker.compose.service=participant",
+    ]);
+    let ip = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &ip,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let p = loop {
+        let p = component(&backend, "participant");
+        if p.detail.contains("gRPC health NOT_SERVING") || Instant::now() > deadline {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(p.state, "running");
+    assert!(!p.ready, "{p:?}");
+    assert_eq!(
+        p.detail,
+        format!("service participant: running, participant at {ip}:5061: gRPC health NOT_SERVING")
+    );
+    let e = backend
+        .wait_ready(&ctx, "participant", Duration::from_secs(2))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gRPC health NOT_SERVING"), "{e}");
+
+    // The validator stops being ready while its container keeps running: readyz 503.
+    ureq::post(&format!("http://{listen}/sim/faults"))
+        .header("content-type", "application/json")
+        .send(r#"{"unhealthy": true}"#)
+        .unwrap();
+    let v = component(&backend, "validator");
+    assert!(!v.ready, "{v:?}");
+    assert_eq!(v.state, "running");
+    assert_eq!(v.detail, "service validator: running, readyz 503");
+}
