@@ -1,5 +1,7 @@
 //! Command line: `splice-sim --listen ADDR --pg-url URL [...]` runs a validator (optionally
-//! with an in-process SV); `splice-sim sv --listen ADDR --pg-url URL` runs only an SV.
+//! with an in-process SV); `splice-sim sv --listen ADDR --pg-url URL` runs only an SV;
+//! `splice-sim participant` runs the participant's gRPC health service (the participant
+//! stand-in of the compose tests), configured like the real participant container.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use crate::config::{
 };
 use crate::error::SimError;
 use crate::faults::Faults;
+use crate::participant::ParticipantConfig;
 
 /// A simulated Splice validator node (admin API, health, users, identities, data snapshots,
 /// SV-held balances) on real Postgres, for tests and demos that break it on purpose.
@@ -41,6 +44,52 @@ pub struct Cli {
 pub enum Command {
     /// Run only the simulated SV side (balances, participant-id registry).
     Sv(SvArgs),
+    /// Run the participant's gRPC health service (`grpc.health.v1.Health/Check`): SERVING
+    /// while its database answers. Reads the environment the real compose.yaml gives the
+    /// participant container.
+    Participant(ParticipantArgs),
+}
+
+/// Options of the participant stand-in: the `CANTON_PARTICIPANT_POSTGRES_*` variables of the
+/// real bundle's `participant` service.
+#[derive(Debug, Args)]
+pub struct ParticipantArgs {
+    /// Address of the gRPC health service (the participant's health port is 5061).
+    #[arg(long, default_value = "0.0.0.0:5061")]
+    pub listen: SocketAddr,
+    /// Postgres host.
+    #[arg(long, env = "CANTON_PARTICIPANT_POSTGRES_SERVER")]
+    pub db_server: String,
+    /// Postgres port.
+    #[arg(long, env = "CANTON_PARTICIPANT_POSTGRES_PORT", default_value_t = 5432)]
+    pub db_port: u16,
+    /// Postgres user.
+    #[arg(long, env = "CANTON_PARTICIPANT_POSTGRES_USER")]
+    pub db_user: String,
+    /// Postgres password (give it through the environment, not the command line).
+    #[arg(
+        long,
+        env = "CANTON_PARTICIPANT_POSTGRES_PASSWORD",
+        hide_env_values = true
+    )]
+    pub db_password: String,
+    /// The participant database (`participant-<migration id>`).
+    #[arg(long, env = "CANTON_PARTICIPANT_POSTGRES_DB")]
+    pub db_name: String,
+}
+
+impl ParticipantArgs {
+    /// The participant stand-in's configuration.
+    pub fn into_config(self) -> ParticipantConfig {
+        ParticipantConfig {
+            listen: self.listen,
+            db_server: self.db_server,
+            db_port: self.db_port,
+            db_user: self.db_user,
+            db_password: self.db_password,
+            db_name: self.db_name,
+        }
+    }
 }
 
 /// Options of the simulated SV.
@@ -258,6 +307,27 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(cli.command, Some(Command::Sv(_))));
+
+        let cli = Cli::try_parse_from([
+            "splice-sim",
+            "participant",
+            "--db-server",
+            "postgres-splice",
+            "--db-user",
+            "cnadmin",
+            "--db-password",
+            "supersafe",
+            "--db-name",
+            "participant-0",
+        ])
+        .unwrap();
+        let Some(Command::Participant(args)) = cli.command else {
+            panic!("not the participant subcommand");
+        };
+        let cfg = args.into_config();
+        assert_eq!(cfg.listen.port(), 5061);
+        assert_eq!(cfg.db_port, 5432);
+        assert!(!format!("{cfg:?}").contains("supersafe"));
 
         assert!(Cli::try_parse_from(["splice-sim", "--pg-url", "x"]).is_err());
         assert!(Cli::try_parse_from([

@@ -30,6 +30,7 @@ mod error;
 pub mod faults;
 mod http;
 pub mod identity;
+pub mod participant;
 pub mod snapshot;
 pub mod startup;
 pub mod store;
@@ -44,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{AuthConfig, SimConfig, StartMode, SvConfig};
 pub use error::SimError;
 pub use faults::{FaultHandle, Faults, FaultsPatch};
+pub use participant::{Participant, ParticipantConfig, RunningParticipant};
 pub use startup::NodeInfo;
 pub use sv::{RunningSv, Sv};
 

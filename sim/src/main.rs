@@ -1,9 +1,10 @@
-//! The `splice-sim` binary: parse flags, start a validator (or an SV), stop on SIGTERM/SIGINT.
+//! The `splice-sim` binary: parse flags, start a validator (or an SV, or a participant's
+//! health service), stop on SIGTERM/SIGINT.
 
 use anyhow::Context as _;
 use clap::Parser;
 use splice_sim::cli::{Cli, Command};
-use splice_sim::{Sim, Sv};
+use splice_sim::{Participant, Sim, Sv};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -31,6 +32,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("splice-sim sv listening on {}", sv.url());
             stop_on_signal(sv.cancel_token()).await?;
             sv.wait().await;
+        }
+        Some(Command::Participant(args)) => {
+            let p = Participant::start(args.into_config())
+                .await
+                .context("starting the participant's health service")?;
+            println!(
+                "splice-sim participant gRPC health listening on {}",
+                p.addr()
+            );
+            stop_on_signal(p.cancel_token()).await?;
+            p.wait().await;
         }
         None => {
             let cfg = cli.validator.into_config()?;

@@ -73,6 +73,20 @@ fn compose_example_parses_with_the_bundle_names_as_defaults() {
     // Unknown keys in [node.compose] are errors.
     let e = parse_err(&COMPOSE_EXAMPLE.replace("project = ", "projet = "));
     assert!(e.to_string().contains("projet"), "{e}");
+    // Readiness goes to the container addresses unless the commented table is used.
+    assert_eq!(
+        compose.readiness,
+        splice_dr_compose::ReadinessConfig::default()
+    );
+    let text = COMPOSE_EXAMPLE
+        .replace("# [node.compose.readiness]", "[node.compose.readiness]")
+        .replace("# validator_url", "validator_url");
+    let c = parse(&text, &origin()).expect("example with readiness parses");
+    let readiness = &c.nodes[0].compose.as_ref().expect("compose").readiness;
+    assert_eq!(
+        readiness.validator_url.as_deref(),
+        Some("http://wallet.localhost/api/validator/readyz")
+    );
 }
 
 #[test]

@@ -35,8 +35,8 @@ pub const UNSAFE_NO_AUTH_SECRET: &str = "unsafe";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorConfig {
-    /// Base URL of the validator app, e.g. `http://127.0.0.1:5003`; the client appends
-    /// `/api/validator`.
+    /// Base URL of the validator app, e.g. `http://wallet.localhost`; the client appends
+    /// `/api/validator` unless the URL already ends with it.
     pub url: String,
     /// Limit for one request, body included.
     #[serde(with = "super::duration", default = "default_timeout")]
@@ -296,21 +296,15 @@ fn check_http_url(
 }
 
 fn check_base_url(text: &str, path: &KeyPath, loc: &Locator<'_>) -> Result<(), ConfigError> {
-    let example = "e.g. url = \"http://127.0.0.1:5003\"";
+    let example = "e.g. url = \"http://wallet.localhost/api/validator\"";
     let url = check_http_url(text, path, loc).map_err(|e| e.with_hint(example))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(loc
             .error_at_value(path, "the base URL must not have a query or fragment")
             .with_hint(example));
     }
-    if url.path().trim_end_matches('/').ends_with("/api/validator") {
-        return Err(loc
-            .error_at_value(
-                path,
-                "give the base URL without /api/validator: splice-dr appends it",
-            )
-            .with_hint(example));
-    }
+    // A URL ending in /api/validator (the runbook's `http://wallet.localhost/api/validator`)
+    // is the API itself: the client takes it as it is instead of appending the prefix again.
     Ok(())
 }
 
@@ -555,7 +549,6 @@ mode = "self_signed"
             ("127.0.0.1:5003", "not"),
             ("ftp://h:21", "not an http(s) URL"),
             ("http://u:pw@h:5003", "contains credentials"),
-            ("http://h:5003/api/validator", "without /api/validator"),
             ("http://h:5003/?x=1", "query or fragment"),
         ] {
             let e = err(&format!(

@@ -115,15 +115,22 @@ impl ValidatorClient {
             )));
         }
         crate::tls::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
-            .user_agent(concat!("splice-dr/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("splice-dr/", env!("CARGO_PKG_VERSION")));
+        if let Some(host) = parsed.host_str().filter(|h| under_localhost(h)) {
+            // RFC 6761: names under .localhost are the loopback, without /etc/hosts. The
+            // compose bundle's nginx routes `wallet.localhost` to the validator by the Host
+            // header, which reqwest sends from the URL. Port 0: the URL's port is used.
+            builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        let http = builder
             .build()
             .map_err(|e| ValidatorError::Setup(chain(&e)))?;
         Ok(ValidatorClient {
             http,
-            url: cfg.url.trim_end_matches('/').to_string(),
+            url: base_url(&cfg.url),
             timeout: cfg.timeout,
             snapshot_timeout: cfg.snapshot_timeout,
             retries: cfg.retries,
@@ -531,6 +538,21 @@ impl ValidatorClient {
     }
 }
 
+/// The base URL the API prefix is appended to: the configured URL without a trailing `/`,
+/// and without `/api/validator` when it was given with it (the runbook's form).
+fn base_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    url.strip_suffix(API_PREFIX).unwrap_or(url).to_string()
+}
+
+/// Whether `host` is a name under `.localhost` (`wallet.localhost`), which RFC 6761 reserves
+/// for the loopback. `localhost` itself is left to the system's resolver.
+fn under_localhost(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host.strip_suffix(".localhost")
+        .is_some_and(|label| !label.is_empty())
+}
+
 /// `/api/validator/PATH`, as messages name endpoints.
 fn endpoint(path: &str) -> String {
     format!("{API_PREFIX}/{path}")
@@ -585,6 +607,35 @@ mod tests {
         assert_eq!(c.delay(4), Duration::from_millis(80));
         assert_eq!(c.delay(40), MAX_BACKOFF);
         assert!(format!("{c:?}").contains("<redacted>"));
+    }
+
+    #[test]
+    fn the_runbook_url_and_localhost_names_are_understood() {
+        for (url, base) in [
+            (
+                "http://wallet.localhost/api/validator",
+                "http://wallet.localhost",
+            ),
+            (
+                "http://wallet.localhost/api/validator/",
+                "http://wallet.localhost",
+            ),
+            ("https://h/prefix/api/validator", "https://h/prefix"),
+            ("http://127.0.0.1:5003/", "http://127.0.0.1:5003"),
+        ] {
+            assert_eq!(base_url(url), base, "{url}");
+            let c = ValidatorClient::from_config(&cfg(url, 0)).unwrap();
+            assert_eq!(c.url(), base);
+            assert_eq!(
+                c.endpoint_url("readyz"),
+                format!("{base}/api/validator/readyz")
+            );
+        }
+        assert!(under_localhost("wallet.localhost"));
+        assert!(under_localhost("Wallet.LOCALHOST."));
+        assert!(!under_localhost("localhost"));
+        assert!(!under_localhost(".localhost"));
+        assert!(!under_localhost("wallet.localhost.example.com"));
     }
 
     #[test]

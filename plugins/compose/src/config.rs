@@ -52,6 +52,43 @@ pub struct ComposeConfig {
     /// node with new settings (`start.sh -m … -M`, `-i … -P …`).
     #[serde(default)]
     pub bundle: Option<BundleConfig>,
+    /// Where the validator's `readyz` and the participant's gRPC health are asked.
+    #[serde(default)]
+    pub readiness: ReadinessConfig,
+}
+
+/// `[node.compose.readiness]`: where the applications are asked whether they are ready.
+/// The real bundle gives `validator` and `participant` no healthcheck, so a running
+/// container is never taken for a ready one; the defaults reach both on the compose
+/// network, which the daemon can route to when it runs on the Docker host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessConfig {
+    /// The validator's readiness URL (`http://` only) [default: the validator container's
+    /// address on its compose network, `http://IP:5003/api/validator/readyz`]. Through the
+    /// bundle's nginx: `http://wallet.localhost/api/validator/readyz` (`.localhost` names
+    /// are reached on the loopback, sent as the Host header).
+    #[serde(default)]
+    pub validator_url: Option<String>,
+    /// `host:port` of the participant's gRPC health service [default: the participant
+    /// container's address, port 5061]. Unused when the participant image has its own
+    /// healthcheck: then that decides.
+    #[serde(default)]
+    pub participant_address: Option<String>,
+}
+
+impl ReadinessConfig {
+    /// Refuses a URL or address that could never be asked, when the config loads.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(url) = &self.validator_url {
+            crate::probe::http_target(url).map_err(|e| format!("`readiness.validator_url` {e}"))?;
+        }
+        if let Some(addr) = &self.participant_address {
+            crate::probe::check_address(addr)
+                .map_err(|e| format!("`readiness.participant_address` {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Compose service names of the node's parts.
@@ -169,6 +206,7 @@ impl ComposeConfig {
             compress: splice_dr_pg_toolkit::dump::default_compress(),
             stop_timeout: default_stop_timeout(),
             bundle: None,
+            readiness: ReadinessConfig::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use splice_dr_pg_toolkit::toolkit::{verify_restored, ExecResult, Streams, Toolki
 use splice_dr_pg_toolkit::ConnSettings;
 use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo, OpContext};
 
-use crate::engine::{env_value, id_of};
+use crate::engine::{container_ip, env_value, id_of};
 use crate::exec;
 use crate::ComposeBackend;
 
@@ -32,20 +32,11 @@ impl ComposeBackend {
         let address = match &self.cfg.db_address {
             Some(a) => a.clone(),
             None => {
-                let ip = c
-                    .network_settings
-                    .as_ref()
-                    .and_then(|n| n.networks.as_ref())
-                    .and_then(|nets| {
-                        nets.values()
-                            .filter_map(|e| e.ip_address.clone())
-                            .find(|ip| !ip.is_empty())
-                    })
-                    .ok_or_else(|| {
-                        BackendError::Config(format!(
-                            "the {service} container has no network address; set `db_address`"
-                        ))
-                    })?;
+                let ip = container_ip(&c).ok_or_else(|| {
+                    BackendError::Config(format!(
+                        "the {service} container has no network address; set `db_address`"
+                    ))
+                })?;
                 format!("{ip}:5432")
             }
         };

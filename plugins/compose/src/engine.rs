@@ -189,6 +189,18 @@ pub fn env_value(c: &ContainerInspectResponse, key: &str) -> Option<String> {
         .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
 }
 
+/// The container's address on its (first) compose network, if it has one: where the
+/// daemon reaches Postgres, `readyz` and the gRPC health by default.
+pub fn container_ip(c: &ContainerInspectResponse) -> Option<String> {
+    c.network_settings
+        .as_ref()?
+        .networks
+        .as_ref()?
+        .values()
+        .filter_map(|e| e.ip_address.clone())
+        .find(|ip| !ip.is_empty())
+}
+
 /// Name of the volume mounted at `dest` in a container.
 pub fn volume_at(c: &ContainerInspectResponse, dest: &str) -> Option<String> {
     c.mounts.as_ref()?.iter().find_map(|m| {

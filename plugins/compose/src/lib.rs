@@ -12,6 +12,8 @@ pub mod config;
 pub mod database;
 pub mod engine;
 pub mod exec;
+pub mod grpc_health;
+pub mod probe;
 pub mod staging;
 pub mod storage;
 
@@ -27,7 +29,7 @@ use splice_dr_plugin_api::{
     WorkloadCapabilities, Workloads,
 };
 
-pub use config::{BundleConfig, ComposeConfig};
+pub use config::{BundleConfig, ComposeConfig, ReadinessConfig};
 use engine::{env_value, volume_at, Engine};
 
 /// Where the postgres service keeps its data.
@@ -63,6 +65,7 @@ impl ComposeBackend {
             return Err(BackendError::Config("`project` must not be empty".into()));
         }
         splice_dr_pg_toolkit::dump::check_compress(cfg.compress)?;
+        cfg.readiness.check().map_err(BackendError::Config)?;
         if let Some(f) = &cfg.password_file {
             std::fs::metadata(f).map_err(|e| {
                 BackendError::Config(format!(
