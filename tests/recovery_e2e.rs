@@ -418,6 +418,10 @@ fn a_new_host_reonboards_from_the_first_hosts_offsite_backup() {
         .next()
         .unwrap()
         .to_string();
+    // The operator keeps the age key off the node.
+    let safe = tempfile::tempdir().unwrap();
+    let saved_key = safe.path().join("identity.key");
+    std::fs::copy(&key_file, &saved_key).unwrap();
     // The first host is lost: its node is down, its machine (state, local repository) gone.
     let out = old.stop_sh();
     assert!(out.status.success(), "stop.sh: {}", text(&out));
@@ -429,7 +433,7 @@ fn a_new_host_reonboards_from_the_first_hosts_offsite_backup() {
     let (new_config, _, _) = validator_site(&new, new_site.path());
     with_offsite(&new_config);
     let kept_key = new_site.path().join("identity.key");
-    std::fs::copy(&key_file, &kept_key).unwrap();
+    std::fs::copy(&saved_key, &kept_key).unwrap();
     let key = format!("identity_key={}", kept_key.display());
     let backup_param = format!("backup={id}");
 

@@ -314,6 +314,9 @@ fn register_identities(engine: &mut Engine) {
             "identities_file",
             |b: &mut BackupsApi, backup: &str, key: &str, uid: i64| -> RResult<String> {
                 let env = b.0.clone();
+                // A new host has the backup only off-site: fetched (checksums checked) first.
+                let backup = env.local_manifest(backup)?.id;
+                let backup = backup.as_str();
                 let label = format!("decrypt the identities dump of backup {backup}");
                 let out = env.in_step(&label, StepKind::Forward, |_ctx| {
                     decrypt_identities(&env, backup, Path::new(key), uid)
