@@ -47,6 +47,9 @@ pub struct NodeFacts {
     pub configured_participant_ids: Vec<String>,
     /// The site's drill sanity queries (`[[node.drill_check]]`).
     pub drill_checks: Vec<crate::config::DrillCheckConfig>,
+    /// The participant database the node's apps use, where the config names it (see
+    /// [`crate::config::NodeConfig::participant_db`]); a restore checks it.
+    pub participant_db: Option<String>,
 }
 
 /// Everything one run's script can reach.
@@ -609,6 +612,7 @@ fn register_backups(engine: &mut Engine) {
                     migration_id,
                     participant: participant.as_deref(),
                     max_age: env.node.max_age,
+                    participant_db: env.node.participant_db.as_deref(),
                 };
                 let mut objections = restore_objections(&m, &into, chrono::Utc::now());
                 objections.extend(untrusted_objection(env, &m));

@@ -88,11 +88,7 @@ impl ComposeBackend {
     pub fn db_for_role(&self, role: &str) -> Result<String, BackendError> {
         match role {
             "validator" => Ok(self.cfg.validator_db.clone()),
-            "participant" => Ok(self
-                .cfg
-                .participant_db
-                .clone()
-                .unwrap_or_else(|| format!("participant-{}", self.migration_id))),
+            "participant" => Ok(self.cfg.participant_db(self.migration_id)),
             other => Err(BackendError::NotFound(format!(
                 "database role `{other}` (known: validator, participant)"
             ))),

@@ -78,10 +78,7 @@ impl K8sBackend {
                 BackendError::Config(format!("`kubeconfig` {} cannot be read: {e}", k.display()))
             })?;
         }
-        let participant_db = cfg
-            .participant_db
-            .clone()
-            .unwrap_or_else(|| format!("participant_{migration_id}"));
+        let participant_db = cfg.participant_db(migration_id);
         let pg_cfg: PostgresConfig = serde_json::from_value(serde_json::json!({
             "url": cfg.sql_url(),
             "password_file": cfg.password_file,
