@@ -690,16 +690,6 @@ fn register_validator(engine: &mut Engine) {
         .register_fn("users", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.users().await }))?)
         })
-        .register_fn(
-            "recorded_users",
-            |v: &mut ValidatorApi| -> RResult<Dynamic> {
-                // `()` when the daemon never read the list: scripts test it with `== ()`.
-                match crate::users::load(&v.0.node.state_dir, &v.0.node.name) {
-                    Some(r) => to_dyn(&r),
-                    None => Ok(Dynamic::UNIT),
-                }
-            },
-        )
         .register_fn("balance", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.balance().await }))?)
         })
@@ -712,24 +702,6 @@ fn register_validator(engine: &mut Engine) {
                 to_dyn(&v.0.call_validator(move |c| {
                     Box::pin(async move { c.data_snapshot(&ts, id, true).await })
                 })?)
-            },
-        )
-        .register_fn(
-            "onboard_user",
-            |v: &mut ValidatorApi, name: &str, party: &str| -> RResult<String> {
-                let env = v.0.clone();
-                let label = format!("onboard user {name}");
-                let (name, party) = (name.to_string(), party.to_string());
-                let result = env.in_step(&label, StepKind::Forward, |_ctx| {
-                    env.call_validator(move |c| {
-                        Box::pin(async move {
-                            let party = (!party.is_empty()).then_some(party);
-                            c.onboard_user(&name, party.as_deref()).await
-                        })
-                    })
-                    .map_err(|e| BackendError::Plugin(e.to_string()))
-                })?;
-                Ok(result)
             },
         );
 }
@@ -805,6 +777,7 @@ pub fn execute(
     super::host_recovery::register(&mut engine);
     super::host_offsite::register(&mut engine);
     super::host_drill::register(&mut engine);
+    super::host_users::register(&mut engine);
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);
