@@ -246,6 +246,7 @@ impl BackendInfo for ComposeBackend {
             workloads: WorkloadCapabilities {
                 exec: true,
                 values_persist: false,
+                redeploy_unavailable: None,
             },
         }
     }

@@ -260,6 +260,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_release_without_a_chart_makes_redeploys_unavailable() {
+        let mut c = K8sConfig::default();
+        let why = c.missing_chart().expect("no charts");
+        assert!(
+            why.contains("release `validator` has no chart")
+                && why.contains("[node.k8s.releases.validator]"),
+            "{why}"
+        );
+        c.releases.validator.chart = Some("oci://x/splice-validator".into());
+        let why = c.missing_chart().expect("participant has none");
+        assert!(why.contains("[node.k8s.releases.participant]"), "{why}");
+        c.releases.participant.chart = Some("oci://x/splice-participant".into());
+        assert_eq!(c.missing_chart(), None);
+    }
+
+    #[test]
     fn an_empty_table_gives_the_helm_charts_names() {
         let c: K8sConfig = serde_json::from_str("{}").expect("parses");
         assert_eq!(c, K8sConfig::default());

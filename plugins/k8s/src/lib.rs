@@ -253,6 +253,7 @@ impl BackendInfo for K8sBackend {
             workloads: WorkloadCapabilities {
                 exec: true,
                 values_persist: true,
+                redeploy_unavailable: self.cfg.missing_chart(),
             },
         }
     }
@@ -358,6 +359,9 @@ impl Workloads for K8sBackend {
             return self.restart_apps(ctx, wait);
         }
         let dir = self.overlay_dir();
+        // Every release's upgrade is prepared before the first runs: a release that cannot
+        // be upgraded (no chart) never leaves the other one upgraded alone.
+        let mut upgrades = Vec::new();
         for o in &overlays {
             let path = values::write_overlay(&dir, o)?;
             ctx.info(format!(
@@ -366,8 +370,10 @@ impl Workloads for K8sBackend {
                 path.display(),
                 o.values
             ));
-            let args = values::helm_args(&self.cfg, o, &path, wait)?;
-            values::run_helm(ctx, &self.cfg.helm, &args, &path)?;
+            upgrades.push((values::helm_args(&self.cfg, o, &path, wait)?, path));
+        }
+        for (args, path) in &upgrades {
+            values::run_helm(ctx, &self.cfg.helm, args, path)?;
         }
         self.start_apps(ctx, wait)
     }
