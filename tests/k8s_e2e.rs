@@ -67,8 +67,8 @@ impl K8sSite {
              db_url = \"postgresql://{user}@{host}:{port}/postgres\"\npassword_file = \"pg-password\"\n\
              db_user = \"{user}\"\nvalidator_db = \"{validator_db}\"\nparticipant_db = \"{participant_db}\"\n\
              scale_timeout = 20\n\n\
-             [node.k8s.releases.validator]\nname = \"validator\"\nchart = \"oci://charts.example/splice-validator\"\n\n\
-             [node.k8s.releases.participant]\nname = \"participant\"\nchart = \"oci://charts.example/splice-participant\"\n\
+             [node.k8s.releases.validator]\nname = \"validator\"\nchart = \"oci://charts.example/splice-validator\"\nversion = \"0.4.15\"\n\n\
+             [node.k8s.releases.participant]\nname = \"participant\"\nchart = \"oci://charts.example/splice-participant\"\nversion = \"0.4.15\"\n\
              {extra_node}\n",
             user = u.user,
             host = u.host,
@@ -325,7 +325,7 @@ fn reonboard_creates_the_bootstrap_secret_and_applies_the_overlay_with_helm() {
     site.backup();
     let before = dbs.fingerprint();
     let ids = site.path("identities.json");
-    let dump = r#"{"id":"hint-1::1220abcd","keys":[{"name":"k","key":"c2VjcmV0"}],"authorizedStoreSnapshot":"AA=="}"#;
+    let dump = r#"{"id":"hint-1::1220abcd","keys":[{"name":"k","keyPair":"c2VjcmV0"}],"authorizedStoreSnapshot":"AA=="}"#;
     std::fs::write(&ids, dump).unwrap();
     site.fake.clear_seen();
 
@@ -387,7 +387,7 @@ fn reonboard_creates_the_bootstrap_secret_and_applies_the_overlay_with_helm() {
     // helm upgrade of the validator release with --reuse-values and the overlay.
     let args = site.helm_args();
     assert!(
-        args.contains("upgrade validator oci://charts.example/splice-validator --namespace validator --reuse-values -f"),
+        args.contains("upgrade validator oci://charts.example/splice-validator --namespace validator --reuse-values --version 0.4.15 -f"),
         "{args}"
     );
     let values: Value = serde_json::from_str(site.helm_values().trim()).expect("overlay JSON");
@@ -409,9 +409,34 @@ fn reonboard_creates_the_bootstrap_secret_and_applies_the_overlay_with_helm() {
         "{journal}"
     );
 
+    // The file's own participant id is recorded as used, so no re-onboard chooses it.
+    let registry =
+        std::fs::read_to_string(site.path("state/participants/validator-1.json")).unwrap();
+    assert!(
+        registry.contains(&format!(
+            "\"source\": \"identities file {}\"",
+            ids.display()
+        )),
+        "{registry}"
+    );
+
     // A second re-onboard replaces the Secret's data (update, not a second create).
-    std::fs::write(&ids, r#"{"id":"second"}"#).unwrap();
-    let out = site.cli(&[
+    let second = r#"{"id":"hint-1::1220abcd","keys":[{"name":"k2","keyPair":"b3RoZXI="}],"authorizedStoreSnapshot":"AQ=="}"#;
+    std::fs::write(&ids, second).unwrap();
+    let out = reonboard_from_file(&site, &ids);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        site.fake
+            .secret("participant-bootstrap-dump", "content")
+            .as_deref(),
+        Some(second.as_bytes())
+    );
+    assert!(site.actions().contains(&"secret PUT true".to_string()));
+}
+
+/// `run reonboard` from an identities file with party hint `hint`.
+fn reonboard_from_file(site: &K8sSite, ids: &Path) -> Output {
+    site.cli(&[
         "run",
         "reonboard",
         "--param",
@@ -419,15 +444,54 @@ fn reonboard_creates_the_bootstrap_secret_and_applies_the_overlay_with_helm() {
         "--param",
         "party_hint=hint",
         "--yes",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        site.fake
-            .secret("participant-bootstrap-dump", "content")
-            .as_deref(),
-        Some(&br#"{"id":"second"}"#[..])
+    ])
+}
+
+/// A well-formed identities dump for the k8s re-onboard tests (no validator API here, so
+/// no party to compare its namespace with).
+const VALID_DUMP: &str = r#"{"id":"hint-1::1220abcd","keys":[{"name":"k","keyPair":"c2VjcmV0"}],"authorizedStoreSnapshot":"AA=="}"#;
+
+/// A node whose helm releases have no chart reference (valid config: backups and restores
+/// run no helm) is not re-onboarded: the flow refuses before stopping anything, burning
+/// an id or setting the databases aside, instead of failing at `helm upgrade` on an
+/// emptied node.
+#[test]
+fn reonboard_without_a_chart_refuses_before_anything_changes() {
+    let dbs = NodeDbs::create("k8snochart", 10);
+    let site = K8sSite::new(&dbs.validator, &dbs.participant, "");
+    let chartless: String = std::fs::read_to_string(&site.config)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("chart = ") && !l.starts_with("version = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&site.config, chartless).unwrap();
+    site.backup();
+    let before = dbs.fingerprint();
+    let ids = site.path("identities.json");
+    std::fs::write(&ids, VALID_DUMP).unwrap();
+    site.fake.clear_seen();
+    let out = reonboard_from_file(&site, &ids);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be re-onboarded")
+            && err.contains("has no chart reference")
+            && err.contains("[node.k8s.releases.validator]")
+            && err.contains("nothing was changed"),
+        "{err}"
     );
-    assert!(site.actions().contains(&"secret PUT true".to_string()));
+    let a = site.actions();
+    assert!(
+        !a.iter()
+            .any(|x| x.starts_with("scale") || x.starts_with("secret")),
+        "nothing stopped or written: {a:?}"
+    );
+    assert_eq!(dbs.fingerprint(), before, "the databases are untouched");
+    assert!(site.helm_args().is_empty(), "helm never ran");
+    let registry = std::fs::read_to_string(site.path("state/participants/validator-1.json"))
+        .unwrap_or_default();
+    assert!(!registry.contains("hint-2"), "no id burned: {registry}");
 }
 
 #[test]
@@ -441,16 +505,8 @@ fn a_missing_helm_is_a_clear_error_and_the_overlay_is_kept() {
     std::fs::write(&site.config, text_cfg).unwrap();
     site.backup();
     let ids = site.path("identities.json");
-    std::fs::write(&ids, "{}").unwrap();
-    let out = site.cli(&[
-        "run",
-        "reonboard",
-        "--param",
-        &format!("identities_file={}", ids.display()),
-        "--param",
-        "party_hint=hint",
-        "--yes",
-    ]);
+    std::fs::write(&ids, VALID_DUMP).unwrap();
+    let out = reonboard_from_file(&site, &ids);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

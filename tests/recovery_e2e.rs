@@ -15,6 +15,7 @@ use common::*;
 use compose::{ago, backup, cli as cli_at, cli_restarting, last_run, validator_site, ComposeNode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sim::site_cli as cli;
 use sim::*;
 use splice_dr_protocol::{RunDetail, RunState, RunSummary};
 use std::process::Command;
@@ -35,14 +36,6 @@ fn site_for(node: &splice_sim::RunningSim, extra_daemon: &str) -> Site {
         &format!("identities_recipients = [\"{}\"]", key.to_public()),
         &validator,
     )
-}
-
-async fn cli(site: &Site, args: &[&str]) -> std::process::Output {
-    let mut cmd = site.cmd();
-    cmd.args(args);
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,6 +99,79 @@ async fn users_onboarded_after_the_backup_come_back_after_a_restore() {
     );
     assert_eq!(report.dropped.as_ref().map(Vec::len), Some(2), "{report:?}");
     assert!(report.rpo.is_some() && report.rto.is_some(), "{report:?}");
+    node.shutdown().await;
+}
+
+/// After a restore the users are as they were just before it: a user onboarded after the
+/// backup through `onboard_user` comes back with its own party id (recorded from the
+/// validator's answer), one onboarded behind splice-dr's back comes back without (and the
+/// log says so), and a user offboarded after the backup is offboarded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_come_back_with_their_recorded_parties_and_offboarded_ones_stay_gone() {
+    let dbs = SimDbs::new("userparty");
+    let node = dbs.start().await;
+    let client = sim_client(&node);
+    client.onboard_user("alice", None).await.unwrap();
+    client.onboard_user("dave", None).await.unwrap();
+    let site = site_for(&node, "");
+    let out = cli(&site, &["backup"]).await;
+    assert!(out.status.success(), "backup: {}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // After the backup: dave leaves, bob joins with a party of his own (through
+    // splice-dr, which records it), carol joins behind splice-dr's back.
+    client.offboard_user("dave").await.unwrap();
+    let fingerprint = node.info().party_id.split_once("::").unwrap().1.to_string();
+    let bobs = format!("bob-external::{fingerprint}");
+    let out = cli(
+        &site,
+        &[
+            "--json",
+            "run",
+            "onboard_user",
+            "--param",
+            "name=bob",
+            "--param",
+            &format!("party_id={bobs}"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "onboard_user: {}", text(&out));
+    assert_eq!(flow_result(&out)["party_id"], bobs.as_str());
+    let carol = client.onboard_user("carol", None).await.unwrap();
+
+    let out = cli(&site, &["--json", "restore", "--backup", &id, "--yes"]).await;
+    assert!(out.status.success(), "restore: {}", text(&out));
+    let result = flow_result(&out);
+    assert_eq!(
+        result["reonboarded_users"],
+        serde_json::json!(["bob", "carol"]),
+        "{result}"
+    );
+    assert_eq!(
+        result["offboarded_users"],
+        serde_json::json!(["dave"]),
+        "{result}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no party id is recorded for user carol"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "re-onboarding user bob with its recorded party {bobs}"
+        )),
+        "{err}"
+    );
+
+    let mut users = client.users().await.unwrap();
+    users.sort();
+    assert_eq!(users, ["administrator", "alice", "bob", "carol"]);
+    // bob has his own party again (the validator refuses another party for a known user),
+    // carol the one derived from her name.
+    assert_eq!(client.onboard_user("bob", Some(&bobs)).await.unwrap(), bobs);
+    assert_eq!(client.onboard_user("carol", None).await.unwrap(), carol);
     node.shutdown().await;
 }
 

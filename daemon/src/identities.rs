@@ -49,6 +49,61 @@ pub fn validate_dump(bytes: &[u8]) -> Result<String, IdentitiesError> {
         .map_err(IdentitiesError::Invalid)
 }
 
+/// The largest identities dump file a re-onboard reads: a dump holds a few keys and the
+/// participant's authorized topology store, megabytes at most; anything far larger is not one.
+pub const MAX_DUMP_FILE: u64 = 64 * 1024 * 1024;
+
+/// The namespace fingerprint of a participant uid or party id: `1220ab…` in
+/// `acme-1::1220ab…`, `PAR::acme-1::1220ab…` or `alice::1220ab…`.
+fn namespace_of(uid: &str) -> Option<&str> {
+    let rest = uid.strip_prefix("PAR::").unwrap_or(uid);
+    rest.split_once("::")
+        .map(|(_, ns)| ns)
+        .filter(|ns| !ns.is_empty())
+}
+
+/// Checks an identities dump file handed to a re-onboard (`params.identities_file`) before
+/// anything is changed: a readable regular file of sane size holding a Splice
+/// `NodeIdentitiesDump` ([`validate_dump`]'s rules) and, when the validator party is known,
+/// the keys of that party's namespace (a node's validator party lives in its participant's
+/// namespace; a dump of another node would bring up another party). Returns the dump's
+/// participant uid.
+pub fn check_dump_file(
+    path: &Path,
+    validator_party: Option<&str>,
+) -> Result<String, IdentitiesError> {
+    let bad = |message: String| IdentitiesError::Io {
+        path: path.display().to_string(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    if !meta.is_file() {
+        return Err(bad("is not a regular file".into()));
+    }
+    if meta.len() > MAX_DUMP_FILE {
+        return Err(bad(format!(
+            "is {} bytes, more than an identities dump can be ({MAX_DUMP_FILE})",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_DUMP_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let dump = crate::validator::parse_identities(&bytes)
+        .map_err(|e| bad(format!("is not a Splice NodeIdentitiesDump: {e}")))?;
+    if let (Some(party), Some(ns)) = (validator_party, namespace_of(&dump.id)) {
+        if namespace_of(party).is_some_and(|p| p != ns) {
+            return Err(bad(format!(
+                "holds the identities of participant {}, whose namespace is not the one of \
+                 the backup's validator party {party}: it is another node's dump",
+                dump.id
+            )));
+        }
+    }
+    Ok(dump.id)
+}
+
 /// Parses age recipients (`age1…`).
 pub fn parse_recipients(list: &[String]) -> Result<Vec<age::x25519::Recipient>, IdentitiesError> {
     if list.is_empty() {
@@ -127,6 +182,42 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     const DUMP: &str = r#"{"id":"participant::1220ab","keys":[{"keyPair":"abc","name":"k1"}],"authorizedStoreSnapshot":"c25hcA==","version":"0.4.15"}"#;
+
+    #[test]
+    fn a_dump_file_is_checked_for_shape_size_and_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("ids.json");
+        std::fs::write(&good, DUMP).unwrap();
+        assert_eq!(
+            check_dump_file(&good, Some("acme::1220ab")).unwrap(),
+            "participant::1220ab"
+        );
+        assert_eq!(check_dump_file(&good, None).unwrap(), "participant::1220ab");
+        let e = check_dump_file(&good, Some("acme::1220ff"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ids.json") && e.contains("another node"), "{e}");
+        let garbage = dir.path().join("garbage.json");
+        std::fs::write(&garbage, b"{\"id\":\"x::1\",\"keys\":[]}").unwrap();
+        let e = check_dump_file(&garbage, None).unwrap_err().to_string();
+        assert!(
+            e.contains("garbage.json") && e.contains("NodeIdentitiesDump") && e.contains("`keys`"),
+            "{e}"
+        );
+        let e = check_dump_file(dir.path(), None).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = check_dump_file(&dir.path().join("missing"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be read"), "{e}");
+        let big = dir.path().join("big.json");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_DUMP_FILE + 1)
+            .unwrap();
+        let e = check_dump_file(&big, None).unwrap_err().to_string();
+        assert!(e.contains("more than an identities dump"), "{e}");
+    }
 
     #[test]
     fn validation_names_the_missing_field() {

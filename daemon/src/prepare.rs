@@ -162,6 +162,7 @@ pub fn rebuild_nodes(
             state_dir: config.daemon.state_dir.clone(),
             configured_participant_ids: node.configured_participant_ids(),
             drill_checks: node.drill_checks.clone(),
+            participant_db: node.participant_db(),
         };
         nodes.insert(
             node.name.clone(),

@@ -81,6 +81,21 @@ pub fn validator_config(url: &str, auth: ValidatorAuth) -> ValidatorConfig {
     }
 }
 
+/// A validator client for a simulated node, with the compose no-auth credentials.
+pub fn sim_client(node: &RunningSim) -> splice_dr::validator::ValidatorClient {
+    splice_dr::validator::ValidatorClient::from_config(&validator_config(&node.url(), no_auth()))
+        .unwrap()
+}
+
+/// Runs a site's real binary off the async runtime (the simulated node answers on it).
+pub async fn site_cli(site: &super::common::Site, args: &[&str]) -> std::process::Output {
+    let mut cmd = site.cmd();
+    cmd.args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
 /// The compose no-auth credentials: HS256 with the inline secret `unsafe`.
 pub fn no_auth() -> ValidatorAuth {
     ValidatorAuth::SelfSigned(SelfSignedAuth {

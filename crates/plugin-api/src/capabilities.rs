@@ -92,6 +92,11 @@ pub struct WorkloadCapabilities {
     /// again; where each start gets its values anew (compose flags, a restart command),
     /// nothing stays behind.
     pub values_persist: bool,
+    /// Why [`crate::Workloads::set_values`] cannot apply new start values with the backend's
+    /// settings (a helm release without a chart reference): flows that restart the node
+    /// with new values (a re-onboard, a network DR) refuse before changing anything,
+    /// instead of failing after the node was stopped. `None` when it can.
+    pub redeploy_unavailable: Option<String>,
 }
 
 impl Capabilities {

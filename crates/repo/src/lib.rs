@@ -607,6 +607,10 @@ pub struct RunningNode<'a> {
     pub participant: Option<&'a str>,
     /// `repository.max_age`: older backups are past the sequencers' pruning window.
     pub max_age: Duration,
+    /// The participant database the node's apps will use, where the deployment names it
+    /// (compose: `participant-<migration id>`; helm: `participant_<migration id>`; bare
+    /// Postgres: the configured name); `None` where only a plugin knows.
+    pub participant_db: Option<&'a str>,
 }
 
 /// Reasons a verified backup must still not be restored without `--force`
@@ -642,6 +646,7 @@ pub fn restore_objections(
         ));
     }
     out.extend(identity_objection(manifest, into.participant));
+    out.extend(database_objections(manifest, into));
     if manifest.dump("validator").is_none() || manifest.dump("participant").is_none() {
         out.push(format!(
             "backup {} lacks a validator or participant dump",
@@ -665,6 +670,63 @@ fn identity_objection(manifest: &Manifest, current: Option<&str>) -> Option<Stri
             manifest.id
         )
     })
+}
+
+/// The migration id a Splice participant database name carries: `3` in `participant-3`
+/// (compose's `participant-${MIGRATION_ID}`) or `participant_3` (the helm charts);
+/// `Some("")` for `participant-` (compose with `MIGRATION_ID` unset); `None` for a name of
+/// another form (a bare-Postgres site's own name), which carries no migration id.
+fn migration_suffix(database: &str) -> Option<&str> {
+    database
+        .strip_prefix("participant-")
+        .or_else(|| database.strip_prefix("participant_"))
+}
+
+/// The participant database a restore would fill: it must be the one of the migration the
+/// node runs (Splice names it `participant-<migration id>`; a wrong or unset
+/// `MIGRATION_ID` starts the participant on another, or an empty, database, and the restored
+/// data is never used), and the backup's participant dump must come from that database.
+fn database_objections(manifest: &Manifest, into: &RunningNode<'_>) -> Vec<String> {
+    let Some(target) = into.participant_db else {
+        return Vec::new();
+    };
+    let running = into.migration_id;
+    let mut out = Vec::new();
+    match migration_suffix(target) {
+        Some("") => out.push(format!(
+            "node {} would use participant database `{target}`, which names no migration id \
+             (MIGRATION_ID unset): the node runs migration {running}, so its database is \
+             `participant-{running}`; set migration_id = {running} in the node's config (and \
+             MIGRATION_ID={running} in the bundle's .env)",
+            into.name
+        )),
+        Some(suffix) if suffix != running.to_string() => {
+            let sep = if target.starts_with("participant_") {
+                '_'
+            } else {
+                '-'
+            };
+            out.push(format!(
+                "node {} would use participant database `{target}`, but it runs migration \
+                 {running}, whose database is `participant{sep}{running}`: set migration_id = \
+                 {running} in the node's config (or fix its participant_db)",
+                into.name
+            ))
+        }
+        _ => {}
+    }
+    if let Some(dump) = manifest.dump("participant") {
+        let from = &dump.info.database;
+        if from != target {
+            out.push(format!(
+                "backup {}'s participant dump was taken from database `{from}`, but the node \
+                 uses `{target}`: the dump belongs to another migration or deployment; restore \
+                 a backup taken from `{target}`",
+                manifest.id
+            ));
+        }
+    }
+    out
 }
 
 /// A backup being written. Dropping it without sealing (a failed backup) removes its
@@ -913,6 +975,7 @@ mod tests {
             migration_id: 0,
             participant: None,
             max_age: 30 * day,
+            participant_db: None,
         };
         assert!(restore_objections(&m, &into, Utc::now()).is_empty());
         let later = Utc::now() + chrono::Duration::days(31);
@@ -935,6 +998,7 @@ mod tests {
             migration_id: 0,
             participant: Some("acme-2"),
             max_age: Duration::from_secs(86_400),
+            participant_db: None,
         };
         assert!(
             restore_objections(&m, &into, Utc::now()).is_empty(),
@@ -960,6 +1024,87 @@ mod tests {
         };
         m.identities.as_mut().unwrap().participant_id = "acme::1220ab".into();
         assert!(restore_objections(&m, &original, Utc::now()).is_empty());
+    }
+
+    /// The database a restore fills must be `participant-<running migration id>` (compose)
+    /// or `participant_<id>` (helm), and the backup's participant dump must come from it.
+    #[test]
+    fn the_participant_database_must_be_the_running_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let mut m = sealed(&repo);
+        m.dumps
+            .iter_mut()
+            .filter(|d| d.info.role == "participant")
+            .for_each(|d| d.info.database = "participant-1".into());
+        m.migration_id = 1;
+        let into = RunningNode {
+            name: "n1",
+            migration_id: 1,
+            participant: None,
+            max_age: Duration::from_secs(86_400),
+            participant_db: Some("participant-1"),
+        };
+        assert!(restore_objections(&m, &into, Utc::now()).is_empty());
+
+        // MIGRATION_ID unset: compose would create and use `participant-`.
+        let unset = RunningNode {
+            participant_db: Some("participant-"),
+            ..into
+        };
+        let o = restore_objections(&m, &unset, Utc::now());
+        assert_eq!(o.len(), 2, "{o:?}");
+        assert!(o[0].contains("MIGRATION_ID unset"), "{}", o[0]);
+        assert!(o[0].contains("`participant-1`"), "{}", o[0]);
+        assert!(
+            o[1].contains("taken from database `participant-1`"),
+            "{}",
+            o[1]
+        );
+
+        // The config still names migration 0 after a network DR moved the node to 1.
+        let stale = RunningNode {
+            participant_db: Some("participant_0"),
+            ..into
+        };
+        let o = restore_objections(&m, &stale, Utc::now());
+        assert_eq!(o.len(), 2, "{o:?}");
+        assert!(
+            o[0].contains("`participant_0`") && o[0].contains("`participant_1`"),
+            "{}",
+            o[0]
+        );
+        assert!(o[0].contains("set migration_id = 1"), "{}", o[0]);
+
+        // A backup dumped from another database than the one the node uses.
+        m.dumps
+            .iter_mut()
+            .filter(|d| d.info.role == "participant")
+            .for_each(|d| d.info.database = "participant-0".into());
+        let o = restore_objections(&m, &into, Utc::now());
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert!(
+            o[0].contains("`participant-0`") && o[0].contains("uses `participant-1`"),
+            "{}",
+            o[0]
+        );
+
+        // A site's own name carries no migration id: only the dump's origin is compared.
+        let own = RunningNode {
+            participant_db: Some("acme_ledger"),
+            ..into
+        };
+        m.dumps
+            .iter_mut()
+            .filter(|d| d.info.role == "participant")
+            .for_each(|d| d.info.database = "acme_ledger".into());
+        assert!(restore_objections(&m, &own, Utc::now()).is_empty());
+        // Where only a plugin knows the name, nothing is claimed.
+        let unknown = RunningNode {
+            participant_db: None,
+            ..into
+        };
+        assert!(restore_objections(&m, &unknown, Utc::now()).is_empty());
     }
 
     #[test]

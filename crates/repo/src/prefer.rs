@@ -141,6 +141,7 @@ mod tests {
             migration_id: 0,
             participant: None,
             max_age: 30 * DAY,
+            participant_db: None,
         }
     }
 

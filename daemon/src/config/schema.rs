@@ -284,6 +284,26 @@ impl NodeConfig {
             .map(|c| c.configured_participant_ids())
             .unwrap_or_default()
     }
+
+    /// The participant database the node's apps use, as its backend names it: compose
+    /// `participant-<migration_id>`, helm `participant_<migration_id>` (or their
+    /// `participant_db`), bare Postgres its `participant_db`; `None` for a plugin, whose
+    /// naming only it knows. The config's migration id, which is what the backend restores
+    /// into: a restore compares it with the migration the node runs.
+    pub fn participant_db(&self) -> Option<String> {
+        match self.backend {
+            BackendKind::Postgres => self.postgres.as_ref().map(|p| p.participant_db.clone()),
+            BackendKind::Compose => self
+                .compose
+                .as_ref()
+                .map(|c| c.participant_db(self.migration_id)),
+            BackendKind::K8s => self
+                .k8s
+                .as_ref()
+                .map(|k| k.participant_db(self.migration_id)),
+            BackendKind::Plugin => None,
+        }
+    }
 }
 
 impl fmt::Debug for NodeConfig {

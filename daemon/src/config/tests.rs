@@ -747,6 +747,47 @@ fn the_k8s_deployment_config_parses_with_the_helm_names_and_leader_election() {
     assert!(e.to_string().contains("renew_interval"), "{e}");
 }
 
+/// A release the flows upgrade must pin its chart version: `helm upgrade` without
+/// `--version` would install the newest chart on a restart or a re-onboard.
+#[test]
+fn a_helm_chart_without_a_version_is_a_config_error_at_the_chart_line() {
+    let text = k8s_configmap_toml();
+    let unpinned = text.replacen("version = \"0.4.15\"\n", "", 1);
+    assert_ne!(text, unpinned);
+    let e = parse_err(&unpinned);
+    let line = unpinned
+        .lines()
+        .position(|l| l.contains("helm/splice-validator"))
+        .expect("the validator chart line")
+        + 1;
+    assert_at(&e, line, 9, "node[0].k8s.releases.validator.chart");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("release `validator` has a chart but no version")
+            && msg.contains("version = ")
+            && msg.contains("helm list -n validator"),
+        "{msg}"
+    );
+    let e = parse_err(&text.replacen("version = \"0.4.15\"", "version = \" \"", 2));
+    assert!(
+        e.to_string().contains("version is empty")
+            && e.key.as_deref() == Some("node[0].k8s.releases.validator.version"),
+        "{e}"
+    );
+    // No chart at all is valid (backups and restores run no helm): the flows that would
+    // refuse up front instead (see the k8s backend's `redeploy_unavailable`).
+    let chartless: String = text
+        .lines()
+        .filter(|l| !l.starts_with("chart = ") && !l.starts_with("version = "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&chartless, &origin()).expect("a node without charts parses");
+    assert!(c.nodes[0]
+        .k8s
+        .as_ref()
+        .is_some_and(|k| k.missing_chart().is_some()));
+}
+
 #[test]
 fn socket_roles_input_dirs_and_http_limits_parse_and_zero_limits_are_refused() {
     let text = format!(

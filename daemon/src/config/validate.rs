@@ -341,10 +341,58 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
                 .with_hint("write it as a [node.plugin.config] table"));
         }
     }
+    if let Some(k8s) = &node.k8s {
+        check_k8s_releases(k8s, &path.key("k8s"), loc)?;
+    }
     if let Some(v) = &node.validator {
         super::validator::check(v, &path.key("validator"), loc)?;
     }
     super::drill::check(&node.drill_checks, path, loc)?;
+    Ok(())
+}
+
+/// A release the flows upgrade (`chart` set) must pin its chart `version`: `helm upgrade`
+/// without `--version` installs the newest chart, so a restart or a re-onboard would
+/// silently upgrade the node to another Splice release (whose apps may refuse the data,
+/// and which the network may not run yet).
+fn check_k8s_releases(
+    k8s: &splice_dr_k8s::K8sConfig,
+    path: &KeyPath,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    for (role, release) in [
+        ("validator", &k8s.releases.validator),
+        ("participant", &k8s.releases.participant),
+    ] {
+        let rpath = path.key("releases").key(role);
+        let hint = format!(
+            "set version = \"<the chart version release `{}` runs>\" in \
+             [node.k8s.releases.{role}] (`helm list -n {}` shows it, e.g. \
+             splice-{role}-0.4.15 is version = \"0.4.15\")",
+            release.name, k8s.namespace
+        );
+        match (&release.chart, release.version.as_deref().map(str::trim)) {
+            (Some(_), None) => {
+                return Err(loc
+                    .error_at_value(
+                        &rpath.key("chart"),
+                        format!(
+                            "release `{}` has a chart but no version: helm upgrade would \
+                             install the newest chart, upgrading the node on a restart or \
+                             re-onboard",
+                            release.name
+                        ),
+                    )
+                    .with_hint(hint))
+            }
+            (_, Some("")) => {
+                return Err(loc
+                    .error_at_value(&rpath.key("version"), "version is empty")
+                    .with_hint(hint))
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

@@ -25,6 +25,10 @@ pub const BUILTIN_FLOWS: &[(&str, &str)] = &[
         include_str!("../../../scripts/dr_snapshot.rhai"),
     ),
     ("drill", include_str!("../../../scripts/drill.rhai")),
+    (
+        "onboard_user",
+        include_str!("../../../scripts/onboard_user.rhai"),
+    ),
 ];
 
 /// The objects every flow sees in its scope (see `scripts/README.md`).

@@ -47,6 +47,9 @@ pub struct NodeFacts {
     pub configured_participant_ids: Vec<String>,
     /// The site's drill sanity queries (`[[node.drill_check]]`).
     pub drill_checks: Vec<crate::config::DrillCheckConfig>,
+    /// The participant database the node's apps use, where the config names it (see
+    /// [`crate::config::NodeConfig::participant_db`]); a restore checks it.
+    pub participant_db: Option<String>,
 }
 
 /// Everything one run's script can reach.
@@ -623,6 +626,7 @@ fn register_backups(engine: &mut Engine) {
                     migration_id,
                     participant: participant.as_deref(),
                     max_age: env.node.max_age,
+                    participant_db: env.node.participant_db.as_deref(),
                 };
                 let mut objections = restore_objections(&m, &into, chrono::Utc::now());
                 objections.extend(untrusted_objection(env, &m));
@@ -700,16 +704,6 @@ fn register_validator(engine: &mut Engine) {
         .register_fn("users", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.users().await }))?)
         })
-        .register_fn(
-            "recorded_users",
-            |v: &mut ValidatorApi| -> RResult<Dynamic> {
-                // `()` when the daemon never read the list: scripts test it with `== ()`.
-                match crate::users::load(&v.0.node.state_dir, &v.0.node.name) {
-                    Some(r) => to_dyn(&r),
-                    None => Ok(Dynamic::UNIT),
-                }
-            },
-        )
         .register_fn("balance", |v: &mut ValidatorApi| -> RResult<Dynamic> {
             to_dyn(&v.0.call_validator(|c| Box::pin(async move { c.balance().await }))?)
         })
@@ -722,24 +716,6 @@ fn register_validator(engine: &mut Engine) {
                 to_dyn(&v.0.call_validator(move |c| {
                     Box::pin(async move { c.data_snapshot(&ts, id, true).await })
                 })?)
-            },
-        )
-        .register_fn(
-            "onboard_user",
-            |v: &mut ValidatorApi, name: &str, party: &str| -> RResult<String> {
-                let env = v.0.clone();
-                let label = format!("onboard user {name}");
-                let (name, party) = (name.to_string(), party.to_string());
-                let result = env.in_step(&label, StepKind::Forward, |_ctx| {
-                    env.call_validator(move |c| {
-                        Box::pin(async move {
-                            let party = (!party.is_empty()).then_some(party);
-                            c.onboard_user(&name, party.as_deref()).await
-                        })
-                    })
-                    .map_err(|e| BackendError::Plugin(e.to_string()))
-                })?;
-                Ok(result)
             },
         );
 }
@@ -815,6 +791,7 @@ pub fn execute(
     super::host_recovery::register(&mut engine);
     super::host_offsite::register(&mut engine);
     super::host_drill::register(&mut engine);
+    super::host_users::register(&mut engine);
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);

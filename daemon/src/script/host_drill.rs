@@ -134,6 +134,7 @@ fn preferred(b: &mut BackupsApi) -> RResult<Dynamic> {
         migration_id,
         participant: participant.as_deref(),
         max_age: node.max_age,
+        participant_db: node.participant_db.as_deref(),
     };
     let chosen = preferred_backup(&all, &into, chrono::Utc::now()).ok_or_else(|| {
         fail(format!(

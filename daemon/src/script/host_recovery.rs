@@ -136,6 +136,32 @@ fn update_registry(
     })
 }
 
+/// `node.register_identities_file(path, party)`: checks an identities dump handed to a
+/// re-onboard ([`crate::identities::check_dump_file`]) and records its participant id as
+/// used, in a journaled step, so no later re-onboard chooses it. Called before anything is
+/// chosen, burned or stopped: a bad file changes nothing. `party` is the backup's
+/// validator party (`""` when unknown). Returns the participant identifier.
+fn register_identities_file(env: &Arc<FlowEnv>, path: &str, party: &str) -> RResult<String> {
+    let party = (!party.is_empty()).then_some(party);
+    let uid = crate::identities::check_dump_file(Path::new(path), party).map_err(|e| {
+        fail(format!(
+            "params.identities_file {e}. Nothing was changed: give the file `splice-dr \
+             identities export` wrote from this node's backup, or leave identities_file out \
+             and give identity_key to use the backup's own dump"
+        ))
+    })?;
+    let id = crate::participants::identifier_of(&uid).to_string();
+    env.run.log(
+        "info",
+        &format!("identities file {path} holds participant {uid}"),
+    );
+    let label = format!("record participant id {id} of the identities file as used");
+    update_registry(env, &label, |reg| {
+        reg.mark_used(&id, &format!("identities file {path}"));
+    })?;
+    Ok(id)
+}
+
 fn registry_view(reg: &Registry) -> RResult<Dynamic> {
     to_dyn(&serde_json::json!({
         "current": reg.current,
@@ -190,6 +216,12 @@ fn register_participants(engine: &mut Engine) {
                 update_registry(&n.0, &label, |reg| {
                     reg.mark_used(id, reason);
                 })
+            },
+        )
+        .register_fn(
+            "register_identities_file",
+            |n: &mut NodeApi, path: &str, party: &str| -> RResult<String> {
+                register_identities_file(&n.0, path, party)
             },
         )
         .register_fn("unproven_migration_id", |n: &mut NodeApi| -> RResult<Dynamic> {

@@ -6,6 +6,7 @@ mod host;
 mod host_drill;
 mod host_offsite;
 mod host_recovery;
+mod host_users;
 
 pub use catalog::{Flow, FlowCatalog, ScriptError};
 pub use engine::Limits;

@@ -176,6 +176,14 @@ fn default_stop_timeout() -> u32 {
 }
 
 impl ComposeConfig {
+    /// The participant database at `migration_id`: `participant_db`, else the bundle's
+    /// `participant-${MIGRATION_ID}`.
+    pub fn participant_db(&self, migration_id: u64) -> String {
+        self.participant_db
+            .clone()
+            .unwrap_or_else(|| format!("participant-{migration_id}"))
+    }
+
     /// The participant ids the bundle's start parameters name: `-P` when set, and the
     /// party hint (`-p`), from which the validator derives its id when `-P` is not set.
     pub fn configured_participant_ids(&self) -> Vec<String> {

@@ -91,11 +91,7 @@ impl ComposeBackend {
     pub fn db_for_role(&self, role: &str) -> Result<String, BackendError> {
         match role {
             "validator" => Ok(self.cfg.validator_db.clone()),
-            "participant" => Ok(self
-                .cfg
-                .participant_db
-                .clone()
-                .unwrap_or_else(|| format!("participant-{}", self.migration_id))),
+            "participant" => Ok(self.cfg.participant_db(self.migration_id)),
             other => Err(BackendError::NotFound(format!(
                 "database role `{other}` (known: validator, participant)"
             ))),
@@ -298,6 +294,7 @@ impl BackendInfo for ComposeBackend {
             workloads: WorkloadCapabilities {
                 exec: true,
                 values_persist: false,
+                redeploy_unavailable: None,
             },
         }
     }

@@ -215,6 +215,35 @@ impl Default for K8sConfig {
 }
 
 impl K8sConfig {
+    /// Why a redeploy (`helm upgrade`) cannot run: a release without a chart reference
+    /// (optional, since backups and restores need none). The daemon's config check requires
+    /// a pinned `version` wherever a chart is set.
+    pub fn missing_chart(&self) -> Option<String> {
+        [
+            ("validator", &self.releases.validator),
+            ("participant", &self.releases.participant),
+        ]
+        .into_iter()
+        .find(|(_, r)| r.chart.is_none())
+        .map(|(role, r)| {
+            format!(
+                "helm release `{}` has no chart reference, and flows that restart the node with \
+                 new values run `helm upgrade`: set chart and version in \
+                 [node.k8s.releases.{role}] (the chart and version the release was installed \
+                 from: `helm list -n {}`)",
+                r.name, self.namespace
+            )
+        })
+    }
+
+    /// The participant database at `migration_id`: `participant_db`, else the charts'
+    /// `participant_<migration id>`.
+    pub fn participant_db(&self, migration_id: u64) -> String {
+        self.participant_db
+            .clone()
+            .unwrap_or_else(|| format!("participant_{migration_id}"))
+    }
+
     /// The SQL URL in force: `db_url`, or the chart's `postgres` Service.
     pub fn sql_url(&self) -> String {
         self.db_url.clone().unwrap_or_else(|| {
@@ -229,6 +258,22 @@ impl K8sConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_release_without_a_chart_makes_redeploys_unavailable() {
+        let mut c = K8sConfig::default();
+        let why = c.missing_chart().expect("no charts");
+        assert!(
+            why.contains("release `validator` has no chart")
+                && why.contains("[node.k8s.releases.validator]"),
+            "{why}"
+        );
+        c.releases.validator.chart = Some("oci://x/splice-validator".into());
+        let why = c.missing_chart().expect("participant has none");
+        assert!(why.contains("[node.k8s.releases.participant]"), "{why}");
+        c.releases.participant.chart = Some("oci://x/splice-participant".into());
+        assert_eq!(c.missing_chart(), None);
+    }
 
     #[test]
     fn an_empty_table_gives_the_helm_charts_names() {

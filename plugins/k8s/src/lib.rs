@@ -78,10 +78,7 @@ impl K8sBackend {
                 BackendError::Config(format!("`kubeconfig` {} cannot be read: {e}", k.display()))
             })?;
         }
-        let participant_db = cfg
-            .participant_db
-            .clone()
-            .unwrap_or_else(|| format!("participant_{migration_id}"));
+        let participant_db = cfg.participant_db(migration_id);
         let pg_cfg: PostgresConfig = serde_json::from_value(serde_json::json!({
             "url": cfg.sql_url(),
             "password_file": cfg.password_file,
@@ -256,6 +253,7 @@ impl BackendInfo for K8sBackend {
             workloads: WorkloadCapabilities {
                 exec: true,
                 values_persist: true,
+                redeploy_unavailable: self.cfg.missing_chart(),
             },
         }
     }
@@ -362,6 +360,9 @@ impl Workloads for K8sBackend {
             return self.restart_apps(ctx, wait);
         }
         let dir = self.overlay_dir();
+        // Every release's upgrade is prepared before the first runs: a release that cannot
+        // be upgraded (no chart) never leaves the other one upgraded alone.
+        let mut upgrades = Vec::new();
         for o in &overlays {
             let path = values::write_overlay(&dir, o)?;
             ctx.info(format!(
@@ -370,8 +371,10 @@ impl Workloads for K8sBackend {
                 path.display(),
                 o.values
             ));
-            let args = values::helm_args(&self.cfg, o, &path, wait)?;
-            values::run_helm(ctx, &self.cfg.helm, &args, &path)?;
+            upgrades.push((values::helm_args(&self.cfg, o, &path, wait)?, path));
+        }
+        for (args, path) in &upgrades {
+            values::run_helm(ctx, &self.cfg.helm, args, path)?;
         }
         self.start_apps(ctx, wait)
     }
