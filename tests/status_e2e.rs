@@ -49,8 +49,9 @@ fn status_serves_the_latest_probe_with_its_age_and_refreshes_when_a_run_ends() {
     assert!(node.checked_at.is_some(), "{node:?}");
     assert!(node.age_seconds.is_some(), "{node:?}");
     assert!(node.databases.as_ref().unwrap()[0].exists, "{node:?}");
-    // A second full round follows start-up recovery; after it, nothing is probed for
-    // an hour however often `status` is asked.
+    // The daemon's one start-up round ran after recovery, before the socket answered;
+    // after it, nothing is probed for an hour however often `status` is asked (a second
+    // round right after start once raced the first answers).
     let stamps = |v: &StatusView| {
         let n = &v.nodes[0];
         (n.checked_at, n.leftovers_checked_at)

@@ -808,13 +808,12 @@ impl Service {
         }
     }
 
-    /// The daemon's status probe loop: a full round at once (the daemon's first one ran
-    /// alongside start-up recovery, so it may predate what recovery dropped), then a round
-    /// every `health_interval`, and a full one as soon as a run ends or the config
-    /// changes, until `shutdown`.
+    /// The daemon's status probe loop: a round every `health_interval`, and a full one as
+    /// soon as a run ends or the config changes, until `shutdown`. The daemon's first full
+    /// round ran after start-up recovery and before the socket answered; another one at
+    /// once would only move `checked_at` under the first answers' feet.
     pub async fn status_loop(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let mut runs = self.runner.subscribe();
-        self.status_round(true).await;
         loop {
             let pause = tokio::time::sleep(self.config().daemon.health_interval);
             tokio::pin!(pause);
