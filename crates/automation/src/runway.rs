@@ -60,10 +60,17 @@ pub struct Outage {
     pub seen_healthy: bool,
 }
 
+/// Records less than this apart are one probe round (the daemon records a round's
+/// observations one after the other, microseconds apart, after the whole round answered):
+/// judged together, so a round that finds one component up and another down never reads
+/// as a healthy moment.
+const ROUND: TimeDelta = TimeDelta::milliseconds(100);
+
 /// Replays `records` (any order; sorted by time here, ties kept in order) into the node's
-/// state: it is healthy while every component it has records of is up, and an outage
-/// begins at the first record that leaves it unhealthy. `None` without records: nothing
-/// is known.
+/// state: it is healthy while every component it has records of is up (one not recorded
+/// yet counts as up: it may be new in the config), judged once per probe round ([`ROUND`]),
+/// and an outage begins with the first round that leaves it unhealthy. `None` without
+/// records: nothing is known.
 pub fn outage(records: &[HealthRecord]) -> Option<Outage> {
     let mut sorted: Vec<&HealthRecord> = records.iter().collect();
     sorted.sort_by_key(|r| r.at);
@@ -72,19 +79,21 @@ pub fn outage(records: &[HealthRecord]) -> Option<Outage> {
         since: None,
         seen_healthy: false,
     };
-    let mut seen_healthy_before_outage = false;
-    for r in &sorted {
-        state.insert(r.component.as_str(), r.up);
+    let mut healthy_before = false;
+    for round in sorted.chunk_by(|a, b| b.at - a.at < ROUND) {
+        for r in round {
+            state.insert(r.component.as_str(), r.up);
+        }
         if state.values().all(|up| *up) {
             out.since = None;
-            seen_healthy_before_outage = true;
+            healthy_before = true;
         } else if out.since.is_none() {
-            out.since = Some(r.at);
-            out.seen_healthy = seen_healthy_before_outage;
+            out.since = Some(round[0].at);
+            out.seen_healthy = healthy_before;
         }
     }
     if out.since.is_none() {
-        out.seen_healthy = seen_healthy_before_outage;
+        out.seen_healthy = healthy_before;
     }
     (!sorted.is_empty()).then_some(out)
 }

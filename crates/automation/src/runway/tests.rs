@@ -100,6 +100,27 @@ fn a_node_never_healthy_is_down_since_its_first_record_at_least() {
 }
 
 #[test]
+fn a_round_with_one_component_up_and_another_down_is_no_healthy_moment() {
+    // The daemon logs a first observation that is up (postgres) just before the same
+    // round's first observation that is down (validator).
+    let records = [rec(100, "postgres", true), rec(100, "validator", false)];
+    let mut shifted = records.clone();
+    shifted[1].at += TimeDelta::milliseconds(3);
+    let o = outage(&shifted).expect("records");
+    assert_eq!(o.since, Some(ago(100)));
+    assert!(!o.seen_healthy, "{o:?}");
+    // A later round that is all up is.
+    let o = outage(&[
+        shifted[0].clone(),
+        shifted[1].clone(),
+        rec(50, "validator", true),
+    ])
+    .expect("records");
+    assert_eq!(o.since, None);
+    assert!(o.seen_healthy);
+}
+
+#[test]
 fn an_outage_begins_when_the_first_component_fails_and_lasts_until_all_are_up() {
     // Out of order on purpose: the log and the probes' state are merged unsorted.
     let records = [
