@@ -121,6 +121,18 @@ fn a_backup_near_the_horizon_shows_its_runway_everywhere_and_its_low_event_start
         (30 * 86_400, 7 * 86_400)
     );
 
+    // After a network DR the registry runs the node at migration 1: the backup belongs to
+    // the old synchronizer and is no runway, whatever the config file still says.
+    let registry = site.path("state/participants/validator-1.json");
+    std::fs::create_dir_all(registry.parent().unwrap()).unwrap();
+    std::fs::write(
+        &registry,
+        r#"{"current": null, "used": [], "migration_id": 1}"#,
+    )
+    .unwrap();
+    assert_eq!(runway(&site).restore.backup, None);
+    std::fs::remove_file(&registry).unwrap();
+
     let daemon = site.start_daemon();
     wait_for(
         Duration::from_secs(20),
