@@ -23,19 +23,12 @@ fn automation_site(dbs: &NodeDbs, rules: &str) -> Site {
         "[node.postgres.components.blocker]\nhealth_url = \"http://127.0.0.1:{}/never\"\n",
         sim::closed_port()
     );
-    let site = Site::with(
-        &dbs.validator,
-        &dbs.participant,
-        BackendChoice::Builtin,
-        "scripts_dir = \"flows\"\nhealth_interval = \"300ms\"",
-        "",
+    Site::with_flows(
+        dbs,
+        "health_interval = \"300ms\"",
         &format!("{blocker}\n{rules}"),
-    );
-    std::fs::create_dir_all(site.path("flows")).unwrap();
-    for (name, text) in FLOWS {
-        std::fs::write(site.path("flows").join(name), text).unwrap();
-    }
-    site
+        FLOWS,
+    )
 }
 
 fn runs(site: &Site) -> Vec<RunSummary> {

@@ -38,8 +38,14 @@ fn yaml_docs(rel: &str) -> Vec<Value> {
 /// promtool is part of the test setup (.ci/run installs Debian's `prometheus` package), so
 /// its absence fails the test: a skipped check would let broken rules through CI.
 fn promtool_check_rules(file: &Path) -> String {
+    promtool(&["check", "rules"], file)
+}
+
+/// `promtool ARGS FILE` (`check rules`, `test rules`); panics with promtool's output when
+/// it refuses.
+fn promtool(args: &[&str], file: &Path) -> String {
     let out = Command::new("promtool")
-        .args(["check", "rules"])
+        .args(args)
         .arg(file)
         .output()
         .unwrap_or_else(|e| {
@@ -55,7 +61,8 @@ fn promtool_check_rules(file: &Path) -> String {
     );
     assert!(
         out.status.success(),
-        "promtool check rules {} refused them:\n{text}",
+        "promtool {} {} refused it:\n{text}",
+        args.join(" "),
         file.display()
     );
     text
@@ -101,6 +108,8 @@ fn the_alert_rules_pass_promtool_and_cover_what_operators_must_hear() {
         "SpliceDrBreakerTripped",
         "SpliceDrRunFailed",
         "SpliceDrApprovalWaiting",
+        "SpliceDrRestoreRunwayLow",
+        "SpliceDrDownRunwayLow",
     ] {
         assert!(names.contains(required), "{required} missing: {names:?}");
     }
@@ -109,6 +118,66 @@ fn the_alert_rules_pass_promtool_and_cover_what_operators_must_hear() {
     let text = read(RULES_FILE);
     assert!(text.contains("absent(splice_dr_build_info)"), "{text}");
     assert!(text.contains("up{job=\"splice-dr\"} == 0"), "{text}");
+}
+
+/// The runway alerts fire for the node whose runway is below a week, after their `for`,
+/// and not for the node with more: `promtool test rules` evaluates the real rules file
+/// over synthetic series (the replicas' series of one node are taken at their maximum).
+#[test]
+fn the_runway_alerts_fire_below_a_week_only() {
+    const DAY: u64 = 86_400;
+    let series = |name: &str, node: &str, instance: &str, secs: u64| {
+        serde_json::json!({
+            "series": format!("{name}{{node=\"{node}\",instance=\"{instance}\"}}"),
+            "values": format!("{secs}x40"),
+        })
+    };
+    let alert = |name: &str, at: &str, node: Option<(&str, &str, &str, &str)>| {
+        let expected: Vec<Value> = node
+            .into_iter()
+            .map(|(node, severity, summary, description)| {
+                serde_json::json!({
+                    "exp_labels": {"node": node, "severity": severity},
+                    "exp_annotations": {"summary": summary, "description": description},
+                })
+            })
+            .collect();
+        serde_json::json!({"eval_time": at, "alertname": name, "exp_alerts": expected})
+    };
+    let restore = "splice_dr_restore_runway_seconds";
+    let down = "splice_dr_down_runway_seconds";
+    let restore_help = "Take a backup (`splice-dr backup`) and check why none was taken or restorable: `splice-dr status`.";
+    let down_help = "Bring the node back (e.g. `splice-dr restore`) before the horizon; past it only `splice-dr reonboard` recovers it.";
+    let tests = serde_json::json!({
+        "rule_files": [repo_file(RULES_FILE)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                series(restore, "fresh", "a", 8 * DAY),
+                // One replica's older view does not hide the other's newer one.
+                series(restore, "fresh", "b", 5 * DAY),
+                series(restore, "old", "a", 5 * DAY),
+                series(down, "fresh", "a", 30 * DAY),
+                series(down, "old", "a", DAY),
+            ],
+            "alert_rule_test": [
+                alert("SpliceDrRestoreRunwayLow", "10m", None),
+                alert("SpliceDrRestoreRunwayLow", "20m", Some(("old", "warning",
+                    "old: the newest restorable backup passes the pruning horizon in 5d 0h 0m 0s",
+                    restore_help))),
+                alert("SpliceDrDownRunwayLow", "3m", None),
+                alert("SpliceDrDownRunwayLow", "10m", Some(("old", "critical",
+                    "old: down so long that the network disables it in 1d 0h 0m 0s",
+                    down_help))),
+            ],
+        }],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("runway-tests.yml");
+    std::fs::write(&file, serde_json::to_string_pretty(&tests).unwrap()).unwrap();
+    let report = promtool(&["test", "rules"], &file);
+    assert!(report.contains("SUCCESS"), "{report}");
 }
 
 #[test]

@@ -18,21 +18,11 @@ fn status(site: &Site) -> StatusView {
 }
 
 fn noop_site(dbs: &NodeDbs, extra_daemon: &str, extra: &str) -> Site {
-    let site = Site::with(
-        &dbs.validator,
-        &dbs.participant,
-        BackendChoice::Builtin,
-        &format!("scripts_dir = \"flows\"\n{extra_daemon}"),
-        "",
-        extra,
-    );
-    std::fs::create_dir_all(site.path("flows")).unwrap();
-    std::fs::write(
-        site.path("flows/noop.rhai"),
+    let noop = (
+        "noop.rhai",
         "//! a flow that only logs\nlog.info(\"noop\");\n",
-    )
-    .unwrap();
-    site
+    );
+    Site::with_flows(dbs, extra_daemon, extra, &[noop])
 }
 
 #[test]

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("interrupted", 60),
     ("prune", 60),
     ("repo_check", 60),
+    ("runway", 60),
     ("notify", 60),
     // A run: the runner, its flow script, the host API the script calls.
     ("flows", 30),

@@ -43,6 +43,7 @@ mod prune;
 mod repo_check;
 pub mod report;
 mod run_context;
+mod runway;
 mod script;
 mod service;
 pub mod socket;

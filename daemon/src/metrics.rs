@@ -35,6 +35,15 @@ pub const PENDING_APPROVALS: &str = "splice_dr_pending_approvals";
 /// `gauge{node}`: 1 when the newest backup is older than the staleness threshold.
 pub const BACKUP_STALE: &str = "splice_dr_backup_stale";
 
+/// `gauge{node}`: seconds until the node's newest restorable backup passes
+/// `repository.max_age` (negative once passed, 0 when there is none).
+pub const RESTORE_RUNWAY_SECONDS: &str = "splice_dr_restore_runway_seconds";
+/// `gauge{node}`: seconds since the node was last healthy (0 while it is).
+pub const DOWN_SECONDS: &str = "splice_dr_down_seconds";
+/// `gauge{node}`: seconds left before a node that stays down passes `repository.max_age`
+/// and the network disables it (negative once passed).
+pub const DOWN_RUNWAY_SECONDS: &str = "splice_dr_down_runway_seconds";
+
 /// `gauge{node}`: 1 when the node's last restore drill passed, 0 when it failed.
 pub const LAST_DRILL_SUCCESS: &str = "splice_dr_last_drill_success";
 /// `gauge{node}`: Unix time the node's last restore drill ended.
@@ -256,6 +265,27 @@ fn describe() {
         BACKUP_STALE,
         "1 when the node's newest backup is older than the staleness threshold."
     );
+    describe_runway();
+}
+
+/// Describes the recovery runway metrics (all gauges in seconds).
+fn describe_runway() {
+    for (name, help) in [
+        (
+            RESTORE_RUNWAY_SECONDS,
+            "Seconds until the node's newest restorable backup passes repository.max_age (negative once passed, 0 when there is none).",
+        ),
+        (
+            DOWN_SECONDS,
+            "Seconds since the node was last healthy (0 while it is).",
+        ),
+        (
+            DOWN_RUNWAY_SECONDS,
+            "Seconds before a node that stays down passes repository.max_age and is disabled by the network (negative once passed).",
+        ),
+    ] {
+        describe_gauge!(name, metrics::Unit::Seconds, help);
+    }
 }
 
 /// Describes the repository metrics (kept apart from `describe` so each concept's HELP
@@ -339,6 +369,15 @@ pub fn pending_approvals(n: usize) {
 /// Whether `node`'s newest backup is stale.
 pub fn backup_stale(node: &str, stale: bool) {
     gauge!(BACKUP_STALE, "node" => node.to_string()).set(flag(stale));
+}
+
+/// `node`'s recovery runway; the down gauges only when its health is known.
+pub fn runway(node: &str, view: &splice_dr_protocol::runway::RunwayView) {
+    gauge!(RESTORE_RUNWAY_SECONDS, "node" => node.to_string()).set(view.restore.left_secs as f64);
+    if let Some(d) = &view.down {
+        gauge!(DOWN_SECONDS, "node" => node.to_string()).set(d.down_secs as f64);
+        gauge!(DOWN_RUNWAY_SECONDS, "node" => node.to_string()).set(d.left_secs as f64);
+    }
 }
 
 /// A restore drill of `node` ended `at` and passed or failed.

@@ -68,6 +68,12 @@ pub fn registry_path(state_dir: &Path, node: &str) -> PathBuf {
 }
 
 impl Registry {
+    /// The migration id the node runs: the registry's after a network DR, else the
+    /// `configured` one (the config file may lag behind the network).
+    pub fn running_migration_id(&self, configured: u64) -> u64 {
+        self.migration_id.unwrap_or(0).max(configured)
+    }
+
     /// Reads a node's registry; a missing file is an empty registry, a damaged one an
     /// error (silently forgetting burned ids would let one be reused).
     pub fn load(state_dir: &Path, node: &str) -> Result<Registry, RegistryError> {

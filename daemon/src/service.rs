@@ -955,6 +955,7 @@ impl Service {
         let mut v = view::NodeStatus {
             last_backup: last.map(last_backup),
             last_drill: last_drill(backups, name),
+            runway: Some(self.runway(node, backups)),
             ..node_facts(name, node)
         };
         // Since a re-onboard, every start must pass this id (Splice's rule).
@@ -993,6 +994,22 @@ impl Service {
             Err(e) => v.leftovers_error = error(e),
         }
         v
+    }
+}
+
+impl Service {
+    /// `node`'s recovery runway now: with the daemon's probes' current state, else from
+    /// the health log alone.
+    fn runway(&self, node: &NodeRuntime, backups: &[Manifest]) -> view::RunwayView {
+        let current = self.autopilot.as_ref().map(|a| a.health().snapshot());
+        crate::runway::assess(
+            &node.facts,
+            self.config().repository.runway_threshold(),
+            self.runner.repo(),
+            backups,
+            current.as_deref(),
+            chrono::Utc::now(),
+        )
     }
 }
 

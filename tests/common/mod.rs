@@ -290,6 +290,29 @@ impl Site {
         Site { dir, config }
     }
 
+    /// A site on `dbs` whose `scripts_dir` is `flows/`, holding `flows` (file name, text);
+    /// `extra_daemon` is appended to `[daemon]`, `extra_node` after the node's backend table.
+    pub fn with_flows(
+        dbs: &NodeDbs,
+        extra_daemon: &str,
+        extra_node: &str,
+        flows: &[(&str, &str)],
+    ) -> Site {
+        let site = Site::with(
+            &dbs.validator,
+            &dbs.participant,
+            BackendChoice::Builtin,
+            &format!("scripts_dir = \"flows\"\n{extra_daemon}"),
+            "",
+            extra_node,
+        );
+        std::fs::create_dir_all(site.path("flows")).unwrap();
+        for (name, text) in flows {
+            std::fs::write(site.path("flows").join(name), text).unwrap();
+        }
+        site
+    }
+
     /// Path under the site directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)

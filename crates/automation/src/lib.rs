@@ -12,6 +12,7 @@
 //! * [`rules`] — the rule engine (pause, breaker, cooldown, rate, `for` waits, approvals)
 //!   and Rhai site rules;
 //! * [`schedule`] — cron schedules, backup staleness and retention selection;
+//! * [`runway`] — the recovery runway (restore and down halves) and its change-only events;
 //! * [`hardening`] — the limits every splice-dr Rhai engine runs under.
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod duration;
 pub mod event;
 pub mod hardening;
 pub mod rules;
+pub mod runway;
 pub mod schedule;
 
 pub use event::{matches, Event};

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod drill;
 pub mod event;
 pub mod run;
+pub mod runway;
 pub mod status;
 pub mod wire;
 
@@ -28,6 +29,7 @@ pub use backup::{BackupList, BackupSummary, DumpSummary, LastBackup, LastDrill};
 pub use drill::{DrillRecord, DrillResult};
 pub use event::RunEvent;
 pub use run::{Detection, PendingApproval, RunDetail, RunState, RunSummary, StepRecord, StepState};
+pub use runway::{DownRunway, RestoreRunway, RunwayView};
 pub use status::{
     ConfigState, FlowView, HealthChange, HealthView, JournalStats, LeftoversView, NodeStatus,
     StatusView,

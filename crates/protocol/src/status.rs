@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::automation::{AutomationView, LeaderView};
 use crate::backup::{LastBackup, LastDrill};
 use crate::run::RunSummary;
+use crate::runway::RunwayView;
 
 /// The answer to `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +168,10 @@ pub struct NodeStatus {
     /// When the leftovers shown were listed (they are listed less often than the rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leftovers_checked_at: Option<DateTime<Utc>>,
+    /// Time left before the newest restorable backup, and a node that stays down, pass
+    /// the sequencers' pruning horizon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runway: Option<RunwayView>,
 }
 
 /// A node's leftovers with, for each kept copy, the command that removes it by hand (the

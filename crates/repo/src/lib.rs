@@ -34,7 +34,7 @@ pub use manifest::{
     identifier_of, DrillRecord, DrillResult, DumpEntry, FileEntry, IdentitiesEntry, Manifest,
     MANIFEST_FORMAT,
 };
-pub use prefer::{preferred_backup, Preferred};
+pub use prefer::{newest_restorable, preferred_backup, Preferred};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -101,6 +101,23 @@ pub fn preferred_backup(
     })
 }
 
+/// The newest backup of `into` that a restore would accept once its age is set aside: same
+/// node, the running migration id and participant, both dumps, and no failed drill — the
+/// backup the recovery runway counts down (it passes `into.max_age` at `created_at +
+/// max_age`, which the caller measures). Trust is the caller's to check (it holds the
+/// keyring). `None` when no backup qualifies.
+pub fn newest_restorable<'a>(
+    backups: &'a [Manifest],
+    into: &RunningNode<'_>,
+) -> Option<&'a Manifest> {
+    backups
+        .iter()
+        .filter(|m| m.node == into.name && drill_result(m) != Some(DrillResult::Failed))
+        // Judged as of its own creation, where its age is nil: every other rule applies.
+        .filter(|m| restore_objections(m, into, m.created_at).is_empty())
+        .max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +192,45 @@ mod tests {
     fn a_passed_backup_too_old_to_restore_is_not_preferred() {
         let all = [backup("new", 1, None), backup("old", 40, Some("passed"))];
         assert_eq!(pick(&all).id, "new");
+    }
+
+    #[test]
+    fn the_runway_counts_down_the_newest_backup_a_restore_would_accept_whatever_its_age() {
+        let newest = |all: &[Manifest], into: &RunningNode<'_>| {
+            newest_restorable(all, into).map(|m| m.id.clone())
+        };
+        assert_eq!(newest(&[], &into("n1")), None, "no backup");
+        let failed = [
+            backup("b2", 1, Some("failed")),
+            backup("b1", 2, Some("failed")),
+        ];
+        assert_eq!(
+            newest(&failed, &into("n1")),
+            None,
+            "all failed their drills"
+        );
+        let all = [
+            backup("b3", 1, Some("failed")),
+            backup("b2", 2, None),
+            backup("b1", 3, Some("passed")),
+        ];
+        assert_eq!(newest(&all, &into("n1")).as_deref(), Some("b2"));
+        assert_eq!(newest(&all, &into("other")), None, "another node's backups");
+        let moved_on = RunningNode {
+            migration_id: 1,
+            ..into("n1")
+        };
+        assert_eq!(
+            newest(&all, &moved_on),
+            None,
+            "taken at another migration id"
+        );
+        // Past max_age it is still the one counted down (its runway is then negative).
+        let old = [backup("old", 40, None)];
+        assert_eq!(newest(&old, &into("n1")).as_deref(), Some("old"));
+        let mut incomplete = backup("half", 1, None);
+        incomplete.dumps.pop();
+        assert_eq!(newest(&[incomplete], &into("n1")), None, "a dump missing");
     }
 
     #[test]

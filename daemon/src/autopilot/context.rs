@@ -50,6 +50,7 @@ impl Context {
         leadership: Leadership,
         bus: EventBus,
     ) -> Self {
+        let board = Arc::new(HealthBoard::logging_to(runner.state_dir()));
         Context {
             journal: runner.journal().clone(),
             repo: runner.repo().clone(),
@@ -58,7 +59,7 @@ impl Context {
             leadership,
             bus,
             notifier: notifier(config),
-            board: Arc::new(HealthBoard::default()),
+            board,
             health_interval: config.daemon.health_interval,
             health_timeout: config.daemon.health_timeout,
         }

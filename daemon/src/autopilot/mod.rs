@@ -10,6 +10,7 @@
 //! - `rules_loop`: events → rule decisions → runs, the queue, approvals and their expiry;
 //! - `operator`: pause, resume, reset, trigger and approve from the socket;
 //! - `schedules`: due schedules, backup staleness, retention after a good backup;
+//! - `runway`: each node's recovery runway as gauges and change-only events;
 //! - `reactions`: what a run's start or end sets off, as pure decisions (like rules);
 //! - `observer`: gathers a finished run's facts and carries the reactions out;
 //! - `memory`: the guard state surviving restarts and leader changes (`guard_memory`:
@@ -24,6 +25,7 @@ mod observer;
 mod operator;
 mod reactions;
 mod rules_loop;
+mod runway;
 mod schedules;
 mod state;
 
@@ -52,6 +54,7 @@ pub struct AutomationPlan {
     automation: AutomationConfig,
     schedules: Vec<ScheduleConfig>,
     retention: crate::prune::Policies,
+    low_runway: Duration,
 }
 
 /// The automatic side of one daemon.
@@ -74,6 +77,7 @@ impl Autopilot {
             automation: config.automation.clone(),
             schedules: config.schedules.clone(),
             retention: crate::prune::Policies::of(config),
+            low_runway: config.repository.runway_threshold(),
         })
     }
 
@@ -90,6 +94,7 @@ impl Autopilot {
             plan.schedules,
             plan.retention,
             plan.automation.paused,
+            plan.low_runway,
         );
         Arc::new(Autopilot {
             ctx,
@@ -118,6 +123,9 @@ impl Autopilot {
         st.scheduler.reconfigure(&plan.schedules, Utc::now());
         st.schedules = plan.schedules;
         st.retention = plan.retention;
+        st.low_runway = plan.low_runway;
+        // Judged again at once under the new horizon and threshold.
+        st.runway_checked = None;
     }
 
     /// Starts the probe, event, tick and run-observer loops until `shutdown`.
@@ -180,7 +188,7 @@ impl Autopilot {
     }
 
     /// One reconcile step: leadership, rule timers and due schedules, the queue,
-    /// approvals, staleness, breaker gauges, and the memory if it changed.
+    /// approvals, staleness, runways, breaker gauges, and the memory if it changed.
     fn tick(&self, now: DateTime<Utc>) {
         self.on_leadership();
         let decisions = {
@@ -193,6 +201,7 @@ impl Autopilot {
         self.retry_queue();
         self.expire_approvals(now);
         self.check_staleness(now);
+        self.check_runway(now);
         self.breaker_gauges(now);
         self.persist();
     }

@@ -35,7 +35,7 @@ impl Autopilot {
         let (rule, flow_node) = {
             let mut st = self.state();
             // A backup, a restore or retention may have changed the repository.
-            st.newest_backups = None;
+            st.backups = None;
             (st.rule_of_run.remove(run), st.flow_of_run.remove(run))
         };
         let record = self.ctx.journal.get(run).ok();

@@ -3,7 +3,9 @@
 //! a good backup is followed by retention in every repository.
 
 use chrono::{DateTime, Utc};
+use splice_dr_repo::Manifest;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::State;
@@ -23,22 +25,28 @@ pub(super) fn due(st: &mut State, now: DateTime<Utc>) -> Vec<Decision> {
 }
 
 impl Autopilot {
-    /// The newest backup's completion time per node, read from the repository at most
-    /// every [`BACKUP_RESCAN`] (and after every run), not on each tick: the tick runs twice
-    /// a second and listing reads every manifest.
-    fn newest_backups(&self) -> HashMap<String, DateTime<Utc>> {
-        if let Some((at, newest)) = &self.state().newest_backups {
+    /// The local repository's backups, listed at most every [`BACKUP_RESCAN`] (and after
+    /// every run), not on each tick: the tick runs twice a second and listing reads every
+    /// manifest.
+    pub(super) fn listing(&self) -> Arc<Vec<Manifest>> {
+        if let Some((at, backups)) = &self.state().backups {
             if at.elapsed() < BACKUP_RESCAN {
-                return newest.clone();
+                return backups.clone();
             }
         }
         let (backups, _) = blocking(|| self.ctx.repo.list().unwrap_or_default());
+        let backups = Arc::new(backups);
+        self.state().backups = Some((std::time::Instant::now(), backups.clone()));
+        backups
+    }
+
+    /// The newest backup's completion time per node.
+    fn newest_backups(&self) -> HashMap<String, DateTime<Utc>> {
         let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for m in backups {
-            let t = newest.entry(m.node).or_insert(m.completed_at);
+        for m in self.listing().iter() {
+            let t = newest.entry(m.node.clone()).or_insert(m.completed_at);
             *t = (*t).max(m.completed_at);
         }
-        self.state().newest_backups = Some((std::time::Instant::now(), newest.clone()));
         newest
     }
 

@@ -3,12 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::guard_memory::GuardMemory;
 use crate::config::ScheduleConfig;
 use crate::flows::RunRequest;
 use splice_dr_automation::rules::RuleEngine;
+use splice_dr_automation::runway::RunwayWatch;
 use splice_dr_automation::schedule::Scheduler;
+use splice_dr_repo::Manifest;
 
 /// Decisions kept for `status`.
 const RECENT: usize = 50;
@@ -57,8 +61,14 @@ pub(super) struct State {
     pub(super) memory_error: Option<String>,
     /// Whether this replica led at the last check (a new leader reads the memory).
     pub(super) was_leader: bool,
-    /// When the repository was last listed, and each node's newest backup then.
-    pub(super) newest_backups: Option<(std::time::Instant, HashMap<String, DateTime<Utc>>)>,
+    /// When the repository was last listed, and what it listed then.
+    pub(super) backups: Option<(std::time::Instant, Arc<Vec<Manifest>>)>,
+    /// Which runways were low at the last check (only changes are events).
+    pub(super) runway_watch: RunwayWatch,
+    /// When the runways were last checked.
+    pub(super) runway_checked: Option<std::time::Instant>,
+    /// `repository.low_runway` in force.
+    pub(super) low_runway: Duration,
 }
 
 impl State {
@@ -68,6 +78,7 @@ impl State {
         schedules: Vec<ScheduleConfig>,
         retention: crate::prune::Policies,
         config_paused: bool,
+        low_runway: Duration,
     ) -> Self {
         State {
             engine,
@@ -83,7 +94,10 @@ impl State {
             saved: None,
             memory_error: None,
             was_leader: false,
-            newest_backups: None,
+            backups: None,
+            runway_watch: RunwayWatch::default(),
+            runway_checked: None,
+            low_runway,
         }
     }
 

@@ -418,6 +418,60 @@ fn drill_lines(n: &NodeStatus) -> String {
     out
 }
 
+/// `status` lines about the recovery runway: how long the newest restorable backup stays
+/// restorable, and how long a node that is down has before the network disables it.
+fn runway_lines(n: &NodeStatus) -> String {
+    let Some(r) = &n.runway else {
+        return String::new();
+    };
+    let low = |is_low: bool| {
+        if is_low {
+            format!(" — LOW (below {})", short_age(r.low_below_secs as i64))
+        } else {
+            String::new()
+        }
+    };
+    let horizon = short_age(r.horizon_secs as i64);
+    let restore = &r.restore;
+    let mut out = match (&restore.backup, restore.expires_at) {
+        (Some(id), Some(at)) if restore.left_secs >= 0 => format!(
+            "  restore runway: {} until {id} passes the {horizon} horizon ({}){}\n",
+            short_age(restore.left_secs),
+            to_second(at),
+            low(restore.low)
+        ),
+        (Some(id), _) => format!(
+            "  restore runway: none — {id}, the newest restorable backup, passed the {horizon} \
+             horizon {} ago: take a backup with `splice-dr backup`\n",
+            short_age(-restore.left_secs)
+        ),
+        (None, _) => {
+            "  restore runway: none — no restorable backup: take one with `splice-dr backup`\n"
+                .to_string()
+        }
+    };
+    if let Some(d) = &r.down {
+        out.push_str(&match d.since {
+            None => "  down for: 0s (healthy)\n".to_string(),
+            Some(since) if d.left_secs >= 0 => format!(
+                "  down for: {}{} (since {}); {} before the network disables it (MemberDisabled){}\n",
+                if d.seen_healthy { "" } else { "at least " },
+                short_age(d.down_secs as i64),
+                to_second(since),
+                short_age(d.left_secs),
+                low(d.low)
+            ),
+            Some(since) => format!(
+                "  down for: {} (since {}), past the {horizon} horizon: the network has likely \
+                 disabled it (MemberDisabled); only `splice-dr reonboard` recovers it\n",
+                short_age(d.down_secs as i64),
+                to_second(since)
+            ),
+        });
+    }
+    out
+}
+
 /// `ping` as text: the daemon's version first, since that is what an operator checks
 /// after an upgrade.
 pub fn ping_text(v: &PingReply) -> String {
@@ -554,6 +608,7 @@ fn node_lines(n: &NodeStatus) -> String {
         None => out.push_str("  last backup: none — take one with `splice-dr backup`\n"),
     }
     out.push_str(&drill_lines(n));
+    out.push_str(&runway_lines(n));
     out.push_str(&identity_lines(n));
     out.push_str(&backend_lines(n));
     out
@@ -769,6 +824,56 @@ mod tests {
             "{w}"
         );
         assert!(!w.contains('\n'), "one line: {w}");
+    }
+
+    #[test]
+    fn the_runway_says_how_long_is_left_and_when_it_is_low() {
+        use splice_dr_protocol::{DownRunway, RestoreRunway, RunwayView};
+        let at = Utc::now();
+        const DAY: i64 = 86_400;
+        let mut node = NodeStatus {
+            runway: Some(RunwayView {
+                at,
+                horizon_secs: 30 * DAY as u64,
+                low_below_secs: 7 * DAY as u64,
+                restore: RestoreRunway {
+                    backup: Some("validator-1-20261101-120000".into()),
+                    taken_at: Some(at),
+                    expires_at: Some(at),
+                    left_secs: 5 * DAY,
+                    low: true,
+                },
+                down: Some(DownRunway {
+                    since: Some(at),
+                    seen_healthy: false,
+                    down_secs: 2 * 3600,
+                    disabled_at: Some(at),
+                    left_secs: 29 * DAY,
+                    low: false,
+                }),
+            }),
+            ..NodeStatus::default()
+        };
+        let text = runway_lines(&node);
+        assert!(
+            text.contains(
+                "restore runway: 5days until validator-1-20261101-120000 passes the 30days horizon"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("LOW (below 7days)"), "{text}");
+        assert!(text.contains("down for: at least 2h"), "{text}");
+        assert!(
+            text.contains("MemberDisabled") && !text.contains("reonboard"),
+            "{text}"
+        );
+        if let Some(r) = node.runway.as_mut() {
+            r.restore.backup = None;
+            r.down = None;
+        }
+        let text = runway_lines(&node);
+        assert!(text.contains("no restorable backup"), "{text}");
+        assert!(!text.contains("down for"), "{text}");
     }
 
     #[test]

@@ -217,6 +217,11 @@ pub struct RepositoryConfig {
     /// restore a backup older than 30 days, hence the default.
     #[serde(with = "super::duration", default = "default_max_age")]
     pub max_age: Duration,
+    /// A recovery runway (time left before the newest restorable backup, or a node that
+    /// stays down, passes `max_age`) shorter than this is low: `runway.*.low` events.
+    /// Unset: see [`RepositoryConfig::runway_threshold`].
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub low_runway: Option<Duration>,
     /// age recipients (`age1…` public keys) that node identities dumps are encrypted to.
     /// Identities hold private keys: they are only ever stored encrypted, and the matching
     /// secret key is kept off the node (it is needed only to re-onboard).
@@ -238,6 +243,18 @@ pub struct RepositoryConfig {
 
 fn default_max_age() -> Duration {
     DEFAULT_MAX_AGE
+}
+
+/// The default `low_runway`: a week, the time an operator needs to notice and act.
+pub const DEFAULT_LOW_RUNWAY: Duration = Duration::from_secs(7 * 86_400);
+
+impl RepositoryConfig {
+    /// The `low_runway` in force: as set, else [`DEFAULT_LOW_RUNWAY`] — or a quarter of
+    /// `max_age` when that is shorter, so that a short horizon is not low from the start.
+    pub fn runway_threshold(&self) -> Duration {
+        self.low_runway
+            .unwrap_or_else(|| DEFAULT_LOW_RUNWAY.min(self.max_age / 4))
+    }
 }
 
 /// One `[[node]]`: a validator node and the backend that reaches it.

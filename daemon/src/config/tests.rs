@@ -126,6 +126,30 @@ fn minimal_example_parses() {
     let c = parse(MINIMAL_EXAMPLE, &origin()).expect("minimal parses");
     assert_eq!(c.daemon, DaemonConfig::default());
     assert_eq!(c.repository.max_age, DEFAULT_MAX_AGE);
+    assert_eq!(c.repository.low_runway, None);
+    assert_eq!(
+        c.repository.runway_threshold(),
+        Duration::from_secs(7 * 86_400),
+        "a week below the 30-day horizon by default"
+    );
+}
+
+#[test]
+fn low_runway_defaults_below_a_short_horizon_and_is_checked_against_it() {
+    let with = |repo: &str| format!("[repository]\npath = \"/r\"\n{repo}\n{}", pg_node("a"));
+    let c = parse(&with("max_age = \"1h\""), &origin()).expect("parses");
+    assert_eq!(c.repository.runway_threshold(), Duration::from_secs(900));
+    let c = parse(&with("max_age = \"1h\"\nlow_runway = \"50m\""), &origin()).expect("parses");
+    assert_eq!(c.repository.runway_threshold(), Duration::from_secs(3000));
+
+    let e = parse_err(&with("max_age = \"1h\"\nlow_runway = \"2h\""));
+    assert_at(&e, 4, 14, "repository.low_runway");
+    assert!(e.message.contains("shorter than max_age"), "{e}");
+    let e = parse_err(&with("low_runway = \"0s\""));
+    assert_at(&e, 3, 14, "repository.low_runway");
+    let e = parse_err(&with("low_runway = 7"));
+    assert_at(&e, 3, 14, "repository.low_runway");
+    assert!(e.message.contains("no unit"), "{e}");
 }
 
 #[test]

@@ -246,6 +246,35 @@ fn check_daemon(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `low_runway` must leave room below the horizon: at or past `max_age` every runway,
+/// even a fresh backup's, would be low from the start.
+fn check_low_runway(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let repo = KeyPath::root().key("repository");
+    let Some(low) = config.repository.low_runway else {
+        return Ok(());
+    };
+    let hint = "e.g. low_runway = \"7d\" with max_age = \"30d\"";
+    if low.is_zero() {
+        return Err(loc
+            .error_at_value(&repo.key("low_runway"), "low_runway must be longer than 0")
+            .with_hint(hint));
+    }
+    if low >= config.repository.max_age {
+        return Err(loc
+            .error_at_value(
+                &repo.key("low_runway"),
+                format!(
+                    "low_runway ({}) must be shorter than max_age ({}): every runway would be \
+                     low from the start",
+                    super::duration::format(low),
+                    super::duration::format(config.repository.max_age)
+                ),
+            )
+            .with_hint(hint));
+    }
+    Ok(())
+}
+
 fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigError> {
     let repo = KeyPath::root().key("repository");
     check_non_empty_path(&config.repository.path, repo.key("path"), loc)?;
@@ -254,6 +283,7 @@ fn check_repository(config: &Config, loc: &Locator<'_>) -> Result<(), ConfigErro
             .error_at_value(&repo.key("max_age"), "max_age must be longer than 0")
             .with_hint("e.g. max_age = \"30d\" (Splice cannot restore older backups)"));
     }
+    check_low_runway(config, loc)?;
     super::offsite::check(&config.repository.offsite, &config.repository.path, loc)?;
     let recipients = &config.repository.identities_recipients;
     for (i, r) in recipients.iter().enumerate() {

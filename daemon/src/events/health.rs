@@ -35,11 +35,25 @@ pub struct HealthBoard {
     state: Mutex<StateMap>,
     history: Mutex<VecDeque<HealthChange>>,
     answers: Mutex<BTreeMap<String, NodeAnswers>>,
+    /// Where first observations that are `up` are logged (see [`HealthBoard::logging_to`]).
+    log_dir: Option<std::path::PathBuf>,
 }
 
 const HISTORY: usize = 1000;
 
 impl HealthBoard {
+    /// A board that also writes each component's first observation, when it is `up`, to
+    /// the durable health log under `state_dir`. Such an observation is no change and no
+    /// event, but without it the log of a daemon restarted while the node was healthy
+    /// would still end in the outage before the restart, and "down since" would count
+    /// from then (see `splice_dr_automation::runway::outage`).
+    pub fn logging_to(state_dir: &std::path::Path) -> Self {
+        HealthBoard {
+            log_dir: Some(state_dir.to_path_buf()),
+            ..HealthBoard::default()
+        }
+    }
+
     /// Records an observation; returns the change when the state differs from the last one
     /// (a first observation counts as a change only when it is `down`).
     pub fn observe(
@@ -61,6 +75,8 @@ impl HealthBoard {
         }
         state.insert(key, (up, detail.to_string(), now));
         if previous.is_none() && up {
+            drop(state);
+            self.log_first_up(node, component, detail, now);
             return None;
         }
         let change = HealthChange {
@@ -76,6 +92,19 @@ impl HealthBoard {
         }
         h.push_back(change.clone());
         Some(change)
+    }
+
+    fn log_first_up(&self, node: &str, component: &str, detail: &str, at: DateTime<Utc>) {
+        let Some(dir) = &self.log_dir else { return };
+        let entry = super::health_log::HealthEntry {
+            at,
+            component: component.into(),
+            up: true,
+            detail: detail.into(),
+        };
+        if let Err(e) = super::health_log::append(dir, node, &entry) {
+            tracing::warn!(node = %node, "cannot record a health observation: {e}");
+        }
     }
 
     /// The `component` label a metric may carry: a component the probes observed on
@@ -284,5 +313,19 @@ mod tests {
             "a first observation that is down is reported"
         );
         assert_eq!(b.history().len(), 3);
+    }
+
+    #[test]
+    fn a_first_up_observation_is_logged_though_it_is_no_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = HealthBoard::logging_to(dir.path());
+        assert!(b.observe("n", "postgres", true, "ok").is_none());
+        assert!(b.observe("n", "postgres", true, "ok").is_none());
+        let log = super::super::health_log::read(dir.path(), "n");
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert!(log[0].up && log[0].component == "postgres");
+        // A first observation that is down is an event, logged by the bus's recorder.
+        assert!(b.observe("n", "validator", false, "503").is_some());
+        assert_eq!(super::super::health_log::read(dir.path(), "n").len(), 1);
     }
 }

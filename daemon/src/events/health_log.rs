@@ -67,7 +67,9 @@ fn entry_of(ev: &Event) -> Option<(String, HealthEntry)> {
     ))
 }
 
-fn append(state_dir: &Path, node: &str, entry: &HealthEntry) -> std::io::Result<()> {
+/// Appends one entry to `node`'s log (the bus recorder's changes, and the board's first
+/// observations that are up).
+pub(super) fn append(state_dir: &Path, node: &str, entry: &HealthEntry) -> std::io::Result<()> {
     let path = log_path(state_dir, node)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     if let Some(dir) = path.parent() {
@@ -82,6 +84,22 @@ fn append(state_dir: &Path, node: &str, entry: &HealthEntry) -> std::io::Result<
     f.write_all(&line)
 }
 
+/// Every entry of `node`'s log, oldest first; none when there is no log (or the name is
+/// not a safe file name). A line that does not parse (a write cut short) is skipped.
+pub fn read(state_dir: &Path, node: &str) -> Vec<HealthEntry> {
+    let Some(f) = log_path(state_dir, node)
+        .ok()
+        .and_then(|p| std::fs::File::open(p).ok())
+    else {
+        return Vec::new();
+    };
+    std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
 /// What the log says about `at ± window`: `None` when the log has nothing before `at`
 /// (no history), else the components that were down at some point in that window.
 pub fn down_around(
@@ -90,12 +108,7 @@ pub fn down_around(
     at: DateTime<Utc>,
     window: Duration,
 ) -> Option<Vec<HealthEntry>> {
-    let f = std::fs::File::open(log_path(state_dir, node).ok()?).ok()?;
-    let entries: Vec<HealthEntry> = std::io::BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
+    let entries = read(state_dir, node);
     if !entries.iter().any(|e| e.at <= at) {
         return None;
     }

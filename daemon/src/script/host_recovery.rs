@@ -41,7 +41,7 @@ fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
 pub(super) fn running_ids(env: &FlowEnv) -> RResult<(u64, Option<String>)> {
     let reg =
         Registry::load(&env.node.state_dir, &env.node.name).map_err(|e| fail(e.to_string()))?;
-    let migration = reg.migration_id.unwrap_or(0).max(env.node.migration_id);
+    let migration = reg.running_migration_id(env.node.migration_id);
     Ok((migration, reg.current))
 }
 
