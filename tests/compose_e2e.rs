@@ -177,11 +177,15 @@ fn wrong_project_and_missing_container_are_clear_errors() {
         .output()
         .unwrap();
     assert!(status.status.success());
+    // Nothing runs to stop (a node after stop.sh is stopped); starting it alone is refused
+    // with the way to start it.
+    backend.scale(&ctx, "participant", 0).unwrap();
     let e = backend
-        .scale(&ctx, "participant", 0)
+        .scale(&ctx, "participant", 1)
         .unwrap_err()
         .to_string();
     assert!(e.contains("no container of service `participant`"), "{e}");
+    assert!(e.contains("start.sh"), "{e}");
     let comps = backend.components(&ctx).unwrap();
     let p = comps.iter().find(|c| c.name == "participant").unwrap();
     assert_eq!(p.state, "missing");
