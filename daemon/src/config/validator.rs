@@ -38,6 +38,12 @@ pub struct ValidatorConfig {
     /// Base URL of the validator app, e.g. `http://127.0.0.1:5003`; the client appends
     /// `/api/validator`.
     pub url: String,
+    /// The same base URL as other hosts reach it (e.g. `http://validator-a.example:5003`),
+    /// recorded in every backup as the old node's address: a restore or re-onboard on
+    /// another host refuses while anything answers there. Default: `url`, unless that is
+    /// a loopback address (which from another host would name that host, not this one).
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Limit for one request, body included.
     #[serde(with = "super::duration", default = "default_timeout")]
     pub timeout: Duration,
@@ -53,6 +59,26 @@ pub struct ValidatorConfig {
     pub retry_backoff: Duration,
     /// `[node.validator.auth]`: the credentials for the admin and wallet calls.
     pub auth: ValidatorAuth,
+}
+
+impl ValidatorConfig {
+    /// The validator's base URL as other hosts reach it: `public_url`, else `url` when it
+    /// is not a loopback address; `None` when no other host can reach it by a known name.
+    pub fn address_for_other_hosts(&self) -> Option<String> {
+        if let Some(public) = &self.public_url {
+            return Some(public.clone());
+        }
+        let url = reqwest::Url::parse(&self.url).ok()?;
+        let host = url.host_str()?.to_ascii_lowercase();
+        let loopback = host == "localhost"
+            || host.ends_with(".localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        (!loopback).then(|| self.url.clone())
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -166,6 +192,9 @@ pub(super) fn check(
     loc: &Locator<'_>,
 ) -> Result<(), ConfigError> {
     check_base_url(&v.url, &path.key("url"), loc)?;
+    if let Some(public) = &v.public_url {
+        check_base_url(public, &path.key("public_url"), loc)?;
+    }
     if v.snapshot_timeout.is_zero() {
         return Err(loc
             .error_at_value(
@@ -360,6 +389,52 @@ url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
             Ok(n) => panic!("expected an error, got {n:?}"),
             Err(e) => e,
         }
+    }
+
+    /// What backups record as the node's address for other hosts: `public_url`, else a
+    /// `url` that is not loopback (from elsewhere, a loopback address names that host).
+    #[test]
+    fn the_address_for_other_hosts_is_public_url_or_a_url_that_is_not_loopback() {
+        let auth = "[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n";
+        let address = |keys: &str| {
+            node(&format!("[node.validator]\n{keys}\n{auth}"))
+                .unwrap()
+                .validator
+                .unwrap()
+                .address_for_other_hosts()
+        };
+        for loopback in [
+            "http://127.0.0.1:5003",
+            "http://127.8.0.1:5003",
+            "http://[::1]:5003",
+            "http://localhost:5003",
+            "http://wallet.localhost",
+            "http://WALLET.LOCALHOST",
+        ] {
+            assert_eq!(
+                address(&format!("url = \"{loopback}\"")),
+                None,
+                "{loopback}"
+            );
+        }
+        assert_eq!(
+            address("url = \"https://wallet.example.com\"").as_deref(),
+            Some("https://wallet.example.com")
+        );
+        assert_eq!(
+            address(
+                "url = \"http://wallet.localhost\"\npublic_url = \"http://validator-a.example:80\""
+            )
+            .as_deref(),
+            Some("http://validator-a.example:80")
+        );
+        let e = err(&format!(
+            "[node.validator]\nurl = \"http://127.0.0.1:5003\"\npublic_url = \"ftp://x\"\n{auth}"
+        ));
+        assert!(
+            e.to_string().contains("node[0].validator.public_url"),
+            "{e}"
+        );
     }
 
     /// Line of the `[node.validator]` header: HEAD is 10 lines, then one blank line.
