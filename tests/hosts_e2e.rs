@@ -180,9 +180,10 @@ async fn another_host_s_backup_needs_the_confirmation_and_an_old_node_that_does_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_that_does_not_say_whose_it_is_restores_on_a_fresh_host_with_the_confirmation() {
-    // A node whose validator url is loopback and no public_url: no address recorded.
-    let node = SimDbs::new("hostless").start().await;
-    let site = site_for(&node, "");
+    let dbs = SimDbs::new("hostless");
+    // Its validator url is loopback and there is no public_url: no address is recorded.
+    let (node, public_url) = (dbs.start().await, "");
+    let site = site_for(&node, public_url);
     let out = cli(&site, &["backup"]).await;
     assert!(out.status.success(), "backup: {}", text(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
