@@ -40,8 +40,9 @@ pub struct ValidatorConfig {
     pub url: String,
     /// The same base URL as other hosts reach it (e.g. `http://validator-a.example:5003`),
     /// recorded in every backup as the old node's address: a restore or re-onboard on
-    /// another host refuses while anything answers there. Default: `url`, unless that is
-    /// a loopback address (which from another host would name that host, not this one).
+    /// another host refuses while anything answers there. Default: `url`, unless its host
+    /// is loopback, a single label or a k8s Service name (which from another host or
+    /// cluster would name that one's own node).
     #[serde(default)]
     pub public_url: Option<String>,
     /// Limit for one request, body included.
@@ -62,23 +63,34 @@ pub struct ValidatorConfig {
 }
 
 impl ValidatorConfig {
-    /// The validator's base URL as other hosts reach it: `public_url`, else `url` when it
-    /// is not a loopback address; `None` when no other host can reach it by a known name.
+    /// The validator's base URL as other hosts reach it: `public_url`, else `url` when its
+    /// host means the same from anywhere; `None` when no other host can reach it by a
+    /// known name (see [`is_local_name`]).
     pub fn address_for_other_hosts(&self) -> Option<String> {
         if let Some(public) = &self.public_url {
             return Some(public.clone());
         }
         let url = reqwest::Url::parse(&self.url).ok()?;
         let host = url.host_str()?.to_ascii_lowercase();
-        let loopback = host == "localhost"
-            || host.ends_with(".localhost")
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        (!loopback).then(|| self.url.clone())
+        (!is_local_name(&host)).then(|| self.url.clone())
     }
+}
+
+/// Whether a URL host names something only from where it is used: a loopback address
+/// (`127.0.0.0/8`, `::1`, `localhost`, `*.localhost` — the compose bundle's nginx is
+/// `wallet.localhost`), a single-label name (a compose service on its network) or a
+/// Kubernetes Service name (`*.svc`, `*.cluster.local`): from another host, or another
+/// cluster, the same name reaches that host's own node.
+fn is_local_name(host: &str) -> bool {
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = ip.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    host == "localhost"
+        || !host.contains('.')
+        || [".localhost", ".svc", ".cluster.local"]
+            .iter()
+            .any(|suffix| host.ends_with(suffix))
 }
 
 fn default_timeout() -> Duration {
@@ -410,6 +422,9 @@ url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
             "http://localhost:5003",
             "http://wallet.localhost",
             "http://WALLET.LOCALHOST",
+            "http://validator:5003",
+            "http://validator-app.validator.svc:5003",
+            "http://validator-app.validator.svc.cluster.local:5003",
         ] {
             assert_eq!(
                 address(&format!("url = \"{loopback}\"")),
@@ -417,10 +432,12 @@ url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
                 "{loopback}"
             );
         }
-        assert_eq!(
-            address("url = \"https://wallet.example.com\"").as_deref(),
-            Some("https://wallet.example.com")
-        );
+        for global in ["https://wallet.example.com", "http://10.0.0.5:5003"] {
+            assert_eq!(
+                address(&format!("url = \"{global}\"")).as_deref(),
+                Some(global)
+            );
+        }
         assert_eq!(
             address(
                 "url = \"http://wallet.localhost\"\npublic_url = \"http://validator-a.example:80\""
