@@ -1092,7 +1092,8 @@ async fn a_snapshot_the_node_cannot_make_ends_the_dr_with_the_reonboard_that_rec
 /// re-onboards (burning `<hint>-2`) and backs up to an off-site directory; host B, a fresh
 /// state directory and local repository sharing only that off-site repository and trusting
 /// A's signing key, is refused without the confirmation, refused `<hint>-2` naming A's
-/// registry as the reason, and by default re-onboards as `<hint>-3`.
+/// registry as the reason, and by default re-onboards as `<hint>-3`; with the shared
+/// repository unreadable it chooses no id at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_host_reads_the_burned_ids_from_the_offsite_repository() {
     let f = PgFixture::start("hostsreg", "").await;
@@ -1180,26 +1181,24 @@ async fn a_fresh_host_reads_the_burned_ids_from_the_offsite_repository() {
     )
     .unwrap();
     let reonboard_b = |extra: &[&str]| reonboard(&b_config, extra);
+    let refused = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        text(&out)
+    };
 
-    let out = reonboard_b(&[]).await.unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = refused(reonboard_b(&[]).await.unwrap());
     assert!(
-        text(&out).contains(&format!("backup {b1} was taken on another host")),
-        "{}",
-        text(&out)
+        msg.contains(&format!("backup {b1} was taken on another host")),
+        "{msg}"
     );
-    assert!(
-        text(&out).contains("old_node_stopped=true"),
-        "{}",
-        text(&out)
-    );
+    assert!(msg.contains("old_node_stopped=true"), "{msg}");
 
     let burned = format!("participant_id={hint}-2");
-    let out = reonboard_b(&["old_node_stopped=true", &burned])
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let msg = text(&out);
+    let msg = refused(
+        reonboard_b(&["old_node_stopped=true", &burned])
+            .await
+            .unwrap(),
+    );
     assert!(msg.contains("was already used by this node"), "{msg}");
     assert!(
         msg.contains(&format!("registry in backup {b1}")),
@@ -1217,5 +1216,25 @@ async fn a_fresh_host_reads_the_burned_ids_from_the_offsite_repository() {
     let registry =
         std::fs::read_to_string(b_dir.path().join("state/participants/validator-1.json")).unwrap();
     assert!(registry.contains(&format!("\"{hint}-2\"")), "{registry}");
+
+    // The shared repository cannot be read: no id is chosen blind, nothing is burned.
+    std::fs::rename(offsite.path(), b_dir.path().join("moved")).unwrap();
+    std::fs::write(offsite.path(), "not a directory").unwrap();
+    let from_b1 = format!("backup={b1}");
+    let msg = refused(
+        reonboard_b(&["old_node_stopped=true", &from_b1])
+            .await
+            .unwrap(),
+    );
+    assert!(
+        msg.contains("cannot choose a participant id never used before"),
+        "{msg}"
+    );
+    assert!(msg.contains("shared"), "names the repository: {msg}");
+    let after =
+        std::fs::read_to_string(b_dir.path().join("state/participants/validator-1.json")).unwrap();
+    assert!(!after.contains(&format!("\"{hint}-4\"")), "{after}");
+    std::fs::remove_file(offsite.path()).unwrap();
+    std::fs::rename(b_dir.path().join("moved"), offsite.path()).unwrap();
     f.stop().await;
 }

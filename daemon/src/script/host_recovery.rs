@@ -33,12 +33,13 @@ pub(super) fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
 
 /// [`seeded_registry`] with the backups of every off-site repository merged in too: what
 /// a fresh host (an empty state directory) must read before choosing an id, since the
-/// ids another host burned are known only to its backups. A repository that does not
-/// answer is named in the run's log.
-fn registry_everywhere(env: &FlowEnv) -> RResult<Registry> {
+/// ids another host burned are known only to its backups. Returns what could not be read
+/// beside it (a repository that does not answer, an unreadable manifest), each also
+/// logged in the run.
+fn registry_everywhere(env: &FlowEnv) -> RResult<(Registry, Vec<String>)> {
     let mut reg = seeded_registry(env)?;
     if env.repo.offsite().is_empty() {
-        return Ok(reg);
+        return Ok((reg, Vec::new()));
     }
     let (all, problems) = env.repo.list_everywhere();
     for p in &problems {
@@ -52,7 +53,7 @@ fn registry_everywhere(env: &FlowEnv) -> RResult<Registry> {
         reg.save(&env.node.state_dir, node)
             .map_err(|e| fail(e.to_string()))?;
     }
-    Ok(reg)
+    Ok((reg, problems))
 }
 
 /// Marks as used what `node`'s backups know: the participant id inside each one's
@@ -203,12 +204,12 @@ pub(super) fn register(engine: &mut Engine) {
 fn register_participants(engine: &mut Engine) {
     engine
         .register_fn("participant_ids", |n: &mut NodeApi| -> RResult<Dynamic> {
-            registry_view(&registry_everywhere(&n.0)?)
+            registry_view(&registry_everywhere(&n.0)?.0)
         })
         .register_fn(
             "choose_participant_id",
             |n: &mut NodeApi, requested: &str, hint: &str| -> RResult<String> {
-                let reg = registry_everywhere(&n.0)?;
+                let (reg, unread) = registry_everywhere(&n.0)?;
                 let used: Vec<&str> = reg.used.iter().map(|u| u.id.as_str()).collect();
                 n.0.run.log(
                     "info",
@@ -219,6 +220,16 @@ fn register_participants(engine: &mut Engine) {
                     ),
                 );
                 if requested.is_empty() {
+                    if !unread.is_empty() {
+                        return Err(fail(format!(
+                            "cannot choose a participant id never used before: the ids burned \
+                             according to part of the repositories are unknown ({}), and a \
+                             burned id fails the re-onboard and burns another. Run again once \
+                             they can be read, or give `participant_id` yourself (one you know \
+                             this node never used). Nothing was changed",
+                            unread.join("; ")
+                        )));
+                    }
                     return Ok(reg.next_free(hint));
                 }
                 if requested.contains("::") {
