@@ -55,8 +55,8 @@ pub(super) fn register(engine: &mut Engine) {
                 taker(&m)
             );
             let checked = env.in_step(&label, StepKind::Forward, |_ctx| {
-                confirmed(&env, &m, &here).map_err(BackendError::Plugin)?;
-                check_silent(&env, &m).map_err(BackendError::Plugin)
+                confirmed(&env, &m, &here).map_err(BackendError::Verification)?;
+                check_silent(&env, &m).map_err(BackendError::Verification)
             })?;
             to_dyn(&serde_json::json!({ "same_host": false, "checked": checked }))
         },
