@@ -423,6 +423,9 @@ fn manifest_sample() -> Value {
             "recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]},
         "validator_party": "op::1220", "users": ["alice"],
         "last_drill": {"at": at, "result": "passed", "duration_ms": 5, "detail": "ok", "run": "r1"},
+        "host": {"id": "0123456789abcdef0123456789abcdef", "name": "vm-a",
+            "node_url": "http://validator-a.example:5003"},
+        "participant_ids": [{"id": "p", "since": at, "source": "config"}],
     })
 }
 
@@ -455,6 +458,16 @@ fn manifest_from_untrusted() {
                         .chain(m.dumps.iter().map(|d| &d.dir))
                     {
                         prop_assert!(check_relative_path(p).is_ok(), "accepted {p:?}");
+                    }
+                    // The taking host is shown to operators and its address probed.
+                    if let Some(h) = &m.host {
+                        prop_assert!(!h.name.chars().any(char::is_control), "{h:?}");
+                        if let Some(url) = &h.node_url {
+                            prop_assert!(
+                                splice_dr_repo::untrusted::check_node_url(url).is_ok(),
+                                "accepted {url:?}"
+                            );
+                        }
                     }
                 }
                 Err(e) => {
@@ -817,6 +830,7 @@ fn validator_config(
 ) -> splice_dr::config::ValidatorConfig {
     splice_dr::config::ValidatorConfig {
         url: url.to_string(),
+        public_url: None,
         timeout: std::time::Duration::from_secs(10),
         snapshot_timeout: std::time::Duration::from_secs(60),
         retries: 0,

@@ -22,20 +22,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn site_for(node: &splice_sim::RunningSim, extra_daemon: &str) -> Site {
-    let info = node.info();
-    let key = age::x25519::Identity::generate();
-    let validator = format!(
-        "[node.validator]\nurl = \"{}\"\nretries = 2\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
-        node.url()
-    );
-    Site::with(
-        &info.validator_db,
-        &info.participant_db,
-        BackendChoice::Builtin,
-        extra_daemon,
-        &format!("identities_recipients = [\"{}\"]", key.to_public()),
-        &validator,
-    )
+    sim_site(node, extra_daemon, "retries = 2\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1264,5 +1251,157 @@ async fn a_snapshot_the_node_cannot_make_ends_the_dr_with_the_reonboard_that_rec
         "{}",
         text(&out)
     );
+    f.stop().await;
+}
+
+/// The participant-id registry travels with every backup (issue #14 item 6) and a
+/// re-onboard of another host's backup needs the old node stopped (item 7): host A
+/// re-onboards (burning `<hint>-2`) and backs up to an off-site directory; host B, a fresh
+/// state directory and local repository sharing only that off-site repository and trusting
+/// A's signing key, is refused without the confirmation, refused `<hint>-2` naming A's
+/// registry as the reason, and by default re-onboards as `<hint>-3`; with the shared
+/// repository unreadable it chooses no id at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_host_reads_the_burned_ids_from_the_offsite_repository() {
+    let f = PgFixture::start("hostsreg", "").await;
+    let offsite = tempfile::tempdir().unwrap();
+    let shared = format!(
+        "\n[[repository.offsite]]\nname = \"shared\"\nkind = \"directory\"\npath = \"{}\"\n",
+        offsite.path().display()
+    );
+    let a_text = std::fs::read_to_string(&f.config).unwrap() + shared.as_str();
+    std::fs::write(&f.config, &a_text).unwrap();
+    let key = format!("identity_key={}", f.key_file.display());
+    let hint = f.node.hint.clone();
+    let run = |config: std::path::PathBuf, args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli_at(&config, &args)
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let reonboard = |config: &std::path::Path, extra: &[&str]| {
+        let mut list = args(&["--json", "run", "reonboard", "--param", &key]);
+        for e in ["ready_timeout=60"].iter().chain(extra) {
+            list.extend(["--param".to_string(), e.to_string()]);
+        }
+        list.push("--yes".into());
+        run(config.to_path_buf(), list)
+    };
+
+    // Host A: a backup, a re-onboard (burns <hint>-2), a backup carrying the registry.
+    let out = run(f.config.clone(), args(&["backup"])).await.unwrap();
+    assert!(out.status.success(), "backup: {}", text(&out));
+    let out = reonboard(&f.config, &[]).await.unwrap();
+    assert!(out.status.success(), "A's reonboard: {}", text(&out));
+    assert_eq!(flow_result(&out)["participant_id"], format!("{hint}-2"));
+    let out = run(f.config.clone(), args(&["backup"])).await.unwrap();
+    assert!(out.status.success(), "backup: {}", text(&out));
+    let b1 = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let copy: splice_dr_repo::Manifest = serde_json::from_slice(
+        &std::fs::read(offsite.path().join(&b1).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        copy.participant_ids
+            .iter()
+            .any(|u| u.id == format!("{hint}-2")),
+        "the off-site copy carries the registry: {:?}",
+        copy.participant_ids
+    );
+    let out = run(f.config.clone(), args(&["keys", "public"]))
+        .await
+        .unwrap();
+    let a_public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // The operator removes A's kept databases once the re-onboard is proven (the hook
+    // keeps one generation).
+    let prefix = f.node.prefix.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut admin = connect("postgres");
+        for db in [
+            format!("{prefix}_validator_old"),
+            format!("{prefix}_participant-0_old"),
+        ] {
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+
+    // Host B: its own (empty) state directory and local repository, the shared off-site.
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        f.node.dir.path().join("pg-password"),
+        b_dir.path().join("pg-password"),
+    )
+    .unwrap();
+    let b_config = b_dir.path().join("splice-dr.toml");
+    std::fs::write(
+        &b_config,
+        a_text.replace(
+            "max_age = \"30d\"\n",
+            &format!("max_age = \"30d\"\ntrusted_keys = [\"{a_public}\"]\n"),
+        ),
+    )
+    .unwrap();
+    let reonboard_b = |extra: &[&str]| reonboard(&b_config, extra);
+    let refused = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        text(&out)
+    };
+
+    let msg = refused(reonboard_b(&[]).await.unwrap());
+    assert!(
+        msg.contains(&format!("backup {b1} was taken on another host")),
+        "{msg}"
+    );
+    assert!(msg.contains("old_node_stopped=true"), "{msg}");
+
+    let burned = format!("participant_id={hint}-2");
+    let msg = refused(
+        reonboard_b(&["old_node_stopped=true", &burned])
+            .await
+            .unwrap(),
+    );
+    assert!(msg.contains("was already used by this node"), "{msg}");
+    assert!(
+        msg.contains(&format!("registry in backup {b1}")),
+        "A's registry is the reason: {msg}"
+    );
+
+    let out = reonboard_b(&["old_node_stopped=true"]).await.unwrap();
+    assert!(
+        out.status.success(),
+        "B's reonboard: {}\n{}",
+        text(&out),
+        std::fs::read_to_string(f.node.dir.path().join("sim.log")).unwrap_or_default()
+    );
+    assert_eq!(flow_result(&out)["participant_id"], format!("{hint}-3"));
+    let registry =
+        std::fs::read_to_string(b_dir.path().join("state/participants/validator-1.json")).unwrap();
+    assert!(registry.contains(&format!("\"{hint}-2\"")), "{registry}");
+
+    // The shared repository cannot be read: no id is chosen blind, nothing is burned.
+    std::fs::rename(offsite.path(), b_dir.path().join("moved")).unwrap();
+    std::fs::write(offsite.path(), "not a directory").unwrap();
+    let from_b1 = format!("backup={b1}");
+    let msg = refused(
+        reonboard_b(&["old_node_stopped=true", &from_b1])
+            .await
+            .unwrap(),
+    );
+    assert!(
+        msg.contains("cannot choose a participant id never used before"),
+        "{msg}"
+    );
+    assert!(msg.contains("shared"), "names the repository: {msg}");
+    let after =
+        std::fs::read_to_string(b_dir.path().join("state/participants/validator-1.json")).unwrap();
+    assert!(!after.contains(&format!("\"{hint}-4\"")), "{after}");
+    std::fs::remove_file(offsite.path()).unwrap();
+    std::fs::rename(b_dir.path().join("moved"), offsite.path()).unwrap();
     f.stop().await;
 }

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("leader", 10),
     ("lock", 10),
     ("participants", 10),
+    ("host_identity", 10),
     ("private_tmp", 10),
     ("metrics", 10),
     ("events", 10),

@@ -23,6 +23,7 @@ pub mod demo;
 mod drills;
 pub mod events;
 mod flows;
+mod host_identity;
 mod http_limits;
 pub mod identities;
 mod interrupted;

@@ -1,22 +1,17 @@
 //! Every participant id a node has used. Splice's re-onboarding needs "a new identifier
 //! … never used before", burns the old one, and requires every later start to pass the
 //! new one again (`-P`). A human forgets both; this registry remembers them durably in
-//! `state_dir/participants/<node>.json`, seeded from the config and from backups.
+//! `state_dir/participants/<node>.json`, seeded from the config and from backups (the ids
+//! inside them and the copy of the registry each one carries, so a fresh host learns the
+//! ids another host burned).
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// One id and where it was seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsedId {
-    /// The participant id.
-    pub id: String,
-    /// When it was first recorded.
-    pub since: DateTime<Utc>,
-    /// Why it counts as used (`config`, `backup <id>`, `re-onboard <run>`).
-    pub source: String,
-}
+/// One id and where it was seen: the repository's type, since every backup carries a
+/// copy of the registry (`Manifest::participant_ids`) for a fresh host to read.
+pub use splice_dr_repo::UsedParticipantId as UsedId;
 
 /// A node's registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -161,6 +161,10 @@ pub fn rebuild_nodes(
             identities_recipients: config.repository.identities_recipients.clone(),
             state_dir: config.daemon.state_dir.clone(),
             configured_participant_ids: node.configured_participant_ids(),
+            node_url: node
+                .validator
+                .as_ref()
+                .and_then(|v| v.address_for_other_hosts()),
             drill_checks: node.drill_checks.clone(),
             participant_db: node.participant_db(),
         };

@@ -631,6 +631,7 @@ pub fn validator_site(
     let client =
         splice_dr::validator::ValidatorClient::from_config(&splice_dr::config::ValidatorConfig {
             url: WALLET_URL.to_string(),
+            public_url: None,
             timeout: std::time::Duration::from_secs(10),
             snapshot_timeout: std::time::Duration::from_secs(60),
             retries: 3,

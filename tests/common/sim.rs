@@ -73,6 +73,7 @@ impl Drop for SimDbs {
 pub fn validator_config(url: &str, auth: ValidatorAuth) -> ValidatorConfig {
     ValidatorConfig {
         url: url.to_string(),
+        public_url: None,
         timeout: Duration::from_secs(10),
         snapshot_timeout: Duration::from_secs(60),
         retries: 3,
@@ -251,3 +252,28 @@ pub async fn flaky_validator(fail_first: usize) -> (Served, Arc<AtomicUsize>) {
     });
     (Served::start(app).await, count)
 }
+
+/// A bare-Postgres site for a simulated node and its validator API (self-signed with the
+/// `unsafe` secret), its identities encrypted to a fresh age key; `validator_keys` are more
+/// lines of `[node.validator]` (e.g. `retries = 2\n`).
+pub fn sim_site(
+    node: &RunningSim,
+    extra_daemon: &str,
+    validator_keys: &str,
+) -> super::common::Site {
+    let info = node.info();
+    let key = age::x25519::Identity::generate();
+    let validator = format!(
+        "[node.validator]\nurl = \"{}\"\n{validator_keys}\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
+        node.url()
+    );
+    super::common::Site::with(
+        &info.validator_db,
+        &info.participant_db,
+        super::common::BackendChoice::Builtin,
+        extra_daemon,
+        &format!("identities_recipients = [\"{}\"]", key.to_public()),
+        &validator,
+    )
+}
+

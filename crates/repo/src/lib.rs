@@ -31,8 +31,8 @@ pub mod untrusted;
 
 pub use checksum::sha256_file;
 pub use manifest::{
-    identifier_of, DrillRecord, DrillResult, DumpEntry, FileEntry, IdentitiesEntry, Manifest,
-    MANIFEST_FORMAT,
+    identifier_of, BackupHost, DrillRecord, DrillResult, DumpEntry, FileEntry, IdentitiesEntry,
+    Manifest, UsedParticipantId, MANIFEST_FORMAT,
 };
 pub use prefer::{newest_restorable, preferred_backup, Preferred};
 
@@ -307,6 +307,8 @@ impl Repository {
             identities: None,
             validator_party: None,
             users: Vec::new(),
+            host: None,
+            participant_ids: Vec::new(),
         })
     }
 
@@ -745,9 +747,21 @@ pub struct BackupWriter {
     identities: Option<IdentitiesEntry>,
     validator_party: Option<String>,
     users: Vec<String>,
+    host: Option<BackupHost>,
+    participant_ids: Vec<UsedParticipantId>,
 }
 
 impl BackupWriter {
+    /// Records the host taking the backup (see [`BackupHost`]).
+    pub fn record_host(&mut self, host: BackupHost) {
+        self.host = Some(host);
+    }
+
+    /// Records the node's participant-id registry as it is when the backup is taken.
+    pub fn record_participant_ids(&mut self, used: Vec<UsedParticipantId>) {
+        self.participant_ids = used;
+    }
+
     /// Path the encrypted identities dump must be written to.
     pub fn identities_path(&self) -> PathBuf {
         self.dir.join("identities.json.age")
@@ -816,6 +830,8 @@ impl BackupWriter {
             validator_party: self.validator_party.clone(),
             users: self.users.clone(),
             last_drill: None,
+            host: self.host.clone(),
+            participant_ids: self.participant_ids.clone(),
             signature: None,
         };
         self.repo.keyring().sign(&mut manifest);

@@ -65,6 +65,15 @@ pub struct Manifest {
     /// The last restore drill of this backup: proof that it restores, or why not.
     #[serde(default)]
     pub last_drill: Option<DrillRecord>,
+    /// The host that took the backup; absent on backups made before splice-dr recorded
+    /// it (an unknown host: restores and re-onboards treat it as another host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<BackupHost>,
+    /// Every participant id the node had used when the backup was taken (its
+    /// participant-id registry), so that a fresh host reading the repository never
+    /// chooses a burned id. Empty on backups made before splice-dr recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participant_ids: Vec<UsedParticipantId>,
     /// This site's (or a trusted site's) signature over everything above
     /// (`trust.rs`); absent on backups made before splice-dr signed them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +89,35 @@ pub struct IdentitiesEntry {
     pub participant_id: String,
     /// The age recipients it was encrypted to (public keys only).
     pub recipients: Vec<String>,
+}
+
+/// The host that took a backup. A restore or re-onboard on any other host could start a
+/// second live copy of the node's identity, which makes Canton lose data on the live one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupHost {
+    /// The host's identity: 32 lower-case hex digits generated once into the daemon's
+    /// state directory (`state_dir/host-id`), so the same daemon installation (the same
+    /// machine, or on k8s the same state volume of one namespace) always says the same.
+    pub id: String,
+    /// What to call it in messages (its hostname; on k8s the namespace and pod): not
+    /// part of the identity, a pod's name changes on every restart.
+    pub name: String,
+    /// The base URL (as `[node.validator] url`) other hosts reach the node's validator
+    /// at, when the taking host knew one: a restore elsewhere checks it no longer answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_url: Option<String>,
+}
+
+/// One participant id a node has used, and where it was seen (the daemon's registry
+/// records these; every backup carries a copy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsedParticipantId {
+    /// The participant identifier.
+    pub id: String,
+    /// When it was first recorded.
+    pub since: DateTime<Utc>,
+    /// Why it counts as used (`config`, `backup <id>`, `re-onboard <run>`).
+    pub source: String,
 }
 
 impl Manifest {
@@ -125,6 +163,8 @@ impl Manifest {
             validator_party: None,
             users: vec![],
             last_drill: None,
+            host: None,
+            participant_ids: vec![],
             signature: None,
         }
     }

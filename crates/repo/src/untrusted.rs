@@ -21,6 +21,13 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 /// Longest backup id or node name accepted from a manifest or a bucket listing.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Most participant ids a manifest may list: a node burns one per re-onboard, so a real
+/// registry holds a handful; the cap keeps a forged one from making id choice crawl.
+pub const MAX_PARTICIPANT_IDS: usize = 10_000;
+
+/// Longest host name, participant-id source or node URL accepted from a manifest.
+const MAX_TEXT_LEN: usize = 2048;
+
 /// Why a manifest read from a repository was refused, located in the manifest.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("manifest.json of backup {id}: {field}: {message}")]
@@ -177,8 +184,79 @@ impl Manifest {
         if let Some(ids) = &self.identities {
             check_relative_path(&ids.file).map_err(|e| ("identities.file".to_string(), e))?;
         }
+        if let Some(host) = &self.host {
+            check_host(host)?;
+        }
+        self.check_participant_ids()
+    }
+
+    /// The registry copy: bounded, each id a plain name, each source plain text.
+    fn check_participant_ids(&self) -> Result<(), (String, String)> {
+        if self.participant_ids.len() > MAX_PARTICIPANT_IDS {
+            return Err((
+                "participant_ids".into(),
+                format!(
+                    "lists {} ids, more than {MAX_PARTICIPANT_IDS}: not a registry splice-dr wrote",
+                    self.participant_ids.len()
+                ),
+            ));
+        }
+        for (i, u) in self.participant_ids.iter().enumerate() {
+            check_name(&u.id).map_err(|e| (format!("participant_ids[{i}].id"), e))?;
+            check_text(&u.source).map_err(|e| (format!("participant_ids[{i}].source"), e))?;
+        }
         Ok(())
     }
+}
+
+/// The taking host: its id as `state_dir/host-id` holds it, a printable name (shown to
+/// operators: no terminal escapes), an http(s) URL without credentials (probed by a
+/// restore elsewhere).
+fn check_host(host: &crate::BackupHost) -> Result<(), (String, String)> {
+    if !is_host_id(&host.id) {
+        return Err((
+            "host.id".into(),
+            "is not 32 lower-case hex digits (what state_dir/host-id holds)".into(),
+        ));
+    }
+    check_text(&host.name).map_err(|e| ("host.name".to_string(), e))?;
+    if let Some(url) = &host.node_url {
+        check_node_url(url).map_err(|e| ("host.node_url".to_string(), e))?;
+    }
+    Ok(())
+}
+
+/// Whether `id` has the shape of a host id: 32 lower-case hex digits.
+pub fn is_host_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Text shown to an operator: 1 to [`MAX_TEXT_LEN`] bytes, no control characters.
+fn check_text(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > MAX_TEXT_LEN {
+        return Err(format!("must be 1 to {MAX_TEXT_LEN} bytes long"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!(
+            "`{}` contains a control character",
+            text.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A node URL: http(s), a host, no user or password, at most [`MAX_TEXT_LEN`] bytes.
+pub fn check_node_url(text: &str) -> Result<(), String> {
+    check_text(text)?;
+    let shown = text.escape_debug();
+    let url = reqwest::Url::parse(text).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{shown}` is not an http(s) URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{shown}` carries credentials"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,6 +349,65 @@ mod tests {
             },
         }];
         assert_eq!(parse(&m, "b1").unwrap_err().field, "dumps[0].dir");
+    }
+
+    fn host(id: &str, name: &str, url: Option<&str>) -> crate::BackupHost {
+        crate::BackupHost {
+            id: id.into(),
+            name: name.into(),
+            node_url: url.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_taking_host_is_checked_and_may_be_absent() {
+        let good = "0123456789abcdef0123456789abcdef";
+        let mut m = manifest("b1", &[]);
+        assert_eq!(parse(&m, "b1").unwrap().host, None, "old manifests load");
+        m.host = Some(host(good, "vm-a", Some("http://validator-a.example:5003")));
+        assert_eq!(parse(&m, "b1").unwrap(), m);
+        for (bad, field) in [
+            (host("ABC", "vm-a", None), "host.id"),
+            (host(&good.to_uppercase(), "vm-a", None), "host.id"),
+            (host(good, "vm\x1b[31ma", None), "host.name"),
+            (host(good, "vm\u{7f}", None), "host.name"),
+            (host(good, "", None), "host.name"),
+            (
+                host(good, "vm-a", Some("file:///etc/passwd")),
+                "host.node_url",
+            ),
+            (host(good, "vm-a", Some("http://u:p@h:1")), "host.node_url"),
+            (host(good, "vm-a", Some("not a url")), "host.node_url"),
+        ] {
+            m.host = Some(bad.clone());
+            let field_seen = parse(&m, "b1")
+                .map(|_| String::new())
+                .unwrap_or_else(|e| e.field);
+            assert_eq!(field_seen, field, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_registry_copy_is_checked() {
+        let used = |id: &str, source: &str| crate::UsedParticipantId {
+            id: id.into(),
+            since: chrono::Utc::now(),
+            source: source.into(),
+        };
+        let mut m = manifest("b1", &[]);
+        m.participant_ids = vec![used("acme", "config"), used("acme-2", "re-onboard r1")];
+        assert_eq!(parse(&m, "b1").unwrap(), m);
+        m.participant_ids = vec![used("acme", "config"), used("../x", "config")];
+        assert_eq!(parse(&m, "b1").unwrap_err().field, "participant_ids[1].id");
+        m.participant_ids = vec![used("acme", "a\nb")];
+        assert_eq!(
+            parse(&m, "b1").unwrap_err().field,
+            "participant_ids[0].source"
+        );
+        m.participant_ids = (0..=MAX_PARTICIPANT_IDS)
+            .map(|i| used(&format!("p-{i}"), "config"))
+            .collect();
+        assert_eq!(parse(&m, "b1").unwrap_err().field, "participant_ids");
     }
 
     #[test]

@@ -326,6 +326,15 @@ pub struct RestoreArgs {
     /// Seconds to wait for each component to become ready.
     #[arg(long, default_value_t = 600)]
     pub ready_timeout: u64,
+    /// Confirm that the node which took the backup is stopped for good: required to
+    /// restore a backup taken on another host (or one that does not record its host), as
+    /// two live copies of one participant make Canton lose data. Journaled with the run.
+    #[arg(long)]
+    pub old_node_stopped: bool,
+    /// The old node's validator base URL as this host reaches it, checked not to answer
+    /// instead of the address the backup recorded.
+    #[arg(long, value_name = "URL")]
+    pub old_node_url: Option<String>,
 }
 
 /// `runs` options.

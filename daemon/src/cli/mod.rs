@@ -114,6 +114,12 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
                 ("ready_timeout", json!(a.ready_timeout)),
             ]);
             insert_force(&mut p, a.force, &a.reason);
+            if a.old_node_stopped {
+                p.insert("old_node_stopped".into(), json!(true));
+            }
+            if let Some(url) = &a.old_node_url {
+                p.insert("old_node_url".into(), json!(url));
+            }
             run("restore", &a.node.node, p, a.dry_run, a.yes)
         }
         Command::Run(a) => run(

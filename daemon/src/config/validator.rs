@@ -38,6 +38,13 @@ pub struct ValidatorConfig {
     /// Base URL of the validator app, e.g. `http://wallet.localhost`; the client appends
     /// `/api/validator` unless the URL already ends with it.
     pub url: String,
+    /// The same base URL as other hosts reach it (e.g. `http://validator-a.example:5003`),
+    /// recorded in every backup as the old node's address: a restore or re-onboard on
+    /// another host refuses while anything answers there. Default: `url`, unless its host
+    /// is loopback, a single label or a k8s Service name (which from another host or
+    /// cluster would name that one's own node).
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Limit for one request, body included.
     #[serde(with = "super::duration", default = "default_timeout")]
     pub timeout: Duration,
@@ -53,6 +60,37 @@ pub struct ValidatorConfig {
     pub retry_backoff: Duration,
     /// `[node.validator.auth]`: the credentials for the admin and wallet calls.
     pub auth: ValidatorAuth,
+}
+
+impl ValidatorConfig {
+    /// The validator's base URL as other hosts reach it: `public_url`, else `url` when its
+    /// host means the same from anywhere; `None` when no other host can reach it by a
+    /// known name (see [`is_local_name`]).
+    pub fn address_for_other_hosts(&self) -> Option<String> {
+        if let Some(public) = &self.public_url {
+            return Some(public.clone());
+        }
+        let url = reqwest::Url::parse(&self.url).ok()?;
+        let host = url.host_str()?.to_ascii_lowercase();
+        (!is_local_name(&host)).then(|| self.url.clone())
+    }
+}
+
+/// Whether a URL host names something only from where it is used: a loopback address
+/// (`127.0.0.0/8`, `::1`, `localhost`, `*.localhost` — the compose bundle's nginx is
+/// `wallet.localhost`), a single-label name (a compose service on its network) or a
+/// Kubernetes Service name (`*.svc`, `*.cluster.local`): from another host, or another
+/// cluster, the same name reaches that host's own node.
+fn is_local_name(host: &str) -> bool {
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = ip.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    host == "localhost"
+        || !host.contains('.')
+        || [".localhost", ".svc", ".cluster.local"]
+            .iter()
+            .any(|suffix| host.ends_with(suffix))
 }
 
 fn default_timeout() -> Duration {
@@ -166,6 +204,9 @@ pub(super) fn check(
     loc: &Locator<'_>,
 ) -> Result<(), ConfigError> {
     check_base_url(&v.url, &path.key("url"), loc)?;
+    if let Some(public) = &v.public_url {
+        check_base_url(public, &path.key("public_url"), loc)?;
+    }
     if v.snapshot_timeout.is_zero() {
         return Err(loc
             .error_at_value(
@@ -354,6 +395,57 @@ url = "postgresql://cnadmin@127.0.0.1:5432/postgres"
             Ok(n) => panic!("expected an error, got {n:?}"),
             Err(e) => e,
         }
+    }
+
+    /// What backups record as the node's address for other hosts: `public_url`, else a
+    /// `url` that is not loopback (from elsewhere, a loopback address names that host).
+    #[test]
+    fn the_address_for_other_hosts_is_public_url_or_a_url_that_is_not_loopback() {
+        let auth = "[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n";
+        let address = |keys: &str| {
+            node(&format!("[node.validator]\n{keys}\n{auth}"))
+                .unwrap()
+                .validator
+                .unwrap()
+                .address_for_other_hosts()
+        };
+        for loopback in [
+            "http://127.0.0.1:5003",
+            "http://127.8.0.1:5003",
+            "http://[::1]:5003",
+            "http://localhost:5003",
+            "http://wallet.localhost",
+            "http://WALLET.LOCALHOST",
+            "http://validator:5003",
+            "http://validator-app.validator.svc:5003",
+            "http://validator-app.validator.svc.cluster.local:5003",
+        ] {
+            assert_eq!(
+                address(&format!("url = \"{loopback}\"")),
+                None,
+                "{loopback}"
+            );
+        }
+        for global in ["https://wallet.example.com", "http://10.0.0.5:5003"] {
+            assert_eq!(
+                address(&format!("url = \"{global}\"")).as_deref(),
+                Some(global)
+            );
+        }
+        assert_eq!(
+            address(
+                "url = \"http://wallet.localhost\"\npublic_url = \"http://validator-a.example:80\""
+            )
+            .as_deref(),
+            Some("http://validator-a.example:80")
+        );
+        let e = err(&format!(
+            "[node.validator]\nurl = \"http://127.0.0.1:5003\"\npublic_url = \"ftp://x\"\n{auth}"
+        ));
+        assert!(
+            e.to_string().contains("node[0].validator.public_url"),
+            "{e}"
+        );
     }
 
     /// Line of the `[node.validator]` header: HEAD is 10 lines, then one blank line.

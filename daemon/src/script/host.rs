@@ -45,6 +45,9 @@ pub struct NodeFacts {
     /// Participant ids the config shows the node started with (compose: `-P`, else the
     /// party hint), which seed the registry of used ids.
     pub configured_participant_ids: Vec<String>,
+    /// The validator's base URL as other hosts reach it (`[node.validator] public_url`, or
+    /// a non-loopback `url`): recorded in every backup as the node's address.
+    pub node_url: Option<String>,
     /// The site's drill sanity queries (`[[node.drill_check]]`).
     pub drill_checks: Vec<crate::config::DrillCheckConfig>,
     /// The participant database the node's apps use, where the config names it (see
@@ -228,6 +231,7 @@ fn manifest_summary(m: &Manifest) -> RResult<Dynamic> {
         "validator_party": m.validator_party, "users": m.users,
         "identities_participant_id": m.identities.as_ref().map(|i| i.participant_id.clone()),
         "last_drill": m.last_drill,
+        "host": m.host.as_ref().map(|h| h.name.clone()),
     }))
 }
 
@@ -509,10 +513,11 @@ fn register_backups(engine: &mut Engine) {
                     writer: Arc::new(Mutex::new(None)),
                 });
             }
-            let w = env
+            let mut w = env
                 .repo
                 .begin(&env.node.name, env.node.migration_id)
                 .map_err(|e| fail(e.to_string()))?;
+            super::host_elsewhere::record_taker(env, &mut w)?;
             Ok(WriterApi {
                 env: env.clone(),
                 id: w.id().to_string(),
@@ -792,6 +797,7 @@ pub fn execute(
     super::host_offsite::register(&mut engine);
     super::host_drill::register(&mut engine);
     super::host_users::register(&mut engine);
+    super::host_elsewhere::register(&mut engine);
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);

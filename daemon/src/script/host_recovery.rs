@@ -14,9 +14,9 @@ use crate::run_context::StepKind;
 /// Prefix of the decrypted identities files this module creates (and alone may delete).
 use crate::private_tmp::IDENTITIES_PREFIX;
 
-/// The registry with everything known to be used merged in: the ids the config shows and
-/// the ids inside this node's backups.
-fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
+/// The registry with everything known to be used merged in: the ids the config shows,
+/// and what this node's local backups know (see [`merge_backups`]).
+pub(super) fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
     let (state_dir, node) = (&env.node.state_dir, &env.node.name);
     let mut reg = Registry::load(state_dir, node).map_err(|e| fail(e.to_string()))?;
     let mut changed = false;
@@ -24,16 +24,65 @@ fn seeded_registry(env: &FlowEnv) -> RResult<Registry> {
         changed |= reg.mark_used(id, "config");
     }
     let (backups, _) = env.repo.list().unwrap_or_default();
-    for m in backups.iter().filter(|m| &m.node == node) {
+    changed |= merge_backups(&mut reg, node, backups.iter());
+    if changed {
+        reg.save(state_dir, node).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(reg)
+}
+
+/// [`seeded_registry`] with the backups of every off-site repository merged in too: what
+/// a fresh host (an empty state directory) must read before choosing an id, since the
+/// ids another host burned are known only to its backups. Returns what could not be read
+/// beside it (a repository that does not answer, an unreadable manifest), each also
+/// logged in the run.
+fn registry_everywhere(env: &FlowEnv) -> RResult<(Registry, Vec<String>)> {
+    let mut reg = seeded_registry(env)?;
+    if env.repo.offsite().is_empty() {
+        return Ok((reg, Vec::new()));
+    }
+    let (all, problems) = env.repo.list_everywhere();
+    for p in &problems {
+        env.run.log(
+            "warn",
+            &format!("participant ids recorded there are unknown to this choice: {p}"),
+        );
+    }
+    let node = &env.node.name;
+    if merge_backups(&mut reg, node, all.iter().map(|l| &l.manifest)) && !env.run.dry_run() {
+        reg.save(&env.node.state_dir, node)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    Ok((reg, problems))
+}
+
+/// Marks as used what `node`'s backups know: the participant id inside each one's
+/// identities dump, and every id of the registry copy it carries (whichever host took it,
+/// trusted or not: an id wrongly believed burned costs nothing, a burned one reused costs
+/// a failed re-onboard). Returns whether anything was new.
+fn merge_backups<'a>(
+    reg: &mut Registry,
+    node: &str,
+    backups: impl Iterator<Item = &'a splice_dr_repo::Manifest>,
+) -> bool {
+    let mut changed = false;
+    for m in backups.filter(|m| m.node == node) {
+        let taker = m
+            .host
+            .as_ref()
+            .map(|h| format!(", taken on {}", h.name))
+            .unwrap_or_default();
+        // The registry copy first: its sources say why an id was burned.
+        for u in &m.participant_ids {
+            let source = format!("{} (registry in backup {}{taker})", u.source, m.id);
+            changed |= reg.mark_used(&u.id, &crate::util::truncate(&source, 300));
+        }
         if let Some(ids) = &m.identities {
             let id = crate::participants::identifier_of(&ids.participant_id);
             changed |= reg.mark_used(id, &format!("backup {}", m.id));
         }
     }
-    if changed {
-        reg.save(state_dir, node).map_err(|e| fail(e.to_string()))?;
-    }
-    Ok(reg)
+    changed
 }
 
 /// The migration id and participant identifier the node runs now, from its registry: a
@@ -181,13 +230,32 @@ pub(super) fn register(engine: &mut Engine) {
 fn register_participants(engine: &mut Engine) {
     engine
         .register_fn("participant_ids", |n: &mut NodeApi| -> RResult<Dynamic> {
-            registry_view(&seeded_registry(&n.0)?)
+            registry_view(&registry_everywhere(&n.0)?.0)
         })
         .register_fn(
             "choose_participant_id",
             |n: &mut NodeApi, requested: &str, hint: &str| -> RResult<String> {
-                let reg = seeded_registry(&n.0)?;
+                let (reg, unread) = registry_everywhere(&n.0)?;
+                let used: Vec<&str> = reg.used.iter().map(|u| u.id.as_str()).collect();
+                n.0.run.log(
+                    "info",
+                    &format!(
+                        "participant ids this node used (its registry, the config and the \
+                         backups in every repository): {}",
+                        if used.is_empty() { "none".into() } else { used.join(", ") }
+                    ),
+                );
                 if requested.is_empty() {
+                    if !unread.is_empty() {
+                        return Err(fail(format!(
+                            "cannot choose a participant id never used before: the ids burned \
+                             according to part of the repositories are unknown ({}), and a \
+                             burned id fails the re-onboard and burns another. Run again once \
+                             they can be read, or give `participant_id` yourself (one you know \
+                             this node never used). Nothing was changed",
+                            unread.join("; ")
+                        )));
+                    }
                     return Ok(reg.next_free(hint));
                 }
                 if requested.contains("::") {
@@ -301,10 +369,15 @@ fn register_restart(engine: &mut Engine) {
         );
 }
 
-/// Decrypts a backup's identities dump with an age key into a new private file under
-/// `state_dir/tmp`, owned by `uid` when given (compose's validator runs as 1001).
-fn decrypt_identities(env: &FlowEnv, backup: &str, key: &Path, uid: i64) -> RResult<PathBuf> {
-    let m = env.manifest(backup)?;
+/// Decrypts backup `m`'s identities dump (its files in the local repository) with an age
+/// key into a new private file under `state_dir/tmp`, owned by `uid` when given
+/// (compose's validator runs as 1001).
+fn decrypt_identities(
+    env: &FlowEnv,
+    m: &splice_dr_repo::Manifest,
+    key: &Path,
+    uid: i64,
+) -> RResult<PathBuf> {
     let ids = m.identities.as_ref().ok_or_else(|| {
         fail(format!(
             "backup {} holds no identities dump (was [node.validator] configured when it was taken?)",
@@ -346,12 +419,11 @@ fn register_identities(engine: &mut Engine) {
             "identities_file",
             |b: &mut BackupsApi, backup: &str, key: &str, uid: i64| -> RResult<String> {
                 let env = b.0.clone();
-                // A new host has the backup only off-site: fetched (checksums checked) first.
-                let backup = env.local_manifest(backup)?.id;
-                let backup = backup.as_str();
+                // Downloaded first when only off-site (a fresh host re-onboarding).
+                let m = env.local_manifest(backup)?;
                 let label = format!("decrypt the identities dump of backup {backup}");
                 let out = env.in_step(&label, StepKind::Forward, |_ctx| {
-                    decrypt_identities(&env, backup, Path::new(key), uid)
+                    decrypt_identities(&env, &m, Path::new(key), uid)
                         .map_err(|e| BackendError::Plugin(e.to_string()))
                 })?;
                 Ok(out.display().to_string())

@@ -4,6 +4,7 @@ mod catalog;
 mod engine;
 mod host;
 mod host_drill;
+mod host_elsewhere;
 mod host_offsite;
 mod host_recovery;
 mod host_users;

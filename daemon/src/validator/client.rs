@@ -585,6 +585,7 @@ mod tests {
     fn cfg(url: &str, retries: u32) -> ValidatorConfig {
         ValidatorConfig {
             url: url.into(),
+            public_url: None,
             timeout: Duration::from_secs(5),
             snapshot_timeout: Duration::from_secs(5),
             retries,
