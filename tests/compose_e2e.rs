@@ -453,7 +453,10 @@ fn a_node_stopped_with_stop_sh_is_restored_with_every_row() {
         "the node runs again and answers through nginx"
     );
     assert_eq!(node.fingerprint(), before, "every row of the backup");
-    assert!(node.kept_volumes().is_empty(), "the copy is gone once proven");
+    assert!(
+        node.kept_volumes().is_empty(),
+        "the copy is gone once proven"
+    );
     let run = last_run(&config, "restore");
     assert_eq!(run.state, RunState::Succeeded, "{run:?}");
     let log = run
@@ -466,5 +469,8 @@ fn a_node_stopped_with_stop_sh_is_restored_with_every_row() {
         log.contains("docker compose up --no-start postgres-splice"),
         "postgres came from the bundle's files:\n{log}"
     );
-    assert!(log.contains("./start.sh"), "the node started with start.sh:\n{log}");
+    assert!(
+        log.contains("./start.sh"),
+        "the node started with start.sh:\n{log}"
+    );
 }

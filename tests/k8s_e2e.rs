@@ -185,7 +185,13 @@ fn a_restore_into_a_node_that_is_not_installed_stops_with_the_helm_command() {
     let damaged = dbs.fingerprint();
     site.fake.uninstall("participant");
     site.fake.clear_seen();
-    let out = site.cli(&["run", "restore", "--param", &format!("backup={id}"), "--yes"]);
+    let out = site.cli(&[
+        "run",
+        "restore",
+        "--param",
+        &format!("backup={id}"),
+        "--yes",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -203,7 +209,11 @@ fn a_restore_into_a_node_that_is_not_installed_stops_with_the_helm_command() {
         .filter(|l| l.contains("scale") || l.contains("exec"))
         .collect();
     assert!(scaled.is_empty(), "nothing was scaled or run: {scaled:?}");
-    assert_eq!(site.fake.replicas("validator-app"), 1, "the validator still runs");
+    assert_eq!(
+        site.fake.replicas("validator-app"),
+        1,
+        "the validator still runs"
+    );
     assert_eq!(dbs.fingerprint(), damaged, "no database was touched");
 }
 

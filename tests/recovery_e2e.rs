@@ -442,11 +442,7 @@ fn a_new_host_reonboards_from_the_first_hosts_offsite_backup() {
     );
     let with_offsite = |config: &std::path::Path| {
         let text = std::fs::read_to_string(config).unwrap();
-        let text = text.replacen(
-            "\n[[node]]",
-            &format!("\n{offsite_table}\n[[node]]"),
-            1,
-        );
+        let text = text.replacen("\n[[node]]", &format!("\n{offsite_table}\n[[node]]"), 1);
         std::fs::write(config, text).unwrap();
     };
     let old_site = tempfile::tempdir().unwrap();
@@ -490,12 +486,26 @@ fn a_new_host_reonboards_from_the_first_hosts_offsite_backup() {
     let key = format!("identity_key={}", kept_key.display());
     let backup_param = format!("backup={id}");
 
-    // The first host's id is refused before anything changes.
+    // The operator says the first host is stopped for good (its address, wallet.localhost,
+    // is local to each host, so no address is recorded to check). The first host's id is
+    // refused before anything changes.
     let reuse = format!("participant_id={old_participant}");
     let out = cli_restarting(
         &new,
         &new_config,
-        &["run", "reonboard", "--param", &backup_param, "--param", &key, "--param", &reuse, "--yes"],
+        &[
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--param",
+            &reuse,
+            "--param",
+            "old_node_stopped=true",
+            "--yes",
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -507,9 +517,24 @@ fn a_new_host_reonboards_from_the_first_hosts_offsite_backup() {
     let out = cli_restarting(
         &new,
         &new_config,
-        &["--json", "run", "reonboard", "--param", &backup_param, "--param", &key, "--yes"],
+        &[
+            "--json",
+            "run",
+            "reonboard",
+            "--param",
+            &backup_param,
+            "--param",
+            &key,
+            "--param",
+            "old_node_stopped=true",
+            "--yes",
+        ],
     );
-    assert!(out.status.success(), "reonboard on the new host: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "reonboard on the new host: {}",
+        text(&out)
+    );
     let run = last_run(&new_config, "reonboard");
     assert_eq!(run.state, RunState::Succeeded, "{run:?}");
     let result = run.result.unwrap_or_default();
@@ -517,7 +542,10 @@ fn a_new_host_reonboards_from_the_first_hosts_offsite_backup() {
     assert_ne!(new_id, old_participant, "a never used id");
     assert_eq!(result["party"], party.as_str(), "the same validator party");
     assert_eq!(result["balance"], "777.2500000000", "the balance came back");
-    assert!(new.validator_ready(), "the new host answers through its nginx");
+    assert!(
+        new.validator_ready(),
+        "the new host answers through its nginx"
+    );
     assert_eq!(
         new.container_env("validator", "SPLICE_APP_VALIDATOR_PARTICIPANT_IDENTIFIER")
             .as_deref(),
@@ -750,10 +778,7 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
         .unwrap_or_default();
     assert!(left.is_empty(), "plaintext left in state/tmp: {left:?}");
     // The node runs migration 1 on participant-1, same party.
-    assert_eq!(
-        node.validator_migration_id().as_deref(),
-        Some("1")
-    );
+    assert_eq!(node.validator_migration_id().as_deref(), Some("1"));
     assert_eq!(node.psql("participant-1", "SELECT 1"), "1");
     assert_eq!(
         rt.block_on(client.validator_user()).unwrap().party_id,
@@ -762,10 +787,7 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
     // A later restart passes -m 1 and no -M.
     let out = cli_restarting(&node, &config, &["run", "restart"]);
     assert!(out.status.success(), "restart: {}", text(&out));
-    assert_eq!(
-        node.validator_migration_id().as_deref(),
-        Some("1")
-    );
+    assert_eq!(node.validator_migration_id().as_deref(), Some("1"));
     assert!(!node.validator_migrating());
     assert!(node.validator_ready());
     // Backups refuse to run on the stale config (it still says migration 0).
@@ -805,10 +827,7 @@ fn dr_snapshot_of_a_pruned_moment_stops_and_points_to_reonboard() {
         "{err}"
     );
     assert!(node.validator_ready(), "nothing was changed");
-    assert_eq!(
-        node.validator_migration_id().as_deref(),
-        Some("0")
-    );
+    assert_eq!(node.validator_migration_id().as_deref(), Some("0"));
 }
 
 // ---- postgres backend: the node restarts through the site's restart_command ----

@@ -47,7 +47,10 @@ pub fn assemble_bundle(sim_args: &str) -> tempfile::TempDir {
         let path = dir.path().join("compose.override.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         let image = "    image: splice-dr-test/validator-app:sim\n";
-        assert!(text.contains(image), "the override names the validator image");
+        assert!(
+            text.contains(image),
+            "the override names the validator image"
+        );
         let args: Vec<String> = sim_args
             .split_whitespace()
             .map(|a| format!("{a:?}"))

@@ -276,4 +276,3 @@ pub fn sim_site(
         &validator,
     )
 }
-

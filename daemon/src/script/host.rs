@@ -604,18 +604,18 @@ fn register_backups(engine: &mut Engine) {
                         return Err(e);
                     }
                     verified
-                    .map_err(|e| BackendError::Verification(e.to_string()))
-                    .and_then(|r| {
-                        if r.ok {
-                            Ok(r)
-                        } else {
-                            Err(BackendError::Verification(format!(
-                                "backup {} is damaged and will not be used: {}",
-                                r.id,
-                                r.problems.join("; ")
-                            )))
-                        }
-                    })
+                        .map_err(|e| BackendError::Verification(e.to_string()))
+                        .and_then(|r| {
+                            if r.ok {
+                                Ok(r)
+                            } else {
+                                Err(BackendError::Verification(format!(
+                                    "backup {} is damaged and will not be used: {}",
+                                    r.id,
+                                    r.problems.join("; ")
+                                )))
+                            }
+                        })
                 })?;
                 to_dyn(&report)
             },
