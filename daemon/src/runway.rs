@@ -50,6 +50,7 @@ fn newest_restorable(
         migration_id: reg.running_migration_id(facts.migration_id),
         participant: reg.current.as_deref(),
         max_age: facts.max_age,
+        participant_db: facts.participant_db.as_deref(),
     };
     // An untrusted backup is restored only with --force: it gives no runway.
     let trusted: Vec<Manifest> = backups
