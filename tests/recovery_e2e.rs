@@ -596,7 +596,8 @@ fn a_reonboard_failing_midway_burns_the_id_and_stops_with_instructions() {
         text(&out)
     );
 
-    // The network is unreachable: the new node cannot register, the start fails.
+    // The network is unreachable: the new node cannot register, the start fails (the
+    // validator never answers readyz; a test waits 20 s for it, not the default 600).
     node.stop_sv();
     let out = cli_restarting(
         &node,
@@ -608,6 +609,8 @@ fn a_reonboard_failing_midway_burns_the_id_and_stops_with_instructions() {
             &backup_param,
             "--param",
             &key,
+            "--param",
+            "ready_timeout=20",
             "--yes",
         ],
     );
