@@ -462,18 +462,15 @@ impl ComposeNode {
     }
 
     /// Value of `KEY` in the environment of `service`'s container.
+    /// (As JSON: the real compose file's values span lines, e.g. its HOCON blocks.)
     pub fn container_env(&self, service: &str, key: &str) -> Option<String> {
         let out = Command::new("docker")
-            .args([
-                "inspect",
-                "--format",
-                "{{range .Config.Env}}{{println .}}{{end}}",
-            ])
+            .args(["inspect", "--format", "{{json .Config.Env}}"])
             .arg(self.container(service))
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        let env: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        env.iter()
             .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
     }
 
