@@ -888,14 +888,17 @@ fn validator_answers() {
     let fake = FakeValidator::start();
     let client = ValidatorClient::from_config(&validator_config(&fake.url, no_auth())).unwrap();
     let url = fake.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let answer = dir.path().join("answer.json");
     fuzz(
         "validator answers",
         json_input(validator_samples()),
         |body| {
             fake.answer(body.0);
             fake.rt.block_on(async {
+                let _ = std::fs::remove_file(&answer);
                 if let Err(e) = client
-                    .data_snapshot_raw("2026-01-01T00:00:00Z", 0, true)
+                    .data_snapshot_to_file("2026-01-01T00:00:00Z", 0, true, &answer)
                     .await
                 {
                     located(&e, &url)?;

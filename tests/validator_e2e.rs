@@ -25,6 +25,22 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// No JWT in the text: every JWT starts with the base64 of `{"`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The data snapshot at `t` for `migration_id`, streamed into a file of its own.
+async fn snapshot(
+    c: &ValidatorClient,
+    t: &str,
+    migration_id: u64,
+) -> Result<splice_dr::validator::SnapshotFile, ValidatorError> {
+    let dir = tempfile::tempdir().unwrap();
+    c.data_snapshot_to_file(t, migration_id, true, &dir.path().join("a.json"))
+        .await
+}
+
 fn assert_no_token(text: &str) {
     assert!(!text.contains("eyJ"), "a token leaked: {text}");
 }
@@ -53,18 +69,40 @@ async fn every_call_happy_path() {
     assert_eq!(c.identities().await.unwrap(), dump);
 
     let ts = rfc3339(chrono::Utc::now() - chrono::Duration::seconds(5));
-    let snap = c.data_snapshot(&ts, 0, true).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("answer.json");
+    let got = c.data_snapshot_to_file(&ts, 0, true, &file).await.unwrap();
+    let raw = std::fs::read(&file).unwrap();
+    assert_eq!(got.bytes, raw.len() as u64);
+    assert_eq!(got.sha256, sha256_hex(&raw));
+    let snap: splice_dr::validator::DataSnapshotResponse = serde_json::from_slice(&raw).unwrap();
     assert_eq!(
         snap.migration_id, 0,
         "the migration id passed is the one served"
     );
+    assert_eq!(got.head.migration_id, 0);
     assert_eq!(snap.data_snapshot.migration_id, 0);
     assert_eq!(snap.data_snapshot.participant, dump);
     assert!(!snap.data_snapshot.acs_snapshot.is_empty());
     assert!(!snap.data_snapshot.dars.is_empty());
-    let (raw, again) = c.data_snapshot_raw(&ts, 1, false).await.unwrap();
-    assert_eq!(again.migration_id, 1);
-    assert!(serde_json::from_slice::<serde_json::Value>(&raw).is_ok());
+    // The dump inside the answer, located byte for byte, is the dump served.
+    let range = splice_dr::validator::dump_range(&file).unwrap();
+    let inner: splice_dr::validator::DomainMigrationDump =
+        serde_json::from_slice(&raw[range.start as usize..range.end as usize]).unwrap();
+    assert_eq!(inner, snap.data_snapshot);
+    let again = dir.path().join("again.json");
+    let got = c
+        .data_snapshot_to_file(&ts, 1, false, &again)
+        .await
+        .unwrap();
+    assert_eq!(got.head.migration_id, 1);
+    assert_eq!(got.head.data_snapshot.migration_id, 1);
+    // The file is created new: an existing one is never overwritten (or followed).
+    let e = c
+        .data_snapshot_to_file(&ts, 1, false, &again)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("again.json"), "{e}");
 
     let users = c.users().await.unwrap();
     assert!(users.contains(&"administrator".to_string()), "{users:?}");
@@ -132,7 +170,7 @@ async fn data_snapshot_pruned_and_not_caught_up() {
         ..Default::default()
     });
     let t = rfc3339(now - chrono::Duration::hours(1));
-    let e = c.data_snapshot(&t, 0, true).await.unwrap_err();
+    let e = snapshot(&c, &t, 0).await.unwrap_err();
     assert!(matches!(e, ValidatorError::PrunedBeyond { .. }), "{e}");
     assert!(
         e.to_string().starts_with(&format!(
@@ -150,7 +188,7 @@ async fn data_snapshot_pruned_and_not_caught_up() {
         ..Default::default()
     });
     let t = rfc3339(now - chrono::Duration::minutes(10));
-    let e = c.data_snapshot(&t, 0, true).await.unwrap_err();
+    let e = snapshot(&c, &t, 0).await.unwrap_err();
     assert!(matches!(e, ValidatorError::NotCaughtUp { .. }), "{e}");
     assert!(
         e.to_string().starts_with(&format!(
@@ -162,7 +200,7 @@ async fn data_snapshot_pruned_and_not_caught_up() {
 
     // An earlier timestamp inside the caught-up window works again.
     let t = rfc3339(now - chrono::Duration::hours(2));
-    c.data_snapshot(&t, 0, true).await.unwrap();
+    snapshot(&c, &t, 0).await.unwrap();
     node.shutdown().await;
 }
 
@@ -184,8 +222,8 @@ async fn the_data_snapshot_has_its_own_timeout() {
     });
     let e = c.identities_raw().await.unwrap_err();
     assert!(matches!(e, ValidatorError::Timeout { .. }), "{e}");
-    let snap = c.data_snapshot(&t, 0, true).await.unwrap();
-    assert_eq!(snap.migration_id, 0);
+    let snap = snapshot(&c, &t, 0).await.unwrap();
+    assert_eq!(snap.head.migration_id, 0);
     node.shutdown().await;
 }
 

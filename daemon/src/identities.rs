@@ -124,6 +124,16 @@ pub fn encrypt_to_file(
     plain: &[u8],
     recipients: &[age::x25519::Recipient],
 ) -> Result<(), IdentitiesError> {
+    encrypt_reader_to_file(path, &mut &plain[..], recipients).map(drop)
+}
+
+/// Encrypts everything `plain` yields to `recipients` into a new file at `path`, mode
+/// 0600, as it is read (a DR data snapshot runs to gigabytes); returns the bytes read.
+pub fn encrypt_reader_to_file(
+    path: &Path,
+    plain: &mut dyn std::io::Read,
+    recipients: &[age::x25519::Recipient],
+) -> Result<u64, IdentitiesError> {
     let encryptor =
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| IdentitiesError::Crypto(format!("cannot encrypt identities: {e}")))?;
@@ -134,9 +144,10 @@ pub fn encrypt_to_file(
         .open(path)
         .map_err(|e| io(path, e))?;
     let mut writer = encryptor.wrap_output(file).map_err(|e| io(path, e))?;
-    writer.write_all(plain).map_err(|e| io(path, e))?;
+    let n = std::io::copy(plain, &mut writer).map_err(|e| io(path, e))?;
     let file = writer.finish().map_err(|e| io(path, e))?;
-    file.sync_all().map_err(|e| io(path, e))
+    file.sync_all().map_err(|e| io(path, e))?;
+    Ok(n)
 }
 
 /// Decrypts an identities file with the age identities in `identity_file`.

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("users", 20),
     // The world: journal, the validator API, events (the repository is its own crate,
     // splice-dr-repo, below all of these).
+    ("snapshot_store", 18),
     ("identities", 15),
     ("journal", 10),
     ("leader", 10),

@@ -47,6 +47,7 @@ mod run_context;
 mod runway;
 mod script;
 mod service;
+mod snapshot_store;
 pub mod socket;
 mod status_state;
 pub mod tls;

@@ -715,14 +715,38 @@ fn register_validator(engine: &mut Engine) {
         .register_fn(
             "data_snapshot",
             |v: &mut ValidatorApi, ts: &str, migration_id: i64| -> RResult<Dynamic> {
-                let ts = ts.to_string();
                 let id =
                     u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
-                to_dyn(&v.0.call_validator(move |c| {
-                    Box::pin(async move { c.data_snapshot(&ts, id, true).await })
-                })?)
+                to_dyn(&probe_data_snapshot(&v.0, ts, id)?)
             },
         );
+}
+
+/// `validator.data_snapshot(ts, migration_id)`: whether the node can make the snapshot,
+/// and what it holds. The answer (gigabytes on a real node) is streamed to the private
+/// tmp directory, checked, and removed; the script gets its small fields.
+fn probe_data_snapshot(env: &FlowEnv, ts: &str, id: u64) -> RResult<serde_json::Value> {
+    let tmp = crate::private_tmp::ensure(&env.node.state_dir)
+        .map_err(|e| fail(format!("creating the private tmp directory: {e}")))?;
+    let answer = tmp.join(format!(
+        "{}{}-probe.json",
+        crate::private_tmp::SNAPSHOT_PREFIX,
+        env.node.name
+    ));
+    let _ = std::fs::remove_file(&answer);
+    let (ts, path) = (ts.to_string(), answer.clone());
+    let got = env.call_validator(move |c| {
+        Box::pin(async move { c.data_snapshot_to_file(&ts, id, true, &path).await })
+    });
+    let _ = std::fs::remove_file(&answer);
+    let f = got?;
+    Ok(serde_json::json!({
+        "migration_id": f.head.data_snapshot.migration_id,
+        "acs_timestamp": f.head.data_snapshot.acs_timestamp,
+        "domain_id": f.head.data_snapshot.domain_id,
+        "bytes": f.bytes,
+        "sha256": f.sha256,
+    }))
 }
 
 fn register_log(engine: &mut Engine) {

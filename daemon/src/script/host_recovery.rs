@@ -465,27 +465,55 @@ fn parse_snapshot_time(ts: &str) -> RResult<chrono::DateTime<chrono::Utc>> {
 }
 
 /// Asks for the snapshot until it is served, the participant is found pruned (400), the
-/// short retry window passes on "not caught up" (429), or the run is cancelled. Returns
-/// the exact bytes served. 400 and 429 end the flow with the runbook's advice: the network
-/// is down, so the participant will not catch up, and the node must be re-onboarded.
+/// short retry window passes on "not caught up" (429), or the run is cancelled. The answer
+/// is streamed, as served, to a private file in `state_dir/tmp` (returned with its checked
+/// small fields); it is removed when the fetch fails. 400 and 429 end the flow with the
+/// runbook's advice: the network is down, so the participant will not catch up, and the
+/// node must be re-onboarded.
 fn fetch_snapshot(
     env: &FlowEnv,
     ts: &str,
     migration_id: u64,
     deadline: std::time::Duration,
-) -> Result<Vec<u8>, String> {
-    use crate::validator::ValidatorError;
+) -> Result<(PathBuf, crate::validator::SnapshotFile), String> {
     let client = env.validator.clone().ok_or_else(|| {
         "the node has no [node.validator] table: the data snapshot comes from the admin API"
             .to_string()
     })?;
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| "internal: no async runtime for the validator API".to_string())?;
+    let tmp = crate::private_tmp::ensure(&env.node.state_dir)
+        .map_err(|e| format!("creating the private tmp directory: {e}"))?;
+    let answer = tmp.join(format!(
+        "{}{}-answer.json",
+        crate::private_tmp::SNAPSHOT_PREFIX,
+        env.node.name
+    ));
+    let fetched = ask_until_served(env, &handle, &client, ts, migration_id, deadline, &answer);
+    if fetched.is_err() {
+        let _ = std::fs::remove_file(&answer);
+    }
+    fetched.map(|file| (answer, file))
+}
+
+/// The asking of [`fetch_snapshot`]: one attempt after another into `answer`.
+fn ask_until_served(
+    env: &FlowEnv,
+    handle: &tokio::runtime::Handle,
+    client: &crate::validator::ValidatorClient,
+    ts: &str,
+    migration_id: u64,
+    deadline: std::time::Duration,
+    answer: &Path,
+) -> Result<crate::validator::SnapshotFile, String> {
+    use crate::validator::ValidatorError;
     let start = std::time::Instant::now();
     let mut pause = std::time::Duration::from_secs(1);
     loop {
-        match handle.block_on(client.data_snapshot_raw(ts, migration_id, true)) {
-            Ok((bytes, _)) => return Ok(bytes),
+        // An earlier attempt, or a daemon killed during one, may have left part of an answer.
+        let _ = std::fs::remove_file(answer);
+        match handle.block_on(client.data_snapshot_to_file(ts, migration_id, true, answer)) {
+            Ok(file) => return Ok(file),
             Err(e @ ValidatorError::PrunedBeyond { .. }) => {
                 return Err(cannot_dump(&e, &env.node.name, migration_id))
             }
@@ -531,69 +559,31 @@ fn cannot_dump(e: &dyn std::fmt::Display, node: &str, migration_id: u64) -> Stri
     )
 }
 
-/// Where a fetched snapshot lives: the plaintext the node is started from, and the copy
-/// kept in the repository.
-struct StoredSnapshot {
-    /// The DomainMigrationDump in the clear, in the 0700 `state_dir/tmp` (start-up recovery
-    /// removes it if the run dies; the flow removes it when the node has started).
-    plain: PathBuf,
-    /// `snapshots/NODE/…json.age`: encrypted to `repository.identities_recipients`, since
-    /// the dump holds the node's private keys and whole ledger state.
-    kept: PathBuf,
-    /// sha256 of the plaintext (also in `….json.sha256` beside the kept copy).
-    sha256: String,
-}
-
-/// Writes the snapshot to the private tmp directory for the node, and an encrypted copy
-/// with its checksum into the repository (`snapshots/NODE/…json.age` + `.json.sha256`).
+/// Keeps the dump of the `answer` (see [`crate::snapshot_store`]): in the clear in the
+/// node's private tmp, encrypted with its checksum under `snapshots/NODE/` in the
+/// repository. The answer file is removed either way.
 fn store_snapshot(
     env: &FlowEnv,
     ts: &str,
     migration_id: u64,
-    bytes: &[u8],
-) -> Result<StoredSnapshot, String> {
-    use sha2::Digest;
-    let recipients = crate::identities::parse_recipients(&env.node.identities_recipients)
-        .map_err(|e| format!("the data snapshot is kept encrypted: {e}"))?;
-    let stamp: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let name = format!("domain_migration_dump-m{migration_id}-{stamp}.json");
-    let tmp = crate::private_tmp::ensure(&env.node.state_dir)
-        .map_err(|e| format!("creating the private tmp directory: {e}"))?;
-    let plain = tmp.join(format!(
-        "{}{}-{name}",
-        crate::private_tmp::SNAPSHOT_PREFIX,
-        env.node.name
-    ));
-    crate::util::write_atomic(&plain, bytes)
-        .map_err(|e| format!("writing {}: {e}", plain.display()))?;
-    let dir = crate::private_tmp::private_dirs(
-        &env.repo.root().join(splice_dr_repo::SNAPSHOTS_DIR),
-        &env.node.name,
-    )
-    .map_err(|e| format!("creating the snapshot directory: {e}"))?;
-    let kept = dir.join(format!("{name}.age"));
-    let partial = dir.join(format!(".{name}.age.partial"));
-    let _ = std::fs::remove_file(&partial);
-    let sealed = crate::identities::encrypt_to_file(&partial, bytes, &recipients)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            std::fs::rename(&partial, &kept).map_err(|e| format!("{}: {e}", kept.display()))
+    answer: &Path,
+) -> Result<crate::snapshot_store::StoredSnapshot, String> {
+    let stored = crate::identities::parse_recipients(&env.node.identities_recipients)
+        .map_err(|e| format!("the data snapshot is kept encrypted: {e}"))
+        .and_then(|recipients| {
+            let stamp: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let name = format!("domain_migration_dump-m{migration_id}-{stamp}.json");
+            let at = crate::snapshot_store::Placement {
+                answer,
+                state_dir: &env.node.state_dir,
+                repo_root: env.repo.root(),
+                node: &env.node.name,
+                name: &name,
+            };
+            crate::snapshot_store::store(&at, &recipients)
         });
-    if let Err(e) = sealed {
-        let _ = std::fs::remove_file(&partial);
-        return Err(format!("keeping the snapshot encrypted: {e}"));
-    }
-    let sum = hex::encode(sha2::Sha256::digest(bytes));
-    crate::util::write_atomic(
-        &dir.join(format!("{name}.sha256")),
-        format!("{sum}  {name}\n").as_bytes(),
-    )
-    .map_err(|e| format!("writing the checksum of {}: {e}", kept.display()))?;
-    Ok(StoredSnapshot {
-        plain,
-        kept,
-        sha256: sum,
-    })
+    let _ = std::fs::remove_file(answer);
+    stored
 }
 
 /// Registers `validator.fetch_data_snapshot` and `node.health_around`.
@@ -612,25 +602,17 @@ pub(super) fn register_snapshot(engine: &mut Engine) {
                     u64::try_from(migration_id).map_err(|_| fail("migration_id must be >= 0"))?;
                 let deadline = std::time::Duration::from_secs(deadline_secs.max(0) as u64);
                 let label = format!("fetch the data snapshot at {ts} for migration {mid}");
-                let (stored, len, dump) = env.in_step(&label, StepKind::Forward, |_ctx| {
-                    let bytes =
+                let (stored, head) = env.in_step(&label, StepKind::Forward, |_ctx| {
+                    let (answer, file) =
                         fetch_snapshot(&env, ts, mid, deadline).map_err(BackendError::Plugin)?;
-                    let parsed: serde_json::Value =
-                        serde_json::from_slice(&bytes).map_err(|e| {
-                            BackendError::Verification(format!("the snapshot is not JSON: {e}"))
-                        })?;
-                    let dump = parsed["data_snapshot"].clone();
-                    // The file placed for the validator is the DomainMigrationDump itself.
-                    let text = serde_json::to_vec(&dump)
-                        .map_err(|e| BackendError::Plugin(e.to_string()))?;
                     let stored =
-                        store_snapshot(&env, ts, mid, &text).map_err(BackendError::Plugin)?;
-                    Ok((stored, text.len(), dump))
+                        store_snapshot(&env, ts, mid, &answer).map_err(BackendError::Plugin)?;
+                    Ok((stored, file.head.data_snapshot))
                 })?;
                 to_dyn(&serde_json::json!({
-                    "path": stored.plain, "kept": stored.kept, "sha256": stored.sha256, "bytes": len,
-                    "migration_id": dump["migration_id"], "acs_timestamp": dump["acs_timestamp"],
-                    "domain_id": dump["domain_id"],
+                    "path": stored.plain, "kept": stored.kept, "sha256": stored.sha256,
+                    "bytes": stored.bytes, "migration_id": head.migration_id,
+                    "acs_timestamp": head.acs_timestamp, "domain_id": head.domain_id,
                 }))
             },
         )

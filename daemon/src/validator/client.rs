@@ -8,9 +8,10 @@
 
 use super::auth::{form_encode, Auth, Token};
 use super::error::{chain, scrub, ValidatorError};
+use super::snapshot_file::{self, SnapshotHead};
 use super::types::{
-    parse_identities, DataSnapshotResponse, ListUsersResponse, NodeIdentitiesDump,
-    OnboardUserRequest, OnboardUserResponse, ValidatorUserInfo, WalletBalance,
+    parse_identities, ListUsersResponse, NodeIdentitiesDump, OnboardUserRequest,
+    OnboardUserResponse, ValidatorUserInfo, WalletBalance,
 };
 use crate::config::ValidatorConfig;
 use reqwest::{Method, StatusCode};
@@ -24,6 +25,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The API prefix appended to the configured base URL.
 pub const API_PREFIX: &str = "/api/validator";
+/// Largest answer read into memory. Every answer but the data snapshot is small (the
+/// identities dump is the largest, kilobytes to a few megabytes); a server sending more
+/// is broken or hostile, and must not make the daemon run out of memory.
+pub const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
 /// A client of one node's validator admin API, built from its `[node.validator]` table.
 /// Cheap to share (`&self` methods); the OAuth2 token cache is inside.
@@ -62,7 +67,10 @@ impl fmt::Debug for ValidatorClient {
 /// One HTTP answer and the token sent with it (to scrub it from echoed text).
 struct Answer {
     status: StatusCode,
+    /// The body, unless it was streamed to a file (then empty).
     body: Vec<u8>,
+    /// A 200 body written to the caller's file: its length and sha256.
+    streamed: Option<(u64, String)>,
     token: Option<Token>,
 }
 
@@ -199,29 +207,22 @@ impl ValidatorClient {
         }
     }
 
-    /// `GET v0/admin/domain/data-snapshot?timestamp=T&migration_id=M&force=F`: the
-    /// DomainMigrationDump as of `timestamp` (RFC 3339) for migration `migration_id`, which
-    /// is always passed (the server's default is *its* id + 1). 400 "pruned" and 429 "not
-    /// caught up" become [`ValidatorError::PrunedBeyond`] / [`ValidatorError::NotCaughtUp`].
-    pub async fn data_snapshot(
+    /// `GET v0/admin/domain/data-snapshot?timestamp=T&migration_id=M&force=F`, the answer
+    /// streamed as served into `path` (created new, mode 0600: it holds the node's keys and
+    /// ledger), never held in memory: a real node's ACS runs to gigabytes. `migration_id`
+    /// is always passed (the server's default is *its* id + 1), and both ids in the answer
+    /// must be it. 400 "pruned" and 429 "not caught up" become
+    /// [`ValidatorError::PrunedBeyond`] / [`ValidatorError::NotCaughtUp`]. The whole
+    /// exchange is bounded by `snapshot_timeout`. On an error `path` may hold part of an
+    /// answer: the caller removes it.
+    pub async fn data_snapshot_to_file(
         &self,
         timestamp: &str,
         migration_id: u64,
         force: bool,
-    ) -> Result<DataSnapshotResponse, ValidatorError> {
-        self.data_snapshot_raw(timestamp, migration_id, force)
-            .await
-            .map(|(_, r)| r)
-    }
-
-    /// Like [`ValidatorClient::data_snapshot`], with the exact bytes served.
-    pub async fn data_snapshot_raw(
-        &self,
-        timestamp: &str,
-        migration_id: u64,
-        force: bool,
-    ) -> Result<(Vec<u8>, DataSnapshotResponse), ValidatorError> {
-        let path = "v0/admin/domain/data-snapshot";
+        path: &std::path::Path,
+    ) -> Result<SnapshotFile, ValidatorError> {
+        let api = "v0/admin/domain/data-snapshot";
         if chrono::DateTime::parse_from_rfc3339(timestamp).is_err() {
             return Err(ValidatorError::InvalidArgument(format!(
                 "snapshot timestamp \"{timestamp}\" is not RFC 3339, e.g. 2026-01-01T00:00:00Z"
@@ -236,43 +237,72 @@ impl ValidatorClient {
             limit: self.snapshot_timeout,
         };
         let a = self
-            .send(Method::GET, path, Some(query), None, Authn::Bearer, policy)
+            .send(
+                Method::GET,
+                api,
+                Some(query),
+                None,
+                Authn::Bearer,
+                policy,
+                Some(path),
+            )
             .await?;
-        match a.status {
-            StatusCode::OK => {
-                let resp: DataSnapshotResponse = self.parse(path, &a.body)?;
-                for (what, got) in [
-                    ("migration_id", resp.migration_id),
-                    (
-                        "data_snapshot.migration_id",
-                        resp.data_snapshot.migration_id,
-                    ),
-                ] {
-                    if u64::try_from(got).ok() != Some(migration_id) {
-                        return Err(ValidatorError::InvalidResponse {
-                            url: self.url.clone(),
-                            endpoint: endpoint(path),
-                            problem: format!(
-                                "{what} is {got}, but {migration_id} was requested; the \
-                                 validator would refuse this dump"
-                            ),
-                        });
-                    }
-                }
-                Ok((a.body, resp))
+        match (a.status, &a.streamed) {
+            (StatusCode::OK, Some((bytes, sha256))) => {
+                let head = self.snapshot_head(api, path, migration_id).await?;
+                Ok(SnapshotFile {
+                    bytes: *bytes,
+                    sha256: sha256.clone(),
+                    head,
+                })
             }
-            StatusCode::BAD_REQUEST if looks_pruned(&a.message()) => {
+            (StatusCode::BAD_REQUEST, _) if looks_pruned(&a.message()) => {
                 Err(ValidatorError::PrunedBeyond {
                     timestamp: timestamp.to_string(),
                     message: a.message(),
                 })
             }
-            StatusCode::TOO_MANY_REQUESTS => Err(ValidatorError::NotCaughtUp {
+            (StatusCode::TOO_MANY_REQUESTS, _) => Err(ValidatorError::NotCaughtUp {
                 timestamp: timestamp.to_string(),
                 message: a.message(),
             }),
-            _ => Err(self.failure(path, &a)),
+            _ => Err(self.failure(api, &a)),
         }
+    }
+
+    /// Reads and checks the small fields of the answer at `path` (off the async threads:
+    /// it reads the whole file).
+    async fn snapshot_head(
+        &self,
+        api: &str,
+        path: &std::path::Path,
+        migration_id: u64,
+    ) -> Result<SnapshotHead, ValidatorError> {
+        let invalid = |problem: String| ValidatorError::InvalidResponse {
+            url: self.url.clone(),
+            endpoint: endpoint(api),
+            problem,
+        };
+        let file = path.to_path_buf();
+        let head = tokio::task::spawn_blocking(move || snapshot_file::read_head(&file))
+            .await
+            .map_err(|e| invalid(format!("reading the answer: {e}")))?
+            .map_err(|e| invalid(e.to_string()))?;
+        for (what, got) in [
+            ("migration_id", head.migration_id),
+            (
+                "data_snapshot.migration_id",
+                head.data_snapshot.migration_id,
+            ),
+        ] {
+            if u64::try_from(got).ok() != Some(migration_id) {
+                return Err(invalid(format!(
+                    "{what} is {got}, but {migration_id} was requested; the validator would \
+                     refuse this dump"
+                )));
+            }
+        }
+        Ok(head)
     }
 
     /// `GET v0/admin/users`: the onboarded users.
@@ -355,7 +385,8 @@ impl ValidatorClient {
             retry_503,
             limit: self.timeout,
         };
-        self.send(method, path, query, None, authn, policy).await
+        self.send(method, path, query, None, authn, policy, None)
+            .await
     }
 
     async fn call_with_body(
@@ -370,7 +401,8 @@ impl ValidatorClient {
             retry_503: true,
             limit: self.timeout,
         };
-        self.send(method, path, query, body, authn, policy).await
+        self.send(method, path, query, body, authn, policy, None)
+            .await
     }
 
     /// Wait before retry number `n` (1-based): `backoff * 2^(n-1)`, at most [`MAX_BACKOFF`].
@@ -379,6 +411,9 @@ impl ValidatorClient {
         self.backoff.saturating_mul(factor).min(MAX_BACKOFF)
     }
 
+    /// Sends one call with its retries. A 200 body goes to `sink` when one is given
+    /// (created new, mode 0600), every other body into memory (at most [`MAX_ANSWER_BYTES`]).
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         method: Method,
@@ -387,6 +422,7 @@ impl ValidatorClient {
         body: Option<Vec<u8>>,
         authn: Authn,
         policy: Policy,
+        sink: Option<&std::path::Path>,
     ) -> Result<Answer, ValidatorError> {
         let mut url = self.endpoint_url(path);
         if let Some(q) = &query {
@@ -418,11 +454,23 @@ impl ValidatorClient {
             let result = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    resp.bytes().await.map(|b| (status, b.to_vec()))
+                    let to = sink.filter(|_| status == StatusCode::OK);
+                    read_body(resp, to).await.map(|(b, s)| (status, b, s))
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(BodyError::Http(e)),
             };
-            let (status, bytes) = match result {
+            let outcome = match result {
+                Ok(ok) => Ok(ok),
+                Err(BodyError::Http(e)) => Err(e),
+                Err(BodyError::Local(problem)) => {
+                    return Err(ValidatorError::InvalidResponse {
+                        url: self.url.clone(),
+                        endpoint: endpoint(path),
+                        problem,
+                    })
+                }
+            };
+            let (status, bytes, streamed) = match outcome {
                 Ok(ok) => ok,
                 Err(e) if e.is_connect() => {
                     failures += 1;
@@ -461,6 +509,7 @@ impl ValidatorClient {
             let answer = Answer {
                 status,
                 body: bytes,
+                streamed,
                 token,
             };
             if status == StatusCode::SERVICE_UNAVAILABLE && policy.retry_503 {
@@ -556,6 +605,63 @@ fn under_localhost(host: &str) -> bool {
 /// `/api/validator/PATH`, as messages name endpoints.
 fn endpoint(path: &str) -> String {
     format!("{API_PREFIX}/{path}")
+}
+
+/// A data-snapshot answer written to disk by [`ValidatorClient::data_snapshot_to_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// Length of the answer.
+    pub bytes: u64,
+    /// sha256 of the answer as served.
+    pub sha256: String,
+    /// Its checked small fields.
+    pub head: SnapshotHead,
+}
+
+/// Why a body could not be read: the transport, or something on this side (the file,
+/// the memory cap).
+enum BodyError {
+    Http(reqwest::Error),
+    Local(String),
+}
+
+/// Reads a body chunk by chunk: into `sink` (created new, mode 0600) with its length and
+/// sha256, or into memory up to [`MAX_ANSWER_BYTES`].
+async fn read_body(
+    mut resp: reqwest::Response,
+    sink: Option<&std::path::Path>,
+) -> Result<(Vec<u8>, Option<(u64, String)>), BodyError> {
+    use sha2::Digest;
+    use tokio::io::AsyncWriteExt;
+    let Some(path) = sink else {
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(BodyError::Http)? {
+            if (body.len() + chunk.len()) as u64 > MAX_ANSWER_BYTES {
+                return Err(BodyError::Local(format!(
+                    "the answer is larger than {} MiB",
+                    MAX_ANSWER_BYTES >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        return Ok((body, None));
+    };
+    let local = |e: std::io::Error| BodyError::Local(format!("writing {}: {e}", path.display()));
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(local)?;
+    let (mut len, mut hash) = (0u64, sha2::Sha256::new());
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Http)? {
+        hash.update(&chunk);
+        len += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(local)?;
+    }
+    file.sync_all().await.map_err(local)?;
+    Ok((Vec::new(), Some((len, hex::encode(hash.finalize())))))
 }
 
 /// The innermost, most specific part of a connection error ("Connection refused (os error
@@ -678,7 +784,11 @@ mod tests {
         assert!(e.is_transient());
         // 10 ms + 20 ms of backoff.
         assert!(started.elapsed() >= Duration::from_millis(30));
-        let e = c.data_snapshot("yesterday", 0, false).await.unwrap_err();
+        let never = std::path::Path::new("/nonexistent/answer.json");
+        let e = c
+            .data_snapshot_to_file("yesterday", 0, false, never)
+            .await
+            .unwrap_err();
         assert!(matches!(e, ValidatorError::InvalidArgument(_)), "{e}");
     }
 }

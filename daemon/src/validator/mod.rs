@@ -8,7 +8,8 @@
 //! let client = ValidatorClient::from_config(cfg)?;
 //! if client.ready().await? {
 //!     let (bytes, dump) = client.identities_raw().await?;   // store `bytes` as served
-//!     let snapshot = client.data_snapshot("2026-01-01T00:00:00Z", 0, true).await?;
+//!     let path = std::path::Path::new("/var/lib/splice-dr/tmp/snapshot-n.json");
+//!     let snapshot = client.data_snapshot_to_file("2026-01-01T00:00:00Z", 0, true, path).await?;
 //! }
 //! # Ok(()) }
 //! ```
@@ -21,6 +22,8 @@
 //! * [`ValidatorError`] (`error.rs`): failures in operator language — "pruned: re-onboard",
 //!   "not caught up: retry later", "401: check secret_file", "identities 404: the known
 //!   Splice failure", "unreachable after N attempts".
+//! * `snapshot_file.rs`: a data-snapshot answer on disk read in bounded memory (its small
+//!   fields, and where the dump lies in it).
 //! * `types.rs`: the OpenAPI shapes ([`NodeIdentitiesDump`], [`DataSnapshotResponse`], …).
 //!
 //! Tokens never reach logs or error messages: [`Token`]'s `Debug` is redacted, and text a
@@ -29,14 +32,18 @@
 mod auth;
 mod client;
 mod error;
+mod snapshot_file;
 mod types;
 
 pub use auth::{
     mint_hs256, Token, OAUTH2_DEFAULT_LIFETIME, OAUTH2_MAX_LIFETIME, OAUTH2_REFRESH_MARGIN,
     SELF_SIGNED_LIFETIME,
 };
-pub use client::{ValidatorClient, API_PREFIX, CONNECT_TIMEOUT, MAX_BACKOFF};
+pub use client::{
+    SnapshotFile, ValidatorClient, API_PREFIX, CONNECT_TIMEOUT, MAX_ANSWER_BYTES, MAX_BACKOFF,
+};
 pub use error::ValidatorError;
+pub use snapshot_file::{dump_range, DumpHead, SnapshotFileError, SnapshotHead};
 pub use types::{
     parse_identities, Dar, DataSnapshotResponse, DomainMigrationDump, ListUsersResponse,
     NodeIdentitiesDump, NodeKey, OnboardUserRequest, OnboardUserResponse, ValidatorUserInfo,
