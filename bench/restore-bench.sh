@@ -15,6 +15,7 @@
 #   BENCH_TMPDIR      parent of the scratch directory (default /var/tmp)
 #   BENCH_BASELINE_PGOPTIONS  PGOPTIONS for baselines a/b (default empty; splice-dr itself
 #                     runs pg_restore with maintenance_work_mem=512MB, synchronous_commit=off)
+#   BENCH_COMPRESS    splice-dr's `compress` for the backup (default: splice-dr's own default)
 #   BENCH_VERBOSE=1   also print `splice-dr show` of the restore run and its log
 #   BENCH_STRICT=1    exit 1 when a target is missed (default: exit 0, it is a benchmark)
 #   CARGO_TARGET_DIR  (default /var/tmp/splice-dr-target)
@@ -328,6 +329,7 @@ password_file = "$WORK/sdr/pw"
 validator_db = "$SRC_V"
 participant_db = "$SRC_P"
 jobs = $JOBS
+${BENCH_COMPRESS:+compress = $BENCH_COMPRESS}
 TOML
 sdr() { env -u PGPASSWORD -u PGUSER -u PGHOST -u PGPORT "$BIN" -c "$CFG" "$@"; }
 sdr check >&2 || die "splice-dr check rejected $CFG"
@@ -455,9 +457,11 @@ fi
 echo
 echo "RATIO baseline_restore/splicedr_restore = $R_RESTORE_BASE (target >= 1.6) $V1"
 echo "RATIO splicedr_restore/pg_restore_j$JOBS = $R_RESTORE_J (target <= 1.1) $V2"
-echo "RATIO baseline_dump/splicedr_backup = $R_DUMP_BASE (no target) INFO"
+R_BACKUP_BASE=$(ratio "$T_SDR_BACKUP" "$T_PLAIN_DUMP")
+V3=$(awk -v r="$R_BACKUP_BASE" 'BEGIN { print (r <= 1.0) ? "PASS" : "MISS" }')
+echo "RATIO splicedr_backup/baseline_dump = $R_BACKUP_BASE (target <= 1.0) $V3"
 echo "RATIO splicedr_backup/pg_dump_j$JOBS = $R_DUMP_J (no target) INFO"
 
-if [ "${BENCH_STRICT:-0}" = 1 ] && { [ "$V1" = MISS ] || [ "$V2" = MISS ]; }; then
+if [ "${BENCH_STRICT:-0}" = 1 ] && { [ "$V1" = MISS ] || [ "$V2" = MISS ] || [ "$V3" = MISS ]; }; then
     exit 1
 fi

@@ -79,35 +79,47 @@ fn a_damaged_table_fails_the_drill_with_the_table_named() {
     let live = dbs.fingerprint();
 
     // Rewrite the biggest table-data file of the participant dump with half its rows (valid
-    // gzip, valid COPY data), then fix its checksum: only restoring it can tell.
+    // COPY data, gzipped when the dump is), then fix its checksum: only restoring it can tell.
     let dir = site.path("repo").join(&id).join("participant");
     let (file, _) = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".dat.gz"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.ends_with(".dat.gz") || name.ends_with(".dat")
+        })
         .map(|e| (e.path(), e.metadata().unwrap().len()))
         .max_by_key(|(_, len)| *len)
         .unwrap();
-    let plain = Command::new("gzip")
-        .arg("-dc")
-        .arg(&file)
-        .output()
-        .unwrap()
-        .stdout;
+    let gzipped = file.to_string_lossy().ends_with(".gz");
+    let plain = if gzipped {
+        Command::new("gzip")
+            .arg("-dc")
+            .arg(&file)
+            .output()
+            .unwrap()
+            .stdout
+    } else {
+        std::fs::read(&file).unwrap()
+    };
     let text_data = String::from_utf8(plain).unwrap();
     let lines: Vec<&str> = text_data.lines().collect();
     let rows: Vec<&str> = lines.iter().copied().filter(|l| *l != "\\.").collect();
     let mut kept = rows[..rows.len() / 2].join("\n");
     kept.push_str("\n\\.\n\n");
-    let mut gz = Command::new("gzip")
-        .arg("-c")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    gz.stdin.take().unwrap().write_all(kept.as_bytes()).unwrap();
-    let damaged = gz.wait_with_output().unwrap().stdout;
+    let damaged = if gzipped {
+        let mut gz = Command::new("gzip")
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        gz.stdin.take().unwrap().write_all(kept.as_bytes()).unwrap();
+        gz.wait_with_output().unwrap().stdout
+    } else {
+        kept.into_bytes()
+    };
     let rel = format!(
         "participant/{}",
         file.file_name().unwrap().to_string_lossy()

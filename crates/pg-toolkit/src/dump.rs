@@ -11,8 +11,13 @@ use crate::sql::{count_rows, db_err, user_tables};
 
 /// The gzip level of dumps when `compress` is not set: shared by every backend that runs
 /// `pg_dump` (bare, compose, k8s), so the same key means the same thing everywhere.
+///
+/// None: gzip, even at level 1, made a backup take 2.4x the time of the runbook's plain
+/// `pg_dump` on a 2-core node (bench/restore-bench.sh), and its restore slower too, for a
+/// repository 2.4x smaller. Recovery time and a fresh restore point matter more at 3 a.m.
+/// than disk; `compress = 1` trades them back.
 pub fn default_compress() -> u32 {
-    1
+    0
 }
 
 /// Refuses a `compress` level `pg_dump` does not take, when the config loads rather than

@@ -521,9 +521,10 @@ impl Repository {
             problems: Vec::new(),
             dumps: Vec::new(),
         };
-        for file in &manifest.files {
-            let path = dir.join(&file.path);
-            match checksum::sha256_file(&path, on_bytes) {
+        let paths: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(&f.path)).collect();
+        let hashed = checksum::sha256_files(&paths, on_bytes);
+        for (file, result) in manifest.files.iter().zip(hashed) {
+            match result {
                 Ok((sum, size)) => {
                     report.files_checked += 1;
                     report.bytes_checked += size;

@@ -81,7 +81,10 @@ fn roll_back_restores_previous_live_data() {
 #[test]
 fn corrupted_dump_is_rejected_and_live_untouched() {
     let dbs = TestDbs::new("corrupt");
-    let b = dbs.backend();
+    // gzip-compressed data, which deep_check can prove garbled (plain COPY data it cannot).
+    let mut gz_cfg = dbs.config();
+    gz_cfg["compress"] = 1.into();
+    let b = PostgresBackend::from_json(gz_cfg).expect("backend");
     let rec = Recorder::new();
     let ctx = &rec.ctx;
     create_fixture(&dbs.validator, 5000);
@@ -111,6 +114,7 @@ fn corrupted_dump_is_rejected_and_live_untouched() {
     b.check_dump(ctx, &dest).expect("TOC still readable");
     let mut deep_cfg = dbs.config();
     deep_cfg["deep_check"] = true.into();
+    deep_cfg["compress"] = 1.into();
     let deep = PostgresBackend::from_json(deep_cfg).expect("backend");
     match deep.check_dump(ctx, &dest) {
         Err(BackendError::Verification(m)) => assert!(m.contains("pg_restore"), "{m}"),
