@@ -180,27 +180,49 @@ mod tests {
         out
     }
 
+    /// A state directory and a repository in a scratch directory, with `answer` as the
+    /// validator's answer in the private tmp directory.
+    struct Scratch {
+        _dir: tempfile::TempDir,
+        state: PathBuf,
+        repo: PathBuf,
+        answer: PathBuf,
+    }
+
+    impl Scratch {
+        fn new(answer: &str) -> Scratch {
+            let dir = tempfile::tempdir().unwrap();
+            let (state, repo) = (dir.path().join("state"), dir.path().join("repo"));
+            let tmp = crate::private_tmp::ensure(&state).unwrap();
+            let path = tmp.join("snapshot-n-answer.json");
+            std::fs::write(&path, answer).unwrap();
+            Scratch {
+                _dir: dir,
+                state,
+                repo,
+                answer: path,
+            }
+        }
+
+        fn store(&self, rs: &[age::x25519::Recipient]) -> Result<StoredSnapshot, String> {
+            let at = Placement {
+                answer: &self.answer,
+                state_dir: &self.state,
+                repo_root: &self.repo,
+                node: "n",
+                name: "d.json",
+            };
+            store(&at, rs)
+        }
+    }
+
     #[test]
     fn the_dump_is_kept_as_served_in_the_clear_and_encrypted() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, repo) = (dir.path().join("state"), dir.path().join("repo"));
-        let tmp = crate::private_tmp::ensure(&state).unwrap();
-        let answer = tmp.join("snapshot-n-answer.json");
         let dump = r#"{"migration_id": 1,  "acs_timestamp": "t", "acs_snapshot": "QUJD"}"#;
-        std::fs::write(
-            &answer,
-            format!(r#"{{"migration_id":1,"data_snapshot": {dump} }}"#),
-        )
-        .unwrap();
+        let scratch = Scratch::new(&format!(r#"{{"migration_id":1,"data_snapshot": {dump} }}"#));
+        let repo = scratch.repo.clone();
         let (id, rs) = recipient();
-        let at = Placement {
-            answer: &answer,
-            state_dir: &state,
-            repo_root: &repo,
-            node: "n",
-            name: "d.json",
-        };
-        let s = store(&at, &rs).unwrap();
+        let s = scratch.store(&rs).unwrap();
         assert_eq!(std::fs::read_to_string(&s.plain).unwrap(), dump);
         assert_eq!(decrypt(&s.kept, &id), dump.as_bytes());
         assert_eq!(s.sha256, hex::encode(sha2::Sha256::digest(dump)));
@@ -216,21 +238,11 @@ mod tests {
 
     #[test]
     fn an_answer_without_a_dump_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, repo) = (dir.path().join("state"), dir.path().join("repo"));
-        let tmp = crate::private_tmp::ensure(&state).unwrap();
-        let answer = tmp.join("snapshot-n-answer.json");
-        std::fs::write(&answer, r#"{"migration_id":1,"data_snapshot": "no"}"#).unwrap();
-        let at = Placement {
-            answer: &answer,
-            state_dir: &state,
-            repo_root: &repo,
-            node: "n",
-            name: "d.json",
-        };
-        let e = store(&at, &recipient().1).unwrap_err();
+        let scratch = Scratch::new(r#"{"migration_id":1,"data_snapshot": "no"}"#);
+        let e = scratch.store(&recipient().1).unwrap_err();
         assert!(e.contains("data_snapshot"), "{e}");
-        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        let tmp = scratch.answer.parent().unwrap();
+        let left: Vec<_> = std::fs::read_dir(tmp).unwrap().collect();
         assert_eq!(left.len(), 1, "only the answer: {left:?}");
     }
 }
@@ -241,7 +253,6 @@ mod memory {
     //! hold passes from the validator to disk without raising the process's peak memory by
     //! its size.
     use super::*;
-    use crate::config::{SelfSignedAuth, ValidatorAuth, ValidatorConfig};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -277,21 +288,9 @@ mod memory {
     }
 
     fn client(url: String) -> crate::validator::ValidatorClient {
-        crate::validator::ValidatorClient::from_config(&ValidatorConfig {
-            url,
-            public_url: None,
-            timeout: Duration::from_secs(5),
-            snapshot_timeout: Duration::from_secs(120),
-            retries: 0,
-            retry_backoff: Duration::from_millis(10),
-            auth: ValidatorAuth::SelfSigned(SelfSignedAuth {
-                secret_file: None,
-                secret: Some("unsafe".into()),
-                user: "administrator".into(),
-                audience: "https://validator.example.com".into(),
-            }),
-        })
-        .unwrap()
+        let mut cfg = crate::validator::test_config(&url, 0);
+        cfg.snapshot_timeout = Duration::from_secs(120);
+        crate::validator::ValidatorClient::from_config(&cfg).unwrap()
     }
 
     fn runtime() -> tokio::runtime::Runtime {

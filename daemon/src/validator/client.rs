@@ -683,26 +683,32 @@ fn looks_pruned(message: &str) -> bool {
     m.contains("unavailable_acs_snapshot") || m.contains("pruned")
 }
 
+/// A `[node.validator]` table for tests: self-signed tokens, 5 s limits, 10 ms backoff.
+#[cfg(test)]
+pub(crate) fn test_config(url: &str, retries: u32) -> ValidatorConfig {
+    use crate::config::{SelfSignedAuth, ValidatorAuth};
+    ValidatorConfig {
+        url: url.into(),
+        public_url: None,
+        timeout: Duration::from_secs(5),
+        snapshot_timeout: Duration::from_secs(5),
+        retries,
+        retry_backoff: Duration::from_millis(10),
+        auth: ValidatorAuth::SelfSigned(SelfSignedAuth {
+            secret_file: None,
+            secret: Some("unsafe".into()),
+            user: "administrator".into(),
+            audience: "https://validator.example.com".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{SelfSignedAuth, ValidatorAuth};
 
     fn cfg(url: &str, retries: u32) -> ValidatorConfig {
-        ValidatorConfig {
-            url: url.into(),
-            public_url: None,
-            timeout: Duration::from_secs(5),
-            snapshot_timeout: Duration::from_secs(5),
-            retries,
-            retry_backoff: Duration::from_millis(10),
-            auth: ValidatorAuth::SelfSigned(SelfSignedAuth {
-                secret_file: None,
-                secret: Some("unsafe".into()),
-                user: "administrator".into(),
-                audience: "https://validator.example.com".into(),
-            }),
-        }
+        test_config(url, retries)
     }
 
     #[test]

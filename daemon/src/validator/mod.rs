@@ -39,6 +39,8 @@ pub use auth::{
     mint_hs256, Token, OAUTH2_DEFAULT_LIFETIME, OAUTH2_MAX_LIFETIME, OAUTH2_REFRESH_MARGIN,
     SELF_SIGNED_LIFETIME,
 };
+#[cfg(test)]
+pub(crate) use client::test_config;
 pub use client::{
     SnapshotFile, ValidatorClient, API_PREFIX, CONNECT_TIMEOUT, MAX_ANSWER_BYTES, MAX_BACKOFF,
 };
