@@ -31,6 +31,8 @@ const HELM: &str = r#"#!/bin/sh
 # Fake helm: records its arguments and every -f file it was given.
 D="$(dirname "$0")"
 echo "$*" >> "$D/helm-args.log"
+# A test makes every upgrade fail (as `--wait` does when the pods never become ready).
+if [ -e "$D/helm-fail" ]; then echo "Error: UPGRADE FAILED: context deadline exceeded" >&2; exit 1; fi
 prev=""
 for a in "$@"; do
     if [ "$prev" = "-f" ]; then cat "$a" >> "$D/helm-values.log"; fi
@@ -630,6 +632,125 @@ async fn dr_snapshot_copies_the_dump_into_the_validator_pod_and_redeploys_migrat
         "{values}"
     );
     assert!(values[..last].rfind("\"id\": 1").is_some(), "{values}");
+}
+
+/// A k8s site for `node` (splice-sim) with its validator API and identities recipients.
+fn dr_site(node: &splice_sim::RunningSim) -> K8sSite {
+    let info = node.info();
+    let validator = format!(
+        "\n[node.validator]\nurl = \"{}\"\nretries = 2\n\n[node.validator.auth]\nmode = \"self_signed\"\nsecret = \"unsafe\"\n",
+        node.url()
+    );
+    let site = K8sSite::new(&info.validator_db, &info.participant_db, &validator);
+    let key = age::x25519::Identity::generate();
+    let cfg = std::fs::read_to_string(&site.config).unwrap().replace(
+        "max_age = \"30d\"\n",
+        &format!(
+            "max_age = \"30d\"\nidentities_recipients = [\"{}\"]\n",
+            key.to_public()
+        ),
+    );
+    std::fs::write(&site.config, cfg).unwrap();
+    site
+}
+
+/// Runs the CLI off the test's runtime (the sim answers on it).
+async fn cli_async(site: &K8sSite, args: &[&str]) -> Output {
+    let mut cmd = site.cmd();
+    cmd.args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Issue #14 item 4 on k8s: a migrating start that fails (helm's `--wait` gives up) leaves
+/// the registry on the new id, unproven; `status` says so; `restart` deploys migration 1
+/// migrating again, and once healthy records it proven and sets `migrating` back to false
+/// (the release keeps its values under `--reuse-values`: left true, every later upgrade or
+/// pod restart would import the dump again). Later restarts deploy migrating false.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_migrating_start_is_finished_by_restart_which_sets_migrating_back() {
+    let dbs = sim::SimDbs::new("k8smigfail");
+    let node = dbs.start().await;
+    let site = dr_site(&node);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ts = (chrono::Utc::now() - chrono::Duration::seconds(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    std::fs::write(site.path("bin/helm-fail"), "").unwrap();
+    let out = cli_async(
+        &site,
+        &[
+            "run",
+            "dr_snapshot",
+            "--param",
+            &format!("timestamp={ts}"),
+            "--param",
+            "migration_id=1",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "dr_snapshot: {}", text(&out));
+    assert!(text(&out).contains("UPGRADE FAILED"), "{}", text(&out));
+    let registry = || -> Value {
+        serde_json::from_slice(
+            &std::fs::read(site.path("state/participants/validator-1.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    let reg = registry();
+    assert_eq!(reg["migration_id"], 1, "{reg}");
+    assert_eq!(reg["migration_unproven"], true, "{reg}");
+    let status: StatusView = view(&cli_async(&site, &["--json", "status"]).await);
+    assert_eq!(status.nodes[0].running_migration_id, Some(1));
+    assert!(status.nodes[0].migration_unproven);
+    let shown = text(&cli_async(&site, &["status"]).await);
+    assert!(
+        shown.contains("splice-dr run restart --node validator-1"),
+        "{shown}"
+    );
+
+    // helm works again: restart deploys migration 1 migrating, then migrating false.
+    std::fs::remove_file(site.path("bin/helm-fail")).unwrap();
+    let _ = std::fs::remove_file(site.path("bin/helm-values.log"));
+    let out = cli_async(&site, &["--json", "run", "restart"]).await;
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(flow_result(&out)["migrated"], true, "{}", text(&out));
+    let values = site.helm_values();
+    let first = values.find("\"migrating\"").expect("migration values");
+    assert!(
+        values[first..].starts_with("\"migrating\": true"),
+        "{values}"
+    );
+    let last = values.rfind("\"migrating\"").unwrap();
+    assert!(
+        values[last..].starts_with("\"migrating\": false"),
+        "{values}"
+    );
+    assert!(
+        values.contains("\"id\": 1") && !values.contains("\"id\": 0"),
+        "{values}"
+    );
+    // The failed upgrade never moved the participant: this one does.
+    assert!(
+        values.contains("\"databaseName\": \"participant_1\""),
+        "{values}"
+    );
+    let reg = registry();
+    assert_eq!(reg["migration_id"], 1, "{reg}");
+    assert!(reg["migration_unproven"].is_null(), "proven: {reg}");
+
+    // A later restart keeps migration 1 and never migrates again.
+    let _ = std::fs::remove_file(site.path("bin/helm-values.log"));
+    let out = cli_async(&site, &["--json", "run", "restart"]).await;
+    assert!(out.status.success(), "restart: {}", text(&out));
+    assert_eq!(flow_result(&out)["migrated"], false);
+    let values = site.helm_values();
+    assert!(
+        values.contains("\"id\": 1") && !values.contains("\"migrating\": true"),
+        "{values}"
+    );
 }
 
 /// A kube client and backend for in-process checks against a fake.

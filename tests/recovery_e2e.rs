@@ -793,14 +793,15 @@ fn dr_snapshot_moves_the_node_to_the_next_migration_and_later_starts_keep_it() {
     assert_eq!(node.validator_migration_id().as_deref(), Some("1"));
     assert!(!node.validator_migrating());
     assert!(node.validator_ready());
-    // Backups refuse to run on the stale config (it still says migration 0).
-    let out = cli_at(&config, &["backup"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("migration_id"),
-        "{}",
-        text(&out)
-    );
+    // The config still says migration 0; the node's registry is the truth: a backup dumps
+    // participant-1 and records migration 1 (#14 item 4).
+    let id = backup(&config);
+    let out = cli_at(&config, &["--json", "backups"]);
+    let list: splice_dr_protocol::BackupList = view(&out);
+    let b = list.backups.iter().find(|b| b.id == id).unwrap();
+    assert_eq!(b.migration_id, 1, "{b:?}");
+    let participant = b.dumps.iter().find(|d| d.role == "participant").unwrap();
+    assert_eq!(participant.database, "participant-1", "{b:?}");
 }
 
 #[test]

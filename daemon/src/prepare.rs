@@ -133,13 +133,25 @@ pub fn rebuild_nodes(
 ) -> Result<BTreeMap<String, NodeRuntime>, PrepareError> {
     let mut nodes = BTreeMap::new();
     for node in &config.nodes {
+        let state_dir = config.daemon.state_dir.as_path();
+        let running = crate::flows::runner::running_migration_id(state_dir, node);
         let old = previous.and_then(|(cfg, runtimes)| {
             let old_node = cfg.nodes.iter().find(|n| n.name == node.name)?;
             let rt = runtimes.get(&node.name)?;
-            Some((old_node, cfg.daemon.state_dir.as_path(), &rt.backend))
+            let from = crate::backends::BuiltFrom {
+                node: old_node,
+                migration_id: rt.migration_id,
+                state_dir: cfg.daemon.state_dir.as_path(),
+            };
+            Some((from, &rt.backend))
         });
-        let backend = crate::backends::build_or_reuse(node, &config.daemon.state_dir, old)
-            .map_err(|error| PrepareError::Backend {
+        let now = crate::backends::BuiltFrom {
+            node,
+            migration_id: running,
+            state_dir,
+        };
+        let backend =
+            crate::backends::build_or_reuse(now, old).map_err(|error| PrepareError::Backend {
                 node: node.name.clone(),
                 error,
             })?;
@@ -166,7 +178,7 @@ pub fn rebuild_nodes(
                 .as_ref()
                 .and_then(|v| v.address_for_other_hosts()),
             drill_checks: node.drill_checks.clone(),
-            participant_db: node.participant_db(),
+            participant_db: node.participant_db_at(running),
         };
         nodes.insert(
             node.name.clone(),
@@ -174,6 +186,8 @@ pub fn rebuild_nodes(
                 facts,
                 backend,
                 validator,
+                config: Arc::new(node.clone()),
+                migration_id: running,
             },
         );
     }

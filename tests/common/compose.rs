@@ -461,6 +461,22 @@ impl ComposeNode {
         }
     }
 
+    /// Starts the simulated SV again after [`ComposeNode::stop_sv`], on the same port and
+    /// database (the network is back).
+    pub fn restart_sv(&mut self) {
+        assert!(self.sv.is_none(), "the SV runs");
+        let port = self.sv_host_url.rsplit(':').next().unwrap();
+        let sv = self
+            .rt
+            .block_on(Sv::start(SvConfig {
+                listen: format!("0.0.0.0:{port}").parse().unwrap(),
+                pg_url: super::common::pg_url(),
+                sv_db: self.sv_db.clone(),
+            }))
+            .expect("restart the simulated SV");
+        self.sv = Some(sv);
+    }
+
     /// Value of `KEY` in the environment of `service`'s container.
     /// (As JSON: the real compose file's values span lines, e.g. its HOCON blocks.)
     pub fn container_env(&self, service: &str, key: &str) -> Option<String> {

@@ -623,10 +623,16 @@ fn identity_lines(n: &NodeStatus) -> String {
         ));
     }
     if n.migration_unproven {
-        out.push_str(
-            "  the migrating start was not yet seen healthy: every start migrates again; \
-             run dr_snapshot again with the same migration_id to finish it\n",
-        );
+        let m = n
+            .running_migration_id
+            .or(n.migration_id)
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  the migrating start to migration {m} was not seen healthy: every start migrates \
+             again from the dump on the node; run `splice-dr run restart --node {}` to finish \
+             it (or dr_snapshot again with migration_id={m})\n",
+            n.name.as_deref().unwrap_or("NODE")
+        ));
     }
     if let Some(id) = &n.reonboarding {
         out.push_str(&format!(
@@ -889,5 +895,28 @@ mod tests {
         assert!(fitted.ends_with('…') && line.starts_with(fitted.trim_end_matches('…')));
         assert_eq!(fit_line("short", 80), "short");
         assert_eq!(fit_line(&line, 0).chars().count(), 1);
+    }
+
+    /// After a failed migrating start, status says what the node runs and which command
+    /// finishes the migration.
+    #[test]
+    fn an_unproven_migration_names_the_restart_that_finishes_it() {
+        let n = NodeStatus {
+            name: Some("validator-1".into()),
+            migration_id: Some(0),
+            running_migration_id: Some(1),
+            migration_unproven: true,
+            ..NodeStatus::default()
+        };
+        let text = identity_lines(&n);
+        assert!(
+            text.contains("runs migration 1 since a network DR"),
+            "{text}"
+        );
+        assert!(
+            text.contains("migrating start to migration 1 was not seen healthy")
+                && text.contains("splice-dr run restart --node validator-1"),
+            "{text}"
+        );
     }
 }

@@ -302,25 +302,40 @@ impl NodeConfig {
             .unwrap_or_default()
     }
 
-    /// The participant database the node's apps use, as its backend names it: compose
-    /// `participant-<migration_id>`, helm `participant_<migration_id>` (or their
-    /// `participant_db`), bare Postgres its `participant_db`; `None` for a plugin, whose
-    /// naming only it knows. The config's migration id, which is what the backend restores
-    /// into: a restore compares it with the migration the node runs.
-    pub fn participant_db(&self) -> Option<String> {
-        match self.backend {
+    /// The participant database the node's apps use at `migration_id`, as its backend
+    /// names it: compose `participant-<migration_id>`, helm `participant_<migration_id>`,
+    /// or the `participant_db` set (bare Postgres: its `participant_db`, by default
+    /// `participant-0`); a set name of Splice's form for the config's migration id names
+    /// `migration_id`'s instead (see [`follow_migration`]). `None` for a plugin, whose
+    /// naming only it knows. The daemon passes the migration id the node runs (the
+    /// registry's after a network DR, before the config file says it), which is what the
+    /// backend is built for, dumps and restores into: a restore compares it with that
+    /// migration.
+    pub fn participant_db_at(&self, migration_id: u64) -> Option<String> {
+        let name = match self.backend {
             BackendKind::Postgres => self.postgres.as_ref().map(|p| p.participant_db.clone()),
             BackendKind::Compose => self
                 .compose
                 .as_ref()
-                .map(|c| c.participant_db(self.migration_id)),
-            BackendKind::K8s => self
-                .k8s
-                .as_ref()
-                .map(|k| k.participant_db(self.migration_id)),
+                .map(|c| c.participant_db(migration_id)),
+            BackendKind::K8s => self.k8s.as_ref().map(|k| k.participant_db(migration_id)),
             BackendKind::Plugin => None,
+        }?;
+        Some(follow_migration(&name, self.migration_id, migration_id))
+    }
+}
+
+/// `name` at migration `running` when the config says `configured`: a name of Splice's
+/// form for the configured migration (`participant-3`, `participant_3`) names the running
+/// one's database (`participant-4`), since a network DR moves the node to it before the
+/// config file is edited; a name of another form is the site's own and stays.
+fn follow_migration(name: &str, configured: u64, running: u64) -> String {
+    for prefix in ["participant-", "participant_"] {
+        if name.strip_prefix(prefix) == Some(configured.to_string().as_str()) {
+            return format!("{prefix}{running}");
         }
     }
+    name.to_string()
 }
 
 impl fmt::Debug for NodeConfig {

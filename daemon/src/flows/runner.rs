@@ -4,7 +4,7 @@
 use serde_json::Value;
 use splice_dr_plugin_api::Backend;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -12,9 +12,11 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::recording_backend;
+use crate::config::NodeConfig;
 use crate::journal::{Journal, JournalError, PendingApproval, RunRecord, RunState};
 use crate::leader::Leadership;
 use crate::lock::{LockError, NodeLock};
+use crate::participants::Registry;
 use crate::run_context::{Guard, RunContext, RunEvent};
 use crate::script::{execute, FlowCatalog, FlowEnv, Limits, NodeFacts};
 use splice_dr_repo::Repository;
@@ -94,6 +96,55 @@ pub struct NodeRuntime {
     pub backend: Arc<dyn Backend>,
     /// Client of its validator admin API, when `[node.validator]` is configured.
     pub validator: Option<Arc<crate::validator::ValidatorClient>>,
+    /// Its config, to build the backend again when the migration id it runs moves.
+    pub config: Arc<NodeConfig>,
+    /// The migration id the backend was built for and `facts.participant_db` names: the
+    /// one the node runs (see [`running_migration_id`]), not necessarily the config's.
+    pub migration_id: u64,
+}
+
+/// The migration id `node` runs: its registry's after a network DR, else the config's.
+/// A registry that cannot be read counts as none here (`status` shows why).
+pub fn running_migration_id(state_dir: &Path, node: &NodeConfig) -> u64 {
+    Registry::load(state_dir, &node.name)
+        .map(|r| r.running_migration_id(node.migration_id))
+        .unwrap_or(node.migration_id)
+}
+
+impl NodeRuntime {
+    /// This node for the migration id it runs now, when that moved since its backend was
+    /// built (a network DR of this process or of another one): the backend built again for
+    /// it and the participant database named for it; `None` when nothing moved or the new
+    /// backend cannot be built (logged; the old one stays).
+    fn following_registry(&self) -> Option<NodeRuntime> {
+        let state_dir = self.facts.state_dir.as_path();
+        let running = running_migration_id(state_dir, &self.config);
+        if running == self.migration_id {
+            return None;
+        }
+        let from = |migration_id| crate::backends::BuiltFrom {
+            node: &self.config,
+            migration_id,
+            state_dir,
+        };
+        let old = Some((from(self.migration_id), &self.backend));
+        match crate::backends::build_or_reuse(from(running), old) {
+            Ok(backend) => Some(NodeRuntime {
+                facts: NodeFacts {
+                    participant_db: self.config.participant_db_at(running),
+                    ..self.facts.clone()
+                },
+                backend,
+                validator: self.validator.clone(),
+                config: self.config.clone(),
+                migration_id: running,
+            }),
+            Err(e) => {
+                tracing::warn!(node = %self.facts.name, "the node runs migration {running}, but its backend cannot be built for it: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// Executes flows; shared by the daemon and by the CLI when no daemon answers, so both
@@ -209,6 +260,25 @@ impl Runner {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// `name`'s runtime for the migration id it runs now, installed for later runs and
+    /// status probes when it moved (see [`NodeRuntime::following_registry`]); `current` is
+    /// what the caller holds. A reload that replaced the node meanwhile wins.
+    fn follow_registry(&self, name: &str, current: NodeRuntime) -> NodeRuntime {
+        let Some(moved) = current.following_registry() else {
+            return current;
+        };
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        if nodes
+            .get(name)
+            .is_some_and(|n| Arc::ptr_eq(&n.config, &current.config))
+        {
+            let mut next = (**nodes).clone();
+            next.insert(name.to_string(), moved.clone());
+            *nodes = Arc::new(next);
+        }
+        moved
     }
 
     /// Resolves the node a request acts on.
@@ -348,6 +418,9 @@ impl Runner {
                 return Err(e.into());
             }
         };
+        // Under the node's lock the registry holds still: the run sees the migration id
+        // the node runs (a network DR moved it, perhaps in another process).
+        let node = self.follow_registry(&node_name, node);
         if !req.dry_run {
             if let Ok(removed) = self.repo.discard_incomplete(&node_name) {
                 for r in removed {
@@ -419,6 +492,11 @@ impl Runner {
                 }
                 Err(e) => ctx.finish(RunState::Failed, None, Some(e)),
             };
+            // A run that moved the node to another migration (dr_snapshot, reonboard): later
+            // runs and status probes use the backend built for it.
+            if let Some(rt) = runner.nodes().get(&node_name).cloned() {
+                runner.follow_registry(&node_name, rt);
+            }
             drop(lock);
             watcher.abort();
             let _ = std::fs::remove_file(runner.journal.cancel_request_path(&run_id));

@@ -239,8 +239,11 @@ fn register_node(engine: &mut Engine) {
     engine
         .register_type_with_name::<NodeApi>("Node")
         .register_get("name", |n: &mut NodeApi| n.0.node.name.clone())
-        .register_get("migration_id", |n: &mut NodeApi| {
-            n.0.node.migration_id as i64
+        // The migration the node runs (the registry's after a network DR, before the
+        // config file says it).
+        .register_get("migration_id", |n: &mut NodeApi| -> RResult<i64> {
+            let (m, _) = super::host_recovery::running_ids(&n.0)?;
+            i64::try_from(m).map_err(|_| fail("migration id out of range"))
         })
         // What the backend can do: scripts choose their path from it, never from the
         // backend's name (see splice_dr_plugin_api::capabilities).
@@ -513,9 +516,12 @@ fn register_backups(engine: &mut Engine) {
                     writer: Arc::new(Mutex::new(None)),
                 });
             }
+            // The migration the node runs, which the backend dumps: the registry's after a
+            // network DR, before the config file says it.
+            let (migration_id, _) = super::host_recovery::running_ids(env)?;
             let mut w = env
                 .repo
-                .begin(&env.node.name, env.node.migration_id)
+                .begin(&env.node.name, migration_id)
                 .map_err(|e| fail(e.to_string()))?;
             super::host_elsewhere::record_taker(env, &mut w)?;
             Ok(WriterApi {

@@ -69,7 +69,10 @@ pub fn overlays(cfg: &K8sConfig, v: &FlowValues, current_migration: u64) -> Vec<
             "migration".into(),
             json!({ "id": id, "migrating": v.migrating.unwrap_or(false) }),
         );
-        if id != current_migration {
+        // A migrating start always names the new migration's database: the upgrade that
+        // first named it may have failed, and the node may already run `id` (the daemon
+        // builds the backend for the migration id the node runs).
+        if id != current_migration || v.migrating == Some(true) {
             participant.insert(
                 "persistence".into(),
                 json!({ "databaseName": format!("participant_{id}") }),
@@ -286,6 +289,35 @@ mod tests {
         assert_eq!(
             o[1].values,
             json!({"migration": {"id": 1, "migrating": true}})
+        );
+    }
+
+    /// The node already runs migration 1 (the daemon builds the backend for the registry's
+    /// id) after a migrating start whose upgrade failed: starting it migrating again still
+    /// names participant_1, which no upgrade set yet; setting migrating back does not.
+    #[test]
+    fn a_migrating_start_to_the_running_id_names_its_database_too() {
+        let cfg = K8sConfig::default();
+        let again = FlowValues {
+            migration_id: Some(1),
+            migrating: Some(true),
+            ..FlowValues::default()
+        };
+        let o = overlays(&cfg, &again, 1);
+        assert_eq!(o.len(), 2);
+        assert_eq!(
+            o[0].values,
+            json!({"persistence": {"databaseName": "participant_1"}})
+        );
+        let back = FlowValues {
+            migrating: Some(false),
+            ..FlowValues::default()
+        };
+        let o = overlays(&cfg, &back, 1);
+        assert_eq!(o.len(), 1);
+        assert_eq!(
+            o[0].values,
+            json!({"migration": {"id": 1, "migrating": false}})
         );
     }
 
