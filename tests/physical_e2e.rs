@@ -54,10 +54,11 @@ impl Cluster {
         )
         .unwrap();
         sh(&c.start_command());
-        // The role the node's URL names: it owns the node's databases and may stream a
-        // base backup (REPLICATION), nothing more.
+        // The role the node's URL names: it owns the node's databases, may stream a base
+        // backup (REPLICATION) and create staging databases (CREATEDB, logical restores);
+        // no superuser.
         for sql in [
-            format!("CREATE ROLE {ROLE} LOGIN REPLICATION PASSWORD '{PASSWORD}'"),
+            format!("CREATE ROLE {ROLE} LOGIN CREATEDB REPLICATION PASSWORD '{PASSWORD}'"),
             format!("CREATE DATABASE validator OWNER {ROLE}"),
             format!("CREATE DATABASE \"participant-0\" OWNER {ROLE}"),
         ] {
@@ -434,4 +435,80 @@ fn largest_file(dir: &Path) -> PathBuf {
         }
     }
     best.expect("a file").1
+}
+
+/// Measures, on one scratch server, a physical and a logical backup and restore of the
+/// same data and prints their times and ratios (no assertion on time). Run by hand:
+/// `cargo nextest run -p splice-dr-e2e -E 'test(measure_physical)' --run-ignored only
+/// --no-capture`; `SPLICE_DR_BENCH_ROWS` sizes the participant table (default 400 000).
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn measure_physical_against_logical() {
+    use std::time::Instant;
+    let rows: u64 = std::env::var("SPLICE_DR_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400_000);
+    let c = Cluster::start();
+    c.client("participant-0")
+        .batch_execute(&format!(
+            "INSERT INTO t (v, j) SELECT md5(g::text) || md5((g * 7)::text),
+               jsonb_build_object('g', g, 'owner', md5(g::text))
+             FROM generate_series(1, {rows}) g;
+             CREATE INDEX t_j ON t ((j->>'owner'));"
+        ))
+        .unwrap();
+    c.client("participant-0")
+        .batch_execute("VACUUM ANALYZE t")
+        .unwrap();
+    let site = c.site(&c.start_command(), &c.stop_command());
+    let timed = |args: &[&str]| {
+        let start = Instant::now();
+        let out = site.cli(args);
+        assert!(out.status.success(), "{}", text(&out));
+        (start.elapsed().as_secs_f64(), out)
+    };
+    let (pb, out) = timed(&["--json", "backup", "--kind", "physical"]);
+    let physical_backup_log = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('✓'))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ");
+    println!("physical backup steps: {physical_backup_log}");
+    let physical = flow_result(&out)["id"].as_str().unwrap().to_string();
+    let (lb, out) = timed(&["--json", "backup", "--kind", "logical"]);
+    let logical = flow_result(&out)["id"].as_str().unwrap().to_string();
+    let at_backup = c.digests();
+    let (pr, out) = timed(&["restore", "--backup", &physical, "--yes"]);
+    // Where the time goes: each step's line with its duration.
+    let steps = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| l.trim_start().starts_with('✓'))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; ")
+            .to_string()
+    };
+    println!("physical restore steps: {}", steps(&out));
+    assert_eq!(c.digests(), at_backup);
+    let (lr, _) = timed(&["restore", "--backup", &logical, "--yes"]);
+    assert_eq!(c.digests(), at_backup);
+    let size = |id: &str| {
+        let list: BackupList = site.json(&["backups"]);
+        list.backups
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.bytes)
+            .unwrap_or(0)
+    };
+    println!(
+        "participant rows {rows}: physical backup {pb:.1}s ({} MB), logical backup {lb:.1}s ({} MB); \
+         physical restore {pr:.1}s, logical restore {lr:.1}s; logical/physical restore {:.2}x, backup {:.2}x",
+        size(&physical) >> 20,
+        size(&logical) >> 20,
+        lr / pr,
+        lb / pb
+    );
 }
