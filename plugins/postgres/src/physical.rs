@@ -466,3 +466,94 @@ fn dir_bytes(dir: &Path) -> u64 {
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PostgresConfig;
+
+    fn backend(data_dir: &str) -> PostgresBackend {
+        let cfg: PostgresConfig = serde_json::from_value(serde_json::json!({
+            "url": "postgresql://u@127.0.0.1/postgres",
+            "data_dir": data_dir,
+            "server_stop_command": "true",
+            "server_start_command": "true",
+            "physical_replaces_cluster": true,
+        }))
+        .expect("config");
+        PostgresBackend::new(cfg).expect("backend")
+    }
+
+    fn kept(live: &str, kept: &str) -> KeptStorage {
+        KeptStorage {
+            target: DATA_DIR_TARGET.into(),
+            live: live.into(),
+            kept: kept.into(),
+            bytes: 0,
+        }
+    }
+
+    /// A kept data directory is removed or put back only when it is one this backend made
+    /// of its own data directory: a journal or a caller naming any other path (a forged
+    /// run record, `/`) gets an error and nothing is touched.
+    #[test]
+    fn only_its_own_kept_data_directory_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("main");
+        let live = data.display().to_string();
+        let own = format!("{live}.sdr_kept_1765080000");
+        std::fs::create_dir_all(&own).unwrap();
+        let b = backend(&live);
+        let ctx = OpContext::detached(Default::default());
+        for bad in [
+            kept(&live, "/"),
+            kept(&live, &format!("{live}.sdr_kept_")),
+            kept(&live, &format!("{live}.sdr_kept_1/../../x")),
+            kept(
+                "/var/lib/postgresql/15/main",
+                "/var/lib/postgresql/15/main.sdr_kept_1",
+            ),
+            KeptStorage {
+                target: "postgres".into(),
+                ..kept(&live, &own)
+            },
+        ] {
+            let e = b.drop_kept_data_impl(&ctx, &bad).expect_err("refused");
+            assert!(e.to_string().contains("not a data directory kept"), "{e}");
+        }
+        assert!(Path::new(&own).is_dir());
+        b.drop_kept_data_impl(&ctx, &kept(&live, &own))
+            .expect("its own");
+        assert!(!Path::new(&own).exists());
+    }
+
+    /// A `postmaster.pid` left by a crashed server names a dead process: the server reads
+    /// as stopped; one naming a live process (this test) reads as running.
+    #[test]
+    fn a_server_runs_while_its_pid_file_names_a_live_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(server_pid(tmp.path()), None);
+        let pid_file = tmp.path().join("postmaster.pid");
+        std::fs::write(&pid_file, format!("{}\n/data\n", std::process::id())).unwrap();
+        assert_eq!(server_pid(tmp.path()), Some(std::process::id()));
+        std::fs::write(&pid_file, "999999999\n").unwrap();
+        assert_eq!(server_pid(tmp.path()), None);
+    }
+
+    #[test]
+    fn without_the_servers_keys_nothing_physical_runs() {
+        let cfg: PostgresConfig =
+            serde_json::from_value(serde_json::json!({"url": "postgresql://u@h/postgres"}))
+                .expect("config");
+        let b = PostgresBackend::new(cfg).expect("backend");
+        let caps = splice_dr_plugin_api::BackendInfo::capabilities(&b);
+        assert!(!caps.databases.physical);
+        let why = caps.databases.physical_unavailable.expect("a reason");
+        assert!(why.contains("data_dir") && why.contains("logical"), "{why}");
+        let ctx = OpContext::detached(Default::default());
+        let e = b
+            .base_backup_impl(&ctx, Path::new("/nonexistent"))
+            .expect_err("refused");
+        assert!(matches!(e, BackendError::Config(_)), "{e}");
+    }
+}
