@@ -429,6 +429,24 @@ fn manifest_sample() -> Value {
     })
 }
 
+/// A physical backup's manifest: a base backup instead of dumps, its directories created
+/// under the server's data directory by a restore.
+fn physical_manifest_sample() -> Value {
+    let at = "2026-11-24T10:15:00Z";
+    let mut m = manifest_sample();
+    m["kind"] = json!("physical");
+    m["dumps"] = json!([]);
+    m["base_backup"] = json!({"dir": "cluster", "format": "plain",
+        "started_at": at, "finished_at": at, "server_version": "15.4", "timeline": 1,
+        "start_lsn": "0/2000028", "end_lsn": "0/2000100",
+        "databases": ["validator", "participant-0"],
+        "dirs": ["base", "base/1", "pg_wal", "pg_wal/archive_status"]});
+    m["files"] = json!([
+        {"path": "cluster/base/1/1259", "size": 10, "sha256": "a".repeat(64)},
+        {"path": "identities.json.age", "size": 1, "sha256": "b".repeat(64)}]);
+    m
+}
+
 #[test]
 fn manifest_from_untrusted() {
     use splice_dr_repo::untrusted::check_relative_path;
@@ -436,6 +454,13 @@ fn manifest_from_untrusted() {
     let sample = manifest_sample();
     let bytes = serde_json::to_vec(&sample).unwrap();
     Manifest::from_untrusted(&bytes, "n1-20261124-101500").expect("the sample is valid");
+    let physical = physical_manifest_sample();
+    let m = Manifest::from_untrusted(
+        &serde_json::to_vec(&physical).unwrap(),
+        "n1-20261124-101500",
+    )
+    .expect("the physical sample is valid");
+    assert_eq!(m.kind, splice_dr_plugin_api::BackupKind::Physical);
     let ids = prop_oneof![
         8 => Just("n1-20261124-101500".to_string()),
         1 => ".{0,20}",
@@ -443,7 +468,7 @@ fn manifest_from_untrusted() {
     ];
     fuzz(
         "manifest",
-        (json_input(vec![sample]), ids),
+        (json_input(vec![sample, physical]), ids),
         |(bytes, id)| {
             match Manifest::from_untrusted(&bytes.0, &id) {
                 Ok(m) => {
@@ -456,6 +481,8 @@ fn manifest_from_untrusted() {
                         .iter()
                         .map(|f| &f.path)
                         .chain(m.dumps.iter().map(|d| &d.dir))
+                        .chain(m.base_backup.iter().map(|b| &b.dir))
+                        .chain(m.base_backup.iter().flat_map(|b| &b.info.dirs))
                     {
                         prop_assert!(check_relative_path(p).is_ok(), "accepted {p:?}");
                     }

@@ -179,6 +179,7 @@ pub fn rebuild_nodes(
                 .and_then(|v| v.address_for_other_hosts()),
             drill_checks: node.drill_checks.clone(),
             participant_db: node.participant_db_at(running),
+            backup_kind: node.backup_kind,
         };
         nodes.insert(
             node.name.clone(),

@@ -184,6 +184,7 @@ fn backup_summary(l: &Located, untrusted_because: Option<String>) -> view::Backu
         age_secs: (chrono::Utc::now() - m.created_at).num_seconds(),
         bytes: m.total_bytes(),
         server_version: m.server_version.clone(),
+        kind: m.kind,
         last_drill: m.last_drill.clone(),
         dumps: m.dumps.iter().map(dump_summary).collect(),
         locations: l.locations.clone(),

@@ -14,6 +14,7 @@ pub mod connection;
 pub mod dump;
 pub mod handshake;
 pub mod names;
+pub mod physical;
 pub mod process;
 pub mod sql;
 pub mod staging;

@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{
-    BackendError, Capabilities, ComponentStatus, DatabaseInfo, DumpCheck, DumpInfo, ExecOutput,
-    KeptDb, KeptStorage, Leftovers, StagedCheck, StagedDb, StagedQuery, StorageTarget,
+    BackendError, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus, DatabaseInfo,
+    DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, StagedCheck, StagedDb,
+    StagedQuery, StorageTarget,
 };
 
 /// Result type of every backend call.
@@ -204,6 +205,30 @@ crate::backend_operations! {
             src: &Path => PathBuf,
             expected: &DumpInfo => DumpInfo
         ) -> () = RestoreIntoEmpty;
+
+        /// Copies the node's whole database server — every database at one consistent
+        /// point — into the new, empty directory `dest`, with the WAL the copy needs to
+        /// start on its own (a physical backup, announced by `databases.physical`).
+        [write, optional] fn base_backup(dest: &Path => PathBuf) -> BaseBackupInfo
+            = BaseBackup;
+
+        /// Checks a base backup against its own manifest (`pg_verifybackup`: every file's
+        /// size and checksum, and the WAL it needs), without starting a server.
+        [read, optional] fn check_base_backup(src: &Path => PathBuf) -> BaseBackupCheck
+            = CheckBaseBackup;
+
+        /// Replaces the database server's data with the base backup in `src`, replayed to
+        /// its own end: stops the server, keeps its data aside, lays the copy down, starts
+        /// the server and waits up to `timeout` until recovery ended and it accepts
+        /// connections to every database `expected` lists. On any failure the kept data is
+        /// put back and the server started on it before the error is returned. The kept
+        /// data is answered: [`Storage::drop_kept_storage`] once the node is proven,
+        /// [`Storage::restore_kept_storage`] if it is not.
+        [write, optional] fn restore_base_backup(
+            src: &Path => PathBuf,
+            expected: &BaseBackupInfo => BaseBackupInfo,
+            #[serde(rename = "timeout_ms")] timeout: Duration => u64
+        ) -> KeptStorage = RestoreBaseBackup;
     }
 
     /// The storage under the node (volumes, PVCs, Secrets, the database server's data):
@@ -255,6 +280,15 @@ mod wire_format {
         })
     }
 
+    fn base_backup_info() -> Value {
+        json!({
+            "format": "plain", "started_at": "2026-01-01T00:00:00Z",
+            "finished_at": "2026-01-01T00:01:00Z", "server_version": "15.8", "timeline": 1,
+            "start_lsn": "0/2000028", "end_lsn": "0/2000100",
+            "databases": ["validator", "participant-0"], "dirs": ["base", "pg_wal"]
+        })
+    }
+
     fn staged() -> Value {
         json!({"role": "validator", "live": "v", "staging": "v__sdr_staging_1"})
     }
@@ -283,6 +317,7 @@ mod wire_format {
             json!({"op": "databases"}),
             json!({"op": "check_dump", "src": "/d"}),
             json!({"op": "leftovers"}),
+            json!({"op": "check_base_backup", "src": "/b"}),
         ]
     }
 
@@ -311,6 +346,11 @@ mod wire_format {
             json!({"op": "drop_kept_storage", "kept": kept_storage()}),
             json!({
                 "op": "restore_into_empty", "role": "participant", "src": "/d", "expected": dump
+            }),
+            json!({"op": "base_backup", "dest": "/b"}),
+            json!({
+                "op": "restore_base_backup", "src": "/b", "expected": base_backup_info(),
+                "timeout_ms": 60000
             }),
         ]
     }

@@ -53,6 +53,14 @@ impl RestoreShape {
 pub struct DatabaseCapabilities {
     /// The restore protocol this backend implements.
     pub restore: RestoreShape,
+    /// Whether the backend takes physical backups of the node's database server
+    /// (`base_backup`, `check_base_backup`) and restores them (`restore_base_backup`,
+    /// then `restore_kept_storage` / `drop_kept_storage` on what it returns).
+    pub physical: bool,
+    /// Why it does not (not built for this backend yet, or the node's settings lack what
+    /// a physical restore needs), naming the alternative; flows refuse with it before
+    /// anything changes. `None` when `physical` is true, or when the backend says nothing.
+    pub physical_unavailable: Option<String>,
 }
 
 /// The storage concern.
@@ -97,6 +105,16 @@ pub struct WorkloadCapabilities {
     /// with new values (a re-onboard, a network DR) refuse before changing anything,
     /// instead of failing after the node was stopped. `None` when it can.
     pub redeploy_unavailable: Option<String>,
+}
+
+/// The `physical_unavailable` answer of a backend whose physical backups are designed
+/// (docs/ARCHITECTURE.md, "Physical backups") but not built yet: it names the alternative.
+pub fn physical_not_built(backend: &str) -> String {
+    format!(
+        "physical backups are unsupported for the {backend} backend yet (designed in \
+         docs/ARCHITECTURE.md, \"Physical backups\"); use logical backups: \
+         backup_kind = \"logical\" (the default) or `splice-dr backup --kind logical`"
+    )
 }
 
 impl Capabilities {

@@ -18,8 +18,8 @@ pub mod types;
 
 pub use backend::{dispatch, Backend, BackendCall, BackendInfo, Databases, Storage, Workloads};
 pub use capabilities::{
-    Capabilities, DatabaseCapabilities, DatabaseStorage, RestoreShape, StorageCapabilities,
-    WorkloadCapabilities,
+    physical_not_built, Capabilities, DatabaseCapabilities, DatabaseStorage, RestoreShape,
+    StorageCapabilities, WorkloadCapabilities,
 };
 pub use client::{CallClient, CallService, Dispatch};
 pub use context::{OpContext, OpEvent};

@@ -144,3 +144,87 @@ pub struct KeptStorage {
     /// Bytes copied, for the journal.
     pub bytes: u64,
 }
+
+/// What a backup is made of: one logical dump per database (`pg_dump`, the runbook's
+/// format, restored database by database) or one physical copy of the whole database
+/// server (`pg_basebackup`, restored at disk speed with no index builds, replacing every
+/// database of that server).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    /// `pg_dump` of each database.
+    #[default]
+    Logical,
+    /// `pg_basebackup` of the database server's data directory.
+    Physical,
+}
+
+impl BackupKind {
+    /// The name configs, scripts and the CLI use (`logical`, `physical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Logical => "logical",
+            BackupKind::Physical => "physical",
+        }
+    }
+
+    /// Whether this is the default kind (manifests leave it out, so a logical backup's
+    /// manifest and its signature read exactly as before kinds existed).
+    pub fn is_logical(&self) -> bool {
+        *self == BackupKind::Logical
+    }
+}
+
+impl std::fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackupKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "logical" => Ok(BackupKind::Logical),
+            "physical" => Ok(BackupKind::Physical),
+            other => Err(format!(
+                "backup kind `{other}` is neither `logical` nor `physical`"
+            )),
+        }
+    }
+}
+
+/// What a physical base backup holds and where its WAL ends; recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseBackupInfo {
+    /// Layout of the copy: `plain` (`pg_basebackup -Fp`: the data directory's files as
+    /// they are, with pg_basebackup's own `backup_manifest`).
+    pub format: String,
+    /// When the backup started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished (the copy holds the WAL up to here: `--wal-method=fetch`).
+    pub finished_at: DateTime<Utc>,
+    /// `server_version` of the server copied.
+    pub server_version: String,
+    /// The server's timeline when the backup was taken.
+    pub timeline: u32,
+    /// WAL position the backup starts at (its checkpoint's redo point).
+    pub start_lsn: String,
+    /// WAL position the backup is consistent at: a restore to `backup-end` replays up to here.
+    pub end_lsn: String,
+    /// The databases of the server when the backup was taken (every one is replaced by a
+    /// restore); a restore checks each accepts connections afterwards.
+    pub databases: Vec<String>,
+    /// Every directory of the copy, relative and `/`-separated: a repository holds files
+    /// only, and Postgres needs its empty ones (`pg_notify`, `pg_replslot`…) to start.
+    pub dirs: Vec<String>,
+}
+
+/// What `pg_verifybackup` (or the backend's equivalent) proved about a base backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseBackupCheck {
+    /// Files the backup's own manifest lists, each checked (size and checksum).
+    pub files: u64,
+    /// Whether the WAL the backup needs was found complete and parsable.
+    pub wal_checked: bool,
+}

@@ -26,6 +26,10 @@ pub struct BackupSummary {
     pub bytes: u64,
     /// Postgres `server_version` of the dumped databases.
     pub server_version: String,
+    /// `logical` (database dumps) or `physical` (a base backup of the whole server); a
+    /// daemon from before kinds existed sends none: logical.
+    #[serde(default)]
+    pub kind: splice_dr_plugin_api::BackupKind,
     /// Its last restore drill.
     pub last_drill: Option<DrillRecord>,
     /// Its database dumps, in the order taken.

@@ -31,14 +31,16 @@ pub mod untrusted;
 
 pub use checksum::sha256_file;
 pub use manifest::{
-    identifier_of, BackupHost, DrillRecord, DrillResult, DumpEntry, FileEntry, IdentitiesEntry,
-    Manifest, UsedParticipantId, MANIFEST_FORMAT,
+    identifier_of, BackupHost, BaseBackupEntry, DrillRecord, DrillResult, DumpEntry, FileEntry,
+    IdentitiesEntry, Manifest, UsedParticipantId, MANIFEST_FORMAT,
 };
 pub use prefer::{newest_restorable, preferred_backup, Preferred};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use splice_dr_plugin_api::{BackendError, DumpCheck, DumpInfo};
+use splice_dr_plugin_api::{
+    BackendError, BackupKind, BaseBackupCheck, BaseBackupInfo, DumpCheck, DumpInfo,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -133,6 +135,18 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// What reading each dump's table of contents found, by role.
     pub dumps: Vec<(String, DumpCheck)>,
+    /// What checking the base backup against its own manifest found (physical backups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_backup: Option<BaseBackupCheck>,
+}
+
+/// How [`Repository::verify`] reads a backup's contents beyond the checksums: the
+/// backend's own tools, which know the formats.
+pub struct ContentChecks<'a> {
+    /// Reads a dump directory's table of contents (`pg_restore --list`).
+    pub dump: &'a dyn Fn(&Path) -> Result<DumpCheck, BackendError>,
+    /// Checks a base backup against its own manifest (`pg_verifybackup`).
+    pub base_backup: &'a dyn Fn(&Path) -> Result<BaseBackupCheck, BackendError>,
 }
 
 impl Repository {
@@ -304,6 +318,7 @@ impl Repository {
             dir,
             created_at: Utc::now(),
             dumps: Vec::new(),
+            base_backup: None,
             identities: None,
             validator_party: None,
             users: Vec::new(),
@@ -504,11 +519,12 @@ impl Repository {
     }
 
     /// Checks every file against the manifest (size, sha256, nothing missing or added),
-    /// then asks `check_dump` (e.g. `pg_restore --list`) to read each dump.
+    /// then asks `checks` to read each dump (e.g. `pg_restore --list`) and the base
+    /// backup (`pg_verifybackup`).
     pub fn verify(
         &self,
         id: &str,
-        check_dump: &dyn Fn(&Path) -> Result<DumpCheck, BackendError>,
+        checks: &ContentChecks<'_>,
         on_bytes: &mut dyn FnMut(u64),
     ) -> Result<VerifyReport, RepoError> {
         let manifest = self.manifest(id)?;
@@ -520,6 +536,7 @@ impl Repository {
             bytes_checked: 0,
             problems: Vec::new(),
             dumps: Vec::new(),
+            base_backup: None,
         };
         let paths: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(&f.path)).collect();
         let hashed = checksum::sha256_files(&paths, on_bytes);
@@ -557,12 +574,25 @@ impl Repository {
             }
         }
         for dump in &manifest.dumps {
-            match check_dump(&dir.join(&dump.dir)) {
+            match (checks.dump)(&dir.join(&dump.dir)) {
                 Ok(check) => report.dumps.push((dump.info.role.clone(), check)),
                 Err(e) => report
                     .problems
                     .push(format!("{} dump unreadable: {e}", dump.info.role)),
             }
+        }
+        if let Some(base) = &manifest.base_backup {
+            match (checks.base_backup)(&dir.join(&base.dir)) {
+                Ok(check) => report.base_backup = Some(check),
+                Err(e) => report
+                    .problems
+                    .push(format!("base backup {} does not verify: {e}", base.dir)),
+            }
+        }
+        if manifest.kind == BackupKind::Physical && manifest.base_backup.is_none() {
+            report
+                .problems
+                .push("a physical backup without its base backup".into());
         }
         report.ok = report.problems.is_empty();
         Ok(report)
@@ -650,13 +680,38 @@ pub fn restore_objections(
     }
     out.extend(identity_objection(manifest, into.participant));
     out.extend(database_objections(manifest, into));
-    if manifest.dump("validator").is_none() || manifest.dump("participant").is_none() {
-        out.push(format!(
-            "backup {} lacks a validator or participant dump",
-            manifest.id
-        ));
-    }
+    out.extend(contents_objection(manifest, into));
     out
+}
+
+/// What a restore needs inside the backup: both dumps (logical), or a base backup holding
+/// the database the node runs its participant on (physical).
+fn contents_objection(manifest: &Manifest, into: &RunningNode<'_>) -> Option<String> {
+    match (manifest.kind, &manifest.base_backup) {
+        (BackupKind::Logical, _) => (manifest.dump("validator").is_none()
+            || manifest.dump("participant").is_none())
+        .then(|| {
+            format!(
+                "backup {} lacks a validator or participant dump",
+                manifest.id
+            )
+        }),
+        (BackupKind::Physical, None) => Some(format!(
+            "physical backup {} lacks its base backup",
+            manifest.id
+        )),
+        (BackupKind::Physical, Some(base)) => into
+            .participant_db
+            .filter(|db| !base.info.databases.iter().any(|d| d == db))
+            .map(|db| {
+                format!(
+                    "physical backup {} holds no database `{db}` (it holds {}): it is a copy of \
+                     another server, or of the node before it used that database",
+                    manifest.id,
+                    base.info.databases.join(", ")
+                )
+            }),
+    }
 }
 
 /// A backup taken under another participant id than the one the node runs since a
@@ -745,12 +800,16 @@ pub struct BackupWriter {
     dir: PathBuf,
     created_at: DateTime<Utc>,
     dumps: Vec<DumpEntry>,
+    base_backup: Option<BaseBackupEntry>,
     identities: Option<IdentitiesEntry>,
     validator_party: Option<String>,
     users: Vec<String>,
     host: Option<BackupHost>,
     participant_ids: Vec<UsedParticipantId>,
 }
+
+/// Directory of a physical backup holding the copy of the database server.
+pub const BASE_BACKUP_DIR: &str = "cluster";
 
 impl BackupWriter {
     /// Records the host taking the backup (see [`BackupHost`]).
@@ -801,8 +860,36 @@ impl BackupWriter {
         });
     }
 
+    /// Directory the base backup of a physical backup must be written to (does not exist
+    /// yet).
+    pub fn base_backup_dir(&self) -> PathBuf {
+        self.dir.join(BASE_BACKUP_DIR)
+    }
+
+    /// Records a finished base backup: the backup is a physical one.
+    pub fn record_base_backup(&mut self, info: BaseBackupInfo) {
+        self.base_backup = Some(BaseBackupEntry {
+            dir: BASE_BACKUP_DIR.into(),
+            info,
+        });
+    }
+
+    /// The backup's kind, from what was recorded; a backup holding both dumps and a base
+    /// backup is refused: a restore could not say which state it restores.
+    fn kind(&self) -> Result<BackupKind, RepoError> {
+        match (&self.base_backup, self.dumps.is_empty()) {
+            (None, _) => Ok(BackupKind::Logical),
+            (Some(_), true) => Ok(BackupKind::Physical),
+            (Some(_), false) => Err(io_err(
+                &self.dir,
+                "a backup holds either dumps (logical) or a base backup (physical), not both",
+            )),
+        }
+    }
+
     /// Checksums everything, writes the manifest, and publishes the backup atomically.
     pub fn seal(mut self, on_bytes: &mut dyn FnMut(u64)) -> Result<Manifest, RepoError> {
+        let kind = self.kind()?;
         let files =
             checksum::checksum_tree(&self.dir, on_bytes).map_err(|e| io_err(&self.dir, e))?;
         for f in &files {
@@ -815,6 +902,11 @@ impl BackupWriter {
             .dumps
             .first()
             .map(|d| d.info.server_version.clone())
+            .or_else(|| {
+                self.base_backup
+                    .as_ref()
+                    .map(|b| b.info.server_version.clone())
+            })
             .unwrap_or_default();
         let mut manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -825,7 +917,9 @@ impl BackupWriter {
             server_version,
             created_at: self.created_at,
             completed_at: Utc::now(),
+            kind,
             dumps: self.dumps.clone(),
+            base_backup: self.base_backup.clone(),
             files,
             identities: self.identities.clone(),
             validator_party: self.validator_party.clone(),
@@ -841,6 +935,11 @@ impl BackupWriter {
         write_atomic(&mpath, &bytes).map_err(|e| io_err(&mpath, e))?;
         for d in &manifest.dumps {
             let _ = sync_dir(&self.dir.join(&d.dir));
+        }
+        if let Some(b) = &manifest.base_backup {
+            for sub in std::iter::once(".").chain(b.info.dirs.iter().map(String::as_str)) {
+                let _ = sync_dir(&self.dir.join(&b.dir).join(sub));
+            }
         }
         let target = self.repo.backup_dir(&self.id);
         std::fs::rename(&self.dir, &target).map_err(|e| io_err(&target, e))?;
@@ -950,17 +1049,152 @@ mod tests {
         assert_eq!(repo.resolve("latest", "n1").unwrap().id, signed.id);
     }
 
+    fn dump_readable(_: &Path) -> Result<DumpCheck, BackendError> {
+        Ok(DumpCheck {
+            entries: 1,
+            table_data: 0,
+        })
+    }
+
+    fn base_verifies(_: &Path) -> Result<BaseBackupCheck, BackendError> {
+        Ok(BaseBackupCheck {
+            files: 1,
+            wal_checked: true,
+        })
+    }
+
+    fn checks_passing() -> ContentChecks<'static> {
+        ContentChecks {
+            dump: &dump_readable,
+            base_backup: &base_verifies,
+        }
+    }
+
+    fn base_info() -> BaseBackupInfo {
+        BaseBackupInfo {
+            format: "plain".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            server_version: "15.8".into(),
+            timeline: 1,
+            start_lsn: "0/2000028".into(),
+            end_lsn: "0/2000100".into(),
+            databases: vec!["validator".into()],
+            dirs: vec!["base".into(), "pg_notify".into()],
+        }
+    }
+
+    /// A physical backup is sealed like a logical one (every file of the copy checksummed,
+    /// signed) and says so in its manifest; its base backup is checked by the backend's
+    /// tool on verify, whose refusal is a problem of the backup.
+    #[test]
+    fn a_physical_backup_is_sealed_and_its_base_backup_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = signing_repo(dir.path());
+        let mut w = repo.begin("n1", 0).unwrap();
+        let base = w.base_backup_dir();
+        std::fs::create_dir_all(base.join("base/1")).unwrap();
+        std::fs::create_dir_all(base.join("pg_notify")).unwrap();
+        std::fs::write(base.join("base/1/1259"), b"heap").unwrap();
+        std::fs::write(base.join("backup_manifest"), b"{}").unwrap();
+        w.record_base_backup(base_info());
+        let m = w.seal(&mut |_| {}).unwrap();
+        assert_eq!(m.kind, BackupKind::Physical);
+        assert_eq!(m.server_version, "15.8");
+        let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["cluster/backup_manifest", "cluster/base/1/1259"]);
+        assert_eq!(repo.untrusted_because(&m), None, "signed like any backup");
+        let read = repo.manifest(&m.id).unwrap();
+        assert_eq!(read.base_backup.as_ref().unwrap().info, base_info_of(&m));
+        let r = repo.verify(&m.id, &checks_passing(), &mut |_| {}).unwrap();
+        assert!(r.ok && r.base_backup.is_some(), "{r:?}");
+
+        let refused = |p: &Path| -> Result<BaseBackupCheck, BackendError> {
+            Err(BackendError::Verification(format!(
+                "pg_verifybackup {}: checksum mismatch for file \"base/1/1259\"",
+                p.display()
+            )))
+        };
+        let checks = ContentChecks {
+            dump: &dump_readable,
+            base_backup: &refused,
+        };
+        let r = repo.verify(&m.id, &checks, &mut |_| {}).unwrap();
+        assert!(!r.ok);
+        assert!(
+            r.problems[0].starts_with("base backup cluster does not verify: "),
+            "{r:?}"
+        );
+    }
+
+    fn base_info_of(m: &Manifest) -> BaseBackupInfo {
+        m.base_backup.as_ref().unwrap().info.clone()
+    }
+
+    /// A physical backup is restorable without dumps, but not without its base backup,
+    /// nor when its server held no database the node runs its participant on.
+    #[test]
+    fn a_physical_backup_is_judged_by_its_base_backup() {
+        let mut m = Manifest::for_test("n1-20261124-101500", Utc::now());
+        m.kind = BackupKind::Physical;
+        let into = RunningNode {
+            name: "n1",
+            migration_id: 0,
+            participant: None,
+            max_age: Duration::from_secs(30 * 86_400),
+            participant_db: Some("participant-0"),
+        };
+        let o = restore_objections(&m, &into, Utc::now());
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert!(o[0].contains("lacks its base backup"), "{o:?}");
+        let mut info = base_info();
+        info.databases = vec!["participant-0".into(), "validator".into()];
+        m.base_backup = Some(BaseBackupEntry {
+            dir: BASE_BACKUP_DIR.into(),
+            info: info.clone(),
+        });
+        assert!(restore_objections(&m, &into, Utc::now()).is_empty());
+        info.databases = vec!["validator".into()];
+        m.base_backup.as_mut().unwrap().info = info;
+        let o = restore_objections(&m, &into, Utc::now());
+        assert!(o[0].contains("holds no database `participant-0`"), "{o:?}");
+    }
+
+    #[test]
+    fn a_backup_is_never_both_logical_and_physical() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let mut w = repo.begin("n1", 0).unwrap();
+        std::fs::create_dir_all(w.dump_dir("validator")).unwrap();
+        w.record_dump(info("validator"));
+        w.record_base_backup(base_info());
+        let e = w.seal(&mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
+    }
+
+    /// Manifests written before kinds existed read as logical, and a logical manifest is
+    /// written without the field: its bytes, and so its signature, are what they were.
+    #[test]
+    fn manifests_without_a_kind_are_logical_and_stay_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let m = sealed(&repo);
+        let text = std::fs::read_to_string(repo.backup_dir(&m.id).join("manifest.json")).unwrap();
+        assert!(
+            !text.contains("\"kind\"") && !text.contains("base_backup"),
+            "{text}"
+        );
+        let read = repo.manifest(&m.id).unwrap();
+        assert_eq!(read.kind, BackupKind::Logical);
+        assert_eq!(trust::canonical_bytes(&read), trust::canonical_bytes(&m));
+    }
+
     #[test]
     fn verify_catches_corruption_truncation_and_extra_files() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::open(dir.path()).unwrap();
         let m = sealed(&repo);
-        let ok = |_: &Path| {
-            Ok(DumpCheck {
-                entries: 1,
-                table_data: 0,
-            })
-        };
+        let ok = checks_passing();
         assert!(repo.verify(&m.id, &ok, &mut |_| {}).unwrap().ok);
 
         let bdir = repo.backup_dir(&m.id);

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use splice_dr_plugin_api::DumpInfo;
+use splice_dr_plugin_api::{BackupKind, BaseBackupInfo, DumpInfo};
 pub use splice_dr_protocol::drill::{DrillRecord, DrillResult};
 
 /// Version of the manifest layout written by this build.
@@ -29,6 +29,17 @@ pub struct DumpEntry {
     pub info: DumpInfo,
 }
 
+/// The physical copy of the database server inside a physical backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseBackupEntry {
+    /// Directory (relative to the backup) holding the copy, as `pg_basebackup -Fp` wrote
+    /// it (with its own `backup_manifest`).
+    pub dir: String,
+    /// What the backend recorded about it.
+    #[serde(flatten)]
+    pub info: BaseBackupInfo,
+}
+
 /// The manifest of one complete backup. Its presence in a backup's directory is what
 /// makes the backup exist: it is written last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,8 +60,16 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     /// When it was sealed.
     pub completed_at: DateTime<Utc>,
-    /// Database dumps, in the order taken (validator strictly before participant).
+    /// `logical` (the dumps below) or `physical` (the base backup below). Absent on
+    /// logical backups, so their manifests — and signatures — read as before kinds existed.
+    #[serde(default, skip_serializing_if = "BackupKind::is_logical")]
+    pub kind: BackupKind,
+    /// Database dumps, in the order taken (validator strictly before participant); empty
+    /// in a physical backup.
     pub dumps: Vec<DumpEntry>,
+    /// The physical copy of the whole database server (a physical backup only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_backup: Option<BaseBackupEntry>,
     /// Every file with size and checksum.
     pub files: Vec<FileEntry>,
     /// The node identities dump, encrypted (absent when no validator API is configured).
@@ -157,7 +176,9 @@ impl Manifest {
             server_version: "15".into(),
             created_at: at,
             completed_at: at,
+            kind: BackupKind::Logical,
             dumps: vec![],
+            base_backup: None,
             files: vec![],
             identities: None,
             validator_party: None,

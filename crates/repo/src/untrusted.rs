@@ -3,7 +3,7 @@
 //! before any of them is joined to a directory.
 //!
 //! A manifest names the files a download creates (`files[].path`), the directories
-//! restores read (`dumps[].dir`) and the backup's own directory (`id`). Without these
+//! restores read (`dumps[].dir`, `base_backup.dir`) or create (`base_backup.dirs[]`) and the backup's own directory (`id`). Without these
 //! checks a forged manifest with `/etc/x` or `../../x` makes a root daemon create files
 //! anywhere before any checksum is compared (issue #12).
 
@@ -181,6 +181,13 @@ impl Manifest {
         for (i, d) in self.dumps.iter().enumerate() {
             check_relative_path(&d.dir).map_err(|e| (format!("dumps[{i}].dir"), e))?;
         }
+        if let Some(base) = &self.base_backup {
+            check_relative_path(&base.dir).map_err(|e| ("base_backup.dir".to_string(), e))?;
+            // A restore creates each of these under the server's data directory.
+            for (i, d) in base.info.dirs.iter().enumerate() {
+                check_relative_path(d).map_err(|e| (format!("base_backup.dirs[{i}]"), e))?;
+            }
+        }
         if let Some(ids) = &self.identities {
             check_relative_path(&ids.file).map_err(|e| ("identities.file".to_string(), e))?;
         }
@@ -349,6 +356,37 @@ mod tests {
             },
         }];
         assert_eq!(parse(&m, "b1").unwrap_err().field, "dumps[0].dir");
+    }
+
+    /// A physical backup's directories are created under the server's data directory by a
+    /// restore: none may leave it.
+    #[test]
+    fn base_backup_dirs_are_checked() {
+        let info = |dirs: &[&str]| splice_dr_plugin_api::BaseBackupInfo {
+            format: "plain".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            server_version: "15".into(),
+            timeline: 1,
+            start_lsn: "0/1".into(),
+            end_lsn: "0/2".into(),
+            databases: vec![],
+            dirs: dirs.iter().map(|d| d.to_string()).collect(),
+        };
+        let mut m = manifest("b1", &["cluster/PG_VERSION"]);
+        m.kind = splice_dr_plugin_api::BackupKind::Physical;
+        m.base_backup = Some(crate::BaseBackupEntry {
+            dir: "cluster".into(),
+            info: info(&["base", "pg_wal/archive_status"]),
+        });
+        assert_eq!(parse(&m, "b1").unwrap(), m);
+        m.base_backup.as_mut().unwrap().info = info(&["base", "../../etc"]);
+        assert_eq!(parse(&m, "b1").unwrap_err().field, "base_backup.dirs[1]");
+        m.base_backup = Some(crate::BaseBackupEntry {
+            dir: "/var/lib/postgresql".into(),
+            info: info(&[]),
+        });
+        assert_eq!(parse(&m, "b1").unwrap_err().field, "base_backup.dir");
     }
 
     fn host(id: &str, name: &str, url: Option<&str>) -> crate::BackupHost {

@@ -268,6 +268,10 @@ pub struct BackupArgs {
     #[command(flatten)]
     /// Node.
     pub node: NodeArg,
+    /// Take this kind of backup this once, whatever the node's `backup_kind`: `logical`
+    /// (pg_dump of each database) or `physical` (pg_basebackup of the whole server).
+    #[arg(long, value_name = "KIND", value_parser = ["logical", "physical"])]
+    pub kind: Option<String>,
     /// Print the steps it would take, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -326,6 +330,10 @@ pub struct RestoreArgs {
     /// Seconds to wait for each component to become ready.
     #[arg(long, default_value_t = 600)]
     pub ready_timeout: u64,
+    /// The point to restore to: `backup-end` (the backup's own end, the only target built
+    /// so far); a time or `latest` need continuous WAL, which is not built yet.
+    #[arg(long, value_name = "TARGET")]
+    pub to: Option<String>,
     /// Confirm that the node which took the backup is stopped for good: required to
     /// restore a backup taken on another host (or one that does not record its host), as
     /// two live copies of one participant make Canton lose data. Journaled with the run.

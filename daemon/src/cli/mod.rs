@@ -95,7 +95,13 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
         Command::Backups(n) => Request::Backups {
             node: n.node.clone(),
         },
-        Command::Backup(a) => run("backup", &a.node.node, Default::default(), a.dry_run, false),
+        Command::Backup(a) => {
+            let mut p = serde_json::Map::new();
+            if let Some(kind) = &a.kind {
+                p.insert("kind".into(), json!(kind));
+            }
+            run("backup", &a.node.node, p, a.dry_run, false)
+        }
         Command::Verify(a) => run(
             "verify",
             &a.node.node,
@@ -119,6 +125,9 @@ pub fn request_for(cmd: &Command) -> Option<Request> {
             }
             if let Some(url) = &a.old_node_url {
                 p.insert("old_node_url".into(), json!(url));
+            }
+            if let Some(to) = &a.to {
+                p.insert("to".into(), json!(to));
             }
             run("restore", &a.node.node, p, a.dry_run, a.yes)
         }

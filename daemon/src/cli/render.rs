@@ -270,8 +270,8 @@ fn short_age(secs: i64) -> String {
 /// `backups` as a table.
 pub fn backups_table(v: &BackupList) -> String {
     let mut out = format!(
-        "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {:<16} {:<16} TRUST\n",
-        "BACKUP", "NODE", "MIGRATION", "CREATED", "AGE", "SIZE", "DRILL", "WHERE"
+        "{:<36} {:<14} {:>9} {:<8} {:<22} {:>8} {:>10}  {:<16} {:<16} TRUST\n",
+        "BACKUP", "NODE", "MIGRATION", "KIND", "CREATED", "AGE", "SIZE", "DRILL", "WHERE"
     );
     let mut untrusted = Vec::new();
     for b in &v.backups {
@@ -295,10 +295,11 @@ pub fn backups_table(v: &BackupList) -> String {
             "untrusted"
         };
         out.push_str(&format!(
-            "{:<36} {:<14} {:>9} {:<22} {:>8} {:>10}  {drill:<16} {locations:<16} {trust}\n",
+            "{:<36} {:<14} {:>9} {:<8} {:<22} {:>8} {:>10}  {drill:<16} {locations:<16} {trust}\n",
             b.id,
             b.node,
             b.migration_id,
+            b.kind.as_str(),
             to_second(b.created_at),
             short_age(b.age_secs),
             crate::run_context::progress::human_bytes(b.bytes),

@@ -270,6 +270,11 @@ pub struct NodeConfig {
     /// Current Splice migration id. Required, because restore refuses backups from another
     /// migration id and a silent default of 0 would hide a wrong value.
     pub migration_id: u64,
+    /// What `backup` takes: `logical` (`pg_dump` of each database, the default) or
+    /// `physical` (`pg_basebackup` of the whole database server; bare Postgres only for
+    /// now, with the `[node.postgres]` keys a physical restore needs).
+    #[serde(default)]
+    pub backup_kind: splice_dr_plugin_api::BackupKind,
     /// Settings of the built-in bare-Postgres backend.
     #[serde(default)]
     pub postgres: Option<PostgresConfig>,
@@ -344,6 +349,7 @@ impl fmt::Debug for NodeConfig {
             .field("name", &self.name)
             .field("backend", &self.backend)
             .field("migration_id", &self.migration_id)
+            .field("backup_kind", &self.backup_kind)
             .field("postgres", &self.postgres.as_ref().map(RedactedPostgres))
             .field("compose", &self.compose)
             .field("k8s", &self.k8s)

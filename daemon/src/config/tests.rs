@@ -977,3 +977,70 @@ fn postgres_url_tls_settings_are_checked_at_load() {
     )
     .expect("a readable CA file loads");
 }
+
+/// `backup_kind` defaults to logical; physical on bare Postgres needs the keys a physical
+/// restore uses and the acknowledgement, each refusal located where the operator decides.
+#[test]
+fn physical_backups_need_the_servers_keys_and_the_acknowledgement() {
+    use splice_dr_plugin_api::BackupKind;
+    let c = parse(&format!("{HEAD}{}", pg_node("a")), &origin()).expect("parses");
+    assert_eq!(c.nodes[0].backup_kind, BackupKind::Logical);
+
+    let physical = |extra: &str| {
+        format!("{HEAD}{}{extra}", pg_node("a")).replace(
+            "migration_id = 0\n",
+            "migration_id = 0\nbackup_kind = \"physical\"\n",
+        )
+    };
+    let keys = "data_dir = \"/var/lib/postgresql/15/main\"\n\
+                server_stop_command = \"systemctl stop postgresql@15-main\"\n\
+                server_start_command = \"systemctl start postgresql@15-main\"\n";
+    let c = parse(
+        &physical(&format!("{keys}physical_replaces_cluster = true\n")),
+        &origin(),
+    )
+    .expect("complete");
+    assert_eq!(c.nodes[0].backup_kind, BackupKind::Physical);
+
+    // Nothing set: the `backup_kind` line, naming every missing key.
+    let e = parse_err(&physical(""));
+    assert_at(&e, 8, 15, "node[0].backup_kind");
+    for key in [
+        "data_dir",
+        "server_stop_command",
+        "server_start_command",
+        "physical_replaces_cluster = true",
+    ] {
+        assert!(e.to_string().contains(key), "{e}");
+    }
+    // The acknowledgement written as false: that line.
+    let e = parse_err(&physical(&format!(
+        "{keys}physical_replaces_cluster = false\n"
+    )));
+    assert_at(&e, 15, 29, "node[0].postgres.physical_replaces_cluster");
+    assert!(e.to_string().contains("replaces the whole server"), "{e}");
+    // A relative data directory is refused by the backend's own check.
+    let e = parse_err(&physical(
+        &format!("{keys}physical_replaces_cluster = true\n")
+            .replace("/var/lib/postgresql/15/main", "pgdata"),
+    ));
+    assert!(e.to_string().contains("absolute"), "{e}");
+}
+
+/// Compose and k8s take logical backups only, for now: the refusal names the alternative.
+#[test]
+fn physical_backups_are_refused_on_compose_with_the_alternative() {
+    let text = COMPOSE_EXAMPLE.replacen(
+        "migration_id = ",
+        "backup_kind = \"physical\"\nmigration_id = ",
+        1,
+    );
+    let e = parse_err(&text);
+    assert_eq!(e.key.as_deref(), Some("node[0].backup_kind"), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.contains("unsupported for the compose backend yet")
+            && shown.contains("backup_kind = \"logical\""),
+        "{shown}"
+    );
+}

@@ -362,6 +362,7 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
     if let Some(pg) = &node.postgres {
         check_postgres(pg, &path.key("postgres"), loc)?;
     }
+    check_backup_kind(node, path, loc)?;
     if let Some(plugin) = &node.plugin {
         let pp = path.key("plugin");
         check_non_empty_path(&plugin.path, pp.key("path"), loc)?;
@@ -379,6 +380,50 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
     }
     super::drill::check(&node.drill_checks, path, loc)?;
     Ok(())
+}
+
+/// `backup_kind = "physical"` needs a backend that restores one and, on bare Postgres,
+/// the keys that let it replace the server's data — with the operator's word that every
+/// database of that server is replaced. A plugin answers for itself when it is loaded.
+fn check_backup_kind(
+    node: &NodeConfig,
+    path: &KeyPath,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    if node.backup_kind.is_logical() {
+        return Ok(());
+    }
+    let at = path.key("backup_kind");
+    match node.backend {
+        BackendKind::Compose | BackendKind::K8s => Err(loc
+            .error_at_value(
+                &at,
+                splice_dr_plugin_api::physical_not_built(node.backend.as_str()),
+            )
+            .with_hint("set backup_kind = \"logical\" (or remove it)")),
+        BackendKind::Plugin => Ok(()),
+        BackendKind::Postgres => {
+            let Some(pg) = &node.postgres else {
+                return Ok(());
+            };
+            let Some(why) = pg.physical_missing() else {
+                return Ok(());
+            };
+            // Written as `false`: that line is the one to change; else the decision's line.
+            let ack = path.key("postgres").key("physical_replaces_cluster");
+            let field = if loc.value_span(&ack).is_some() {
+                ack
+            } else {
+                at
+            };
+            Err(loc.error_at_value(&field, why).with_hint(
+                "e.g. data_dir = \"/var/lib/postgresql/15/main\", server_stop_command = \
+                 \"systemctl stop postgresql@15-main\", server_start_command = \
+                 \"systemctl start postgresql@15-main\", physical_replaces_cluster = true \
+                 (once the server holds nothing else that must survive a restore)",
+            ))
+        }
+    }
 }
 
 /// A release the flows upgrade (`chart` set) must pin its chart `version`: `helm upgrade`
@@ -508,6 +553,28 @@ fn check_postgres(
                 .with_hint(
                     "e.g. validator_db = \"validator\", participant_db = \"participant-0\"",
                 ));
+        }
+    }
+    if let Some(dir) = pg.data_dir.as_deref().filter(|d| !d.is_absolute()) {
+        return Err(loc
+            .error_at_value(
+                &path.key("data_dir"),
+                format!(
+                    "data_dir must be an absolute path (the server's `SHOW data_directory`), \
+                     got \"{}\"",
+                    dir.display()
+                ),
+            )
+            .with_hint("e.g. data_dir = \"/var/lib/postgresql/15/main\""));
+    }
+    for (key, cmd) in [
+        ("server_stop_command", &pg.server_stop_command),
+        ("server_start_command", &pg.server_start_command),
+    ] {
+        if cmd.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(loc
+                .error_at_value(&path.key(key), format!("{key} is empty"))
+                .with_hint("give a shell command that returns once the server is stopped/started, or remove the key"));
         }
     }
     if pg.jobs == 0 {

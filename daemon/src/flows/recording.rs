@@ -160,6 +160,21 @@ impl<S: CallService> Recorder<S> {
                 ),
                 answer(()),
             ),
+            C::RestoreBaseBackup { src, expected, .. } => {
+                let plan = format!(
+                    "would stop the database server, keep its data directory aside, lay down \
+                     the base backup {} and start the server (recovery to {})",
+                    src.display(),
+                    expected.end_lsn
+                );
+                let kept = KeptStorage {
+                    target: "data_dir".into(),
+                    live: "data_dir".into(),
+                    kept: "data_dir.sdr_kept_dry_run".into(),
+                    bytes: 0,
+                };
+                (plan, answer(kept))
+            }
             other => unplanned(other),
         }
     }

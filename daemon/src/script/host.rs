@@ -53,6 +53,8 @@ pub struct NodeFacts {
     /// The participant database the node's apps use, where the config names it (see
     /// [`crate::config::NodeConfig::participant_db`]); a restore checks it.
     pub participant_db: Option<String>,
+    /// What `backup` takes unless told otherwise (`[[node]] backup_kind`).
+    pub backup_kind: splice_dr_plugin_api::BackupKind,
 }
 
 /// Everything one run's script can reach.
@@ -196,14 +198,14 @@ pub(super) struct BackupsApi(pub(super) Arc<FlowEnv>);
 struct LogApi(Arc<FlowEnv>);
 /// A backup being written, as returned by `backups.begin()`.
 #[derive(Clone)]
-struct WriterApi {
+pub(super) struct WriterApi {
     env: Arc<FlowEnv>,
     id: String,
     writer: Arc<Mutex<Option<BackupWriter>>>,
 }
 
 impl WriterApi {
-    fn with<T>(&self, f: impl FnOnce(&mut BackupWriter) -> T) -> RResult<T> {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut BackupWriter) -> T) -> RResult<T> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_mut() {
             Some(w) => Ok(f(w)),
@@ -226,7 +228,7 @@ fn manifest_summary(m: &Manifest) -> RResult<Dynamic> {
         })
         .collect();
     to_dyn(&serde_json::json!({
-        "id": m.id, "node": m.node, "migration_id": m.migration_id,
+        "id": m.id, "node": m.node, "migration_id": m.migration_id, "kind": m.kind,
         "created_at": m.created_at, "bytes": m.total_bytes(), "dumps": dumps,
         "validator_party": m.validator_party, "users": m.users,
         "identities_participant_id": m.identities.as_ref().map(|i| i.participant_id.clone()),
@@ -244,6 +246,9 @@ fn register_node(engine: &mut Engine) {
         .register_get("migration_id", |n: &mut NodeApi| -> RResult<i64> {
             let (m, _) = super::host_recovery::running_ids(&n.0)?;
             i64::try_from(m).map_err(|_| fail("migration id out of range"))
+        })
+        .register_get("backup_kind", |n: &mut NodeApi| {
+            n.0.node.backup_kind.as_str().to_string()
         })
         // What the backend can do: scripts choose their path from it, never from the
         // backend's name (see splice_dr_plugin_api::capabilities).
@@ -595,12 +600,17 @@ fn register_backups(engine: &mut Engine) {
                     // A dump check that could not run (no container, a timeout) says nothing
                     // about the backup: that is not reported as damage.
                     let unable = std::cell::RefCell::new(None);
-                    let check = |p: &std::path::Path| {
-                        backend.check_dump(ctx, p).inspect_err(|e| {
-                            if could_not_check(e) {
-                                unable.borrow_mut().get_or_insert_with(|| e.clone());
-                            }
-                        })
+                    let note = |e: &BackendError| {
+                        if could_not_check(e) {
+                            unable.borrow_mut().get_or_insert_with(|| e.clone());
+                        }
+                    };
+                    let dump = |p: &std::path::Path| backend.check_dump(ctx, p).inspect_err(&note);
+                    let base_backup =
+                        |p: &std::path::Path| backend.check_base_backup(ctx, p).inspect_err(&note);
+                    let check = splice_dr_repo::ContentChecks {
+                        dump: &dump,
+                        base_backup: &base_backup,
                     };
                     let verified = repo.verify(&m.id, &check, &mut |n| {
                         done += n;
@@ -828,6 +838,7 @@ pub fn execute(
     super::host_drill::register(&mut engine);
     super::host_users::register(&mut engine);
     super::host_elsewhere::register(&mut engine);
+    super::host_physical::register(&mut engine);
     register_pg(&mut engine);
     register_backups(&mut engine);
     register_log(&mut engine);

@@ -6,6 +6,7 @@ mod host;
 mod host_drill;
 mod host_elsewhere;
 mod host_offsite;
+mod host_physical;
 mod host_recovery;
 mod host_users;
 

@@ -280,6 +280,8 @@ impl BackendInfo for ComposeBackend {
         Capabilities {
             databases: DatabaseCapabilities {
                 restore: RestoreShape::Volume,
+                physical: false,
+                physical_unavailable: Some(splice_dr_plugin_api::physical_not_built("compose")),
             },
             storage: StorageCapabilities {
                 database_storage: Some(DatabaseStorage {

@@ -241,6 +241,8 @@ impl BackendInfo for K8sBackend {
         Capabilities {
             databases: DatabaseCapabilities {
                 restore: RestoreShape::Staged,
+                physical: false,
+                physical_unavailable: Some(splice_dr_plugin_api::physical_not_built("k8s")),
             },
             storage: StorageCapabilities {
                 database_storage: Some(DatabaseStorage {

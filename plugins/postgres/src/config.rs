@@ -53,6 +53,51 @@ pub struct PostgresConfig {
     /// `SPLICE_DR_MIGRATING`). Without it those flows stop with an explanation.
     #[serde(default)]
     pub restart_command: Option<String>,
+    /// The server's data directory (`SHOW data_directory`), on this host: where a physical
+    /// restore lays a base backup down, after moving the current one aside next to it.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Shell command that stops the database server and returns once it is stopped, e.g.
+    /// `systemctl stop postgresql@15-main` (physical restores).
+    #[serde(default)]
+    pub server_stop_command: Option<String>,
+    /// Shell command that starts the database server, e.g.
+    /// `systemctl start postgresql@15-main` (physical restores).
+    #[serde(default)]
+    pub server_start_command: Option<String>,
+    /// The operator's acknowledgement that a physical restore replaces the whole server's
+    /// data — every database on it, not only the node's two — required for physical
+    /// backups: the server may hold other databases a logical restore would leave alone.
+    #[serde(default)]
+    pub physical_replaces_cluster: bool,
+}
+
+impl PostgresConfig {
+    /// What a physical restore still needs from this table, named by key; `None` when
+    /// physical backups can be taken and restored.
+    pub fn physical_missing(&self) -> Option<String> {
+        let mut missing = Vec::new();
+        if self.data_dir.is_none() {
+            missing.push("data_dir");
+        }
+        if self.server_stop_command.is_none() {
+            missing.push("server_stop_command");
+        }
+        if self.server_start_command.is_none() {
+            missing.push("server_start_command");
+        }
+        if !self.physical_replaces_cluster {
+            missing.push("physical_replaces_cluster = true");
+        }
+        (!missing.is_empty()).then(|| {
+            format!(
+                "a physical restore replaces the whole server's data, which needs [node.postgres] {} \
+                 (docs/CONFIG.md); use logical backups otherwise: backup_kind = \"logical\" \
+                 (the default) or `splice-dr backup --kind logical`",
+                missing.join(", ")
+            )
+        })
+    }
 }
 
 /// A process the operator runs by hand (e.g. under systemd) that uses the databases.

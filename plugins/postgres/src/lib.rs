@@ -11,6 +11,7 @@
 pub mod components;
 pub mod config;
 mod dump;
+mod physical;
 mod restore;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use splice_dr_plugin_api::{
-    BackendError, BackendInfo, ComponentStatus, DatabaseInfo, Databases, DumpCheck, DumpInfo,
-    KeptDb, Leftovers, OpContext, StagedCheck, StagedDb, StagedQuery, Storage, Workloads,
+    BackendError, BackendInfo, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus,
+    DatabaseCapabilities, DatabaseInfo, Databases, DumpCheck, DumpInfo, KeptDb, KeptStorage,
+    Leftovers, OpContext, RestoreShape, StagedCheck, StagedDb, StagedQuery, Storage, Workloads,
 };
 
 use components::HealthCheck;
@@ -60,6 +62,28 @@ fn check_db_name(key: &str, name: &str) -> Result<(), BackendError> {
     Ok(())
 }
 
+/// Checks the physical-restore keys that are set: an absolute `data_dir`, commands that
+/// are not blank.
+fn check_physical_settings(cfg: &PostgresConfig) -> Result<(), BackendError> {
+    if let Some(dir) = &cfg.data_dir {
+        if !dir.is_absolute() {
+            return Err(BackendError::Config(format!(
+                "`data_dir` must be an absolute path (the server's `SHOW data_directory`), got `{}`",
+                dir.display()
+            )));
+        }
+    }
+    for (key, v) in [
+        ("server_stop_command", &cfg.server_stop_command),
+        ("server_start_command", &cfg.server_start_command),
+    ] {
+        if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(BackendError::Config(format!("`{key}` is empty")));
+        }
+    }
+    Ok(())
+}
+
 impl PostgresBackend {
     /// Validates the configuration, parses the URL and reads the password file, so that
     /// configuration mistakes surface when the daemon loads its config, not mid-restore.
@@ -81,6 +105,7 @@ impl PostgresBackend {
                 "`restore_maintenance_work_mem` must look like `512MB`, got `{mem}`"
             )));
         }
+        check_physical_settings(&cfg)?;
         let mut health = BTreeMap::new();
         for (name, c) in &cfg.components {
             for (key, v) in [
@@ -138,6 +163,21 @@ impl PostgresBackend {
 impl BackendInfo for PostgresBackend {
     fn kind(&self) -> String {
         "postgres".into()
+    }
+
+    /// Database-level restores of dumps; physical backups when the operator named the
+    /// server's data directory, its stop and start commands and acknowledged that a
+    /// physical restore replaces the whole server.
+    fn capabilities(&self) -> Capabilities {
+        let physical_unavailable = self.cfg.physical_missing();
+        Capabilities {
+            databases: DatabaseCapabilities {
+                restore: RestoreShape::Staged,
+                physical: physical_unavailable.is_none(),
+                physical_unavailable,
+            },
+            ..Capabilities::default()
+        }
     }
 
     /// `psql` on the admin URL (password removed; read from the password file when set).
@@ -266,12 +306,47 @@ impl Databases for PostgresBackend {
     fn leftovers(&self, ctx: &OpContext) -> Result<Leftovers, BackendError> {
         self.leftovers_impl(ctx)
     }
+
+    fn base_backup(&self, ctx: &OpContext, dest: &Path) -> Result<BaseBackupInfo, BackendError> {
+        self.base_backup_impl(ctx, dest)
+    }
+
+    fn check_base_backup(
+        &self,
+        ctx: &OpContext,
+        src: &Path,
+    ) -> Result<BaseBackupCheck, BackendError> {
+        self.check_base_backup_impl(ctx, src)
+    }
+
+    fn restore_base_backup(
+        &self,
+        ctx: &OpContext,
+        src: &Path,
+        expected: &BaseBackupInfo,
+        timeout: Duration,
+    ) -> Result<KeptStorage, BackendError> {
+        self.restore_base_backup_impl(ctx, src, expected, timeout)
+    }
 }
 
-/// The storage under a hand-run Postgres is the operator's: none of it is reachable from
-/// here, so every storage operation answers `Unsupported` (the capabilities say so), and a
-/// fresh node comes from `restart_command`.
-impl Storage for PostgresBackend {}
+/// The storage under a hand-run Postgres is the operator's: the only storage reached from
+/// here is the data directory a physical restore kept aside (`restore_base_backup`), put
+/// back or removed; every other storage operation answers `Unsupported` (the capabilities
+/// announce no database storage), and a fresh node comes from `restart_command`.
+impl Storage for PostgresBackend {
+    fn restore_kept_storage(
+        &self,
+        ctx: &OpContext,
+        kept: &KeptStorage,
+    ) -> Result<(), BackendError> {
+        self.restore_kept_data_impl(ctx, kept)
+    }
+
+    fn drop_kept_storage(&self, ctx: &OpContext, kept: &KeptStorage) -> Result<(), BackendError> {
+        self.drop_kept_data_impl(ctx, kept)
+    }
+}
 
 #[cfg(test)]
 mod tests {
