@@ -197,9 +197,17 @@ fn an_upload_cut_short_by_killing_the_daemon_is_never_listed() {
     let moto = Moto::start();
     moto.create_bucket("sdr-bk");
     // A few MB of dumps through a proxy at 250 kB/s: seconds of upload to cut into.
+    // Compressed (the default is none), so that no single file's PUT needs longer than
+    // the S3 client's 30 s request limit at that speed.
     let dbs = NodeDbs::create("sdr_s3_kill", 60_000);
     let proxy = slow_proxy(moto.port, 250_000);
     let site = s3_site(&dbs, &format!("http://127.0.0.1:{proxy}"), "sdr-bk", "");
+    let config = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        config.replacen("[node.postgres]\n", "[node.postgres]\ncompress = 1\n", 1),
+    )
+    .unwrap();
     let daemon = site.start_daemon();
     let mut client = site
         .cmd()
