@@ -54,3 +54,4 @@ pub mod tls;
 mod users;
 mod util;
 pub mod validator;
+mod wal;

@@ -282,6 +282,7 @@ impl BackendInfo for ComposeBackend {
                 restore: RestoreShape::Volume,
                 physical: false,
                 physical_unavailable: Some(splice_dr_plugin_api::physical_not_built("compose")),
+                wal_streaming: false,
             },
             storage: StorageCapabilities {
                 database_storage: Some(DatabaseStorage {

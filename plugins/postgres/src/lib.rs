@@ -13,6 +13,7 @@ pub mod config;
 mod dump;
 mod physical;
 mod restore;
+mod wal;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +22,8 @@ use std::time::Duration;
 use splice_dr_plugin_api::{
     BackendError, BackendInfo, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus,
     DatabaseCapabilities, DatabaseInfo, Databases, DumpCheck, DumpInfo, KeptDb, KeptStorage,
-    Leftovers, OpContext, RestoreShape, StagedCheck, StagedDb, StagedQuery, Storage, Workloads,
+    Leftovers, OpContext, RestoreShape, StagedCheck, StagedDb, StagedQuery, Storage, WalSlot,
+    Workloads,
 };
 
 use components::HealthCheck;
@@ -174,6 +176,7 @@ impl BackendInfo for PostgresBackend {
             databases: DatabaseCapabilities {
                 restore: RestoreShape::Staged,
                 physical: physical_unavailable.is_none(),
+                wal_streaming: physical_unavailable.is_none(),
                 physical_unavailable,
             },
             ..Capabilities::default()
@@ -327,6 +330,18 @@ impl Databases for PostgresBackend {
         timeout: Duration,
     ) -> Result<KeptStorage, BackendError> {
         self.restore_base_backup_impl(ctx, src, expected, timeout)
+    }
+
+    fn stream_wal(&self, ctx: &OpContext, slot: &str, dir: &Path) -> Result<(), BackendError> {
+        self.stream_wal_impl(ctx, slot, dir)
+    }
+
+    fn wal_slot(&self, _ctx: &OpContext, slot: &str) -> Result<WalSlot, BackendError> {
+        self.wal_slot_impl(slot)
+    }
+
+    fn drop_wal_slot(&self, ctx: &OpContext, slot: &str) -> Result<bool, BackendError> {
+        self.drop_wal_slot_impl(ctx, slot)
     }
 }
 
