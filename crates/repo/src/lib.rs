@@ -1042,13 +1042,7 @@ mod tests {
     }
 
     fn sealed(repo: &Repository) -> Manifest {
-        let mut w = repo.begin("n1", 0).unwrap();
-        for role in ["validator", "participant"] {
-            std::fs::create_dir_all(w.dump_dir(role)).unwrap();
-            std::fs::write(w.dump_dir(role).join("toc.dat"), format!("{role} toc")).unwrap();
-            w.record_dump(info(role));
-        }
-        w.seal(&mut |_| {}).unwrap()
+        sealed_stamped(repo).0
     }
 
     #[test]
