@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kill;
+pub mod pg_cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
