@@ -27,31 +27,7 @@ fn last_drill(site: &Site, id: &str) -> Option<DrillRecord> {
 fn backed_up(c: &Cluster, extra_node: &str) -> (Site, String) {
     let site = c.site(&c.start_command(), &c.stop_command());
     let id = backup(&site, None);
-    let text = format!(
-        r#"[daemon]
-socket = "splice-dr.sock"
-state_dir = "state"
-
-[repository]
-path = "repo"
-max_age = "30d"
-
-[[node]]
-name = "validator-1"
-backend = "postgres"
-migration_id = 0
-
-[node.postgres]
-url = "postgresql://{ROLE}@127.0.0.1:{port}/postgres"
-password_file = "pg-password"
-validator_db = "validator"
-participant_db = "participant-0"
-bin_dir = "{BIN}"
-
-{extra_node}
-"#,
-        port = c.port
-    );
+    let text = c.config_text("", "", extra_node);
     std::fs::write(&site.config, text).unwrap();
     give_to_postgres(&site);
     (site, id)

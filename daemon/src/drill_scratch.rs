@@ -13,6 +13,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use splice_dr_pg_toolkit::process::signal;
+
 /// Name of the directory under `state_dir` holding the scratch directories.
 pub const DIR: &str = "drills";
 /// Prefix of each drill's scratch directory.
@@ -172,15 +174,6 @@ fn command_line(pid: u32) -> String {
         .chars()
         .take(80)
         .collect()
-}
-
-/// A signal through kill(1) (the workspace forbids `unsafe`, which `libc::kill` needs).
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
 }
 
 #[cfg(test)]

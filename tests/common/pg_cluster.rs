@@ -170,7 +170,27 @@ impl Cluster {
     pub fn site(&self, start: &str, stop: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pg-password"), format!("{PASSWORD}\n")).unwrap();
-        let text = format!(
+        let physical = format!(
+            "data_dir = \"{data}\"\nserver_stop_command = \"{stop}\"\n\
+             server_start_command = \"{start}\"\nphysical_replaces_cluster = true\n",
+            data = self.data().display(),
+            stop = stop.replace('"', "\\\""),
+            start = start.replace('"', "\\\""),
+        );
+        let config = dir.path().join("splice-dr.toml");
+        std::fs::write(
+            &config,
+            self.config_text("backup_kind = \"physical\"\n", &physical, ""),
+        )
+        .unwrap();
+        Site { dir, config }
+    }
+
+    /// The config of a site whose one node is this server: `node_keys` go into the
+    /// `[[node]]` table, `pg_keys` into `[node.postgres]` after the connection's, `extra`
+    /// at the end (`[[node.drill_check]]`, `[metrics]`...).
+    pub fn config_text(&self, node_keys: &str, pg_keys: &str, extra: &str) -> String {
+        format!(
             r#"[daemon]
 socket = "splice-dr.sock"
 state_dir = "state"
@@ -183,27 +203,18 @@ max_age = "30d"
 name = "validator-1"
 backend = "postgres"
 migration_id = 0
-backup_kind = "physical"
-
+{node_keys}
 [node.postgres]
 url = "postgresql://{ROLE}@127.0.0.1:{port}/postgres"
 password_file = "pg-password"
 validator_db = "validator"
 participant_db = "participant-0"
 bin_dir = "{BIN}"
-data_dir = "{data}"
-server_stop_command = "{stop}"
-server_start_command = "{start}"
-physical_replaces_cluster = true
+{pg_keys}
+{extra}
 "#,
             port = self.port,
-            data = self.data().display(),
-            stop = stop.replace('"', "\\\""),
-            start = start.replace('"', "\\\""),
-        );
-        let config = dir.path().join("splice-dr.toml");
-        std::fs::write(&config, text).unwrap();
-        Site { dir, config }
+        )
     }
 }
 
@@ -318,24 +329,7 @@ pub fn cli_as_server_user(site: &Site, args: &[&str]) -> Output {
 
 /// The daemon run as the `postgres` user, once it answers on its socket.
 pub fn daemon_as_server_user(site: &Site) -> DaemonProcess {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(site.path("daemon.log"))
-        .unwrap();
-    let child = as_server_user(site)
-        .arg("daemon")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let sock = site.path("splice-dr.sock");
-    wait_for(
-        std::time::Duration::from_secs(60),
-        "the daemon to answer",
-        || daemon_answers(&sock),
-    );
-    DaemonProcess::from_child(child)
+    site.start_daemon_with(as_server_user(site))
 }
 
 /// Where drills of physical backups put their scratch directories.
