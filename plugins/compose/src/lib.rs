@@ -282,6 +282,10 @@ impl BackendInfo for ComposeBackend {
                 restore: RestoreShape::Volume,
                 physical: false,
                 physical_unavailable: Some(splice_dr_plugin_api::physical_not_built("compose")),
+                physical_drill: false,
+                physical_drill_unavailable: Some(splice_dr_plugin_api::physical_drill_not_built(
+                    "compose",
+                )),
             },
             storage: StorageCapabilities {
                 database_storage: Some(DatabaseStorage {
