@@ -15,7 +15,11 @@ use crate::socket::server;
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // First end what a killed predecessor left running: a pg_restore still writing would
-    // fight the recovery below.
+    // fight the recovery below. A drill's scratch server is stopped (not killed, which
+    // would leave its shared memory behind) and its copy removed before the reaper runs.
+    for note in crate::drill_scratch::recover(&config.daemon.state_dir) {
+        tracing::warn!("start-up recovery: {note}");
+    }
     for note in crate::orphans::reap(&config.daemon.state_dir) {
         tracing::warn!("start-up recovery: {note}");
     }

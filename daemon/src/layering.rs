@@ -47,6 +47,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("participants", 10),
     ("host_identity", 10),
     ("private_tmp", 10),
+    ("drill_scratch", 12),
     ("metrics", 10),
     ("events", 10),
     ("validator", 10),

@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod drill_scratch;
 mod drills;
 pub mod events;
 mod flows;

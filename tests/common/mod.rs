@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kill;
+pub mod pg_cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -341,9 +342,14 @@ impl Site {
     /// Starts the daemon and waits until it answers on its socket. The process is killed
     /// when the returned handle drops, so a failing test leaves no daemon behind.
     pub fn start_daemon(&self) -> DaemonProcess {
+        self.start_daemon_with(self.cmd())
+    }
+
+    /// Like [`Site::start_daemon`] with `cmd`: the binary with `--config`, perhaps run as
+    /// another user.
+    pub fn start_daemon_with(&self, mut cmd: Command) -> DaemonProcess {
         let log = std::fs::File::create(self.path("daemon.log")).unwrap();
-        let child = self
-            .cmd()
+        let child = cmd
             .arg("daemon")
             .stdout(Stdio::null())
             .stderr(log)

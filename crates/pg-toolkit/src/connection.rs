@@ -96,6 +96,12 @@ impl ConnSettings {
             .to_string()
     }
 
+    /// The role the URL names, if it names one: a role a copy of the server's data knows
+    /// (a drill of a physical backup signs in to the copy with it).
+    pub fn user(&self) -> Option<&str> {
+        self.base.get_user()
+    }
+
     /// Opens an SQL session on `dbname` (TCP with or without TLS as `sslmode` says, or a
     /// Unix socket).
     /// The whole handshake is bounded by the connect timeout, per host, as libpq's

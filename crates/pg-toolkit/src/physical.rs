@@ -174,7 +174,7 @@ impl Owner {
 
 /// Lays the copy in `src` down as the new data directory `dest` (which must not exist):
 /// every directory in `dirs` (mode 0700) and every file but [`BACKUP_MANIFEST`] (mode
-/// 0600), owned by `owner`, each file synced. Returns the bytes copied; `on_bytes` sees
+/// 0600), owned by `owner`, all synced to disk at the end. Returns the bytes copied; `on_bytes` sees
 /// each file's size as it is done.
 pub fn lay_down(
     src: &Path,
@@ -221,14 +221,15 @@ pub fn lay_down(
                 std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
                     .map_err(io("setting the mode of", &to))?;
                 chown(&to)?;
-                std::fs::File::open(&to)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io("syncing", &to))?;
                 total += n;
                 on_bytes(n);
             }
         }
     }
+    // Durable before the server starts on it: one syncfs(2) of the file system holding
+    // `dest` writes every copied file and directory entry at once.
+    let dir = std::fs::File::open(dest).map_err(io("opening", dest))?;
+    rustix::fs::syncfs(&dir).map_err(|e| io("syncing the file system of", dest)(e.into()))?;
     Ok(total)
 }
 

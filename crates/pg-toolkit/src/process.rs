@@ -178,6 +178,17 @@ fn kill_tree(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Sends `sig` (`-INT`, `-KILL`...) to `pid` through kill(1) (the workspace forbids
+/// `unsafe`, which `libc::kill` needs); whether kill(1) says it was sent.
+pub fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Runs `cmd` to completion. `shown` is the command line for messages (it must not hold
 /// secrets; pass them through `cmd`'s environment). `what` names the step for the
 /// `Cancelled` error. `tick` runs about every [`TICK`] while the child works (progress).

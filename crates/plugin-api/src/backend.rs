@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use crate::{
     BackendError, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus, DatabaseInfo,
-    DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, StagedCheck, StagedDb,
-    StagedQuery, StorageTarget, WalSlot,
+    DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, ScratchChecks, StagedCheck,
+    StagedDb, StagedQuery, StorageTarget, WalSlot,
 };
 
 /// Result type of every backend call.
@@ -244,6 +244,22 @@ crate::backend_operations! {
         /// Drops the replication slot `slot` when it exists and no receiver uses it, so
         /// the server stops keeping WAL for it; answers whether it existed.
         [write, optional] fn drop_wal_slot(slot: &str => String) -> bool = DropWalSlot;
+        /// Proves a base backup starts and its data is sound without touching the node: lays
+        /// the copy in `src` down under `scratch` (a new, private directory the caller owns
+        /// and removes), starts a server of its own on it that no client of the node can
+        /// reach and that reaches nothing of the node (no archiving, no replication, no
+        /// subscriptions), waits up to `timeout` until recovery ended, reads every table and
+        /// runs the drill checks ([`Databases::check_staged`]'s amcheck and site queries) in
+        /// each role's database, then stops that server — on every path, failures
+        /// included. Answers one [`StagedCheck`] per entry of `checks`, in order; problems
+        /// found are in them, an error means the copy could not be brought up or checked.
+        [write, optional] fn drill_base_backup(
+            src: &Path => PathBuf,
+            expected: &BaseBackupInfo => BaseBackupInfo,
+            scratch: &Path => PathBuf,
+            checks: &[ScratchChecks] => Vec<ScratchChecks>,
+            #[serde(rename = "timeout_ms")] timeout: Duration => u64
+        ) -> Vec<StagedCheck> = DrillBaseBackup;
     }
 
     /// The storage under the node (volumes, PVCs, Secrets, the database server's data):
@@ -370,6 +386,11 @@ mod wire_format {
             }),
             json!({"op": "stream_wal", "slot": "splice_dr_v", "dir": "/w"}),
             json!({"op": "drop_wal_slot", "slot": "splice_dr_v"}),
+            json!({
+                "op": "drill_base_backup", "src": "/b", "expected": base_backup_info(),
+                "scratch": "/s", "checks": [{"role": "validator", "queries": []}],
+                "timeout_ms": 60000
+            }),
         ]
     }
 

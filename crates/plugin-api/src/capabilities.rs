@@ -64,6 +64,14 @@ pub struct DatabaseCapabilities {
     /// Whether the backend streams the server's WAL continuously (`stream_wal`,
     /// `wal_slot`, `drop_wal_slot`): what a restore to `latest` or to a time replays.
     pub wal_streaming: bool,
+    /// Whether the backend drills physical backups (`drill_base_backup`: the copy started
+    /// as a scratch server of its own and checked, never touching the node). A drill of a
+    /// physical backup on a backend without it is refused naming the alternative, and not
+    /// recorded: the backup is not known bad.
+    pub physical_drill: bool,
+    /// Why it does not (not built for this backend, or the daemon cannot start a server:
+    /// running as root, no `pg_ctl`), saying what to do instead.
+    pub physical_drill_unavailable: Option<String>,
 }
 
 /// The storage concern.
@@ -117,6 +125,16 @@ pub fn physical_not_built(backend: &str) -> String {
         "physical backups are unsupported for the {backend} backend yet (designed in \
          docs/ARCHITECTURE.md, \"Physical backups\"); use logical backups: \
          backup_kind = \"logical\" (the default) or `splice-dr backup --kind logical`"
+    )
+}
+
+/// The `physical_drill_unavailable` answer of a backend whose drills of physical backups
+/// are designed (docs/ARCHITECTURE.md, "Drills of physical backups") but not built yet.
+pub fn physical_drill_not_built(backend: &str) -> String {
+    format!(
+        "drills of physical backups are not built for the {backend} backend yet (designed in \
+         docs/ARCHITECTURE.md, \"Drills of physical backups\"); check a physical backup with \
+         `splice-dr verify ID` (checksums and pg_verifybackup), or drill logical backups"
     )
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A drill restores a backup into scratch databases and then asks the backend to look
 //! deeper than row counts: Postgres' `amcheck` over every B-tree index, and the site's
-//! own sanity queries. They live apart from [`crate::types`] because only drills use them.
+//! own sanity queries. A drill of a physical backup runs the same checks in the databases
+//! of a scratch server started on the copy ([`ScratchChecks`]). They live apart from [`crate::types`] because only drills use them.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,4 +46,21 @@ pub struct StagedCheck {
     /// The site queries' results, in the order given.
     #[serde(default)]
     pub queries: Vec<QueryOutcome>,
+    /// Tables read to the end (a drill of a physical backup, which records no row counts
+    /// to compare with, reads every table so that every heap page is read once).
+    #[serde(default)]
+    pub tables_read: u64,
+    /// Rows those tables hold.
+    #[serde(default)]
+    pub rows_read: u64,
+}
+
+/// The checks a drill of a physical backup runs in one of the node's databases: the
+/// database of `role` in the scratch server, and the site queries configured for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScratchChecks {
+    /// The database role (`validator`, `participant`).
+    pub role: String,
+    /// The `[[node.drill_check]]` queries of that role.
+    pub queries: Vec<StagedQuery>,
 }

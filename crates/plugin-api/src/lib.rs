@@ -18,12 +18,12 @@ pub mod types;
 
 pub use backend::{dispatch, Backend, BackendCall, BackendInfo, Databases, Storage, Workloads};
 pub use capabilities::{
-    physical_not_built, Capabilities, DatabaseCapabilities, DatabaseStorage, RestoreShape,
-    StorageCapabilities, WorkloadCapabilities,
+    physical_drill_not_built, physical_not_built, Capabilities, DatabaseCapabilities,
+    DatabaseStorage, RestoreShape, StorageCapabilities, WorkloadCapabilities,
 };
 pub use client::{CallClient, CallService, Dispatch};
 pub use context::{OpContext, OpEvent};
-pub use drill::{QueryOutcome, StagedCheck, StagedQuery};
+pub use drill::{QueryOutcome, ScratchChecks, StagedCheck, StagedQuery};
 pub use error::BackendError;
 pub use operations::Effect;
 pub use types::*;

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::manifest::FileEntry;
+use super::seal_stamp::SealStamps;
 
 /// Hashes one file, calling `on_bytes` with each chunk's size (for progress).
 pub fn sha256_file(path: &Path, on_bytes: &mut dyn FnMut(u64)) -> std::io::Result<(String, u64)> {
@@ -94,22 +95,27 @@ pub fn sha256_files(paths: &[PathBuf], on_bytes: &mut dyn FnMut(u64)) -> Vec<Has
         .collect()
 }
 
-/// Checksums every file under `root` for the manifest.
+/// Checksums every file under `root` for the manifest, stamping each in `stamps` before
+/// it is hashed (see [`SealStamps`]).
 pub fn checksum_tree(
     root: &Path,
+    stamps: &mut SealStamps,
     on_bytes: &mut dyn FnMut(u64),
 ) -> std::io::Result<Vec<FileEntry>> {
-    let rels = list_files(root)?;
+    let rels: Vec<String> = list_files(root)?
+        .iter()
+        .map(|rel| rel.to_string_lossy().replace('\\', "/"))
+        .collect();
     let paths: Vec<PathBuf> = rels.iter().map(|rel| root.join(rel)).collect();
-    rels.iter()
+    for (rel, path) in rels.iter().zip(&paths) {
+        stamps.stamp(rel, path);
+    }
+    rels.into_iter()
         .zip(sha256_files(&paths, on_bytes))
-        .map(|(rel, hashed)| {
+        .map(|(path, hashed)| {
             let (sha256, size) = hashed?;
-            Ok(FileEntry {
-                path: rel.to_string_lossy().replace('\\', "/"),
-                size,
-                sha256,
-            })
+            stamps.hashed(&path, &sha256, size);
+            Ok(FileEntry { path, size, sha256 })
         })
         .collect()
 }

@@ -475,6 +475,7 @@ impl Runner {
             node: node.facts.clone(),
             params: req.params,
             validator: node.validator.clone(),
+            sealed: Default::default(),
         });
         let runner = self.clone();
         let limits = self.limits;

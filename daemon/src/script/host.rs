@@ -19,7 +19,7 @@ use super::engine::{hardened_engine, Limits};
 use crate::run_context::RunContext;
 use crate::run_context::StepKind;
 use crate::validator::{ValidatorClient, ValidatorError};
-use splice_dr_repo::{restore_objections, BackupWriter, Manifest, Repository};
+use splice_dr_repo::{restore_objections, BackupWriter, Manifest, Repository, SealStamps};
 
 pub(super) type RResult<T> = Result<T, Box<EvalAltResult>>;
 pub(super) type BoxFuture<T> =
@@ -71,6 +71,9 @@ pub struct FlowEnv {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// The node's validator admin API, when configured.
     pub validator: Option<Arc<ValidatorClient>>,
+    /// What the seals of this run saw of their backups' files, by backup id: the verify
+    /// that follows a seal in the same run does not read those files again.
+    pub sealed: Mutex<std::collections::BTreeMap<String, SealStamps>>,
 }
 
 impl FlowEnv {
@@ -484,13 +487,13 @@ fn register_backups(engine: &mut Engine) {
                 return to_dyn(&serde_json::json!({ "id": w.id }));
             }
             let run = w.env.run.clone();
-            let manifest = w.env.in_step(
+            let (manifest, stamps) = w.env.in_step(
                 "seal backup (checksums + manifest)",
                 StepKind::Forward,
                 move |ctx| {
                     let mut done = 0u64;
                     writer
-                        .seal(&mut |n| {
+                        .seal_stamped(&mut |n| {
                             done += n;
                             ctx.progress("checksum", done, None, "bytes");
                         })
@@ -508,6 +511,11 @@ fn register_backups(engine: &mut Engine) {
                     manifest.files.len()
                 ),
             );
+            w.env
+                .sealed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(manifest.id.clone(), stamps);
             manifest_summary(&manifest)
         });
     engine
@@ -595,6 +603,12 @@ fn register_backups(engine: &mut Engine) {
                 let repo = env.repo.clone();
                 let label = format!("verify backup {}", m.id);
                 let total = m.total_bytes();
+                // Sealed by this run moments ago: unchanged files keep the seal's hashes.
+                let stamps = env
+                    .sealed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&m.id);
                 let report = env.in_step(&label, StepKind::UNDO, |ctx| {
                     let mut done = 0u64;
                     // A dump check that could not run (no container, a timeout) says nothing
@@ -612,10 +626,23 @@ fn register_backups(engine: &mut Engine) {
                         dump: &dump,
                         base_backup: &base_backup,
                     };
-                    let verified = repo.verify(&m.id, &check, &mut |n| {
+                    let mut progress = |n| {
                         done += n;
                         ctx.progress("verify checksums", done, Some(total), "bytes");
-                    });
+                    };
+                    let verified = match &stamps {
+                        Some(s) => repo.verify_after_seal(&m.id, &check, s, &mut progress),
+                        None => repo.verify(&m.id, &check, &mut progress),
+                    };
+                    if let Ok(r) = &verified {
+                        if r.files_unchanged_since_seal > 0 {
+                            ctx.info(format!(
+                                "{} of {} files unchanged since this run sealed them: their \
+                                 checksums are the seal's, not read again",
+                                r.files_unchanged_since_seal, r.files_checked
+                            ));
+                        }
+                    }
                     if let Some(e) = unable.into_inner() {
                         return Err(e);
                     }

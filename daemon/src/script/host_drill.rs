@@ -1,9 +1,11 @@
 //! Host functions of restore drills: deeper checks of a scratch database
-//! (`pg.check_staged`) and the backup a restore prefers (`backups.preferred`). See
+//! (`pg.check_staged`), the drill of a physical backup in a scratch server
+//! (`pg.drill_base_backup`) and the backup a restore prefers (`backups.preferred`). See
 //! `scripts/README.md` and `scripts/drill.rhai`.
 
 use rhai::{Dynamic, Engine, Map};
-use splice_dr_plugin_api::{BackendError, StagedCheck, StagedDb, StagedQuery};
+use splice_dr_plugin_api::{BackendError, ScratchChecks, StagedCheck, StagedDb, StagedQuery};
+use std::time::Duration;
 
 use super::host::{fail, from_dyn, to_dyn, BackupsApi, PgApi, RResult};
 use crate::config::DrillCheckConfig;
@@ -14,6 +16,7 @@ use splice_dr_repo::preferred_backup;
 pub(super) fn register(engine: &mut Engine) {
     engine
         .register_fn("check_staged", check_staged)
+        .register_fn("drill_base_backup", drill_base_backup)
         .register_fn("preferred", preferred);
 }
 
@@ -74,6 +77,112 @@ fn check_staged(p: &mut PgApi, staged: Map) -> RResult<Dynamic> {
         "indexes_checked": result.indexes_checked,
         "checks": result.queries.iter().map(|q| serde_json::json!({"name": q.name, "value": q.value})).collect::<Vec<_>>(),
     }))
+}
+
+/// `pg.drill_base_backup(id, timeout_secs)`: backup `id`'s base backup laid down into a
+/// new private scratch directory under `state_dir/drills`, started as a server of its own
+/// (the backend's, waited on up to `timeout_secs`), every table of the node's databases
+/// read, their indexes checked with amcheck and the node's `[[node.drill_check]]` queries
+/// run, the server stopped and the directory removed on every path. Throws naming every
+/// problem; returns what was checked per database.
+fn drill_base_backup(p: &mut PgApi, id: &str, timeout_secs: i64) -> RResult<Dynamic> {
+    let env = p.0.clone();
+    let m = env.local_manifest(id)?;
+    let base = m
+        .base_backup
+        .clone()
+        .ok_or_else(|| fail(format!("backup {} is not a physical backup", m.id)))?;
+    let configured: Vec<Vec<&DrillCheckConfig>> = splice_dr_plugin_api::DB_ROLES
+        .iter()
+        .map(|role| {
+            env.node
+                .drill_checks
+                .iter()
+                .filter(|c| c.database == *role)
+                .collect()
+        })
+        .collect();
+    let checks: Vec<ScratchChecks> = splice_dr_plugin_api::DB_ROLES
+        .iter()
+        .zip(&configured)
+        .map(|(role, cs)| ScratchChecks {
+            role: role.to_string(),
+            queries: cs
+                .iter()
+                .map(|c| StagedQuery {
+                    name: c.name.clone(),
+                    sql: c.sql.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    if env.run.dry_run() {
+        env.run.plan(&format!(
+            "would start backup {}'s base backup as a scratch server under {} and check it",
+            m.id,
+            env.node.state_dir.join(crate::drill_scratch::DIR).display()
+        ));
+        return Ok(Dynamic::UNIT);
+    }
+    let src = env.repo.backup_dir(&m.id).join(&base.dir);
+    let timeout = Duration::from_secs(timeout_secs.max(0) as u64);
+    let state_dir = env.node.state_dir.clone();
+    let scratch = crate::drill_scratch::create(&state_dir)
+        .map_err(|e| fail(format!("creating the drill's scratch directory: {e}")))?;
+    let backend = env.backend.clone();
+    let label = format!(
+        "start the base backup of {} as a scratch server and check it",
+        m.id
+    );
+    let found = env.in_step(&label, StepKind::Forward, |ctx| {
+        let found = backend.drill_base_backup(ctx, &src, &base.info, &scratch, &checks, timeout);
+        match crate::drill_scratch::remove(&state_dir, &scratch) {
+            Ok(ended) if !ended.is_empty() => ctx.warn(format!(
+                "the backend left {} running in the scratch directory: ended",
+                ended.join(", ")
+            )),
+            Ok(_) => {}
+            Err(e) => ctx.warn(format!("{e} (the next daemon start removes it)")),
+        }
+        let found = found?;
+        let mut problems = Vec::new();
+        for ((role, cs), f) in splice_dr_plugin_api::DB_ROLES
+            .iter()
+            .zip(&configured)
+            .zip(&found)
+        {
+            problems.extend(failures(f, cs).into_iter().map(|p| format!("{role}: {p}")));
+        }
+        if found.len() != checks.len() {
+            problems.push(format!(
+                "the backend checked {} databases of {}",
+                found.len(),
+                checks.len()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(found)
+        } else {
+            Err(BackendError::Verification(format!(
+                "the copy started, but fails its drill checks: {}",
+                problems.join("; ")
+            )))
+        }
+    })?;
+    let databases: Vec<serde_json::Value> = splice_dr_plugin_api::DB_ROLES
+        .iter()
+        .zip(&found)
+        .map(|(role, r)| {
+            serde_json::json!({
+                "database": r.database, "role": role,
+                "amcheck_available": r.amcheck_available, "amcheck_note": r.amcheck_note,
+                "indexes_checked": r.indexes_checked, "tables_read": r.tables_read,
+                "rows_read": r.rows_read,
+                "checks": r.queries.iter().map(|q| serde_json::json!({"name": q.name, "value": q.value})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    to_dyn(&serde_json::json!({ "databases": databases }))
 }
 
 /// Every corrupt index and every site check whose value is wrong, one sentence each.

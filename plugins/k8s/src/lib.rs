@@ -244,6 +244,10 @@ impl BackendInfo for K8sBackend {
                 physical: false,
                 physical_unavailable: Some(splice_dr_plugin_api::physical_not_built("k8s")),
                 wal_streaming: false,
+                physical_drill: false,
+                physical_drill_unavailable: Some(splice_dr_plugin_api::physical_drill_not_built(
+                    "k8s",
+                )),
             },
             storage: StorageCapabilities {
                 database_storage: Some(DatabaseStorage {

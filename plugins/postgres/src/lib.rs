@@ -12,6 +12,7 @@ pub mod components;
 pub mod config;
 mod dump;
 mod physical;
+mod physical_drill;
 mod restore;
 mod wal;
 
@@ -22,7 +23,8 @@ use std::time::Duration;
 use splice_dr_plugin_api::{
     BackendError, BackendInfo, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus,
     DatabaseCapabilities, DatabaseInfo, Databases, DumpCheck, DumpInfo, KeptDb, KeptStorage,
-    Leftovers, OpContext, RestoreShape, StagedCheck, StagedDb, StagedQuery, Storage, WalSlot,
+    Leftovers, OpContext, RestoreShape, ScratchChecks, StagedCheck, StagedDb, StagedQuery, Storage,
+    WalSlot,
     Workloads,
 };
 
@@ -172,12 +174,16 @@ impl BackendInfo for PostgresBackend {
     /// physical restore replaces the whole server.
     fn capabilities(&self) -> Capabilities {
         let physical_unavailable = self.cfg.physical_missing();
+        let physical_drill_unavailable = physical_drill::unavailable(self.cfg.bin_dir.as_deref());
         Capabilities {
             databases: DatabaseCapabilities {
                 restore: RestoreShape::Staged,
                 physical: physical_unavailable.is_none(),
                 wal_streaming: physical_unavailable.is_none(),
                 physical_unavailable,
+                // A drill needs only pg_ctl: none of the keys a restore needs.
+                physical_drill: physical_drill_unavailable.is_none(),
+                physical_drill_unavailable,
             },
             ..Capabilities::default()
         }
@@ -342,6 +348,19 @@ impl Databases for PostgresBackend {
 
     fn drop_wal_slot(&self, ctx: &OpContext, slot: &str) -> Result<bool, BackendError> {
         self.drop_wal_slot_impl(ctx, slot)
+    }
+
+    // Drills of physical backups (physical_drill.rs).
+    fn drill_base_backup(
+        &self,
+        ctx: &OpContext,
+        src: &Path,
+        expected: &BaseBackupInfo,
+        scratch: &Path,
+        checks: &[ScratchChecks],
+        timeout: Duration,
+    ) -> Result<Vec<StagedCheck>, BackendError> {
+        self.drill_base_backup_impl(ctx, src, expected, scratch, checks, timeout)
     }
 }
 
