@@ -24,8 +24,7 @@ use splice_dr_plugin_api::{
     BackendError, BackendInfo, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus,
     DatabaseCapabilities, DatabaseInfo, Databases, DumpCheck, DumpInfo, KeptDb, KeptStorage,
     Leftovers, OpContext, RestoreShape, ScratchChecks, StagedCheck, StagedDb, StagedQuery, Storage,
-    WalSlot,
-    Workloads,
+    WalSlot, Workloads,
 };
 
 use components::HealthCheck;
