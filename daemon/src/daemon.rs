@@ -118,6 +118,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.daemon.repo_check_interval,
         shutdown.clone(),
     ));
+    // Continuous WAL of the nodes that stream (and their slots dropped where they stopped).
+    let wal = crate::wal::WalSupervisor::spawn(
+        service.runner().clone(),
+        service.wal_board(),
+        bus.clone(),
+    );
     tracing::info!(socket = %config.daemon.socket.display(), pid = std::process::id(), "splice-dr daemon ready");
 
     // A reload builds everything first and changes the service and the autopilot only
@@ -147,6 +153,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     while !runner.active_runs().is_empty() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The receivers end before the daemon: none is left streaming without a supervisor.
+    let _ = tokio::task::spawn_blocking(move || wal.stop()).await;
     if let Some(e) = election {
         // Releases the lease once no run is left, so another replica takes over at once.
         let _ = e.await;

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("repo_check", 60),
     ("runway", 60),
     ("notify", 60),
+    ("wal", 60),
     // A run: the runner, its flow script, the host API the script calls.
     ("flows", 30),
     ("script", 25),

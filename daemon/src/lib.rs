@@ -55,3 +55,4 @@ pub mod tls;
 mod users;
 mod util;
 pub mod validator;
+mod wal;

@@ -52,6 +52,15 @@ pub const LAST_DRILL_TIMESTAMP_SECONDS: &str = "splice_dr_last_drill_timestamp_s
 /// `gauge{version,commit}`: always 1; its labels say which build runs.
 pub const BUILD_INFO: &str = "splice_dr_build_info";
 
+/// `gauge{node}`: seconds since the node's stored WAL last held everything its server had
+/// written (continuous WAL): the restore point objective, low on an idle server too.
+pub const RPO_SECONDS: &str = "splice_dr_rpo_seconds";
+/// `gauge{node}`: WAL the server keeps for the node's replication slot that is not stored
+/// yet, in bytes.
+pub const WAL_SLOT_LAG_BYTES: &str = "splice_dr_wal_slot_lag_bytes";
+/// `gauge{node}`: 1 while the node's WAL receiver runs.
+pub const WAL_RECEIVING: &str = "splice_dr_wal_receiving";
+
 /// `histogram{node,op,outcome}`: duration of one backend call (`dump`, `wait_ready`,
 /// `restore_staged`, …), in seconds; `outcome` is `ok` or the error's kind.
 pub const BACKEND_CALL_SECONDS: &str = "splice_dr_backend_call_seconds";
@@ -266,6 +275,22 @@ fn describe() {
         "1 when the node's newest backup is older than the staleness threshold."
     );
     describe_runway();
+    describe_wal();
+}
+
+/// Describes the continuous-WAL gauges.
+fn describe_wal() {
+    describe_gauge!(
+        RPO_SECONDS,
+        metrics::Unit::Seconds,
+        "Seconds since the node's stored WAL last held everything its server had written."
+    );
+    describe_gauge!(
+        WAL_SLOT_LAG_BYTES,
+        metrics::Unit::Bytes,
+        "WAL the server keeps for the node's replication slot that is not stored yet."
+    );
+    describe_gauge!(WAL_RECEIVING, "1 while the node's WAL receiver runs.");
 }
 
 /// Describes the recovery runway metrics (all gauges in seconds).
@@ -385,6 +410,17 @@ pub fn drill_finished(node: &str, passed: bool, at: DateTime<Utc>) {
     gauge!(LAST_DRILL_SUCCESS, "node" => node.to_string()).set(flag(passed));
     gauge!(LAST_DRILL_TIMESTAMP_SECONDS, "node" => node.to_string())
         .set(at.timestamp_millis() as f64 / 1000.0);
+}
+
+/// `node`'s continuous WAL: its restore point objective, slot lag and receiver.
+pub fn wal(node: &str, rpo_seconds: Option<f64>, lag_bytes: Option<u64>, receiving: bool) {
+    if let Some(s) = rpo_seconds {
+        gauge!(RPO_SECONDS, "node" => node.to_string()).set(s);
+    }
+    if let Some(b) = lag_bytes {
+        gauge!(WAL_SLOT_LAG_BYTES, "node" => node.to_string()).set(b as f64);
+    }
+    gauge!(WAL_RECEIVING, "node" => node.to_string()).set(flag(receiving));
 }
 
 #[cfg(test)]

@@ -86,6 +86,8 @@ pub struct Service {
     autopilot: Option<Arc<crate::autopilot::Autopilot>>,
     /// The daemon's latest status probe of every node (`status` from state).
     board: Arc<StatusBoard>,
+    /// Every streaming node's continuous WAL, as the daemon's WAL supervisor keeps it.
+    wal: Arc<crate::wal::WalBoard>,
     /// Set once the daemon's status probe loop runs: `status` then serves the board.
     probing: std::sync::atomic::AtomicBool,
     config: RwLock<Arc<Config>>,
@@ -223,6 +225,7 @@ impl Service {
         Arc::new(Service {
             autopilot,
             board: Arc::default(),
+            wal: Arc::default(),
             probing: Default::default(),
             config: RwLock::new(Arc::new(opened.config)),
             config_error: RwLock::new(None),
@@ -247,6 +250,11 @@ impl Service {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The continuous-WAL board `status` shows, for the daemon's WAL supervisor to fill.
+    pub fn wal_board(&self) -> Arc<crate::wal::WalBoard> {
+        self.wal.clone()
     }
 
     /// The runner (for tests and the daemon's shutdown).
@@ -851,7 +859,10 @@ impl Service {
                 .runner
                 .nodes()
                 .iter()
-                .map(|(name, node)| self.board.node(name, node_facts(name, node), now))
+                .map(|(name, node)| view::NodeStatus {
+                    wal: self.wal.view(name, now),
+                    ..self.board.node(name, node_facts(name, node), now)
+                })
                 .collect();
         }
         let this = self.clone();

@@ -30,7 +30,8 @@ impl Cluster {
         let port = free_port();
         let c = Cluster { dir, port };
         as_postgres(&format!(
-            "{BIN}/initdb -D {} --auth-local=trust --auth-host=scram-sha-256 -U postgres >/dev/null",
+            "{BIN}/initdb -D {} --auth-local=trust --auth-host=scram-sha-256 -U postgres \
+             --wal-segsize=1 >/dev/null",
             c.data().display()
         ));
         let conf = format!(
@@ -168,6 +169,12 @@ impl Cluster {
     /// A site whose one node is this server, physical backups by default. `start` is the
     /// node's `server_start_command`, `stop` its `server_stop_command`.
     pub fn site(&self, start: &str, stop: &str) -> Site {
+        self.site_with(start, stop, "", "")
+    }
+
+    /// [`Cluster::site`] with `node_keys` added to the `[[node]]` table and `extra` (more
+    /// tables) at the end.
+    pub fn site_with(&self, start: &str, stop: &str, node_keys: &str, extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pg-password"), format!("{PASSWORD}\n")).unwrap();
         let physical = format!(
@@ -180,7 +187,11 @@ impl Cluster {
         let config = dir.path().join("splice-dr.toml");
         std::fs::write(
             &config,
-            self.config_text("backup_kind = \"physical\"\n", &physical, ""),
+            self.config_text(
+                &format!("backup_kind = \"physical\"\n{node_keys}"),
+                &physical,
+                extra,
+            ),
         )
         .unwrap();
         Site { dir, config }

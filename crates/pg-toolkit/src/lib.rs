@@ -21,5 +21,6 @@ pub mod staging;
 pub mod tls;
 pub mod toolkit;
 pub mod verify;
+pub mod wal;
 
 pub use connection::ConnSettings;

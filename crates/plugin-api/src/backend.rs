@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::{
     BackendError, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus, DatabaseInfo,
     DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, ScratchChecks, StagedCheck,
-    StagedDb, StagedQuery, StorageTarget,
+    StagedDb, StagedQuery, StorageTarget, WalSlot,
 };
 
 /// Result type of every backend call.
@@ -230,6 +230,20 @@ crate::backend_operations! {
             #[serde(rename = "timeout_ms")] timeout: Duration => u64
         ) -> KeptStorage = RestoreBaseBackup;
 
+        /// Streams the server's WAL into the directory `dir` through the physical
+        /// replication slot `slot` (created when missing) until the receiver exits or the
+        /// call is cancelled: completed segments appear in `dir` under their own names,
+        /// the one being written as `<segment>.partial`, each write flushed before it is
+        /// acknowledged (announced by `databases.wal_streaming`).
+        [write, optional] fn stream_wal(slot: &str => String, dir: &Path => PathBuf) -> ()
+            = StreamWal;
+
+        /// Where the slot `slot` stands against the server's WAL (see [`WalSlot`]).
+        [read, optional] fn wal_slot(slot: &str => String) -> WalSlot = WalSlot;
+
+        /// Drops the replication slot `slot` when it exists and no receiver uses it, so
+        /// the server stops keeping WAL for it; answers whether it existed.
+        [write, optional] fn drop_wal_slot(slot: &str => String) -> bool = DropWalSlot;
         /// Proves a base backup starts and its data is sound without touching the node: lays
         /// the copy in `src` down under `scratch` (a new, private directory the caller owns
         /// and removes), starts a server of its own on it that no client of the node can
@@ -335,6 +349,7 @@ mod wire_format {
             json!({"op": "check_dump", "src": "/d"}),
             json!({"op": "leftovers"}),
             json!({"op": "check_base_backup", "src": "/b"}),
+            json!({"op": "wal_slot", "slot": "splice_dr_v"}),
         ]
     }
 
@@ -369,6 +384,8 @@ mod wire_format {
                 "op": "restore_base_backup", "src": "/b", "expected": base_backup_info(),
                 "timeout_ms": 60000
             }),
+            json!({"op": "stream_wal", "slot": "splice_dr_v", "dir": "/w"}),
+            json!({"op": "drop_wal_slot", "slot": "splice_dr_v"}),
             json!({
                 "op": "drill_base_backup", "src": "/b", "expected": base_backup_info(),
                 "scratch": "/s", "checks": [{"role": "validator", "queries": []}],

@@ -61,6 +61,9 @@ pub struct DatabaseCapabilities {
     /// a physical restore needs), naming the alternative; flows refuse with it before
     /// anything changes. `None` when `physical` is true, or when the backend says nothing.
     pub physical_unavailable: Option<String>,
+    /// Whether the backend streams the server's WAL continuously (`stream_wal`,
+    /// `wal_slot`, `drop_wal_slot`): what a restore to `latest` or to a time replays.
+    pub wal_streaming: bool,
     /// Whether the backend drills physical backups (`drill_base_backup`: the copy started
     /// as a scratch server of its own and checked, never touching the node). A drill of a
     /// physical backup on a backend without it is refused naming the alternative, and not

@@ -228,3 +228,28 @@ pub struct BaseBackupCheck {
     /// Whether the WAL the backup needs was found complete and parsable.
     pub wal_checked: bool,
 }
+
+/// The server's side of continuous WAL streaming into one replication slot: how far the
+/// receiver has safely stored the WAL, how far the server has written, and the setting
+/// that decides whether an abandoned slot can fill the server's disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalSlot {
+    /// Whether the slot exists on the server.
+    pub exists: bool,
+    /// Whether a receiver is connected to it now.
+    pub active: bool,
+    /// The position the receiver reported flushed (the slot's `restart_lsn`), when known.
+    pub flushed_lsn: Option<String>,
+    /// The server's current WAL write position (`pg_current_wal_lsn()`).
+    pub current_lsn: String,
+    /// `current_lsn - flushed_lsn` in bytes: WAL the server holds for the slot and the
+    /// archive does not yet.
+    pub lag_bytes: Option<u64>,
+    /// The server's timeline now.
+    pub timeline: u32,
+    /// `wal_segment_size` in bytes: the size of every completed segment.
+    pub segment_bytes: u64,
+    /// `max_slot_wal_keep_size` in MB; -1 is unlimited (an abandoned slot keeps every
+    /// segment until the disk is full).
+    pub max_slot_wal_keep_size_mb: i64,
+}

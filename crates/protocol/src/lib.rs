@@ -32,7 +32,7 @@ pub use run::{Detection, PendingApproval, RunDetail, RunState, RunSummary, StepR
 pub use runway::{DownRunway, RestoreRunway, RunwayView};
 pub use status::{
     ConfigState, FlowView, HealthChange, HealthView, JournalStats, LeftoversView, NodeStatus,
-    StatusView,
+    StatusView, WalView,
 };
 pub use wire::{
     parse_reply, parse_request, read_request, request_line, BadRequest, ErrorCode, Reply, Request,

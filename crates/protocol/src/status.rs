@@ -172,6 +172,45 @@ pub struct NodeStatus {
     /// the sequencers' pruning horizon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runway: Option<RunwayView>,
+    /// Continuous WAL streaming of the node (`wal_streaming`), as the daemon supervises it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalView>,
+}
+
+/// One node's continuous WAL: the receiver, the slot's lag, and how old the newest WAL
+/// safely stored is (the restore point objective).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WalView {
+    /// The server's replication slot the receiver streams through.
+    pub slot: String,
+    /// Whether the receiver (`pg_receivewal`) runs now.
+    pub receiving: bool,
+    /// Seconds since the stored WAL was last known to hold everything the server had
+    /// written; absent until it first caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_seconds: Option<f64>,
+    /// When the stored WAL last held everything the server had written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up_at: Option<DateTime<Utc>>,
+    /// WAL the server holds for the slot that is not stored yet, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
+    /// The newest segment sealed into the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sealed: Option<String>,
+    /// Segments sealed since the daemon started.
+    pub sealed_segments: u64,
+    /// Times the receiver was restarted since the daemon started.
+    pub restarts: u64,
+    /// The receiver's or the archive's last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When that error happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Standing hazards (e.g. `max_slot_wal_keep_size = -1`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A node's leftovers with, for each kept copy, the command that removes it by hand (the

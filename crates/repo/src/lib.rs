@@ -29,6 +29,7 @@ mod seal_stamp;
 pub mod store;
 pub mod trust;
 pub mod untrusted;
+pub mod wal;
 
 pub use checksum::sha256_file;
 pub use manifest::{
@@ -306,7 +307,9 @@ impl Repository {
     pub fn check(&self) -> offsite::CheckReport {
         let store = store::dir::DirStore::new(&self.root);
         let mut report = offsite::OffsiteRepo::with_store("local", Box::new(store)).check();
-        report.incomplete.retain(|d| d != SNAPSHOTS_DIR);
+        report
+            .incomplete
+            .retain(|d| d != SNAPSHOTS_DIR && d != wal::WAL_DIR);
         report
     }
 

@@ -610,8 +610,42 @@ fn node_lines(n: &NodeStatus) -> String {
     }
     out.push_str(&drill_lines(n));
     out.push_str(&runway_lines(n));
+    out.push_str(&wal_lines(n));
     out.push_str(&identity_lines(n));
     out.push_str(&backend_lines(n));
+    out
+}
+
+/// A streaming node's continuous WAL: receiver, restore point age, slot lag, hazards.
+fn wal_lines(n: &NodeStatus) -> String {
+    let Some(w) = &n.wal else {
+        return String::new();
+    };
+    let rpo = w
+        .rpo_seconds
+        .map_or("not caught up yet".to_string(), |s| format!("{s:.0}s"));
+    let lag = w
+        .lag_bytes
+        .map_or("unknown".to_string(), |b| format!("{b} bytes"));
+    let mut out = format!(
+        "  continuous WAL: {} (slot {}), RPO {rpo}, slot lag {lag}, {} segments sealed{}\n",
+        if w.receiving {
+            "receiving"
+        } else {
+            "receiver down"
+        },
+        w.slot,
+        w.sealed_segments,
+        w.last_sealed
+            .as_ref()
+            .map_or(String::new(), |s| format!(", newest {s}"))
+    );
+    if let Some(e) = &w.last_error {
+        out.push_str(&format!("  continuous WAL last error: {e}\n"));
+    }
+    for warning in &w.warnings {
+        out.push_str(&format!("  continuous WAL warning: {warning}\n"));
+    }
     out
 }
 

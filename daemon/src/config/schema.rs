@@ -275,6 +275,16 @@ pub struct NodeConfig {
     /// now, with the `[node.postgres]` keys a physical restore needs).
     #[serde(default)]
     pub backup_kind: splice_dr_plugin_api::BackupKind,
+    /// Stream the server's WAL continuously into the repository (`pg_receivewal` on a
+    /// replication slot of the daemon's), so a physical backup restores to `latest` or a
+    /// time and the restore point is seconds old. Bare Postgres only, with the keys
+    /// physical backups need; turning it off drops the slot.
+    #[serde(default)]
+    pub wal_streaming: bool,
+    /// Slot lag (WAL the server holds that the archive does not yet) above which the
+    /// daemon raises `wal.lag_high`, in MiB.
+    #[serde(default = "default_wal_lag_alert_mb")]
+    pub wal_lag_alert_mb: u64,
     /// Settings of the built-in bare-Postgres backend.
     #[serde(default)]
     pub postgres: Option<PostgresConfig>,
@@ -330,6 +340,11 @@ impl NodeConfig {
     }
 }
 
+/// 1 GiB: a few minutes of a busy participant's WAL, far below a disk's worth.
+fn default_wal_lag_alert_mb() -> u64 {
+    1024
+}
+
 /// `name` at migration `running` when the config says `configured`: a name of Splice's
 /// form for the configured migration (`participant-3`, `participant_3`) names the running
 /// one's database (`participant-4`), since a network DR moves the node to it before the
@@ -350,6 +365,8 @@ impl fmt::Debug for NodeConfig {
             .field("backend", &self.backend)
             .field("migration_id", &self.migration_id)
             .field("backup_kind", &self.backup_kind)
+            .field("wal_streaming", &self.wal_streaming)
+            .field("wal_lag_alert_mb", &self.wal_lag_alert_mb)
             .field("postgres", &self.postgres.as_ref().map(RedactedPostgres))
             .field("compose", &self.compose)
             .field("k8s", &self.k8s)

@@ -1044,3 +1044,44 @@ fn physical_backups_are_refused_on_compose_with_the_alternative() {
         "{shown}"
     );
 }
+
+/// `wal_streaming` is off by default; on bare Postgres it needs the physical keys; compose
+/// refuses it at its own line, naming the alternative.
+#[test]
+fn wal_streaming_needs_a_bare_server_with_the_physical_keys() {
+    let c = parse(&format!("{HEAD}{}", pg_node("a")), &origin()).expect("parses");
+    assert!(!c.nodes[0].wal_streaming);
+    assert_eq!(c.nodes[0].wal_lag_alert_mb, 1024);
+    let streaming = |extra: &str| {
+        format!("{HEAD}{}{extra}", pg_node("a")).replace(
+            "migration_id = 0\n",
+            "migration_id = 0\nwal_streaming = true\nwal_lag_alert_mb = 64\n",
+        )
+    };
+    let keys = "data_dir = \"/var/lib/postgresql/15/main\"\n\
+                server_stop_command = \"systemctl stop postgresql@15-main\"\n\
+                server_start_command = \"systemctl start postgresql@15-main\"\n\
+                physical_replaces_cluster = true\n";
+    let c = parse(&streaming(keys), &origin()).expect("complete");
+    assert!(c.nodes[0].wal_streaming);
+    assert_eq!(c.nodes[0].wal_lag_alert_mb, 64);
+    let e = parse_err(&streaming(""));
+    assert_at(&e, 8, 17, "node[0].wal_streaming");
+    assert!(
+        e.to_string().contains("data_dir") && e.to_string().contains("continuous WAL"),
+        "{e}"
+    );
+
+    let text = COMPOSE_EXAMPLE.replacen(
+        "migration_id = ",
+        "wal_streaming = true\nmigration_id = ",
+        1,
+    );
+    let e = parse_err(&text);
+    assert_eq!(e.key.as_deref(), Some("node[0].wal_streaming"), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.contains("unsupported for the compose backend") && shown.contains("[[schedule]]"),
+        "{shown}"
+    );
+}

@@ -363,6 +363,7 @@ fn check_node(node: &NodeConfig, path: &KeyPath, loc: &Locator<'_>) -> Result<()
         check_postgres(pg, &path.key("postgres"), loc)?;
     }
     check_backup_kind(node, path, loc)?;
+    check_wal_streaming(node, path, loc)?;
     if let Some(plugin) = &node.plugin {
         let pp = path.key("plugin");
         check_non_empty_path(&plugin.path, pp.key("path"), loc)?;
@@ -423,6 +424,46 @@ fn check_backup_kind(
                  (once the server holds nothing else that must survive a restore)",
             ))
         }
+    }
+}
+
+/// `wal_streaming = true` streams from a bare server the daemon reaches over the
+/// replication protocol, into WAL only a physical restore of that server replays: compose
+/// and k8s refuse it (their physical backups are not built), and bare Postgres needs the
+/// keys physical backups need.
+fn check_wal_streaming(
+    node: &NodeConfig,
+    path: &KeyPath,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    if !node.wal_streaming {
+        return Ok(());
+    }
+    let at = path.key("wal_streaming");
+    match node.backend {
+        BackendKind::Compose | BackendKind::K8s => Err(loc
+            .error_at_value(
+                &at,
+                format!(
+                    "continuous WAL (wal_streaming) is unsupported for the {} backend yet: it \
+                     streams a bare Postgres server for its physical backups",
+                    node.backend.as_str()
+                ),
+            )
+            .with_hint(
+                "remove wal_streaming and take backups on a schedule instead (a \
+                 [[schedule]] running `backup`); its restore point is the last backup",
+            )),
+        BackendKind::Plugin => Ok(()),
+        BackendKind::Postgres => match node.postgres.as_ref().and_then(|p| p.physical_missing()) {
+            None => Ok(()),
+            Some(why) => Err(loc
+                .error_at_value(&at, format!("continuous WAL is restored physically: {why}"))
+                .with_hint(
+                    "set the [node.postgres] keys physical backups need (docs/CONFIG.md), or \
+                     remove wal_streaming",
+                )),
+        },
     }
 }
 

@@ -282,6 +282,7 @@ impl BackendInfo for ComposeBackend {
                 restore: RestoreShape::Volume,
                 physical: false,
                 physical_unavailable: Some(splice_dr_plugin_api::physical_not_built("compose")),
+                wal_streaming: false,
                 physical_drill: false,
                 physical_drill_unavailable: Some(splice_dr_plugin_api::physical_drill_not_built(
                     "compose",

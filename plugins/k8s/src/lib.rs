@@ -243,6 +243,7 @@ impl BackendInfo for K8sBackend {
                 restore: RestoreShape::Staged,
                 physical: false,
                 physical_unavailable: Some(splice_dr_plugin_api::physical_not_built("k8s")),
+                wal_streaming: false,
                 physical_drill: false,
                 physical_drill_unavailable: Some(splice_dr_plugin_api::physical_drill_not_built(
                     "k8s",

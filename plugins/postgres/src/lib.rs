@@ -14,6 +14,7 @@ mod dump;
 mod physical;
 mod physical_drill;
 mod restore;
+mod wal;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,7 +24,7 @@ use splice_dr_plugin_api::{
     BackendError, BackendInfo, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus,
     DatabaseCapabilities, DatabaseInfo, Databases, DumpCheck, DumpInfo, KeptDb, KeptStorage,
     Leftovers, OpContext, RestoreShape, ScratchChecks, StagedCheck, StagedDb, StagedQuery, Storage,
-    Workloads,
+    WalSlot, Workloads,
 };
 
 use components::HealthCheck;
@@ -177,6 +178,7 @@ impl BackendInfo for PostgresBackend {
             databases: DatabaseCapabilities {
                 restore: RestoreShape::Staged,
                 physical: physical_unavailable.is_none(),
+                wal_streaming: physical_unavailable.is_none(),
                 physical_unavailable,
                 // A drill needs only pg_ctl: none of the keys a restore needs.
                 physical_drill: physical_drill_unavailable.is_none(),
@@ -333,6 +335,18 @@ impl Databases for PostgresBackend {
         timeout: Duration,
     ) -> Result<KeptStorage, BackendError> {
         self.restore_base_backup_impl(ctx, src, expected, timeout)
+    }
+
+    fn stream_wal(&self, ctx: &OpContext, slot: &str, dir: &Path) -> Result<(), BackendError> {
+        self.stream_wal_impl(ctx, slot, dir)
+    }
+
+    fn wal_slot(&self, _ctx: &OpContext, slot: &str) -> Result<WalSlot, BackendError> {
+        self.wal_slot_impl(slot)
+    }
+
+    fn drop_wal_slot(&self, ctx: &OpContext, slot: &str) -> Result<bool, BackendError> {
+        self.drop_wal_slot_impl(ctx, slot)
     }
 
     // Drills of physical backups (physical_drill.rs).
