@@ -3,7 +3,9 @@
 //! closes several): the daemon's `pg_receivewal` on its own replication slot, completed
 //! segments sealed into the repository, restarts of the server and of the daemon without
 //! a gap, RPO and lag in `status` and the metrics, and the slot dropped when streaming is
-//! turned off.
+//! turned off; a physical backup restored past its end by replaying that WAL, to `latest`
+//! (the open segment included) and to a time, and targets it cannot reach refused before
+//! anything changes.
 
 mod common;
 
@@ -202,5 +204,130 @@ fn wal_streaming_archives_every_segment_across_restarts() {
         || !c.has_slot(),
     );
     assert!(wal_status(&site).is_null(), "{}", wal_status(&site));
+    stop(daemon);
+}
+
+/// Waits until the receiver runs and the slot holds nothing the archive lacks.
+fn wait_caught_up(site: &Site) {
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "the WAL receiver caught up",
+        || {
+            let w = wal_status(site);
+            w["receiving"] == true && w["lag_bytes"] == 0
+        },
+    );
+}
+
+impl Cluster {
+    /// Rows of table `t` whose value starts with `tag-`.
+    fn tagged(&self, tag: &str) -> i64 {
+        self.client("participant-0")
+            .query_one(
+                "SELECT count(*) FROM t WHERE v LIKE $1",
+                &[&format!("{tag}-%")],
+            )
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// A physical backup, then commits after it: restored to `latest`, every row is back,
+/// those only in the receiver's open segment included; restored to a time between two
+/// writes, exactly the first is. A time past the stored WAL and `latest` behind a hole in
+/// the archive are refused before the server stops, naming the last reachable time.
+#[test]
+fn a_physical_backup_replays_the_stored_wal_to_latest_or_a_time() {
+    let c = Cluster::start();
+    let site = c.site_with(
+        &c.start_command(),
+        &c.stop_command(),
+        "wal_streaming = true\n",
+        "",
+    );
+    let daemon = site.start_daemon();
+    wait_caught_up(&site);
+    let id = backup(&site, None);
+
+    let first = c.write_and_switch("a");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = c.write_and_switch("b");
+    c.client("participant-0")
+        .batch_execute("INSERT INTO t (v) SELECT 'open-' || g FROM generate_series(1, 10) g")
+        .unwrap();
+    wait_sealed(&site, &first);
+    wait_sealed(&site, &second);
+    wait_caught_up(&site);
+    let counts = |c: &Cluster| [c.tagged("a"), c.tagged("b"), c.tagged("open")];
+    assert_eq!(counts(&c), [200, 200, 10]);
+
+    // Past the stored WAL: refused, nothing changed.
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let out = site.cli(&["restore", "--backup", &id, "--yes", "--to", &future]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the last reachable time is"),
+        "{}",
+        text(&out)
+    );
+    assert!(c.running() && c.kept_dirs().is_empty());
+    assert_eq!(counts(&c), [200, 200, 10]);
+
+    // Latest: every commit, the open segment's too.
+    let out = site.cli(&[
+        "--json", "restore", "--backup", &id, "--yes", "--to", "latest",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        site.daemon_log()
+    );
+    assert_eq!(flow_result(&out)["restored_to"], "latest", "{}", text(&out));
+    assert_eq!(counts(&c), [200, 200, 10], "every commit is back");
+    assert!(c.kept_dirs().is_empty(), "kept: {:?}", c.kept_dirs());
+    let auto = std::fs::read_to_string(c.data().join("postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains("recovery_target"), "{auto}");
+
+    // A time between the two writes: exactly the first.
+    let out = site.cli(&[
+        "restore",
+        "--backup",
+        &id,
+        "--yes",
+        "--to",
+        &between.to_rfc3339(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        site.daemon_log()
+    );
+    assert_eq!(
+        counts(&c),
+        [200, 0, 0],
+        "only what was committed by {between}"
+    );
+    // The restored server runs on a new timeline and writes again.
+    c.client("participant-0")
+        .batch_execute("INSERT INTO t (v) VALUES ('after-1')")
+        .unwrap();
+
+    // A hole in the archive: `latest` of the old timeline cannot be reached past it.
+    let hole = site.path(&format!("repo/wal/validator-1/{first}"));
+    std::fs::remove_file(&hole).unwrap();
+    let out = site.cli(&["restore", "--backup", &id, "--yes", "--to", "latest"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("WAL segment {first} is missing")),
+        "{}",
+        text(&out)
+    );
+    assert!(c.running() && c.kept_dirs().is_empty());
+    assert_eq!(counts(&c), [200, 0, 0]);
+    assert_eq!(c.tagged("after"), 1, "the server was not touched");
     stop(daemon);
 }

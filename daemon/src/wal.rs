@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -49,10 +49,7 @@ const PROBE_LIMIT: Duration = Duration::from_secs(10);
 /// How often a slot of a node that no longer streams is tried again.
 const DROP_RETRY: Duration = Duration::from_secs(5);
 
-/// The staging directory of `node`'s receiver under the daemon's state directory.
-pub fn staging_dir(state_dir: &Path, node: &str) -> PathBuf {
-    state_dir.join("wal").join(node)
-}
+pub use splice_dr_repo::wal::staging_dir;
 
 /// Every streaming node's WAL state, as `status` shows it.
 #[derive(Debug, Default)]

@@ -8,7 +8,9 @@
 //! can always find and drop its own slot, and never touches one it did not make.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use splice_dr_plugin_api::BackendError;
 
@@ -71,6 +73,40 @@ pub fn receivewal_command(
     Ok(cmd)
 }
 
+/// The time of the last transaction commit in the WAL segment `segment` (its file name is
+/// its WAL name), read with `pg_waldump`; `None` when it holds no commit. The replay of a
+/// restore can stop at any time up to this one and not later: Postgres refuses a target
+/// its WAL never reaches. pg_waldump stops with an error at the end of valid WAL (a
+/// zero-padded open segment ends so): what it printed until then counts.
+pub fn last_commit_in(
+    bin_dir: Option<&Path>,
+    segment: &Path,
+) -> Result<Option<DateTime<Utc>>, BackendError> {
+    let tool = process::find_tool(bin_dir, "pg_waldump")?;
+    let mut cmd = child_env::command(tool, &[]);
+    // The segment as start and end: that one file, not the ones after it in its directory.
+    cmd.arg("--rmgr=Transaction")
+        .arg(segment)
+        .arg(segment)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null());
+    let out = cmd
+        .output()
+        .map_err(|e| BackendError::io(format!("running pg_waldump on {}", segment.display()), e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().filter_map(commit_time).max())
+}
+
+/// The commit time of one `pg_waldump` line of a `COMMIT` record (`desc: COMMIT
+/// 2026-12-07 06:30:01.123456 UTC…`), printed in UTC (`TZ=UTC`).
+fn commit_time(line: &str) -> Option<DateTime<Utc>> {
+    let rest = line.split_once("desc: COMMIT ")?.1;
+    let stamp = rest.get(..rest.find(" UTC")?)?;
+    NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +128,25 @@ mod tests {
             "splice_dr_X",
         ] {
             assert!(!is_own_slot(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn commit_times_are_read_from_pg_waldump_lines() {
+        let line = "rmgr: Transaction len (rec/tot):     34/    34, tx:        735, lsn: \
+                    0/01000060, prev 0/01000028, desc: COMMIT 2026-12-07 06:30:01.123456 UTC";
+        assert_eq!(
+            commit_time(line).map(|t| t.to_rfc3339()),
+            Some("2026-12-07T06:30:01.123456+00:00".to_string())
+        );
+        let with_items = "desc: COMMIT 2026-12-07 06:30:02.5 UTC; inval msgs: catcache 7";
+        assert!(commit_time(with_items).is_some());
+        for other in [
+            "desc: ABORT 2026-12-07 06:30:01.123456 UTC",
+            "desc: COMMIT garbage UTC",
+            "desc: COMMIT 2026-12-07 06:30:01.123456 CET",
+        ] {
+            assert_eq!(commit_time(other), None, "{other}");
         }
     }
 

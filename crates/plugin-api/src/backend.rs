@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::{
     BackendError, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus, DatabaseInfo,
     DumpCheck, DumpInfo, ExecOutput, KeptDb, KeptStorage, Leftovers, ScratchChecks, StagedCheck,
-    StagedDb, StagedQuery, StorageTarget, WalSlot,
+    StagedDb, StagedQuery, StorageTarget, WalReplay, WalSlot,
 };
 
 /// Result type of every backend call.
@@ -230,6 +230,18 @@ crate::backend_operations! {
             #[serde(rename = "timeout_ms")] timeout: Duration => u64
         ) -> KeptStorage = RestoreBaseBackup;
 
+        /// [`Databases::restore_base_backup`] replaying the stored WAL in `replay` past the
+        /// backup's end, to its target (announced by `databases.wal_streaming`). Before the
+        /// server stops it reads the last commit the WAL holds and refuses a time target
+        /// past it (or before the backup's end), naming the last reachable time; a promoted
+        /// server starts a timeline none of `replay.histories` names.
+        [write, optional] fn replay_base_backup(
+            src: &Path => PathBuf,
+            expected: &BaseBackupInfo => BaseBackupInfo,
+            replay: &WalReplay => WalReplay,
+            #[serde(rename = "timeout_ms")] timeout: Duration => u64
+        ) -> KeptStorage = ReplayBaseBackup;
+
         /// Streams the server's WAL into the directory `dir` through the physical
         /// replication slot `slot` (created when missing) until the receiver exits or the
         /// call is cancelled: completed segments appear in `dir` under their own names,
@@ -382,6 +394,12 @@ mod wire_format {
             json!({"op": "base_backup", "dest": "/b"}),
             json!({
                 "op": "restore_base_backup", "src": "/b", "expected": base_backup_info(),
+                "timeout_ms": 60000
+            }),
+            json!({
+                "op": "replay_base_backup", "src": "/b", "expected": base_backup_info(),
+                "replay": {"segments": ["/r/000000010000000000000003"], "histories": [],
+                           "target": {"kind": "time", "at": "2026-12-07T06:30:00Z"}},
                 "timeout_ms": 60000
             }),
             json!({"op": "stream_wal", "slot": "splice_dr_v", "dir": "/w"}),

@@ -253,3 +253,29 @@ pub struct WalSlot {
     /// segment until the disk is full).
     pub max_slot_wal_keep_size_mb: i64,
 }
+
+/// Where a physical restore replays the stored WAL to, past the base backup's own end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "at", rename_all = "snake_case")]
+pub enum RecoveryTarget {
+    /// The end of the stored WAL: every commit it holds.
+    Latest,
+    /// Every commit at or before this time, none after.
+    Time(DateTime<Utc>),
+}
+
+/// The stored WAL a physical restore replays after laying the base backup down, as the
+/// daemon found and checked it in the repository (see `ReplayChain` there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalReplay {
+    /// Contiguous segments from the one holding the backup's end, in order; the last may
+    /// be the receiver's open `<segment>.partial`.
+    pub segments: Vec<PathBuf>,
+    /// The timeline history files stored: a promoted server picks a timeline none names.
+    pub histories: Vec<PathBuf>,
+    /// The first segment missing while later ones are stored: nothing past it replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_at: Option<String>,
+    /// How far to replay.
+    pub target: RecoveryTarget,
+}

@@ -175,6 +175,182 @@ impl WalArchive {
     }
 }
 
+/// The directory the daemon's WAL receiver of `node` writes into, under the daemon's state
+/// directory: completed segments wait there until sealed, and the open one
+/// (`<segment>.partial`) stays there, the newest WAL a restore to `latest` replays.
+pub fn staging_dir(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join("wal").join(node)
+}
+
+/// A WAL position (`X/Y`, as Postgres prints it) as a byte offset; `None` when malformed.
+pub fn parse_lsn(lsn: &str) -> Option<u64> {
+    let (hi, lo) = lsn.split_once('/')?;
+    let hex = |s: &str| (!s.is_empty() && s.len() <= 8).then(|| u64::from_str_radix(s, 16).ok())?;
+    Some((hex(hi)? << 32) | hex(lo)?)
+}
+
+/// The name of the segment of timeline `timeline` holding position `lsn`, with segments of
+/// `segment_bytes` (a power of two between 1 MB and 1 GB): Postgres' own naming.
+pub fn segment_name(timeline: u32, lsn: u64, segment_bytes: u64) -> String {
+    let per_log = (1u64 << 32) / segment_bytes.max(1);
+    let segno = lsn / segment_bytes.max(1);
+    format!(
+        "{timeline:08X}{:08X}{:08X}",
+        segno / per_log.max(1),
+        segno % per_log.max(1)
+    )
+}
+
+/// A segment name's timeline and segment number, with segments of `segment_bytes`.
+fn segment_parts(name: &str, segment_bytes: u64) -> Option<(u32, u64)> {
+    if !is_segment_name(name) {
+        return None;
+    }
+    let hex = |r: std::ops::Range<usize>| u64::from_str_radix(&name[r], 16).ok();
+    let per_log = (1u64 << 32) / segment_bytes.max(1);
+    let timeline = u32::try_from(hex(0..8)?).ok()?;
+    Some((timeline, hex(8..16)? * per_log + hex(16..24)?))
+}
+
+/// The segment after `name` on its timeline.
+pub fn next_segment(name: &str, segment_bytes: u64) -> Option<String> {
+    let (timeline, segno) = segment_parts(name, segment_bytes)?;
+    Some(segment_name(
+        timeline,
+        (segno + 1).checked_mul(segment_bytes)?,
+        segment_bytes,
+    ))
+}
+
+/// The WAL a restore replays after a base backup, as the archive and the receiver's
+/// staging directory hold it: contiguous segments from the one holding the backup's end,
+/// each checked against its recorded checksum, then the open segment when it follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayChain {
+    /// The files in replay order; the last may be the open `<segment>.partial`.
+    pub files: Vec<PathBuf>,
+    /// Every timeline history file the archive holds (a promoted server must pick a
+    /// timeline none of them names).
+    pub histories: Vec<PathBuf>,
+    /// The first segment missing while later ones of the timeline are stored: WAL past it
+    /// cannot be reached.
+    pub gap_at: Option<String>,
+}
+
+impl WalArchive {
+    /// The segment size of the archive's completed segments (all alike), if it holds one.
+    fn segment_bytes(&self, names: &[String]) -> Result<Option<u64>, RepoError> {
+        let mut size = None;
+        for n in names.iter().filter(|n| is_segment_name(n)) {
+            let p = self.dir.join(n);
+            let len = std::fs::metadata(&p).map_err(|e| io_err(&p, e))?.len();
+            match size {
+                None => size = Some(len),
+                Some(s) if s != len => {
+                    return Err(io_err(
+                        &p,
+                        format!("{len} bytes where the archive's other segments have {s}"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(size)
+    }
+
+    /// The WAL to replay after a base backup of timeline `timeline` ending at `end_lsn`,
+    /// with the open segment from `staging` when it continues the archive. Every archived
+    /// segment of the chain is checked against its checksum first. Errors when the stored
+    /// WAL does not reach back to the backup's end (streaming started after it).
+    pub fn replay_chain(
+        &self,
+        timeline: u32,
+        end_lsn: &str,
+        staging: &Path,
+    ) -> Result<ReplayChain, RepoError> {
+        let names = self.list()?;
+        let partial = open_segment(staging)?;
+        let segment_bytes = match (self.segment_bytes(&names)?, &partial) {
+            (Some(b), _) => b,
+            (None, Some(p)) => std::fs::metadata(p).map_err(|e| io_err(p, e))?.len(),
+            (None, None) => {
+                return Err(io_err(&self.dir, "restoring past a backup's end needs continuous WAL, and none is stored for this node \
+                     (wal_streaming was never on, or has sealed nothing yet): restore to \
+                     backup-end"))
+            }
+        };
+        if !segment_bytes.is_power_of_two() || segment_bytes < 1 << 20 {
+            return Err(io_err(
+                &self.dir,
+                format!("segments of {segment_bytes} bytes are not Postgres WAL segments"),
+            ));
+        }
+        let end = parse_lsn(end_lsn).ok_or_else(|| {
+            io_err(
+                &self.dir,
+                format!("the backup's end `{end_lsn}` is not a WAL position"),
+            )
+        })?;
+        let mut want = segment_name(timeline, end, segment_bytes);
+        let first = want.clone();
+        let stored: std::collections::BTreeSet<&String> = names.iter().collect();
+        let mut files = Vec::new();
+        while stored.contains(&want) {
+            self.verify(&want)?;
+            files.push(self.dir.join(&want));
+            want = next_segment(&want, segment_bytes)
+                .ok_or_else(|| io_err(&self.dir, "WAL position overflow"))?;
+        }
+        let open_follows = partial.as_ref().is_some_and(|p| {
+            p.file_name().and_then(|n| n.to_str()) == Some(&format!("{want}.partial"))
+        });
+        if open_follows {
+            files.extend(partial.clone());
+        }
+        if files.is_empty() {
+            return Err(io_err(&self.dir, format!("the stored WAL does not reach back to the backup's end (segment {first}): streaming started after this backup was taken; restore it to backup-end, or a newer backup")));
+        }
+        let prefix = format!("{timeline:08X}");
+        let later_partial = partial.as_ref().and_then(|p| {
+            p.file_name()?
+                .to_str()?
+                .strip_suffix(".partial")
+                .map(str::to_string)
+        });
+        let gap_at = (!open_follows
+            && names
+                .iter()
+                .chain(later_partial.as_ref())
+                .any(|n| is_segment_name(n) && n.starts_with(&prefix) && *n > want))
+        .then_some(want);
+        let histories = names
+            .iter()
+            .filter(|n| is_history_name(n))
+            .map(|n| self.dir.join(n))
+            .collect();
+        Ok(ReplayChain {
+            files,
+            histories,
+            gap_at,
+        })
+    }
+}
+
+/// The receiver's open segment in `staging` (`<segment>.partial`), the newest if several.
+fn open_segment(staging: &Path) -> Result<Option<PathBuf>, RepoError> {
+    let entries = match std::fs::read_dir(staging) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(staging, e)),
+    };
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.strip_suffix(".partial").is_some_and(is_segment_name))
+        .max()
+        .map(|n| staging.join(n)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +408,89 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
             .collect();
         assert!(stray.is_empty(), "{stray:?}");
+    }
+
+    #[test]
+    fn positions_map_to_postgres_segment_names() {
+        assert_eq!(parse_lsn("0/3000060"), Some(0x3000060));
+        assert_eq!(parse_lsn("1A/FF"), Some((0x1A << 32) | 0xFF));
+        for bad in ["", "0/", "/1", "x/1", "0/123456789", "0-1"] {
+            assert_eq!(parse_lsn(bad), None, "{bad}");
+        }
+        assert_eq!(
+            segment_name(1, 0x3000060, 16 << 20),
+            "000000010000000000000003"
+        );
+        assert_eq!(
+            segment_name(2, (1 << 32) + (5 << 20), 1 << 20),
+            "000000020000000100000005"
+        );
+        assert_eq!(
+            next_segment("0000000100000000000000FF", 16 << 20).as_deref(),
+            Some("000000010000000100000000")
+        );
+        assert_eq!(
+            next_segment("000000010000000000000003", 1 << 20).as_deref(),
+            Some("000000010000000000000004")
+        );
+    }
+
+    /// The chain runs from the backup's end segment through contiguous sealed segments to
+    /// the open one; a hole stops it and is reported; a damaged segment is refused; WAL
+    /// that starts after the backup is refused.
+    #[test]
+    fn the_replay_chain_is_contiguous_checked_and_ends_at_the_open_segment() {
+        let (tmp, a) = archive();
+        let staging = tmp.path().join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let seal = |name: &str| {
+            let src = tmp.path().join(name);
+            std::fs::write(&src, vec![1u8; SEG as usize]).unwrap();
+            a.seal(&src, SEG).unwrap();
+        };
+        for n in [
+            "000000010000000000000002",
+            "000000010000000000000003",
+            "000000010000000000000004",
+        ] {
+            seal(n);
+        }
+        std::fs::write(
+            staging.join("000000010000000000000005.partial"),
+            vec![0u8; SEG as usize],
+        )
+        .unwrap();
+        let c = a.replay_chain(1, "0/300060", &staging).unwrap();
+        let names: Vec<_> = c
+            .files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "000000010000000000000003",
+                "000000010000000000000004",
+                "000000010000000000000005.partial"
+            ]
+        );
+        assert_eq!(c.gap_at, None);
+        // A hole: 4 is gone, so 5 cannot be reached.
+        std::fs::remove_file(a.dir().join("000000010000000000000004")).unwrap();
+        let c = a.replay_chain(1, "0/300060", &staging).unwrap();
+        assert_eq!(c.files.len(), 1);
+        assert_eq!(c.gap_at.as_deref(), Some("000000010000000000000004"));
+        // Damage is refused.
+        std::fs::write(
+            a.dir().join("000000010000000000000003"),
+            vec![9u8; SEG as usize],
+        )
+        .unwrap();
+        assert!(a.replay_chain(1, "0/300060", &staging).is_err());
+        // WAL that starts after the backup's end.
+        let e = a.replay_chain(1, "0/100060", &staging).unwrap_err();
+        assert!(e.to_string().contains("does not reach back"), "{e}");
+        assert!(a.replay_chain(1, "garbage", &staging).is_err());
     }
 
     /// A segment still being written (short), a `.partial` and a foreign name are not

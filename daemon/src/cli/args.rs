@@ -330,8 +330,11 @@ pub struct RestoreArgs {
     /// Seconds to wait for each component to become ready.
     #[arg(long, default_value_t = 600)]
     pub ready_timeout: u64,
-    /// The point to restore to: `backup-end` (the backup's own end, the only target built
-    /// so far); a time or `latest` need continuous WAL, which is not built yet.
+    /// The point to restore to: `backup-end` (the backup's own end, the default); for a
+    /// physical backup of a node with continuous WAL (`wal_streaming`), `latest` (every
+    /// commit the stored WAL holds) or a time such as `2026-12-04T10:00:00Z` (every commit
+    /// up to it). A target the stored WAL cannot reach is refused before anything changes,
+    /// naming the last reachable time.
     #[arg(long, value_name = "TARGET")]
     pub to: Option<String>,
     /// Confirm that the node which took the backup is stopped for good: required to

@@ -175,6 +175,26 @@ impl<S: CallService> Recorder<S> {
                 };
                 (plan, answer(kept))
             }
+            C::ReplayBaseBackup { src, replay, .. } => {
+                let plan = format!(
+                    "would stop the database server, keep its data directory aside, lay down \
+                     the base backup {} with {} stored WAL segments and start the server \
+                     (recovery to {})",
+                    src.display(),
+                    replay.segments.len(),
+                    match replay.target {
+                        splice_dr_plugin_api::RecoveryTarget::Latest => "latest".to_string(),
+                        splice_dr_plugin_api::RecoveryTarget::Time(t) => t.to_rfc3339(),
+                    }
+                );
+                let kept = KeptStorage {
+                    target: "data_dir".into(),
+                    live: "data_dir".into(),
+                    kept: "data_dir.sdr_kept_dry_run".into(),
+                    bytes: 0,
+                };
+                (plan, answer(kept))
+            }
             other => unplanned(other),
         }
     }

@@ -700,7 +700,7 @@ fn untrusted_objection(env: &FlowEnv, m: &Manifest) -> Option<String> {
 
 /// Passes when there is no objection, or when the run was forced with a reason (which is
 /// journaled and each overridden objection logged); else refuses to `what`.
-fn allow_if_forced(env: &FlowEnv, objections: &[String], what: &str) -> RResult<()> {
+pub(super) fn allow_if_forced(env: &FlowEnv, objections: &[String], what: &str) -> RResult<()> {
     if objections.is_empty() {
         return Ok(());
     }

@@ -13,6 +13,7 @@ pub mod config;
 mod dump;
 mod physical;
 mod physical_drill;
+mod replay;
 mod restore;
 mod wal;
 
@@ -24,7 +25,7 @@ use splice_dr_plugin_api::{
     BackendError, BackendInfo, BaseBackupCheck, BaseBackupInfo, Capabilities, ComponentStatus,
     DatabaseCapabilities, DatabaseInfo, Databases, DumpCheck, DumpInfo, KeptDb, KeptStorage,
     Leftovers, OpContext, RestoreShape, ScratchChecks, StagedCheck, StagedDb, StagedQuery, Storage,
-    WalSlot, Workloads,
+    WalReplay, WalSlot, Workloads,
 };
 
 use components::HealthCheck;
@@ -334,7 +335,18 @@ impl Databases for PostgresBackend {
         expected: &BaseBackupInfo,
         timeout: Duration,
     ) -> Result<KeptStorage, BackendError> {
-        self.restore_base_backup_impl(ctx, src, expected, timeout)
+        self.restore_base_backup_impl(ctx, src, expected, None, timeout)
+    }
+
+    fn replay_base_backup(
+        &self,
+        ctx: &OpContext,
+        src: &Path,
+        expected: &BaseBackupInfo,
+        replay: &WalReplay,
+        timeout: Duration,
+    ) -> Result<KeptStorage, BackendError> {
+        self.restore_base_backup_impl(ctx, src, expected, Some(replay), timeout)
     }
 
     fn stream_wal(&self, ctx: &OpContext, slot: &str, dir: &Path) -> Result<(), BackendError> {

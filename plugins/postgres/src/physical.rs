@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use splice_dr_pg_toolkit::physical::{self, Owner};
 use splice_dr_pg_toolkit::{child_env, process, sql};
-use splice_dr_plugin_api::{BackendError, BaseBackupCheck, BaseBackupInfo, KeptStorage, OpContext};
+use splice_dr_plugin_api::{
+    BackendError, BaseBackupCheck, BaseBackupInfo, KeptStorage, OpContext, WalReplay,
+};
 
 use crate::PostgresBackend;
 
@@ -29,6 +31,14 @@ struct Server<'a> {
     data_dir: &'a Path,
     stop: &'a str,
     start: &'a str,
+}
+
+/// What a physical restore lays down: the base backup, and the stored WAL it replays.
+#[derive(Clone, Copy)]
+struct RestoreSource<'a> {
+    src: &'a Path,
+    expected: &'a BaseBackupInfo,
+    replay: Option<&'a WalReplay>,
 }
 
 impl PostgresBackend {
@@ -133,6 +143,7 @@ impl PostgresBackend {
         ctx: &OpContext,
         src: &Path,
         expected: &BaseBackupInfo,
+        replay: Option<&WalReplay>,
         timeout: Duration,
     ) -> Result<KeptStorage, BackendError> {
         let server = self.server()?;
@@ -162,6 +173,9 @@ impl PostgresBackend {
                 data_dir.display()
             )));
         }
+        if let Some(replay) = replay {
+            crate::replay::check_reachable(ctx, self.cfg.bin_dir.as_deref(), expected, replay)?;
+        }
         let owner = Owner::of(data_dir)?;
         let kept = kept_name(data_dir);
 
@@ -179,7 +193,12 @@ impl PostgresBackend {
             kept: kept.display().to_string(),
             bytes: 0,
         };
-        match self.lay_down_and_start(ctx, &server, src, expected, owner, timeout) {
+        let copy = RestoreSource {
+            src,
+            expected,
+            replay,
+        };
+        match self.lay_down_and_start(ctx, &server, copy, owner, timeout) {
             Ok(bytes) => {
                 kept_storage.bytes = bytes;
                 Ok(kept_storage)
@@ -207,11 +226,15 @@ impl PostgresBackend {
         &self,
         ctx: &OpContext,
         server: &Server<'_>,
-        src: &Path,
-        expected: &BaseBackupInfo,
+        copy: RestoreSource<'_>,
         owner: Owner,
         timeout: Duration,
     ) -> Result<u64, BackendError> {
+        let RestoreSource {
+            src,
+            expected,
+            replay,
+        } = copy;
         let mut done = 0u64;
         let bytes = physical::lay_down(src, server.data_dir, &expected.dirs, owner, &mut |n| {
             done += n;
@@ -221,8 +244,19 @@ impl PostgresBackend {
             "base backup laid down into {} ({bytes} bytes)",
             server.data_dir.display()
         ));
+        if let Some(replay) = replay {
+            let wal = crate::replay::install(server.data_dir, replay, owner)?;
+            ctx.info(format!(
+                "{wal} bytes of stored WAL laid down into {}/pg_wal, recovery to {}",
+                server.data_dir.display(),
+                crate::replay::target_text(replay)
+            ));
+        }
         self.run_server_command(ctx, "server_start_command", server.start)?;
         self.wait_recovered(ctx, &expected.databases, timeout)?;
+        if replay.is_some() {
+            crate::replay::remove_settings(server.data_dir)?;
+        }
         Ok(bytes)
     }
 

@@ -36,6 +36,7 @@ impl PostgresBackend {
                 "created the physical replication slot {slot} on {}",
                 self.conn.server()
             ));
+            set_aside_open_segments(ctx, dir)?;
         }
         drop(admin);
         let cmd = wal::receivewal_command(self.cfg.bin_dir.as_deref(), &self.conn, slot, dir)?;
@@ -107,6 +108,34 @@ impl PostgresBackend {
         }
         Ok(!dropped.is_empty())
     }
+}
+
+/// A new slot starts at the server's current position, but pg_receivewal resumes from the
+/// newest segment in its directory: an open segment left from before (the server was
+/// restored and lost the slot with its old data, or streaming was off) would make it ask
+/// for WAL of another history. It is renamed `<segment>.partial.superseded`, kept for the
+/// operator, never deleted.
+fn set_aside_open_segments(ctx: &OpContext, dir: &Path) -> Result<(), BackendError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BackendError::io(format!("listing {}", dir.display()), e)),
+    };
+    for name in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.ends_with(".partial"))
+    {
+        let (from, to) = (dir.join(&name), dir.join(format!("{name}.superseded")));
+        std::fs::rename(&from, &to)
+            .map_err(|e| BackendError::io(format!("setting {} aside", from.display()), e))?;
+        ctx.warn(format!(
+            "the replication slot was new: the open segment {name} of an earlier stream is \
+             kept as {} and streaming starts at the server's current position",
+            to.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a slot name splice-dr would not have made.
