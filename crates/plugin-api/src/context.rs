@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::BackendError;
+use crate::{BackendError, KeptStorage};
 
 /// Something a backend tells the host while an operation runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,20 @@ pub enum OpEvent {
         total: Option<u64>,
         /// `bytes`, `tables`, `rows`...
         unit: String,
+    },
+    /// The backend moved live storage aside and is replacing it within this one call (a
+    /// physical restore renames the data directory, then lays the copy down): the host
+    /// journals it at once, so a daemon killed before the call returns puts it back at
+    /// start-up instead of leaving a half-laid copy in service.
+    KeptAside {
+        /// The storage moved aside.
+        kept: KeptStorage,
+    },
+    /// The backend put storage it had announced with [`OpEvent::KeptAside`] back in place
+    /// (its call failed and undid itself): nothing is left to put back.
+    PutBack {
+        /// The storage put back.
+        kept: KeptStorage,
     },
 }
 
@@ -113,6 +127,16 @@ impl OpContext {
             level: level.into(),
             message: message.into(),
         })
+    }
+
+    /// Announces live storage moved aside within this call (see [`OpEvent::KeptAside`]).
+    pub fn kept_aside(&self, kept: &KeptStorage) {
+        self.emit(OpEvent::KeptAside { kept: kept.clone() })
+    }
+
+    /// Announces storage put back within this call (see [`OpEvent::PutBack`]).
+    pub fn put_back(&self, kept: &KeptStorage) {
+        self.emit(OpEvent::PutBack { kept: kept.clone() })
     }
 
     /// Reports progress of a long operation.

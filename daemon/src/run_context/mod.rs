@@ -312,6 +312,22 @@ impl RunContext {
                     total,
                     unit,
                 } => events.progress(what, done, total, unit),
+                OpEvent::KeptAside { kept } => {
+                    let noted = events
+                        .note_kept(&kept, true)
+                        .and_then(|()| events.note_live_replaced(&kept.target, true));
+                    if let Err(e) = noted {
+                        events.log(
+                            "error",
+                            &format!("journaling {} kept aside: {e}", kept.kept),
+                        );
+                    }
+                }
+                OpEvent::PutBack { kept } => {
+                    if let Err(e) = events.note_kept(&kept, false) {
+                        events.log("error", &format!("journaling {} put back: {e}", kept.live));
+                    }
+                }
             },
         )
     }

@@ -191,6 +191,9 @@ impl BackendInfo for PostgresBackend {
 
     /// `psql` on the admin URL (password removed; read from the password file when set).
     fn kept_removal_command(&self, kept: &str) -> Option<String> {
+        if let Some(rm) = self.kept_dir_removal_command(kept) {
+            return Some(rm);
+        }
         names::shell_quotable(kept).then(|| {
             names::drop_database_command(&self.cfg.url, self.cfg.password_file.as_deref(), kept)
         })

@@ -193,6 +193,8 @@ impl PostgresBackend {
             kept: kept.display().to_string(),
             bytes: 0,
         };
+        // Journaled by the host now: a daemon killed from here on puts it back at start-up.
+        ctx.kept_aside(&kept_storage);
         let copy = RestoreSource {
             src,
             expected,
@@ -209,7 +211,10 @@ impl PostgresBackend {
                     data_dir.display()
                 ));
                 match self.put_back(ctx, &server, &kept, timeout) {
-                    Ok(()) => Err(e),
+                    Ok(()) => {
+                        ctx.put_back(&kept_storage);
+                        Err(e)
+                    }
                     Err(again) => Err(BackendError::Verification(format!(
                         "{e}; putting the previous data directory back failed too: {again} \
                          (it is kept as {})",
@@ -404,6 +409,45 @@ impl PostgresBackend {
                 kept.kept
             )))
         }
+    }
+
+    /// The data directories physical restores kept aside that are still there (a daemon
+    /// killed after the node was proven, before it removed the copy), for `leftovers`.
+    pub(crate) fn kept_data_dirs(&self) -> Vec<String> {
+        let Some(data_dir) = self.cfg.data_dir.as_deref() else {
+            return Vec::new();
+        };
+        let (Some(parent), Some(name)) = (data_dir.parent(), data_dir.file_name()) else {
+            return Vec::new();
+        };
+        let prefix = format!("{}{KEPT_SUFFIX}", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| {
+                    n.strip_prefix(&prefix)
+                        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                })
+            })
+            .map(|e| e.path().display().to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The command removing the kept data directory `kept` by hand, when it is one.
+    pub(crate) fn kept_dir_removal_command(&self, kept: &str) -> Option<String> {
+        let ours = KeptStorage {
+            target: DATA_DIR_TARGET.into(),
+            live: self.cfg.data_dir.as_deref()?.display().to_string(),
+            kept: kept.into(),
+            bytes: 0,
+        };
+        self.own_kept(&ours).ok()?;
+        splice_dr_pg_toolkit::names::shell_quotable(kept).then(|| format!("rm -rf -- '{kept}'"))
     }
 
     /// See [`splice_dr_plugin_api::Storage::restore_kept_storage`]: the kept data

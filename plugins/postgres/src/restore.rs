@@ -372,7 +372,10 @@ impl PostgresBackend {
         let mut names = all_databases(&mut admin)?;
         names.sort();
         let lives = [&self.cfg.validator_db, &self.cfg.participant_db];
-        let mut out = Leftovers::default();
+        let mut out = Leftovers {
+            kept: self.kept_data_dirs(),
+            ..Leftovers::default()
+        };
         for n in names {
             if lives.iter().any(|l| is_scratch_of(&n, l)) {
                 out.staged.push(n);
