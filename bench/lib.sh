@@ -242,6 +242,8 @@ bench_runbook() {
 # Writes splice-dr's config for node `bench` (bare Postgres on $PGHOST:$PGPORT, databases
 # $SRC_V and $SRC_P, `jobs = $JOBS`) with the extra [node.postgres] lines in $1, sets CFG
 # and checks it with `splice-dr check`. `sdr` runs $BIN with it.
+# Writes the site's config ($1: more [node.postgres] lines, $2: more [[node]] lines) and
+# checks it.
 bench_sdr_setup() {
     mkdir -p "$WORK/sdr/state" "$WORK/sdr/repo"
     printf '%s\n' "$PGPASSWORD" >"$WORK/sdr/pw"
@@ -260,6 +262,7 @@ max_age = "30d"
 name = "bench"
 backend = "postgres"
 migration_id = 0
+${2:-}
 
 [node.postgres]
 url = "postgresql://$PGUSER@$PGHOST:$PGPORT/postgres"

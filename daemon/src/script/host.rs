@@ -150,6 +150,20 @@ impl FlowEnv {
     /// Resolves a backup and makes sure its files are in the local repository, downloading
     /// it from an off-site repository (in its own step, checksums checked) when they are
     /// not: what every operation reading dump files needs.
+    /// The manifest of the physical backup `selector`, as [`FlowEnv::local_manifest`],
+    /// with its base backup; an error for a logical backup.
+    pub(super) fn local_physical(
+        self: &Arc<Self>,
+        selector: &str,
+    ) -> RResult<(Manifest, splice_dr_repo::BaseBackupEntry)> {
+        let m = self.local_manifest(selector)?;
+        let base = m
+            .base_backup
+            .clone()
+            .ok_or_else(|| fail(format!("backup {} is not a physical backup", m.id)))?;
+        Ok((m, base))
+    }
+
     pub(super) fn local_manifest(self: &Arc<Self>, selector: &str) -> RResult<Manifest> {
         let m = self.manifest(selector)?;
         if self.repo.manifest(&m.id).is_ok() || self.run.dry_run() {

@@ -87,11 +87,7 @@ fn check_staged(p: &mut PgApi, staged: Map) -> RResult<Dynamic> {
 /// problem; returns what was checked per database.
 fn drill_base_backup(p: &mut PgApi, id: &str, timeout_secs: i64) -> RResult<Dynamic> {
     let env = p.0.clone();
-    let m = env.local_manifest(id)?;
-    let base = m
-        .base_backup
-        .clone()
-        .ok_or_else(|| fail(format!("backup {} is not a physical backup", m.id)))?;
+    let (m, base) = env.local_physical(id)?;
     let configured: Vec<Vec<&DrillCheckConfig>> = splice_dr_plugin_api::DB_ROLES
         .iter()
         .map(|role| {

@@ -49,11 +49,7 @@ fn base_backup(p: &mut PgApi, w: WriterApi) -> RResult<Dynamic> {
 /// live data, so a daemon killed before either puts it back at start-up.
 fn restore_base_backup(p: &mut PgApi, id: &str, timeout_secs: i64) -> RResult<Dynamic> {
     let env = p.0.clone();
-    let m = env.local_manifest(id)?;
-    let base = m
-        .base_backup
-        .clone()
-        .ok_or_else(|| fail(format!("backup {} is not a physical backup", m.id)))?;
+    let (m, base) = env.local_physical(id)?;
     let src = env.repo.backup_dir(&m.id).join(&base.dir);
     let timeout = Duration::from_secs(timeout_secs.max(0) as u64);
     let backend = env.backend.clone();
@@ -87,11 +83,7 @@ fn restore_base_backup_to(
     let env = p.0.clone();
     let target = parse_target(target)?;
     check_target_age(&env, target, Utc::now())?;
-    let m = env.local_manifest(id)?;
-    let base = m
-        .base_backup
-        .clone()
-        .ok_or_else(|| fail(format!("backup {} is not a physical backup", m.id)))?;
+    let (m, base) = env.local_physical(id)?;
     let archive = env
         .repo
         .wal_archive(&env.node.name)
