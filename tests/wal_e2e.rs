@@ -115,7 +115,12 @@ fn wal_streaming_archives_every_segment_across_restarts() {
     let c = Cluster::start();
     let port = free_port();
     let streaming = "wal_streaming = true\n";
-    let metrics = format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    let far = tempfile::tempdir().unwrap();
+    let metrics = format!(
+        "\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[[repository.offsite]]\nname = \"far\"\n\
+         kind = \"directory\"\npath = \"{}\"\n",
+        far.path().display()
+    );
     let site = c.site_with(&c.start_command(), &c.stop_command(), streaming, &metrics);
     let daemon = site.start_daemon();
 
@@ -153,6 +158,23 @@ fn wal_streaming_archives_every_segment_across_restarts() {
 
     let first = c.write_and_switch("a");
     wait_sealed(&site, &first);
+    // Copied off-site too, committed by its checksum, byte for byte.
+    let far_wal = far.path().join("wal/validator-1");
+    wait_for(
+        std::time::Duration::from_secs(60),
+        &format!("WAL segment {first} committed off-site"),
+        || far_wal.join(format!("{first}.sha256")).is_file(),
+    );
+    assert_eq!(
+        std::fs::read(far_wal.join(&first)).unwrap(),
+        std::fs::read(site.path(&format!("repo/wal/validator-1/{first}"))).unwrap()
+    );
+    let listed = site.cli(&["backups"]);
+    assert!(
+        listed.status.success(),
+        "the WAL is no backup: {}",
+        text(&listed)
+    );
     // Sealed segments leave staging; the open one, once written to, stays there.
     let staging = site.path("state/wal/validator-1");
     let staged = || -> Vec<String> {
@@ -189,6 +211,17 @@ fn wal_streaming_archives_every_segment_across_restarts() {
     let names = archived(&site);
     assert!(names.first() <= Some(&first), "{names:?}");
     assert_contiguous(&names);
+    // Everything sealed, the segments sealed while the daemon was down included, ends up
+    // off-site.
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "every sealed segment off-site",
+        || {
+            names
+                .iter()
+                .all(|n| far_wal.join(format!("{n}.sha256")).is_file())
+        },
+    );
     for n in &names {
         let sum = std::fs::read_to_string(site.path(&format!("repo/wal/validator-1/{n}.sha256")))
             .unwrap();

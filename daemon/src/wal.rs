@@ -157,6 +157,10 @@ struct Streamer {
     lag_alerted: bool,
     unbounded_warned: bool,
     last_error: Option<String>,
+    /// Sealed WAL files not yet committed in every off-site repository, oldest first.
+    offsite_pending: BTreeSet<String>,
+    /// Whether the archive was read once for files sealed before this daemon ran.
+    offsite_seeded: bool,
 }
 
 struct State {
@@ -225,6 +229,8 @@ impl State {
                 lag_alerted: false,
                 unbounded_warned: false,
                 last_error: None,
+                offsite_pending: BTreeSet::new(),
+                offsite_seeded: false,
             });
         let (board, bus) = (&self.board, &self.bus);
         if s.receiver.as_ref().is_some_and(|r| r.is_finished()) {
@@ -244,6 +250,7 @@ impl State {
         if let Some(seg) = s.segment_bytes {
             seal(name, &staging, seg, runner, s, board, bus);
         }
+        copy_offsite(name, runner, s, board, bus);
         let v = board.view(name, Utc::now());
         crate::metrics::wal(
             name,
@@ -533,6 +540,7 @@ fn seal(
                     v.sealed_segments += 1;
                     v.last_sealed = Some(file.clone());
                 });
+                s.offsite_pending.insert(file);
             }
             Err(e) => {
                 let msg = format!("sealing WAL {file} into the repository: {e}");
@@ -549,6 +557,63 @@ fn seal(
             }
         }
     }
+}
+
+/// Sealed WAL files copied to each off-site repository per round at most: a slow store
+/// delays the next look at the receiver by a few segments, not by the whole backlog.
+const OFFSITE_PER_ROUND: usize = 4;
+
+/// Copies sealed WAL files to every off-site repository (`[[repository.offsite]]`), oldest
+/// first; a file leaves the queue once every repository has committed it. On the first
+/// round the whole archive is queued (files sealed while no daemon copied them), and a
+/// repository that already holds a file answers without a copy. A failure keeps the queue
+/// and is retried next round; it is logged and announced once per distinct error.
+fn copy_offsite(name: &str, runner: &Runner, s: &mut Streamer, board: &WalBoard, bus: &EventBus) {
+    let repo = runner.repo();
+    let offsite = repo.offsite();
+    if offsite.is_empty() {
+        return;
+    }
+    let archive = match repo.wal_archive(name) {
+        Ok(a) => a,
+        Err(e) => return error(name, s, board, e.to_string()),
+    };
+    if !s.offsite_seeded {
+        match archive.list() {
+            Ok(all) => s.offsite_pending.extend(all),
+            Err(e) => return error(name, s, board, e.to_string()),
+        }
+        s.offsite_seeded = true;
+    }
+    let batch: Vec<String> = s
+        .offsite_pending
+        .iter()
+        .take(OFFSITE_PER_ROUND)
+        .cloned()
+        .collect();
+    for file in batch {
+        for r in offsite.repos() {
+            if let Err(e) = r.copy_wal(name, &archive, &file) {
+                let msg = format!("copying WAL {file} to repository {}: {e}", r.name());
+                if s.last_error.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!(node = %name, "continuous WAL: {msg} (retried)");
+                    bus.publish(Event::new(
+                        "wal.offsite_failed",
+                        Some(name.into()),
+                        msg.clone(),
+                    ));
+                    error(name, s, board, msg);
+                }
+                board.update(name, &s.slot, |v| {
+                    v.offsite_pending = s.offsite_pending.len() as u64
+                });
+                return;
+            }
+        }
+        s.offsite_pending.remove(&file);
+    }
+    let pending = s.offsite_pending.len() as u64;
+    board.update(name, &s.slot, |v| v.offsite_pending = pending);
 }
 
 #[cfg(test)]

@@ -202,6 +202,9 @@ pub struct WalView {
     pub sealed_segments: u64,
     /// Times the receiver was restarted since the daemon started.
     pub restarts: u64,
+    /// Sealed WAL files not yet committed in every off-site repository.
+    #[serde(default)]
+    pub offsite_pending: u64,
     /// The receiver's or the archive's last error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

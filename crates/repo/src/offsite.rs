@@ -201,6 +201,35 @@ impl OffsiteRepo {
         self.write_manifest(manifest)
     }
 
+    /// Copies the sealed WAL file `name` of `archive` (node `node`) here as
+    /// `wal/<node>/<name>` (encrypted like every object when the repository is), then its
+    /// checksum as `<name>.sha256`, which commits it. Answers `false` when it was already
+    /// committed here (an earlier copy, or a daemon restarted and offering it again).
+    pub fn copy_wal(
+        &self,
+        node: &str,
+        archive: &super::wal::WalArchive,
+        name: &str,
+    ) -> Result<bool, RepoError> {
+        let (data, sum) = archive.sealed_files(name)?;
+        let rel = format!("{node}/{name}");
+        let sum_key = self.key(super::wal::WAL_DIR, &format!("{rel}.sha256"));
+        if self.store.exists(&sum_key).map_err(|e| self.err(e))? {
+            return Ok(false);
+        }
+        let mut file = std::fs::File::open(&data).map_err(|e| RepoError::Io {
+            path: data.clone(),
+            message: e.to_string(),
+        })?;
+        self.put_from(&self.key(super::wal::WAL_DIR, &rel), &mut file, &mut |_| {})?;
+        let mut sum_file = std::fs::File::open(&sum).map_err(|e| RepoError::Io {
+            path: sum.clone(),
+            message: e.to_string(),
+        })?;
+        self.put_from(&sum_key, &mut sum_file, &mut |_| {})?;
+        Ok(true)
+    }
+
     /// Writes (or rewrites, after a drill) a backup's manifest: the commit point.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), RepoError> {
         let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| RepoError::Io {
@@ -240,6 +269,9 @@ impl OffsiteRepo {
     pub fn list(&self) -> Result<Listing, RepoError> {
         let mut out = Listing::default();
         for id in self.store.list_dirs().map_err(|e| self.err(e))? {
+            if id == super::wal::WAL_DIR {
+                continue; // the continuous WAL of the nodes (`copy_wal`), not a backup
+            }
             if let Err(why) = super::untrusted::check_name(&id) {
                 tracing::warn!(
                     "repository {}: skipping `{}`: not a backup id ({why})",

@@ -155,6 +155,22 @@ impl WalArchive {
         Ok(out)
     }
 
+    /// The paths of the sealed WAL file `name` and of its checksum file, when both are
+    /// there (a name of Postgres' form only).
+    pub fn sealed_files(&self, name: &str) -> Result<(PathBuf, PathBuf), RepoError> {
+        if !(is_segment_name(name) || is_history_name(name)) {
+            return Err(io_err(&self.dir.join(name), "not a WAL file name"));
+        }
+        let (data, sum) = (
+            self.dir.join(name),
+            self.dir.join(format!("{name}{CHECKSUM_SUFFIX}")),
+        );
+        if !(data.is_file() && sum.is_file()) {
+            return Err(io_err(&data, "not sealed in the archive"));
+        }
+        Ok((data, sum))
+    }
+
     /// Checks `name` against its recorded checksum.
     pub fn verify(&self, name: &str) -> Result<(), RepoError> {
         if !(is_segment_name(name) || is_history_name(name)) {

@@ -640,6 +640,12 @@ fn wal_lines(n: &NodeStatus) -> String {
             .as_ref()
             .map_or(String::new(), |s| format!(", newest {s}"))
     );
+    if w.offsite_pending > 0 {
+        out.push_str(&format!(
+            "  continuous WAL: {} sealed files not yet in every off-site repository\n",
+            w.offsite_pending
+        ));
+    }
     if let Some(e) = &w.last_error {
         out.push_str(&format!("  continuous WAL last error: {e}\n"));
     }
